@@ -1,0 +1,226 @@
+/**
+ * `Secrets`: the domain service. Validation, placeholders, sealing, organization scoping, quota,
+ * and `resolve` (placeholders → values, for egress only). Everything above this seam (the Promise
+ * facade, egress, the REST server) works with any implementation: the one here over `SecretStore` +
+ * `SecretCipher`, or `@secretgate/http`'s over a remote server.
+ *
+ * @since 0.1.0
+ */
+import { Clock, Context, Effect, Layer, Option, type Redacted } from "effect"
+import * as Placeholder from "./Placeholder.js"
+import {
+  CreateSecretParams,
+  decodeInput,
+  ListQuery,
+  SecretName,
+  type Secret,
+  type SecretPage,
+  UpdateSecretParams
+} from "./Secret.js"
+import { SecretCipher } from "./SecretCipher.js"
+import {
+  type InvalidSecretInput,
+  type QuotaExceeded,
+  type SecretNameTaken,
+  SecretNotFound,
+  type StoreError
+} from "./SecretError.js"
+import { pageQuery, type SecretRecord, SecretStore } from "./SecretStore.js"
+
+/**
+ * A mounted secret with its value, as egress needs it. Only `resolve` produces these.
+ *
+ * @since 0.1.0
+ */
+export interface ResolvedSecret {
+  readonly id: string
+  readonly name: string
+  readonly placeholder: string
+  readonly hosts: ReadonlyArray<string>
+  readonly value: Redacted.Redacted<string>
+}
+
+/**
+ * The domain service. Every operation runs for one organization; another organization's secret is
+ * reported exactly like a missing one.
+ *
+ * @since 0.1.0
+ */
+export interface Secrets {
+  readonly create: (
+    organizationId: string,
+    params: CreateSecretParams
+  ) => Effect.Effect<Secret, InvalidSecretInput | SecretNameTaken | QuotaExceeded | StoreError>
+  /** Every secret of the organization, sorted by name. */
+  readonly list: (organizationId: string) => Effect.Effect<ReadonlyArray<Secret>, StoreError>
+  readonly listPage: (organizationId: string, query?: ListQuery) => Effect.Effect<SecretPage, InvalidSecretInput | StoreError>
+  readonly get: (organizationId: string, id: string) => Effect.Effect<Secret, SecretNotFound | StoreError>
+  readonly getByName: (organizationId: string, name: string) => Effect.Effect<Secret, SecretNotFound | InvalidSecretInput | StoreError>
+  readonly update: (
+    organizationId: string,
+    id: string,
+    params: UpdateSecretParams
+  ) => Effect.Effect<Secret, InvalidSecretInput | SecretNotFound | StoreError>
+  readonly delete: (organizationId: string, id: string) => Effect.Effect<void, SecretNotFound | StoreError>
+  /**
+   * The current values behind `placeholders`, for the egress layer only. Placeholders that match
+   * no secret of the organization are left out of the result.
+   */
+  readonly resolve: (
+    organizationId: string,
+    placeholders: ReadonlyArray<string>
+  ) => Effect.Effect<ReadonlyArray<ResolvedSecret>, StoreError>
+}
+
+/**
+ * @since 0.1.0
+ */
+export const Secrets = Context.GenericTag<Secrets>("@secretgate/core/Secrets")
+
+/**
+ * Settings of the core implementation.
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  /** Most secrets one organization may hold. Default 10,000. */
+  readonly quota?: number
+  /** Prefix of generated placeholders. Default `sg_secret_`. */
+  readonly placeholderPrefix?: string
+}
+
+/**
+ * The public model of a record: everything but the sealed value and the organization.
+ *
+ * @since 0.1.0
+ */
+export const toSecret = (record: SecretRecord): Secret => ({
+  id: record.id,
+  name: record.name,
+  ...(record.description === undefined ? {} : { description: record.description }),
+  placeholder: record.placeholder,
+  hosts: record.hosts,
+  createdAt: record.createdAt,
+  updatedAt: record.updatedAt
+})
+
+const decodeCreate = decodeInput(CreateSecretParams)
+const decodeUpdate = decodeInput(UpdateSecretParams)
+const decodeQuery = decodeInput(ListQuery, "query")
+const decodeName = decodeInput(SecretName, "name")
+
+/**
+ * The core implementation over a `SecretStore` and a `SecretCipher`.
+ *
+ * @since 0.1.0
+ */
+export const make = (options: Options = {}): Effect.Effect<Secrets, never, SecretStore | SecretCipher> =>
+  Effect.gen(function*() {
+    const store = yield* SecretStore
+    const cipher = yield* SecretCipher
+    const quota = options.quota ?? 10_000
+    const prefix = options.placeholderPrefix ?? Placeholder.DEFAULT_PREFIX
+    const problem = Placeholder.checkPrefix(prefix)
+    if (problem !== undefined) return yield* Effect.dieMessage(problem)
+
+    const now = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis))
+
+    const insert = (record: SecretRecord): Effect.Effect<SecretRecord, SecretNameTaken | QuotaExceeded | StoreError> =>
+      store.insert(record, { quota }).pipe(
+        Effect.as(record),
+        Effect.catchTag("PlaceholderTaken", () => insert({ ...record, placeholder: Placeholder.generate(prefix) }))
+      )
+
+    const get = (organizationId: string, id: string) =>
+      store.findById(organizationId, id).pipe(
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(SecretNotFound.byId(id)),
+          onSome: (record) => Effect.succeed(toSecret(record))
+        }))
+      )
+
+    return Secrets.of({
+      create: (organizationId, input) =>
+        Effect.gen(function*() {
+          const params = yield* decodeCreate(input)
+          const id = globalThis.crypto.randomUUID()
+          const at = yield* now
+          const record: SecretRecord = {
+            id,
+            organizationId,
+            name: params.name,
+            ...(params.description === undefined || params.description === "" ? {} : { description: params.description }),
+            hosts: params.hosts ?? [],
+            placeholder: Placeholder.generate(prefix),
+            sealed: cipher.seal(params.value, { organizationId, secretId: id }),
+            createdAt: at,
+            updatedAt: at
+          }
+          return toSecret(yield* insert(record))
+        }),
+      list: (organizationId) => Effect.map(store.listAll(organizationId), (records) => records.map(toSecret)),
+      listPage: (organizationId, input = {}) =>
+        Effect.gen(function*() {
+          const query = yield* decodeQuery(input)
+          const page = yield* store.list(organizationId, pageQuery(query))
+          return { items: page.items.map(toSecret), total: page.total, nextCursor: page.nextCursor }
+        }),
+      get,
+      getByName: (organizationId, input) =>
+        Effect.gen(function*() {
+          const name = yield* decodeName(input)
+          const record = yield* store.findByName(organizationId, name)
+          if (Option.isNone(record)) return yield* Effect.fail(SecretNotFound.byNames([name]))
+          return toSecret(record.value)
+        }),
+      update: (organizationId, id, input) =>
+        Effect.gen(function*() {
+          const params = yield* decodeUpdate(input)
+          const at = yield* now
+          const sealed = params.value === undefined ? undefined : cipher.seal(params.value, { organizationId, secretId: id })
+          const record = yield* store.update(organizationId, id, (current) => {
+            const { description: _, ...rest } = current
+            const description = params.description === undefined ? current.description : params.description
+            return {
+              ...rest,
+              ...(description === null || description === undefined || description === "" ? {} : { description }),
+              hosts: params.hosts ?? current.hosts,
+              sealed: sealed ?? current.sealed,
+              updatedAt: at
+            }
+          })
+          return toSecret(record)
+        }),
+      delete: (organizationId, id) => store.delete(organizationId, id),
+      resolve: (organizationId, placeholders) =>
+        Effect.forEach(
+          new Set(placeholders),
+          (placeholder) =>
+            store.findByPlaceholder(organizationId, placeholder).pipe(
+              Effect.flatMap(Option.match({
+                onNone: () => Effect.succeed(Option.none<ResolvedSecret>()),
+                onSome: (record) =>
+                  Effect.map(
+                    cipher.open(record.sealed, { organizationId, secretId: record.id }),
+                    (value) =>
+                      Option.some<ResolvedSecret>({
+                        id: record.id,
+                        name: record.name,
+                        placeholder: record.placeholder,
+                        hosts: record.hosts,
+                        value
+                      })
+                  )
+              }))
+            )
+        ).pipe(Effect.map((all) => all.flatMap((option) => (Option.isSome(option) ? [option.value] : []))))
+    })
+  })
+
+/**
+ * Provides `Secrets` over whatever `SecretStore` and `SecretCipher` are provided.
+ *
+ * @since 0.1.0
+ */
+export const layer = (options: Options = {}): Layer.Layer<Secrets, never, SecretStore | SecretCipher> =>
+  Layer.effect(Secrets, make(options))

@@ -1,0 +1,157 @@
+/**
+ * The substitution engine: pure, streaming find-and-replace over bytes.
+ *
+ * Egress uses it twice: placeholders → values on the way out, values → placeholders (scrubbing) on
+ * the way back. A stream is rewritten chunk by chunk; the last `maxLength - 1` bytes of each chunk
+ * are carried over to the next, so a token split across chunks at any offset is still found and
+ * nothing but that carry is ever held.
+ *
+ * @since 0.1.0
+ */
+import { Buffer } from "node:buffer"
+import type { Scanner } from "./Placeholder.js"
+
+/**
+ * One match: where it starts, how long it is, and what replaces it (`undefined`: leave as is).
+ *
+ * @since 0.1.0
+ */
+export interface Match {
+  readonly index: number
+  readonly length: number
+  readonly replacement: Uint8Array | undefined
+}
+
+/**
+ * Finds the leftmost match in `bytes[from, end)`. `maxLength` bounds how many bytes decide a match
+ * (its length plus any look-ahead), which is what the stream must carry between chunks.
+ *
+ * @since 0.1.0
+ */
+export interface Matcher {
+  readonly maxLength: number
+  find(bytes: Buffer, from: number, end: number, atEnd: boolean): Match | undefined
+}
+
+/**
+ * Matches the placeholders a scanner recognises; `decide` says what each one becomes (it may also
+ * throw, to refuse the whole request).
+ *
+ * @since 0.1.0
+ */
+export const placeholderMatcher = (
+  scanner: Scanner,
+  decide: (placeholder: string) => Uint8Array | undefined
+): Matcher => ({
+  maxLength: scanner.length + 1,
+  find(bytes, from, end, atEnd) {
+    const index = scanner.indexIn(bytes, from, end, atEnd)
+    if (index === -1) return undefined
+    const placeholder = bytes.toString("latin1", index, index + scanner.length)
+    return { index, length: scanner.length, replacement: decide(placeholder) }
+  }
+})
+
+/**
+ * Matches literal byte strings (longest first where two start at the same place), each replaced by
+ * its paired bytes. Used to scrub values out of responses.
+ *
+ * @since 0.1.0
+ */
+export const literalMatcher = (
+  pairs: ReadonlyArray<readonly [from: Uint8Array, to: Uint8Array]>
+): Matcher => {
+  const patterns = pairs
+    .filter(([from]) => from.length > 0)
+    .map(([from, to]) => [Buffer.from(from), to] as const)
+    .sort((a, b) => b[0].length - a[0].length)
+  const maxLength = patterns.reduce((max, [from]) => Math.max(max, from.length), 1)
+  return {
+    maxLength,
+    find(bytes, from, end) {
+      let best: Match | undefined
+      for (const [pattern, replacement] of patterns) {
+        const index = bytes.indexOf(pattern, from)
+        if (index === -1 || index + pattern.length > end) continue
+        if (best === undefined || index < best.index) best = { index, length: pattern.length, replacement }
+      }
+      return best
+    }
+  }
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/**
+ * Rewrites a byte stream. Feed chunks to `push`, then call `end`; each returns the bytes that are
+ * final so far. Holds at most `maxLength - 1` bytes between calls.
+ *
+ * @since 0.1.0
+ * @example
+ * ```ts
+ * import { Substitution } from "@secretgate/core"
+ * const rewriter = new Substitution.StreamRewriter(
+ *   Substitution.literalMatcher([[Buffer.from("secret"), Buffer.from("******")]])
+ * )
+ * Buffer.concat([rewriter.push(Buffer.from("a sec")), rewriter.push(Buffer.from("ret!")), rewriter.end()])
+ * // "a ******!"
+ * ```
+ */
+export class StreamRewriter {
+  private carry: Buffer = EMPTY
+  /** How many matches were found so far (replaced or not). @since 0.1.0 */
+  matches = 0
+
+  constructor(private readonly matcher: Matcher) {}
+
+  /** Rewrites the next chunk; returns the bytes now final. @since 0.1.0 */
+  push(chunk: Uint8Array): Buffer {
+    const input = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+    const bytes = this.carry.length === 0 ? input : Buffer.concat([this.carry, input])
+    return this.run(bytes, false)
+  }
+
+  /** Flushes what was carried; the stream is over. @since 0.1.0 */
+  end(): Buffer {
+    const bytes = this.carry
+    this.carry = EMPTY
+    return bytes.length === 0 ? EMPTY : this.run(bytes, true)
+  }
+
+  private run(bytes: Buffer, atEnd: boolean): Buffer {
+    // A match may only start where enough bytes follow to decide it; later starts wait for more.
+    const decidable = atEnd ? bytes.length : bytes.length - (this.matcher.maxLength - 1)
+    const pieces: Array<Uint8Array> = []
+    let emitted = 0
+    let searchFrom = 0
+    while (searchFrom < decidable) {
+      const match = this.matcher.find(bytes, searchFrom, bytes.length, atEnd)
+      if (match === undefined || match.index >= decidable) break
+      this.matches++
+      if (match.replacement !== undefined) {
+        if (match.index > emitted) pieces.push(bytes.subarray(emitted, match.index))
+        pieces.push(match.replacement)
+        emitted = match.index + match.length
+      }
+      searchFrom = match.index + match.length
+    }
+    const keepFrom = Math.max(emitted, decidable, searchFrom)
+    if (keepFrom > emitted) pieces.push(bytes.subarray(emitted, keepFrom))
+    // Copy the carry so it never pins the caller's (possibly large) chunk.
+    this.carry = keepFrom < bytes.length ? Buffer.from(bytes.subarray(keepFrom)) : EMPTY
+    if (pieces.length === 0) return EMPTY
+    return pieces.length === 1 ? Buffer.from(pieces[0]!.buffer, pieces[0]!.byteOffset, pieces[0]!.byteLength) : Buffer.concat(pieces)
+  }
+}
+
+/**
+ * Rewrites a whole buffer at once.
+ *
+ * @since 0.1.0
+ */
+export const rewriteBytes = (matcher: Matcher, bytes: Uint8Array): Buffer => {
+  const rewriter = new StreamRewriter(matcher)
+  const head = rewriter.push(bytes)
+  const tail = rewriter.end()
+  return tail.length === 0 ? head : Buffer.concat([head, tail])
+}

@@ -1,0 +1,110 @@
+/**
+ * A `SecretStore` in memory: for tests, demos and single-process embedders that keep nothing across
+ * restarts. Every operation is one synchronous step, so it is atomic under any number of concurrent
+ * fibers. Values are still sealed, as in every backend.
+ *
+ * @since 0.1.0
+ */
+import { KeyRing, SecretCipher, Secrets, SecretStore } from "@secretgate/core"
+import { QuotaExceeded, SecretNameTaken, SecretNotFound } from "@secretgate/core"
+import { Effect, Layer } from "effect"
+
+type SecretRecord = SecretStore.SecretRecord
+
+/**
+ * A fresh, empty in-memory store.
+ *
+ * @since 0.1.0
+ */
+export const make = (): SecretStore.SecretStore => {
+  const byId = new Map<string, SecretRecord>()
+  const byPlaceholder = new Map<string, SecretRecord>()
+  const byOrganization = new Map<string, Map<string, SecretRecord>>()
+
+  const namesOf = (organizationId: string) => {
+    let names = byOrganization.get(organizationId)
+    if (names === undefined) {
+      names = new Map()
+      byOrganization.set(organizationId, names)
+    }
+    return names
+  }
+  const owned = (organizationId: string, record: SecretRecord | undefined) =>
+    record !== undefined && record.organizationId === organizationId ? record : undefined
+
+  return SecretStore.SecretStore.of({
+    insert: (record, { quota }) =>
+      Effect.suspend((): Effect.Effect<void, SecretNameTaken | SecretStore.PlaceholderTaken | QuotaExceeded> => {
+        const names = namesOf(record.organizationId)
+        if (names.has(record.name)) return Effect.fail(SecretNameTaken.of(record.name))
+        if (byPlaceholder.has(record.placeholder)) return Effect.fail(new SecretStore.PlaceholderTaken())
+        if (names.size >= quota) return Effect.fail(QuotaExceeded.of(quota))
+        names.set(record.name, record)
+        byId.set(record.id, record)
+        byPlaceholder.set(record.placeholder, record)
+        return Effect.void
+      }),
+    findById: (organizationId, id) => Effect.sync(() => SecretStore.found(owned(organizationId, byId.get(id)))),
+    findByName: (organizationId, name) =>
+      Effect.sync(() => SecretStore.found(byOrganization.get(organizationId)?.get(name))),
+    findByPlaceholder: (organizationId, placeholder) =>
+      Effect.sync(() => SecretStore.found(owned(organizationId, byPlaceholder.get(placeholder)))),
+    listAll: (organizationId) =>
+      Effect.sync(() => [...(byOrganization.get(organizationId)?.values() ?? [])].sort(SecretStore.byName)),
+    list: (organizationId, query) =>
+      Effect.suspend(() => SecretStore.paginate(byOrganization.get(organizationId)?.values() ?? [], query)),
+    update: (organizationId, id, change) =>
+      Effect.suspend((): Effect.Effect<SecretRecord, SecretNotFound> => {
+        const current = owned(organizationId, byId.get(id))
+        if (current === undefined) return Effect.fail(SecretNotFound.byId(id))
+        const next = change(current)
+        byId.set(id, next)
+        byPlaceholder.set(next.placeholder, next)
+        namesOf(organizationId).set(next.name, next)
+        return Effect.succeed(next)
+      }),
+    delete: (organizationId, id) =>
+      Effect.suspend((): Effect.Effect<void, SecretNotFound> => {
+        const current = owned(organizationId, byId.get(id))
+        if (current === undefined) return Effect.fail(SecretNotFound.byId(id))
+        byId.delete(id)
+        byPlaceholder.delete(current.placeholder)
+        namesOf(organizationId).delete(current.name)
+        return Effect.void
+      })
+  })
+}
+
+/**
+ * Provides only the `SecretStore`.
+ *
+ * @since 0.1.0
+ */
+export const layerStore: Layer.Layer<SecretStore.SecretStore> = Layer.sync(SecretStore.SecretStore, make)
+
+/**
+ * Settings of the in-memory backend.
+ *
+ * @since 0.1.0
+ */
+export interface Options extends Secrets.Options {
+  /** Keys to seal with; a fresh random key when omitted (the data dies with the process anyway). */
+  readonly keyRing?: KeyRing.KeyRing
+}
+
+/**
+ * Provides `Secrets` (and its `SecretStore`) in memory: the one layer a test or demo needs.
+ *
+ * @since 0.1.0
+ * @example
+ * ```ts
+ * import { Secretgate } from "@secretgate/core"
+ * import { MemorySecretStore } from "@secretgate/memory"
+ * const gate = new Secretgate({ layer: MemorySecretStore.layer(), organizationId: "acme" })
+ * ```
+ */
+export const layer = (options: Options = {}): Layer.Layer<Secrets.Secrets | SecretStore.SecretStore> =>
+  Secrets.layer(options).pipe(
+    Layer.provideMerge(layerStore),
+    Layer.provide(SecretCipher.layer(options.keyRing ?? KeyRing.ephemeral()))
+  )
