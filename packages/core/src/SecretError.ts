@@ -68,7 +68,9 @@ export class InvalidSecretInput extends Schema.TaggedError<InvalidSecretInput>()
   static readonly status = 400
   /** @since 0.1.0 */
   static of(field: string, reason: string): InvalidSecretInput {
-    return new InvalidSecretInput({ message: `${field}: ${reason}`, field })
+    // `hosts[2] "a.com:1": ports are not supported` reads better than `hosts[2]: "a.com:1": ...`
+    const separator = reason.startsWith("\"") ? " " : ": "
+    return new InvalidSecretInput({ message: `${field}${separator}${reason}`, field })
   }
 }
 

@@ -277,7 +277,7 @@ describe("HostIndex", () => {
     expect(big.match("svc43.example.com")).toEqual([])
     expect(big.match("example.com")).toEqual([])
 
-    for (let i = 0; i < 1_000; i += 97) expect(big.match(`x.y.svc${i}.example.com`)).toEqual([i])
+    for (let i = 0; i < 1_000; i += 98) expect(big.match(`svc${i}.example.com`)).toEqual([i])
   })
 })
 

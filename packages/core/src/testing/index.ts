@@ -1,1 +1,6 @@
-export {}
+/**
+ * Test helpers for backend authors: run `conformance` from your backend's test file.
+ *
+ * @since 0.1.0
+ */
+export { conformance, type MakeLayer } from "./Conformance.js"
