@@ -98,7 +98,7 @@ export const conformance = (name: string, makeLayer: MakeLayer): void => {
             expect(error._tag).toBe("InvalidSecretInput")
             if (error._tag === "InvalidSecretInput") {
               expect(error.field).toBe("name")
-              expect(error.message).toMatch(/^name: /)
+              expect(error.message).toMatch(/^name[: ]/)
             }
           }
           expect((yield* secrets.list(o)).length).toBe(4)
