@@ -1,1 +1,11 @@
-export {}
+/**
+ * `@secretgate/undici`: the egress layer. Placeholders in a sandbox's outbound requests become
+ * values only for allowed hosts over TLS; values never come back in responses.
+ *
+ * @since 0.1.0
+ */
+export * as AuditEvent from "./AuditEvent.js"
+export * from "./EgressError.js"
+export * as Interceptor from "./Interceptor.js"
+export { SecretgateAgent } from "./SecretgateAgent.js"
+export * as SecretgateAgentModule from "./SecretgateAgent.js"

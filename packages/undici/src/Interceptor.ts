@@ -1,0 +1,92 @@
+/**
+ * The egress interceptor: `(dispatch) => (options, handler) => ...`, for `Dispatcher.compose`.
+ *
+ * For every dispatch it loads the sandbox's current values from its `SecretResolver`, replaces the
+ * placeholders of mounted secrets allowed for the **dispatch origin** (never a `Host` header) over
+ * `https:` in header values, path, query and body, and scrubs the values back out of the response.
+ * It never mutates the caller's options: a redirect interceptor composed *outside* it replays the
+ * caller's original request (placeholders), and each hop is decided afresh for its own destination.
+ *
+ * Prefer `SecretgateAgent`, which composes it the one safe way.
+ *
+ * @since 0.1.0
+ */
+import { HostPattern, Placeholder, type SecretResolver } from "@secretgate/core"
+import type { Dispatcher } from "undici"
+import type { AuditSink } from "./AuditEvent.js"
+import { ResolutionFailed } from "./EgressError.js"
+import { plan, type Settings } from "./internal/plan.js"
+import { ScrubHandler, scrubPairs } from "./internal/ScrubHandler.js"
+
+/**
+ * @since 0.1.0
+ */
+export interface Options {
+  /** The sandbox's secrets: `gate.resolver(mount)` or `SecretResolver.make(mount)`. */
+  readonly resolver: SecretResolver.SecretResolver
+  /**
+   * Hosts to which values may also go over plain `http:` (e.g. `["127.0.0.1"]` in tests). Default:
+   * none; values only ever travel over `https:`.
+   */
+  readonly allowHttp?: ReadonlyArray<string>
+  /**
+   * What to do with a placeholder that may not be substituted for the destination: `"forward"` it
+   * unchanged (default, as Daytona does) or `"block"` the request with `SubstitutionBlocked`.
+   */
+  readonly onDisallowed?: "forward" | "block"
+  /** Receives `substituted` / `withheld` / `blocked` events (never a value). */
+  readonly audit?: AuditSink
+}
+
+const PLACEHOLDER_TAIL = Placeholder.TOKEN_LENGTH
+
+/**
+ * Builds the interceptor.
+ *
+ * @since 0.1.0
+ * @example
+ * ```ts
+ * import { Agent, interceptors } from "undici"
+ * import { Interceptor } from "@secretgate/undici"
+ * // redirect must be outside (after) the secretgate interceptor:
+ * const dispatcher = new Agent().compose(Interceptor.make({ resolver }), interceptors.redirect({ maxRedirections: 5 }))
+ * ```
+ */
+export const make = (options: Options): Dispatcher.DispatcherComposeInterceptor => {
+  const mount = options.resolver.mount
+  const prefixes = new Set(mount.secrets.map((secret) => secret.placeholder.slice(0, -PLACEHOLDER_TAIL)))
+  const settings: Settings = {
+    scanners: [...(prefixes.size === 0 ? [Placeholder.DEFAULT_PREFIX] : prefixes)].map((prefix) => new Placeholder.Scanner(prefix)),
+    mounted: new Map(mount.secrets.map((secret) => [secret.placeholder, secret.name])),
+    allowHttp: new Set(
+      (options.allowHttp ?? []).map((host) => HostPattern.normalizeDestination(host)?.host ?? host.toLowerCase())
+    ),
+    onDisallowed: options.onDisallowed ?? "forward",
+    audit: options.audit
+  }
+
+  return (dispatch) =>
+    function secretgateDispatch(opts, handler) {
+      const fail = (error: unknown) => {
+        handler.onResponseError?.(null as never, error instanceof Error ? error : new Error(String(error)))
+      }
+      options.resolver.current().then(
+        (values) => {
+          try {
+            const planned = plan(settings, values, opts)
+            const next = planned.scrub.length === 0 && planned.basicEchoes.length === 0
+              ? handler
+              : new ScrubHandler(handler, scrubPairs(planned.scrub, planned.basicEchoes))
+            dispatch(planned.options, next)
+          } catch (error) {
+            fail(error)
+          }
+        },
+        (cause) => fail(new ResolutionFailed({ message: `could not load the sandbox's secret values: ${describe(cause)}`, cause }))
+      )
+      return true
+    }
+}
+
+const describe = (cause: unknown): string =>
+  typeof cause === "object" && cause !== null && "message" in cause ? String((cause as Error).message) : "unknown error"
