@@ -209,7 +209,8 @@ export const plan = (
   const pairs = headerPairs(options.headers).map(([name, value]): HeaderPair => {
     const lower = name.toLowerCase()
     if (lower === "content-type") contentType = value
-    if (!mayHold(scanners, value)) return [name, value]
+    const basicCandidate = lower === "authorization" || lower === "proxy-authorization"
+    if (!basicCandidate && !mayHold(scanners, value)) return [name, value]
     const intoHeader = (placeholder: string): string | undefined => {
       const secret = decider.value(placeholder, "header")
       if (secret === undefined) return undefined
@@ -223,7 +224,7 @@ export const plan = (
       }
       return plain
     }
-    if (lower === "authorization" || lower === "proxy-authorization") {
+    if (basicCandidate) {
       const basic = decodeBasic(value)
       if (basic !== undefined && mayHold(scanners, basic.credentials)) {
         const credentials = replaceInText(scanners, basic.credentials, (placeholder) => {
@@ -236,6 +237,7 @@ export const plan = (
         basicEchoes.push([sent, value])
         return [name, sent]
       }
+      if (!mayHold(scanners, value)) return [name, value]
     }
     const next = replaceInText(scanners, value, intoHeader)
     if (next !== value) headersChanged = true

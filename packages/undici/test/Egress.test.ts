@@ -1,0 +1,174 @@
+/**
+ * What the egress layer does for a sandbox: substitution in every surface and body kind, through
+ * every client, and scrubbing of responses.
+ */
+import { Readable } from "node:stream"
+import { fetch as undiciFetch, ProxyAgent, request } from "undici"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { everything, last, makeWorld, type World } from "./support/fixture.js"
+import { startProxy } from "./support/proxy.js"
+import { CA, testAgentOptions } from "./support/upstream.js"
+
+let world: World
+beforeAll(async () => {
+  world = await makeWorld()
+})
+afterAll(() => world.close())
+
+const VALUE = "sk-live-Zq9xV2bN7"
+
+describe("substitution surfaces", () => {
+  it("replaces a placeholder in a header value", async () => {
+    const box = await world.sandbox({ api: [VALUE, ["api.allowed.test"]] })
+    const response = await request(world.https.url("api.allowed.test", "/"), {
+      headers: { authorization: `Bearer ${box.env.API}`, "x-other": "plain" },
+      dispatcher: box.agent
+    })
+    await response.body.text()
+    expect(last(world.https).headers.authorization).toBe(`Bearer ${VALUE}`)
+    expect(last(world.https).headers["x-other"]).toBe("plain")
+    expect(box.events).toEqual([{ type: "substituted", secret: "api", host: "api.allowed.test", surface: "header" }])
+  })
+
+  it("decodes, substitutes and re-encodes Authorization: Basic", async () => {
+    const box = await world.sandbox({ pass: ["p@ss:wörd", ["api.allowed.test"]] })
+    const basic = Buffer.from(`alice:${box.env.PASS}`).toString("base64")
+    await (await request(world.https.url("api.allowed.test"), { headers: { Authorization: `Basic ${basic}` }, dispatcher: box.agent })).body.text()
+    const sent = last(world.https).headers.authorization!
+    expect(sent).toMatch(/^Basic /)
+    expect(Buffer.from(sent.slice(6), "base64").toString("utf8")).toBe("alice:p@ss:wörd")
+  })
+
+  it("substitutes in path and query, percent-encoded", async () => {
+    const box = await world.sandbox({ tok: ["a b/c?d&e=f", ["api.allowed.test"]] })
+    await (await request(world.https.url("api.allowed.test", `/v1/${box.env.TOK}/x?key=${box.env.TOK}&n=1`), { dispatcher: box.agent })).body.text()
+    expect(last(world.https).url).toBe(`/v1/${encodeURIComponent("a b/c?d&e=f")}/x?key=${encodeURIComponent("a b/c?d&e=f")}&n=1`)
+    await (await request(world.https.url("api.allowed.test", "/q"), { query: { key: box.env.TOK }, dispatcher: box.agent })).body.text()
+    expect(new URL(last(world.https).url, "https://x").searchParams.get("key")).toBe("a b/c?d&e=f")
+  })
+
+  it("JSON bodies get a JSON-escaped value, form bodies a form-encoded one", async () => {
+    const box = await world.sandbox({ tricky: ['quote" back\\ slash&=+', ["api.allowed.test"]] })
+    await (await request(world.https.url("api.allowed.test", "/"), {
+      method: "POST",
+      headers: { "content-type": "application/json; charset=utf-8" },
+      body: JSON.stringify({ token: box.env.TRICKY }),
+      dispatcher: box.agent
+    })).body.text()
+    expect(JSON.parse(last(world.https).body.toString("utf8"))).toEqual({ token: 'quote" back\\ slash&=+' })
+    await (await request(world.https.url("api.allowed.test", "/"), {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ token: box.env.TRICKY!, other: "1" }).toString(),
+      dispatcher: box.agent
+    })).body.text()
+    expect(new URLSearchParams(last(world.https).body.toString("utf8")).get("token")).toBe('quote" back\\ slash&=+')
+  })
+
+  const bodies: ReadonlyArray<readonly [string, (text: string) => unknown, boolean]> = [
+    ["string", (text) => text, false],
+    ["Buffer", (text) => Buffer.from(text), false],
+    ["Uint8Array", (text) => new Uint8Array(Buffer.from(text)), false],
+    ["Readable", (text) => Readable.from([Buffer.from(text.slice(0, 7)), Buffer.from(text.slice(7))]), true],
+    ["async iterable", (text) => (async function*() {
+      for (const char of text) yield Buffer.from(char)
+    })(), true]
+  ]
+  for (const [kind, make, streamed] of bodies) {
+    it(`substitutes in a ${kind} body with ${streamed ? "chunked encoding" : "an exact content-length"}`, async () => {
+      const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
+      const text = `key=${box.env.KEY};again=${box.env.KEY};`
+      await (await request(world.https.url("api.allowed.test", "/"), {
+        method: "POST",
+        headers: { "content-type": "text/plain", ...(streamed ? {} : { "content-length": String(Buffer.byteLength(text)) }) },
+        body: make(text) as string,
+        dispatcher: box.agent
+      })).body.text()
+      const received = last(world.https)
+      expect(received.body.toString()).toBe(`key=${VALUE};again=${VALUE};`)
+      if (streamed) {
+        expect(received.chunked).toBe(true)
+        expect(received.headers["content-length"]).toBeUndefined()
+      } else {
+        expect(received.headers["content-length"]).toBe(String(received.body.length))
+      }
+    })
+  }
+
+  it("leaves a body without placeholders byte for byte as it was", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
+    const body = Buffer.from(Array.from({ length: 5000 }, (_, i) => i % 256))
+    await (await request(world.https.url("api.allowed.test"), { method: "PUT", body, dispatcher: box.agent })).body.text()
+    expect(last(world.https).body.equals(body)).toBe(true)
+  })
+})
+
+describe("clients", () => {
+  it("undici.fetch with { dispatcher }, request body and response scrubbed", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
+    const response = await undiciFetch(world.https.url("api.allowed.test", "/echo"), {
+      method: "POST",
+      headers: { "x-api-key": box.env.KEY!, "content-type": "application/json" },
+      body: JSON.stringify({ key: box.env.KEY }),
+      dispatcher: box.agent
+    })
+    const echoed = await response.text()
+    expect(last(world.https).headers["x-api-key"]).toBe(VALUE)
+    expect(last(world.https).body.toString()).toContain(VALUE)
+    expect(echoed).not.toContain(VALUE)
+    expect(echoed).toContain(box.env.KEY)
+  })
+
+  it("Node's global fetch, per call and via setGlobalDispatcher", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
+    const perCall = await globalThis.fetch(world.https.url("api.allowed.test", "/echo"), {
+      headers: { "x-api-key": box.env.KEY! },
+      dispatcher: box.agent
+    } as unknown as RequestInit)
+    expect(await perCall.text()).not.toContain(VALUE)
+    expect(last(world.https).headers["x-api-key"]).toBe(VALUE)
+
+    const { getGlobalDispatcher, setGlobalDispatcher } = await import("undici")
+    const previous = getGlobalDispatcher()
+    setGlobalDispatcher(box.agent)
+    try {
+      const global = await globalThis.fetch(world.https.url("api.allowed.test", "/echo"), {
+        method: "POST",
+        body: `k=${box.env.KEY}`
+      })
+      expect(await global.text()).not.toContain(VALUE)
+      expect(last(world.https).body.toString()).toBe(`k=${VALUE}`)
+    } finally {
+      setGlobalDispatcher(previous)
+    }
+  })
+
+  it("over a ProxyAgent (CONNECT tunnel): the proxy never sees the value", async () => {
+    const proxy = await startProxy()
+    try {
+      const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, {
+        dispatcher: new ProxyAgent({ uri: proxy.url, requestTls: { ca: CA } })
+      })
+      const response = await request(world.https.url("api.allowed.test", "/echo"), {
+        headers: { authorization: `Bearer ${box.env.KEY}` },
+        dispatcher: box.agent
+      })
+      expect(await response.body.text()).not.toContain(VALUE)
+      expect(last(world.https).headers.authorization).toBe(`Bearer ${VALUE}`)
+      expect(proxy.connects).toEqual([`api.allowed.test:${world.https.port}`])
+      expect(proxy.bytesSeen().includes(VALUE)).toBe(false)
+    } finally {
+      await proxy.close()
+    }
+  })
+
+  it("a plain Agent sees the placeholder (the baseline these tests compare against)", async () => {
+    const { Agent } = await import("undici")
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
+    const plain = new Agent(testAgentOptions)
+    await (await request(world.https.url("api.allowed.test"), { headers: { "x-k": box.env.KEY! }, dispatcher: plain })).body.text()
+    await plain.close()
+    expect(last(world.https).headers["x-k"]).toBe(box.env.KEY)
+    expect(everything(world.https)).toContain(VALUE) // earlier tests did substitute
+  })
+})
