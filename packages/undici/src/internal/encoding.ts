@@ -21,13 +21,35 @@ const forJson = (value: string): string => JSON.stringify(value).slice(1, -1)
 /** As `URLSearchParams` writes a form field. */
 const forForm = (value: string): string => new URLSearchParams([["", value]]).toString().slice(1)
 
+const ECHO_ENCODINGS: ReadonlyArray<(value: string) => string> = [
+  (value) => forJson(value),
+  (value) => asciiJson(value),
+  (value) => forJson(value).replaceAll("/", "\\/"),
+  forUrl,
+  forForm
+]
+
 /**
- * Every distinct form of the value worth scrubbing: raw, JSON-escaped (also with `\/` and `\uXXXX`
- * escapes of non-ASCII as some serialisers write), percent-encoded and form-encoded.
+ * Every distinct form of the value worth scrubbing: raw, and each of JSON string escaping (plain,
+ * ASCII-only `\uXXXX`, `\/`), percent-encoding and form-encoding applied up to twice (an echo of a
+ * JSON body inside a JSON response escapes the value twice).
  */
 export const echoForms = (value: string): ReadonlyArray<string> => {
-  const forms = new Set<string>([value, forJson(value), forUrl(value), forForm(value), asciiJson(value)])
-  forms.add(forJson(value).replaceAll("/", "\\/"))
+  const forms = new Set<string>([value])
+  let layer: ReadonlyArray<string> = [value]
+  for (let depth = 0; depth < 2; depth++) {
+    const next: Array<string> = []
+    for (const form of layer) {
+      for (const encode of ECHO_ENCODINGS) {
+        const encoded = encode(form)
+        if (!forms.has(encoded)) {
+          forms.add(encoded)
+          next.push(encoded)
+        }
+      }
+    }
+    layer = next
+  }
   return [...forms].filter((form) => form.length > 0)
 }
 

@@ -26,14 +26,19 @@ export interface Received {
 export interface Upstream {
   readonly port: number
   readonly received: Array<Received>
+  /** Request body bytes received so far, counted as they arrive (before a request ends). */
+  readonly progress: { bytes: number }
   /** The URL of `path` on `host` (resolved to 127.0.0.1 by `testAgentOptions`). */
   url(host: string, path?: string): string
   close(): Promise<void>
 }
 
-const handle = (received: Array<Received>) => (req: http.IncomingMessage, res: http.ServerResponse) => {
+const handle = (received: Array<Received>, progress: { bytes: number }) => (req: http.IncomingMessage, res: http.ServerResponse) => {
   const chunks: Array<Buffer> = []
-  req.on("data", (chunk: Buffer) => chunks.push(chunk))
+  req.on("data", (chunk: Buffer) => {
+    progress.bytes += chunk.length
+    chunks.push(chunk)
+  })
   req.on("end", () => {
     const body = Buffer.concat(chunks)
     const url = new URL(req.url ?? "/", "http://upstream")
@@ -100,15 +105,17 @@ const handle = (received: Array<Received>) => (req: http.IncomingMessage, res: h
 /** Starts an upstream; `secure: false` for plain HTTP. */
 export const startUpstream = async (options: { readonly secure?: boolean } = {}): Promise<Upstream> => {
   const received: Array<Received> = []
+  const progress = { bytes: 0 }
   const server = options.secure === false
-    ? http.createServer(handle(received))
-    : https.createServer({ key: tls("server.key"), cert: tls("server.pem") }, handle(received))
+    ? http.createServer(handle(received, progress))
+    : https.createServer({ key: tls("server.key"), cert: tls("server.pem") }, handle(received, progress))
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
   const port = (server.address() as AddressInfo).port
   const scheme = options.secure === false ? "http" : "https"
   return {
     port,
     received,
+    progress,
     url: (host, path = "/") => `${scheme}://${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${port}${path}`,
     close: () =>
       new Promise<void>((resolve) => {
