@@ -1,0 +1,375 @@
+/**
+ * The REST server: `SecretApi` served over any `Secrets` (memory, filesystem, or even a remote
+ * one), on `@effect/platform-node`'s HTTP server, with API-key authentication.
+ *
+ * Every failure is answered with a JSON error body `{ statusCode, message, error, code }`: unknown
+ * routes (404), malformed JSON (400), bodies over the limit (413), unexpected failures (500, with a
+ * generic message; the cause is logged, never sent). On shutdown the server stops accepting
+ * connections and finishes the requests in flight before the backend is released.
+ *
+ * @since 0.1.0
+ */
+import {
+  type HttpApi,
+  HttpApiBuilder,
+  type HttpApp,
+  HttpServer,
+  HttpServerError,
+  HttpServerRequest,
+  HttpServerResponse
+} from "@effect/platform"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { Forbidden, InvalidSecretInput, Secret, Secrets, Unauthorized } from "@secretgate/core"
+import { Cause, Context, Duration, Effect, Layer, ManagedRuntime, Option, Redacted, Schema } from "effect"
+import * as Http from "node:http"
+import * as ApiKeys from "./ApiKeys.js"
+import { readJson } from "./internal/body.js"
+import {
+  Caller,
+  type ErrorBody,
+  InternalServerError,
+  MAX_RESOLVE_PLACEHOLDERS,
+  ManageAuth,
+  normalizeBasePath,
+  ORGANIZATION_HEADER,
+  reasonPhrase,
+  ResolveAuth,
+  RouteNotFound,
+  type SecretApi,
+  withBasePath
+} from "./SecretApi.js"
+
+/**
+ * Settings of the API itself, whatever server it runs on.
+ *
+ * @since 0.1.0
+ */
+export interface ApiOptions {
+  /** Path the routes live under, e.g. `/api` for `/api/secret`. Default `/`. */
+  readonly basePath?: string
+  /** Largest accepted request body, in bytes; larger ones get 413. Default 1 MiB. */
+  readonly maxBodyBytes?: number
+}
+
+/**
+ * Settings of the Node server.
+ *
+ * @since 0.1.0
+ */
+export interface ServerOptions extends ApiOptions {
+  /** Port to listen on; 0 picks a free one. Default 0. */
+  readonly port?: number
+  /** Interface to listen on. Default `127.0.0.1`. */
+  readonly host?: string
+  /**
+   * On shutdown, how long requests in flight may take to finish before their connections are
+   * cut. Default 10 seconds.
+   */
+  readonly shutdownTimeout?: Duration.DurationInput
+}
+
+/**
+ * Default largest request body: 1 MiB, ample for a 64 KiB value however it is escaped.
+ *
+ * @since 0.1.0
+ */
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+const decodeCreate = Secret.decodeInput(Secret.CreateSecretBody, "body")
+const decodeUpdate = Secret.decodeInput(Secret.UpdateSecretBody, "body")
+const decodeQuery = Secret.decodeInput(Secret.ListQuery, "query")
+const decodeResolve = Secret.decodeInput(
+  Schema.Struct({
+    placeholders: Schema.Array(Schema.String.annotations({ message: () => "must be a string" })).annotations({
+      message: () => "must be an array of strings"
+    }).pipe(
+      Schema.filter((all) =>
+        all.length <= MAX_RESOLVE_PLACEHOLDERS ||
+        `must have at most ${MAX_RESOLVE_PLACEHOLDERS} entries (got ${all.length})`
+      )
+    )
+  }),
+  "body"
+)
+
+type QueryValue = string | ReadonlyArray<string> | undefined
+
+// Query strings carry text; the domain's `limit` is a number. Anything but digits is handed on
+// as text, so the domain's own message ("must be a whole number from 1 to 200") answers it.
+const queryInput = (params: Record<string, QueryValue>): Effect.Effect<Record<string, unknown>, InvalidSecretInput> => {
+  const input: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined) continue
+    if (typeof value !== "string") {
+      if (value.length > 1) return Effect.fail(InvalidSecretInput.of(key, "must be given at most once"))
+      if (value.length === 0) continue
+    }
+    const text = typeof value === "string" ? value : value[0]!
+    input[key] = key === "limit" && /^\d{1,6}$/.test(text) ? Number(text) : text
+  }
+  return Effect.succeed(input)
+}
+
+const handlers = (api: typeof SecretApi, maxBodyBytes: number) =>
+  Layer.mergeAll(
+    HttpApiBuilder.group(api, "secret", (handlers) =>
+      Effect.gen(function*() {
+        const secrets = yield* Secrets.Secrets
+        return handlers
+          .handleRaw("create", ({ request }) =>
+            Effect.gen(function*() {
+              const caller = yield* Caller
+              const params = yield* Effect.flatMap(readJson(request, maxBodyBytes), decodeCreate)
+              return yield* secrets.create(caller.organizationId, params)
+            }))
+          .handle("list", () => Effect.flatMap(Caller, (caller) => secrets.list(caller.organizationId)))
+          .handle("listPaginated", ({ urlParams }) =>
+            Effect.gen(function*() {
+              const caller = yield* Caller
+              const query = yield* Effect.flatMap(queryInput(urlParams), decodeQuery)
+              return yield* secrets.listPage(caller.organizationId, query)
+            }))
+          .handle("get", ({ path }) => Effect.flatMap(Caller, (caller) => secrets.get(caller.organizationId, path.secretId)))
+          .handleRaw("update", ({ path, request }) =>
+            Effect.gen(function*() {
+              const caller = yield* Caller
+              const params = yield* Effect.flatMap(readJson(request, maxBodyBytes), decodeUpdate)
+              return yield* secrets.update(caller.organizationId, path.secretId, params)
+            }))
+          .handle("delete", ({ path }) =>
+            Effect.flatMap(Caller, (caller) => secrets.delete(caller.organizationId, path.secretId)))
+      })),
+    HttpApiBuilder.group(api, "egress", (handlers) =>
+      Effect.gen(function*() {
+        const secrets = yield* Secrets.Secrets
+        return handlers.handleRaw("resolve", ({ request }) =>
+          Effect.gen(function*() {
+            const caller = yield* Caller
+            const { placeholders } = yield* Effect.flatMap(readJson(request, maxBodyBytes), decodeResolve)
+            return { secrets: yield* secrets.resolve(caller.organizationId, placeholders) }
+          }))
+      }))
+  )
+
+const BEARER = /^Bearer +([^\s]+) *$/i
+
+const authenticate = (keys: ApiKeys.ApiKeys, scope: ApiKeys.Scope) =>
+(): Effect.Effect<ApiKeys.ApiKey, Unauthorized | Forbidden, HttpServerRequest.HttpServerRequest> =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const header = request.headers.authorization
+    if (header === undefined || header === "") {
+      return yield* new Unauthorized({ message: "missing API key: send the header `Authorization: Bearer <api key>`" })
+    }
+    const match = BEARER.exec(header)
+    if (match === null) {
+      return yield* new Unauthorized({ message: "malformed Authorization header: expected `Bearer <api key>`" })
+    }
+    const key = yield* keys.authenticate(Redacted.make(match[1]!))
+    if (Option.isNone(key)) return yield* new Unauthorized({ message: "unknown or revoked API key" })
+    if (!key.value.scopes.includes(scope)) {
+      return yield* new Forbidden({
+        message: scope === ApiKeys.RESOLVE
+          ? `this route needs an API key with the "${ApiKeys.RESOLVE}" scope; management keys cannot read values`
+          : `this route needs an API key with the "${ApiKeys.MANAGE}" scope`
+      })
+    }
+    const organization = request.headers[ORGANIZATION_HEADER]
+    if (organization !== undefined && organization !== key.value.organizationId) {
+      return yield* new Forbidden({
+        message: `the API key does not belong to organization ${JSON.stringify(organization)} (header X-Daytona-Organization-ID)`
+      })
+    }
+    return key.value
+  })
+
+const authLayers = Layer.mergeAll(
+  Layer.effect(ManageAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticate(keys, ApiKeys.MANAGE) }))),
+  Layer.effect(ResolveAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticate(keys, ApiKeys.RESOLVE) })))
+)
+
+const errorResponse = (status: number, code: string, message: string) =>
+  HttpServerResponse.unsafeJson(
+    { statusCode: status, message, error: reasonPhrase(status), code } satisfies ErrorBody,
+    { status }
+  )
+
+/**
+ * The last line of defence: whatever the API does not answer itself (unknown routes, unreadable
+ * requests, defects) still gets a JSON error body, and never a stack trace. Typed failures pass
+ * through: the API encodes them.
+ */
+const errorBodies = (app: HttpApp.Default): HttpApp.Default =>
+  Effect.catchAllCause(app, (cause) => {
+    if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+    const error = Cause.squash(cause)
+    if (HttpServerError.isServerError(error)) {
+      if (error._tag === "RouteNotFound") {
+        const request = error.request
+        return Effect.succeed(errorResponse(
+          RouteNotFound.status,
+          "RouteNotFound",
+          `no route for ${request.method} ${request.url.split("?")[0]}`
+        ))
+      }
+      if (error._tag === "RequestError") {
+        return Effect.succeed(errorResponse(400, "InvalidSecretInput", "body: could not be read"))
+      }
+    }
+    if (Option.isSome(Cause.failureOption(cause))) return Effect.failCause(cause)
+    return Effect.as(
+      Effect.logError("secretgate: request failed unexpectedly", cause),
+      errorResponse(InternalServerError.status, "InternalServerError", "internal server error")
+    )
+  })
+
+/**
+ * The API's `HttpApi.Api` layer (routes, auth, and `openapi.json`), for embedding into an
+ * existing `@effect/platform` server with `HttpApiBuilder.serve`.
+ *
+ * @since 0.1.0
+ */
+export const layerApi = (options: ApiOptions = {}): Layer.Layer<HttpApi.Api, never, Secrets.Secrets | ApiKeys.ApiKeys> => {
+  const basePath = normalizeBasePath(options.basePath ?? "/")
+  const api = withBasePath(basePath)
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
+  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) {
+    throw new Error(`maxBodyBytes must be a positive whole number (got ${maxBodyBytes})`)
+  }
+  const apiLayer = HttpApiBuilder.api(api).pipe(Layer.provide(handlers(api, maxBodyBytes)), Layer.provide(authLayers))
+  const openApiLayer = HttpApiBuilder.middlewareOpenApi({
+    path: `${basePath}/openapi.json` as `/${string}`,
+    additionalPropertiesStrategy: "allow"
+  })
+  return Layer.mergeAll(apiLayer, Layer.provide(openApiLayer, apiLayer), HttpApiBuilder.middleware(errorBodies))
+}
+
+class NodeServer extends Context.Tag("@secretgate/http/SecretServer/NodeServer")<NodeServer, Http.Server>() {}
+
+// Stops accepting connections, lets the requests in flight finish (also those arriving on open
+// keep-alive connections), closing each connection as soon as it is idle; after `timeout` the
+// remaining connections are cut.
+const drain = (server: Http.Server, timeout: Duration.Duration) =>
+  Effect.async<void>((resume) => {
+    if (!server.listening) return resume(Effect.void)
+    const deadline = Date.now() + Duration.toMillis(timeout)
+    const timer = setInterval(() => {
+      server.closeIdleConnections()
+      if (Date.now() >= deadline) server.closeAllConnections()
+    }, 20)
+    server.close(() => {
+      clearInterval(timer)
+      resume(Effect.void)
+    })
+  })
+
+/**
+ * The server: `SecretApi` on a Node HTTP server, over the `Secrets` and `ApiKeys` in context.
+ * Provides the `HttpServer` (for its address).
+ *
+ * @since 0.1.0
+ * @example
+ * ```ts
+ * import { NodeRuntime } from "@effect/platform-node"
+ * import { ApiKeys, SecretServer } from "@secretgate/http"
+ * import { MemorySecretStore } from "@secretgate/memory"
+ * import { Layer } from "effect"
+ *
+ * SecretServer.layer({ port: 8080 }).pipe(
+ *   Layer.provide(MemorySecretStore.layer()),
+ *   Layer.provide(ApiKeys.layer([{ key: process.env.KEY!, organizationId: "acme", scopes: ["secrets:manage"] }])),
+ *   Layer.launch,
+ *   NodeRuntime.runMain
+ * )
+ * ```
+ */
+export const layer = (
+  options: ServerOptions = {}
+): Layer.Layer<HttpServer.HttpServer, HttpServerError.ServeError, Secrets.Secrets | ApiKeys.ApiKeys> => {
+  const nodeServer = Layer.sync(NodeServer, () => Http.createServer())
+  const httpServer = Layer.unwrapEffect(
+    Effect.map(NodeServer, (server) =>
+      NodeHttpServer.layer(() => server, { port: options.port ?? 0, host: options.host ?? "127.0.0.1" }))
+  )
+  const timeout = Duration.decode(options.shutdownTimeout ?? "10 seconds")
+  const graceful = Layer.scopedDiscard(
+    Effect.flatMap(NodeServer, (server) => Effect.addFinalizer(() => drain(server, timeout)))
+  )
+  const served = HttpApiBuilder.serve().pipe(
+    Layer.provide(layerApi(options)),
+    Layer.provideMerge(httpServer)
+  )
+  return graceful.pipe(
+    Layer.provideMerge(served),
+    Layer.provideMerge(nodeServer),
+    Layer.map((context) => Context.pick(HttpServer.HttpServer)(context))
+  )
+}
+
+/**
+ * Settings of {@link serve}.
+ *
+ * @since 0.1.0
+ */
+export interface ServeOptions<E> extends ServerOptions {
+  /** The backend, e.g. `MemorySecretStore.layer()` or `FileSystemSecretStore.layer(...)`. */
+  readonly backend: Layer.Layer<Secrets.Secrets, E>
+  /** The API keys: configured entries, or a registry to issue and revoke keys at run time. */
+  readonly keys: Iterable<ApiKeys.KeyEntry> | ApiKeys.ApiKeys
+}
+
+/**
+ * A running server.
+ *
+ * @since 0.1.0
+ */
+export interface RunningServer {
+  /** `http://host:port` plus the base path, ready to be an `HttpSecrets` `baseUrl`. */
+  readonly url: string
+  readonly host: string
+  readonly port: number
+  /** Stops accepting connections, finishes the requests in flight, then releases the backend. */
+  readonly close: () => Promise<void>
+}
+
+/**
+ * Starts a server for Promise users; resolves once it listens.
+ *
+ * @since 0.1.0
+ * @example
+ * ```ts
+ * import { ApiKeys, SecretServer } from "@secretgate/http"
+ * import { MemorySecretStore } from "@secretgate/memory"
+ *
+ * const key = ApiKeys.generate()
+ * const server = await SecretServer.serve({
+ *   port: 8080,
+ *   backend: MemorySecretStore.layer(),
+ *   keys: [{ key, organizationId: "acme", scopes: ["secrets:manage"] }]
+ * })
+ * console.log(`listening on ${server.url}`)
+ * await server.close()
+ * ```
+ */
+export const serve = async <E>(options: ServeOptions<E>): Promise<RunningServer> => {
+  const { backend, keys, ...serverOptions } = options
+  const runtime = ManagedRuntime.make(
+    layer(serverOptions).pipe(Layer.provide(backend), Layer.provide(ApiKeys.layer(keys)))
+  )
+  try {
+    const server = await runtime.runPromise(HttpServer.HttpServer)
+    const address = server.address
+    if (address._tag !== "TcpAddress") throw new Error("secretgate: the server did not bind a TCP address")
+    const base = normalizeBasePath(options.basePath ?? "/")
+    const hostname = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname
+    return {
+      url: `http://${hostname}:${address.port}${base}`,
+      host: address.hostname,
+      port: address.port,
+      close: () => runtime.dispose()
+    }
+  } catch (error) {
+    await runtime.dispose()
+    throw error
+  }
+}

@@ -1,0 +1,68 @@
+import { HttpApp, type HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import { InvalidSecretInput } from "@secretgate/core"
+import { Effect } from "effect"
+import { Buffer } from "node:buffer"
+import { PayloadTooLarge } from "../SecretApi.js"
+
+const tooLarge = (limit: number) =>
+  new PayloadTooLarge({ message: `the request body is larger than the limit of ${limit} bytes`, limit })
+
+// The rest of an oversized body is not worth reading: the connection closes after the answer.
+const closeAfterResponse = HttpApp.appendPreResponseHandler((_, response) =>
+  Effect.succeed(HttpServerResponse.setHeader(response, "connection", "close"))
+)
+
+/**
+ * Reads a JSON request body of at most `limit` bytes. The platform's own reader destroys the
+ * connection when a body is too large; this one stops reading, so that a 413 answer can still be
+ * sent. A parse error never quotes the body (it may hold a value).
+ */
+export const readJson = (
+  request: HttpServerRequest.HttpServerRequest,
+  limit: number
+): Effect.Effect<unknown, InvalidSecretInput | PayloadTooLarge> =>
+  Effect.async<string, InvalidSecretInput | PayloadTooLarge>((resume) => {
+    const source = NodeHttpServerRequest.toIncomingMessage(request)
+    const declared = Number(source.headers["content-length"])
+    if (Number.isFinite(declared) && declared > limit) return resume(Effect.fail(tooLarge(limit)))
+    const chunks: Array<Buffer> = []
+    let size = 0
+    const cleanup = () => {
+      source.off("data", onData)
+      source.off("end", onEnd)
+      source.off("error", onError)
+    }
+    const onData = (chunk: Buffer) => {
+      size += chunk.length
+      if (size > limit) {
+        cleanup()
+        chunks.length = 0
+        // the rest is read and dropped by node once the response is sent
+        source.pause()
+        resume(Effect.fail(tooLarge(limit)))
+        return
+      }
+      chunks.push(chunk)
+    }
+    const onEnd = () => {
+      cleanup()
+      resume(Effect.succeed(Buffer.concat(chunks).toString("utf8")))
+    }
+    const onError = () => {
+      cleanup()
+      resume(Effect.fail(InvalidSecretInput.of("body", "could not be read")))
+    }
+    source.on("data", onData)
+    source.once("end", onEnd)
+    source.once("error", onError)
+    return Effect.sync(cleanup)
+  }).pipe(
+    Effect.tapErrorTag("PayloadTooLarge", () => closeAfterResponse),
+    Effect.flatMap((text) =>
+      Effect.try({
+        try: () => (text.trim() === "" ? undefined : JSON.parse(text) as unknown),
+        catch: () => InvalidSecretInput.of("body", "must be valid JSON")
+      })
+    )
+  )
