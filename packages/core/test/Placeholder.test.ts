@@ -1,0 +1,331 @@
+import fc from "fast-check"
+import { Buffer } from "node:buffer"
+import { describe, expect, it } from "vitest"
+import * as Placeholder from "../src/Placeholder.js"
+
+const ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+const DEFAULT_FORMAT = /^sg_secret_[a-z2-7]{32}$/
+
+/** A placeholder with a chosen token, so tests can control what follows it. */
+const make = (fill: string, prefix = Placeholder.DEFAULT_PREFIX) => prefix + fill.repeat(32).slice(0, 32)
+
+const P1 = make("a")
+const P2 = make("b2")
+const P3 = make("7z")
+
+/** Every start index `indexIn` reports, walking the bytes as a stream consumer would. */
+const indicesIn = (scanner: Placeholder.Scanner, bytes: Uint8Array): Array<number> => {
+  const found: Array<number> = []
+  let at = scanner.indexIn(bytes, 0)
+  while (at !== -1) {
+    found.push(at)
+    at = scanner.indexIn(bytes, at + scanner.length)
+  }
+  return found
+}
+
+const tokenArb = fc.string({ unit: fc.constantFrom(...ALPHABET), minLength: 32, maxLength: 32 })
+const prefixArb = fc
+  .tuple(
+    fc.constantFrom(..."abcdefghijklmnopqrstuvwxyz"),
+    fc.string({ unit: fc.constantFrom(..."abcdefghijklmnopqrstuvwxyz0123456789_"), maxLength: 31 })
+  )
+  .map(([head, rest]) => head + rest)
+
+describe("generate", () => {
+  it("is the default prefix plus 32 characters of [a-z2-7]", () => {
+    for (let i = 0; i < 200; i++) expect(Placeholder.generate()).toMatch(DEFAULT_FORMAT)
+    expect(Placeholder.DEFAULT_PREFIX).toBe("sg_secret_")
+    expect(Placeholder.TOKEN_LENGTH).toBe(32)
+  })
+
+  it("never repeats over many draws", () => {
+    const seen = new Set<string>()
+    for (let i = 0; i < 20_000; i++) seen.add(Placeholder.generate())
+    expect(seen.size).toBe(20_000)
+  })
+
+  it("uses the whole alphabet at every position (all 160 bits are random)", () => {
+    // A bit-extraction bug (a position fed by fewer than 5 random bits) shows up as a position that
+    // only ever takes some of the 32 characters. With 3,000 draws the chance that a fair position
+    // misses a character is about 32 * (31/32)^3000, i.e. never.
+    const seen = Array.from({ length: 32 }, () => new Set<string>())
+    for (let i = 0; i < 3_000; i++) {
+      const token = Placeholder.generate().slice(Placeholder.DEFAULT_PREFIX.length)
+      for (let position = 0; position < 32; position++) seen[position]!.add(token[position]!)
+    }
+    for (const characters of seen) expect([...characters].sort().join("")).toBe([...ALPHABET].sort().join(""))
+  })
+
+  it("takes a configurable prefix", () => {
+    const placeholder = Placeholder.generate("acme_")
+    expect(placeholder).toMatch(/^acme_[a-z2-7]{32}$/)
+    expect(Placeholder.isPlaceholder(placeholder, "acme_")).toBe(true)
+    expect(Placeholder.isPlaceholder(placeholder)).toBe(false)
+    expect(new Placeholder.Scanner("acme_").findAll(`x ${placeholder} y`)).toEqual([placeholder])
+  })
+})
+
+describe("checkPrefix", () => {
+  it.each(["a", "sg_secret_", "acme_", "x9_", "a".repeat(32), "z0123456789_"])("accepts %j", (prefix) => {
+    expect(Placeholder.checkPrefix(prefix)).toBeUndefined()
+    expect(() => new Placeholder.Scanner(prefix)).not.toThrow()
+  })
+
+  it.each([
+    ["empty", ""],
+    ["upper-case", "Sg_secret_"],
+    ["starts with a digit", "1abc"],
+    ["starts with _", "_abc"],
+    ["dash", "sg-secret-"],
+    ["dot", "sg.secret"],
+    ["space", "sg secret"],
+    ["non-ASCII", "sé_"],
+    ["URL-special", "a%2f"],
+    ["33 characters", "a".repeat(33)]
+  ])("rejects a prefix with %s", (_, prefix) => {
+    const problem = Placeholder.checkPrefix(prefix)
+    expect(problem).toContain("must be 1-32 characters of [a-z0-9_] starting with a letter")
+    expect(problem).toContain(JSON.stringify(prefix))
+    expect(() => new Placeholder.Scanner(prefix)).toThrow(TypeError)
+    expect(() => new Placeholder.Scanner(prefix)).toThrow(problem!)
+  })
+})
+
+describe("isPlaceholder", () => {
+  it("accepts exactly one placeholder", () => {
+    expect(Placeholder.isPlaceholder(Placeholder.generate())).toBe(true)
+    expect(Placeholder.isPlaceholder(P1)).toBe(true)
+    expect(Placeholder.isPlaceholder(make("234567"))).toBe(true)
+  })
+
+  it.each([
+    ["31 token characters", P1.slice(0, -1)],
+    ["33 token characters", `${P1}a`],
+    ["the prefix alone", "sg_secret_"],
+    ["empty", ""],
+    ["an upper-case token", `sg_secret_${"A".repeat(32)}`],
+    ["a 0 in the token", `sg_secret_${"a".repeat(31)}0`],
+    ["a 1 in the token", `sg_secret_1${"a".repeat(31)}`],
+    ["an 8 in the token", `sg_secret_${"a".repeat(15)}8${"a".repeat(16)}`],
+    ["a - in the token", `sg_secret_${"a".repeat(16)}-${"a".repeat(15)}`],
+    ["another prefix", `sg_secreT_${"a".repeat(32)}`],
+    ["leading space", ` ${P1}`.slice(0, P1.length)],
+    ["surrounding text", ` ${P1} `],
+    ["a non-ASCII token character", `sg_secret_${"a".repeat(31)}é`]
+  ])("rejects %s", (_, text) => {
+    expect(Placeholder.isPlaceholder(text)).toBe(false)
+  })
+
+  it("checks against the given prefix", () => {
+    expect(Placeholder.isPlaceholder(make("a", "k_"), "k_")).toBe(true)
+    expect(Placeholder.isPlaceholder(make("a", "k_"), "j_")).toBe(false)
+  })
+})
+
+describe("Scanner", () => {
+  const scanner = new Placeholder.Scanner()
+
+  it("has the length of prefix plus token", () => {
+    expect(scanner.length).toBe(42)
+    expect(new Placeholder.Scanner("k_").length).toBe(34)
+  })
+
+  describe("findAll", () => {
+    it("finds placeholders in order, duplicates kept", () => {
+      expect(scanner.findAll(`Bearer ${P1}`)).toEqual([P1])
+      expect(scanner.findAll(`${P2} and ${P1}, again ${P2}`)).toEqual([P2, P1, P2])
+      expect(scanner.findAll("nothing here")).toEqual([])
+      expect(scanner.findAll("")).toEqual([])
+    })
+
+    it("finds the prefix inside other text", () => {
+      expect(scanner.findAll(`token=${P1}&x=1`)).toEqual([P1])
+      expect(scanner.findAll(`{"key":"${P1}"}`)).toEqual([P1])
+      expect(scanner.findAll(`xsg_secret_${"a".repeat(32)}`)).toEqual([P1]) // no look-behind rule
+      expect(scanner.findAll(`/v1/${P1}/items`)).toEqual([P1])
+      expect(scanner.findAll(`user:${P1}`)).toEqual([P1])
+    })
+
+    it("applies the 33rd-character rule", () => {
+      expect(scanner.findAll(`${P1}a`)).toEqual([])
+      expect(scanner.findAll(`${P1}7`)).toEqual([])
+      expect(scanner.findAll(`${P1}${"b".repeat(20)}`)).toEqual([])
+      // the next character ends the run when it is not in [a-z2-7]
+      for (const end of ["", "_", "-", "0", "1", "8", "9", "A", "Z", " ", "\"", "é", "\u{1F600}", "&", "\n"]) {
+        expect(scanner.findAll(`${P1}${end}`)).toEqual([P1])
+      }
+    })
+
+    it("does not accept fewer than 32 token characters", () => {
+      expect(scanner.findAll(P1.slice(0, -1))).toEqual([])
+      expect(scanner.findAll(`${P1.slice(0, -1)}_`)).toEqual([])
+      expect(scanner.findAll(`${P1.slice(0, -1)}A`)).toEqual([])
+      expect(scanner.findAll(`sg_secret_${"a".repeat(20)}é${"a".repeat(11)}`)).toEqual([])
+    })
+
+    it("finds adjacent placeholders separated by any non-token character", () => {
+      for (const separator of ["_", "-", ",", " ", ":", "0", "1", "8", "9", "A", "\u00e9"]) {
+        expect(scanner.findAll(`${P1}${separator}${P2}`)).toEqual([P1, P2])
+      }
+      expect(scanner.findAll(`${P1}_${P2}_${P3}`)).toEqual([P1, P2, P3])
+    })
+
+    it("treats directly concatenated placeholders by the 33rd-character rule", () => {
+      // A prefix starts with a letter, which is a token character: the first placeholder of a
+      // concatenation is followed by a 33rd token character, so it is not one; the second is.
+      expect(scanner.findAll(`${P1}${P2}`)).toEqual([P2])
+    })
+
+    it("finds a placeholder whose prefix is preceded by a partial prefix", () => {
+      expect(scanner.findAll(`sg_secret_sg_secret_${"a".repeat(32)}`)).toEqual([P1])
+      expect(scanner.findAll(`sg_secsg_secret_${"a".repeat(32)}`)).toEqual([P1])
+    })
+
+    it("works with a prefix made of token characters", () => {
+      const letters = new Placeholder.Scanner("abc")
+      const placeholder = make("q", "abc")
+      expect(letters.findAll(placeholder)).toEqual([placeholder])
+      // the candidate at 0 has a 33rd token character; the one at 3 is a placeholder
+      expect(letters.findAll(`abc${placeholder}`)).toEqual([placeholder])
+      expect(letters.findAll(`${placeholder}q`)).toEqual([])
+      expect(letters.findAll(`abc${placeholder}q`)).toEqual([])
+      expect(letters.findAll(`abc_${placeholder}`)).toEqual([placeholder])
+    })
+  })
+
+  describe("replaceIn", () => {
+    it("replaces each placeholder with what the callback returns", () => {
+      const values = new Map([[P1, "one"], [P2, "two"]])
+      expect(scanner.replaceIn(`a ${P1} b ${P2} c ${P1}`, (p) => values.get(p))).toBe("a one b two c one")
+      expect(scanner.replaceIn(`${P1}`, (p) => values.get(p))).toBe("one")
+      expect(scanner.replaceIn(`${P1}_${P2}`, (p) => values.get(p))).toBe("one_two")
+    })
+
+    it("keeps placeholders the callback returns undefined for", () => {
+      const text = `a ${P1} b ${P3} c ${P2}`
+      expect(scanner.replaceIn(text, (p) => (p === P3 ? undefined : "x"))).toBe(`a x b ${P3} c x`)
+      expect(scanner.replaceIn(text, () => undefined)).toBe(text)
+    })
+
+    it("asks only about real placeholders, in order", () => {
+      const asked: Array<string> = []
+      scanner.replaceIn(`${P1}a ${P2} sg_secret_ ${P3}`, (p) => {
+        asked.push(p)
+        return undefined
+      })
+      expect(asked).toEqual([P2, P3])
+    })
+
+    it("inserts replacements literally and does not rescan them", () => {
+      expect(scanner.replaceIn(`[${P1}]`, () => "$&$1$$")).toBe("[$&$1$$]")
+      expect(scanner.replaceIn(`[${P1}]`, () => P2)).toBe(`[${P2}]`)
+      expect(scanner.replaceIn(`[${P1}]`, () => "")).toBe("[]")
+    })
+
+    it("returns text without placeholders unchanged", () => {
+      const text = "sg_secret_ and sg_secret_short"
+      expect(scanner.replaceIn(text, () => "x")).toBe(text)
+    })
+  })
+
+  describe("indexIn", () => {
+    it("finds placeholders in bytes", () => {
+      const bytes = Buffer.from(`Authorization: Bearer ${P1}\r\nX-Key: ${P2}\r\n`)
+      expect(indicesIn(scanner, bytes)).toEqual([22, 22 + 42 + 2 + 7])
+    })
+
+    it("reads a plain Uint8Array view at an offset", () => {
+      const backing = new Uint8Array(Buffer.from(`#####${P1} ${P2}#####`))
+      const view = backing.subarray(5, 5 + 42 + 1 + 42)
+      expect(indicesIn(scanner, view)).toEqual([0, 43])
+      expect(scanner.indexIn(backing, 0)).toBe(5)
+    })
+
+    it("starts at `from`", () => {
+      const bytes = Buffer.from(`${P1} ${P2}`)
+      expect(scanner.indexIn(bytes, 0)).toBe(0)
+      expect(scanner.indexIn(bytes, 1)).toBe(43)
+      expect(scanner.indexIn(bytes, 43)).toBe(43)
+      expect(scanner.indexIn(bytes, 44)).toBe(-1)
+    })
+
+    it("only accepts a run that reaches `end` when the data really ends there", () => {
+      const bytes = Buffer.from(`x ${P1}`)
+      expect(scanner.indexIn(bytes, 0, bytes.length, true)).toBe(2)
+      // more bytes may follow: a 33rd token character could still turn it into something else
+      expect(scanner.indexIn(bytes, 0, bytes.length, false)).toBe(-1)
+      // with its terminator in view it is decided either way
+      const terminated = Buffer.from(`x ${P1}_`)
+      expect(scanner.indexIn(terminated, 0, terminated.length, false)).toBe(2)
+      const continued = Buffer.from(`x ${P1}a`)
+      expect(scanner.indexIn(continued, 0, continued.length, false)).toBe(-1)
+      expect(scanner.indexIn(continued, 0, continued.length, true)).toBe(-1)
+    })
+
+    it("ignores bytes at and after `end`", () => {
+      const bytes = Buffer.from(`${P1}a`)
+      // `end` cuts off the 33rd character: with atEnd the run counts as complete
+      expect(scanner.indexIn(bytes, 0, 42, true)).toBe(0)
+      expect(scanner.indexIn(bytes, 0, 41, true)).toBe(-1)
+      expect(scanner.indexIn(Buffer.from(`ab ${P1}`), 0, 10)).toBe(-1)
+    })
+
+    it("applies the 33rd-character rule and the byte terminators", () => {
+      expect(scanner.indexIn(Buffer.from(`${P1}a`), 0)).toBe(-1)
+      expect(scanner.indexIn(Buffer.from(`${P1}\u00e9`), 0)).toBe(0)
+      expect(scanner.indexIn(Buffer.from(`${P1}${P2}`), 0)).toBe(42)
+      expect(scanner.indexIn(Buffer.from(`sg_secret_${"a".repeat(31)}\u00e9`), 0)).toBe(-1)
+    })
+
+    it("agrees with findAll on any ASCII text", () => {
+      const fragment = fc.oneof(
+        fc.constantFrom(P1, P2, P3, "sg_secret_", "sg_sec", "_", " ", "&", "A", "0"),
+        fc.string({ unit: fc.constantFrom(...ALPHABET), maxLength: 40 }),
+        fc.string({ unit: "grapheme-ascii", maxLength: 8 })
+      )
+      fc.assert(
+        fc.property(fc.array(fragment, { maxLength: 12 }), (fragments) => {
+          const text = fragments.join("")
+          const bytes = Buffer.from(text, "latin1")
+          const fromBytes = indicesIn(scanner, bytes).map((index) => text.slice(index, index + scanner.length))
+          expect(fromBytes).toEqual(scanner.findAll(text))
+        }),
+        { numRuns: 500 }
+      )
+    })
+  })
+})
+
+describe("the placeholder alphabet survives encodings unchanged", () => {
+  it("JSON, URL components, forms and headers leave any placeholder as it is", () => {
+    fc.assert(
+      fc.property(prefixArb, tokenArb, (prefix, token) => {
+        const placeholder = prefix + token
+        expect(Placeholder.isPlaceholder(placeholder, prefix)).toBe(true)
+        expect(encodeURIComponent(placeholder)).toBe(placeholder)
+        expect(encodeURI(placeholder)).toBe(placeholder)
+        expect(JSON.stringify(placeholder)).toBe(`"${placeholder}"`)
+        expect(new URLSearchParams({ key: placeholder }).toString()).toBe(`key=${placeholder}`)
+        expect(new URL(`https://example.com/${placeholder}?q=${placeholder}`).href).toBe(
+          `https://example.com/${placeholder}?q=${placeholder}`
+        )
+        expect(new Headers({ "x-key": placeholder }).get("x-key")).toBe(placeholder)
+        // and so a scan of the encoded form still finds it
+        const scanner = new Placeholder.Scanner(prefix)
+        expect(scanner.findAll(JSON.stringify({ token: placeholder }))).toEqual([placeholder])
+        expect(scanner.findAll(new URLSearchParams({ a: "1 2", token: placeholder }).toString())).toEqual([placeholder])
+      }),
+      { numRuns: 300 }
+    )
+  })
+
+  it("generated placeholders survive the same encodings", () => {
+    for (let i = 0; i < 500; i++) {
+      const placeholder = Placeholder.generate()
+      expect(encodeURIComponent(placeholder)).toBe(placeholder)
+      expect(JSON.stringify(placeholder)).toBe(`"${placeholder}"`)
+      expect(new URLSearchParams({ k: placeholder }).toString()).toBe(`k=${placeholder}`)
+    }
+  })
+})
