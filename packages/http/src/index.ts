@@ -7,3 +7,4 @@
 export * as ApiKeys from "./ApiKeys.js"
 export * as SecretApi from "./SecretApi.js"
 export * as SecretServer from "./SecretServer.js"
+export * as HttpSecrets from "./HttpSecrets.js"

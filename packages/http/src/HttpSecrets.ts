@@ -1,0 +1,281 @@
+/**
+ * `HttpSecrets`: the `Secrets` service over a remote secretgate server, through the client derived
+ * from `SecretApi`. Swap it in for an in-process backend and the Promise facade, sandbox mounts
+ * and the egress resolver work against the remote server unchanged.
+ *
+ * - Remote failures come back as the same typed errors (`SecretNotFound`, `SecretNameTaken`, ...).
+ * - A server that cannot be reached, does not answer in time, or answers something that is not
+ *   this API, fails with `StoreUnavailable` and a message saying which.
+ * - A rejected API key (401) or a key of another organization or scope (403) is a configuration
+ *   error, not an outcome the `Secrets` contract knows: the operation dies with the `Unauthorized`
+ *   or `Forbidden` error itself, which the Promise facade rejects with.
+ * - Values leave this process only in create and update bodies, and come back only from the
+ *   resolve route, where they are wrapped in `Redacted` while decoding.
+ *
+ * @since 0.1.0
+ */
+import { HttpApiClient, HttpClient, HttpClientError, HttpClientRequest } from "@effect/platform"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import {
+  type InvalidSecretInput,
+  type QuotaExceeded,
+  Secret,
+  type SecretNameTaken,
+  SecretNotFound,
+  Secrets,
+  type StoreError,
+  StoreUnavailable
+} from "@secretgate/core"
+import { Context, Duration, Effect, Layer, ParseResult, Redacted } from "effect"
+import { MAX_RESOLVE_PLACEHOLDERS, ORGANIZATION_HEADER, SecretApi } from "./SecretApi.js"
+
+/**
+ * An API key, or a function giving the key to use for an organization (for a client acting for
+ * several organizations).
+ *
+ * @since 0.1.0
+ */
+export type Credential =
+  | string
+  | Redacted.Redacted<string>
+  | ((organizationId: string) => string | Redacted.Redacted<string>)
+
+/**
+ * @since 0.1.0
+ */
+export interface Options {
+  /** Where the server's API lives, base path included: `http://secrets.internal:8080/api`. */
+  readonly baseUrl: string | URL
+  /** A key with the `secrets:manage` scope, for create, list, get, update and delete. */
+  readonly apiKey: Credential
+  /**
+   * A key with the `secrets:resolve` scope, for `resolve` (the egress resolver). Default:
+   * `apiKey`, which is right only for a client that does nothing but resolve.
+   */
+  readonly resolveApiKey?: Credential
+  /** How long one request may take before it fails with `StoreUnavailable`. Default 10 seconds. */
+  readonly timeout?: Duration.DurationInput
+}
+
+class RequestKey extends Context.Tag("@secretgate/http/HttpSecrets/RequestKey")<RequestKey, Redacted.Redacted<string>>() {}
+
+const keyFor = (credential: Credential, organizationId: string): Redacted.Redacted<string> => {
+  const key = typeof credential === "function" ? credential(organizationId) : credential
+  return typeof key === "string" ? Redacted.make(key) : key
+}
+
+const decodeCreate = Secret.decodeInput(Secret.CreateSecretParams)
+const decodeUpdate = Secret.decodeInput(Secret.UpdateSecretParams)
+const decodeQuery = Secret.decodeInput(Secret.ListQuery, "query")
+const decodeName = Secret.decodeInput(Secret.SecretName, "name")
+
+type Tag = { readonly _tag: string }
+
+const hasTag = (error: unknown): error is Tag =>
+  typeof error === "object" && error !== null && typeof (error as Partial<Tag>)._tag === "string"
+
+const describeCause = (cause: unknown): string => {
+  if (typeof cause === "object" && cause !== null) {
+    const nested = (cause as { cause?: unknown }).cause
+    const code = (cause as { code?: unknown }).code ?? (nested as { code?: unknown } | undefined)?.code
+    if (typeof code === "string") return code
+    const message = (cause as { message?: unknown }).message
+    if (typeof message === "string" && message !== "") return message
+  }
+  return String(cause)
+}
+
+/**
+ * A `Secrets` over the server at `options.baseUrl`, using the `HttpClient` in context.
+ *
+ * @since 0.1.0
+ */
+export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, HttpClient.HttpClient> =>
+  Effect.gen(function*() {
+    const baseUrl = String(options.baseUrl).replace(/\/+$/, "")
+    if (!/^https?:\/\/[^/]/.test(baseUrl)) {
+      return yield* Effect.dieMessage(`HttpSecrets: baseUrl ${JSON.stringify(baseUrl)} must be an http:// or https:// URL`)
+    }
+    const timeout = Duration.decode(options.timeout ?? "10 seconds")
+    const manageKey = options.apiKey
+    const resolveKey = options.resolveApiKey ?? options.apiKey
+    const httpClient = (yield* HttpClient.HttpClient).pipe(
+      HttpClient.mapRequestEffect((request) => Effect.map(RequestKey, (key) => HttpClientRequest.bearerToken(request, key)))
+    )
+    const client = yield* HttpApiClient.makeWith(SecretApi, { httpClient, baseUrl })
+
+    const unavailable = (error: unknown): StoreUnavailable => {
+      const server = `the secretgate server at ${baseUrl}`
+      if (HttpClientError.isHttpClientError(error)) {
+        if (error._tag === "RequestError") {
+          return new StoreUnavailable({ message: `cannot reach ${server} (${describeCause(error.cause)})` })
+        }
+        return new StoreUnavailable({
+          message: `${server} answered ${error.response.status} with a body that is not a secretgate API answer; is baseUrl right?`
+        })
+      }
+      if (ParseResult.isParseError(error)) {
+        // the parse error's own text is not used: it may quote what the server sent
+        return new StoreUnavailable({
+          message: `${server} answered with something that is not a secretgate API answer; is baseUrl right?`
+        })
+      }
+      const message = hasTag(error) ? (error as { readonly message?: unknown }).message : undefined
+      if (typeof message === "string") return new StoreUnavailable({ message: `${server} failed: ${message}` })
+      return new StoreUnavailable({ message: `${server} failed unexpectedly` })
+    }
+
+    // Runs one request: with the key and organization header, bounded by the timeout; the errors
+    // the operation declares (`keep`) pass through, auth errors die, everything else becomes
+    // `StoreUnavailable`.
+    const remote = <A, E>(
+      organizationId: string,
+      credential: Credential,
+      keep: ReadonlyArray<string>,
+      request: Effect.Effect<A, unknown, RequestKey>
+    ): Effect.Effect<A, E | StoreError> =>
+      request.pipe(
+        Effect.provideService(RequestKey, keyFor(credential, organizationId)),
+        Effect.timeoutFail({
+          duration: timeout,
+          onTimeout: () =>
+            new StoreUnavailable({
+              message: `no answer from the secretgate server at ${baseUrl} within ${Duration.format(timeout)}`
+            })
+        }),
+        Effect.catchAll((error): Effect.Effect<never, E | StoreError> => {
+          if (hasTag(error)) {
+            if (keep.includes(error._tag) || STORE_ERRORS.includes(error._tag)) return Effect.fail(error as E | StoreError)
+            if (error._tag === "Unauthorized" || error._tag === "Forbidden") return Effect.die(error)
+          }
+          return Effect.fail(unavailable(error))
+        })
+      )
+
+    const headers = (organizationId: string) => ({ [ORGANIZATION_HEADER]: organizationId })
+    const path = (id: string) => ({ secretId: encodeURIComponent(id) })
+
+    const listPage = (organizationId: string, query: Secret.ListQuery) =>
+      remote<Secret.SecretPage, InvalidSecretInput>(
+        organizationId,
+        manageKey,
+        ["InvalidSecretInput"],
+        client.secret.listPaginated({
+          headers: headers(organizationId),
+          urlParams: {
+            ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
+            ...(query.limit === undefined ? {} : { limit: String(query.limit) }),
+            ...(query.name === undefined ? {} : { name: query.name }),
+            ...(query.sort === undefined ? {} : { sort: query.sort }),
+            ...(query.order === undefined ? {} : { order: query.order })
+          }
+        })
+      )
+
+    return Secrets.Secrets.of({
+      create: (organizationId, input) =>
+        Effect.flatMap(decodeCreate(input), (payload) =>
+          remote<Secret.Secret, InvalidSecretInput | SecretNameTaken | QuotaExceeded>(
+            organizationId,
+            manageKey,
+            ["InvalidSecretInput", "SecretNameTaken", "QuotaExceeded"],
+            client.secret.create({ headers: headers(organizationId), payload })
+          )),
+      list: (organizationId) =>
+        remote<ReadonlyArray<Secret.Secret>, never>(
+          organizationId,
+          manageKey,
+          [],
+          client.secret.list({ headers: headers(organizationId) })
+        ),
+      listPage: (organizationId, input = {}) => Effect.flatMap(decodeQuery(input), (query) => listPage(organizationId, query)),
+      get: (organizationId, id) =>
+        remote<Secret.Secret, SecretNotFound>(
+          organizationId,
+          manageKey,
+          ["SecretNotFound"],
+          client.secret.get({ headers: headers(organizationId), path: path(id) })
+        ),
+      // The API has no lookup by name (Daytona's has none either): walk the pages filtered by the
+      // name, which the first page nearly always settles.
+      getByName: (organizationId, input) =>
+        Effect.gen(function*() {
+          const name = yield* decodeName(input)
+          let cursor: string | undefined
+          do {
+            const page = yield* listPage(organizationId, {
+              name,
+              sort: "name",
+              order: "asc",
+              limit: 200,
+              ...(cursor === undefined ? {} : { cursor })
+            })
+            const found = page.items.find((secret) => secret.name === name)
+            if (found !== undefined) return found
+            cursor = page.nextCursor ?? undefined
+          } while (cursor !== undefined)
+          return yield* Effect.fail(SecretNotFound.byNames([name]))
+        }),
+      update: (organizationId, id, input) =>
+        Effect.flatMap(decodeUpdate(input), (payload) =>
+          remote<Secret.Secret, InvalidSecretInput | SecretNotFound>(
+            organizationId,
+            manageKey,
+            ["InvalidSecretInput", "SecretNotFound"],
+            client.secret.update({ headers: headers(organizationId), path: path(id), payload })
+          )),
+      delete: (organizationId, id) =>
+        remote<void, SecretNotFound>(
+          organizationId,
+          manageKey,
+          ["SecretNotFound"],
+          client.secret.delete({ headers: headers(organizationId), path: path(id) })
+        ),
+      resolve: (organizationId, placeholders) => {
+        const unique = [...new Set(placeholders)]
+        const batches: Array<Array<string>> = []
+        for (let i = 0; i < unique.length; i += MAX_RESOLVE_PLACEHOLDERS) {
+          batches.push(unique.slice(i, i + MAX_RESOLVE_PLACEHOLDERS))
+        }
+        return Effect.forEach(batches, (batch) =>
+          remote<ReadonlyArray<Secrets.ResolvedSecret>, never>(
+            organizationId,
+            resolveKey,
+            [],
+            Effect.map(
+              client.egress.resolve({ headers: headers(organizationId), payload: { placeholders: batch } }),
+              (answer) => answer.secrets
+            )
+          )).pipe(Effect.map((all) => all.flat()))
+      }
+    })
+  })
+
+const STORE_ERRORS: ReadonlyArray<string> = ["StoreCorrupted", "DecryptionFailed", "StoreUnavailable"]
+
+/**
+ * Provides `Secrets` over the server at `options.baseUrl`, with its own undici connection pool.
+ *
+ * @since 0.1.0
+ * @example
+ * ```ts
+ * import { Secretgate } from "@secretgate/core"
+ * import { HttpSecrets } from "@secretgate/http"
+ *
+ * const gate = new Secretgate({
+ *   layer: HttpSecrets.layer({ baseUrl: "http://127.0.0.1:8080", apiKey: process.env.SECRETGATE_KEY! }),
+ *   organizationId: "acme"
+ * })
+ * console.log(await gate.secret.list())
+ * ```
+ */
+export const layer = (options: Options): Layer.Layer<Secrets.Secrets> =>
+  layerWithoutClient(options).pipe(Layer.provide(NodeHttpClient.layerUndici))
+
+/**
+ * Provides `Secrets` over the server at `options.baseUrl`, using the `HttpClient` in context.
+ *
+ * @since 0.1.0
+ */
+export const layerWithoutClient = (options: Options): Layer.Layer<Secrets.Secrets, never, HttpClient.HttpClient> =>
+  Layer.effect(Secrets.Secrets, make(options))
