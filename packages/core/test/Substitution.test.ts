@@ -1,0 +1,367 @@
+import fc from "fast-check"
+import { Buffer } from "node:buffer"
+import { describe, expect, it } from "vitest"
+import * as Placeholder from "../src/Placeholder.js"
+import * as Substitution from "../src/Substitution.js"
+
+const ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+const scanner = new Placeholder.Scanner()
+const bytes = (text: string) => Buffer.from(text, "latin1")
+const text = (data: Uint8Array) => Buffer.from(data).toString("latin1")
+
+const P1 = `sg_secret_${"a".repeat(32)}`
+const P2 = `sg_secret_${"b2".repeat(16)}`
+const UNKNOWN = `sg_secret_${"7".repeat(32)}`
+
+const VALUES = new Map<string, string>([
+  [P1, "sk-one"],
+  [P2, "a-much-longer-secret-value-".repeat(8)]
+])
+const decide = (placeholder: string) => {
+  const value = VALUES.get(placeholder)
+  return value === undefined ? undefined : bytes(value)
+}
+const placeholders = () => Substitution.placeholderMatcher(scanner, decide)
+
+/** Streams `chunks` through a fresh rewriter; the output and the rewriter. */
+const stream = (matcher: Substitution.Matcher, chunks: ReadonlyArray<Uint8Array>) => {
+  const rewriter = new Substitution.StreamRewriter(matcher)
+  const out = Buffer.concat([...chunks.map((chunk) => rewriter.push(chunk)), rewriter.end()])
+  return { out, rewriter }
+}
+
+/** `data` cut at the given offsets (sorted, may repeat: empty chunks are allowed). */
+const cut = (data: Buffer, offsets: ReadonlyArray<number>): Array<Buffer> => {
+  const sorted = [...offsets].sort((a, b) => a - b)
+  const chunks: Array<Buffer> = []
+  let from = 0
+  for (const at of sorted) {
+    chunks.push(data.subarray(from, at))
+    from = at
+  }
+  chunks.push(data.subarray(from))
+  return chunks
+}
+
+// Reference implementations: the obvious left-to-right scan, one position at a time.
+
+const IN_ALPHABET = new Set([...ALPHABET].map((c) => c.charCodeAt(0)))
+
+const naivePlaceholders = (input: Buffer, prefix: string, replace: (p: string) => Uint8Array | undefined): Buffer => {
+  const length = prefix.length + 32
+  const out: Array<Uint8Array> = []
+  let i = 0
+  while (i < input.length) {
+    const candidate = input.subarray(i, i + length)
+    const isMatch = candidate.length === length &&
+      candidate.subarray(0, prefix.length).equals(bytes(prefix)) &&
+      [...candidate.subarray(prefix.length)].every((b) => IN_ALPHABET.has(b)) &&
+      (i + length === input.length || !IN_ALPHABET.has(input[i + length]!))
+    if (isMatch) {
+      out.push(replace(text(candidate)) ?? candidate)
+      i += length
+    } else {
+      out.push(input.subarray(i, i + 1))
+      i += 1
+    }
+  }
+  return Buffer.concat(out)
+}
+
+const naiveLiterals = (input: Buffer, pairs: ReadonlyArray<readonly [Buffer, Buffer]>): Buffer => {
+  const out: Array<Uint8Array> = []
+  let i = 0
+  while (i < input.length) {
+    let best: readonly [Buffer, Buffer] | undefined
+    for (const pair of pairs) {
+      const [from] = pair
+      if (from.length === 0 || !input.subarray(i, i + from.length).equals(from)) continue
+      if (best === undefined || from.length > best[0].length) best = pair
+    }
+    if (best === undefined) {
+      out.push(input.subarray(i, i + 1))
+      i += 1
+    } else {
+      out.push(best[1])
+      i += best[0].length
+    }
+  }
+  return Buffer.concat(out)
+}
+
+// Inputs dense in near-misses: placeholders known and unknown, bare prefixes, runs of token
+// characters that may extend a placeholder, and other bytes.
+const placeholderInput = fc
+  .array(
+    fc.oneof(
+      fc.constantFrom(P1, P2, UNKNOWN, "sg_secret_", "sg_sec", "sg_", "_", " ", "\r\n", "A", "0"),
+      fc.string({ unit: fc.constantFrom(...ALPHABET), maxLength: 35 }),
+      fc.uint8Array({ maxLength: 6 }).map((b) => text(b))
+    ),
+    { maxLength: 16 }
+  )
+  .map((fragments) => bytes(fragments.join("")))
+
+const chunkOffsets = (data: Buffer) => fc.array(fc.integer({ min: 0, max: data.length }), { maxLength: 10 })
+
+describe("placeholderMatcher", () => {
+  const input = bytes(`GET /v1?key=${P1} HTTP/1.1\r\nAuthorization: Bearer ${P2}\r\nX-Other: ${UNKNOWN}\r\n\r\n`)
+  const expected = bytes(
+    `GET /v1?key=sk-one HTTP/1.1\r\nAuthorization: Bearer ${VALUES.get(P2)}\r\nX-Other: ${UNKNOWN}\r\n\r\n`
+  )
+
+  it("rewrites a whole buffer", () => {
+    expect(text(Substitution.rewriteBytes(placeholders(), input))).toBe(text(expected))
+    expect(text(naivePlaceholders(input, "sg_secret_", decide))).toBe(text(expected))
+  })
+
+  it("finds a placeholder split across two chunks at every offset", () => {
+    const data = bytes(`Bearer ${P1}`)
+    for (let at = 0; at <= data.length; at++) {
+      const { out, rewriter } = stream(placeholders(), [data.subarray(0, at), data.subarray(at)])
+      expect(text(out), `split at ${at}`).toBe("Bearer sk-one")
+      expect(rewriter.matches).toBe(1)
+    }
+  })
+
+  it("finds every placeholder split across three chunks at every pair of offsets", () => {
+    for (let i = 0; i <= input.length; i++) {
+      for (let j = i; j <= input.length; j++) {
+        const { out, rewriter } = stream(placeholders(), cut(input, [i, j]))
+        if (!out.equals(expected)) expect(text(out), `split at ${i}, ${j}`).toBe(text(expected))
+        if (rewriter.matches !== 3) expect(rewriter.matches, `split at ${i}, ${j}`).toBe(3)
+      }
+    }
+  })
+
+  it("finds placeholders fed one byte at a time", () => {
+    const chunks = [...input].map((byte) => Uint8Array.of(byte))
+    expect(text(stream(placeholders(), chunks).out)).toBe(text(expected))
+  })
+
+  it("does not take a placeholder followed by a 33rd token character, even when that character comes later", () => {
+    const data = bytes(`x=${P1}a;`)
+    for (let at = 0; at <= data.length; at++) {
+      expect(text(stream(placeholders(), cut(data, [at])).out), `split at ${at}`).toBe(`x=${P1}a;`)
+    }
+    // at the very end of the stream the run is complete
+    const last = bytes(`x=${P1}`)
+    for (let at = 0; at <= last.length; at++) {
+      expect(text(stream(placeholders(), cut(last, [at])).out), `split at ${at}`).toBe("x=sk-one")
+    }
+  })
+
+  it("replaces with values longer and shorter than the placeholder, and with nothing", () => {
+    const long = "L".repeat(10_000)
+    const matcher = Substitution.placeholderMatcher(scanner, (p) =>
+      p === P1 ? bytes(long) : p === P2 ? bytes("s") : new Uint8Array(0))
+    const data = bytes(`[${P1}][${P2}][${UNKNOWN}]`)
+    for (let at = 0; at <= data.length; at += 7) {
+      expect(text(stream(matcher, cut(data, [at, at + 20])).out)).toBe(`[${long}][s][]`)
+    }
+  })
+
+  it("keeps a placeholder's bytes when the decision is undefined, but still counts it", () => {
+    const matcher = Substitution.placeholderMatcher(scanner, () => undefined)
+    const data = bytes(`${P1} ${P2} ${UNKNOWN}`)
+    const { out, rewriter } = stream(matcher, cut(data, [10, 50, 90]))
+    expect(out.equals(data)).toBe(true)
+    expect(rewriter.matches).toBe(3)
+  })
+
+  it("decides each placeholder exactly once, however the stream is cut", () => {
+    const data = bytes(`${P1}|${P2}|${P1}`)
+    for (let at = 0; at <= data.length; at++) {
+      const asked: Array<string> = []
+      stream(Substitution.placeholderMatcher(scanner, (p) => {
+        asked.push(p)
+        return decide(p)
+      }), cut(data, [at]))
+      expect(asked, `split at ${at}`).toEqual([P1, P2, P1])
+    }
+  })
+
+  it("lets `decide` refuse the whole stream by throwing", () => {
+    const matcher = Substitution.placeholderMatcher(scanner, () => {
+      throw new Error("not allowed")
+    })
+    expect(() => Substitution.rewriteBytes(matcher, bytes(`a ${P1} b`))).toThrow("not allowed")
+  })
+
+  it("carries exactly the look-ahead of one placeholder", () => {
+    expect(placeholders().maxLength).toBe(scanner.length + 1)
+  })
+})
+
+describe("literalMatcher", () => {
+  const literals = (pairs: ReadonlyArray<readonly [string, string]>) =>
+    Substitution.literalMatcher(pairs.map(([from, to]) => [bytes(from), bytes(to)] as const))
+
+  it("replaces each literal with its pair", () => {
+    const matcher = literals([["sk-one", "[P1]"], ["pw", "[P2]"]])
+    expect(text(Substitution.rewriteBytes(matcher, bytes("echo sk-one and pw, pw")))).toBe("echo [P1] and [P2], [P2]")
+  })
+
+  it("takes the longest literal where two start at the same position", () => {
+    const matcher = literals([["abc", "1"], ["abcdef", "2"], ["ab", "3"]])
+    expect(text(Substitution.rewriteBytes(matcher, bytes("abcdefg abcde ab a")))).toBe("2g 1de 3 a")
+  })
+
+  it("takes the leftmost match first, even over a longer one further right", () => {
+    const matcher = literals([["bcdef", "X"], ["abc", "Y"]])
+    expect(text(Substitution.rewriteBytes(matcher, bytes("abcdef")))).toBe("Ydef")
+    expect(text(Substitution.rewriteBytes(matcher, bytes("zbcdef")))).toBe("zX")
+  })
+
+  it("does not let matches overlap and resumes right after a match", () => {
+    expect(text(Substitution.rewriteBytes(literals([["aa", "b"]]), bytes("aaaaa")))).toBe("bba")
+    expect(text(Substitution.rewriteBytes(literals([["aab", "X"]]), bytes("aaab")))).toBe("aX")
+  })
+
+  it("does not rescan replacements", () => {
+    expect(text(Substitution.rewriteBytes(literals([["a", "aa"]]), bytes("aba")))).toBe("aabaa")
+  })
+
+  it("ignores empty literals", () => {
+    const matcher = literals([["", "X"], ["b", "B"]])
+    expect(text(Substitution.rewriteBytes(matcher, bytes("abc")))).toBe("aBc")
+    expect(text(Substitution.rewriteBytes(literals([["", "X"]]), bytes("abc")))).toBe("abc")
+  })
+
+  it("finds overlapping literals split across chunks at every offset", () => {
+    const matcher = () => literals([["secret", "<1>"], ["secret-long-value", "<2>"], ["et-lo", "<3>"]])
+    const data = bytes("a secret-long-value, a secret-lo, a secret")
+    const expected = "a <2>, a <1>-lo, a <1>"
+    for (let i = 0; i <= data.length; i++) {
+      for (let j = i; j <= data.length; j++) {
+        const out = stream(matcher(), cut(data, [i, j])).out
+        if (text(out) !== expected) expect(text(out), `split at ${i}, ${j}`).toBe(expected)
+      }
+    }
+  })
+})
+
+describe("StreamRewriter holds nothing but the carry", () => {
+  /**
+   * Pushes chunks and, after each push, compares what went in with what came out. With
+   * replacements of the same length as their match, the difference is exactly what is held.
+   */
+  const heldAfterEachPush = (matcher: Substitution.Matcher, chunks: ReadonlyArray<Uint8Array>) => {
+    const rewriter = new Substitution.StreamRewriter(matcher)
+    let pushed = 0
+    let emitted = 0
+    const held: Array<number> = []
+    for (const chunk of chunks) {
+      pushed += chunk.length
+      emitted += rewriter.push(chunk).length
+      held.push(pushed - emitted)
+    }
+    emitted += rewriter.end().length
+    return { held, pushed, emitted }
+  }
+
+  it("emits all but maxLength - 1 bytes of a large chunk without matches at once", () => {
+    const matcher = placeholders()
+    const rewriter = new Substitution.StreamRewriter(matcher)
+    const chunk = Buffer.alloc(1 << 20, "x")
+    expect(rewriter.push(chunk).length).toBe(chunk.length - (matcher.maxLength - 1))
+    expect(rewriter.end().length).toBe(matcher.maxLength - 1)
+  })
+
+  it("holds at most maxLength - 1 bytes however the placeholder stream is cut", () => {
+    const sameLength = Substitution.placeholderMatcher(scanner, (p) => (p === UNKNOWN ? undefined : bytes("V".repeat(42))))
+    fc.assert(
+      fc.property(placeholderInput, fc.array(fc.nat(), { maxLength: 12 }), (data, offsets) => {
+        const { held, pushed, emitted } = heldAfterEachPush(sameLength, cut(data, offsets.map((o) => o % (data.length + 1))))
+        for (const h of held) {
+          expect(h).toBeGreaterThanOrEqual(0)
+          expect(h).toBeLessThanOrEqual(sameLength.maxLength - 1)
+        }
+        expect(emitted).toBe(pushed)
+      }),
+      { numRuns: 300 }
+    )
+  })
+
+  it("holds at most maxLength - 1 bytes with literal patterns, fed a byte at a time", () => {
+    const matcher = Substitution.literalMatcher([[bytes("abcd"), bytes("ABCD")], [bytes("cd"), bytes("CD")]])
+    const data = bytes("xxabcdxxcdabcabcdabc".repeat(20))
+    const { held, pushed, emitted } = heldAfterEachPush(matcher, [...data].map((b) => Uint8Array.of(b)))
+    expect(Math.max(...held)).toBeLessThanOrEqual(matcher.maxLength - 1)
+    expect(emitted).toBe(pushed)
+  })
+
+  it("does not keep a reference to the caller's chunk", () => {
+    const data = bytes(`abc ${P1}`)
+    const first = Buffer.from(data.subarray(0, 20))
+    const rewriter = new Substitution.StreamRewriter(placeholders())
+    const head = Buffer.from(rewriter.push(first))
+    first.fill(0) // the caller reuses its buffer
+    const rest = Buffer.concat([rewriter.push(data.subarray(20)), rewriter.end()])
+    expect(text(Buffer.concat([head, rest]))).toBe("abc sk-one")
+  })
+
+  it("passes an empty stream and empty chunks through", () => {
+    expect(stream(placeholders(), []).out.length).toBe(0)
+    expect(text(stream(placeholders(), [bytes(""), bytes(`${P1}`), bytes(""), bytes("")]).out)).toBe("sk-one")
+  })
+})
+
+describe("streaming equals whole-buffer equals the reference", () => {
+  it("for placeholders", () => {
+    fc.assert(
+      fc.property(
+        placeholderInput.chain((data) => fc.tuple(fc.constant(data), chunkOffsets(data))),
+        ([data, offsets]) => {
+          const expected = naivePlaceholders(data, "sg_secret_", decide)
+          expect(text(Substitution.rewriteBytes(placeholders(), data))).toBe(text(expected))
+          expect(text(stream(placeholders(), cut(data, offsets)).out)).toBe(text(expected))
+        }
+      ),
+      { numRuns: 1_000 }
+    )
+  })
+
+  it("for placeholders of a custom prefix made of token characters", () => {
+    const prefix = "ab"
+    const custom = new Placeholder.Scanner(prefix)
+    const replace = (p: string) => (p.endsWith("a") ? undefined : bytes(`<${p.slice(2, 6)}>`))
+    const input = fc
+      .array(fc.oneof(fc.constantFrom("ab", "a", "b", "_", "abab"), fc.string({ unit: fc.constantFrom("a", "b", "c"), maxLength: 40 })), {
+        maxLength: 12
+      })
+      .map((fragments) => bytes(fragments.join("")))
+    fc.assert(
+      fc.property(input.chain((data) => fc.tuple(fc.constant(data), chunkOffsets(data))), ([data, offsets]) => {
+        const expected = naivePlaceholders(data, prefix, replace)
+        const matcher = () => Substitution.placeholderMatcher(custom, replace)
+        expect(text(Substitution.rewriteBytes(matcher(), data))).toBe(text(expected))
+        expect(text(stream(matcher(), cut(data, offsets)).out)).toBe(text(expected))
+      }),
+      { numRuns: 1_000 }
+    )
+  })
+
+  it("for literals, including overlapping ones", () => {
+    const small = fc.string({ unit: fc.constantFrom("a", "b", "c"), minLength: 1, maxLength: 5 })
+    const pairs = fc.uniqueArray(fc.tuple(small, fc.string({ unit: fc.constantFrom("X", "Y", "Z"), maxLength: 6 })), {
+      selector: ([from]) => from,
+      minLength: 1,
+      maxLength: 5
+    })
+    const data = fc.string({ unit: fc.constantFrom("a", "b", "c", "d"), maxLength: 80 }).map(bytes)
+    fc.assert(
+      fc.property(
+        pairs,
+        data.chain((d) => fc.tuple(fc.constant(d), chunkOffsets(d))),
+        (pairList, [input, offsets]) => {
+          const asBytes = pairList.map(([from, to]) => [bytes(from), bytes(to)] as const)
+          const expected = naiveLiterals(input, asBytes)
+          expect(text(Substitution.rewriteBytes(Substitution.literalMatcher(asBytes), input))).toBe(text(expected))
+          expect(text(stream(Substitution.literalMatcher(asBytes), cut(input, offsets)).out)).toBe(text(expected))
+        }
+      ),
+      { numRuns: 2_000 }
+    )
+  })
+})
