@@ -1,0 +1,246 @@
+/**
+ * `HttpSecrets` beyond the conformance suite: the Promise facade over it, typed errors across the
+ * wire, auth failures, and a clear `StoreUnavailable` when the server is unreachable, slow, broken
+ * or not a secretgate server at all. Also the server's graceful shutdown.
+ */
+import {
+  Forbidden,
+  Secretgate,
+  SecretNameTaken,
+  SecretNotFound,
+  Secrets,
+  StoreUnavailable,
+  Unauthorized
+} from "@secretgate/core"
+import { ApiKeys, HttpSecrets, SecretServer } from "@secretgate/http"
+import { MemorySecretStore } from "@secretgate/memory"
+import { Effect, Layer, Redacted } from "effect"
+import * as Http from "node:http"
+import * as Net from "node:net"
+import { inspect } from "node:util"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+
+const ORG = "acme"
+const registry = ApiKeys.makeRegistry()
+const manage = registry.issue({ organizationId: ORG, scopes: ["secrets:manage"] }).key
+const resolve = registry.issue({ organizationId: ORG, scopes: ["secrets:resolve"] }).key
+let server: SecretServer.RunningServer
+
+beforeAll(async () => {
+  server = await SecretServer.serve({ backend: MemorySecretStore.layer(), keys: registry })
+})
+afterAll(() => server.close())
+
+const gateFor = (options: Partial<HttpSecrets.Options> & { readonly organizationId?: string } = {}) =>
+  new Secretgate({
+    layer: HttpSecrets.layer({ baseUrl: server.url, apiKey: manage, resolveApiKey: resolve, ...options }),
+    organizationId: options.organizationId ?? ORG
+  })
+
+const rejection = async (promise: Promise<unknown>): Promise<unknown> =>
+  promise.then(() => expect.fail("expected a rejection"), (error: unknown) => error)
+
+/** A server on a free port, closed at the end of `use`. */
+const withServer = async (
+  handler: Http.RequestListener,
+  use: (url: string) => Promise<void>
+) => {
+  const raw = Http.createServer(handler)
+  await new Promise<void>((resolve) => raw.listen(0, "127.0.0.1", resolve))
+  try {
+    await use(`http://127.0.0.1:${(raw.address() as Net.AddressInfo).port}`)
+  } finally {
+    raw.closeAllConnections()
+    await new Promise((resolve) => raw.close(resolve))
+  }
+}
+
+describe("the facade over HttpSecrets", () => {
+  it("creates, reads, updates, deletes and mounts like an in-process backend", async () => {
+    await using gate = gateFor()
+    const secret = await gate.secret.create({ name: "github", value: "ghp_facade", hosts: ["api.github.com"] })
+    expect(secret.createdAt).toBeInstanceOf(Date)
+    expect(await gate.secret.get(secret.id)).toEqual(secret)
+    const updated = await gate.secret.update(secret.id, { description: "the token" })
+    expect(updated.placeholder).toBe(secret.placeholder)
+    const mount = await gate.mount({ GITHUB_TOKEN: "github" })
+    expect(mount.env).toEqual({ GITHUB_TOKEN: secret.placeholder })
+    const resolver = await gate.resolver(mount)
+    const values = await resolver.current()
+    const value = values.get(secret.placeholder)!.value
+    expect(Redacted.isRedacted(value)).toBe(true)
+    expect(Redacted.value(value)).toBe("ghp_facade")
+    expect(inspect(values, { depth: 5 })).not.toContain("ghp_facade")
+    expect(JSON.stringify([...values.values()])).not.toContain("ghp_facade")
+    await gate.secret.delete(secret.id)
+    expect(await rejection(gate.secret.get(secret.id))).toBeInstanceOf(SecretNotFound)
+  })
+
+  it("rejects with the same typed error classes as in process", async () => {
+    await using gate = gateFor()
+    await gate.secret.create({ name: "dup", value: "v" })
+    const taken = await rejection(gate.secret.create({ name: "dup", value: "v" }))
+    expect(taken).toBeInstanceOf(SecretNameTaken)
+    expect((taken as SecretNameTaken).name).toBe("dup")
+    const missing = await rejection(gate.secret.get("no-such-id"))
+    expect(missing).toBeInstanceOf(SecretNotFound)
+    expect((missing as SecretNotFound).secretId).toBe("no-such-id")
+    const mountMissing = await rejection(gate.mount({ A: "nope", B: "nada" }))
+    expect(mountMissing).toBeInstanceOf(SecretNotFound)
+    expect((mountMissing as SecretNotFound).names).toEqual(["nope", "nada"])
+  })
+
+  it("ids are sent percent-encoded", async () => {
+    await using gate = gateFor()
+    for (const id of ["a/b", "a b", "../secret", "x?y=1#z", "%2F"]) {
+      expect(await rejection(gate.secret.get(id))).toBeInstanceOf(SecretNotFound)
+    }
+  })
+
+  it("finds a secret by name among more than a page of similar names", async () => {
+    const org = `org-names-${Date.now()}`
+    const key = registry.issue({ organizationId: org, scopes: ["secrets:manage"] }).key
+    await using gate = gateFor({ organizationId: org, apiKey: key })
+    for (let i = 0; i < 230; i++) await gate.secret.create({ name: `atok${String(i).padStart(3, "0")}`, value: "v" })
+    const exact = await gate.secret.create({ name: "tok", value: "v" })
+    const mount = await gate.mount({ TOKEN: "tok", LAST: "atok229" })
+    expect(mount.env.TOKEN).toBe(exact.placeholder)
+  })
+
+  it("an organization that is not the key's → Forbidden", async () => {
+    await using gate = gateFor({ organizationId: "someone-else" })
+    const error = await rejection(gate.secret.list())
+    expect(error).toBeInstanceOf(Forbidden)
+    expect((error as Forbidden).message).toMatch(/does not belong to organization "someone-else"/)
+  })
+
+  it("a wrong key → Unauthorized; a management key used for resolve → Forbidden", async () => {
+    await using wrong = gateFor({ apiKey: "sgk_not_a_real_key_at_all" })
+    expect(await rejection(wrong.secret.list())).toBeInstanceOf(Unauthorized)
+    await using noResolveKey = gateFor({ resolveApiKey: manage })
+    await noResolveKey.secret.create({ name: "needs-resolve", value: "v" })
+    const mount = await noResolveKey.mount({ X: "needs-resolve" })
+    const resolver = await noResolveKey.resolver(mount)
+    await expect(resolver.current()).rejects.toThrow()
+    const exit = await noResolveKey.runtime.runPromiseExit(
+      Effect.flatMap(Secrets.Secrets, (s) => s.resolve(ORG, [mount.env.X!]))
+    )
+    expect(exit._tag).toBe("Failure")
+    expect(String(exit)).toMatch(/Forbidden/)
+  })
+})
+
+describe("a server that is unreachable, slow or broken → StoreUnavailable", () => {
+  it("nothing listening", async () => {
+    const probe = Net.createServer()
+    await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve))
+    const port = (probe.address() as Net.AddressInfo).port
+    await new Promise((resolve) => probe.close(resolve))
+    await using gate = gateFor({ baseUrl: `http://127.0.0.1:${port}` })
+    const error = await rejection(gate.secret.list())
+    expect(error).toBeInstanceOf(StoreUnavailable)
+    expect((error as StoreUnavailable).message).toMatch(new RegExp(`cannot reach the secretgate server at http://127.0.0.1:${port} \\(ECONNREFUSED\\)`))
+  })
+
+  it("no answer within the timeout", async () => {
+    await withServer(() => {/* never answers */}, async (url) => {
+      await using gate = gateFor({ baseUrl: url, timeout: "150 millis" })
+      const started = Date.now()
+      const error = await rejection(gate.secret.list())
+      expect(error).toBeInstanceOf(StoreUnavailable)
+      expect((error as StoreUnavailable).message).toMatch(/no answer from the secretgate server at .* within 150ms/)
+      expect(Date.now() - started).toBeLessThan(5000)
+    })
+  })
+
+  it("an answer that is not this API (wrong baseUrl, a proxy's HTML page, garbage JSON)", async () => {
+    const answers: Array<[number, string, string]> = [
+      [200, "text/html", "<html>hello</html>"],
+      [200, "application/json", "{\"unexpected\":true}"],
+      [404, "text/plain", "not found"],
+      [502, "text/html", "<h1>Bad Gateway</h1>"],
+      [200, "application/json", "{not json"]
+    ]
+    for (const [status, type, body] of answers) {
+      await withServer((_, res) => res.writeHead(status, { "content-type": type }).end(body), async (url) => {
+        await using gate = gateFor({ baseUrl: url })
+        const error = await rejection(gate.secret.list())
+        expect(error).toBeInstanceOf(StoreUnavailable)
+        expect((error as StoreUnavailable).message).toMatch(/not a secretgate API answer; is baseUrl right\?/)
+        expect((error as StoreUnavailable).message).not.toContain(body)
+      })
+    }
+  })
+
+  it("a backend failure on the server comes back typed (503) or as a generic 500", async () => {
+    const broken = (failure: Effect.Effect<never>) =>
+      Layer.effect(
+        Secrets.Secrets,
+        Effect.map(Secrets.Secrets, (inner) => ({ ...inner, list: () => failure }))
+      ).pipe(Layer.provide(MemorySecretStore.layer()))
+    const unavailable = await SecretServer.serve({
+      backend: broken(Effect.fail(new StoreUnavailable({ message: "disk is gone" })) as never),
+      keys: registry
+    })
+    const dying = await SecretServer.serve({ backend: broken(Effect.die(new Error("boom at /secret/path.ts:12"))), keys: registry })
+    try {
+      await using a = gateFor({ baseUrl: unavailable.url })
+      const error = await rejection(a.secret.list())
+      expect(error).toBeInstanceOf(StoreUnavailable)
+      expect((error as StoreUnavailable).message).toBe("disk is gone")
+      const raw = await fetch(`${dying.url}/secret`, { headers: { authorization: `Bearer ${Redacted.value(manage)}` } })
+      expect(raw.status).toBe(500)
+      const body = await raw.text()
+      expect(JSON.parse(body)).toEqual({
+        statusCode: 500,
+        message: "internal server error",
+        error: "Internal Server Error",
+        code: "InternalServerError"
+      })
+      await using b = gateFor({ baseUrl: dying.url })
+      const failed = await rejection(b.secret.list())
+      expect(failed).toBeInstanceOf(StoreUnavailable)
+      expect((failed as StoreUnavailable).message).toMatch(/failed: internal server error/)
+    } finally {
+      await unavailable.close()
+      await dying.close()
+    }
+  })
+})
+
+describe("graceful shutdown", () => {
+  it("finishes the requests in flight, then stops accepting connections", async () => {
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    let entered!: () => void
+    const inFlight = new Promise<void>((resolve) => (entered = resolve))
+    const slow = Layer.effect(
+      Secrets.Secrets,
+      Effect.map(Secrets.Secrets, (inner) => ({
+        ...inner,
+        list: (organizationId: string) =>
+          Effect.zipRight(
+            Effect.promise(() => {
+              entered()
+              return gate
+            }),
+            inner.list(organizationId)
+          )
+      }))
+    ).pipe(Layer.provide(MemorySecretStore.layer()))
+    const draining = await SecretServer.serve({ backend: slow, keys: registry })
+    const pending = fetch(`${draining.url}/secret`, { headers: { authorization: `Bearer ${Redacted.value(manage)}` } })
+    await inFlight
+    let closed = false
+    const closing = draining.close().then(() => (closed = true))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(closed).toBe(false)
+    await expect(fetch(`${draining.url}/secret`)).rejects.toThrow()
+    release()
+    const response = await pending
+    expect(response.status).toBe(200)
+    expect(await response.json()).toEqual([])
+    await closing
+    expect(closed).toBe(true)
+  })
+})

@@ -1,0 +1,36 @@
+import { SecretApi } from "@secretgate/http"
+import { readFileSync } from "node:fs"
+import { describe, expect, it } from "vitest"
+import { render, target } from "../scripts/openapi.js"
+
+describe("OpenAPI document", () => {
+  it("docs/openapi.json is the document generated from SecretApi (regenerate: npx tsx packages/http/scripts/openapi.ts)", () => {
+    expect(readFileSync(target, "utf8")).toBe(render())
+  })
+
+  it("describes the six Daytona routes, the resolve route, bearer auth and the error body", () => {
+    const spec = SecretApi.openApi()
+    const operations = Object.entries(spec.paths).flatMap(([path, item]) => Object.keys(item).map((method) => `${method.toUpperCase()} ${path}`))
+    expect(operations.sort()).toEqual([
+      "DELETE /secret/{secretId}",
+      "GET /secret",
+      "GET /secret/paginated",
+      "GET /secret/{secretId}",
+      "PATCH /secret/{secretId}",
+      "POST /secret",
+      "POST /secret/resolve"
+    ])
+    expect(spec.components.securitySchemes).toEqual({ apiKey: expect.objectContaining({ type: "http", scheme: "bearer" }) })
+    const create = spec.paths["/secret"]!.post!
+    expect(Object.keys(create.responses).sort()).toEqual(["201", "400", "401", "403", "409", "413", "500", "503"])
+    expect(Object.keys(spec.paths["/secret/{secretId}"]!.delete!.responses).sort()).toEqual(["204", "401", "403", "404", "500", "503"])
+    expect(spec.components.schemas.SecretNotFound).toMatchObject({ required: ["statusCode", "message", "error", "code"] })
+    expect(JSON.stringify(spec)).not.toContain("HttpApiDecodeError")
+    const query = spec.paths["/secret/paginated"]!.get!.parameters.filter((p) => p.in === "query").map((p) => p.name)
+    expect(query).toEqual(["cursor", "limit", "name", "sort", "order"])
+  })
+
+  it("follows the base path", () => {
+    expect(Object.keys(SecretApi.openApi("/api/v1").paths)).toContain("/api/v1/secret/{secretId}")
+  })
+})
