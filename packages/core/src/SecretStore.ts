@@ -146,7 +146,11 @@ const decodeCursor = (query: PageQuery, cursor: string): Effect.Effect<readonly 
       if (parsed[0] !== query.sort || parsed[1] !== query.order) {
         return Effect.fail(InvalidSecretInput.of("cursor", "belongs to a different sort or order; start again without a cursor"))
       }
-      return Effect.succeed([parsed[2], parsed[3]] as const)
+      // A value of the wrong type would compare as equal to every key (NaN) and give a wrong page.
+      const value: SortValue = parsed[2]
+      if (query.sort === "name" ? typeof value === "string" : typeof value === "number" && Number.isFinite(value)) {
+        return Effect.succeed([value, parsed[3]] as const)
+      }
     }
   } catch {
     // fall through
