@@ -1,0 +1,715 @@
+/**
+ * The store engine: opens a directory, keeps the in-memory index current from the journal, and
+ * performs every write under the cross-process lock. See docs/filesystem.md for the format and the
+ * guarantees.
+ */
+import type { FileSystem } from "@effect/platform"
+import {
+  DecryptionFailed,
+  KeyRing,
+  QuotaExceeded,
+  SecretCipher,
+  SecretNameTaken,
+  SecretNotFound,
+  SecretStore,
+  StoreCorrupted,
+  type StoreError,
+  StoreUnavailable
+} from "@secretgate/core"
+import { Effect, Exit, Option } from "effect"
+import * as Path from "node:path"
+import { KeyManagementError } from "./errors.js"
+import {
+  DIRECTORY_MODE,
+  listIfExists,
+  readIfExists,
+  removeDurably,
+  syncDirectory,
+  TEMP_PREFIX,
+  unavailable,
+  writeAtomic
+} from "./io.js"
+import * as Journal from "./journal.js"
+import * as Keys from "./keys.js"
+import { fileKeyOf, fileKeyOfName, isShard, type Layout, layout, recordPath, shardOf } from "./layout.js"
+import * as Lock from "./lock.js"
+import * as RecordFile from "./recordFile.js"
+import { type Entry, RecordIndex } from "./recordIndex.js"
+
+type SecretRecord = SecretStore.SecretRecord
+
+/** Where the keys come from. */
+export type KeySource =
+  | { readonly _tag: "Configured"; readonly ring: KeyRing.KeyRing }
+  | { readonly _tag: "File" }
+
+/** Settings of the engine. */
+export interface EngineOptions {
+  readonly directory: string
+  readonly keys: KeySource
+  readonly lockTimeoutMillis: number
+  readonly journalLimitBytes: number
+}
+
+/** One key of the store, as key management sees it. */
+export interface KeyStatus {
+  readonly id: string
+  /** New seals use this key. */
+  readonly current: boolean
+  /** Records sealed with it. */
+  readonly records: number
+  /** This process holds the key's bytes. */
+  readonly held: boolean
+}
+
+/** What the engine offers. */
+export interface Engine {
+  readonly paths: Layout
+  readonly store: SecretStore.SecretStore
+  readonly cipher: SecretCipher.SecretCipher
+  readonly keys: Effect.Effect<ReadonlyArray<KeyStatus>, StoreError>
+  readonly rotateKey: Effect.Effect<KeyStatus, KeyManagementError | StoreError>
+  readonly reseal: Effect.Effect<number, StoreError>
+  readonly retireKey: (keyId: string) => Effect.Effect<void, KeyManagementError | StoreError>
+}
+
+const RESEAL_BATCH = 64
+
+const sameRecordIdentity = (a: SecretRecord, b: SecretRecord): boolean =>
+  a.id === b.id && a.organizationId === b.organizationId && a.name === b.name && a.placeholder === b.placeholder &&
+  a.createdAt.getTime() === b.createdAt.getTime()
+
+/** Opens (creating if needed) the store in `options.directory`. */
+export const open = (
+  fs: FileSystem.FileSystem,
+  options: EngineOptions
+): Effect.Effect<Engine, StoreError> =>
+  Effect.gen(function*() {
+    const paths = layout(Path.resolve(options.directory))
+    const lockOptions = { path: paths.lock, breaker: paths.lockBreaker, timeoutMillis: options.lockTimeoutMillis }
+
+    // -- state of this process -------------------------------------------------------------------
+    let manifest: Keys.Manifest
+    let knownKeyIds: ReadonlySet<string> = new Set()
+    let ring: KeyRing.KeyRing
+    let cipher: SecretCipher.SecretCipher
+    let index = new RecordIndex()
+    let position: Journal.Position
+    /** Record files a writer announced (B) and has not yet confirmed (C): re-read on every sync. */
+    let pending = new Set<string>()
+    const shards = new Set<string>()
+    const syncMutex = Effect.unsafeMakeSemaphore(1)
+    const writeMutex = Effect.unsafeMakeSemaphore(1)
+
+    // -- keys --------------------------------------------------------------------------------------
+    const ringFrom = (keys: ReadonlyArray<KeyRing.Key>) => KeyRing.make(keys)
+
+    const missingKeyFile = () =>
+      new DecryptionFailed({
+        message: `the store's key file ${paths.keyFile} is missing: restore it from a backup, or configure the store's key`
+      })
+
+    /** (Re)reads the manifest and, for generated keys, the key file; refuses a wrong key. */
+    const loadKeys = Effect.gen(function*() {
+      const read = yield* Keys.readManifest(fs, paths)
+      if (read === undefined) {
+        return yield* Effect.fail(
+          new StoreCorrupted({ message: `${paths.manifest} is missing: restore it from a backup`, location: paths.manifest })
+        )
+      }
+      let nextRing: KeyRing.KeyRing
+      if (options.keys._tag === "Configured") {
+        nextRing = options.keys.ring
+      } else {
+        const keys = yield* Keys.readKeyFile(fs, paths)
+        if (keys === undefined) return yield* Effect.fail(missingKeyFile())
+        nextRing = ringFrom(keys)
+      }
+      yield* Keys.verifyRing(paths, read, nextRing)
+      manifest = read
+      knownKeyIds = new Set(read.keys.map((key) => key.id))
+      ring = nextRing
+      cipher = SecretCipher.make(nextRing)
+    })
+
+    // -- directories -------------------------------------------------------------------------------
+    const ensureDirectory = (path: string) =>
+      Effect.gen(function*() {
+        yield* fs.makeDirectory(path, { recursive: true, mode: DIRECTORY_MODE }).pipe(
+          Effect.mapError(unavailable("create directory", path))
+        )
+        const info = yield* fs.stat(path).pipe(Effect.mapError(unavailable("stat", path)))
+        if (info.type !== "Directory") {
+          return yield* Effect.fail(new StoreUnavailable({ message: `${path} exists and is not a directory` }))
+        }
+        if (process.platform !== "win32" && (info.mode & 0o077) !== 0) {
+          yield* fs.chmod(path, DIRECTORY_MODE).pipe(Effect.mapError(unavailable("restrict permissions of", path)))
+        }
+      })
+
+    const ensureShard = (shard: string) =>
+      shards.has(shard) ? Effect.void : Effect.gen(function*() {
+        const path = Path.join(paths.records, shard)
+        yield* fs.makeDirectory(path, { recursive: true, mode: DIRECTORY_MODE }).pipe(
+          Effect.mapError(unavailable("create directory", path))
+        )
+        yield* syncDirectory(fs, paths.records)
+        shards.add(shard)
+      })
+
+    // -- reading records ---------------------------------------------------------------------------
+    const readRecord = (fileKey: string): Effect.Effect<RecordFile.Decoded | undefined, StoreUnavailable> => {
+      const path = recordPath(paths, fileKey)
+      return Effect.map(readIfExists(fs, path), (text) =>
+        text === undefined ? undefined : RecordFile.decode(fileKey, path, text, ring.keys, knownKeyIds))
+    }
+
+    const entryOf = (fileKey: string, decoded: RecordFile.Decoded): Entry =>
+      decoded._tag === "Record"
+        ? { _tag: "Record", record: decoded.record, path: recordPath(paths, fileKey) }
+        : { _tag: "Damaged", damage: decoded.damage }
+
+    /** Re-reads these record files into the index: removals first, so a freed name can be reused. */
+    const reread = (fileKeys: Iterable<string>) =>
+      Effect.gen(function*() {
+        const keys = [...fileKeys]
+        if (keys.length === 0) return
+        const read = yield* Effect.forEach(keys, readRecord, { concurrency: 8 })
+        keys.forEach((fileKey, i) => {
+          if (read[i] === undefined) index.set(fileKey, undefined)
+        })
+        keys.forEach((fileKey, i) => {
+          const decoded = read[i]
+          if (decoded !== undefined) index.set(fileKey, entryOf(fileKey, decoded))
+        })
+      })
+
+    interface Scan {
+      readonly index: RecordIndex
+      readonly temps: ReadonlyArray<string>
+      readonly missingKeys: ReadonlyMap<string, number>
+    }
+
+    /** Reads every record file: at open, and when this process fell too far behind the journal. */
+    const scan = Effect.gen(function*() {
+      const temps: Array<string> = []
+      const files: Array<readonly [string, string]> = []
+      const shardNames = (yield* listIfExists(fs, paths.records)).filter(isShard)
+      yield* Effect.forEach(shardNames, (shard) =>
+        Effect.map(listIfExists(fs, Path.join(paths.records, shard)), (names) => {
+          shards.add(shard)
+          for (const name of names) {
+            if (name.startsWith(TEMP_PREFIX)) temps.push(Path.join(paths.records, shard, name))
+            const fileKey = fileKeyOfName(shard, name)
+            if (fileKey !== undefined) files.push([fileKey, name])
+          }
+        }), { concurrency: 8, discard: true })
+      const decoded = yield* Effect.forEach(files, ([fileKey]) => readRecord(fileKey), { concurrency: 32 })
+      const missingKeys = new Map<string, number>()
+      const entries: Array<readonly [string, Entry]> = []
+      files.forEach(([fileKey], i) => {
+        const result = decoded[i]
+        if (result === undefined) return // removed since the directory was listed
+        if (result._tag === "MissingKey") missingKeys.set(result.keyId, (missingKeys.get(result.keyId) ?? 0) + 1)
+        entries.push([fileKey, entryOf(fileKey, result)])
+      })
+      // oldest first, so that listings in creation order need little sorting
+      const time = (entry: Entry) => (entry._tag === "Record" ? entry.record.createdAt.getTime() : 0)
+      entries.sort((a, b) => time(a[1]) - time(b[1]))
+      const fresh = new RecordIndex()
+      for (const [fileKey, entry] of entries) fresh.set(fileKey, entry)
+      return { index: fresh, temps, missingKeys } satisfies Scan
+    })
+
+    // -- the journal -------------------------------------------------------------------------------
+    const pendingOf = (entries: ReadonlyArray<Journal.Entry>, start: ReadonlySet<string>) => {
+      const open = new Set(start)
+      const changed = new Set<string>()
+      let keys = false
+      for (const entry of entries) {
+        if (entry.op === "K") keys = true
+        else if (entry.op === "B") open.add(entry.fileKey)
+        else {
+          open.delete(entry.fileKey)
+          changed.add(entry.fileKey)
+        }
+      }
+      return { open, changed, keys }
+    }
+
+    /** Replaces the whole index: journal position first, then the records, so nothing is missed. */
+    const reload = Effect.gen(function*() {
+      const segment = yield* Journal.read(fs, paths.journal)
+      if (segment._tag !== "Read") return "repair" as const
+      const { keys, open } = pendingOf(segment.entries, new Set())
+      if (keys) yield* loadKeys
+      const scanned = yield* scan
+      index = scanned.index
+      position = segment.position
+      pending = open
+      yield* reread(pending)
+      return scanned
+    })
+
+    /** `position` after appending, read from the open journal. */
+    const appendJournal = (lines: string) =>
+      Effect.scoped(Effect.gen(function*() {
+        const file = yield* fs.open(paths.journal, { flag: "a" }).pipe(Effect.mapError(unavailable("open", paths.journal)))
+        yield* Journal.append(file, paths.journal, lines)
+        const info = yield* file.stat.pipe(Effect.mapError(unavailable("stat", paths.journal)))
+        const size = Number(info.size)
+        position = {
+          generation: position.generation,
+          ino: Option.getOrElse(info.ino, () => 0),
+          size,
+          mtimeMs: Option.match(info.mtime, { onNone: () => 0, onSome: (date) => date.getTime() }),
+          offset: size
+        }
+      }))
+
+    /**
+     * Brings the index up to date with the journal. Without the lock, a journal that needs repair
+     * is reported as "repair"; with it (`locked`), it is repaired here.
+     */
+    const catchUp = (locked: boolean): Effect.Effect<"ok" | "repair", StoreError> =>
+      Effect.gen(function*() {
+        const current = yield* Journal.read(fs, paths.journal, { from: position.offset, expected: position.generation })
+        if (current._tag !== "Read") {
+          if (!locked) return "repair" as const
+          yield* Journal.create(fs, paths, undefined)
+          const reloaded = yield* reload
+          return reloaded === "repair" ? yield* Effect.fail(journalBroken()) : "ok" as const
+        }
+        let entries: ReadonlyArray<Journal.Entry>
+        let garbled: boolean
+        let next: Journal.Position
+        if (current.generation === position.generation) {
+          entries = current.entries
+          garbled = current.garbled
+          next = current.position
+        } else {
+          // a new generation: finish the old one (now journal.prev) unless we fell further behind
+          const previous = yield* Journal.read(fs, paths.journalPrevious, {
+            from: position.offset,
+            expected: position.generation
+          })
+          const fresh = yield* Journal.read(fs, paths.journal)
+          if (
+            previous._tag !== "Read" || previous.generation !== position.generation ||
+            fresh._tag !== "Read" || fresh.previous !== position.generation
+          ) {
+            const reloaded = yield* reload
+            if (reloaded === "repair") return locked ? yield* catchUp(locked) : "repair" as const
+            return "ok" as const
+          }
+          entries = [...previous.entries, ...fresh.entries]
+          garbled = previous.garbled || fresh.garbled
+          next = fresh.position
+        }
+        if (garbled) {
+          // a line we cannot read might have named any record
+          const reloaded = yield* reload
+          return reloaded === "repair" ? (locked ? yield* catchUp(locked) : "repair" as const) : "ok" as const
+        }
+        const { changed, keys, open } = pendingOf(entries, pending)
+        if (keys) yield* loadKeys
+        yield* reread(new Set([...changed, ...open]))
+        pending = open
+        position = next
+        if (locked && next.offset < next.size) {
+          // a torn last line (a writer lost power mid-append): nobody has consumed it, cut it off
+          yield* fs.truncate(paths.journal, next.offset).pipe(Effect.mapError(unavailable("truncate", paths.journal)))
+          position = { ...next, size: next.offset }
+        }
+        return "ok" as const
+      })
+
+    const journalBroken = () =>
+      new StoreCorrupted({
+        message: `${paths.journal} is unreadable even after it was recreated`,
+        location: paths.journal
+      })
+
+    const sameAsPosition = (now: { readonly ino: number; readonly size: number; readonly mtimeMs: number } | undefined) =>
+      now !== undefined && now.ino === position.ino && now.size === position.size && now.mtimeMs === position.mtimeMs
+
+    /** Before every read: one `stat` of the journal, and a catch-up only when it changed. */
+    const sync: Effect.Effect<void, StoreError> = Effect.gen(function*() {
+      if (pending.size === 0 && sameAsPosition(yield* Journal.identity(fs, paths.journal))) return
+      const outcome = yield* syncMutex.withPermits(1)(catchUp(false))
+      if (outcome === "repair") yield* transact(Effect.void)
+    })
+
+    // -- writing -----------------------------------------------------------------------------------
+    /**
+     * Runs `body` holding this process's write mutex, the store lock and the index, with the index
+     * caught up and the journal repaired. Announced changes whose writer died are closed first.
+     */
+    const transact = <A, E>(body: Effect.Effect<A, E>): Effect.Effect<A, E | StoreError> =>
+      writeMutex.withPermits(1)(
+        Effect.acquireUseRelease(
+          Lock.acquire(fs, lockOptions),
+          () =>
+            syncMutex.withPermits(1)(Effect.gen(function*() {
+              yield* catchUp(true)
+              if (pending.size > 0) {
+                // we hold the lock, so whoever announced these is gone: the files are old or new, both whole
+                const dangling = [...pending]
+                yield* appendJournal(dangling.map((fileKey) => `C ${fileKey}\n`).join(""))
+                pending = new Set()
+                yield* reread(dangling)
+              }
+              return yield* body
+            })),
+          (release) => release
+        )
+      )
+
+    /** Announces, performs and confirms one record file change, then updates the index. */
+    const change = (fileKey: string, io: Effect.Effect<void, StoreUnavailable>, entry: Entry | undefined) =>
+      Effect.uninterruptible(Effect.gen(function*() {
+        yield* appendJournal(`B ${fileKey}\n`)
+        const result = yield* Effect.exit(io)
+        yield* appendJournal(`C ${fileKey}\n`)
+        if (Exit.isFailure(result)) {
+          yield* reread([fileKey]) // the change may or may not have happened
+          return yield* result
+        }
+        index.set(fileKey, entry)
+        if (position.size > options.journalLimitBytes) {
+          yield* Journal.rollover(fs, paths, position.generation)
+          const fresh = yield* Journal.read(fs, paths.journal)
+          if (fresh._tag !== "Read") return yield* Effect.fail(journalBroken())
+          position = fresh.position
+        }
+      }))
+
+    const sealingKey = (record: SecretRecord) => {
+      const key = ring.keys.get(record.sealed.keyId)
+      return key !== undefined && knownKeyIds.has(key.id)
+        ? Effect.succeed(key)
+        : Effect.fail(
+          new DecryptionFailed({
+            message: `secret ${JSON.stringify(record.id)} is sealed with key ${
+              JSON.stringify(record.sealed.keyId)
+            }, which this store no longer accepts (retired, or unknown); try again`,
+            secretId: record.id
+          })
+        )
+    }
+
+    const put = (record: SecretRecord) =>
+      Effect.gen(function*() {
+        const key = yield* sealingKey(record)
+        const fileKey = fileKeyOf(record.id)
+        const path = recordPath(paths, fileKey)
+        const text = RecordFile.encode(record, key)
+        yield* change(
+          fileKey,
+          Effect.zipRight(ensureShard(shardOf(fileKey)), writeAtomic(fs, path, text)),
+          { _tag: "Record", record, path }
+        )
+      })
+
+    // -- opening -----------------------------------------------------------------------------------
+    const hasRecordFiles = Effect.gen(function*() {
+      for (const shard of (yield* listIfExists(fs, paths.records)).filter(isShard)) {
+        const names = yield* listIfExists(fs, Path.join(paths.records, shard))
+        if (names.some((name) => fileKeyOfName(shard, name) !== undefined)) return true
+      }
+      return false
+    })
+
+    /** Creates what is missing (manifest, key file, journal) and registers configured keys. */
+    const initialise = Effect.gen(function*() {
+      let current = yield* Keys.readManifest(fs, paths)
+      if (current === undefined && (yield* hasRecordFiles)) {
+        return yield* Effect.fail(
+          new StoreCorrupted({
+            message: `${paths.manifest} is missing but ${paths.records} holds records: restore it from a backup`,
+            location: paths.manifest
+          })
+        )
+      }
+      let keys: ReadonlyArray<KeyRing.Key>
+      if (options.keys._tag === "Configured") {
+        keys = [...options.keys.ring.keys.values()]
+      } else {
+        const inFile = yield* Keys.readKeyFile(fs, paths)
+        if (inFile !== undefined) {
+          keys = inFile
+        } else {
+          if (current !== undefined && current.keys.length > 0) return yield* Effect.fail(missingKeyFile())
+          keys = [KeyRing.generateKey(Keys.newKeyId(new Set()))]
+          yield* Keys.writeKeyFile(fs, paths, keys)
+        }
+      }
+      current ??= Keys.newManifest([])
+      const known = current
+      yield* Keys.verifyRing(paths, known, ringFrom(keys))
+      const added = keys.filter((key) => !known.keys.some((k) => k.id === key.id))
+      const journal = yield* Journal.read(fs, paths.journal)
+      if (added.length > 0) {
+        yield* Keys.writeManifest(fs, paths, {
+          ...known,
+          keys: [...known.keys, ...added.map((key) => ({ id: key.id, check: Keys.keyCheck(key) }))]
+        })
+      }
+      if (journal._tag !== "Read") {
+        yield* Journal.create(fs, paths, undefined)
+      } else if (added.length > 0) {
+        yield* Effect.scoped(Effect.flatMap(
+          fs.open(paths.journal, { flag: "a" }).pipe(Effect.mapError(unavailable("open", paths.journal))),
+          (file) => Journal.append(file, paths.journal, "K\n")
+        ))
+      }
+    })
+
+    const needsInitialising = Effect.gen(function*() {
+      const current = yield* Keys.readManifest(fs, paths)
+      if (current === undefined) return true
+      if ((yield* Journal.read(fs, paths.journal))._tag !== "Read") return true
+      const ids = new Set(current.keys.map((key) => key.id))
+      if (options.keys._tag === "Configured") return [...options.keys.ring.keys.keys()].some((id) => !ids.has(id))
+      const inFile = yield* Keys.readKeyFile(fs, paths)
+      return inFile === undefined || inFile.some((key) => !ids.has(key.id))
+    })
+
+    const underLock = <A, E>(body: Effect.Effect<A, E>) =>
+      Effect.acquireUseRelease(Lock.acquire(fs, lockOptions), () => body, (release) => release)
+
+    /** Leftovers of killed writers: temp files (only ever written under the lock) and old lock attempts. */
+    const removeLeftovers = (temps: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const now = Date.now()
+        const names = yield* listIfExists(fs, paths.root)
+        const rootTemps = names.filter((name) => name.startsWith(TEMP_PREFIX) || name === "journal.prev.tmp")
+        const lockTemps = names.filter((name) => /^lock\.(?:break\.)?[0-9a-f]+\.tmp$/.test(name))
+        const oldLockTemps: Array<string> = []
+        for (const name of lockTemps) {
+          const info = yield* fs.stat(Path.join(paths.root, name)).pipe(Effect.option)
+          const mtime = Option.flatMap(info, (i) => i.mtime)
+          if (Option.isSome(mtime) && now - mtime.value.getTime() > Lock.LOCK_TEMP_STALE_MS) {
+            oldLockTemps.push(Path.join(paths.root, name))
+          }
+        }
+        const all = [...temps, ...rootTemps.map((name) => Path.join(paths.root, name))]
+        if (all.length > 0) {
+          yield* underLock(Effect.forEach(all, (path) => removeDurably(fs, path), { discard: true }))
+        }
+        yield* Effect.forEach(oldLockTemps, (path) => fs.remove(path).pipe(Effect.ignore), { discard: true })
+      })
+
+    yield* ensureDirectory(paths.root)
+    yield* ensureDirectory(paths.records)
+    if (yield* needsInitialising) yield* underLock(initialise)
+    yield* loadKeys
+    position = { generation: "", ino: 0, size: 0, mtimeMs: 0, offset: 0 }
+    let loaded = yield* reload
+    if (loaded === "repair") {
+      yield* underLock(initialise)
+      loaded = yield* reload
+      if (loaded === "repair") return yield* Effect.fail(journalBroken())
+    }
+    if (loaded.missingKeys.size > 0) {
+      const [[keyId, count]] = [...loaded.missingKeys]
+      return yield* Effect.fail(
+        new DecryptionFailed({
+          message: `${count} record(s) in ${paths.root} are sealed with key ${
+            JSON.stringify(keyId)
+          }, which is not configured: add it to the key ring (newest key last)`
+        })
+      )
+    }
+    yield* removeLeftovers(loaded.temps)
+
+    // -- the SecretStore ---------------------------------------------------------------------------
+    const view = <A, E>(f: (index: RecordIndex) => Effect.Effect<A, E>): Effect.Effect<A, E | StoreError> =>
+      Effect.flatMap(sync, () => Effect.suspend(() => f(index)))
+
+    const owned = (organizationId: string, record: SecretRecord | undefined) =>
+      record !== undefined && record.organizationId === organizationId ? record : undefined
+
+    const lookup = (
+      record: SecretRecord | undefined,
+      damage: () => RecordFile.Damage | undefined
+    ): Effect.Effect<Option.Option<SecretRecord>, StoreError> => {
+      if (record !== undefined) return Effect.succeed(Option.some(record))
+      const damaged = damage()
+      return damaged === undefined ? Effect.succeed(Option.none()) : Effect.fail(damaged.error)
+    }
+
+    const complete = (organizationId: string) =>
+      Effect.suspend(() => {
+        const damage = index.damageOfOrganization(organizationId)
+        return damage === undefined ? Effect.void : Effect.fail(damage.error)
+      })
+
+    const store = SecretStore.SecretStore.of({
+      insert: (record, { quota }) =>
+        transact(Effect.suspend((): Effect.Effect<
+          void,
+          SecretNameTaken | SecretStore.PlaceholderTaken | QuotaExceeded | StoreError
+        > => {
+          const names = index.byOrganization.get(record.organizationId)
+          if (names?.has(record.name)) return Effect.fail(SecretNameTaken.of(record.name))
+          const damagedName = index.damageOfName(record.organizationId, record.name)
+          if (damagedName !== undefined) return Effect.fail(damagedName.error)
+          if (
+            index.byPlaceholder.has(record.placeholder) ||
+            [...index.damaged.values()].some((damage) => damage.claim.placeholder === record.placeholder)
+          ) {
+            return Effect.fail(new SecretStore.PlaceholderTaken())
+          }
+          if ((names?.size ?? 0) >= quota) return Effect.fail(QuotaExceeded.of(quota))
+          if (index.get(fileKeyOf(record.id)) !== undefined) {
+            return Effect.dieMessage(`a record with id ${JSON.stringify(record.id)} already exists`)
+          }
+          return put(record)
+        })),
+      findById: (organizationId, id) =>
+        view((index) =>
+          lookup(owned(organizationId, index.byId.get(id)), () =>
+            index.damaged.size === 0 ? undefined : index.damageOfFile(organizationId, fileKeyOf(id)))
+        ),
+      findByName: (organizationId, name) =>
+        view((index) =>
+          lookup(index.byOrganization.get(organizationId)?.get(name), () => index.damageOfName(organizationId, name))
+        ),
+      findByPlaceholder: (organizationId, placeholder) =>
+        view((index) =>
+          lookup(
+            owned(organizationId, index.byPlaceholder.get(placeholder)),
+            () => index.damageOfPlaceholder(organizationId, placeholder)
+          )
+        ),
+      listAll: (organizationId) =>
+        view((index) =>
+          Effect.as(
+            complete(organizationId),
+            [...(index.byOrganization.get(organizationId)?.values() ?? [])].sort(SecretStore.byName)
+          )
+        ),
+      list: (organizationId, query) =>
+        view((index) =>
+          Effect.zipRight(
+            complete(organizationId),
+            SecretStore.paginate(index.byOrganization.get(organizationId)?.values() ?? [], query)
+          )
+        ),
+      update: (organizationId, id, changeRecord) =>
+        transact(Effect.suspend((): Effect.Effect<SecretRecord, SecretNotFound | StoreError> => {
+          const current = owned(organizationId, index.byId.get(id))
+          if (current === undefined) {
+            const damage = index.damageOfFile(organizationId, fileKeyOf(id))
+            return Effect.fail(damage?.error ?? SecretNotFound.byId(id))
+          }
+          const next = changeRecord(current)
+          if (!sameRecordIdentity(current, next)) {
+            return Effect.dieMessage("SecretStore.update must not change id, organizationId, name, placeholder or createdAt")
+          }
+          return Effect.as(put(next), next)
+        })),
+      delete: (organizationId, id) =>
+        transact(Effect.suspend((): Effect.Effect<void, SecretNotFound | StoreError> => {
+          const fileKey = fileKeyOf(id)
+          const current = owned(organizationId, index.byId.get(id))
+          const damage = index.damaged.get(fileKey)
+          // a damaged record may be deleted by the organization it claims to belong to
+          if (current === undefined && damage?.claim.organizationId !== organizationId) {
+            return Effect.fail(SecretNotFound.byId(id))
+          }
+          return change(fileKey, removeDurably(fs, recordPath(paths, fileKey)), undefined)
+        }))
+    })
+
+    // -- key management ----------------------------------------------------------------------------
+    const statusOf = (id: string): KeyStatus => ({
+      id,
+      current: ring.current.id === id,
+      records: index.keyUsage.get(id) ?? 0,
+      held: ring.keys.has(id)
+    })
+
+    const keyStatus = view(() => Effect.succeed(manifest.keys.map((key) => statusOf(key.id))))
+
+    const reseal: Effect.Effect<number, StoreError> = Effect.gen(function*() {
+      let total = 0
+      for (;;) {
+        const batch = yield* view((index) => {
+          const stale: Array<SecretRecord> = []
+          for (const record of index.records()) {
+            if (record.sealed.keyId !== ring.current.id) stale.push(record)
+            if (stale.length === RESEAL_BATCH) break
+          }
+          return Effect.succeed(stale)
+        })
+        if (batch.length === 0) return total
+        yield* transact(Effect.forEach(batch, (stale) =>
+          Effect.gen(function*() {
+            const record = index.byId.get(stale.id)
+            if (record === undefined || record.sealed.keyId === ring.current.id) return
+            const binding = { organizationId: record.organizationId, secretId: record.id }
+            const value = yield* cipher.open(record.sealed, binding)
+            yield* put({ ...record, sealed: cipher.seal(value, binding) })
+            total++
+          }), { discard: true }))
+      }
+    })
+
+    const rotateKey: Effect.Effect<KeyStatus, KeyManagementError | StoreError> = Effect.gen(function*() {
+      if (options.keys._tag === "Configured") {
+        return yield* Effect.fail(
+          new KeyManagementError({
+            message:
+              "this store's keys come from configuration: add the new key to the configured key ring (newest last), reopen, then run reseal"
+          })
+        )
+      }
+      const id = yield* transact(Effect.gen(function*() {
+        const inFile = yield* Keys.readKeyFile(fs, paths)
+        if (inFile === undefined) return yield* Effect.fail(missingKeyFile())
+        const key = KeyRing.generateKey(Keys.newKeyId(new Set([...knownKeyIds, ...inFile.map((k) => k.id)])))
+        const nextKeys = [...inFile, key]
+        // key file first: a crash before the manifest is written is repaired at the next open
+        yield* Keys.writeKeyFile(fs, paths, nextKeys)
+        const nextManifest = { ...manifest, keys: [...manifest.keys, { id: key.id, check: Keys.keyCheck(key) }] }
+        yield* Keys.writeManifest(fs, paths, nextManifest)
+        yield* appendJournal("K\n")
+        yield* loadKeys
+        return key.id
+      }))
+      yield* reseal
+      return yield* view(() => Effect.succeed(statusOf(id)))
+    })
+
+    const retireKey = (keyId: string): Effect.Effect<void, KeyManagementError | StoreError> =>
+      transact(Effect.gen(function*() {
+        const refuse = (message: string) => Effect.fail(new KeyManagementError({ message }))
+        if (!knownKeyIds.has(keyId)) return yield* refuse(`this store has no key ${JSON.stringify(keyId)}`)
+        if (keyId === ring.current.id) {
+          return yield* refuse(`key ${JSON.stringify(keyId)} is the current key: rotate to a new key first`)
+        }
+        const used = index.keyUsage.get(keyId) ?? 0
+        if (used > 0) {
+          return yield* refuse(`key ${JSON.stringify(keyId)} still seals ${used} record(s): run reseal first`)
+        }
+        yield* Keys.writeManifest(fs, paths, { ...manifest, keys: manifest.keys.filter((key) => key.id !== keyId) })
+        if (options.keys._tag === "File") {
+          const inFile = yield* Keys.readKeyFile(fs, paths)
+          if (inFile !== undefined) yield* Keys.writeKeyFile(fs, paths, inFile.filter((key) => key.id !== keyId))
+        }
+        yield* appendJournal("K\n")
+        yield* loadKeys
+      }))
+
+    const cipherView: SecretCipher.SecretCipher = {
+      get currentKeyId() {
+        return cipher.currentKeyId
+      },
+      seal: (value, binding) => cipher.seal(value, binding),
+      open: (sealed, binding) => cipher.open(sealed, binding)
+    }
+
+    return { paths, store, cipher: cipherView, keys: keyStatus, rotateKey, reseal, retireKey } satisfies Engine
+  })

@@ -1,0 +1,110 @@
+/**
+ * Small I/O helpers: error mapping, durable atomic writes, a sleep that ignores the TestClock.
+ */
+import type { FileSystem } from "@effect/platform"
+import type { PlatformError } from "@effect/platform/Error"
+import { StoreUnavailable } from "@secretgate/core"
+import { Effect } from "effect"
+import { randomBytes } from "node:crypto"
+import * as Path from "node:path"
+
+/** File mode of every file the store writes. */
+export const FILE_MODE = 0o600
+/** File mode of every directory the store creates. */
+export const DIRECTORY_MODE = 0o700
+/** Prefix of the temporary files of atomic writes; leftovers of a crash are removed under the lock. */
+export const TEMP_PREFIX = ".tmp-"
+
+const reasonOf = (error: PlatformError): string => (error._tag === "SystemError" ? error.reason : error._tag)
+
+/** `true` for "no such file or directory". */
+export const isNotFound = (error: PlatformError): boolean => error._tag === "SystemError" && error.reason === "NotFound"
+
+/** `true` for "already exists". */
+export const isAlreadyExists = (error: PlatformError): boolean =>
+  error._tag === "SystemError" && error.reason === "AlreadyExists"
+
+/** Maps an I/O failure to `StoreUnavailable`, saying what was being done to which path. */
+export const unavailable = (what: string, path: string) => (error: PlatformError): StoreUnavailable =>
+  new StoreUnavailable({
+    message: `could not ${what} ${path}: ${reasonOf(error)} (${error.message})`
+  })
+
+/** Random hex, for temp file names and lock tokens. */
+export const token = (bytes = 8): string => randomBytes(bytes).toString("hex")
+
+/**
+ * Sleeps on the real clock. The store's lock must keep polling even where the `Clock` service is a
+ * `TestClock` that does not move by itself (tests, `@effect/vitest` layers).
+ */
+export const sleepLive = (millis: number): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), Math.max(0, millis))
+    return Effect.sync(() => clearTimeout(timer))
+  })
+
+/** fsync of a directory, so that a rename or unlink in it survives a power loss. */
+export const syncDirectory = (fs: FileSystem.FileSystem, directory: string): Effect.Effect<void, StoreUnavailable> =>
+  process.platform === "win32"
+    ? Effect.void // directories cannot be opened on Windows; NTFS journals metadata itself
+    : Effect.scoped(Effect.flatMap(fs.open(directory, { flag: "r" }), (file) => file.sync)).pipe(
+      Effect.mapError(unavailable("fsync directory", directory))
+    )
+
+/**
+ * Writes `data` to `path` atomically and durably: a temp file in the same directory (mode 0600,
+ * created exclusively), fsync, rename over `path`, fsync of the directory. A reader sees the old
+ * content or the new, never a mix; after a crash the file is old or new.
+ */
+export const writeAtomic = (
+  fs: FileSystem.FileSystem,
+  path: string,
+  data: string
+): Effect.Effect<void, StoreUnavailable> => {
+  const directory = Path.dirname(path)
+  const temp = Path.join(directory, `${TEMP_PREFIX}${token()}`)
+  const bytes = new TextEncoder().encode(data)
+  const write = Effect.scoped(
+    Effect.gen(function*() {
+      const file = yield* fs.open(temp, { flag: "wx", mode: FILE_MODE })
+      yield* file.writeAll(bytes)
+      yield* file.sync
+    })
+  ).pipe(Effect.mapError(unavailable("write", temp)))
+  return write.pipe(
+    Effect.zipRight(fs.rename(temp, path).pipe(Effect.mapError(unavailable("rename into place", path)))),
+    Effect.tapError(() => fs.remove(temp).pipe(Effect.ignore)),
+    Effect.zipRight(syncDirectory(fs, directory))
+  )
+}
+
+/** Removes `path` (a missing file is fine) and fsyncs its directory. */
+export const removeDurably = (
+  fs: FileSystem.FileSystem,
+  path: string
+): Effect.Effect<void, StoreUnavailable> =>
+  fs.remove(path).pipe(
+    Effect.catchIf(isNotFound, () => Effect.void),
+    Effect.mapError(unavailable("remove", path)),
+    Effect.zipRight(syncDirectory(fs, Path.dirname(path)))
+  )
+
+/** The file's text, or `undefined` when it does not exist. */
+export const readIfExists = (
+  fs: FileSystem.FileSystem,
+  path: string
+): Effect.Effect<string | undefined, StoreUnavailable> =>
+  fs.readFileString(path, "utf8").pipe(
+    Effect.catchIf(isNotFound, () => Effect.succeed(undefined)),
+    Effect.mapError(unavailable("read", path))
+  )
+
+/** Directory entries, or `[]` when the directory does not exist. */
+export const listIfExists = (
+  fs: FileSystem.FileSystem,
+  path: string
+): Effect.Effect<ReadonlyArray<string>, StoreUnavailable> =>
+  fs.readDirectory(path).pipe(
+    Effect.catchIf(isNotFound, () => Effect.succeed([])),
+    Effect.mapError(unavailable("list", path))
+  )

@@ -1,0 +1,206 @@
+/**
+ * The write lock: a file named `lock` that one process at a time holds while it writes.
+ *
+ * - Taking it is `link(2)` of a complete temp file onto `lock`: atomic, fails if it exists, and
+ *   the lock file always has its full content (pid, host, process start time, a random token).
+ * - A lock whose holder died (same host: the pid is gone or now belongs to a process started at
+ *   another time; another host: older than a minute) is stale. It is removed while holding
+ *   `lock.break`, after checking again that it is still the same stale lock, so two processes
+ *   recovering at once cannot remove a lock a third has just taken.
+ * - Release removes `lock` only if it still carries the holder's token.
+ */
+import type { FileSystem } from "@effect/platform"
+import { StoreUnavailable } from "@secretgate/core"
+import { Effect } from "effect"
+import { hostname } from "node:os"
+import { FILE_MODE, isAlreadyExists, isNotFound, sleepLive, token, unavailable } from "./io.js"
+
+interface Owner {
+  readonly pid: number
+  readonly host: string
+  readonly token: string
+  readonly since: number
+  /** `/proc/<pid>/stat` start time, where there is one: tells a reused pid from the holder. */
+  readonly start: string | null
+}
+
+interface Holder {
+  readonly raw: string
+  readonly owner: Owner | undefined
+}
+
+/** A holder on another host is presumed dead after this long (its pid cannot be checked). */
+const FOREIGN_STALE_MS = 60_000
+/** Temp files of lock attempts older than this are litter from a killed process. */
+export const LOCK_TEMP_STALE_MS = 60_000
+
+const HOST = hostname()
+
+const processStart = (fs: FileSystem.FileSystem, pid: number): Effect.Effect<string | null> =>
+  process.platform === "linux"
+    ? fs.readFileString(`/proc/${pid}/stat`).pipe(
+      Effect.map((stat) => stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null),
+      Effect.orElseSucceed(() => null)
+    )
+    : Effect.succeed(null)
+
+let selfStart: string | null | undefined
+
+const ownStart = (fs: FileSystem.FileSystem): Effect.Effect<string | null> =>
+  selfStart !== undefined
+    ? Effect.succeed(selfStart)
+    : Effect.tap(processStart(fs, process.pid), (start) => {
+      selfStart = start
+    })
+
+const parseOwner = (raw: string): Owner | undefined => {
+  try {
+    const value = JSON.parse(raw) as Partial<Owner>
+    if (
+      typeof value.pid === "number" && typeof value.host === "string" && typeof value.token === "string" &&
+      typeof value.since === "number"
+    ) {
+      return {
+        pid: value.pid,
+        host: value.host,
+        token: value.token,
+        since: value.since,
+        start: typeof value.start === "string" ? value.start : null
+      }
+    }
+  } catch {
+    // a damaged lock file has no owner
+  }
+  return undefined
+}
+
+const readHolder = (fs: FileSystem.FileSystem, path: string): Effect.Effect<Holder | undefined, StoreUnavailable> =>
+  Effect.gen(function*() {
+    const raw = yield* fs.readFileString(path).pipe(
+      Effect.map((text): string | undefined => text),
+      Effect.catchIf(isNotFound, () => Effect.succeed(undefined)),
+      Effect.mapError(unavailable("read", path))
+    )
+    return raw === undefined ? undefined : { raw, owner: parseOwner(raw) }
+  })
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/** `true` when the holder is certainly gone. */
+const isStale = (fs: FileSystem.FileSystem, holder: Holder): Effect.Effect<boolean> => {
+  const owner = holder.owner
+  // lock files are linked into place complete, so one without an owner is damage, not a lock being written
+  if (owner === undefined) return Effect.succeed(true)
+  if (owner.host !== HOST) return Effect.succeed(Date.now() - owner.since > FOREIGN_STALE_MS)
+  if (!isAlive(owner.pid)) return Effect.succeed(true)
+  if (owner.start === null) return Effect.succeed(false)
+  return Effect.map(processStart(fs, owner.pid), (start) => start !== null && start !== owner.start)
+}
+
+const describe = (holder: Holder): string =>
+  holder.owner === undefined
+    ? "an unreadable lock file"
+    : `process ${holder.owner.pid} on ${holder.owner.host} since ${new Date(holder.owner.since).toISOString()}`
+
+/** Writes a complete lock file under a temp name and links it to `path`: `true` if taken. */
+const tryLink = (
+  fs: FileSystem.FileSystem,
+  path: string,
+  content: string
+): Effect.Effect<boolean, StoreUnavailable> => {
+  const temp = `${path}.${token()}.tmp`
+  return fs.writeFileString(temp, content, { flag: "wx", mode: FILE_MODE }).pipe(
+    Effect.mapError(unavailable("write", temp)),
+    Effect.zipRight(
+      fs.link(temp, path).pipe(
+        Effect.as(true),
+        Effect.catchIf(isAlreadyExists, () => Effect.succeed(false)),
+        Effect.mapError(unavailable("create lock", path))
+      )
+    ),
+    Effect.ensuring(fs.remove(temp).pipe(Effect.ignore))
+  )
+}
+
+const removeIfSame = (fs: FileSystem.FileSystem, path: string, raw: string): Effect.Effect<void, StoreUnavailable> =>
+  Effect.flatMap(readHolder(fs, path), (current) =>
+    current !== undefined && current.raw === raw
+      ? fs.remove(path).pipe(Effect.catchIf(isNotFound, () => Effect.void), Effect.mapError(unavailable("remove", path)))
+      : Effect.void)
+
+/** Removes the stale lock `holder`, holding `breaker` meanwhile. */
+const breakStale = (
+  fs: FileSystem.FileSystem,
+  path: string,
+  breaker: string,
+  holder: Holder,
+  content: string
+): Effect.Effect<void, StoreUnavailable> =>
+  Effect.gen(function*() {
+    if (yield* tryLink(fs, breaker, content)) {
+      yield* removeIfSame(fs, path, holder.raw).pipe(
+        Effect.ensuring(removeIfSame(fs, breaker, content).pipe(Effect.ignore))
+      )
+      return
+    }
+    // another process is breaking it; if that one died too, clear its breaker
+    const other = yield* readHolder(fs, breaker)
+    if (other !== undefined && (yield* isStale(fs, other))) yield* removeIfSame(fs, breaker, other.raw)
+    else yield* sleepLive(2)
+  })
+
+/** Where the lock lives, and how long to wait for it. */
+export interface LockOptions {
+  readonly path: string
+  readonly breaker: string
+  readonly timeoutMillis: number
+}
+
+/**
+ * Takes the lock, waiting (polling with jittered back-off) for a live holder and breaking a stale
+ * one. Fails with `StoreUnavailable` naming the holder after `timeoutMillis`. Returns the release.
+ */
+export const acquire = (
+  fs: FileSystem.FileSystem,
+  options: LockOptions
+): Effect.Effect<Effect.Effect<void>, StoreUnavailable> =>
+  Effect.gen(function*() {
+    const owner: Owner = {
+      pid: process.pid,
+      host: HOST,
+      token: token(16),
+      since: Date.now(),
+      start: yield* ownStart(fs)
+    }
+    const content = JSON.stringify(owner)
+    const deadline = Date.now() + options.timeoutMillis
+    let delay = 1
+    for (;;) {
+      if (yield* tryLink(fs, options.path, content)) break
+      const holder = yield* readHolder(fs, options.path)
+      if (holder === undefined) continue // released between our attempt and the read
+      if (yield* isStale(fs, holder)) {
+        yield* breakStale(fs, options.path, options.breaker, holder, content)
+        continue
+      }
+      if (Date.now() > deadline) {
+        return yield* Effect.fail(
+          new StoreUnavailable({
+            message: `timed out after ${options.timeoutMillis} ms waiting for the store lock ${options.path}, held by ${
+              describe(holder)
+            }`
+          })
+        )
+      }
+      yield* sleepLive(delay * (0.5 + Math.random()))
+      delay = Math.min(delay * 2, 20)
+    }
+    return removeIfSame(fs, options.path, content).pipe(Effect.ignore)
+  })

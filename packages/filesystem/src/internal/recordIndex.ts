@@ -1,0 +1,124 @@
+/**
+ * The in-memory index of one process: every record by id, by (organization, name) and by
+ * placeholder, plus the damaged record files. Lookups never touch the disk; the journal tells the
+ * store which entries to reload.
+ */
+import type { SecretStore } from "@secretgate/core"
+import { damaged, type Damage } from "./recordFile.js"
+
+type SecretRecord = SecretStore.SecretRecord
+
+/** What one record file currently is. */
+export type Entry =
+  | { readonly _tag: "Record"; readonly record: SecretRecord; readonly path: string }
+  | { readonly _tag: "Damaged"; readonly damage: Damage }
+
+/** The index. Mutated only by the store, one change at a time. */
+export class RecordIndex {
+  private readonly entries = new Map<string, Entry>()
+  readonly byId = new Map<string, SecretRecord>()
+  readonly byOrganization = new Map<string, Map<string, SecretRecord>>()
+  readonly byPlaceholder = new Map<string, SecretRecord>()
+  readonly damaged = new Map<string, Damage>()
+  readonly keyUsage = new Map<string, number>()
+
+  get(fileKey: string): Entry | undefined {
+    return this.entries.get(fileKey)
+  }
+
+  /** Every record, in no particular order. */
+  records(): IterableIterator<SecretRecord> {
+    return this.byId.values()
+  }
+
+  /** Replaces what is known of `fileKey` (`undefined`: the file is gone). */
+  set(fileKey: string, next: Entry | undefined): void {
+    const previous = this.entries.get(fileKey)
+    if (previous !== undefined) this.forget(fileKey, previous)
+    if (next === undefined) return
+    if (next._tag === "Record") {
+      const { record } = next
+      const names = this.namesOf(record.organizationId)
+      const sameName = names.get(record.name)
+      const samePlaceholder = this.byPlaceholder.get(record.placeholder)
+      // only a record file restored from an old copy can collide: neither copy can be trusted
+      const clash = sameName ?? samePlaceholder
+      if (clash !== undefined) {
+        next = {
+          _tag: "Damaged",
+          damage: damaged(
+            fileKey,
+            next.path,
+            `it has the ${sameName !== undefined ? "name" : "placeholder"} of secret ${JSON.stringify(clash.id)}`,
+            record
+          )
+        }
+      } else {
+        names.set(record.name, record)
+        this.byId.set(record.id, record)
+        this.byPlaceholder.set(record.placeholder, record)
+        this.keyUsage.set(record.sealed.keyId, (this.keyUsage.get(record.sealed.keyId) ?? 0) + 1)
+      }
+    }
+    if (next._tag === "Damaged") this.damaged.set(fileKey, next.damage)
+    this.entries.set(fileKey, next)
+  }
+
+  private forget(fileKey: string, entry: Entry): void {
+    this.entries.delete(fileKey)
+    if (entry._tag === "Damaged") {
+      this.damaged.delete(fileKey)
+      return
+    }
+    const { record } = entry
+    this.byId.delete(record.id)
+    this.byPlaceholder.delete(record.placeholder)
+    const names = this.byOrganization.get(record.organizationId)
+    names?.delete(record.name)
+    if (names !== undefined && names.size === 0) this.byOrganization.delete(record.organizationId)
+    const used = (this.keyUsage.get(record.sealed.keyId) ?? 1) - 1
+    if (used === 0) this.keyUsage.delete(record.sealed.keyId)
+    else this.keyUsage.set(record.sealed.keyId, used)
+  }
+
+  private namesOf(organizationId: string): Map<string, SecretRecord> {
+    let names = this.byOrganization.get(organizationId)
+    if (names === undefined) {
+      names = new Map()
+      this.byOrganization.set(organizationId, names)
+    }
+    return names
+  }
+
+  /**
+   * Damage that concerns a lookup in `organizationId`. A damaged file that claims another
+   * organization is not reported (it would reveal that the id exists there).
+   */
+  private firstDamage(organizationId: string, matches: (damage: Damage) => boolean): Damage | undefined {
+    for (const damage of this.damaged.values()) {
+      const owner = damage.claim.organizationId
+      if ((owner === undefined || owner === organizationId) && matches(damage)) return damage
+    }
+    return undefined
+  }
+
+  damageOfFile(organizationId: string, fileKey: string): Damage | undefined {
+    const damage = this.damaged.get(fileKey)
+    return damage === undefined ? undefined : this.firstDamage(organizationId, (d) => d === damage)
+  }
+
+  damageOfName(organizationId: string, name: string): Damage | undefined {
+    return this.damaged.size === 0 ? undefined : this.firstDamage(organizationId, (d) => d.claim.name === name)
+  }
+
+  damageOfPlaceholder(organizationId: string, placeholder: string): Damage | undefined {
+    return this.damaged.size === 0
+      ? undefined
+      : this.firstDamage(organizationId, (d) => d.claim.placeholder === placeholder)
+  }
+
+  /** Damaged files that may belong to `organizationId`: a listing cannot be complete without them. */
+  damageOfOrganization(organizationId: string): Damage | undefined {
+    return this.damaged.size === 0 ? undefined : this.firstDamage(organizationId, () => true)
+  }
+}
