@@ -181,5 +181,7 @@ export const unwrap = <A, E>(exit: Exit.Exit<A, E>): A => {
   if (Exit.isSuccess(exit)) return exit.value
   const failure = Cause.failureOption(exit.cause)
   if (failure._tag === "Some") throw failure.value
-  throw Cause.squash(exit.cause)
+  // A defect need not be an Error (a disposed runtime dies with a string); reject with one anyway.
+  const defect = Cause.squash(exit.cause)
+  throw defect instanceof Error ? defect : new Error(typeof defect === "string" ? defect : Cause.pretty(exit.cause))
 }
