@@ -254,17 +254,6 @@ export const UpdateSecretBody = Schema.Struct({
 }).annotations({ identifier: "UpdateSecret" })
 
 /**
- * A page of secrets.
- *
- * @since 0.1.0
- */
-export const SecretPage = Schema.Struct({
-  items: Schema.Array(Secret.Secret),
-  total: Schema.Number,
-  nextCursor: Schema.NullOr(Schema.String)
-}).annotations({ identifier: "PaginatedSecrets" })
-
-/**
  * The body of the egress resolve route.
  *
  * @since 0.1.0
@@ -325,7 +314,7 @@ const secretEndpoints = HttpApiGroup.make("secret")
     HttpApiEndpoint.get("listPaginated", "/secret/paginated")
       .setHeaders(OrganizationHeader)
       .setUrlParams(PaginatedQuery)
-      .addSuccess(SecretPage)
+      .addSuccess(Secret.SecretPage)
       .addError(Errors.InvalidSecretInput)
       .annotate(OpenApi.Summary, "List secrets page by page")
   )
