@@ -89,10 +89,12 @@ export const open = (
     const lockOptions = { path: paths.lock, breaker: paths.lockBreaker, timeoutMillis: options.lockTimeoutMillis }
 
     // -- state of this process -------------------------------------------------------------------
-    let manifest: Keys.Manifest
+    let manifest: Keys.Manifest = undefined as unknown as Keys.Manifest // set by loadKeys
     let knownKeyIds: ReadonlySet<string> = new Set()
-    let ring: KeyRing.KeyRing
-    let cipher: SecretCipher.SecretCipher
+    let ring: KeyRing.KeyRing = undefined as unknown as KeyRing.KeyRing // set by loadKeys before any use
+    /** Keys this process held before another process retired them: only to re-seal a late write. */
+    const previousKeys = new Map<string, KeyRing.Key>()
+    let cipher: SecretCipher.SecretCipher = undefined as unknown as SecretCipher.SecretCipher // set by loadKeys
     let index = new RecordIndex()
     let position: Journal.Position
     /** Record files a writer announced (B) and has not yet confirmed (C): re-read on every sync. */
@@ -128,6 +130,9 @@ export const open = (
       yield* Keys.verifyRing(paths, read, nextRing)
       manifest = read
       knownKeyIds = new Set(read.keys.map((key) => key.id))
+      for (const key of ring === undefined ? [] : ring.keys.values()) {
+        if (!nextRing.keys.has(key.id)) previousKeys.set(key.id, key)
+      }
       ring = nextRing
       cipher = SecretCipher.make(nextRing)
     })
@@ -384,31 +389,40 @@ export const open = (
         }
       }))
 
-    const sealingKey = (record: SecretRecord) => {
-      const key = ring.keys.get(record.sealed.keyId)
-      return key !== undefined && knownKeyIds.has(key.id)
-        ? Effect.succeed(key)
-        : Effect.fail(
-          new DecryptionFailed({
-            message: `secret ${JSON.stringify(record.id)} is sealed with key ${
-              JSON.stringify(record.sealed.keyId)
-            }, which this store no longer accepts (retired, or unknown); try again`,
-            secretId: record.id
-          })
-        )
-    }
-
-    const put = (record: SecretRecord) =>
+    /**
+     * Writes `record`. A record that this process sealed with a key another process has retired
+     * meanwhile (this process's ring was behind) is re-sealed with the current key first.
+     */
+    const put = (record: SecretRecord): Effect.Effect<SecretRecord, StoreError> =>
       Effect.gen(function*() {
-        const key = yield* sealingKey(record)
-        const fileKey = fileKeyOf(record.id)
+        let written = record
+        let key = knownKeyIds.has(record.sealed.keyId) ? ring.keys.get(record.sealed.keyId) : undefined
+        if (key === undefined) {
+          const retired = previousKeys.get(record.sealed.keyId)
+          if (retired === undefined) {
+            return yield* Effect.fail(
+              new DecryptionFailed({
+                message: `secret ${JSON.stringify(record.id)} is sealed with key ${
+                  JSON.stringify(record.sealed.keyId)
+                }, which this store does not accept (never configured, or retired)`,
+                secretId: record.id
+              })
+            )
+          }
+          const binding = { organizationId: record.organizationId, secretId: record.id }
+          const value = yield* SecretCipher.make(KeyRing.make([retired])).open(record.sealed, binding)
+          written = { ...record, sealed: cipher.seal(value, binding) }
+          key = ring.current
+        }
+        const fileKey = fileKeyOf(written.id)
         const path = recordPath(paths, fileKey)
-        const text = RecordFile.encode(record, key)
+        const text = RecordFile.encode(written, key)
         yield* change(
           fileKey,
           Effect.zipRight(ensureShard(shardOf(fileKey)), writeAtomic(fs, path, text)),
-          { _tag: "Record", record, path }
+          { _tag: "Record", record: written, path }
         )
+        return written
       })
 
     // -- opening -----------------------------------------------------------------------------------
@@ -565,7 +579,7 @@ export const open = (
           if (index.get(fileKeyOf(record.id)) !== undefined) {
             return Effect.dieMessage(`a record with id ${JSON.stringify(record.id)} already exists`)
           }
-          return put(record)
+          return Effect.asVoid(put(record))
         })),
       findById: (organizationId, id) =>
         view((index) =>
@@ -608,7 +622,7 @@ export const open = (
           if (!sameRecordIdentity(current, next)) {
             return Effect.dieMessage("SecretStore.update must not change id, organizationId, name, placeholder or createdAt")
           }
-          return Effect.as(put(next), next)
+          return put(next)
         })),
       delete: (organizationId, id) =>
         transact(Effect.suspend((): Effect.Effect<void, SecretNotFound | StoreError> => {
