@@ -243,4 +243,18 @@ describe("graceful shutdown", () => {
     await closing
     expect(closed).toBe(true)
   })
+
+  it("cuts the connections still busy after shutdownTimeout", async () => {
+    const stuck = Layer.effect(
+      Secrets.Secrets,
+      Effect.map(Secrets.Secrets, (inner) => ({ ...inner, list: () => Effect.never }))
+    ).pipe(Layer.provide(MemorySecretStore.layer()))
+    const draining = await SecretServer.serve({ backend: stuck, keys: registry, shutdownTimeout: "200 millis" })
+    const pending = fetch(`${draining.url}/secret`, { headers: { authorization: `Bearer ${Redacted.value(manage)}` } })
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const started = Date.now()
+    await draining.close()
+    expect(Date.now() - started).toBeLessThan(3000)
+    await expect(pending).rejects.toThrow()
+  })
 })
