@@ -100,6 +100,34 @@ describe("durability", () => {
     }))
 })
 
+describe("I/O failures", () => {
+  it.live("a write that fails on I/O is a StoreUnavailable naming the path, and leaves the store intact", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      const key = newKey()
+      const kept = yield* withStore({ directory, key }, Effect.flatMap(secretsOf, (s) => s.create(ORG, { name: "kept", value: value("k") })))
+      const keptShard = kept.id.slice(0, 2)
+      // every other shard directory is blocked by a plain file, so the next create cannot be written
+      const blocked = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0")).filter((shard) => shard !== keptShard)
+      yield* withStore({ directory, key }, Effect.gen(function*() {
+        const s = yield* secretsOf
+        for (const shard of blocked) writeFileSync(Path.join(directory, "records", shard), "")
+        let error
+        do error = yield* failure(s.create(ORG, { name: "new", value: value("n") }))
+        while (error._tag === "SecretNameTaken") // the id landed in the one open shard and the create went through
+        expect(error._tag).toBe("StoreUnavailable")
+        expect(error.message).toMatch(/could not create directory .*records\/[0-9a-f]{2}/)
+        expect((yield* s.list(ORG)).map((x) => x.name)).toEqual(["kept"])
+        for (const shard of blocked) rmSync(Path.join(directory, "records", shard))
+        yield* s.create(ORG, { name: "new", value: value("n") })
+        expect((yield* s.list(ORG)).map((x) => x.name)).toEqual(["kept", "new"])
+      }))
+      yield* withStore({ directory, key }, Effect.gen(function*() {
+        expect((yield* (yield* secretsOf).list(ORG)).map((x) => x.name)).toEqual(["kept", "new"])
+      }))
+    }))
+})
+
 describe("permissions", () => {
   it.live("the directory is 0700 and every file 0600", () =>
     Effect.gen(function*() {

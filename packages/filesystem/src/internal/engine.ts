@@ -277,6 +277,21 @@ export const open = (
      * is reported as "repair"; with it (`locked`), it is repaired here.
      */
     const catchUp = (locked: boolean): Effect.Effect<"ok" | "repair", StoreError> =>
+      locked ? Effect.zipLeft(follow(true), cutTornLine) : follow(false)
+
+    /** A torn last line (a writer lost power mid-append): nobody has consumed it, so the lock holder cuts it off. */
+    const cutTornLine = Effect.suspend(() =>
+      position.offset < position.size
+        ? fs.truncate(paths.journal, position.offset).pipe(
+          Effect.mapError(unavailable("truncate", paths.journal)),
+          Effect.tap(() => {
+            position = { ...position, size: position.offset }
+          })
+        )
+        : Effect.void
+    )
+
+    const follow = (locked: boolean): Effect.Effect<"ok" | "repair", StoreError> =>
       Effect.gen(function*() {
         const current = yield* Journal.read(fs, paths.journal, { from: position.offset, expected: position.generation })
         if (current._tag !== "Read") {
@@ -304,7 +319,7 @@ export const open = (
             fresh._tag !== "Read" || fresh.previous !== position.generation
           ) {
             const reloaded = yield* reload
-            if (reloaded === "repair") return locked ? yield* catchUp(locked) : "repair" as const
+            if (reloaded === "repair") return locked ? yield* follow(locked) : "repair" as const
             return "ok" as const
           }
           entries = [...previous.entries, ...fresh.entries]
@@ -314,18 +329,13 @@ export const open = (
         if (garbled) {
           // a line we cannot read might have named any record
           const reloaded = yield* reload
-          return reloaded === "repair" ? (locked ? yield* catchUp(locked) : "repair" as const) : "ok" as const
+          return reloaded === "repair" ? (locked ? yield* follow(locked) : "repair" as const) : "ok" as const
         }
         const { changed, keys, open } = pendingOf(entries, pending)
         if (keys) yield* loadKeys
         yield* reread(new Set([...changed, ...open]))
         pending = open
         position = next
-        if (locked && next.offset < next.size) {
-          // a torn last line (a writer lost power mid-append): nobody has consumed it, cut it off
-          yield* fs.truncate(paths.journal, next.offset).pipe(Effect.mapError(unavailable("truncate", paths.journal)))
-          position = { ...next, size: next.offset }
-        }
         return "ok" as const
       })
 
@@ -374,18 +384,22 @@ export const open = (
     const change = (fileKey: string, io: Effect.Effect<void, StoreUnavailable>, entry: Entry | undefined) =>
       Effect.uninterruptible(Effect.gen(function*() {
         yield* appendJournal(`B ${fileKey}\n`)
-        const result = yield* Effect.exit(io)
-        yield* appendJournal(`C ${fileKey}\n`)
+        const result = yield* Effect.exit(Effect.zipRight(io, appendJournal(`C ${fileKey}\n`)))
         if (Exit.isFailure(result)) {
-          yield* reread([fileKey]) // the change may or may not have happened
+          // the change may or may not have happened, unconfirmed: treat it like a dead writer's
+          // announcement (re-read on every read, closed by the next write)
+          pending.add(fileKey)
+          yield* Effect.ignore(reread([fileKey]))
           return yield* result
         }
         index.set(fileKey, entry)
         if (position.size > options.journalLimitBytes) {
-          yield* Journal.rollover(fs, paths, position.generation)
-          const fresh = yield* Journal.read(fs, paths.journal)
-          if (fresh._tag !== "Read") return yield* Effect.fail(journalBroken())
-          position = fresh.position
+          // the write is done whatever happens here; a failed rollover is retried by the next write
+          yield* Effect.ignore(Effect.gen(function*() {
+            yield* Journal.rollover(fs, paths, position.generation)
+            const fresh = yield* Journal.read(fs, paths.journal)
+            if (fresh._tag === "Read") position = fresh.position
+          }))
         }
       }))
 

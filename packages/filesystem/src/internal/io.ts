@@ -20,6 +20,11 @@ const reasonOf = (error: PlatformError): string => (error._tag === "SystemError"
 /** `true` for "no such file or directory". */
 export const isNotFound = (error: PlatformError): boolean => error._tag === "SystemError" && error.reason === "NotFound"
 
+/** `true` when the path does not exist: no such file, or a component of it is not a directory. */
+export const isMissing = (error: PlatformError): boolean =>
+  isNotFound(error) ||
+  (error._tag === "SystemError" && (error.cause as NodeJS.ErrnoException | undefined)?.code === "ENOTDIR")
+
 /** `true` for "already exists". */
 export const isAlreadyExists = (error: PlatformError): boolean =>
   error._tag === "SystemError" && error.reason === "AlreadyExists"
@@ -95,7 +100,7 @@ export const readIfExists = (
   path: string
 ): Effect.Effect<string | undefined, StoreUnavailable> =>
   fs.readFileString(path, "utf8").pipe(
-    Effect.catchIf(isNotFound, () => Effect.succeed(undefined)),
+    Effect.catchIf(isMissing, () => Effect.succeed(undefined)),
     Effect.mapError(unavailable("read", path))
   )
 
