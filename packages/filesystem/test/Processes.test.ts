@@ -4,7 +4,7 @@ import { FileSystemSecretStore } from "@secretgate/filesystem"
 import { Effect, Redacted } from "effect"
 import { existsSync, readdirSync } from "node:fs"
 import * as Path from "node:path"
-import { type Child, filesUnder, startChild, tempStore, withStore } from "./support.js"
+import { type Child, failure, filesUnder, open, runChild, startChild, tempStore, withStore } from "./support.js"
 
 const ORG = "acme"
 
@@ -29,6 +29,32 @@ const verify = (directory: string, key: Redacted.Redacted<string>) =>
   }))
 
 describe("processes", () => {
+  it.live("a change made by another process is seen on the next read", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      const key = KeyRing.keyToBase64(KeyRing.generateKey())
+      const secrets = yield* Effect.provide(Secrets.Secrets, yield* open({ directory, key }))
+      const env = { SG_KEY: Redacted.value(key) }
+      const run = (...args: Array<string>) =>
+        Effect.tryPromise({ try: () => runChild("command", [directory, ORG, ...args], env), catch: (error) => error as Error })
+      const valueOf = (placeholder: string) =>
+        Effect.map(secrets.resolve(ORG, [placeholder]), (all) => all.map((s) => Redacted.value(s.value)))
+
+      yield* run("create", "from-child", "first")
+      const created = yield* secrets.getByName(ORG, "from-child")
+      expect(yield* valueOf(created.placeholder)).toEqual(["first"])
+      yield* run("update", "from-child", "second")
+      expect(yield* valueOf(created.placeholder)).toEqual(["second"])
+      yield* run("delete", "from-child")
+      expect((yield* failure(secrets.get(ORG, created.id)))._tag).toBe("SecretNotFound")
+      expect(yield* valueOf(created.placeholder)).toEqual([])
+      // and the other way round: the child sees the parent's secret (its create collides)
+      yield* secrets.create(ORG, { name: "from-parent", value: Redacted.make("p") })
+      const collision = yield* Effect.either(run("create", "from-parent", "x"))
+      expect(collision._tag).toBe("Left")
+      if (collision._tag === "Left") expect(collision.left.message).toMatch(/a secret named "from-parent" already exists/)
+    }).pipe(Effect.scoped), 30_000)
+
   it.live("writers killed with SIGKILL at random moments never leave a torn record or a stuck lock", () =>
     Effect.gen(function*() {
       const directory = tempStore()
