@@ -10,7 +10,15 @@
  */
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { DecryptionFailed, KeyRing, SecretCipher, Secrets, SecretStore, type StoreError } from "@secretgate/core"
+import {
+  DecryptionFailed,
+  KeyRing,
+  SecretCipher,
+  Secrets,
+  SecretStore,
+  type StoreError,
+  StoreUnavailable
+} from "@secretgate/core"
 import { Context, Duration, Effect, Layer, type Redacted } from "effect"
 import * as Engine from "./internal/engine.js"
 import type { KeyManagementError } from "./internal/errors.js"
@@ -129,6 +137,9 @@ export const make = (
 ): Effect.Effect<FileSystemSecretStore, StoreError, FileSystem.FileSystem> =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
+    if (options.directory.trim() === "") {
+      return yield* Effect.fail(new StoreUnavailable({ message: "the store directory must not be empty" }))
+    }
     const engine = yield* Engine.open(fs, {
       directory: options.directory,
       keys: yield* keySource(options),

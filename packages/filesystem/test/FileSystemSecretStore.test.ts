@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { KeyRing, Secrets, SecretStore } from "@secretgate/core"
+import { DecryptionFailed, KeyRing, Secretgate, Secrets, SecretStore } from "@secretgate/core"
 import { FileSystemSecretStore } from "@secretgate/filesystem"
 import { Effect, Option, Redacted } from "effect"
 import { spawnSync } from "node:child_process"
@@ -97,6 +97,35 @@ describe("durability", () => {
         const bytes = readFileSync(file)
         for (const text of values) expect(bytes.includes(text), `${text} found in ${file}`).toBe(false)
       }
+    }))
+})
+
+describe("the Promise facade", () => {
+  it("works over the filesystem backend and rejects with the error classes", async () => {
+    const directory = tempStore()
+    const gate = new Secretgate({ layer: FileSystemSecretStore.layer({ directory }), organizationId: ORG })
+    const made = await gate.secret.create({ name: "github", value: "ghp_facade", hosts: ["api.github.com"] })
+    const { env } = await gate.mount({ GITHUB_TOKEN: "github" })
+    expect(env).toEqual({ GITHUB_TOKEN: made.placeholder })
+    await gate.dispose()
+
+    const reopened = new Secretgate({ layer: FileSystemSecretStore.layer({ directory }), organizationId: ORG })
+    expect(await reopened.secret.get(made.id)).toEqual(made)
+    await reopened.dispose()
+
+    const wrong = new Secretgate({
+      layer: FileSystemSecretStore.layer({ directory, keyRing: KeyRing.make([KeyRing.generateKey("other")]) }),
+      organizationId: ORG
+    })
+    await expect(wrong.secret.list()).rejects.toBeInstanceOf(DecryptionFailed)
+    await wrong.dispose()
+  })
+
+  it.live("an empty directory option is refused", () =>
+    Effect.gen(function*() {
+      const error = yield* failure(withStore({ directory: " " }, Effect.void))
+      expect(error._tag).toBe("StoreUnavailable")
+      expect(error.message).toBe("the store directory must not be empty")
     }))
 })
 
