@@ -89,11 +89,24 @@ describe("processes", () => {
       expect(existsSync(Path.join(directory, "lock"))).toBe(false)
     }), 180_000)
 
-  it.live("4 processes × 250 creates, names colliding: exactly the expected set, each shared name created once", () =>
+  it.live("processes opening a fresh directory at once agree on one generated key", () =>
     Effect.gen(function*() {
       const directory = tempStore()
+      const outputs = yield* Effect.promise(() =>
+        Promise.all([0, 1, 2, 3].map(() => runChild("command", [directory, ORG, "key"])))
+      )
+      const ids = outputs.map((output) => output.trim())
+      expect(new Set(ids).size).toBe(1)
+      yield* withStore({ directory }, Effect.gen(function*() {
+        const keys = yield* (yield* FileSystemSecretStore.FileSystemSecretStore).keys
+        expect(keys.map((k) => k.id)).toEqual([ids[0]])
+      }))
+    }), 30_000)
+
+  it.live("4 processes × 250 creates, names colliding: exactly the expected set, each shared name created once", () =>
+    Effect.gen(function*() {
+      const directory = tempStore() // not created yet: the workers race to initialise it too
       const key = KeyRing.keyToBase64(KeyRing.generateKey())
-      yield* withStore({ directory, key }, Effect.void)
       const workers = [0, 1, 2, 3].map((worker) =>
         startChild("creator", [directory, ORG, String(worker), "250"], { SG_KEY: Redacted.value(key) })
       )
