@@ -43,9 +43,9 @@ export const placeholderMatcher = (
   scanner: Scanner,
   decide: (placeholder: string) => Uint8Array | undefined
 ): Matcher => ({
-  maxLength: scanner.length + 1,
-  find(bytes, from, end, atEnd) {
-    const index = scanner.indexIn(bytes, from, end, atEnd)
+  maxLength: scanner.length,
+  find(bytes, from, end) {
+    const index = scanner.indexIn(bytes, from, end)
     if (index === -1) return undefined
     const placeholder = bytes.toString("latin1", index, index + scanner.length)
     return { index, length: scanner.length, replacement: decide(placeholder) }

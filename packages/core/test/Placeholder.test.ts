@@ -147,12 +147,11 @@ describe("Scanner", () => {
       expect(scanner.findAll(`user:${P1}`)).toEqual([P1])
     })
 
-    it("applies the 33rd-character rule", () => {
-      expect(scanner.findAll(`${P1}a`)).toEqual([])
-      expect(scanner.findAll(`${P1}7`)).toEqual([])
-      expect(scanner.findAll(`${P1}${"b".repeat(20)}`)).toEqual([])
-      // the next character ends the run when it is not in [a-z2-7]
-      for (const end of ["", "_", "-", "0", "1", "8", "9", "A", "Z", " ", "\"", "é", "\u{1F600}", "&", "\n"]) {
+    it("finds a placeholder whatever follows it, token characters included", () => {
+      expect(scanner.findAll(`${P1}a`)).toEqual([P1])
+      expect(scanner.findAll(`${P1}7`)).toEqual([P1])
+      expect(scanner.findAll(`${P1}${"b".repeat(20)}`)).toEqual([P1])
+      for (const end of ["", "a", "z", "2", "7", "_", "-", "0", "1", "8", "9", "A", "Z", " ", "\"", "é", "\u{1F600}", "&", "\n"]) {
         expect(scanner.findAll(`${P1}${end}`)).toEqual([P1])
       }
     })
@@ -161,20 +160,44 @@ describe("Scanner", () => {
       expect(scanner.findAll(P1.slice(0, -1))).toEqual([])
       expect(scanner.findAll(`${P1.slice(0, -1)}_`)).toEqual([])
       expect(scanner.findAll(`${P1.slice(0, -1)}A`)).toEqual([])
+      expect(scanner.findAll(`${P1.slice(0, -1)}é`)).toEqual([])
       expect(scanner.findAll(`sg_secret_${"a".repeat(20)}é${"a".repeat(11)}`)).toEqual([])
+      for (let length = 0; length < 32; length++) {
+        expect(scanner.findAll(`x sg_secret_${"a".repeat(length)}`), `${length} token characters`).toEqual([])
+        expect(scanner.findAll(`x sg_secret_${"a".repeat(length)} y`), `${length} token characters`).toEqual([])
+      }
     })
 
-    it("finds adjacent placeholders separated by any non-token character", () => {
-      for (const separator of ["_", "-", ",", " ", ":", "0", "1", "8", "9", "A", "\u00e9"]) {
+    it("is broken by a non-token character anywhere inside the 32", () => {
+      for (const breaker of ["_", "-", "0", "1", "8", "9", "A", " ", "é", "\u{1F600}"]) {
+        for (let at = 0; at < 32; at++) {
+          const broken = `sg_secret_${"a".repeat(at)}${breaker}${"a".repeat(31 - at)}`
+          expect(scanner.findAll(broken), `${JSON.stringify(breaker)} at ${at}`).toEqual([])
+          // even with more token characters after it: the 32 must follow the prefix directly
+          expect(scanner.findAll(`${broken}${"a".repeat(32)}`), `${JSON.stringify(breaker)} at ${at}`).toEqual([])
+        }
+      }
+    })
+
+    it("finds adjacent placeholders separated by any character", () => {
+      for (const separator of ["_", "-", ",", " ", ":", "0", "1", "8", "9", "A", "\u00e9", "a", "7", "xyz"]) {
         expect(scanner.findAll(`${P1}${separator}${P2}`)).toEqual([P1, P2])
       }
       expect(scanner.findAll(`${P1}_${P2}_${P3}`)).toEqual([P1, P2, P3])
     })
 
-    it("treats directly concatenated placeholders by the 33rd-character rule", () => {
-      // A prefix starts with a letter, which is a token character: the first placeholder of a
-      // concatenation is followed by a 33rd token character, so it is not one; the second is.
-      expect(scanner.findAll(`${P1}${P2}`)).toEqual([P2])
+    it("finds placeholders written back to back", () => {
+      expect(scanner.findAll(`${P1}${P2}`)).toEqual([P1, P2])
+      expect(scanner.findAll(`${P1}${P2}${P3}`)).toEqual([P1, P2, P3])
+      expect(scanner.findAll(`${P1}${P1}`)).toEqual([P1, P1])
+      expect(scanner.findAll(`x=${P2}${P1};`)).toEqual([P2, P1])
+    })
+
+    it("finds placeholders glued to other text on either side", () => {
+      expect(scanner.findAll(`${P1}abc`)).toEqual([P1])
+      expect(scanner.findAll(`key-${P1}abc`)).toEqual([P1])
+      expect(scanner.findAll(`abc${P1}def${P2}ghi`)).toEqual([P1, P2])
+      expect(scanner.findAll(`prefix${P1}${P2}suffix`)).toEqual([P1, P2])
     })
 
     it("finds a placeholder whose prefix is preceded by a partial prefix", () => {
@@ -185,12 +208,14 @@ describe("Scanner", () => {
     it("works with a prefix made of token characters", () => {
       const letters = new Placeholder.Scanner("abc")
       const placeholder = make("q", "abc")
+      const other = make("z", "abc")
       expect(letters.findAll(placeholder)).toEqual([placeholder])
-      // the candidate at 0 has a 33rd token character; the one at 3 is a placeholder
-      expect(letters.findAll(`abc${placeholder}`)).toEqual([placeholder])
-      expect(letters.findAll(`${placeholder}q`)).toEqual([])
-      expect(letters.findAll(`abc${placeholder}q`)).toEqual([])
+      expect(letters.findAll(`${placeholder}q`)).toEqual([placeholder])
+      expect(letters.findAll(`${placeholder}${other}`)).toEqual([placeholder, other])
       expect(letters.findAll(`abc_${placeholder}`)).toEqual([placeholder])
+      // Such a prefix can start a run in text glued before a placeholder; the leftmost run is
+      // taken and the scan goes on after it.
+      expect(letters.findAll(`abc${placeholder}`)).toEqual([`abcabc${"q".repeat(29)}`])
     })
   })
 
@@ -202,6 +227,14 @@ describe("Scanner", () => {
       expect(scanner.replaceIn(`${P1}_${P2}`, (p) => values.get(p))).toBe("one_two")
     })
 
+    it("replaces placeholders back to back and glued to text", () => {
+      const values = new Map([[P1, "one"], [P2, "two"]])
+      expect(scanner.replaceIn(`${P1}${P2}`, (p) => values.get(p))).toBe("onetwo")
+      expect(scanner.replaceIn(`${P1}${P3}${P2}`, (p) => values.get(p))).toBe(`one${P3}two`)
+      expect(scanner.replaceIn(`${P1}abc`, (p) => values.get(p))).toBe("oneabc")
+      expect(scanner.replaceIn(`key-${P2}a`, (p) => values.get(p))).toBe("key-twoa")
+    })
+
     it("keeps placeholders the callback returns undefined for", () => {
       const text = `a ${P1} b ${P3} c ${P2}`
       expect(scanner.replaceIn(text, (p) => (p === P3 ? undefined : "x"))).toBe(`a x b ${P3} c x`)
@@ -210,11 +243,11 @@ describe("Scanner", () => {
 
     it("asks only about real placeholders, in order", () => {
       const asked: Array<string> = []
-      scanner.replaceIn(`${P1}a ${P2} sg_secret_ ${P3}`, (p) => {
+      scanner.replaceIn(`${P1.slice(0, -1)} ${P2}a sg_secret_ ${P3.slice(0, 20)}-${P3.slice(21)} ${P3}${P1}`, (p) => {
         asked.push(p)
         return undefined
       })
-      expect(asked).toEqual([P2, P3])
+      expect(asked).toEqual([P2, P3, P1])
     })
 
     it("inserts replacements literally and does not rescan them", () => {
@@ -250,32 +283,39 @@ describe("Scanner", () => {
       expect(scanner.indexIn(bytes, 44)).toBe(-1)
     })
 
-    it("only accepts a run that reaches `end` when the data really ends there", () => {
+    it("accepts a run that reaches `end`, whatever follows", () => {
       const bytes = Buffer.from(`x ${P1}`)
-      expect(scanner.indexIn(bytes, 0, bytes.length, true)).toBe(2)
-      // more bytes may follow: a 33rd token character could still turn it into something else
-      expect(scanner.indexIn(bytes, 0, bytes.length, false)).toBe(-1)
-      // with its terminator in view it is decided either way
-      const terminated = Buffer.from(`x ${P1}_`)
-      expect(scanner.indexIn(terminated, 0, terminated.length, false)).toBe(2)
-      const continued = Buffer.from(`x ${P1}a`)
-      expect(scanner.indexIn(continued, 0, continued.length, false)).toBe(-1)
-      expect(scanner.indexIn(continued, 0, continued.length, true)).toBe(-1)
+      expect(scanner.indexIn(bytes, 0)).toBe(2)
+      expect(scanner.indexIn(bytes, 0, bytes.length)).toBe(2)
+      for (const after of ["_", "a", "7", "A", "\u00e9", P2]) {
+        const followed = Buffer.from(`x ${P1}${after}`)
+        expect(scanner.indexIn(followed, 0), `followed by ${after}`).toBe(2)
+        expect(scanner.indexIn(followed, 0, 2 + 42), `followed by ${after}`).toBe(2)
+      }
     })
 
     it("ignores bytes at and after `end`", () => {
       const bytes = Buffer.from(`${P1}a`)
-      // `end` cuts off the 33rd character: with atEnd the run counts as complete
-      expect(scanner.indexIn(bytes, 0, 42, true)).toBe(0)
-      expect(scanner.indexIn(bytes, 0, 41, true)).toBe(-1)
+      expect(scanner.indexIn(bytes, 0, 42)).toBe(0)
+      expect(scanner.indexIn(bytes, 0, 41)).toBe(-1)
       expect(scanner.indexIn(Buffer.from(`ab ${P1}`), 0, 10)).toBe(-1)
+      expect(scanner.indexIn(Buffer.from(`ab ${P1}`), 0, 44)).toBe(-1)
+      expect(scanner.indexIn(Buffer.from(`ab ${P1}`), 0, 45)).toBe(3)
     })
 
-    it("applies the 33rd-character rule and the byte terminators", () => {
-      expect(scanner.indexIn(Buffer.from(`${P1}a`), 0)).toBe(-1)
+    it("finds placeholders back to back, glued, and broken by a non-token byte", () => {
+      expect(scanner.indexIn(Buffer.from(`${P1}a`), 0)).toBe(0)
       expect(scanner.indexIn(Buffer.from(`${P1}\u00e9`), 0)).toBe(0)
-      expect(scanner.indexIn(Buffer.from(`${P1}${P2}`), 0)).toBe(42)
+      expect(indicesIn(scanner, Buffer.from(`${P1}${P2}`))).toEqual([0, 42])
+      expect(indicesIn(scanner, Buffer.from(`${P1}${P2}${P3}`))).toEqual([0, 42, 84])
+      expect(indicesIn(scanner, Buffer.from(`abc${P1}def${P2}ghi`))).toEqual([3, 48])
       expect(scanner.indexIn(Buffer.from(`sg_secret_${"a".repeat(31)}\u00e9`), 0)).toBe(-1)
+      for (let at = 0; at < 32; at++) {
+        for (const breaker of ["_", "0", "A", "\u00e9"]) {
+          const broken = Buffer.from(`sg_secret_${"a".repeat(at)}${breaker}${"a".repeat(40)}`)
+          expect(scanner.indexIn(broken, 0), `${breaker} at ${at}`).toBe(-1)
+        }
+      }
     })
 
     it("agrees with findAll on any ASCII text", () => {

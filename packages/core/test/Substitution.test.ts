@@ -55,8 +55,7 @@ const naivePlaceholders = (input: Buffer, prefix: string, replace: (p: string) =
     const candidate = input.subarray(i, i + length)
     const isMatch = candidate.length === length &&
       candidate.subarray(0, prefix.length).equals(bytes(prefix)) &&
-      [...candidate.subarray(prefix.length)].every((b) => IN_ALPHABET.has(b)) &&
-      (i + length === input.length || !IN_ALPHABET.has(input[i + length]!))
+      [...candidate.subarray(prefix.length)].every((b) => IN_ALPHABET.has(b))
     if (isMatch) {
       out.push(replace(text(candidate)) ?? candidate)
       i += length
@@ -89,12 +88,12 @@ const naiveLiterals = (input: Buffer, pairs: ReadonlyArray<readonly [Buffer, Buf
   return Buffer.concat(out)
 }
 
-// Inputs dense in near-misses: placeholders known and unknown, bare prefixes, runs of token
-// characters that may extend a placeholder, and other bytes.
+// Inputs dense in near-misses: placeholders known and unknown (often back to back), bare prefixes,
+// runs of token characters glued to them, and other bytes.
 const placeholderInput = fc
   .array(
     fc.oneof(
-      fc.constantFrom(P1, P2, UNKNOWN, "sg_secret_", "sg_sec", "sg_", "_", " ", "\r\n", "A", "0"),
+      fc.constantFrom(P1, P2, UNKNOWN, `${P1}${P2}`, "sg_secret_", "sg_sec", "sg_", "_", " ", "\r\n", "A", "0"),
       fc.string({ unit: fc.constantFrom(...ALPHABET), maxLength: 35 }),
       fc.uint8Array({ maxLength: 6 }).map((b) => text(b))
     ),
@@ -139,15 +138,45 @@ describe("placeholderMatcher", () => {
     expect(text(stream(placeholders(), chunks).out)).toBe(text(expected))
   })
 
-  it("does not take a placeholder followed by a 33rd token character, even when that character comes later", () => {
-    const data = bytes(`x=${P1}a;`)
-    for (let at = 0; at <= data.length; at++) {
-      expect(text(stream(placeholders(), cut(data, [at])).out), `split at ${at}`).toBe(`x=${P1}a;`)
+  it("takes a placeholder glued to token characters, however the stream is cut", () => {
+    const cases: ReadonlyArray<readonly [string, string]> = [
+      [`x=${P1}a;`, "x=sk-onea;"],
+      [`x=${P1}abc`, "x=sk-oneabc"],
+      [`key-${P1}`, "key-sk-one"],
+      [`abc${P1}7`, "abcsk-one7"],
+      [`x=${P1}`, "x=sk-one"]
+    ]
+    for (const [input, output] of cases) {
+      const data = bytes(input)
+      for (let at = 0; at <= data.length; at++) {
+        expect(text(stream(placeholders(), cut(data, [at])).out), `${input} split at ${at}`).toBe(output)
+      }
     }
-    // at the very end of the stream the run is complete
-    const last = bytes(`x=${P1}`)
-    for (let at = 0; at <= last.length; at++) {
-      expect(text(stream(placeholders(), cut(last, [at])).out), `split at ${at}`).toBe("x=sk-one")
+  })
+
+  it("takes placeholders back to back, however the stream is cut", () => {
+    const data = bytes(`${P1}${P2}${UNKNOWN}${P1}`)
+    const expected = `sk-one${VALUES.get(P2)}${UNKNOWN}sk-one`
+    for (let i = 0; i <= data.length; i++) {
+      for (let j = i; j <= data.length; j++) {
+        const { out, rewriter } = stream(placeholders(), cut(data, [i, j]))
+        if (text(out) !== expected) expect(text(out), `split at ${i}, ${j}`).toBe(expected)
+        if (rewriter.matches !== 4) expect(rewriter.matches, `split at ${i}, ${j}`).toBe(4)
+      }
+    }
+    const chunks = [...data].map((byte) => Uint8Array.of(byte))
+    expect(text(stream(placeholders(), chunks).out)).toBe(expected)
+  })
+
+  it("does not take a prefix followed by fewer than 32 token characters, or broken by another byte", () => {
+    const short = bytes(`x=${P1.slice(0, -1)}`)
+    const broken = bytes(`x=${P1.slice(0, 25)}-${P1.slice(26)}${"a".repeat(10)}`)
+    for (const data of [short, broken]) {
+      for (let at = 0; at <= data.length; at++) {
+        const { out, rewriter } = stream(placeholders(), cut(data, [at]))
+        expect(text(out), `split at ${at}`).toBe(text(data))
+        expect(rewriter.matches).toBe(0)
+      }
     }
   })
 
@@ -188,8 +217,9 @@ describe("placeholderMatcher", () => {
     expect(() => Substitution.rewriteBytes(matcher, bytes(`a ${P1} b`))).toThrow("not allowed")
   })
 
-  it("carries exactly the look-ahead of one placeholder", () => {
-    expect(placeholders().maxLength).toBe(scanner.length + 1)
+  it("carries at most one placeholder's length, with no look-ahead", () => {
+    expect(placeholders().maxLength).toBe(scanner.length)
+    expect(Substitution.placeholderMatcher(new Placeholder.Scanner("k_"), decide).maxLength).toBe(34)
   })
 })
 

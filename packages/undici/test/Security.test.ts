@@ -198,11 +198,19 @@ describe("destination matching", () => {
     expect(mine.events).toContainEqual({ type: "withheld", secret: undefined, host: "api.allowed.test", surface: "header", reason: "not-mounted" })
   })
 
-  it("a placeholder followed by a 33rd token character is not a placeholder", async () => {
-    const box = await world.sandbox({ key: [VALUE, []] })
-    await get(world.https.url("api.allowed.test", "/"), box.agent, { "x-a": `${box.env.KEY}a`, "x-b": `${box.env.KEY}-` })
-    expect(last(world.https).headers["x-a"]).toBe(`${box.env.KEY}a`)
-    expect(last(world.https).headers["x-b"]).toBe(`${VALUE}-`)
+  it("placeholders back to back or glued to text are all substituted", async () => {
+    const VALUE2 = "sk-live-2second2value"
+    const box = await world.sandbox({ key: [VALUE, []], key2: [VALUE2, []] })
+    await get(world.https.url("api.allowed.test", "/"), box.agent, {
+      "x-a": `${box.env.KEY}a`,
+      "x-b": `${box.env.KEY}${box.env.KEY2}`,
+      "x-c": `${box.env.KEY}-`,
+      "x-d": `abc${box.env.KEY2}def`
+    })
+    expect(last(world.https).headers["x-a"]).toBe(`${VALUE}a`)
+    expect(last(world.https).headers["x-b"]).toBe(`${VALUE}${VALUE2}`)
+    expect(last(world.https).headers["x-c"]).toBe(`${VALUE}-`)
+    expect(last(world.https).headers["x-d"]).toBe(`abc${VALUE2}def`)
   })
 })
 
