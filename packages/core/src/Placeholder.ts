@@ -156,8 +156,10 @@ export class Scanner {
         if (replacement !== undefined) {
           out += text.slice(copied, at) + replacement
           copied = at + this.length
+          at = text.indexOf(this.prefix, at + this.length)
+        } else {
+          at = text.indexOf(this.prefix, at + 1)
         }
-        at = text.indexOf(this.prefix, at + this.length)
       } else {
         at = text.indexOf(this.prefix, at + 1)
       }

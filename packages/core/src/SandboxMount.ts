@@ -6,8 +6,8 @@
  *
  * @since 0.1.0
  */
-import { Effect, Either } from "effect"
-import type { Secret } from "./Secret.js"
+import { Effect, Either, Schema } from "effect"
+import { type Secret, SecretName } from "./Secret.js"
 import { InvalidSecretInput, SecretNotFound, type StoreError } from "./SecretError.js"
 import { Secrets } from "./Secrets.js"
 
@@ -19,6 +19,7 @@ import { Secrets } from "./Secrets.js"
 export const MAX_ENTRIES = 64
 
 const ENV_VAR = /^[A-Za-z_][A-Za-z0-9_]*$/
+const isSecretName = Schema.is(SecretName)
 
 /**
  * What to mount: environment variable → secret name, as an object or as pairs (pairs let a caller's
@@ -85,7 +86,9 @@ export const make = (
         return yield* Effect.fail(InvalidSecretInput.of(`mount[${JSON.stringify(envVar)}]`, "is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"))
       }
       if (seen.has(envVar)) return yield* Effect.fail(InvalidSecretInput.of(`mount[${JSON.stringify(envVar)}]`, "appears more than once"))
-      if (typeof name !== "string") return yield* Effect.fail(InvalidSecretInput.of(`mount[${JSON.stringify(envVar)}]`, "must be a secret name"))
+      if (typeof name !== "string" || !isSecretName(name)) {
+        return yield* Effect.fail(InvalidSecretInput.of(`mount[${JSON.stringify(envVar)}]`, `${JSON.stringify(name)} is not a valid secret name`))
+      }
       seen.add(envVar)
     }
     const secrets = yield* Secrets

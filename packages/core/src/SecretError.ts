@@ -41,7 +41,8 @@ export class SecretNotFound extends Schema.TaggedError<SecretNotFound>()("Secret
  */
 export class SecretNameTaken extends Schema.TaggedError<SecretNameTaken>()("SecretNameTaken", {
   message: Schema.String,
-  name: Schema.String
+  /** The contested name (not `name`, which every Error has for its class name). */
+  secretName: Schema.String
 }) {
   /** @since 0.1.0 */
   static readonly status = 409
@@ -49,7 +50,7 @@ export class SecretNameTaken extends Schema.TaggedError<SecretNameTaken>()("Secr
   static of(name: string): SecretNameTaken {
     return new SecretNameTaken({
       message: `a secret named ${JSON.stringify(name)} already exists in this organization`,
-      name
+      secretName: name
     })
   }
 }
@@ -159,11 +160,12 @@ export class StoreUnavailable extends Schema.TaggedError<StoreUnavailable>()("St
 }
 
 /**
- * Failures of the storage layer that any operation may meet.
+ * Failures of the backend that any operation may meet: damaged data, a value that will not open,
+ * a backend that cannot be reached, or (for a remote backend) credentials it refuses.
  *
  * @since 0.1.0
  */
-export type StoreError = StoreCorrupted | DecryptionFailed | StoreUnavailable
+export type StoreError = StoreCorrupted | DecryptionFailed | StoreUnavailable | Unauthorized | Forbidden
 
 /**
  * Every error a secretgate operation can fail with, as one schema (a tagged union), for the wire.

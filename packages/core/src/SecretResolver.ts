@@ -2,9 +2,11 @@
  * `SecretResolver`: how the egress layer gets the values of a sandbox's mounted secrets. Defined
  * here so that any `Secrets` (in process or remote) plugs into `@secretgate/undici` the same way.
  *
- * The resolver loads the mounted secrets' current values and keeps them current: with `ttl: 0`
- * (the default, right for in-process backends) every request sees the latest update or delete; a
- * remote backend sets a bounded TTL so that requests do not each cost a round trip.
+ * Values are loaded once and kept, decrypted, until something may have changed:
+ * - when the `Secrets` service reports a `revision` (the in-process implementation does), any
+ *   create, update or delete through it is seen by the very next request;
+ * - changes it cannot see (another process writing the same store, a remote server) are picked up
+ *   within `ttl` (default 1 second). `ttl: 0` reloads for every request.
  *
  * @since 0.1.0
  */
@@ -21,16 +23,28 @@ import { type ResolvedSecret, Secrets } from "./Secrets.js"
 export interface SecretResolver {
   /** The mount it serves. */
   readonly mount: SandboxMount
-  /** The current values of the mounted secrets; deleted secrets are absent. */
-  readonly current: () => Promise<ReadonlyMap<string, ResolvedSecret>>
+  /**
+   * The current values of the mounted secrets (deleted ones absent): the kept map itself when it
+   * is still current, so that a request pays nothing; a promise when values must be loaded.
+   */
+  readonly current: () => ReadonlyMap<string, ResolvedSecret> | Promise<ReadonlyMap<string, ResolvedSecret>>
 }
 
 /**
  * @since 0.1.0
  */
 export interface Options {
-  /** How long loaded values may be reused. Default 0: every call loads them afresh. */
+  /**
+   * The longest time kept values are served without reloading, bounding how stale they can be
+   * after a change this process did not see. Default 1 second; 0 reloads on every request.
+   */
   readonly ttl?: Duration.DurationInput
+}
+
+interface Kept {
+  readonly revision: number
+  readonly loadedAt: number
+  readonly values: ReadonlyMap<string, ResolvedSecret>
 }
 
 /**
@@ -43,32 +57,40 @@ export const make = (mount: SandboxMount, options: Options = {}): Effect.Effect<
     const secrets = yield* Secrets
     const runtime = yield* Effect.runtime<never>()
     const run = Runtime.runPromiseExit(runtime)
-    const ttl = Duration.toMillis(Duration.decode(options.ttl ?? 0))
+    const ttl = Duration.toMillis(Duration.decode(options.ttl ?? "1 second"))
     const placeholders = mount.secrets.map((secret) => secret.placeholder)
-    const load = (): Promise<ReadonlyMap<string, ResolvedSecret>> =>
-      run(secrets.resolve(mount.organizationId, placeholders)).then((exit) => {
-        if (Exit.isSuccess(exit)) return new Map(exit.value.map((secret) => [secret.placeholder, secret]))
-        throw squashStoreError(exit)
-      })
-    if (ttl <= 0) return { mount, current: load }
+    const revision = secrets.revision === undefined ? () => 0 : () => secrets.revision!(mount.organizationId)
 
-    let cached: { readonly at: number; readonly values: Promise<ReadonlyMap<string, ResolvedSecret>> } | undefined
+    let kept: Kept | undefined
+    let loading: { readonly revision: number; readonly startedAt: number; readonly values: Promise<ReadonlyMap<string, ResolvedSecret>> } | undefined
+
+    const load = (atRevision: number, now: number): Promise<ReadonlyMap<string, ResolvedSecret>> => {
+      const values = run(secrets.resolve(mount.organizationId, placeholders)).then((exit) => {
+        const settled = loading?.values === values
+        if (settled) loading = undefined
+        // a failure is not kept: the next request tries again
+        if (Exit.isFailure(exit)) throw failureOf(exit)
+        const map: ReadonlyMap<string, ResolvedSecret> = new Map(exit.value.map((secret) => [secret.placeholder, secret]))
+        // keep it unless a newer load has started meanwhile
+        if (settled) kept = { revision: atRevision, loadedAt: now, values: map }
+        return map
+      })
+      loading = { revision: atRevision, startedAt: now, values }
+      return values
+    }
+
     return {
       mount,
       current: () => {
         const now = Date.now()
-        if (cached === undefined || now - cached.at >= ttl) {
-          const values = load()
-          cached = { at: now, values }
-          // a failed load is not cached: the next request tries again
-          values.catch(() => {
-            if (cached?.values === values) cached = undefined
-          })
-        }
-        return cached.values
+        const atRevision = revision()
+        if (ttl > 0 && kept !== undefined && kept.revision === atRevision && now - kept.loadedAt < ttl) return kept.values
+        // a load already under way for the same revision, started within the ttl, is as fresh
+        if (ttl > 0 && loading !== undefined && loading.revision === atRevision && now - loading.startedAt < ttl) return loading.values
+        return load(atRevision, now)
       }
     }
   })
 
-const squashStoreError = (exit: Exit.Exit<unknown, StoreError>): unknown =>
-  Exit.isFailure(exit) ? (exit.cause._tag === "Fail" ? exit.cause.error : new Error("secret resolution failed")) : undefined
+const failureOf = (exit: Exit.Exit<unknown, StoreError>): unknown =>
+  Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error : new Error("secret resolution failed")

@@ -70,6 +70,13 @@ export interface Secrets {
     organizationId: string,
     placeholders: ReadonlyArray<string>
   ) => Effect.Effect<ReadonlyArray<ResolvedSecret>, StoreError>
+  /**
+   * A number that changes whenever a secret of the organization is created, updated or deleted
+   * through this service. It lets the egress resolver keep decrypted values between requests and
+   * still see every such change on the very next request. Implementations that cannot know (a
+   * remote server) leave it out; the resolver then relies on its TTL alone.
+   */
+  readonly revision?: (organizationId: string) => number
 }
 
 /**
@@ -139,7 +146,14 @@ export const make = (options: Options = {}): Effect.Effect<Secrets, never, Secre
         }))
       )
 
+    const revisions = new Map<string, number>()
+    const changed = (organizationId: string) =>
+      Effect.sync(() => {
+        revisions.set(organizationId, (revisions.get(organizationId) ?? 0) + 1)
+      })
+
     return Secrets.of({
+      revision: (organizationId) => revisions.get(organizationId) ?? 0,
       create: (organizationId, input) =>
         Effect.gen(function*() {
           const params = yield* decodeCreate(input)
@@ -156,7 +170,9 @@ export const make = (options: Options = {}): Effect.Effect<Secrets, never, Secre
             createdAt: at,
             updatedAt: at
           }
-          return toSecret(yield* insert(record))
+          const inserted = yield* insert(record)
+          yield* changed(organizationId)
+          return toSecret(inserted)
         }),
       list: (organizationId) => Effect.map(store.listAll(organizationId), (records) => records.map(toSecret)),
       listPage: (organizationId, input = {}) =>
@@ -189,9 +205,10 @@ export const make = (options: Options = {}): Effect.Effect<Secrets, never, Secre
               updatedAt: at
             }
           })
+          yield* changed(organizationId)
           return toSecret(record)
         }),
-      delete: (organizationId, id) => store.delete(organizationId, id),
+      delete: (organizationId, id) => Effect.zipRight(store.delete(organizationId, id), changed(organizationId)),
       resolve: (organizationId, placeholders) =>
         Effect.forEach(
           new Set(placeholders),

@@ -133,7 +133,9 @@ export class StreamRewriter {
         pieces.push(match.replacement)
         emitted = match.index + match.length
       }
-      searchFrom = match.index + match.length
+      // A match left in place may overlap a real one starting inside it (a custom prefix of
+      // token characters glued before a placeholder): look again from the next byte.
+      searchFrom = match.replacement === undefined ? match.index + 1 : match.index + match.length
     }
     const keepFrom = Math.max(emitted, decidable, searchFrom)
     if (keepFrom > emitted) pieces.push(bytes.subarray(emitted, keepFrom))

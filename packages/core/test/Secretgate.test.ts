@@ -31,7 +31,8 @@ const eventually = async (check: () => Promise<void>, attempts = 200) => {
   }
 }
 
-const valueOf = async (resolver: { current: () => Promise<ReadonlyMap<string, { value: Redacted.Redacted<string> }>> }, placeholder: string) => {
+type Current = ReadonlyMap<string, { value: Redacted.Redacted<string> }>
+const valueOf = async (resolver: { current: () => Current | Promise<Current> }, placeholder: string) => {
   const resolved = (await resolver.current()).get(placeholder)
   return resolved === undefined ? undefined : Redacted.value(resolved.value)
 }
@@ -348,7 +349,7 @@ describe("Secretgate facade (the seed's SecretService)", () => {
       ["an invalid env var", { "1A": "s" }, `mount["1A"]`, "is not a valid environment variable name"],
       ["an env var with a dash", { "MY-VAR": "s" }, `mount["MY-VAR"]`, "is not a valid environment variable name"],
       ["an empty env var", { "": "s" }, `mount[""]`, "is not a valid environment variable name"],
-      ["a non-string secret name", { A: 5 }, `mount["A"]`, "must be a secret name"],
+      ["a non-string secret name", { A: 5 }, `mount["A"]`, "is not a valid secret name"],
       ["65 entries", Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`V${i}`, "s"])), "mount", "at most 64"],
       ["no object", null, "mount", "must map environment variables to secret names"]
     ])("rejects %s with InvalidSecretInput", async (_, spec, field, reason) => {
@@ -383,24 +384,42 @@ describe("Secretgate facade (the seed's SecretService)", () => {
       expect(current.has(other.placeholder)).toBe(false)
     })
 
-    it("with ttl 0 (the default) sees every update and delete on the next call", async () => {
+    for (const ttl of [undefined, 0, "10 minutes"] as const) {
+      it(`sees every update and delete made through the service on the next call (ttl ${String(ttl)})`, async () => {
+        const g = gate()
+        const secret = await g.secret.create({ name: "n", value: "v1" })
+        const resolver = await g.resolver(await g.mount({ N: "n" }), ttl === undefined ? {} : { ttl })
+        expect(await valueOf(resolver, secret.placeholder)).toBe("v1")
+        await g.secret.update(secret.id, { value: "v2" })
+        expect(await valueOf(resolver, secret.placeholder)).toBe("v2")
+        await g.secret.update(secret.id, { value: "v3" })
+        expect(await valueOf(resolver, secret.placeholder)).toBe("v3")
+        await g.secret.delete(secret.id)
+        expect(await valueOf(resolver, secret.placeholder)).toBeUndefined()
+        // a re-created secret of that name has another placeholder: the old mount does not reach it
+        await g.secret.create({ name: "n", value: "v4" })
+        expect((await resolver.current()).size).toBe(0)
+      })
+    }
+
+    it("keeps loaded values (the same map, synchronously) while nothing changed", async () => {
       const g = gate()
-      const secret = await g.secret.create({ name: "n", value: "v1" })
-      const resolver = await g.resolver(await g.mount({ N: "n" }))
-      expect(await valueOf(resolver, secret.placeholder)).toBe("v1")
-      await g.secret.update(secret.id, { value: "v2" })
-      expect(await valueOf(resolver, secret.placeholder)).toBe("v2")
-      await g.secret.update(secret.id, { value: "v3" })
-      expect(await valueOf(resolver, secret.placeholder)).toBe("v3")
-      await g.secret.delete(secret.id)
-      expect(await valueOf(resolver, secret.placeholder)).toBeUndefined()
-      // a re-created secret of that name has another placeholder: the old mount does not reach it
-      await g.secret.create({ name: "n", value: "v4" })
-      expect((await resolver.current()).size).toBe(0)
+      await g.secret.create({ name: "n", value: "v1" })
+      const resolver = await g.resolver(await g.mount({ N: "n" }), { ttl: "10 minutes" })
+      const first = await resolver.current()
+      const again = resolver.current()
+      expect(again).toBe(first)
+      const reloadEveryTime = await g.resolver(await g.mount({ N: "n" }), { ttl: 0 })
+      expect(reloadEveryTime.current()).toBeInstanceOf(Promise)
     })
 
-    it("with a ttl serves cached values until they expire", async () => {
-      const g = gate()
+    it("without a revision (changes it cannot see), serves kept values until the ttl expires", async () => {
+      // a Secrets without `revision`: like a remote server, or another process writing the store
+      const blind = Layer.effect(
+        Secrets,
+        Effect.map(Secrets, ({ revision: _, ...secrets }) => Secrets.of(secrets))
+      ).pipe(Layer.provide(MemorySecretStore.layer()))
+      const g = track(new Secretgate({ layer: blind, organizationId: "acme" }))
       const secret = await g.secret.create({ name: "n", value: "v1" })
       const mount = await g.mount({ N: "n" })
       const longLived = await g.resolver(mount, { ttl: "10 minutes" })
@@ -444,7 +463,7 @@ describe("Secretgate facade (the seed's SecretService)", () => {
       const g = track(new Secretgate({ layer: flaky, organizationId: "acme" }))
       const secret = await g.secret.create({ name: "n", value: "v1" })
       const resolver = await g.resolver(await g.mount({ N: "n" }), { ttl: "10 minutes" })
-      const error = await rejection(resolver.current())
+      const error = await rejection(Promise.resolve().then(() => resolver.current()))
       expect(error).toBeInstanceOf(StoreUnavailable)
       expect(await valueOf(resolver, secret.placeholder)).toBe("v1")
     })

@@ -56,10 +56,13 @@ const naivePlaceholders = (input: Buffer, prefix: string, replace: (p: string) =
     const isMatch = candidate.length === length &&
       candidate.subarray(0, prefix.length).equals(bytes(prefix)) &&
       [...candidate.subarray(prefix.length)].every((b) => IN_ALPHABET.has(b))
-    if (isMatch) {
-      out.push(replace(text(candidate)) ?? candidate)
+    const replacement = isMatch ? replace(text(candidate)) : undefined
+    if (replacement !== undefined) {
+      out.push(replacement)
       i += length
     } else {
+      // nothing replaced here (no match, or a match left in place): move on by one byte, so a
+      // placeholder starting inside a kept match is still found
       out.push(input.subarray(i, i + 1))
       i += 1
     }

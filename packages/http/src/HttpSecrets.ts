@@ -6,9 +6,9 @@
  * - Remote failures come back as the same typed errors (`SecretNotFound`, `SecretNameTaken`, ...).
  * - A server that cannot be reached, does not answer in time, or answers something that is not
  *   this API, fails with `StoreUnavailable` and a message saying which.
- * - A rejected API key (401) or a key of another organization or scope (403) is a configuration
- *   error, not an outcome the `Secrets` contract knows: the operation dies with the `Unauthorized`
- *   or `Forbidden` error itself, which the Promise facade rejects with.
+ * - A rejected API key (401) or a key of another organization or scope (403) fails with
+ *   `Unauthorized` / `Forbidden` (part of `StoreError`: any operation of a remote backend may meet
+ *   them).
  * - Values leave this process only in create and update bodies, and come back only from the
  *   resolve route, where they are wrapped in `Redacted` while decoding.
  *
@@ -146,7 +146,6 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
         Effect.catchAll((error): Effect.Effect<never, E | StoreError> => {
           if (hasTag(error)) {
             if (keep.includes(error._tag) || STORE_ERRORS.includes(error._tag)) return Effect.fail(error as E | StoreError)
-            if (error._tag === "Unauthorized" || error._tag === "Forbidden") return Effect.die(error)
           }
           return Effect.fail(unavailable(error))
         })
@@ -251,7 +250,7 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
     })
   })
 
-const STORE_ERRORS: ReadonlyArray<string> = ["StoreCorrupted", "DecryptionFailed", "StoreUnavailable"]
+const STORE_ERRORS: ReadonlyArray<string> = ["StoreCorrupted", "DecryptionFailed", "StoreUnavailable", "Unauthorized", "Forbidden"]
 
 /**
  * Provides `Secrets` over the server at `options.baseUrl`, with its own undici connection pool.

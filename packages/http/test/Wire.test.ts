@@ -160,7 +160,7 @@ describe("routes", () => {
     await call("POST", "/secret", { body: { name: "routes-taken", value: VALUE } })
     const answer = await call("POST", "/secret", { body: { name: "routes-taken", value: VALUE } })
     expectError(answer, 409, "Conflict", /routes-taken.*already exists/)
-    expect(answer.json).toMatchObject({ code: "SecretNameTaken", name: "routes-taken" })
+    expect(answer.json).toMatchObject({ code: "SecretNameTaken", secretName: "routes-taken" })
   })
 
   it("POST /secret/resolve → the values behind known placeholders (resolve key only)", async () => {

@@ -11,12 +11,12 @@
  *
  * @since 0.1.0
  */
-import { HostPattern, Placeholder, type SecretResolver } from "@secretgate/core"
+import { HostPattern, Placeholder, type SecretResolver, type Secrets } from "@secretgate/core"
 import type { Dispatcher } from "undici"
 import type { AuditSink } from "./AuditEvent.js"
 import { ResolutionFailed } from "./EgressError.js"
 import { plan, type Settings } from "./internal/plan.js"
-import { ScrubHandler, scrubPairs } from "./internal/ScrubHandler.js"
+import { ScrubHandler } from "./internal/ScrubHandler.js"
 
 /**
  * @since 0.1.0
@@ -70,20 +70,20 @@ export const make = (options: Options): Dispatcher.DispatcherComposeInterceptor 
       const fail = (error: unknown) => {
         handler.onResponseError?.(null as never, error instanceof Error ? error : new Error(String(error)))
       }
-      options.resolver.current().then(
-        (values) => {
-          try {
-            const planned = plan(settings, values, opts)
-            const next = planned.scrub.length === 0 && planned.basicEchoes.length === 0
-              ? handler
-              : new ScrubHandler(handler, scrubPairs(planned.scrub, planned.basicEchoes))
-            dispatch(planned.options, next)
-          } catch (error) {
-            fail(error)
-          }
-        },
-        (cause) => fail(new ResolutionFailed({ message: `could not load the sandbox's secret values: ${describe(cause)}`, cause }))
-      )
+      const send = (values: ReadonlyMap<string, Secrets.ResolvedSecret>): boolean => {
+        try {
+          const planned = plan(settings, values, opts)
+          return dispatch(planned.options, planned.scrub === undefined ? handler : new ScrubHandler(handler, planned.scrub))
+        } catch (error) {
+          fail(error)
+          return true
+        }
+      }
+      const current = options.resolver.current()
+      // kept values are handed over synchronously: a request pays no extra turn of the event loop
+      if (!(current instanceof Promise)) return send(current)
+      current.then(send, (cause: unknown) =>
+        fail(new ResolutionFailed({ message: `could not load the sandbox's secret values: ${describe(cause)}`, cause })))
       return true
     }
 }

@@ -371,6 +371,8 @@ export const conformance = (name: string, makeLayer: MakeLayer): void => {
           expect(dup.message).toMatch(/more than once/)
           const badVar = yield* flip(SandboxMount.make(o, { "1BAD": "github" }))
           expect(badVar._tag).toBe("InvalidSecretInput")
+          const badName = yield* flip(SandboxMount.make(o, { A: "github", B: "not a name" }))
+          expect(badName.message).toBe(`mount["B"] "not a name" is not a valid secret name`)
           const tooMany = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`V${i}`, "github"]))
           expect((yield* flip(SandboxMount.make(o, tooMany))).message).toMatch(/at most 64/)
           const other = yield* flip(SandboxMount.make(org(), { GITHUB_TOKEN: "github" }))

@@ -12,22 +12,35 @@ import { echoForms } from "./encoding.js"
 
 type Headers = Record<string, string | Array<string> | undefined>
 
-/** Literal replacements, longest first, so that a longer form wins over one it contains. */
-export const scrubPairs = (
+/** How to scrub one response: literal replacements (longest first) and their byte matcher. */
+export interface Scrubber {
+  readonly pairs: ReadonlyArray<readonly [string, string]>
+  readonly matcher: Substitution.Matcher
+}
+
+/**
+ * The scrubber for these secrets: every echo form of each value → its placeholder, and re-encoded
+ * Basic credentials → the caller's original ones.
+ */
+export const makeScrubber = (
   secrets: ReadonlyArray<Secrets.ResolvedSecret>,
   basicEchoes: ReadonlyArray<readonly [string, string]>
-): ReadonlyArray<readonly [string, string]> => {
-  const pairs = new Map<string, string>()
+): Scrubber => {
+  const map = new Map<string, string>()
   for (const [sent, original] of basicEchoes) {
-    pairs.set(sent, original)
+    map.set(sent, original)
     const token = sent.trim().split(/\s+/)[1]
     const originalToken = original.trim().split(/\s+/)[1]
-    if (token !== undefined && originalToken !== undefined) pairs.set(token, originalToken)
+    if (token !== undefined && originalToken !== undefined) map.set(token, originalToken)
   }
   for (const secret of secrets) {
-    for (const form of echoForms(Redacted.value(secret.value))) if (!pairs.has(form)) pairs.set(form, secret.placeholder)
+    for (const form of echoForms(Redacted.value(secret.value))) if (!map.has(form)) map.set(form, secret.placeholder)
   }
-  return [...pairs].sort((a, b) => b[0].length - a[0].length)
+  const pairs = [...map].sort((a, b) => b[0].length - a[0].length)
+  return {
+    pairs,
+    matcher: Substitution.literalMatcher(pairs.map(([from, to]) => [Buffer.from(from, "utf8"), Buffer.from(to, "utf8")] as const))
+  }
 }
 
 const scrubText = (pairs: ReadonlyArray<readonly [string, string]>, text: string): string => {
@@ -92,13 +105,11 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
   private readonly rewriter: Substitution.StreamRewriter
   private failed = false
 
-  constructor(
-    private readonly handler: Dispatcher.DispatchHandler,
-    private readonly pairs: ReadonlyArray<readonly [string, string]>
-  ) {
-    this.rewriter = new Substitution.StreamRewriter(
-      Substitution.literalMatcher(pairs.map(([from, to]) => [Buffer.from(from, "utf8"), Buffer.from(to, "utf8")] as const))
-    )
+  private readonly pairs: ReadonlyArray<readonly [string, string]>
+
+  constructor(private readonly handler: Dispatcher.DispatchHandler, scrubber: Scrubber) {
+    this.pairs = scrubber.pairs
+    this.rewriter = new Substitution.StreamRewriter(scrubber.matcher)
   }
 
   private wrap(controller: Dispatcher.DispatchController): ScrubController {

@@ -9,6 +9,7 @@ import type { Dispatcher } from "undici"
 import type { AuditSink, Surface, WithheldReason } from "../AuditEvent.js"
 import { EgressRefused, SubstitutionBlocked, UnsafeSubstitution } from "../EgressError.js"
 import { bodyEncoder, decodeBasic, encodeBasic, forUrl, headerSafe } from "./encoding.js"
+import { makeScrubber, type Scrubber } from "./ScrubHandler.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
 
@@ -25,26 +26,44 @@ export interface Settings {
 /** The outcome for one request. */
 export interface Plan {
   readonly options: Dispatcher.DispatchOptions
-  /** Secrets whose values must be scrubbed from the response (those allowed for this destination). */
-  readonly scrub: ReadonlyArray<ResolvedSecret>
-  /** Authorization headers as sent → as the caller wrote them, for scrubbing an echo. */
-  readonly basicEchoes: ReadonlyArray<readonly [sent: string, original: string]>
+  /** How to scrub the response, or `undefined` when no mounted secret may go to this destination. */
+  readonly scrub: Scrubber | undefined
 }
 
 /** A pair of header name and value, names as given. */
 type HeaderPair = [name: string, value: string]
 
-const indexes = new WeakMap<ReadonlyMap<string, ResolvedSecret>, HostPattern.HostIndex<ResolvedSecret>>()
-
-/** The secrets among `values` whose hosts admit `hostname`, via an index cached per snapshot. */
-const allowedFor = (values: ReadonlyMap<string, ResolvedSecret>, hostname: string): ReadonlyArray<ResolvedSecret> => {
-  let index = indexes.get(values)
-  if (index === undefined) {
-    index = new HostPattern.HostIndex([...values.values()].map((secret) => ({ hosts: secret.hosts, value: secret })))
-    indexes.set(values, index)
-  }
-  return index.match(hostname)
+/** What one snapshot of values means for one destination; computed once, then reused. */
+interface ForDestination {
+  readonly allowed: ReadonlySet<ResolvedSecret>
+  readonly scrub: Scrubber | undefined
 }
+
+const byDestination = new WeakMap<ReadonlyMap<string, ResolvedSecret>, Map<string, ForDestination>>()
+
+/**
+ * The secrets among `values` whose hosts admit `host`, and their scrubber. Cached per snapshot (a
+ * new snapshot after every change) and destination, so a request to a known host costs two map
+ * lookups; the host index keeps the first computation independent of the number of secrets.
+ */
+const forDestination = (values: ReadonlyMap<string, ResolvedSecret>, host: string): ForDestination => {
+  let cache = byDestination.get(values)
+  if (cache === undefined) {
+    cache = new Map()
+    byDestination.set(values, cache)
+  }
+  let entry = cache.get(host)
+  if (entry === undefined) {
+    const index = new HostPattern.HostIndex([...values.values()].map((secret) => ({ hosts: secret.hosts, value: secret })))
+    const allowed = index.match(host)
+    entry = { allowed: new Set(allowed), scrub: allowed.length === 0 ? undefined : makeScrubber(allowed, []) }
+    if (cache.size > 1024) cache.clear() // bounded: a sandbox talking to endless hosts
+    cache.set(host, entry)
+  }
+  return entry
+}
+
+const NOTHING_ALLOWED: ForDestination = { allowed: new Set(), scrub: undefined }
 
 /**
  * Per-request decisions. One instance lives as long as its request (a streamed body keeps using
@@ -184,6 +203,40 @@ const isBlob = (body: unknown): body is Blob =>
 const isFormData = (body: unknown): boolean =>
   typeof body === "object" && body !== null && (body as { [Symbol.toStringTag]?: string })[Symbol.toStringTag] === "FormData"
 
+interface Target {
+  /** The destination host as audit events name it. */
+  readonly host: string
+  /** The host to match secrets' hosts against (the host index normalises it), `undefined` if unusable. */
+  readonly name: string | undefined
+  readonly secure: boolean
+}
+
+const targets = new Map<string, Target>()
+
+/** Where a dispatch goes, from its origin (never a Host header); cached per origin string. */
+const destinationOf = (settings: Settings, origin: Dispatcher.DispatchOptions["origin"]): Target => {
+  if (origin === undefined || origin === null) {
+    throw new EgressRefused({ message: "the request has no origin; dispatch through an Agent, not a bare Client" })
+  }
+  const key = String(origin)
+  const known = targets.get(key)
+  if (known !== undefined && settings.allowHttp === allowHttpOf.get(known)) return known
+  const url = new URL(key)
+  const normal = HostPattern.normalizeDestination(url.hostname)
+  const secure = url.protocol === "https:" ||
+    (url.protocol === "http:" && normal !== undefined && settings.allowHttp.has(normal.host))
+  const target: Target = {
+    host: normal?.host ?? url.hostname,
+    name: normal === undefined ? undefined : url.hostname,
+    secure
+  }
+  if (targets.size > 1024) targets.clear()
+  targets.set(key, target)
+  allowHttpOf.set(target, settings.allowHttp)
+  return target
+}
+const allowHttpOf = new WeakMap<Target, ReadonlySet<string>>()
+
 /**
  * Plans one dispatch. Throws `SubstitutionBlocked`, `UnsafeSubstitution` or `EgressRefused`
  * before anything is sent when the request must not go out.
@@ -193,13 +246,10 @@ export const plan = (
   values: ReadonlyMap<string, ResolvedSecret>,
   options: Dispatcher.DispatchOptions
 ): Plan => {
-  const origin = options.origin === undefined ? undefined : new URL(String(options.origin))
-  if (origin === undefined) throw new EgressRefused({ message: "the request has no origin; dispatch through an Agent, not a bare Client" })
-  const destination = HostPattern.normalizeDestination(origin.hostname)
-  const host = destination?.host ?? origin.hostname
-  const secure = origin.protocol === "https:" || (origin.protocol === "http:" && destination !== undefined && settings.allowHttp.has(destination.host))
-  const allowed = secure && destination !== undefined ? allowedFor(values, origin.hostname) : []
-  const decider = new Decider(settings, values, new Set(allowed), secure, host)
+  const target = destinationOf(settings, options.origin)
+  const { host, secure } = target
+  const destination = secure && target.name !== undefined ? forDestination(values, target.name) : NOTHING_ALLOWED
+  const decider = new Decider(settings, values, destination.allowed, secure, host)
   const { scanners } = settings
   const basicEchoes: Array<readonly [string, string]> = []
 
@@ -292,14 +342,16 @@ export const plan = (
     bodyLength = "stream"
   }
 
-  const scrub = allowed
+  const scrub = destination.scrub === undefined || basicEchoes.length === 0
+    ? destination.scrub
+    : makeScrubber([...destination.allowed], basicEchoes)
   let headers: Array<HeaderPair> = pairs
   if (bodyLength !== undefined) {
     headers = headers.filter(([name]) => name.toLowerCase() !== "content-length")
     if (typeof bodyLength === "number" && pairs.length !== headers.length) headers.push(["content-length", String(bodyLength)])
     headersChanged = true
   }
-  if (scrub.length > 0) {
+  if (scrub !== undefined) {
     // A compressed response could not be scrubbed: ask for none (a compressed one is refused).
     headers = headers.filter(([name]) => name.toLowerCase() !== "accept-encoding")
     headers.push(["accept-encoding", "identity"])
@@ -317,5 +369,5 @@ export const plan = (
     // dispatches each hop through here again, from the caller's original request.
     maxRedirections: 0
   } as Dispatcher.DispatchOptions
-  return { options: next, scrub, basicEchoes }
+  return { options: next, scrub }
 }

@@ -1,0 +1,76 @@
+/**
+ * Shared benchmark helpers: a loopback HTTP sink in a child process (so it does not share the
+ * client's event loop), percentiles, and a tiny table printer.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { once } from "node:events"
+
+const SINK = `
+const http = require("node:http")
+const server = http.createServer((req, res) => {
+  req.on("data", () => {})
+  req.on("end", () => { res.writeHead(200, { "content-type": "text/plain", "content-length": "2" }); res.end("ok") })
+})
+server.keepAliveTimeout = 60000
+server.listen(0, "127.0.0.1", () => process.stdout.write(String(server.address().port) + "\\n"))
+`
+
+/** Starts the sink; resolves to its URL and a stop function. */
+export const startSink = async (): Promise<{ port: number; url: string; stop: () => void }> => {
+  const child: ChildProcess = spawn(process.execPath, ["-e", SINK], { stdio: ["ignore", "pipe", "ignore"] })
+  const stop = () => child.kill()
+  process.once("exit", stop)
+  const [data] = (await once(child.stdout!, "data")) as [Buffer]
+  return { port: Number(data.toString().trim()), url: `http://127.0.0.1:${data.toString().trim()}`, stop }
+}
+
+/** The q-quantile (0..1) of sorted numbers. */
+export const quantile = (sorted: ReadonlyArray<number>, q: number): number =>
+  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+
+/** Runs `count` calls of `task` with `concurrency` in flight; returns latencies (ms) and elapsed ms. */
+export const load = async (count: number, concurrency: number, task: () => Promise<void>) => {
+  const latencies: Array<number> = []
+  let next = 0
+  let failures = 0
+  const started = performance.now()
+  const worker = async () => {
+    while (next < count) {
+      next++
+      const t0 = performance.now()
+      try {
+        await task()
+      } catch {
+        failures++
+      }
+      latencies.push(performance.now() - t0)
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker))
+  const elapsed = performance.now() - started
+  latencies.sort((a, b) => a - b)
+  return { latencies, elapsed, failures, rps: (count / elapsed) * 1000 }
+}
+
+/** Prints rows as an aligned table. */
+export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string | number>>) => {
+  const cells = [header, ...rows.map((row) => row.map((cell) => (typeof cell === "number" ? format(cell) : cell)))]
+  const widths = header.map((_, i) => Math.max(...cells.map((row) => String(row[i]).length)))
+  for (const [index, row] of cells.entries()) {
+    console.log(row.map((cell, i) => String(cell).padEnd(widths[i]!)).join("  "))
+    if (index === 0) console.log(widths.map((w) => "-".repeat(w)).join("  "))
+  }
+}
+
+const format = (n: number) => (Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(3))
+
+/** Median of numbers. */
+export const median = (values: ReadonlyArray<number>) => quantile([...values].sort((a, b) => a - b), 0.5)
+
+/** undici agent options that resolve every host name to 127.0.0.1 (for named loopback targets). */
+export const loopbackLookup = {
+  lookup: (_host: string, options: unknown, callback: (...args: Array<unknown>) => void) => {
+    if ((options as { all?: boolean }).all === true) callback(null, [{ address: "127.0.0.1", family: 4 }])
+    else callback(null, "127.0.0.1", 4)
+  }
+}
