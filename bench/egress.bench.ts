@@ -18,7 +18,7 @@ const REQUESTS = 4000
 const CONCURRENCY = 32
 
 const makeOrganization = async (total: number) => {
-  const gate = new Secretgate({ layer: MemorySecretStore.layer(), organizationId: "bench" })
+  const gate = new Secretgate({ layer: MemorySecretStore.layer({ quota: 200_000 }), organizationId: "bench" })
   const mounted: Record<string, string> = {}
   for (let i = 0; i < 5; i++) {
     await gate.secret.create({ name: `mounted_${i}`, value: `value-${i}-${"v".repeat(40)}`, hosts: ["sink.bench.test", "*.example.com"] })

@@ -15,8 +15,9 @@ import { HostPattern, Placeholder, type SecretResolver, type Secrets } from "@se
 import type { Dispatcher } from "undici"
 import type { AuditSink } from "./AuditEvent.js"
 import { ResolutionFailed } from "./EgressError.js"
+import { Targets } from "./internal/destination.js"
 import { plan, type Settings } from "./internal/plan.js"
-import { ScrubHandler } from "./internal/ScrubHandler.js"
+import { scrubbing } from "./internal/ScrubHandler.js"
 
 /**
  * @since 0.1.0
@@ -58,8 +59,8 @@ export const make = (options: Options): Dispatcher.DispatcherComposeInterceptor 
   const settings: Settings = {
     scanners: [...(prefixes.size === 0 ? [Placeholder.DEFAULT_PREFIX] : prefixes)].map((prefix) => new Placeholder.Scanner(prefix)),
     mounted: new Map(mount.secrets.map((secret) => [secret.placeholder, secret.name])),
-    allowHttp: new Set(
-      (options.allowHttp ?? []).map((host) => HostPattern.normalizeDestination(host)?.host ?? host.toLowerCase())
+    targets: new Targets(
+      new Set((options.allowHttp ?? []).map((host) => HostPattern.normalizeDestination(host)?.host ?? host.toLowerCase()))
     ),
     onDisallowed: options.onDisallowed ?? "forward",
     audit: options.audit
@@ -67,13 +68,11 @@ export const make = (options: Options): Dispatcher.DispatcherComposeInterceptor 
 
   return (dispatch) =>
     function secretgateDispatch(opts, handler) {
-      const fail = (error: unknown) => {
-        handler.onResponseError?.(null as never, error instanceof Error ? error : new Error(String(error)))
-      }
+      const fail = (error: unknown) => failHandler(handler, error instanceof Error ? error : new Error(String(error)))
       const send = (values: ReadonlyMap<string, Secrets.ResolvedSecret>): boolean => {
         try {
           const planned = plan(settings, values, opts)
-          return dispatch(planned.options, planned.scrub === undefined ? handler : new ScrubHandler(handler, planned.scrub))
+          return dispatch(planned.options, planned.scrub === undefined ? handler : scrubbing(handler, planned.scrub))
         } catch (error) {
           fail(error)
           return true
@@ -86,6 +85,12 @@ export const make = (options: Options): Dispatcher.DispatcherComposeInterceptor 
         fail(new ResolutionFailed({ message: `could not load the sandbox's secret values: ${describe(cause)}`, cause })))
       return true
     }
+}
+
+/** Fails a handler of either undici API before anything was dispatched. */
+const failHandler = (handler: Dispatcher.DispatchHandler, error: Error): void => {
+  if (typeof handler.onResponseError === "function") handler.onResponseError(null as never, error)
+  else (handler as { onError?: (error: Error) => void }).onError?.(error)
 }
 
 const describe = (cause: unknown): string =>

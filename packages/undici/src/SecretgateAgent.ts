@@ -41,21 +41,28 @@ export interface Options extends Interceptor.Options {
  */
 export class SecretgateAgent extends Dispatcher {
   private readonly inner: Dispatcher
-  private readonly composed: Dispatcher
+  private readonly dispatchThrough: (options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) => boolean
 
   constructor(options: Options) {
     super()
-    this.inner = options.dispatcher ?? new Agent(options.agentOptions)
+    const inner = options.dispatcher ?? new Agent(options.agentOptions)
+    this.inner = inner
     const secretgate = Interceptor.make(options)
-    // compose: the first interceptor is innermost. Substitution must sit inside redirect handling.
-    this.composed = options.maxRedirections !== undefined && options.maxRedirections > 0
-      ? this.inner.compose(secretgate, interceptors.redirect({ maxRedirections: options.maxRedirections }))
-      : this.inner.compose(secretgate)
+    if (options.maxRedirections !== undefined && options.maxRedirections > 0) {
+      // compose: the first interceptor is innermost. Substitution must sit inside redirect
+      // handling, so that every hop is planned afresh from the caller's original request.
+      const composed = inner.compose(secretgate, interceptors.redirect({ maxRedirections: options.maxRedirections }))
+      this.dispatchThrough = (opts, handler) => composed.dispatch(opts, handler)
+    } else {
+      // Without redirects, no adapter layer is needed: the interceptor takes handlers of either
+      // undici API and hands them to the inner dispatcher as they are.
+      this.dispatchThrough = secretgate((opts, handler) => inner.dispatch(opts, handler))
+    }
   }
 
   /** @since 0.1.0 */
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    return this.composed.dispatch(options, handler)
+    return this.dispatchThrough(options, handler)
   }
 
   /** @since 0.1.0 */

@@ -60,6 +60,7 @@ const scrubHeaders = (pairs: ReadonlyArray<readonly [string, string]>, headers: 
   return out
 }
 
+
 const toRaw = (headers: Headers): Array<Buffer> => {
   const raw: Array<Buffer> = []
   for (const [name, value] of Object.entries(headers)) {
@@ -69,14 +70,29 @@ const toRaw = (headers: Headers): Array<Buffer> => {
   return raw
 }
 
+/** The encodings other than identity that a `content-encoding` value names. */
+const encodingsOf = (value: string | ReadonlyArray<string>): Array<string> =>
+  (typeof value === "string" ? value : value.join(",")).split(",").map((e) => e.trim().toLowerCase()).filter((e) => e !== "" && e !== "identity")
+
+const refuseEncoded = (encodings: ReadonlyArray<string>): EgressRefused =>
+  new EgressRefused({
+    message: `the response is ${encodings.join(", ")}-encoded although identity was requested, so it cannot be scrubbed of secret values; it was not delivered`
+  })
+
 /**
  * The controller handed downstream: the real one, except that raw headers and trailers are the
- * scrubbed ones (the unscrubbed bytes must not be reachable through it).
+ * scrubbed ones (the unscrubbed bytes must not be reachable through it), built only if asked for.
  */
 class ScrubController implements Dispatcher.DispatchController {
-  rawHeaders: Array<Buffer> | null = null
-  rawTrailers: Array<Buffer> | null = null
+  scrubbedHeaders: Headers | undefined
+  scrubbedTrailers: Headers | undefined
   constructor(private readonly target: Dispatcher.DispatchController) {}
+  get rawHeaders(): Array<Buffer> | null {
+    return this.scrubbedHeaders === undefined ? null : toRaw(this.scrubbedHeaders)
+  }
+  get rawTrailers(): Array<Buffer> | null {
+    return this.scrubbedTrailers === undefined ? null : toRaw(this.scrubbedTrailers)
+  }
   get aborted() {
     return this.target.aborted
   }
@@ -124,25 +140,22 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
   onRequestUpgrade(controller: Dispatcher.DispatchController, statusCode: number, headers: Headers, socket: unknown): void {
     const scrubbed = scrubHeaders(this.pairs, headers, false)
     const wrapped = this.wrap(controller)
-    wrapped.rawHeaders = toRaw(scrubbed)
+    wrapped.scrubbedHeaders = scrubbed
     ;(this.handler.onRequestUpgrade as ((...args: Array<unknown>) => void) | undefined)?.call(this.handler, wrapped, statusCode, scrubbed, socket)
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Headers, statusMessage?: string): void {
     const wrapped = this.wrap(controller)
     const encoding = headers["content-encoding"]
-    const encodings = (Array.isArray(encoding) ? encoding.join(",") : encoding ?? "").split(",").map((e) => e.trim().toLowerCase()).filter((e) => e !== "" && e !== "identity")
+    const encodings = encoding === undefined ? [] : encodingsOf(encoding)
     if (encodings.length > 0) {
       // The value could hide in compressed bytes: refuse rather than pass it on unscrubbed.
       this.failed = true
-      const error = new EgressRefused({
-        message: `the response is ${encodings.join(", ")}-encoded although identity was requested, so it cannot be scrubbed of secret values; it was not delivered`
-      })
-      controller.abort(error)
+      controller.abort(refuseEncoded(encodings))
       return
     }
     const scrubbed = scrubHeaders(this.pairs, headers, true)
-    wrapped.rawHeaders = toRaw(scrubbed)
+    wrapped.scrubbedHeaders = scrubbed
     this.handler.onResponseStart?.(wrapped, statusCode, scrubbed as never, scrubText(this.pairs, statusMessage ?? ""))
   }
 
@@ -158,7 +171,7 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
     const tail = this.rewriter.end()
     if (tail.length > 0) this.handler.onResponseData?.(wrapped, tail)
     const scrubbed = scrubHeaders(this.pairs, trailers, false)
-    wrapped.rawTrailers = toRaw(scrubbed)
+    wrapped.scrubbedTrailers = scrubbed
     this.handler.onResponseEnd?.(wrapped, scrubbed as never)
   }
 
@@ -166,3 +179,111 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
     this.handler.onResponseError?.(this.wrap(controller), error)
   }
 }
+
+/** A handler of undici's older API (`onHeaders`, `onData`, ...), as `undici.request` and `fetch` pass. */
+interface LegacyHandler {
+  onConnect?(abort: (reason?: Error) => void, context?: unknown): void
+  onUpgrade?(statusCode: number, rawHeaders: Array<Buffer>, socket: unknown): void
+  onResponseStarted?(): void
+  onHeaders?(statusCode: number, rawHeaders: Array<Buffer>, resume: () => void, statusText?: string): boolean | void
+  onData?(chunk: Buffer): boolean | void
+  onComplete?(rawTrailers: Array<Buffer> | null): void
+  onError?(error: Error): void
+}
+
+const CONTENT_LENGTH = "content-length"
+const CONTENT_ENCODING = "content-encoding"
+
+const nameIs = (raw: Buffer | string, name: string): boolean =>
+  raw.length === name.length && raw.toString("latin1").toLowerCase() === name
+
+/**
+ * The same scrubbing for a handler of undici's older API, receiving raw header bytes straight from
+ * the connection: no conversion to and from header objects, and a header with nothing to scrub is
+ * passed on as the very same bytes.
+ */
+export class LegacyScrubHandler implements LegacyHandler {
+  private readonly rewriter: Substitution.StreamRewriter
+  private readonly pairs: ReadonlyArray<readonly [string, string]>
+  private readonly patterns: ReadonlyArray<Buffer>
+  private abort: ((reason?: Error) => void) | undefined
+  private failed = false
+
+  constructor(private readonly handler: LegacyHandler, scrubber: Scrubber) {
+    this.pairs = scrubber.pairs
+    this.patterns = scrubber.pairs.map(([from]) => Buffer.from(from, "utf8"))
+    this.rewriter = new Substitution.StreamRewriter(scrubber.matcher)
+  }
+
+  private scrubRaw(raw: ReadonlyArray<Buffer | string> | null, dropLength: boolean): Array<Buffer> {
+    const out: Array<Buffer> = []
+    if (raw === null) return out
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i]!
+      if (dropLength && nameIs(name, CONTENT_LENGTH)) continue
+      out.push(this.scrubBytes(name), this.scrubBytes(raw[i + 1]!))
+    }
+    return out
+  }
+
+  private scrubBytes(bytes: Buffer | string): Buffer {
+    const buffer = typeof bytes === "string" ? Buffer.from(bytes, "latin1") : bytes
+    for (const pattern of this.patterns) {
+      if (buffer.includes(pattern)) return Buffer.from(scrubText(this.pairs, buffer.toString("utf8")), "utf8")
+    }
+    return buffer
+  }
+
+  onConnect(abort: (reason?: Error) => void, context?: unknown): void {
+    this.abort = abort
+    this.handler.onConnect?.(abort, context)
+  }
+
+  onUpgrade(statusCode: number, rawHeaders: Array<Buffer>, socket: unknown): void {
+    this.handler.onUpgrade?.(statusCode, this.scrubRaw(rawHeaders, false), socket)
+  }
+
+  onResponseStarted(): void {
+    this.handler.onResponseStarted?.()
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Array<Buffer>, resume: () => void, statusText?: string): boolean | void {
+    for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+      if (!nameIs(rawHeaders[i]!, CONTENT_ENCODING)) continue
+      const encodings = encodingsOf(rawHeaders[i + 1]!.toString("latin1"))
+      if (encodings.length > 0) {
+        // The value could hide in compressed bytes: refuse rather than pass it on unscrubbed.
+        this.failed = true
+        const error = refuseEncoded(encodings)
+        if (this.abort !== undefined) this.abort(error)
+        else this.onError(error)
+        return false
+      }
+    }
+    return this.handler.onHeaders?.(statusCode, this.scrubRaw(rawHeaders, true), resume, statusText === undefined ? undefined : scrubText(this.pairs, statusText))
+  }
+
+  onData(chunk: Buffer): boolean | void {
+    if (this.failed) return true
+    const out = this.rewriter.push(chunk)
+    return out.length > 0 ? this.handler.onData?.(out) : true
+  }
+
+  onComplete(rawTrailers: Array<Buffer> | null): void {
+    if (this.failed) return
+    const tail = this.rewriter.end()
+    if (tail.length > 0) this.handler.onData?.(tail)
+    this.handler.onComplete?.(this.scrubRaw(rawTrailers, false))
+  }
+
+  onError(error: Error): void {
+    if (this.handler.onError === undefined) throw error
+    this.handler.onError(error)
+  }
+}
+
+/** A scrubbing wrapper for a handler of either undici API. */
+export const scrubbing = (handler: Dispatcher.DispatchHandler, scrubber: Scrubber): Dispatcher.DispatchHandler =>
+  typeof handler.onRequestStart === "function" || typeof handler.onResponseStart === "function"
+    ? new ScrubHandler(handler, scrubber)
+    : new LegacyScrubHandler(handler as LegacyHandler, scrubber) as unknown as Dispatcher.DispatchHandler

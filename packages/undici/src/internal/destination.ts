@@ -1,0 +1,86 @@
+/**
+ * Where a request goes, and what that means for a snapshot of values: which secrets may be sent
+ * there and how to scrub the response. Both are cached, so a request to a known destination costs
+ * a few map lookups whatever the number of secrets.
+ */
+import { HostPattern, type Secrets } from "@secretgate/core"
+import type { Dispatcher } from "undici"
+import { EgressRefused } from "../EgressError.js"
+import { makeScrubber, type Scrubber } from "./ScrubHandler.js"
+
+type ResolvedSecret = Secrets.ResolvedSecret
+
+/** The destination of a dispatch, from its origin (never from a Host header). */
+export interface Target {
+  /** The normalised host, as audit events name it. */
+  readonly host: string
+  /** The host to match secrets' patterns against, or `undefined` when it cannot be parsed. */
+  readonly matchable: string | undefined
+  /** `https:`, or `http:` to a host opted in with `allowHttp`. */
+  readonly secure: boolean
+}
+
+const MAX_CACHED = 1024
+
+/** Reads targets from origins, remembering the answers (bounded). */
+export class Targets {
+  private readonly known = new Map<string, Target>()
+
+  constructor(private readonly allowHttp: ReadonlySet<string>) {}
+
+  of(origin: Dispatcher.DispatchOptions["origin"]): Target {
+    if (origin === undefined || origin === null) {
+      throw new EgressRefused({ message: "the request has no origin; dispatch through an Agent, not a bare Client" })
+    }
+    const key = typeof origin === "string" ? origin : origin.toString()
+    let target = this.known.get(key)
+    if (target === undefined) {
+      const url = new URL(key)
+      const normal = HostPattern.normalizeDestination(url.hostname)
+      target = {
+        host: normal?.host ?? url.hostname,
+        matchable: normal === undefined ? undefined : url.hostname,
+        secure: url.protocol === "https:" || (url.protocol === "http:" && normal !== undefined && this.allowHttp.has(normal.host))
+      }
+      if (this.known.size >= MAX_CACHED) this.known.clear()
+      this.known.set(key, target)
+    }
+    return target
+  }
+}
+
+/** What one snapshot of values allows for one destination. */
+export interface Allowance {
+  readonly allowed: ReadonlySet<ResolvedSecret>
+  /** `undefined` when nothing may go there (then there is nothing to scrub either). */
+  readonly scrub: Scrubber | undefined
+}
+
+/** Nothing allowed: insecure or unparseable destinations. */
+export const NOTHING: Allowance = { allowed: new Set(), scrub: undefined }
+
+const bySnapshot = new WeakMap<ReadonlyMap<string, ResolvedSecret>, { index: HostPattern.HostIndex<ResolvedSecret>; hosts: Map<string, Allowance> }>()
+
+/**
+ * The secrets of `values` whose hosts admit `host`. Cached per snapshot (the resolver hands out a
+ * new map after every change) and host; the host index keeps a first lookup independent of the
+ * number of secrets.
+ */
+export const allowanceFor = (values: ReadonlyMap<string, ResolvedSecret>, host: string): Allowance => {
+  let snapshot = bySnapshot.get(values)
+  if (snapshot === undefined) {
+    snapshot = {
+      index: new HostPattern.HostIndex([...values.values()].map((secret) => ({ hosts: secret.hosts, value: secret }))),
+      hosts: new Map()
+    }
+    bySnapshot.set(values, snapshot)
+  }
+  let allowance = snapshot.hosts.get(host)
+  if (allowance === undefined) {
+    const allowed = snapshot.index.match(host)
+    allowance = allowed.length === 0 ? NOTHING : { allowed: new Set(allowed), scrub: makeScrubber(allowed, []) }
+    if (snapshot.hosts.size >= MAX_CACHED) snapshot.hosts.clear()
+    snapshot.hosts.set(host, allowance)
+  }
+  return allowance
+}
