@@ -4,20 +4,28 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { once } from "node:events"
+import { fileURLToPath } from "node:url"
 
 const SINK = `
-const http = require("node:http")
-const server = http.createServer((req, res) => {
+const fs = require("node:fs")
+const tls = process.argv[1]
+const answer = (req, res) => {
   req.on("data", () => {})
   req.on("end", () => { res.writeHead(200, { "content-type": "text/plain", "content-length": "2" }); res.end("ok") })
-})
+}
+const server = tls
+  ? require("node:https").createServer({ key: fs.readFileSync(tls + "/server.key"), cert: fs.readFileSync(tls + "/server.pem") }, answer)
+  : require("node:http").createServer(answer)
 server.keepAliveTimeout = 60000
 server.listen(0, "127.0.0.1", () => process.stdout.write(String(server.address().port) + "\\n"))
 `
 
-/** Starts the sink; resolves to its URL and a stop function. */
-export const startSink = async (): Promise<{ port: number; url: string; stop: () => void }> => {
-  const child: ChildProcess = spawn(process.execPath, ["-e", SINK], { stdio: ["ignore", "pipe", "ignore"] })
+/** The test certificate authority and server certificate (for `*.test` names). */
+export const TLS_DIR = fileURLToPath(new URL("../packages/undici/test/fixtures/tls", import.meta.url))
+
+/** Starts the sink (HTTPS with the test certificate when `secure`); resolves to its port and a stop function. */
+export const startSink = async (secure = false): Promise<{ port: number; url: string; stop: () => void }> => {
+  const child: ChildProcess = spawn(process.execPath, ["-e", SINK, ...(secure ? [TLS_DIR] : [])], { stdio: ["ignore", "pipe", "ignore"] })
   const stop = () => child.kill()
   process.once("exit", stop)
   const [data] = (await once(child.stdout!, "data")) as [Buffer]
@@ -62,7 +70,7 @@ export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<Readonl
   }
 }
 
-const format = (n: number) => (Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(3))
+const format = (n: number) => Number.isInteger(n) ? String(n) : (Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(3))
 
 /** Median of numbers. */
 export const median = (values: ReadonlyArray<number>) => quantile([...values].sort((a, b) => a - b), 0.5)
