@@ -15,6 +15,10 @@ type Headers = Record<string, string | Array<string> | undefined>
 /** How to scrub one response: literal replacements (longest first) and their byte matcher. */
 export interface Scrubber {
   readonly pairs: ReadonlyArray<readonly [string, string]>
+  /** The `from` side of `pairs` as bytes. */
+  readonly patterns: ReadonlyArray<Buffer>
+  /** Length of the shortest pattern: shorter text cannot hold any. */
+  readonly shortest: number
   readonly matcher: Substitution.Matcher
 }
 
@@ -37,13 +41,17 @@ export const makeScrubber = (
     for (const form of echoForms(Redacted.value(secret.value))) if (!map.has(form)) map.set(form, secret.placeholder)
   }
   const pairs = [...map].sort((a, b) => b[0].length - a[0].length)
+  const patterns = pairs.map(([from]) => Buffer.from(from, "utf8"))
   return {
     pairs,
-    matcher: Substitution.literalMatcher(pairs.map(([from, to]) => [Buffer.from(from, "utf8"), Buffer.from(to, "utf8")] as const))
+    patterns,
+    shortest: Math.min(...pairs.map(([from]) => from.length)),
+    matcher: Substitution.literalMatcher(pairs.map(([, to], i) => [patterns[i]!, Buffer.from(to, "utf8")] as const))
   }
 }
 
 const scrubText = (pairs: ReadonlyArray<readonly [string, string]>, text: string): string => {
+  if (text.length < (pairs[pairs.length - 1]?.[0].length ?? 0)) return text
   let out = text
   for (const [from, to] of pairs) if (out.includes(from)) out = out.replaceAll(from, to)
   return out
@@ -204,14 +212,10 @@ const nameIs = (raw: Buffer | string, name: string): boolean =>
  */
 export class LegacyScrubHandler implements LegacyHandler {
   private readonly rewriter: Substitution.StreamRewriter
-  private readonly pairs: ReadonlyArray<readonly [string, string]>
-  private readonly patterns: ReadonlyArray<Buffer>
   private abort: ((reason?: Error) => void) | undefined
   private failed = false
 
-  constructor(private readonly handler: LegacyHandler, scrubber: Scrubber) {
-    this.pairs = scrubber.pairs
-    this.patterns = scrubber.pairs.map(([from]) => Buffer.from(from, "utf8"))
+  constructor(private readonly handler: LegacyHandler, private readonly scrubber: Scrubber) {
     this.rewriter = new Substitution.StreamRewriter(scrubber.matcher)
   }
 
@@ -228,8 +232,9 @@ export class LegacyScrubHandler implements LegacyHandler {
 
   private scrubBytes(bytes: Buffer | string): Buffer {
     const buffer = typeof bytes === "string" ? Buffer.from(bytes, "latin1") : bytes
-    for (const pattern of this.patterns) {
-      if (buffer.includes(pattern)) return Buffer.from(scrubText(this.pairs, buffer.toString("utf8")), "utf8")
+    if (buffer.length < this.scrubber.shortest) return buffer
+    for (const pattern of this.scrubber.patterns) {
+      if (buffer.includes(pattern)) return Buffer.from(scrubText(this.scrubber.pairs, buffer.toString("utf8")), "utf8")
     }
     return buffer
   }
@@ -260,7 +265,7 @@ export class LegacyScrubHandler implements LegacyHandler {
         return false
       }
     }
-    return this.handler.onHeaders?.(statusCode, this.scrubRaw(rawHeaders, true), resume, statusText === undefined ? undefined : scrubText(this.pairs, statusText))
+    return this.handler.onHeaders?.(statusCode, this.scrubRaw(rawHeaders, true), resume, statusText === undefined ? undefined : scrubText(this.scrubber.pairs, statusText))
   }
 
   onData(chunk: Buffer): boolean | void {
