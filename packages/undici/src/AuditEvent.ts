@@ -19,10 +19,21 @@ export type Surface = "header" | "url" | "body"
  * - `insecure-scheme`: plain `http:` to a host not opted in with `allowHttp`
  * - `not-mounted`: the placeholder belongs to no secret mounted for this sandbox
  * - `unavailable`: the mounted secret was deleted
+ * - `host-mismatch`: the request names another host than the one it connects to (a `Host` header,
+ *   a TLS `servername` or an absolute-form path), so where the value would really go is unclear
+ * - `unsafe-position`: the placeholder stands where a value is never put: a header name, a query
+ *   key, or a request that upgrades the connection (WebSocket, CONNECT), whose traffic cannot be
+ *   scrubbed
  *
  * @since 0.1.0
  */
-export type WithheldReason = "host-not-allowed" | "insecure-scheme" | "not-mounted" | "unavailable"
+export type WithheldReason =
+  | "host-not-allowed"
+  | "insecure-scheme"
+  | "not-mounted"
+  | "unavailable"
+  | "host-mismatch"
+  | "unsafe-position"
 
 /**
  * One thing the egress layer did. Emitted once per secret and surface per request.

@@ -17,7 +17,7 @@ import type { AuditSink } from "./AuditEvent.js"
 import { ResolutionFailed } from "./EgressError.js"
 import { Targets } from "./internal/destination.js"
 import { plan, type Settings } from "./internal/plan.js"
-import { scrubbing } from "./internal/ScrubHandler.js"
+import { sanitizeError, type Scrubber, scrubbing } from "./internal/ScrubHandler.js"
 
 /**
  * @since 0.1.0
@@ -59,9 +59,7 @@ export const make = (options: Options): Dispatcher.DispatcherComposeInterceptor 
   const settings: Settings = {
     scanners: [...(prefixes.size === 0 ? [Placeholder.DEFAULT_PREFIX] : prefixes)].map((prefix) => new Placeholder.Scanner(prefix)),
     mounted: new Map(mount.secrets.map((secret) => [secret.placeholder, secret.name])),
-    targets: new Targets(
-      new Set((options.allowHttp ?? []).map((host) => HostPattern.normalizeDestination(host)?.host ?? host.toLowerCase()))
-    ),
+    targets: new Targets(new Set((options.allowHttp ?? []).map(allowHttpHost))),
     onDisallowed: options.onDisallowed ?? "forward",
     audit: options.audit
   }
@@ -70,11 +68,14 @@ export const make = (options: Options): Dispatcher.DispatcherComposeInterceptor 
     function secretgateDispatch(opts, handler) {
       const fail = (error: unknown) => failHandler(handler, error instanceof Error ? error : new Error(String(error)))
       const send = (values: ReadonlyMap<string, Secrets.ResolvedSecret>): boolean => {
+        let scrub: Scrubber | undefined
         try {
           const planned = plan(settings, values, opts)
-          return dispatch(planned.options, planned.scrub === undefined ? handler : scrubbing(handler, planned.scrub))
+          scrub = planned.scrub
+          return dispatch(planned.options, scrub === undefined ? handler : scrubbing(handler, scrub))
         } catch (error) {
-          fail(error)
+          // undici may throw synchronously while reading the substituted request: no value in that
+          fail(error instanceof Error ? sanitizeError(scrub, error) : error)
           return true
         }
       }
@@ -85,6 +86,15 @@ export const make = (options: Options): Dispatcher.DispatcherComposeInterceptor 
         fail(new ResolutionFailed({ message: `could not load the sandbox's secret values: ${describe(cause)}`, cause })))
       return true
     }
+}
+
+/** An `allowHttp` entry as a normalised host; anything else is a mistake worth stopping for. */
+const allowHttpHost = (entry: string): string => {
+  const host = typeof entry === "string" ? HostPattern.normalizeDestination(entry) : undefined
+  if (host === undefined || entry.includes("*") || entry.includes("/")) {
+    throw new TypeError(`allowHttp entry ${JSON.stringify(entry)} is not a host name or IP address (wildcards, schemes and paths are not supported)`)
+  }
+  return host.host
 }
 
 /** Fails a handler of either undici API before anything was dispatched. */

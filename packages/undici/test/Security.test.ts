@@ -140,7 +140,7 @@ describe("destination matching", () => {
     const received = last(world.https)
     expect(received.headers["x-key"]).toBe(box.env.KEY)
     expect(received.host).toBe("api.allowed.test")
-    expect(box.events).toEqual([{ type: "withheld", secret: "key", host: "evil.test", surface: "header", reason: "host-not-allowed" }])
+    expect(box.events).toEqual([{ type: "withheld", secret: "key", host: "evil.test", surface: "header", reason: "host-mismatch" }])
   })
 
   it("wildcard over-match: *.example.com admits example.com and subdomains only", async () => {

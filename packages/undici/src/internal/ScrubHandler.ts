@@ -1,73 +1,102 @@
 /**
- * Wraps a response handler so that no value of the given secrets reaches it: every form of each
- * value (raw, JSON-escaped, URL-encoded, re-encoded Basic credentials) is replaced by the secret's
- * placeholder in the response headers, the body (streamed, boundary-safe) and the trailers.
+ * Response scrubbing: no value of the given secrets reaches the handler. Every echo form of each
+ * value (raw, JSON-escaped, URL-encoded; as UTF-8 and as Latin-1 bytes) and of re-encoded Basic
+ * credentials is replaced by the secret's placeholder (or the caller's original credentials) in the
+ * status text, the headers, the body (streamed, boundary-safe) and the trailers; an error that
+ * carries upstream bytes holding a value is replaced by one that does not.
  */
 import { type Secrets, Substitution } from "@secretgate/core"
 import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
 import type { Dispatcher } from "undici"
 import { EgressRefused } from "../EgressError.js"
-import { echoForms } from "./encoding.js"
+import { ECHO_TRANSFORMS, echoForms } from "./encoding.js"
 
 type Headers = Record<string, string | Array<string> | undefined>
 
-/** How to scrub one response: literal replacements (longest first) and their byte matcher. */
+/** How to scrub one response. */
 export interface Scrubber {
-  readonly pairs: ReadonlyArray<readonly [string, string]>
-  /** The `from` side of `pairs` as bytes. */
-  readonly patterns: ReadonlyArray<Buffer>
-  /** Length of the shortest pattern: shorter text cannot hold any. */
+  /** Byte patterns → their replacements, longest first. */
+  readonly patterns: ReadonlyArray<readonly [from: Buffer, to: Buffer]>
+  /** Length of the shortest pattern: shorter bytes cannot hold any. */
   readonly shortest: number
   readonly matcher: Substitution.Matcher
 }
 
+const isLatin1 = (text: string): boolean => {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0xff) return false
+  return true
+}
+
 /**
- * The scrubber for these secrets: every echo form of each value → its placeholder, and re-encoded
- * Basic credentials → the caller's original ones.
+ * The scrubber for these secrets: every echo form of each value → its placeholder, and every echo
+ * form of re-encoded Basic credentials → the same form of the caller's original ones.
  */
 export const makeScrubber = (
   secrets: ReadonlyArray<Secrets.ResolvedSecret>,
-  basicEchoes: ReadonlyArray<readonly [string, string]>
+  basicEchoes: ReadonlyArray<readonly [sent: string, original: string]>
 ): Scrubber => {
-  const map = new Map<string, string>()
+  const strings = new Map<string, string>()
   for (const [sent, original] of basicEchoes) {
-    map.set(sent, original)
-    const token = sent.trim().split(/\s+/)[1]
-    const originalToken = original.trim().split(/\s+/)[1]
-    if (token !== undefined && originalToken !== undefined) map.set(token, originalToken)
+    const token = (header: string) => header.trim().split(/\s+/)[1] ?? ""
+    for (const [from, to] of [[sent, original], [token(sent), token(original)]] as const) {
+      for (const transform of ECHO_TRANSFORMS) {
+        const form = transform(from)
+        if (form.length > 0 && !strings.has(form)) strings.set(form, transform(to))
+      }
+    }
   }
   for (const secret of secrets) {
-    for (const form of echoForms(Redacted.value(secret.value))) if (!map.has(form)) map.set(form, secret.placeholder)
+    for (const form of echoForms(Redacted.value(secret.value))) if (!strings.has(form)) strings.set(form, secret.placeholder)
   }
-  const pairs = [...map].sort((a, b) => b[0].length - a[0].length)
-  const patterns = pairs.map(([from]) => Buffer.from(from, "utf8"))
+  // Bytes: UTF-8 always; Latin-1 too, since header values travel as Latin-1 and Node echoes either.
+  const bytes = new Map<string, readonly [Buffer, Buffer]>()
+  for (const [from, to] of strings) {
+    const utf8 = Buffer.from(from, "utf8")
+    bytes.set(utf8.toString("latin1"), [utf8, Buffer.from(to, "utf8")])
+    if (isLatin1(from) && isLatin1(to)) {
+      const latin1 = Buffer.from(from, "latin1")
+      if (!bytes.has(from)) bytes.set(from, [latin1, Buffer.from(to, "latin1")])
+    }
+  }
+  const patterns = [...bytes.values()].sort((a, b) => b[0].length - a[0].length)
   return {
-    pairs,
     patterns,
-    shortest: Math.min(...pairs.map(([from]) => from.length)),
-    matcher: Substitution.literalMatcher(pairs.map(([, to], i) => [patterns[i]!, Buffer.from(to, "utf8")] as const))
+    shortest: patterns.reduce((min, [from]) => Math.min(min, from.length), Infinity),
+    matcher: Substitution.literalMatcher(patterns)
   }
 }
 
-const scrubText = (pairs: ReadonlyArray<readonly [string, string]>, text: string): string => {
-  if (text.length < (pairs[pairs.length - 1]?.[0].length ?? 0)) return text
-  let out = text
-  for (const [from, to] of pairs) if (out.includes(from)) out = out.replaceAll(from, to)
-  return out
+/** Whether the bytes hold any pattern. */
+const holds = (scrubber: Scrubber, bytes: Buffer): boolean => {
+  if (bytes.length < scrubber.shortest) return false
+  for (const [from] of scrubber.patterns) if (bytes.includes(from)) return true
+  return false
 }
 
-const scrubHeaders = (pairs: ReadonlyArray<readonly [string, string]>, headers: Headers | null | undefined, dropLength: boolean): Headers => {
+/** The bytes scrubbed; the same buffer when there was nothing to scrub. */
+const scrubBytes = (scrubber: Scrubber, bytes: Buffer): Buffer =>
+  holds(scrubber, bytes) ? Substitution.rewriteBytes(scrubber.matcher, bytes) : bytes
+
+/** A header string as undici decodes header bytes (Latin-1), scrubbed as bytes. */
+const scrubString = (scrubber: Scrubber, text: string): string => {
+  if (text.length < scrubber.shortest) return text
+  const bytes = Buffer.from(text, isLatin1(text) ? "latin1" : "utf8")
+  const scrubbed = scrubBytes(scrubber, bytes)
+  return scrubbed === bytes ? text : scrubbed.toString("latin1")
+}
+
+const scrubHeaders = (scrubber: Scrubber, headers: Headers | null | undefined, dropLength: boolean): Headers => {
   const out: Headers = {}
   if (headers === null || headers === undefined) return out
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name in headers) {
+    const value = headers[name]
     if (value === undefined) continue
-    if (dropLength && name.toLowerCase() === "content-length") continue
-    out[scrubText(pairs, name)] = Array.isArray(value) ? value.map((item) => scrubText(pairs, item)) : scrubText(pairs, value)
+    if (dropLength && name.length === 14 && name.toLowerCase() === "content-length") continue
+    out[scrubString(scrubber, name)] = Array.isArray(value) ? value.map((item) => scrubString(scrubber, item)) : scrubString(scrubber, value)
   }
   return out
 }
-
 
 const toRaw = (headers: Headers): Array<Buffer> => {
   const raw: Array<Buffer> = []
@@ -76,6 +105,37 @@ const toRaw = (headers: Headers): Array<Buffer> => {
     for (const item of Array.isArray(value) ? value : [value]) raw.push(Buffer.from(name, "latin1"), Buffer.from(item, "latin1"))
   }
   return raw
+}
+
+/** Whether an error (its message, stack, fields, causes) holds any pattern. */
+const errorHolds = (scrubber: Scrubber, value: unknown, depth = 0, seen = new Set<unknown>()): boolean => {
+  if (depth > 6 || value === null || value === undefined || seen.has(value)) return false
+  if (typeof value === "string") return holds(scrubber, Buffer.from(value, "utf8")) || (isLatin1(value) && holds(scrubber, Buffer.from(value, "latin1")))
+  if (Buffer.isBuffer(value) || value instanceof Uint8Array) return holds(scrubber, Buffer.from(value.buffer, value.byteOffset, value.byteLength))
+  if (typeof value !== "object") return false
+  seen.add(value)
+  const fields = new Set<PropertyKey>(Object.getOwnPropertyNames(value))
+  for (const key of ["message", "stack", "cause", "errors", "data"]) fields.add(key)
+  for (const key of fields) {
+    let field: unknown
+    try {
+      field = (value as Record<PropertyKey, unknown>)[key]
+    } catch {
+      continue
+    }
+    if (Array.isArray(field) ? field.some((item) => errorHolds(scrubber, item, depth + 1, seen)) : errorHolds(scrubber, field, depth + 1, seen)) return true
+  }
+  return false
+}
+
+/** The error itself, or, when it holds a value (upstream bytes in a parser error, say), one that does not. */
+export const sanitizeError = (scrubber: Scrubber | undefined, error: Error): Error => {
+  if (scrubber === undefined || !errorHolds(scrubber, error)) return error
+  const code = (error as { code?: unknown }).code
+  const detail = typeof code === "string" ? ` (${code})` : ""
+  return new EgressRefused({
+    message: `the request failed with ${error.name}${detail}; its details held a secret value and were withheld`
+  })
 }
 
 /** The encodings other than identity that a `content-encoding` value names. */
@@ -88,13 +148,16 @@ const refuseEncoded = (encodings: ReadonlyArray<string>): EgressRefused =>
   })
 
 /**
- * The controller handed downstream: the real one, except that raw headers and trailers are the
- * scrubbed ones (the unscrubbed bytes must not be reachable through it), built only if asked for.
+ * The controller handed downstream: pause, resume and abort go to the real one, which stays out of
+ * reach (a private field), and raw headers and trailers are the scrubbed ones, built only if asked.
  */
 class ScrubController implements Dispatcher.DispatchController {
   scrubbedHeaders: Headers | undefined
   scrubbedTrailers: Headers | undefined
-  constructor(private readonly target: Dispatcher.DispatchController) {}
+  readonly #target: Dispatcher.DispatchController
+  constructor(target: Dispatcher.DispatchController) {
+    this.#target = target
+  }
   get rawHeaders(): Array<Buffer> | null {
     return this.scrubbedHeaders === undefined ? null : toRaw(this.scrubbedHeaders)
   }
@@ -102,37 +165,34 @@ class ScrubController implements Dispatcher.DispatchController {
     return this.scrubbedTrailers === undefined ? null : toRaw(this.scrubbedTrailers)
   }
   get aborted() {
-    return this.target.aborted
+    return this.#target.aborted
   }
   get paused() {
-    return this.target.paused
+    return this.#target.paused
   }
   get reason() {
-    return this.target.reason
+    return this.#target.reason
   }
   abort(reason: Error) {
-    this.target.abort(reason)
+    this.#target.abort(reason)
   }
   pause() {
-    this.target.pause()
+    this.#target.pause()
   }
   resume() {
-    this.target.resume()
+    this.#target.resume()
   }
 }
 
 /**
- * @see module comment
+ * Scrubbing for a handler of undici's v7 API (`onResponseStart`, ...).
  */
 export class ScrubHandler implements Dispatcher.DispatchHandler {
   private controller: ScrubController | undefined
   private readonly rewriter: Substitution.StreamRewriter
   private failed = false
 
-  private readonly pairs: ReadonlyArray<readonly [string, string]>
-
-  constructor(private readonly handler: Dispatcher.DispatchHandler, scrubber: Scrubber) {
-    this.pairs = scrubber.pairs
+  constructor(private readonly handler: Dispatcher.DispatchHandler, private readonly scrubber: Scrubber) {
     this.rewriter = new Substitution.StreamRewriter(scrubber.matcher)
   }
 
@@ -146,7 +206,7 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
   }
 
   onRequestUpgrade(controller: Dispatcher.DispatchController, statusCode: number, headers: Headers, socket: unknown): void {
-    const scrubbed = scrubHeaders(this.pairs, headers, false)
+    const scrubbed = scrubHeaders(this.scrubber, headers, false)
     const wrapped = this.wrap(controller)
     wrapped.scrubbedHeaders = scrubbed
     ;(this.handler.onRequestUpgrade as ((...args: Array<unknown>) => void) | undefined)?.call(this.handler, wrapped, statusCode, scrubbed, socket)
@@ -162,9 +222,9 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
       controller.abort(refuseEncoded(encodings))
       return
     }
-    const scrubbed = scrubHeaders(this.pairs, headers, true)
+    const scrubbed = scrubHeaders(this.scrubber, headers, true)
     wrapped.scrubbedHeaders = scrubbed
-    this.handler.onResponseStart?.(wrapped, statusCode, scrubbed as never, scrubText(this.pairs, statusMessage ?? ""))
+    this.handler.onResponseStart?.(wrapped, statusCode, scrubbed as never, scrubString(this.scrubber, statusMessage ?? ""))
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -178,13 +238,13 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
     const wrapped = this.wrap(controller)
     const tail = this.rewriter.end()
     if (tail.length > 0) this.handler.onResponseData?.(wrapped, tail)
-    const scrubbed = scrubHeaders(this.pairs, trailers, false)
+    const scrubbed = scrubHeaders(this.scrubber, trailers, false)
     wrapped.scrubbedTrailers = scrubbed
     this.handler.onResponseEnd?.(wrapped, scrubbed as never)
   }
 
   onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
-    this.handler.onResponseError?.(this.wrap(controller), error)
+    this.handler.onResponseError?.(this.wrap(controller), sanitizeError(this.scrubber, error))
   }
 }
 
@@ -198,9 +258,6 @@ interface LegacyHandler {
   onComplete?(rawTrailers: Array<Buffer> | null): void
   onError?(error: Error): void
 }
-
-const CONTENT_LENGTH = "content-length"
-const CONTENT_ENCODING = "content-encoding"
 
 const nameIs = (raw: Buffer | string, name: string): boolean =>
   raw.length === name.length && raw.toString("latin1").toLowerCase() === name
@@ -224,19 +281,14 @@ export class LegacyScrubHandler implements LegacyHandler {
     if (raw === null) return out
     for (let i = 0; i + 1 < raw.length; i += 2) {
       const name = raw[i]!
-      if (dropLength && nameIs(name, CONTENT_LENGTH)) continue
-      out.push(this.scrubBytes(name), this.scrubBytes(raw[i + 1]!))
+      if (dropLength && nameIs(name, "content-length")) continue
+      out.push(this.bytes(name), this.bytes(raw[i + 1]!))
     }
     return out
   }
 
-  private scrubBytes(bytes: Buffer | string): Buffer {
-    const buffer = typeof bytes === "string" ? Buffer.from(bytes, "latin1") : bytes
-    if (buffer.length < this.scrubber.shortest) return buffer
-    for (const pattern of this.scrubber.patterns) {
-      if (buffer.includes(pattern)) return Buffer.from(scrubText(this.scrubber.pairs, buffer.toString("utf8")), "utf8")
-    }
-    return buffer
+  private bytes(value: Buffer | string): Buffer {
+    return scrubBytes(this.scrubber, typeof value === "string" ? Buffer.from(value, "latin1") : value)
   }
 
   onConnect(abort: (reason?: Error) => void, context?: unknown): void {
@@ -254,7 +306,7 @@ export class LegacyScrubHandler implements LegacyHandler {
 
   onHeaders(statusCode: number, rawHeaders: Array<Buffer>, resume: () => void, statusText?: string): boolean | void {
     for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-      if (!nameIs(rawHeaders[i]!, CONTENT_ENCODING)) continue
+      if (!nameIs(rawHeaders[i]!, "content-encoding")) continue
       const encodings = encodingsOf(rawHeaders[i + 1]!.toString("latin1"))
       if (encodings.length > 0) {
         // The value could hide in compressed bytes: refuse rather than pass it on unscrubbed.
@@ -265,7 +317,8 @@ export class LegacyScrubHandler implements LegacyHandler {
         return false
       }
     }
-    return this.handler.onHeaders?.(statusCode, this.scrubRaw(rawHeaders, true), resume, statusText === undefined ? undefined : scrubText(this.scrubber.pairs, statusText))
+    const text = statusText === undefined ? undefined : scrubString(this.scrubber, statusText)
+    return this.handler.onHeaders?.(statusCode, this.scrubRaw(rawHeaders, true), resume, text)
   }
 
   onData(chunk: Buffer): boolean | void {
@@ -282,8 +335,8 @@ export class LegacyScrubHandler implements LegacyHandler {
   }
 
   onError(error: Error): void {
-    if (this.handler.onError === undefined) throw error
-    this.handler.onError(error)
+    if (this.handler.onError === undefined) throw sanitizeError(this.scrubber, error)
+    this.handler.onError(sanitizeError(this.scrubber, error))
   }
 }
 

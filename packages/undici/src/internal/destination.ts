@@ -12,7 +12,9 @@ type ResolvedSecret = Secrets.ResolvedSecret
 
 /** The destination of a dispatch, from its origin (never from a Host header). */
 export interface Target {
-  /** The normalised host, as audit events name it. */
+  /** The origin as undici will connect to it (`https://host:port`): what goes downstream. */
+  readonly origin: string
+  /** The normalised host, as audit events name it and other names of the request are compared to. */
   readonly host: string
   /** The host to match secrets' patterns against, or `undefined` when it cannot be parsed. */
   readonly matchable: string | undefined
@@ -21,6 +23,12 @@ export interface Target {
 }
 
 const MAX_CACHED = 1024
+
+/**
+ * The text of an origin. A `URL` is read through `URL.prototype`'s own `href`, so a subclass that
+ * overrides `toString` cannot make the decision look at one host while undici connects to another.
+ */
+const originText = (origin: string | URL): string => typeof origin === "string" ? origin : URL.prototype.toString.call(origin)
 
 /** Reads targets from origins, remembering the answers (bounded). */
 export class Targets {
@@ -32,12 +40,13 @@ export class Targets {
     if (origin === undefined || origin === null) {
       throw new EgressRefused({ message: "the request has no origin; dispatch through an Agent, not a bare Client" })
     }
-    const key = typeof origin === "string" ? origin : origin.toString()
+    const key = originText(origin)
     let target = this.known.get(key)
     if (target === undefined) {
       const url = new URL(key)
       const normal = HostPattern.normalizeDestination(url.hostname)
       target = {
+        origin: url.origin,
         host: normal?.host ?? url.hostname,
         matchable: normal === undefined ? undefined : url.hostname,
         secure: url.protocol === "https:" || (url.protocol === "http:" && normal !== undefined && this.allowHttp.has(normal.host))
@@ -47,6 +56,12 @@ export class Targets {
     }
     return target
   }
+}
+
+/** Whether `name` (a Host header, a TLS server name) names the target's host; ports are ignored. */
+export const namesTarget = (target: Target, name: string): boolean => {
+  const normal = HostPattern.normalizeDestination(name.trim())
+  return normal !== undefined && normal.host === target.host
 }
 
 /** What one snapshot of values allows for one destination. */
@@ -62,9 +77,9 @@ export const NOTHING: Allowance = { allowed: new Set(), scrub: undefined }
 const bySnapshot = new WeakMap<ReadonlyMap<string, ResolvedSecret>, { index: HostPattern.HostIndex<ResolvedSecret>; hosts: Map<string, Allowance> }>()
 
 /**
- * The secrets of `values` whose hosts admit `host`. Cached per snapshot (the resolver hands out a
- * new map after every change) and host; the host index keeps a first lookup independent of the
- * number of secrets.
+ * The secrets of `values` whose hosts admit `host`. Cached per snapshot (a resolver hands out a new
+ * map after every change: see `SecretResolver`) and host; the host index keeps a first lookup
+ * independent of the number of secrets.
  */
 export const allowanceFor = (values: ReadonlyMap<string, ResolvedSecret>, host: string): Allowance => {
   let snapshot = bySnapshot.get(values)

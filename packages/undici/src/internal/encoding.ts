@@ -30,28 +30,19 @@ const ECHO_ENCODINGS: ReadonlyArray<(value: string) => string> = [
 ]
 
 /**
- * Every distinct form of the value worth scrubbing: raw, and each of JSON string escaping (plain,
- * ASCII-only `\uXXXX`, `\/`), percent-encoding and form-encoding applied up to twice (an echo of a
- * JSON body inside a JSON response escapes the value twice).
+ * The ways an echo may write a string: as it is, and each of JSON string escaping (plain, ASCII-only
+ * `\uXXXX`, `\/`), percent-encoding and form-encoding applied once or twice (an echo of a JSON body
+ * inside a JSON response escapes the value twice).
  */
-export const echoForms = (value: string): ReadonlyArray<string> => {
-  const forms = new Set<string>([value])
-  let layer: ReadonlyArray<string> = [value]
-  for (let depth = 0; depth < 2; depth++) {
-    const next: Array<string> = []
-    for (const form of layer) {
-      for (const encode of ECHO_ENCODINGS) {
-        const encoded = encode(form)
-        if (!forms.has(encoded)) {
-          forms.add(encoded)
-          next.push(encoded)
-        }
-      }
-    }
-    layer = next
-  }
-  return [...forms].filter((form) => form.length > 0)
-}
+export const ECHO_TRANSFORMS: ReadonlyArray<(value: string) => string> = [
+  (value) => value,
+  ...ECHO_ENCODINGS,
+  ...ECHO_ENCODINGS.flatMap((outer) => ECHO_ENCODINGS.map((inner) => (value: string) => outer(inner(value))))
+]
+
+/** Every distinct echo form of a value. */
+export const echoForms = (value: string): ReadonlyArray<string> =>
+  [...new Set(ECHO_TRANSFORMS.map((transform) => transform(value)))].filter((form) => form.length > 0)
 
 const asciiJson = (value: string): string =>
   forJson(value).replace(/[\u007f-\uffff]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`)

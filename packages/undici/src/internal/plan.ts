@@ -8,7 +8,7 @@ import { Buffer } from "node:buffer"
 import type { Dispatcher } from "undici"
 import type { AuditEvent, AuditSink, Surface, WithheldReason } from "../AuditEvent.js"
 import { EgressRefused, SubstitutionBlocked, UnsafeSubstitution } from "../EgressError.js"
-import { type Allowance, allowanceFor, NOTHING, type Target, type Targets } from "./destination.js"
+import { type Allowance, allowanceFor, namesTarget, NOTHING, type Target, type Targets } from "./destination.js"
 import { bodyEncoder, decodeBasic, encodeBasic, forUrl, headerSafe } from "./encoding.js"
 import { makeScrubber, type Scrubber } from "./ScrubHandler.js"
 
@@ -52,7 +52,9 @@ class Rewriter {
     private readonly settings: Settings,
     private readonly values: ReadonlyMap<string, ResolvedSecret>,
     private readonly allowance: Allowance,
-    private readonly target: Target
+    private readonly target: Target,
+    /** Set when nothing may be substituted anywhere in this request, and why. */
+    private readonly restricted: WithheldReason | undefined
   ) {}
 
   /** The secret whose value replaces `placeholder` here, or `undefined` to leave it (or throws to block). */
@@ -60,6 +62,8 @@ class Rewriter {
     const secret = this.values.get(placeholder)
     const reason: WithheldReason | undefined = secret === undefined
       ? (this.settings.mounted.has(placeholder) ? "unavailable" : "not-mounted")
+      : this.restricted !== undefined
+      ? this.restricted
       : !this.target.secure
       ? "insecure-scheme"
       : !this.allowance.allowed.has(secret)
@@ -69,7 +73,12 @@ class Rewriter {
       if (this.settings.audit !== undefined) this.emit({ type: "substituted", secret: secret!.name, host: this.target.host, surface })
       return secret
     }
-    const name = secret?.name ?? this.settings.mounted.get(placeholder)
+    this.withhold(secret?.name ?? this.settings.mounted.get(placeholder), surface, reason)
+    return undefined
+  }
+
+  /** A placeholder stays: audit it, and with `onDisallowed: "block"` fail the request. */
+  private withhold(name: string | undefined, surface: Surface, reason: WithheldReason): void {
     const blocked = this.settings.onDisallowed === "block"
     if (this.settings.audit !== undefined) {
       this.emit({ type: blocked ? "blocked" : "withheld", secret: name, host: this.target.host, surface, reason })
@@ -85,7 +94,19 @@ class Rewriter {
         reason
       })
     }
-    return undefined
+  }
+
+  /** Reports (or blocks on) every placeholder in `text`, which stands where no value is ever put. */
+  withholdIn(text: string, surface: Surface): void {
+    if (!this.mayHold(text)) return
+    for (const scanner of this.settings.scanners) {
+      for (const placeholder of scanner.findAll(text)) this.refuse(placeholder, surface, "unsafe-position")
+    }
+  }
+
+  private refuse(placeholder: string, surface: Surface, reason: WithheldReason): void {
+    const name = this.values.get(placeholder)?.name ?? this.settings.mounted.get(placeholder)
+    this.withhold(name, surface, reason)
   }
 
   /** `text` with every placeholder whose value may go here replaced, written as `into` requires. */
@@ -121,6 +142,7 @@ class Rewriter {
 
   /** A header value after substitution; Basic credentials are decoded, substituted, re-encoded. */
   header(name: string, value: string): string {
+    this.withholdIn(name, "header")
     const lower = name.length === 13 || name.length === 19 ? name.toLowerCase() : ""
     if (lower === "authorization" || lower === "proxy-authorization") {
       const basic = decodeBasic(value)
@@ -191,26 +213,60 @@ class HeaderList {
 
   private addOne(name: string, value: unknown): void {
     const text = typeof value === "string" ? value : Buffer.isBuffer(value) ? value.toString("latin1") : String(value)
+    if (name.length === 4 && name.toLowerCase() === "host") {
+      // never substituted: undici takes the TLS server name from it
+      this.rewriter.withholdIn(text, "header")
+      this.flat.push(name, text)
+      return
+    }
     const next = this.rewriter.header(name, text)
     if (next !== text) this.changed = true
     this.flat.push(name, next)
   }
 }
 
-/** The caller's headers (every form undici accepts) as a flat list, each value rewritten. */
-const rewriteHeaders = (headers: Dispatcher.DispatchOptions["headers"], rewriter: Rewriter): HeaderList => {
-  const list = new HeaderList(rewriter)
-  if (headers === null || headers === undefined) return list
+type HeaderEntry = readonly [name: string, value: unknown]
+
+const nameText = (name: unknown): string =>
+  typeof name === "string" ? name : Buffer.isBuffer(name) ? name.toString("latin1") : String(name)
+
+/** The caller's headers, in every form undici accepts, as `[name, value]` entries (read once). */
+const headerEntries = (headers: Dispatcher.DispatchOptions["headers"]): Array<HeaderEntry> => {
+  const entries: Array<HeaderEntry> = []
+  if (headers === null || headers === undefined) return entries
   if (Array.isArray(headers)) {
-    if (headers.length > 0 && Array.isArray(headers[0])) for (const [name, value] of headers as unknown as Array<[unknown, unknown]>) list.add(name, value)
-    else for (let i = 0; i < headers.length; i += 2) list.add(headers[i], headers[i + 1])
+    if (headers.length > 0 && Array.isArray(headers[0])) for (const [name, value] of headers as unknown as Array<[unknown, unknown]>) entries.push([nameText(name), value])
+    else for (let i = 0; i < headers.length; i += 2) entries.push([nameText(headers[i]), headers[i + 1]])
   } else if (typeof (headers as Iterable<unknown>)[Symbol.iterator] === "function") {
-    for (const [name, value] of headers as Iterable<[unknown, unknown]>) list.add(name, value)
+    for (const [name, value] of headers as Iterable<[unknown, unknown]>) entries.push([nameText(name), value])
   } else {
     const record = headers as Record<string, unknown>
-    for (const name in record) list.add(name, record[name])
+    for (const name in record) entries.push([name, record[name]])
   }
-  return list
+  return entries
+}
+
+const valuesOf = (value: unknown): Array<string> =>
+  value === undefined || value === null
+    ? []
+    : (Array.isArray(value) ? value : [value]).map((item) => (Buffer.isBuffer(item) ? item.toString("latin1") : String(item)))
+
+/**
+ * Why nothing at all may be substituted into this request, if so: it upgrades the connection (its
+ * traffic cannot be scrubbed), or it names another host than the one it connects to — in a `Host`
+ * header, a TLS `servername` or an absolute-form path — which is where a shared front end would
+ * really route it.
+ */
+const restrictionOf = (options: Dispatcher.DispatchOptions, target: Target, entries: ReadonlyArray<HeaderEntry>): WithheldReason | undefined => {
+  if (options.upgrade !== undefined && options.upgrade !== null && options.upgrade !== false) return "unsafe-position"
+  if (typeof options.method === "string" && options.method.toUpperCase() === "CONNECT") return "unsafe-position"
+  for (const [name, value] of entries) {
+    if (name.length === 4 && name.toLowerCase() === "host" && valuesOf(value).some((host) => !namesTarget(target, host))) return "host-mismatch"
+  }
+  const servername = (options as { servername?: unknown }).servername
+  if (servername !== undefined && servername !== null && !(typeof servername === "string" && namesTarget(target, servername))) return "host-mismatch"
+  if (typeof options.path === "string" && !options.path.startsWith("/")) return "host-mismatch"
+  return undefined
 }
 
 /** The value of a header in a flat list, case-insensitively. */
@@ -266,22 +322,34 @@ const isFormData = (body: unknown): boolean =>
 export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSecret>, options: Dispatcher.DispatchOptions): Plan => {
   const target = settings.targets.of(options.origin)
   const allowance = target.secure && target.matchable !== undefined ? allowanceFor(values, target.matchable) : NOTHING
-  const rewriter = new Rewriter(settings, values, allowance, target)
+  const entries = headerEntries(options.headers)
+  const rewriter = new Rewriter(settings, values, allowance, target, restrictionOf(options, target, entries))
 
   // Headers: values as they are (Basic credentials decoded and re-encoded).
-  const headers = rewriteHeaders(options.headers, rewriter)
+  const headers = new HeaderList(rewriter)
+  for (const [name, value] of entries) headers.add(name, value)
   let flat = headers.flat
-  let headersChanged = headers.changed
+  // a one-shot iterable was used up reading it: send the list
+  let headersChanged = headers.changed || (options.headers !== null && typeof options.headers === "object" && !Array.isArray(options.headers) &&
+    typeof (options.headers as Iterable<unknown>)[Symbol.iterator] === "function")
 
-  // Path and query: values percent-encoded.
+  // Path and query: values percent-encoded (undici encodes `query` itself); never in query keys.
   const path = typeof options.path === "string" && rewriter.mayHold(options.path) ? rewriter.replaceText(options.path, Into.Url) : options.path
   let query = options.query
-  if (query !== undefined && query !== null && Object.values(query).some((value) => typeof value === "string" && rewriter.mayHold(value))) {
-    const rewritten: Record<string, unknown> = {}
-    for (const [key, value] of Object.entries(query)) {
-      rewritten[key] = typeof value === "string" && rewriter.mayHold(value) ? rewriter.replaceText(value, Into.Query) : value
+  if (query !== undefined && query !== null) {
+    const holds = (text: unknown) => typeof text === "string" && rewriter.mayHold(text)
+    if (Object.entries(query).some(([key, value]) => holds(key) || holds(value) || (Array.isArray(value) && value.some(holds)))) {
+      const rewritten: Record<string, unknown> = {}
+      for (const [key, value] of Object.entries(query)) {
+        rewriter.withholdIn(key, "url")
+        rewritten[key] = Array.isArray(value)
+          ? value.map((item: unknown) => (holds(item) ? rewriter.replaceText(item as string, Into.Query) : item))
+          : holds(value)
+          ? rewriter.replaceText(value as string, Into.Query)
+          : value
+      }
+      query = rewritten
     }
-    query = rewritten
   }
 
   // Body: values encoded for the content type; known lengths rewritten now, streams chunk by chunk.
@@ -291,7 +359,14 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
     if (isFormData(body)) {
       throw new EgressRefused({ message: "FormData bodies cannot be scanned for placeholders here; use fetch (which serialises them) or pass a string, Buffer or stream" })
     }
-    const matcher = rewriter.bodyMatcher(headerValue(flat, "content-type"))
+    let contentType = headerValue(flat, "content-type")
+    if (contentType === undefined && isBlob(body) && body.type !== "") {
+      // a Blob carries its type; undici would send it, and the value must be encoded for it
+      contentType = body.type
+      flat.push("content-type", contentType)
+      headersChanged = true
+    }
+    const matcher = rewriter.bodyMatcher(contentType)
     if (isKnownBody(body)) {
       const bytes = toBytes(body)
       const rewritten = Substitution.rewriteBytes(matcher, bytes)
@@ -322,11 +397,19 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
     // A compressed response could not be scrubbed: ask for none (a compressed one is refused).
     flat = withoutHeader(flat, "accept-encoding")
     flat.push("accept-encoding", "identity")
+    // A cache between here and the upstream would keep the unscrubbed response for other callers.
+    const cacheControl = headerValue(flat, "cache-control")
+    if (cacheControl === undefined) flat.push("cache-control", "no-store")
+    else if (!/\bno-store\b/i.test(cacheControl)) {
+      flat = withoutHeader(flat, "cache-control")
+      flat.push("cache-control", `${cacheControl}, no-store`)
+    }
     headersChanged = true
   }
 
   const next = {
     ...options,
+    origin: target.origin,
     path,
     headers: headersChanged ? flat : options.headers,
     body,
