@@ -26,6 +26,9 @@ export interface SecretResolver {
   /**
    * The current values of the mounted secrets (deleted ones absent): the kept map itself when it
    * is still current, so that a request pays nothing; a promise when values must be loaded.
+   *
+   * Contract for implementations: a map is never changed once handed out; any change yields a new
+   * map. The egress layer caches per-destination decisions by map identity.
    */
   readonly current: () => ReadonlyMap<string, ResolvedSecret> | Promise<ReadonlyMap<string, ResolvedSecret>>
 }
