@@ -107,8 +107,33 @@ export class StreamRewriter {
   /** Rewrites the next chunk; returns the bytes now final. @since 0.1.0 */
   push(chunk: Uint8Array): Buffer {
     const input = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
-    const bytes = this.carry.length === 0 ? input : Buffer.concat([this.carry, input])
-    return this.run(bytes, false)
+    const carry = this.carry
+    const lookahead = this.matcher.maxLength - 1
+    if (carry.length === 0) return this.run(input, false)
+    if (input.length <= lookahead) return this.run(Buffer.concat([carry, input]), false)
+    // Only matches that start in the carry need the carry and the chunk side by side, and the
+    // chunk's first `lookahead` bytes decide them all: join just that much, not the whole chunk.
+    const joint = Buffer.concat([carry, input.subarray(0, lookahead)])
+    const pieces: Array<Uint8Array> = []
+    let emitted = 0
+    let searchFrom = 0
+    while (searchFrom < carry.length) {
+      const match = this.matcher.find(joint, searchFrom, joint.length, false)
+      if (match === undefined || match.index >= carry.length) break
+      this.matches++
+      if (match.replacement !== undefined) {
+        if (match.index > emitted) pieces.push(joint.subarray(emitted, match.index))
+        pieces.push(match.replacement)
+        emitted = match.index + match.length
+      }
+      searchFrom = match.replacement === undefined ? match.index + 1 : match.index + match.length
+    }
+    if (emitted < carry.length) pieces.push(joint.subarray(emitted, carry.length))
+    // every start in the carry is decided: go on in the chunk itself, where nothing was consumed
+    const rest = this.run(input.subarray(Math.max(0, emitted - carry.length)), false)
+    if (pieces.length === 0) return rest
+    pieces.push(rest)
+    return Buffer.concat(pieces)
   }
 
   /** Flushes what was carried; the stream is over. @since 0.1.0 */
