@@ -269,20 +269,41 @@ const restrictionOf = (options: Dispatcher.DispatchOptions, target: Target, entr
   return undefined
 }
 
+/** Whether a header name is `lower`, case-insensitively. */
+const is = (name: string, lower: string): boolean => name.length === lower.length && name.toLowerCase() === lower
+
 /** The value of a header in a flat list, case-insensitively. */
 const headerValue = (flat: ReadonlyArray<string>, name: string): string | undefined => {
-  for (let i = 0; i < flat.length; i += 2) if (flat[i]!.length === name.length && flat[i]!.toLowerCase() === name) return flat[i + 1]
+  for (let i = 0; i < flat.length; i += 2) if (is(flat[i]!, name)) return flat[i + 1]
   return undefined
 }
 
-/** The flat list without `name` (case-insensitively). */
-const withoutHeader = (flat: ReadonlyArray<string>, name: string): Array<string> => {
+/**
+ * The headers as they go out, in one pass: `content-length` exact for a rewritten body of known
+ * length and absent (chunked) for a stream; and when the response will be scrubbed, no compression
+ * (a compressed response could not be scrubbed, and is refused) and no storing by a cache between
+ * here and the upstream (it would keep the unscrubbed response for other callers).
+ */
+const finishHeaders = (flat: ReadonlyArray<string>, length: number | "stream" | undefined, scrubbed: boolean): Array<string> => {
   const out: Array<string> = []
+  let hadLength = false
+  let cacheControl: string | undefined
   for (let i = 0; i < flat.length; i += 2) {
-    if (!(flat[i]!.length === name.length && flat[i]!.toLowerCase() === name)) out.push(flat[i]!, flat[i + 1]!)
+    const name = flat[i]!
+    const value = flat[i + 1]!
+    if (length !== undefined && is(name, "content-length")) hadLength = true
+    else if (scrubbed && is(name, "accept-encoding")) continue
+    else if (scrubbed && is(name, "cache-control")) cacheControl = cacheControl === undefined ? value : `${cacheControl}, ${value}`
+    else out.push(name, value)
+  }
+  if (typeof length === "number" && hadLength) out.push("content-length", String(length))
+  if (scrubbed) {
+    out.push("accept-encoding", "identity")
+    out.push("cache-control", cacheControl === undefined ? "no-store" : /\bno-store\b/i.test(cacheControl) ? cacheControl : `${cacheControl}, no-store`)
   }
   return out
 }
+
 
 const toBytes = (chunk: unknown): Uint8Array => {
   if (typeof chunk === "string") return Buffer.from(chunk, "utf8")
@@ -319,7 +340,9 @@ const isFormData = (body: unknown): boolean =>
  * Plans one dispatch. Throws `SubstitutionBlocked`, `UnsafeSubstitution` or `EgressRefused`
  * before anything is sent when the request must not go out.
  */
-export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSecret>, options: Dispatcher.DispatchOptions): Plan => {
+export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSecret>, caller: Dispatcher.DispatchOptions): Plan => {
+  // Read every field once: a getter must not tell the checks one thing and undici another.
+  const options: Dispatcher.DispatchOptions = { ...caller }
   const target = settings.targets.of(options.origin)
   const allowance = target.secure && target.matchable !== undefined ? allowanceFor(values, target.matchable) : NOTHING
   const entries = headerEntries(options.headers)
@@ -382,28 +405,11 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
       length = "stream"
     }
   }
-  if (length !== undefined) {
-    // exact for a rewritten buffer, absent (chunked) for a stream
-    const hadLength = headerValue(flat, "content-length") !== undefined
-    flat = withoutHeader(flat, "content-length")
-    if (typeof length === "number" && hadLength) flat.push("content-length", String(length))
-    headersChanged = true
-  }
-
   const scrub = allowance.scrub === undefined || rewriter.basicEchoes.length === 0
     ? allowance.scrub
     : makeScrubber([...allowance.allowed], rewriter.basicEchoes)
-  if (scrub !== undefined) {
-    // A compressed response could not be scrubbed: ask for none (a compressed one is refused).
-    flat = withoutHeader(flat, "accept-encoding")
-    flat.push("accept-encoding", "identity")
-    // A cache between here and the upstream would keep the unscrubbed response for other callers.
-    const cacheControl = headerValue(flat, "cache-control")
-    if (cacheControl === undefined) flat.push("cache-control", "no-store")
-    else if (!/\bno-store\b/i.test(cacheControl)) {
-      flat = withoutHeader(flat, "cache-control")
-      flat.push("cache-control", `${cacheControl}, no-store`)
-    }
+  if (length !== undefined || scrub !== undefined) {
+    flat = finishHeaders(flat, length, scrub !== undefined)
     headersChanged = true
   }
 
