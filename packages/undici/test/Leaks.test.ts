@@ -807,3 +807,35 @@ describe("dispatch options read once: no field may say one thing to the check an
     })
   }
 })
+
+describe("14. echo forms found after the review", () => {
+  let raw: RawTls
+  beforeAll(async () => {
+    // echoes x-name as a response header NAME, and x-html HTML-escaped in the body
+    raw = await startRawTls((head, socket) => {
+      const name = headerOf(head, "x-name")
+      const html = headerOf(head, "x-html").replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;").replaceAll("'", "&#x27;")
+      const body = `<p>unknown key ${html}</p>`
+      socket.end(`HTTP/1.1 200 OK\r\n${name}: 1\r\ncontent-type: text/html\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`, "latin1")
+    })
+  })
+  afterAll(() => raw.close())
+
+  const nameValue = "sk-live-MiXeDcAsE"
+  const htmlValue = `sk-live-<"'&>-html`
+  for (const [label, options] of [["legacy handler (plain agent)", {}], ["v7 handler (maxRedirections: 3)", { maxRedirections: 3 }]] as const) {
+    it(`a value echoed as a header name (undici lower-cases it), or HTML-escaped, is scrubbed — ${label}`, async () => {
+      const box = await world.sandbox({ name: [nameValue, ["api.allowed.test"]], html: [htmlValue, ["api.allowed.test"]] }, options)
+      const response = await request(raw.url("api.allowed.test", "/"), {
+        headers: { "x-name": box.env.NAME!, "x-html": box.env.HTML! },
+        dispatcher: box.agent
+      })
+      const body = await response.body.text()
+      const head = raw.heads.at(-1)!
+      expect([headerOf(head, "x-name"), headerOf(head, "x-html")]).toEqual([nameValue, htmlValue])
+      expect(Object.keys(response.headers).join("\n").toLowerCase()).not.toContain(nameValue.toLowerCase())
+      expect(body).not.toContain("sk-live-&lt;")
+      expect(body).toContain(box.env.HTML)
+    })
+  }
+})

@@ -21,6 +21,8 @@ export interface Scrubber {
   /** Length of the shortest pattern: shorter bytes cannot hold any. */
   readonly shortest: number
   readonly matcher: Substitution.Matcher
+  /** Patterns as lower-case Latin-1 text, for header names (undici lower-cases them). */
+  readonly lowerPatterns: ReadonlyArray<readonly [from: string, to: string]>
 }
 
 const isLatin1 = (text: string): boolean => {
@@ -63,7 +65,8 @@ export const makeScrubber = (
   return {
     patterns,
     shortest: patterns.reduce((min, [from]) => Math.min(min, from.length), Infinity),
-    matcher: Substitution.literalMatcher(patterns)
+    matcher: Substitution.literalMatcher(patterns),
+    lowerPatterns: patterns.map(([from, to]) => [from.toString("latin1").toLowerCase(), to.toString("latin1").toLowerCase()] as const)
   }
 }
 
@@ -86,6 +89,15 @@ const scrubString = (scrubber: Scrubber, text: string): string => {
   return scrubbed === bytes ? text : scrubbed.toString("latin1")
 }
 
+/** A header name as undici hands it over (lower-cased): matched without regard to case. */
+const scrubName = (scrubber: Scrubber, name: string): string => {
+  const scrubbed = scrubString(scrubber, name)
+  if (scrubbed !== name || name.length < scrubber.shortest) return scrubbed
+  let out = name.toLowerCase()
+  for (const [from, to] of scrubber.lowerPatterns) if (out.includes(from)) out = out.replaceAll(from, to)
+  return out === name.toLowerCase() ? name : out
+}
+
 const scrubHeaders = (scrubber: Scrubber, headers: Headers | null | undefined, dropLength: boolean): Headers => {
   const out: Headers = {}
   if (headers === null || headers === undefined) return out
@@ -93,7 +105,7 @@ const scrubHeaders = (scrubber: Scrubber, headers: Headers | null | undefined, d
     const value = headers[name]
     if (value === undefined) continue
     if (dropLength && name.length === 14 && name.toLowerCase() === "content-length") continue
-    out[scrubString(scrubber, name)] = Array.isArray(value) ? value.map((item) => scrubString(scrubber, item)) : scrubString(scrubber, value)
+    out[scrubName(scrubber, name)] = Array.isArray(value) ? value.map((item) => scrubString(scrubber, item)) : scrubString(scrubber, value)
   }
   return out
 }

@@ -26,12 +26,18 @@ const ECHO_ENCODINGS: ReadonlyArray<(value: string) => string> = [
   (value) => asciiJson(value),
   (value) => forJson(value).replaceAll("/", "\\/"),
   forUrl,
-  forForm
+  forForm,
+  (value) => forHtml(value, "&#39;"),
+  (value) => forHtml(value, "&#x27;")
 ]
+
+/** As an HTML page reflects text (e.g. in an error page). */
+const forHtml = (value: string, apostrophe: string): string =>
+  value.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;").replaceAll("'", apostrophe)
 
 /**
  * The ways an echo may write a string: as it is, and each of JSON string escaping (plain, ASCII-only
- * `\uXXXX`, `\/`), percent-encoding and form-encoding applied once or twice (an echo of a JSON body
+ * `\uXXXX`, `\/`), percent-encoding, form-encoding and HTML escaping applied once or twice (an echo of a JSON body
  * inside a JSON response escapes the value twice).
  */
 export const ECHO_TRANSFORMS: ReadonlyArray<(value: string) => string> = [
