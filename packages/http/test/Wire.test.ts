@@ -42,7 +42,7 @@ const call = async (
   options: {
     readonly key?: string | null
     readonly body?: unknown
-    readonly raw?: string | Readable
+    readonly raw?: string | Buffer | Readable
     readonly headers?: Record<string, string>
     readonly base?: string
   } = {}
@@ -50,7 +50,7 @@ const call = async (
   const headers: Record<string, string> = { ...options.headers }
   const key = options.key === undefined ? manageA : options.key
   if (key !== null) headers.authorization = `Bearer ${key}`
-  let body: string | Readable | undefined = options.raw
+  let body: string | Buffer | Readable | undefined = options.raw
   if (options.body !== undefined) {
     body = JSON.stringify(options.body)
     headers["content-type"] = "application/json"
@@ -321,6 +321,48 @@ describe("null, missing and extra fields", () => {
     const created = (await call("POST", "/secret", { body: { name: "malformed-patch", value: VALUE } })).json
     expectError(await call("PATCH", `/secret/${created.id}`, { raw: `{value: ${VALUE}}` }), 400, "Bad Request", /valid JSON/)
     expectError(await call("POST", "/secret/resolve", { key: resolveA, raw: "[" }), 400, "Bad Request", /valid JSON/)
+  })
+})
+
+describe("invalid UTF-8", () => {
+  // `{"name":"<name>","value":"ok<bytes>ok"}` with raw bytes inside the value
+  const bodyWith = (name: string, bytes: ReadonlyArray<number>) =>
+    Buffer.concat([Buffer.from(`{"name":"${name}","value":"ok`), Buffer.from(bytes), Buffer.from(`ok"}`)])
+  const headers = { "content-type": "application/json" }
+
+  it("a create whose bytes are not valid UTF-8 → 400, nothing stored, the value not quoted", async () => {
+    const org = `org-utf8-${Date.now()}`
+    const k = key(org, "secrets:manage")
+    for (const bytes of [[0xff], [0xc3], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0xc0, 0xaf]]) {
+      const answer = await call("POST", "/secret", { key: k, raw: bodyWith("utf8_bad", bytes), headers })
+      expectError(answer, 400, "Bad Request", /^body: must be valid UTF-8$/)
+      expect(answer.json).toMatchObject({ code: "InvalidSecretInput", field: "body" })
+      expect(answer.text).not.toContain("okok")
+    }
+    expect((await call("GET", "/secret", { key: k })).json).toEqual([])
+  })
+
+  it("an update or resolve body that is not valid UTF-8 → 400, the value unchanged", async () => {
+    const created = (await call("POST", "/secret", { body: { name: "utf8_update", value: VALUE } })).json
+    const patch = Buffer.concat([Buffer.from(`{"value":"x`), Buffer.from([0xfe]), Buffer.from(`"}`)])
+    expectError(await call("PATCH", `/secret/${created.id}`, { raw: patch, headers }), 400, "Bad Request", /^body: must be valid UTF-8$/)
+    const resolve = Buffer.concat([Buffer.from(`{"placeholders":["`), Buffer.from([0x80]), Buffer.from(`"]}`)])
+    expectError(await call("POST", "/secret/resolve", { key: resolveA, raw: resolve, headers }), 400, "Bad Request", /^body: must be valid UTF-8$/)
+    const resolved = await call("POST", "/secret/resolve", { key: resolveA, body: { placeholders: [created.placeholder] } })
+    expect(resolved.json.secrets[0].value).toBe(VALUE)
+    seen.pop()
+  })
+
+  it("valid multi-byte UTF-8, split across chunks, is stored exactly", async () => {
+    const value = "ключ-€-𝄞-✓"
+    const bytes = Buffer.from(JSON.stringify({ name: "utf8_good", value }))
+    // split inside multi-byte sequences
+    const chunks = Array.from({ length: bytes.length }, (_, i) => bytes.subarray(i, i + 1))
+    const answer = await call("POST", "/secret", { raw: Readable.from(chunks), headers })
+    expect(answer.status).toBe(201)
+    const resolved = await call("POST", "/secret/resolve", { key: resolveA, body: { placeholders: [answer.json.placeholder] } })
+    expect(resolved.json.secrets[0].value).toBe(value)
+    seen.pop()
   })
 })
 

@@ -5,6 +5,8 @@ import { Effect } from "effect"
 import { Buffer } from "node:buffer"
 import { PayloadTooLarge } from "../SecretApi.js"
 
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
 const tooLarge = (limit: number) =>
   new PayloadTooLarge({ message: `the request body is larger than the limit of ${limit} bytes`, limit })
 
@@ -47,7 +49,14 @@ export const readJson = (
     }
     const onEnd = () => {
       cleanup()
-      resume(Effect.succeed(Buffer.concat(chunks).toString("utf8")))
+      // Invalid UTF-8 is refused, not replaced with U+FFFD: a value must be stored exactly as sent.
+      let text: string
+      try {
+        text = utf8.decode(Buffer.concat(chunks))
+      } catch {
+        return resume(Effect.fail(InvalidSecretInput.of("body", "must be valid UTF-8")))
+      }
+      resume(Effect.succeed(text))
     }
     const onError = () => {
       cleanup()
