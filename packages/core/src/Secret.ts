@@ -183,13 +183,15 @@ export const UpdateSecretBody = Schema.Struct({ ...updateFields, value: Schema.o
  * @since 0.1.0
  */
 export const SortField = Schema.Literal("name", "createdAt", "updatedAt").annotations({
-  message: () => `must be one of "name", "createdAt", "updatedAt"`
+  message: () => ({ message: `must be one of "name", "createdAt", "updatedAt"`, override: true })
 })
 
 /**
  * @since 0.1.0
  */
-export const SortOrder = Schema.Literal("asc", "desc").annotations({ message: () => `must be "asc" or "desc"` })
+export const SortOrder = Schema.Literal("asc", "desc").annotations({
+  message: () => ({ message: `must be "asc" or "desc"`, override: true })
+})
 
 /**
  * Query of a paginated list. `name` filters by case-insensitive substring; `cursor` is opaque and
@@ -245,7 +247,9 @@ const fieldOf = (path: ReadonlyArray<PropertyKey>): string =>
 export const decodeInput = <A, I>(schema: Schema.Schema<A, I>, what = "input") => {
   const decode = Schema.decodeUnknown(schema, { errors: "first", onExcessProperty: "ignore" })
   return (input: unknown): Effect.Effect<A, InvalidSecretInput> =>
-    decode(input).pipe(
+    nestedTooDeeply(input)
+      ? Effect.fail(InvalidSecretInput.of(what, `is nested more than ${MAX_NESTING} levels deep, or too large`))
+      : decode(input).pipe(
       Effect.mapError((error) => {
         const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
         if (issue === undefined) return InvalidSecretInput.of(what, "is invalid")
@@ -255,6 +259,23 @@ export const decodeInput = <A, I>(schema: Schema.Schema<A, I>, what = "input") =
         return InvalidSecretInput.of(field, field === "value" ? safeValueMessage(message) : message)
       })
     )
+}
+
+/** Deeper than any valid input: refused before decoding, which would otherwise recurse without bound. */
+const MAX_NESTING = 16
+
+const nestedTooDeeply = (input: unknown): boolean => {
+  const stack: Array<readonly [unknown, number]> = [[input, 0]]
+  let visited = 0
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!
+    if (typeof value !== "object" || value === null) continue
+    if (depth >= MAX_NESTING || ++visited > 100_000) return true
+    for (const child of Array.isArray(value) ? value : Object.values(value)) {
+      if (typeof child === "object" && child !== null) stack.push([child, depth + 1])
+    }
+  }
+  return false
 }
 
 // Our own value messages never echo the input; anything else about `value` is replaced by a

@@ -16,7 +16,10 @@ import * as Interceptor from "./Interceptor.js"
  * @since 0.1.0
  */
 export interface Options extends Interceptor.Options {
-  /** The dispatcher requests finally go through. Default: a new `Agent` with `agentOptions`. */
+  /**
+   * The dispatcher requests finally go through. Default: a new `Agent` with `agentOptions`, which
+   * `close()`/`destroy()` close. A dispatcher passed here stays yours: the agent never closes it.
+   */
   readonly dispatcher?: Dispatcher
   /** Options of the default `Agent` (TLS `connect` settings, timeouts, ...). */
   readonly agentOptions?: Agent.Options
@@ -41,12 +44,15 @@ export interface Options extends Interceptor.Options {
  */
 export class SecretgateAgent extends Dispatcher {
   private readonly inner: Dispatcher
+  /** Whether `inner` was made here, and so is closed here. */
+  private readonly ownsInner: boolean
   private readonly dispatchThrough: (options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) => boolean
 
   constructor(options: Options) {
     super()
     const inner = options.dispatcher ?? new Agent(options.agentOptions)
     this.inner = inner
+    this.ownsInner = options.dispatcher === undefined
     const secretgate = Interceptor.make(options)
     if (options.maxRedirections !== undefined && options.maxRedirections > 0) {
       // compose: the first interceptor is innermost. Substitution must sit inside redirect
@@ -69,7 +75,7 @@ export class SecretgateAgent extends Dispatcher {
   override close(): Promise<void>
   override close(callback: () => void): void
   override close(callback?: () => void): Promise<void> | void {
-    const closing = this.inner.close()
+    const closing = this.ownsInner ? this.inner.close() : Promise.resolve()
     if (callback === undefined) return closing
     closing.then(() => callback(), () => callback())
   }
@@ -82,7 +88,7 @@ export class SecretgateAgent extends Dispatcher {
   override destroy(first?: Error | null | (() => void), second?: () => void): Promise<void> | void {
     const error = typeof first === "function" ? null : first ?? null
     const callback = typeof first === "function" ? first : second
-    const destroying = this.inner.destroy(error)
+    const destroying = this.ownsInner ? this.inner.destroy(error) : Promise.resolve()
     if (callback === undefined) return destroying
     destroying.then(() => callback(), () => callback())
   }

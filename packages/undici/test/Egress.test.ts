@@ -2,6 +2,7 @@
  * What the egress layer does for a sandbox: substitution in every surface and body kind, through
  * every client, and scrubbing of responses.
  */
+import { SecretgateAgent } from "@secretgate/undici"
 import { Readable } from "node:stream"
 import { fetch as undiciFetch, ProxyAgent, request } from "undici"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -145,10 +146,9 @@ describe("clients", () => {
 
   it("over a ProxyAgent (CONNECT tunnel): the proxy never sees the value", async () => {
     const proxy = await startProxy()
+    const proxyAgent = new ProxyAgent({ uri: proxy.url, requestTls: { ca: CA } })
     try {
-      const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, {
-        dispatcher: new ProxyAgent({ uri: proxy.url, requestTls: { ca: CA } })
-      })
+      const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { dispatcher: proxyAgent })
       const response = await request(world.https.url("api.allowed.test", "/echo"), {
         headers: { authorization: `Bearer ${box.env.KEY}` },
         dispatcher: box.agent
@@ -158,8 +158,24 @@ describe("clients", () => {
       expect(proxy.connects).toEqual([`api.allowed.test:${world.https.port}`])
       expect(proxy.bytesSeen().includes(VALUE)).toBe(false)
     } finally {
+      await proxyAgent.close()
       await proxy.close()
     }
+  })
+
+  it("closing the agent closes the Agent it made, never a dispatcher it was given", async () => {
+    const { Agent } = await import("undici")
+    const given = new Agent(testAgentOptions)
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { dispatcher: given })
+    await (await request(world.https.url("api.allowed.test"), { headers: { "x-k": box.env.KEY! }, dispatcher: box.agent })).body.text()
+    await box.agent.close()
+    expect(given.closed).toBe(false)
+    await (await request(world.https.url("api.allowed.test"), { dispatcher: given })).body.text()
+    await given.close()
+
+    const own = new SecretgateAgent({ resolver: await world.gate.resolver(box.mount), agentOptions: testAgentOptions })
+    await own.close()
+    await expect(request(world.https.url("api.allowed.test"), { dispatcher: own })).rejects.toThrow(/destroyed|closed/)
   })
 
   it("a plain Agent sees the placeholder (the baseline these tests compare against)", async () => {
