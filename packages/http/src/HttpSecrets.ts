@@ -153,6 +153,13 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
 
     const headers = (organizationId: string) => ({ [ORGANIZATION_HEADER]: organizationId })
     const path = (id: string) => ({ secretId: encodeURIComponent(id) })
+    // Ids that cannot travel as one path segment are answered here: "", "." and ".." (URL
+    // normalisation turns `/secret/..` into `/`, and `%2E%2E` is a dot segment too) and ids too
+    // long for a request line. No backend makes such ids (they are UUIDs), so none exists.
+    const withId = <A, E>(id: string, use: (id: string) => Effect.Effect<A, E | StoreError>) =>
+      id === "" || id === "." || id === ".." || encodeURIComponent(id).length > MAX_ENCODED_ID_LENGTH
+        ? Effect.fail(SecretNotFound.byId(id.length > 200 ? `${id.slice(0, 200)}…` : id))
+        : use(id)
 
     const listPage = (organizationId: string, query: Secret.ListQuery) =>
       remote<Secret.SecretPage, InvalidSecretInput>(
@@ -189,12 +196,13 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
         ),
       listPage: (organizationId, input = {}) => Effect.flatMap(decodeQuery(input), (query) => listPage(organizationId, query)),
       get: (organizationId, id) =>
-        remote<Secret.Secret, SecretNotFound>(
-          organizationId,
-          manageKey,
-          ["SecretNotFound"],
-          client.secret.get({ headers: headers(organizationId), path: path(id) })
-        ),
+        withId(id, () =>
+          remote<Secret.Secret, SecretNotFound>(
+            organizationId,
+            manageKey,
+            ["SecretNotFound"],
+            client.secret.get({ headers: headers(organizationId), path: path(id) })
+          )),
       // The API has no lookup by name (Daytona's has none either): walk the pages filtered by the
       // name, which the first page nearly always settles.
       getByName: (organizationId, input) =>
@@ -217,19 +225,21 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
         }),
       update: (organizationId, id, input) =>
         Effect.flatMap(decodeUpdate(input), (payload) =>
-          remote<Secret.Secret, InvalidSecretInput | SecretNotFound>(
+          withId(id, () =>
+            remote<Secret.Secret, InvalidSecretInput | SecretNotFound>(
+              organizationId,
+              manageKey,
+              ["InvalidSecretInput", "SecretNotFound"],
+              client.secret.update({ headers: headers(organizationId), path: path(id), payload })
+            ))),
+      delete: (organizationId, id) =>
+        withId(id, () =>
+          remote<void, SecretNotFound>(
             organizationId,
             manageKey,
-            ["InvalidSecretInput", "SecretNotFound"],
-            client.secret.update({ headers: headers(organizationId), path: path(id), payload })
+            ["SecretNotFound"],
+            client.secret.delete({ headers: headers(organizationId), path: path(id) })
           )),
-      delete: (organizationId, id) =>
-        remote<void, SecretNotFound>(
-          organizationId,
-          manageKey,
-          ["SecretNotFound"],
-          client.secret.delete({ headers: headers(organizationId), path: path(id) })
-        ),
       resolve: (organizationId, placeholders) => {
         const unique = [...new Set(placeholders)]
         const batches: Array<Array<string>> = []
@@ -249,6 +259,9 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
       }
     })
   })
+
+// Well under Node's default limit of 16 KiB for the request line and headers.
+const MAX_ENCODED_ID_LENGTH = 8 * 1024
 
 const STORE_ERRORS: ReadonlyArray<string> = ["StoreCorrupted", "DecryptionFailed", "StoreUnavailable", "Unauthorized", "Forbidden"]
 

@@ -13,6 +13,7 @@ import {
   type HttpApi,
   HttpApiBuilder,
   type HttpApp,
+  HttpRouter,
   HttpServer,
   HttpServerError,
   HttpServerRequest,
@@ -244,6 +245,17 @@ export const layerApi = (options: ApiOptions = {}): Layer.Layer<HttpApi.Api, nev
   return Layer.mergeAll(apiLayer, Layer.provide(openApiLayer, apiLayer), HttpApiBuilder.middleware(errorBodies))
 }
 
+/**
+ * The router settings the API needs: a path parameter (a secret id) may be as long as a request
+ * line can be, so that an over-long id is answered by the route (404 `SecretNotFound`, after
+ * authentication) rather than by the router's default limit of 100 characters (404
+ * `RouteNotFound`). `layer` and `serve` apply it; when embedding `layerApi`, provide
+ * `HttpRouter.setRouterConfig(SecretServer.routerConfig)` to the layer that serves it.
+ *
+ * @since 0.1.0
+ */
+export const routerConfig = { maxParamLength: 64 * 1024 } as const
+
 class NodeServer extends Context.Tag("@secretgate/http/SecretServer/NodeServer")<NodeServer, Http.Server>() {}
 
 // Stops accepting connections, lets the requests in flight finish (also those arriving on open
@@ -295,9 +307,11 @@ export const layer = (
   const graceful = Layer.scopedDiscard(
     Effect.flatMap(NodeServer, (server) => Effect.addFinalizer(() => drain(server, timeout)))
   )
+  // the router is built while this layer is, reading its config from the building fiber
   const served = HttpApiBuilder.serve().pipe(
     Layer.provide(layerApi(options)),
-    Layer.provideMerge(httpServer)
+    Layer.provideMerge(httpServer),
+    Layer.locally(HttpRouter.currentRouterConfig, routerConfig)
   )
   return graceful.pipe(
     Layer.provideMerge(served),

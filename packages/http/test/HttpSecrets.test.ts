@@ -98,6 +98,20 @@ describe("the facade over HttpSecrets", () => {
     }
   })
 
+  it("ids that are dot segments, empty or long → SecretNotFound (not StoreUnavailable), for get, update and delete", async () => {
+    await using gate = gateFor()
+    const kept = await gate.secret.create({ name: "dot_ids_keep", value: "v" })
+    const ids = ["..", ".", "", "%2e%2e", ".%2E", "...", "x".repeat(101), "x".repeat(150), "x".repeat(5000), "x".repeat(20000)]
+    for (const id of ids) {
+      for (const attempt of [gate.secret.get(id), gate.secret.update(id, { description: "d" }), gate.secret.delete(id)]) {
+        const error = await rejection(attempt)
+        expect(error, JSON.stringify(id.slice(0, 20))).toBeInstanceOf(SecretNotFound)
+      }
+    }
+    expect((await rejection(gate.secret.get(".."))) as SecretNotFound).toMatchObject({ secretId: ".." })
+    expect(await gate.secret.list()).toContainEqual(kept)
+  })
+
   it("finds a secret by name among more than a page of similar names", async () => {
     const org = `org-names-${Date.now()}`
     const key = registry.issue({ organizationId: org, scopes: ["secrets:manage"] }).key

@@ -137,6 +137,21 @@ describe("routes", () => {
     expect(odd.json.code).toBe("SecretNotFound")
   })
 
+  it("long ids → 404 SecretNotFound from the route (after authentication), not RouteNotFound", async () => {
+    for (const length of [100, 101, 150, 1000, 8000]) {
+      const id = "x".repeat(length)
+      for (const method of ["GET", "DELETE"]) {
+        const answer = await call(method, `/secret/${id}`)
+        expectError(answer, 404, "Not Found", /not found/)
+        expect(answer.json).toMatchObject({ code: "SecretNotFound", secretId: id })
+        expectError(await call(method, `/secret/${id}`, { key: null }), 401, "Unauthorized")
+      }
+      const patch = await call("PATCH", `/secret/${id}`, { body: { description: "x" } })
+      expectError(patch, 404, "Not Found")
+      expect(patch.json.code).toBe("SecretNotFound")
+    }
+  })
+
   it("PATCH /secret/{id} → 200 with the updated model; omitted fields stay; 404 when missing", async () => {
     const created = (await call("POST", "/secret", { body: { name: "routes-patch", value: VALUE, description: "one", hosts: ["a.example.com"] } })).json
     const answer = await call("PATCH", `/secret/${created.id}`, { body: { hosts: ["b.example.com"] } })
