@@ -82,7 +82,10 @@ export const ApiKeys = Context.GenericTag<ApiKeys>("@secretgate/http/ApiKeys")
  * @since 0.1.0
  */
 export interface Registry extends ApiKeys {
-  /** Adds a configured key; fails (throws) on a malformed entry or a duplicate key or id. */
+  /**
+   * Adds a configured key; fails (throws) on a malformed entry (a `TypeError` for a key holding
+   * whitespace, control characters or non-ASCII) or a duplicate key or id.
+   */
   readonly add: (entry: KeyEntry) => ApiKey
   /** Generates a fresh key for `organizationId`, returning its plaintext (shown this once). */
   readonly issue: (options: { readonly organizationId: string; readonly scopes: ReadonlyArray<Scope>; readonly id?: string }) => {
@@ -142,6 +145,37 @@ const checkScopes = (scopes: ReadonlyArray<Scope>): ReadonlyArray<Scope> => {
   return [...new Set(scopes)]
 }
 
+const describeEntry = (entry: KeyEntry, position: number | undefined): string =>
+  entry.id !== undefined
+    ? `API key ${JSON.stringify(entry.id)}`
+    : position === undefined
+    ? "the API key"
+    : `the API key at position ${position} of the configured keys (counting from 0)`
+
+// What a bearer token can carry: printable ASCII without spaces. A key with anything else (a
+// trailing newline read from a file, a tab, a non-ASCII letter) could be stored but never
+// presented, so it is refused where it is configured.
+const KEY_CHARACTERS = /^[\x21-\x7e]*$/
+
+/**
+ * Throws a `TypeError` when `key` holds whitespace, control characters or anything outside
+ * printable ASCII. The message names the entry (`label`), never the key.
+ *
+ * @since 0.1.0
+ */
+export const checkKeyCharacters = (key: string, label = "the API key"): void => {
+  if (KEY_CHARACTERS.test(key)) return
+  const what = /^\s|\s$/.test(key)
+    ? "leading or trailing whitespace (a newline read from a file?)"
+    : /[\s\p{Cc}]/u.test(key)
+    ? "whitespace or control characters"
+    : "characters outside printable ASCII"
+  throw new TypeError(
+    `${label} contains ${what}; an Authorization header cannot carry it, so it could never authenticate. ` +
+      "Remove them (keys are used exactly as given, never trimmed)"
+  )
+}
+
 interface Stored {
   readonly apiKey: ApiKey
   readonly digest: Buffer
@@ -149,7 +183,9 @@ interface Stored {
 
 /**
  * A registry holding `entries`. Throws on a malformed entry (missing organization, bad scopes, a
- * key shorter than 16 characters, a malformed hash, a duplicate).
+ * key shorter than 16 characters, a key holding whitespace, control characters or non-ASCII (a
+ * `TypeError` naming the entry by id or position, never quoting the key), a malformed hash, a
+ * duplicate).
  *
  * @since 0.1.0
  * @example
@@ -179,22 +215,24 @@ export const makeRegistry = (entries: Iterable<KeyEntry> = []): Registry => {
     return apiKey
   }
 
-  const add = (entry: KeyEntry): ApiKey => {
+  const add = (entry: KeyEntry, position?: number): ApiKey => {
     if ("hash" in entry) {
       if (!HASH_PATTERN.test(entry.hash)) throw new Error("an API key hash must look like sha256:<64 lower-case hex digits>")
       return store(Buffer.from(entry.hash.slice(HASH_PREFIX.length), "hex"), entry)
     }
     const key = typeof entry.key === "string" ? entry.key : Redacted.value(entry.key)
+    checkKeyCharacters(key, describeEntry(entry, position))
     if (key.length < MIN_KEY_LENGTH) {
       throw new Error(`an API key must be at least ${MIN_KEY_LENGTH} characters long; ApiKeys.generate() makes good ones`)
     }
     return store(digest(key), entry)
   }
 
-  for (const entry of entries) add(entry)
+  let position = 0
+  for (const entry of entries) add(entry, position++)
 
   return {
-    add,
+    add: (entry) => add(entry),
     issue: (options) => {
       const key = generate()
       return { apiKey: store(digest(Redacted.value(key)), options), key }

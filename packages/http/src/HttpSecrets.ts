@@ -24,9 +24,11 @@ import {
   SecretNotFound,
   Secrets,
   type StoreError,
-  StoreUnavailable
+  StoreUnavailable,
+  Unauthorized
 } from "@secretgate/core"
 import { Context, Duration, Effect, Layer, ParseResult, Redacted } from "effect"
+import { checkKeyCharacters } from "./ApiKeys.js"
 import { MAX_RESOLVE_PLACEHOLDERS, ORGANIZATION_HEADER, SecretApi } from "./SecretApi.js"
 
 /**
@@ -59,10 +61,17 @@ export interface Options {
 
 class RequestKey extends Context.Tag("@secretgate/http/HttpSecrets/RequestKey")<RequestKey, Redacted.Redacted<string>>() {}
 
-const keyFor = (credential: Credential, organizationId: string): Redacted.Redacted<string> => {
-  const key = typeof credential === "function" ? credential(organizationId) : credential
-  return typeof key === "string" ? Redacted.make(key) : key
-}
+const keyFor = (credential: Credential, organizationId: string): Effect.Effect<Redacted.Redacted<string>, Unauthorized> =>
+  Effect.suspend(() => {
+    const given = typeof credential === "function" ? credential(organizationId) : credential
+    const key = typeof given === "string" ? Redacted.make(given) : given
+    try {
+      checkKeyCharacters(Redacted.value(key), `the API key for organization ${JSON.stringify(organizationId)}`)
+    } catch (error) {
+      return Effect.fail(new Unauthorized({ message: (error as Error).message }))
+    }
+    return Effect.succeed(key)
+  })
 
 const decodeCreate = Secret.decodeInput(Secret.CreateSecretParams)
 const decodeUpdate = Secret.decodeInput(Secret.UpdateSecretParams)
@@ -96,6 +105,16 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
     if (!/^https?:\/\/[^/]/.test(baseUrl)) {
       return yield* Effect.dieMessage(`HttpSecrets: baseUrl ${JSON.stringify(baseUrl)} must be an http:// or https:// URL`)
     }
+    // A fixed key that no Authorization header can carry (a newline read from a file) is refused
+    // here rather than failing every request.
+    for (const [name, credential] of [["apiKey", options.apiKey], ["resolveApiKey", options.resolveApiKey]] as const) {
+      if (credential === undefined || typeof credential === "function") continue
+      try {
+        checkKeyCharacters(typeof credential === "string" ? credential : Redacted.value(credential), `HttpSecrets: ${name}`)
+      } catch (error) {
+        return yield* Effect.die(error)
+      }
+    }
     const timeout = Duration.decode(options.timeout ?? "10 seconds")
     const manageKey = options.apiKey
     const resolveKey = options.resolveApiKey ?? options.apiKey
@@ -126,16 +145,15 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
     }
 
     // Runs one request: with the key and organization header, bounded by the timeout; the errors
-    // the operation declares (`keep`) pass through, auth errors die, everything else becomes
-    // `StoreUnavailable`.
+    // the operation declares (`keep`) and the store errors (auth errors included: `Unauthorized`,
+    // `Forbidden`) pass through, everything else becomes `StoreUnavailable`.
     const remote = <A, E>(
       organizationId: string,
       credential: Credential,
       keep: ReadonlyArray<string>,
       request: Effect.Effect<A, unknown, RequestKey>
     ): Effect.Effect<A, E | StoreError> =>
-      request.pipe(
-        Effect.provideService(RequestKey, keyFor(credential, organizationId)),
+      Effect.flatMap(keyFor(credential, organizationId), (key) => Effect.provideService(request, RequestKey, key)).pipe(
         Effect.timeoutFail({
           duration: timeout,
           onTimeout: () =>

@@ -129,6 +129,21 @@ describe("the facade over HttpSecrets", () => {
     expect((error as Forbidden).message).toMatch(/does not belong to organization "someone-else"/)
   })
 
+  it("a key with a trailing newline: refused at construction (fixed key) or Unauthorized (per-organization key), never echoed", async () => {
+    const plaintext = Redacted.value(manage)
+    await using fixed = gateFor({ apiKey: `${plaintext}\n` })
+    const error = await rejection(fixed.secret.list())
+    expect(String((error as Error).message)).toMatch(/HttpSecrets: apiKey contains leading or trailing whitespace/)
+    expect(inspect(error)).not.toContain(plaintext)
+    await using fixedResolve = gateFor({ resolveApiKey: Redacted.make(`${Redacted.value(resolve)}\r\n`) })
+    expect(String((await rejection(fixedResolve.secret.list()) as Error).message)).toMatch(/HttpSecrets: resolveApiKey contains/)
+    await using perOrg = gateFor({ apiKey: () => `${plaintext}\n` })
+    const unauthorized = await rejection(perOrg.secret.list())
+    expect(unauthorized).toBeInstanceOf(Unauthorized)
+    expect((unauthorized as Unauthorized).message).toMatch(/the API key for organization "acme" contains leading or trailing whitespace/)
+    expect(inspect(unauthorized)).not.toContain(plaintext)
+  })
+
   it("a wrong key → Unauthorized; a management key used for resolve → Forbidden", async () => {
     await using wrong = gateFor({ apiKey: "sgk_not_a_real_key_at_all" })
     expect(await rejection(wrong.secret.list())).toBeInstanceOf(Unauthorized)

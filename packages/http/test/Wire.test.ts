@@ -5,7 +5,7 @@
  */
 import { ApiKeys, SecretServer } from "@secretgate/http"
 import { MemorySecretStore } from "@secretgate/memory"
-import { Redacted } from "effect"
+import { Effect, Layer, Redacted } from "effect"
 import { Readable } from "node:stream"
 import { Agent, request } from "undici"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -435,6 +435,39 @@ describe("authentication and scopes", () => {
     expect(() => ApiKeys.makeRegistry([{ key: "short", organizationId: ORG_A, scopes: ["secrets:manage"] }])).toThrow(/at least 16/)
     expect(() => ApiKeys.makeRegistry([{ hash: "md5:x", organizationId: ORG_A, scopes: ["secrets:manage"] }])).toThrow(/sha256/)
     expect(() => ApiKeys.makeRegistry([{ key: "k".repeat(20), organizationId: "", scopes: ["secrets:manage"] }])).toThrow(/organization/)
+  })
+
+  it("a key with whitespace, control or non-ASCII characters is refused with a TypeError that names the entry, never the key", async () => {
+    const secret = "sgk_abcdefghijklmnopqrstuvwxyz234567abcdef"
+    const bad = [`${secret}\n`, `${secret}\r\n`, ` ${secret}`, `${secret}\t`, `sgk_abc def${secret}`, `${secret}\u0000`, `${secret}\u007f`, `${secret}é`, `${secret}\u00a0`]
+    for (const k of bad) {
+      const thrown = (() => {
+        try {
+          ApiKeys.makeRegistry([
+            { key: ApiKeys.generate(), organizationId: ORG_A, scopes: ["secrets:manage"] },
+            { key: Redacted.make(k), organizationId: ORG_A, scopes: ["secrets:manage"] }
+          ])
+        } catch (error) {
+          return error as Error
+        }
+        return expect.fail("expected a TypeError")
+      })()
+      expect(thrown).toBeInstanceOf(TypeError)
+      expect(thrown.message).toMatch(/API key at position 1 /)
+      expect(thrown.message).not.toContain("sgk_")
+      expect(thrown.message).not.toContain(secret.slice(4, 12))
+    }
+    const registryWithIds = ApiKeys.makeRegistry()
+    expect(() => registryWithIds.add({ id: "from-file", key: `${secret}\n`, organizationId: ORG_A, scopes: ["secrets:manage"] }))
+      .toThrow(/^API key "from-file" contains leading or trailing whitespace/)
+    expect(() => registryWithIds.add({ key: `${secret}\n`, organizationId: ORG_A, scopes: ["secrets:manage"] })).toThrow(TypeError)
+    expect(() => ApiKeys.layer([{ key: `${secret}\n`, organizationId: ORG_A, scopes: ["secrets:manage"] }]).pipe(Layer.launch, Effect.runSync))
+      .toThrow(/API key at position 0 of the configured keys \(counting from 0\) contains/)
+    await expect(SecretServer.serve({ backend: MemorySecretStore.layer(), keys: [{ key: `${secret}\n`, organizationId: ORG_A, scopes: ["secrets:manage"] }] }))
+      .rejects.toThrow(/API key at position 0 of the configured keys \(counting from 0\) contains/)
+    // the same key without the newline is fine and authenticates
+    registryWithIds.add({ id: "from-file", key: secret, organizationId: ORG_A, scopes: ["secrets:manage"] })
+    expect(await Effect.runPromise(registryWithIds.authenticate(Redacted.make(secret)))).toMatchObject({ _tag: "Some" })
   })
 
   it("keys configured by hash work like keys configured in plaintext", async () => {
