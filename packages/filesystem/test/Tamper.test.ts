@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { KeyRing, Secrets, type Secret } from "@secretgate/core"
 import { Effect, Redacted } from "effect"
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
 import { failure, tempStore, withStore } from "./support.js"
 
@@ -125,6 +125,29 @@ describe("tampering and damage", () => {
         const error = yield* expectOnlyBFails(f)
         expect(error.message).toContain(`secret record ${JSON.stringify(f.b.id)} is damaged (not valid JSON`)
       }
+    }))
+
+  it.live("a directory or a huge (sparse) file in place of a record fails that record alone, not the store", () =>
+    Effect.gen(function*() {
+      const f = yield* fixture
+      const path = f.pathOf(f.b)
+      const original = readFileSync(path)
+      // a directory where the record file should be
+      rmSync(path)
+      mkdirSync(path)
+      let error = yield* expectOnlyBFails(f)
+      expect(error.message).toContain("it is a directory")
+      rmSync(path, { recursive: true })
+      // a 600 MB sparse file: refused by its size, never read into memory
+      writeFileSync(path, "")
+      truncateSync(path, 600 * 1024 * 1024)
+      error = yield* expectOnlyBFails(f)
+      expect(error.message).toMatch(/it is 629145600 bytes, larger than any record/)
+      // the record file restored: b is whole again
+      writeFileSync(path, original)
+      yield* withStore({ directory: f.directory, key: f.key }, Effect.gen(function*() {
+        expect((yield* (yield* Secrets.Secrets).list(ORG)).map((x) => x.name)).toEqual(["a", "b", "c"])
+      }))
     }))
 
   it.live("a damaged record can be deleted by its organization, which clears the damage", () =>

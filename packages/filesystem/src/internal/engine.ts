@@ -22,7 +22,7 @@ import { KeyManagementError } from "./errors.js"
 import {
   DIRECTORY_MODE,
   listIfExists,
-  readIfExists,
+  readBounded,
   removeDurably,
   syncDirectory,
   TEMP_PREFIX,
@@ -34,7 +34,7 @@ import * as Keys from "./keys.js"
 import { fileKeyOf, fileKeyOfName, isShard, type Layout, layout, recordPath, shardOf } from "./layout.js"
 import * as Lock from "./lock.js"
 import * as RecordFile from "./recordFile.js"
-import { type Entry, RecordIndex } from "./recordIndex.js"
+import { type Entry, type Meta, metaOf, RecordIndex } from "./recordIndex.js"
 
 type SecretRecord = SecretStore.SecretRecord
 
@@ -163,29 +163,71 @@ export const open = (
       })
 
     // -- reading records ---------------------------------------------------------------------------
+    /**
+     * One record file. Only real I/O errors fail (`StoreUnavailable`); a file no record can be (a
+     * directory, too large, not UTF-8) is damage of that one record, like a file that fails to parse.
+     */
     const readRecord = (fileKey: string): Effect.Effect<RecordFile.Decoded | undefined, StoreUnavailable> => {
       const path = recordPath(paths, fileKey)
-      return Effect.map(readIfExists(fs, path), (text) =>
-        text === undefined ? undefined : RecordFile.decode(fileKey, path, text, ring.keys, knownKeyIds))
+      return Effect.map(readBounded(fs, path, RecordFile.MAX_FILE_BYTES), (read): RecordFile.Decoded | undefined => {
+        if (read === undefined) return undefined
+        if (read._tag === "Odd") {
+          return { _tag: "Damaged", damage: RecordFile.damaged(fileKey, path, read.why, { id: fileKey }) }
+        }
+        return RecordFile.decode(fileKey, path, read.text, ring.keys, knownKeyIds)
+      })
     }
 
     const entryOf = (fileKey: string, decoded: RecordFile.Decoded): Entry =>
       decoded._tag === "Record"
-        ? { _tag: "Record", record: decoded.record, path: recordPath(paths, fileKey) }
+        ? { _tag: "Record", record: metaOf(decoded.record), path: recordPath(paths, fileKey) }
         : { _tag: "Damaged", damage: decoded.damage }
+
+    /** What the index keeps of one record file (never its sealed value), or `undefined` when it is gone. */
+    interface Indexed {
+      readonly entry: Entry
+      /** Set when the file is sealed with a key the store knows and this process does not hold. */
+      readonly missingKey: string | undefined
+    }
+
+    const readEntry = (fileKey: string): Effect.Effect<Indexed | undefined, StoreUnavailable> =>
+      Effect.map(readRecord(fileKey), (decoded) =>
+        decoded === undefined ? undefined : {
+          entry: entryOf(fileKey, decoded),
+          missingKey: decoded._tag === "MissingKey" ? decoded.keyId : undefined
+        })
+
+    /**
+     * The whole record behind `meta`, read from its file (the index holds no sealed values). The
+     * file is at least as new as the index (it was synced first): `undefined` when another process
+     * removed it since; a file that no longer holds this record or is damaged fails with its damage.
+     */
+    const load = (meta: Meta): Effect.Effect<SecretRecord | undefined, StoreError> => {
+      const fileKey = fileKeyOf(meta.id)
+      return Effect.flatMap(readRecord(fileKey), (decoded) => {
+        if (decoded === undefined) return Effect.succeed(undefined)
+        if (decoded._tag !== "Record") return Effect.fail(decoded.damage.error)
+        const record = decoded.record
+        if (record.organizationId !== meta.organizationId || record.name !== meta.name) {
+          // the id was reused by a later record: the one we indexed is gone
+          return Effect.succeed(undefined)
+        }
+        return Effect.succeed(record)
+      })
+    }
 
     /** Re-reads these record files into the index: removals first, so a freed name can be reused. */
     const reread = (fileKeys: Iterable<string>) =>
       Effect.gen(function*() {
         const keys = [...fileKeys]
         if (keys.length === 0) return
-        const read = yield* Effect.forEach(keys, readRecord, { concurrency: 8 })
+        const read = yield* Effect.forEach(keys, readEntry, { concurrency: 8 })
         keys.forEach((fileKey, i) => {
           if (read[i] === undefined) index.set(fileKey, undefined)
         })
         keys.forEach((fileKey, i) => {
-          const decoded = read[i]
-          if (decoded !== undefined) index.set(fileKey, entryOf(fileKey, decoded))
+          const indexed = read[i]
+          if (indexed !== undefined) index.set(fileKey, indexed.entry)
         })
       })
 
@@ -209,14 +251,17 @@ export const open = (
             if (fileKey !== undefined) files.push([fileKey, name])
           }
         }), { concurrency: 8, discard: true })
-      const decoded = yield* Effect.forEach(files, ([fileKey]) => readRecord(fileKey), { concurrency: 32 })
+      // each file is reduced to its metadata as soon as it is read: no sealed value is kept
+      const decoded = yield* Effect.forEach(files, ([fileKey]) => readEntry(fileKey), { concurrency: 32 })
       const missingKeys = new Map<string, number>()
       const entries: Array<readonly [string, Entry]> = []
       files.forEach(([fileKey], i) => {
         const result = decoded[i]
         if (result === undefined) return // removed since the directory was listed
-        if (result._tag === "MissingKey") missingKeys.set(result.keyId, (missingKeys.get(result.keyId) ?? 0) + 1)
-        entries.push([fileKey, entryOf(fileKey, result)])
+        if (result.missingKey !== undefined) {
+          missingKeys.set(result.missingKey, (missingKeys.get(result.missingKey) ?? 0) + 1)
+        }
+        entries.push([fileKey, result.entry])
       })
       // oldest first, so that listings in creation order need little sorting
       const time = (entry: Entry) => (entry._tag === "Record" ? entry.record.createdAt.getTime() : 0)
@@ -434,7 +479,7 @@ export const open = (
         yield* change(
           fileKey,
           Effect.zipRight(ensureShard(shardOf(fileKey)), writeAtomic(fs, path, text)),
-          { _tag: "Record", record: written, path }
+          { _tag: "Record", record: metaOf(written), path }
         )
         return written
       })
@@ -555,17 +600,25 @@ export const open = (
     const view = <A, E>(f: (index: RecordIndex) => Effect.Effect<A, E>): Effect.Effect<A, E | StoreError> =>
       Effect.flatMap(sync, () => Effect.suspend(() => f(index)))
 
-    const owned = (organizationId: string, record: SecretRecord | undefined) =>
+    const owned = (organizationId: string, record: Meta | undefined) =>
       record !== undefined && record.organizationId === organizationId ? record : undefined
 
+    /** One lookup: the index finds the record, its file (one read) supplies the sealed value. */
     const lookup = (
-      record: SecretRecord | undefined,
+      record: Meta | undefined,
       damage: () => RecordFile.Damage | undefined
     ): Effect.Effect<Option.Option<SecretRecord>, StoreError> => {
-      if (record !== undefined) return Effect.succeed(Option.some(record))
+      if (record !== undefined) return Effect.map(load(record), Option.fromNullable)
       const damaged = damage()
       return damaged === undefined ? Effect.succeed(Option.none()) : Effect.fail(damaged.error)
     }
+
+    /** The whole records of `metas` (in order), read from their files; a file removed meanwhile is left out. */
+    const loadAll = (metas: ReadonlyArray<Meta>) =>
+      Effect.map(
+        Effect.forEach(metas, load, { concurrency: 16 }),
+        (records) => records.filter((record): record is SecretRecord => record !== undefined)
+      )
 
     const complete = (organizationId: string) =>
       Effect.suspend(() => {
@@ -613,30 +666,45 @@ export const open = (
         ),
       listAll: (organizationId) =>
         view((index) =>
-          Effect.as(
+          Effect.zipRight(
             complete(organizationId),
-            [...(index.byOrganization.get(organizationId)?.values() ?? [])].sort(SecretStore.byName)
+            loadAll(
+              [...(index.byOrganization.get(organizationId)?.values() ?? [])].sort((a, b) =>
+                a.name < b.name ? -1 : a.name > b.name ? 1 : 0
+              )
+            )
           )
         ),
       list: (organizationId, query) =>
         view((index) =>
-          Effect.zipRight(
-            complete(organizationId),
-            SecretStore.paginate(index.byOrganization.get(organizationId)?.values() ?? [], query)
-          )
+          Effect.gen(function*() {
+            yield* complete(organizationId)
+            // pages over the metadata (sort keys and cursors use only the fields it has), then
+            // reads the page's files for their sealed values
+            const metas = (index.byOrganization.get(organizationId)?.values() ?? []) as Iterable<Meta>
+            const page = yield* SecretStore.paginate(metas as Iterable<SecretRecord>, query)
+            const items = yield* loadAll(page.items as unknown as ReadonlyArray<Meta>)
+            return { ...page, items }
+          })
         ),
       update: (organizationId, id, changeRecord) =>
         transact(Effect.suspend((): Effect.Effect<SecretRecord, SecretNotFound | StoreError> => {
-          const current = owned(organizationId, index.byId.get(id))
-          if (current === undefined) {
+          const meta = owned(organizationId, index.byId.get(id))
+          if (meta === undefined) {
             const damage = index.damageOfFile(organizationId, fileKeyOf(id))
             return Effect.fail(damage?.error ?? SecretNotFound.byId(id))
           }
-          const next = changeRecord(current)
-          if (!sameRecordIdentity(current, next)) {
-            return Effect.dieMessage("SecretStore.update must not change id, organizationId, name, placeholder or createdAt")
-          }
-          return put(next)
+          return Effect.flatMap(load(meta), (current): Effect.Effect<SecretRecord, SecretNotFound | StoreError> => {
+            // under the lock and caught up: the file is what the index says
+            if (current === undefined) return Effect.fail(SecretNotFound.byId(id))
+            const next = changeRecord(current)
+            if (!sameRecordIdentity(current, next)) {
+              return Effect.dieMessage(
+                "SecretStore.update must not change id, organizationId, name, placeholder or createdAt"
+              )
+            }
+            return put(next)
+          })
         })),
       delete: (organizationId, id) =>
         transact(Effect.suspend((): Effect.Effect<void, SecretNotFound | StoreError> => {
@@ -665,9 +733,9 @@ export const open = (
       let total = 0
       for (;;) {
         const batch = yield* view((index) => {
-          const stale: Array<SecretRecord> = []
+          const stale: Array<Meta> = []
           for (const record of index.records()) {
-            if (record.sealed.keyId !== ring.current.id) stale.push(record)
+            if (record.keyId !== ring.current.id) stale.push(record)
             if (stale.length === RESEAL_BATCH) break
           }
           return Effect.succeed(stale)
@@ -675,8 +743,10 @@ export const open = (
         if (batch.length === 0) return total
         yield* transact(Effect.forEach(batch, (stale) =>
           Effect.gen(function*() {
-            const record = index.byId.get(stale.id)
-            if (record === undefined || record.sealed.keyId === ring.current.id) return
+            const meta = index.byId.get(stale.id)
+            if (meta === undefined || meta.keyId === ring.current.id) return
+            const record = yield* load(meta)
+            if (record === undefined) return
             const binding = { organizationId: record.organizationId, secretId: record.id }
             const value = yield* cipher.open(record.sealed, binding)
             yield* put({ ...record, sealed: cipher.seal(value, binding) })

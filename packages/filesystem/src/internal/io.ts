@@ -113,3 +113,54 @@ export const listIfExists = (
     Effect.catchIf(isNotFound, () => Effect.succeed([])),
     Effect.mapError(unavailable("list", path))
   )
+
+/** What `readBounded` found at a path. */
+export type BoundedRead =
+  | { readonly _tag: "Text"; readonly text: string }
+  /** Not a file this store could have written: a directory, too large, not UTF-8. Not an I/O error. */
+  | { readonly _tag: "Odd"; readonly why: string }
+
+const errnoOf = (error: PlatformError): string | undefined =>
+  error._tag === "SystemError" ? (error.cause as NodeJS.ErrnoException | undefined)?.code : undefined
+
+// not fatal: bytes that are not UTF-8 become U+FFFD, and the record then fails to parse or its MAC
+const utf8 = new TextDecoder("utf-8")
+
+/**
+ * Reads a small file: `fstat` first (on the open descriptor, so a file renamed over it meanwhile
+ * cannot slip past), then at most `limit` bytes. `undefined` when it does not exist. A directory
+ * or a file larger than `limit` (a sparse 600 MB file is never read into memory) is reported as
+ * `Odd` with the reason; only real I/O errors fail. Bytes that are not UTF-8 are decoded lossily
+ * (the caller's parse or MAC check then rejects them).
+ */
+export const readBounded = (
+  fs: FileSystem.FileSystem,
+  path: string,
+  limit: number
+): Effect.Effect<BoundedRead | undefined, StoreUnavailable> =>
+  Effect.scoped(Effect.gen(function*() {
+    const file = yield* fs.open(path, { flag: "r" })
+    const info = yield* file.stat
+    if (info.type === "Directory") return { _tag: "Odd", why: "it is a directory, not a file" } as const
+    if (info.type !== "File") return { _tag: "Odd", why: `it is not a regular file (${info.type})` } as const
+    if (Number(info.size) > limit) {
+      return { _tag: "Odd", why: `it is ${Number(info.size)} bytes, larger than any record (${limit} bytes at most)` } as const
+    }
+    // one byte more than allowed, to notice a file that grew since the stat
+    const buffer = new Uint8Array(limit + 1)
+    let filled = 0
+    for (;;) {
+      const n = Number(yield* file.read(buffer.subarray(filled)))
+      if (n === 0) break
+      filled += n
+      if (filled > limit) return { _tag: "Odd", why: `it is larger than any record (${limit} bytes at most)` } as const
+    }
+    return { _tag: "Text", text: utf8.decode(buffer.subarray(0, filled)) } as const
+  })).pipe(
+    Effect.catchIf(isMissing, () => Effect.succeed(undefined)),
+    Effect.catchIf(
+      (error) => errnoOf(error) === "EISDIR",
+      () => Effect.succeed({ _tag: "Odd", why: "it is a directory, not a file" } as const)
+    ),
+    Effect.mapError(unavailable("read", path))
+  )

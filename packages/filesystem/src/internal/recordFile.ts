@@ -13,6 +13,13 @@ type SecretRecord = SecretStore.SecretRecord
 
 const RECORD_FORMAT = "secretgate-record"
 
+/**
+ * Largest record file read. The largest valid record is about 120 KB (a 64 KiB value sealed and
+ * base64-encoded is ~87 KB, plus up to 100 hosts of 253 characters and a 1,024-character
+ * description); anything beyond this is not a record and is never read into memory.
+ */
+export const MAX_FILE_BYTES = 1024 * 1024
+
 /** What an unreadable record file still tells about itself (unverified), to fail the right lookups. */
 export interface Claim {
   readonly id?: string

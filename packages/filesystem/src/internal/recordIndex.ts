@@ -1,24 +1,58 @@
 /**
- * The in-memory index of one process: every record by id, by (organization, name) and by
- * placeholder, plus the damaged record files. Lookups never touch the disk; the journal tells the
- * store which entries to reload.
+ * The in-memory index of one process: the metadata of every record (never its sealed value) by
+ * id, by (organization, name) and by placeholder, plus the damaged record files. Lookups never
+ * touch the disk; the store reads the one record file a lookup found when it needs the sealed
+ * value. The journal tells the store which entries to reload.
  */
 import type { SecretStore } from "@secretgate/core"
 import { damaged, type Damage } from "./recordFile.js"
 
 type SecretRecord = SecretStore.SecretRecord
 
+/**
+ * What the index keeps of a record: every field but the sealed value (only its key id). Its
+ * shape is that of a record for sorting and paging (`sortValue`, cursors), never for `sealed`.
+ */
+export interface Meta {
+  readonly id: string
+  readonly organizationId: string
+  readonly name: string
+  readonly description?: string | undefined
+  readonly hosts: ReadonlyArray<string>
+  readonly placeholder: string
+  readonly createdAt: Date
+  readonly updatedAt: Date
+  /** The id of the key that sealed the value (and authenticates the file). */
+  readonly keyId: string
+}
+
+/** The metadata of `record`: drops the ciphertext and nonce. */
+export const metaOf = (record: SecretRecord): Meta => {
+  const meta: { -readonly [K in keyof Meta]: Meta[K] } = {
+    id: record.id,
+    organizationId: record.organizationId,
+    name: record.name,
+    hosts: record.hosts,
+    placeholder: record.placeholder,
+    createdAt: record.createdAt,
+    updatedAt: record.updatedAt,
+    keyId: record.sealed.keyId
+  }
+  if (record.description !== undefined) meta.description = record.description
+  return meta
+}
+
 /** What one record file currently is. */
 export type Entry =
-  | { readonly _tag: "Record"; readonly record: SecretRecord; readonly path: string }
+  | { readonly _tag: "Record"; readonly record: Meta; readonly path: string }
   | { readonly _tag: "Damaged"; readonly damage: Damage }
 
 /** The index. Mutated only by the store, one change at a time. */
 export class RecordIndex {
   private readonly entries = new Map<string, Entry>()
-  readonly byId = new Map<string, SecretRecord>()
-  readonly byOrganization = new Map<string, Map<string, SecretRecord>>()
-  readonly byPlaceholder = new Map<string, SecretRecord>()
+  readonly byId = new Map<string, Meta>()
+  readonly byOrganization = new Map<string, Map<string, Meta>>()
+  readonly byPlaceholder = new Map<string, Meta>()
   readonly damaged = new Map<string, Damage>()
   readonly keyUsage = new Map<string, number>()
 
@@ -27,7 +61,7 @@ export class RecordIndex {
   }
 
   /** Every record, in no particular order. */
-  records(): IterableIterator<SecretRecord> {
+  records(): IterableIterator<Meta> {
     return this.byId.values()
   }
 
@@ -57,7 +91,7 @@ export class RecordIndex {
         names.set(record.name, record)
         this.byId.set(record.id, record)
         this.byPlaceholder.set(record.placeholder, record)
-        this.keyUsage.set(record.sealed.keyId, (this.keyUsage.get(record.sealed.keyId) ?? 0) + 1)
+        this.keyUsage.set(record.keyId, (this.keyUsage.get(record.keyId) ?? 0) + 1)
       }
     }
     if (next._tag === "Damaged") this.damaged.set(fileKey, next.damage)
@@ -76,12 +110,12 @@ export class RecordIndex {
     const names = this.byOrganization.get(record.organizationId)
     names?.delete(record.name)
     if (names !== undefined && names.size === 0) this.byOrganization.delete(record.organizationId)
-    const used = (this.keyUsage.get(record.sealed.keyId) ?? 1) - 1
-    if (used === 0) this.keyUsage.delete(record.sealed.keyId)
-    else this.keyUsage.set(record.sealed.keyId, used)
+    const used = (this.keyUsage.get(record.keyId) ?? 1) - 1
+    if (used === 0) this.keyUsage.delete(record.keyId)
+    else this.keyUsage.set(record.keyId, used)
   }
 
-  private namesOf(organizationId: string): Map<string, SecretRecord> {
+  private namesOf(organizationId: string): Map<string, Meta> {
     let names = this.byOrganization.get(organizationId)
     if (names === undefined) {
       names = new Map()
