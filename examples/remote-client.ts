@@ -4,7 +4,8 @@
  *
  * Run it: `npx tsx examples/remote-client.ts`. With SECRETGATE_URL, SECRETGATE_KEY and
  * SECRETGATE_RESOLVE_KEY set (as `examples/remote-server.ts` prints them) it talks to that
- * server; otherwise it starts one of its own in this process first.
+ * server; otherwise it starts one of its own in this process first. A SECRETGATE_URL on another
+ * host must be https:// (plain http is accepted only for loopback, or with `allowInsecure: true`).
  */
 import { Secretgate, SecretNameTaken } from "@secretgate/core"
 import { ApiKeys, HttpSecrets, SecretServer } from "@secretgate/http"

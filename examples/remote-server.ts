@@ -5,7 +5,9 @@
  * Run it: `npx tsx examples/remote-server.ts` (PORT, HOST, SECRETGATE_DIR, SECRETGATE_KEY and
  * SECRETGATE_RESOLVE_KEY may be set; missing API keys are generated and printed; without
  * SECRETGATE_DIR the store lives in a temporary directory). Stop with Ctrl-C: requests in flight
- * are finished first.
+ * are finished first. The server speaks plain http: keep it on loopback (the default), or put a
+ * TLS-terminating proxy in front of it for other hosts (`HttpSecrets` refuses plain http to a host
+ * that is not loopback unless `allowInsecure: true`).
  *
  * Then, in another shell, `SECRETGATE_URL=... SECRETGATE_KEY=... SECRETGATE_RESOLVE_KEY=... npx tsx
  * examples/remote-client.ts`, or curl it:

@@ -46,8 +46,17 @@ export type Credential =
  * @since 0.1.0
  */
 export interface Options {
-  /** Where the server's API lives, base path included: `http://secrets.internal:8080/api`. */
+  /**
+   * Where the server's API lives, base path included: `https://secrets.internal:8443/api`. Plain
+   * `http:` is accepted only for a loopback host (`localhost`, `127.0.0.0/8`, `::1`) unless
+   * `allowInsecure` is set: API keys and values would cross the network in cleartext.
+   */
   readonly baseUrl: string | URL
+  /**
+   * Allows a plain `http:` `baseUrl` to a host that is not loopback (e.g. behind a TLS-terminating
+   * sidecar on a private network). Default false.
+   */
+  readonly allowInsecure?: boolean
   /** A key with the `secrets:manage` scope, for create, list, get, update and delete. */
   readonly apiKey: Credential
   /**
@@ -72,6 +81,16 @@ const keyFor = (credential: Credential, organizationId: string): Effect.Effect<R
     }
     return Effect.succeed(key)
   })
+
+// `URL` has already normalised the host: IPv4 in dotted decimal (`127.1` → `127.0.0.1`), IPv6 in
+// brackets and compressed, names in lower case.
+const isLoopback = (hostname: string): boolean => {
+  const host = hostname.replace(/\.$/, "")
+  if (host === "localhost") return true
+  if (/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)) return true
+  // ::1, and IPv4-mapped 127.0.0.0/8 (`[::ffff:7f00:1]`)
+  return host === "[::1]" || /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(host)
+}
 
 const decodeCreate = Secret.decodeInput(Secret.CreateSecretParams)
 const decodeUpdate = Secret.decodeInput(Secret.UpdateSecretParams)
@@ -102,8 +121,15 @@ const describeCause = (cause: unknown): string => {
 export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, HttpClient.HttpClient> =>
   Effect.gen(function*() {
     const baseUrl = String(options.baseUrl).replace(/\/+$/, "")
-    if (!/^https?:\/\/[^/]/.test(baseUrl)) {
+    const url = /^https?:\/\/[^/]/i.test(baseUrl) && URL.canParse(baseUrl) ? new URL(baseUrl) : undefined
+    if (url === undefined) {
       return yield* Effect.dieMessage(`HttpSecrets: baseUrl ${JSON.stringify(baseUrl)} must be an http:// or https:// URL`)
+    }
+    if (url.protocol === "http:" && options.allowInsecure !== true && !isLoopback(url.hostname)) {
+      return yield* Effect.dieMessage(
+        `HttpSecrets: baseUrl ${JSON.stringify(baseUrl)} is plain http to a host that is not loopback: API keys and ` +
+          "values would cross the network in cleartext. Use https://, or set allowInsecure: true if the network is trusted"
+      )
     }
     // A fixed key that no Authorization header can carry (a newline read from a file) is refused
     // here rather than failing every request.

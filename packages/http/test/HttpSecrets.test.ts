@@ -160,6 +160,39 @@ describe("the facade over HttpSecrets", () => {
   })
 })
 
+describe("plain http only to loopback", () => {
+  const construct = async (baseUrl: string, extra: Partial<HttpSecrets.Options> = {}) => {
+    await using gate = gateFor({ baseUrl, timeout: "2 seconds", ...extra })
+    return rejection(gate.secret.list())
+  }
+
+  it("http:// to a host that is not loopback fails at construction, naming the risk; the key is never sent", async () => {
+    for (const baseUrl of ["http://secrets.example.com", "http://10.0.0.5:8080/api", "http://[2001:db8::1]", "http://localhost.evil.example", "http://128.0.0.1", "HTTP://secrets.example.com"]) {
+      const error = await construct(baseUrl)
+      expect(error).not.toBeInstanceOf(StoreUnavailable)
+      expect(String((error as Error).message)).toMatch(/plain http to a host that is not loopback.*Use https:\/\/, or set allowInsecure: true/)
+      expect(inspect(error)).not.toContain(Redacted.value(manage))
+    }
+  })
+
+  it("loopback hosts, https://, and allowInsecure are accepted", async () => {
+    // loopback: a real request is made (the server here answers)
+    for (const host of ["127.0.0.1", "localhost", "127.1"]) {
+      await using gate = gateFor({ baseUrl: server.url.replace("127.0.0.1", host) })
+      expect(await gate.secret.list()).toBeInstanceOf(Array)
+    }
+    for (const baseUrl of ["http://[::1]:1", "http://127.9.9.9:1", "http://[::ffff:127.0.0.1]:1"]) {
+      expect(await construct(baseUrl)).toBeInstanceOf(StoreUnavailable)
+    }
+    // not loopback, but allowed: the request is attempted (and cannot reach the host)
+    const insecure = await construct("http://secretgate-test.invalid", { allowInsecure: true })
+    expect(insecure).toBeInstanceOf(StoreUnavailable)
+    expect((insecure as StoreUnavailable).message).toMatch(/cannot reach/)
+    const tls = await construct("https://secretgate-test.invalid")
+    expect(tls).toBeInstanceOf(StoreUnavailable)
+  })
+})
+
 describe("a server that is unreachable, slow or broken → StoreUnavailable", () => {
   it("nothing listening", async () => {
     const probe = Net.createServer()
