@@ -7,7 +7,8 @@ import { KeyRing, Secrets } from "@secretgate/core"
 import { Effect, Redacted } from "effect"
 import { readFileSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
-import { tempStore, withStore } from "./support.js"
+import { FileSystemSecretStore } from "@secretgate/filesystem"
+import { failure, tempStore, withStore } from "./support.js"
 
 const ORG = "acme"
 const value = (text: string) => Redacted.make(text)
@@ -34,6 +35,35 @@ describe("memory: the index holds no sealed values", () => {
         expect(yield* resolveOne(s, created.placeholder)).toEqual(["first-value"])
         const page = yield* s.listPage(ORG, { limit: 10 })
         expect(page.items.map((item) => item.id)).toEqual([created.id])
+      }))
+    }))
+})
+
+describe("a failed open writes nothing", () => {
+  it.live("a wrong key under a new key id fails the open without registering it; the right key later rotates", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      const oldKey = KeyRing.generateKey("old")
+      const newKey = KeyRing.generateKey("new")
+      const impostor = KeyRing.generateKey("new") // same id, other bytes
+      const made = yield* withStore(
+        { directory, keyRing: KeyRing.make([oldKey]) },
+        Effect.flatMap(Secrets.Secrets, (s) => s.create(ORG, { name: "db", value: value("v1") }))
+      )
+      const manifest = readFileSync(Path.join(directory, "store.json"), "utf8")
+      // only the impostor configured: the records are sealed with "old", which it does not hold
+      const error = yield* failure(withStore({ directory, keyRing: KeyRing.make([impostor]) }, Effect.void))
+      expect(error._tag).toBe("DecryptionFailed")
+      expect(readFileSync(Path.join(directory, "store.json"), "utf8")).toBe(manifest)
+      // the correct rotation still works
+      yield* withStore({ directory, keyRing: KeyRing.make([oldKey, newKey]) }, Effect.gen(function*() {
+        const store = yield* FileSystemSecretStore.FileSystemSecretStore
+        expect(yield* store.reseal).toBe(1)
+        yield* store.retireKey("old")
+      }))
+      yield* withStore({ directory, keyRing: KeyRing.make([newKey]) }, Effect.gen(function*() {
+        const s = yield* Secrets.Secrets
+        expect(yield* resolveOne(s, made.placeholder)).toEqual(["v1"])
       }))
     }))
 })

@@ -484,6 +484,31 @@ export const open = (
         return written
       })
 
+    /**
+     * Registers the keys of this process's ring that store.json does not list yet (a new key
+     * configured for rotation, or a generated key whose registration a crash interrupted). Runs
+     * only at the end of a successful open, under the lock, against a freshly read manifest.
+     */
+    const registerKeys: Effect.Effect<void, StoreError> = Effect.suspend(() =>
+      [...ring.keys.keys()].every((id) => knownKeyIds.has(id)) ? Effect.void : transact(Effect.gen(function*() {
+        const current = yield* Keys.readManifest(fs, paths)
+        if (current === undefined) {
+          return yield* Effect.fail(
+            new StoreCorrupted({ message: `${paths.manifest} is missing: restore it from a backup`, location: paths.manifest })
+          )
+        }
+        yield* Keys.verifyRing(paths, current, ring)
+        const added = [...ring.keys.values()].filter((key) => !current.keys.some((k) => k.id === key.id))
+        if (added.length === 0) return
+        yield* Keys.writeManifest(fs, paths, {
+          ...current,
+          keys: [...current.keys, ...added.map((key) => ({ id: key.id, check: Keys.keyCheck(key) }))]
+        })
+        yield* appendJournal("K\n")
+        yield* loadKeys
+      }))
+    )
+
     // -- opening -----------------------------------------------------------------------------------
     const hasRecordFiles = Effect.gen(function*() {
       for (const shard of (yield* listIfExists(fs, paths.records)).filter(isShard)) {
@@ -493,7 +518,12 @@ export const open = (
       return false
     })
 
-    /** Creates what is missing (manifest, key file, journal) and registers configured keys. */
+    /**
+     * Creates what is missing (manifest, key file, journal). A new store's manifest lists the
+     * configured (or generated) keys; an existing manifest is never changed here: keys with new
+     * ids are registered only once the open has fully succeeded (`registerKeys`), so a failed open
+     * (a wrong key under a new id, say) writes nothing to store.json.
+     */
     const initialise = Effect.gen(function*() {
       let current = yield* Keys.readManifest(fs, paths)
       if (current === undefined && (yield* hasRecordFiles)) {
@@ -517,12 +547,15 @@ export const open = (
           yield* Keys.writeKeyFile(fs, paths, keys)
         }
       }
+      const fresh = current === undefined
       current ??= Keys.newManifest([])
       const known = current
       yield* Keys.verifyRing(paths, known, ringFrom(keys))
-      const added = keys.filter((key) => !known.keys.some((k) => k.id === key.id))
       const journal = yield* Journal.read(fs, paths.journal)
-      if (added.length > 0) {
+      // a brand-new store (no records: checked above) registers its keys at once
+      const register = fresh || known.keys.length === 0
+      const added = register ? keys.filter((key) => !known.keys.some((k) => k.id === key.id)) : []
+      if (fresh || added.length > 0) {
         yield* Keys.writeManifest(fs, paths, {
           ...known,
           keys: [...known.keys, ...added.map((key) => ({ id: key.id, check: Keys.keyCheck(key) }))]
@@ -540,12 +573,10 @@ export const open = (
 
     const needsInitialising = Effect.gen(function*() {
       const current = yield* Keys.readManifest(fs, paths)
-      if (current === undefined) return true
+      if (current === undefined || current.keys.length === 0) return true
       if ((yield* Journal.read(fs, paths.journal))._tag !== "Read") return true
-      const ids = new Set(current.keys.map((key) => key.id))
-      if (options.keys._tag === "Configured") return [...options.keys.ring.keys.keys()].some((id) => !ids.has(id))
-      const inFile = yield* Keys.readKeyFile(fs, paths)
-      return inFile === undefined || inFile.some((key) => !ids.has(key.id))
+      if (options.keys._tag === "Configured") return false
+      return (yield* Keys.readKeyFile(fs, paths)) === undefined
     })
 
     const underLock = <A, E>(body: Effect.Effect<A, E>) =>
@@ -595,6 +626,7 @@ export const open = (
       )
     }
     yield* removeLeftovers(loaded.temps)
+    yield* registerKeys
 
     // -- the SecretStore ---------------------------------------------------------------------------
     const view = <A, E>(f: (index: RecordIndex) => Effect.Effect<A, E>): Effect.Effect<A, E | StoreError> =>
