@@ -14,7 +14,7 @@
  *
  * @since 0.1.0
  */
-import { HttpApiClient, HttpClient, HttpClientError, HttpClientRequest } from "@effect/platform"
+import { HttpApiClient, HttpClient, HttpClientError, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import {
   type InvalidSecretInput,
@@ -27,7 +27,7 @@ import {
   StoreUnavailable,
   Unauthorized
 } from "@secretgate/core"
-import { Context, Duration, Effect, Layer, ParseResult, Redacted } from "effect"
+import { Context, Duration, Effect, Layer, Option, ParseResult, Redacted, Stream } from "effect"
 import { checkKeyCharacters } from "./ApiKeys.js"
 import { MAX_RESOLVE_PLACEHOLDERS, ORGANIZATION_HEADER, SecretApi } from "./SecretApi.js"
 
@@ -66,9 +66,61 @@ export interface Options {
   readonly resolveApiKey?: Credential
   /** How long one request may take before it fails with `StoreUnavailable`. Default 10 seconds. */
   readonly timeout?: Duration.DurationInput
+  /**
+   * Largest answer body read, in bytes; a larger one fails with `StoreUnavailable` ("answer too
+   * large") without being buffered. A resolve answer may be larger, up to what its batch of
+   * placeholders can legitimately hold (512 KiB each). Default 8 MiB.
+   */
+  readonly maxResponseBytes?: number
 }
 
+/**
+ * Default largest answer body: 8 MiB.
+ *
+ * @since 0.1.0
+ */
+export const DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
+// Most bytes one resolved secret can take in an answer: a 64 KiB value escaped at 6 bytes a byte,
+// 100 hosts of 253 characters, a 255-character name, and the rest.
+const RESOLVED_SECRET_BYTES = 512 * 1024
+
 class RequestKey extends Context.Tag("@secretgate/http/HttpSecrets/RequestKey")<RequestKey, Redacted.Redacted<string>>() {}
+
+class ResponseLimit extends Context.Tag("@secretgate/http/HttpSecrets/ResponseLimit")<ResponseLimit, number>() {}
+
+// Reads the answer's body up to `limit` bytes (a declared larger length is refused before
+// reading), and hands on a response over the bytes read.
+const readCapped = (
+  request: HttpClientRequest.HttpClientRequest,
+  response: HttpClientResponse.HttpClientResponse,
+  limit: number,
+  tooLarge: () => StoreUnavailable
+): Effect.Effect<HttpClientResponse.HttpClientResponse, StoreUnavailable | HttpClientError.ResponseError> => {
+  const declared = Number(response.headers["content-length"])
+  if (Number.isFinite(declared) && declared > limit) return Effect.fail(tooLarge())
+  return response.stream.pipe(
+    Stream.runFoldEffect({ chunks: [] as Array<Uint8Array>, size: 0 }, (state, chunk) => {
+      const size = state.size + chunk.length
+      if (size > limit) return Effect.fail(tooLarge())
+      state.chunks.push(chunk)
+      return Effect.succeed({ chunks: state.chunks, size })
+    }),
+    Effect.map(({ chunks, size }) => {
+      const body = new Uint8Array(size)
+      let offset = 0
+      for (const chunk of chunks) {
+        body.set(chunk, offset)
+        offset += chunk.length
+      }
+      const empty = response.status === 204 || response.status === 304 || request.method === "HEAD"
+      return HttpClientResponse.fromWeb(
+        request,
+        new Response(empty ? null : body, { status: response.status, headers: response.headers })
+      )
+    })
+  )
+}
 
 const keyFor = (credential: Credential, organizationId: string): Effect.Effect<Redacted.Redacted<string>, Unauthorized> =>
   Effect.suspend(() => {
@@ -142,10 +194,27 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
       }
     }
     const timeout = Duration.decode(options.timeout ?? "10 seconds")
+    const maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES
+    if (!Number.isSafeInteger(maxResponseBytes) || maxResponseBytes < 1) {
+      return yield* Effect.dieMessage(`HttpSecrets: maxResponseBytes must be a positive whole number (got ${maxResponseBytes})`)
+    }
     const manageKey = options.apiKey
     const resolveKey = options.resolveApiKey ?? options.apiKey
+    const tooLarge = (limit: number) => () =>
+      new StoreUnavailable({
+        message: `the secretgate server at ${baseUrl} sent an answer too large (over ${limit} bytes); is baseUrl right?`
+      })
     const httpClient = (yield* HttpClient.HttpClient).pipe(
-      HttpClient.mapRequestEffect((request) => Effect.map(RequestKey, (key) => HttpClientRequest.bearerToken(request, key)))
+      HttpClient.mapRequestEffect((request) => Effect.map(RequestKey, (key) => HttpClientRequest.bearerToken(request, key))),
+      HttpClient.transform((effect, request) =>
+        Effect.flatMap(
+          Effect.zip(effect, Effect.serviceOption(ResponseLimit)),
+          ([response, limit]) => {
+            const bytes = Option.getOrElse(limit, () => maxResponseBytes)
+            return readCapped(request, response, bytes, tooLarge(bytes))
+          }
+        )
+      )
     )
     const client = yield* HttpApiClient.makeWith(SecretApi, { httpClient, baseUrl })
 
@@ -177,9 +246,14 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
       organizationId: string,
       credential: Credential,
       keep: ReadonlyArray<string>,
-      request: Effect.Effect<A, unknown, RequestKey>
+      request: Effect.Effect<A, unknown, RequestKey>,
+      responseLimit = maxResponseBytes
     ): Effect.Effect<A, E | StoreError> =>
-      Effect.flatMap(keyFor(credential, organizationId), (key) => Effect.provideService(request, RequestKey, key)).pipe(
+      Effect.flatMap(keyFor(credential, organizationId), (key) =>
+        request.pipe(
+          Effect.provideService(RequestKey, key),
+          Effect.provideService(ResponseLimit, responseLimit)
+        )).pipe(
         Effect.timeoutFail({
           duration: timeout,
           onTimeout: () =>
@@ -298,7 +372,8 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
             Effect.map(
               client.egress.resolve({ headers: headers(organizationId), payload: { placeholders: batch } }),
               (answer) => answer.secrets
-            )
+            ),
+            Math.max(maxResponseBytes, batch.length * RESOLVED_SECRET_BYTES)
           )).pipe(Effect.map((all) => all.flat()))
       }
     })

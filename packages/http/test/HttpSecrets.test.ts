@@ -235,6 +235,58 @@ describe("a server that is unreachable, slow or broken → StoreUnavailable", ()
     }
   })
 
+  it("an answer over the size limit → StoreUnavailable \"answer too large\", without reading it all", async () => {
+    const padding = " ".repeat(9 * 1024 * 1024)
+    // a valid JSON answer ([] padded) over 8 MiB, with a declared length
+    await withServer((_, res) => res.writeHead(200, { "content-type": "application/json" }).end(`[${padding}]`), async (url) => {
+      await using gate = gateFor({ baseUrl: url })
+      const error = await rejection(gate.secret.list())
+      expect(error).toBeInstanceOf(StoreUnavailable)
+      expect((error as StoreUnavailable).message).toMatch(/sent an answer too large \(over 8388608 bytes\)/)
+    })
+    // an endless streamed answer without a length: refused once over the limit, not at the timeout
+    let sent = 0
+    await withServer((_, res) => {
+      res.writeHead(200, { "content-type": "application/json" })
+      res.write("[")
+      const chunk = " ".repeat(64 * 1024)
+      const more = () => {
+        while (!res.destroyed && sent < 64 * 1024 * 1024) {
+          sent += chunk.length
+          if (!res.write(chunk)) return void res.once("drain", more)
+        }
+      }
+      more()
+    }, async (url) => {
+      await using gate = gateFor({ baseUrl: url, timeout: "20 seconds", maxResponseBytes: 1024 * 1024 })
+      const error = await rejection(gate.secret.list())
+      expect(error).toBeInstanceOf(StoreUnavailable)
+      expect((error as StoreUnavailable).message).toMatch(/answer too large \(over 1048576 bytes\)/)
+      expect(sent).toBeLessThan(32 * 1024 * 1024)
+    })
+  })
+
+  it("maxResponseBytes applies to management answers; resolve answers may hold their whole batch", async () => {
+    const org = `org-answer-size-${Date.now()}`
+    const key = registry.issue({ organizationId: org, scopes: ["secrets:manage"] }).key
+    const resolveKey = registry.issue({ organizationId: org, scopes: ["secrets:resolve"] }).key
+    await using gate = gateFor({ organizationId: org, apiKey: key, resolveApiKey: resolveKey, maxResponseBytes: 4096 })
+    const names: Record<string, string> = {}
+    for (let i = 0; i < 30; i++) {
+      await gate.secret.create({ name: `big_${i}`, value: "v".repeat(3000) })
+      names[`BIG_${i}`] = `big_${i}`
+    }
+    const error = await rejection(gate.secret.list())
+    expect(error).toBeInstanceOf(StoreUnavailable)
+    expect((error as StoreUnavailable).message).toMatch(/answer too large \(over 4096 bytes\)/)
+    // the client still works after refusing an answer
+    expect((await gate.secret.get((await gate.secret.create({ name: "small", value: "v" })).id)).name).toBe("small")
+    const mount = await gate.mount(names) // pages of 200 names: under 4096 bytes each when filtered
+    const values = await (await gate.resolver(mount)).current()
+    expect(values.size).toBe(30)
+    expect(HttpSecrets.DEFAULT_MAX_RESPONSE_BYTES).toBe(8 * 1024 * 1024)
+  })
+
   it("a backend failure on the server comes back typed (503) or as a generic 500", async () => {
     const broken = (failure: Effect.Effect<never>) =>
       Layer.effect(
