@@ -97,10 +97,10 @@ describe("key rotation", () => {
           [...made.map((m, i) => [m.name, `s-value-${i}`] as const), [later.name, "later-value-0"] as const].sort()
         )
       }))
-      // the old key alone no longer opens the store
+      // the old key alone no longer opens the store: it is retired
       const error = yield* failure(withStore({ directory, keyRing: KeyRing.make([oldKey]) }, Effect.void))
       expect(error._tag).toBe("DecryptionFailed")
-      expect(error.message).toMatch(/sealed with key "2026", which is not configured/)
+      expect(error.message).toMatch(/key "2025" was retired from the store/)
     }))
 
   it.live("another process's rotation and retirement are followed, and a late write under the retired key is re-sealed", () =>

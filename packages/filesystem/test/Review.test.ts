@@ -67,3 +67,47 @@ describe("a failed open writes nothing", () => {
       }))
     }))
 })
+
+describe("retired keys stay retired", () => {
+  it.live("a ring still holding a retired key does not register it again, and records under it are refused", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      const oldKey = KeyRing.generateKey("old")
+      const newKey = KeyRing.generateKey("new")
+      const made = yield* withStore(
+        { directory, keyRing: KeyRing.make([oldKey]) },
+        Effect.flatMap(Secrets.Secrets, (s) => s.create(ORG, { name: "db", value: value("v1") }))
+      )
+      const path = recordFile(directory, made.id)
+      const sealedWithOld = readFileSync(path)
+      const both = KeyRing.make([oldKey, newKey])
+      yield* withStore({ directory, keyRing: both }, Effect.gen(function*() {
+        const store = yield* FileSystemSecretStore.FileSystemSecretStore
+        expect(yield* store.reseal).toBe(1)
+        yield* store.retireKey("old")
+      }))
+      const manifestOf = () => JSON.parse(readFileSync(Path.join(directory, "store.json"), "utf8"))
+      // reopened with a ring that still holds the retired key: not registered again
+      yield* withStore({ directory, keyRing: both }, Effect.gen(function*() {
+        const s = yield* Secrets.Secrets
+        expect(yield* resolveOne(s, made.placeholder)).toEqual(["v1"])
+        expect((yield* (yield* FileSystemSecretStore.FileSystemSecretStore).keys).map((k) => k.id)).toEqual(["new"])
+      }))
+      expect(manifestOf().keys.map((k: { id: string }) => k.id)).toEqual(["new"])
+      // a record file sealed and MAC'd with the retired key (an old copy put back) is refused,
+      // although this process holds the key
+      writeFileSync(path, sealedWithOld)
+      yield* withStore({ directory, keyRing: both }, Effect.gen(function*() {
+        const s = yield* Secrets.Secrets
+        const error = yield* failure(s.get(ORG, made.id))
+        expect(error._tag).toBe("StoreCorrupted")
+        expect(error.message).toContain(`sealed with key "old", which this store has retired`)
+      }))
+      // a ring whose sealing key is the retired one is refused at open
+      const reversed = yield* failure(withStore({ directory, keyRing: KeyRing.make([newKey, oldKey]) }, Effect.void))
+      expect(reversed._tag).toBe("DecryptionFailed")
+      expect(reversed.message).toContain(`key "old" was retired`)
+      expect(manifestOf().keys.map((k: { id: string }) => k.id)).toEqual(["new"])
+      expect(manifestOf().retired).toEqual(["old"])
+    }))
+})

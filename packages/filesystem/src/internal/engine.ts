@@ -91,6 +91,7 @@ export const open = (
     // -- state of this process -------------------------------------------------------------------
     let manifest: Keys.Manifest = undefined as unknown as Keys.Manifest // set by loadKeys
     let knownKeyIds: ReadonlySet<string> = new Set()
+    let retiredKeyIds: ReadonlySet<string> = new Set()
     let ring: KeyRing.KeyRing = undefined as unknown as KeyRing.KeyRing // set by loadKeys before any use
     /** Keys this process held before another process retired them: only to re-seal a late write. */
     const previousKeys = new Map<string, KeyRing.Key>()
@@ -111,7 +112,17 @@ export const open = (
         message: `the store's key file ${paths.keyFile} is missing: restore it from a backup, or configure the store's key`
       })
 
-    /** (Re)reads the manifest and, for generated keys, the key file; refuses a wrong key. */
+    const retiredCurrentKey = (keyId: string) =>
+      new DecryptionFailed({
+        message: `key ${
+          JSON.stringify(keyId)
+        } was retired from the store in ${paths.manifest} and cannot seal again: configure a newer key last in the key ring`
+      })
+
+    /**
+     * (Re)reads the manifest and, for generated keys, the key file; refuses a wrong key. Retired
+     * keys are dropped from the ring (refused outright when one is the key that would seal).
+     */
     const loadKeys = Effect.gen(function*() {
       const read = yield* Keys.readManifest(fs, paths)
       if (read === undefined) {
@@ -128,8 +139,15 @@ export const open = (
         nextRing = ringFrom(keys)
       }
       yield* Keys.verifyRing(paths, read, nextRing)
+      const retired = new Set(read.retired)
+      if ([...nextRing.keys.keys()].some((id) => retired.has(id))) {
+        // a retired key is never used again, even if still configured
+        if (retired.has(nextRing.current.id)) return yield* Effect.fail(retiredCurrentKey(nextRing.current.id))
+        nextRing = ringFrom([...nextRing.keys.values()].filter((key) => !retired.has(key.id)))
+      }
       manifest = read
       knownKeyIds = new Set(read.keys.map((key) => key.id))
+      retiredKeyIds = retired
       for (const key of ring === undefined ? [] : ring.keys.values()) {
         if (!nextRing.keys.has(key.id)) previousKeys.set(key.id, key)
       }
@@ -174,7 +192,7 @@ export const open = (
         if (read._tag === "Odd") {
           return { _tag: "Damaged", damage: RecordFile.damaged(fileKey, path, read.why, { id: fileKey }) }
         }
-        return RecordFile.decode(fileKey, path, read.text, ring.keys, knownKeyIds)
+        return RecordFile.decode(fileKey, path, read.text, ring.keys, knownKeyIds, retiredKeyIds)
       })
     }
 
@@ -498,7 +516,9 @@ export const open = (
           )
         }
         yield* Keys.verifyRing(paths, current, ring)
-        const added = [...ring.keys.values()].filter((key) => !current.keys.some((k) => k.id === key.id))
+        const added = [...ring.keys.values()].filter((key) =>
+          !current.keys.some((k) => k.id === key.id) && !current.retired.includes(key.id)
+        )
         if (added.length === 0) return
         yield* Keys.writeManifest(fs, paths, {
           ...current,
@@ -554,7 +574,9 @@ export const open = (
       const journal = yield* Journal.read(fs, paths.journal)
       // a brand-new store (no records: checked above) registers its keys at once
       const register = fresh || known.keys.length === 0
-      const added = register ? keys.filter((key) => !known.keys.some((k) => k.id === key.id)) : []
+      const added = register
+        ? keys.filter((key) => !known.keys.some((k) => k.id === key.id) && !known.retired.includes(key.id))
+        : []
       if (fresh || added.length > 0) {
         yield* Keys.writeManifest(fs, paths, {
           ...known,
@@ -799,7 +821,7 @@ export const open = (
       const id = yield* transact(Effect.gen(function*() {
         const inFile = yield* Keys.readKeyFile(fs, paths)
         if (inFile === undefined) return yield* Effect.fail(missingKeyFile())
-        const key = KeyRing.generateKey(Keys.newKeyId(new Set([...knownKeyIds, ...inFile.map((k) => k.id)])))
+        const key = KeyRing.generateKey(Keys.newKeyId(new Set([...knownKeyIds, ...retiredKeyIds, ...inFile.map((k) => k.id)])))
         const nextKeys = [...inFile, key]
         // key file first: a crash before the manifest is written is repaired at the next open
         yield* Keys.writeKeyFile(fs, paths, nextKeys)
@@ -824,7 +846,11 @@ export const open = (
         if (used > 0) {
           return yield* refuse(`key ${JSON.stringify(keyId)} still seals ${used} record(s): run reseal first`)
         }
-        yield* Keys.writeManifest(fs, paths, { ...manifest, keys: manifest.keys.filter((key) => key.id !== keyId) })
+        yield* Keys.writeManifest(fs, paths, {
+          ...manifest,
+          keys: manifest.keys.filter((key) => key.id !== keyId),
+          retired: [...manifest.retired.filter((id) => id !== keyId), keyId]
+        })
         if (options.keys._tag === "File") {
           const inFile = yield* Keys.readKeyFile(fs, paths)
           if (inFile !== undefined) yield* Keys.writeKeyFile(fs, paths, inFile.filter((key) => key.id !== keyId))

@@ -24,6 +24,12 @@ export interface Manifest {
   readonly createdAt: string
   /** Keys that may seal records, oldest first. Retiring a key removes it. */
   readonly keys: ReadonlyArray<ManifestKey>
+  /**
+   * Ids of retired keys: never registered again, and a record sealed (and MAC'd) under one is
+   * refused even by a process that still holds the key. Absent in manifests written before it
+   * existed (read as `[]`).
+   */
+  readonly retired: ReadonlyArray<string>
 }
 
 const derive = (key: KeyRing.Key, purpose: string): Buffer =>
@@ -62,7 +68,8 @@ export const newManifest = (keys: ReadonlyArray<KeyRing.Key>): Manifest => ({
   format: STORE_FORMAT,
   version: FORMAT_VERSION,
   createdAt: new Date().toISOString(),
-  keys: keys.map((key) => ({ id: key.id, check: keyCheck(key) }))
+  keys: keys.map((key) => ({ id: key.id, check: keyCheck(key) })),
+  retired: []
 })
 
 /** Parses `store.json`. */
@@ -96,11 +103,16 @@ export const parseManifest = (path: string, text: string): Effect.Effect<Manifes
   ) {
     return Effect.fail(corrupted(path, `has a malformed "keys" list`))
   }
+  const retired = parsed["retired"] ?? []
+  if (!Array.isArray(retired) || !retired.every((id) => typeof id === "string")) {
+    return Effect.fail(corrupted(path, `has a malformed "retired" list`))
+  }
   return Effect.succeed({
     format: STORE_FORMAT,
     version,
     createdAt: typeof parsed["createdAt"] === "string" ? parsed["createdAt"] : "",
-    keys: keys.map((key: Record<string, string>) => ({ id: key["id"]!, check: key["check"]! }))
+    keys: keys.map((key: Record<string, string>) => ({ id: key["id"]!, check: key["check"]! })),
+    retired: retired as ReadonlyArray<string>
   })
 }
 

@@ -113,7 +113,8 @@ export const decode = (
   path: string,
   text: string,
   keys: ReadonlyMap<string, KeyRing.Key>,
-  knownKeyIds: ReadonlySet<string>
+  knownKeyIds: ReadonlySet<string>,
+  retiredKeyIds: ReadonlySet<string> = new Set()
 ): Decoded => {
   let parsed: unknown
   try {
@@ -132,9 +133,14 @@ export const decode = (
   if (Either.isLeft(decoded)) return fail("its fields do not form a record")
   const record = decoded.right
   if (fileKeyOf(record.id) !== fileKey) return fail(`it holds record ${JSON.stringify(record.id)}, which belongs elsewhere`)
+  // only keys the manifest lists may seal: a retired key (or one never registered) is refused even
+  // when this process still holds it, so a record MAC'd with it cannot come back
+  if (retiredKeyIds.has(record.sealed.keyId)) {
+    return fail(`sealed with key ${JSON.stringify(record.sealed.keyId)}, which this store has retired`)
+  }
+  if (!knownKeyIds.has(record.sealed.keyId)) return fail(`sealed with unknown key ${JSON.stringify(record.sealed.keyId)}`)
   const key = keys.get(record.sealed.keyId)
   if (key === undefined) {
-    if (!knownKeyIds.has(record.sealed.keyId)) return fail(`sealed with unknown key ${JSON.stringify(record.sealed.keyId)}`)
     return {
       _tag: "MissingKey",
       keyId: record.sealed.keyId,
