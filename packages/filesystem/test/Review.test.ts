@@ -4,8 +4,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { KeyRing, Secrets } from "@secretgate/core"
-import { Effect, Redacted } from "effect"
-import { readFileSync, writeFileSync } from "node:fs"
+import { Effect, Exit, Redacted } from "effect"
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { hostname } from "node:os"
 import * as Path from "node:path"
 import { FileSystemSecretStore } from "@secretgate/filesystem"
 import { failure, tempStore, withStore } from "./support.js"
@@ -110,4 +111,28 @@ describe("retired keys stay retired", () => {
       expect(manifestOf().keys.map((k: { id: string }) => k.id)).toEqual(["new"])
       expect(manifestOf().retired).toEqual(["old"])
     }))
+})
+
+describe("waiting for the lock", () => {
+  it.live("is interruptible: a timeout around a write returns without waiting for lockTimeout", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      const key = newKey()
+      // a lock timeout far beyond the test's own timeout: only an interruptible wait can finish
+      const options = { directory, key, lockTimeout: 3_600_000 }
+      yield* withStore(options, Effect.gen(function*() {
+        const s = yield* Secrets.Secrets
+        const lock = Path.join(directory, "lock")
+        const held = JSON.stringify({ pid: process.ppid, host: hostname(), token: "alive", since: Date.now(), start: null })
+        writeFileSync(lock, held)
+        const exit = yield* Effect.exit(s.create(ORG, { name: "a", value: value("v") }).pipe(Effect.timeout("200 millis")))
+        expect(Exit.isFailure(exit)).toBe(true)
+        // the holder's lock is untouched, and nothing of ours was left
+        expect(readFileSync(lock, "utf8")).toBe(held)
+        rmSync(lock)
+        yield* s.create(ORG, { name: "b", value: value("v") })
+        expect(existsSync(lock)).toBe(false)
+        expect((yield* s.list(ORG)).map((x) => x.name)).toEqual(["b"])
+      }))
+    }), 20_000)
 })

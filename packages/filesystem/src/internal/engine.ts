@@ -425,10 +425,8 @@ export const open = (
      */
     const transact = <A, E>(body: Effect.Effect<A, E>): Effect.Effect<A, E | StoreError> =>
       writeMutex.withPermits(1)(
-        Effect.acquireUseRelease(
-          Lock.acquire(fs, lockOptions),
-          () =>
-            syncMutex.withPermits(1)(Effect.gen(function*() {
+        Lock.withLock(fs, lockOptions)(
+          syncMutex.withPermits(1)(Effect.gen(function*() {
               yield* catchUp(true)
               if (pending.size > 0) {
                 // we hold the lock, so whoever announced these is gone: the files are old or new, both whole
@@ -438,8 +436,7 @@ export const open = (
                 yield* reread(dangling)
               }
               return yield* body
-            })),
-          (release) => release
+            }))
         )
       )
 
@@ -601,8 +598,7 @@ export const open = (
       return (yield* Keys.readKeyFile(fs, paths)) === undefined
     })
 
-    const underLock = <A, E>(body: Effect.Effect<A, E>) =>
-      Effect.acquireUseRelease(Lock.acquire(fs, lockOptions), () => body, (release) => release)
+    const underLock = <A, E>(body: Effect.Effect<A, E>) => Lock.withLock(fs, lockOptions)(body)
 
     /** Leftovers of killed writers: temp files (only ever written under the lock) and old lock attempts. */
     const removeLeftovers = (temps: ReadonlyArray<string>) =>

@@ -165,12 +165,16 @@ export interface LockOptions {
 
 /**
  * Takes the lock, waiting (polling with jittered back-off) for a live holder and breaking a stale
- * one. Fails with `StoreUnavailable` naming the holder after `timeoutMillis`. Returns the release.
+ * one. Fails with `StoreUnavailable` naming the holder after `timeoutMillis`. The wait is
+ * interruptible; only each atomic step is not: the `link(2)` that takes the lock (which calls
+ * `onTaken` in the same uninterruptible step, so a lock taken is always known to the caller) and
+ * the breaking of a stale lock (so no `lock.break` of ours is left behind).
  */
-export const acquire = (
+const acquireInterruptibly = (
   fs: FileSystem.FileSystem,
-  options: LockOptions
-): Effect.Effect<Effect.Effect<void>, StoreUnavailable> =>
+  options: LockOptions,
+  onTaken: (content: string) => void
+): Effect.Effect<void, StoreUnavailable> =>
   Effect.gen(function*() {
     const owner: Owner = {
       pid: process.pid,
@@ -181,13 +185,17 @@ export const acquire = (
     }
     const content = JSON.stringify(owner)
     const deadline = Date.now() + options.timeoutMillis
+    const take = Effect.uninterruptible(Effect.tap(tryLink(fs, options.path, content), (taken) => {
+      if (taken) onTaken(content)
+    }))
     let delay = 1
     for (;;) {
-      if (yield* tryLink(fs, options.path, content)) break
+      if (yield* take) return
       const holder = yield* readHolder(fs, options.path)
       if (holder === undefined) continue // released between our attempt and the read
       if (yield* isStale(fs, holder)) {
-        yield* breakStale(fs, options.path, options.breaker, holder, content)
+        yield* Effect.uninterruptible(breakStale(fs, options.path, options.breaker, holder, content))
+        yield* sleepLive(0) // an interruption point between attempts
         continue
       }
       if (Date.now() > deadline) {
@@ -202,5 +210,22 @@ export const acquire = (
       yield* sleepLive(delay * (0.5 + Math.random()))
       delay = Math.min(delay * 2, 20)
     }
-    return removeIfSame(fs, options.path, content).pipe(Effect.ignore)
+  })
+
+/**
+ * Runs `body` holding the lock (see `acquireInterruptibly`), and releases it afterwards whatever
+ * happens: success, failure, or an interruption at any point after the lock was taken.
+ */
+export const withLock = (fs: FileSystem.FileSystem, options: LockOptions) =>
+<A, E, R>(body: Effect.Effect<A, E, R>): Effect.Effect<A, E | StoreUnavailable, R> =>
+  Effect.uninterruptibleMask((restore) => {
+    let held: string | undefined
+    return restore(acquireInterruptibly(fs, options, (content) => {
+      held = content
+    })).pipe(
+      Effect.zipRight(restore(body)),
+      Effect.ensuring(Effect.suspend(() =>
+        held === undefined ? Effect.void : removeIfSame(fs, options.path, held).pipe(Effect.ignore)
+      ))
+    )
   })
