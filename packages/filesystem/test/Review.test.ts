@@ -6,7 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { KeyRing, Secrets } from "@secretgate/core"
 import { Effect, Exit, Redacted } from "effect"
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { hostname } from "node:os"
+import { hostname, uptime } from "node:os"
 import * as Path from "node:path"
 import { FileSystemSecretStore } from "@secretgate/filesystem"
 import { failure, tempStore, withStore } from "./support.js"
@@ -135,4 +135,23 @@ describe("waiting for the lock", () => {
         expect((yield* s.list(ORG)).map((x) => x.name)).toEqual(["b"])
       }))
     }), 20_000)
+})
+
+describe("stale locks", () => {
+  it.live("a lock taken before the host booted is stale even when its pid is alive and its start time unknown", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      const key = newKey()
+      const options = { directory, key, lockTimeout: 2_000 }
+      yield* withStore(options, Effect.flatMap(Secrets.Secrets, (s) => s.create(ORG, { name: "a", value: value("v") })))
+      const lock = Path.join(directory, "lock")
+      const bootedAt = Date.now() - uptime() * 1000
+      // the pid is alive (a reused pid after a reboot), no start time (as off Linux)
+      writeFileSync(
+        lock,
+        JSON.stringify({ pid: process.ppid, host: hostname(), token: "before-boot", since: bootedAt - 3_600_000, start: null })
+      )
+      yield* withStore(options, Effect.flatMap(Secrets.Secrets, (s) => s.create(ORG, { name: "b", value: value("v") })))
+      expect(existsSync(lock)).toBe(false)
+    }))
 })

@@ -3,8 +3,8 @@
  *
  * - Taking it is `link(2)` of a complete temp file onto `lock`: atomic, fails if it exists, and
  *   the lock file always has its full content (pid, host, process start time, a random token).
- * - A lock whose holder died (same host: the pid is gone or now belongs to a process started at
- *   another time; another host: older than a minute) is stale. It is removed while holding
+ * - A lock whose holder died (same host: the lock predates the last boot, or the pid is gone or
+ *   now belongs to a process started at another time; another host: older than a minute) is stale. It is removed while holding
  *   `lock.break`, after checking again that it is still the same stale lock, so two processes
  *   recovering at once cannot remove a lock a third has just taken.
  * - Release removes `lock` only if it still carries the holder's token.
@@ -12,7 +12,7 @@
 import type { FileSystem } from "@effect/platform"
 import { StoreUnavailable } from "@secretgate/core"
 import { Effect } from "effect"
-import { hostname } from "node:os"
+import { hostname, uptime } from "node:os"
 import { FILE_MODE, isAlreadyExists, isNotFound, sleepLive, token, unavailable } from "./io.js"
 
 interface Owner {
@@ -35,6 +35,11 @@ const FOREIGN_STALE_MS = 60_000
 export const LOCK_TEMP_STALE_MS = 60_000
 
 const HOST = hostname()
+
+/** When this host booted (ms since the epoch), from the wall clock and the uptime. */
+const bootTime = (): number => Date.now() - uptime() * 1000
+/** Margin for wall-clock adjustments since boot: a lock must predate the boot by this much to count. */
+const BOOT_SLACK_MS = 10_000
 
 const processStart = (fs: FileSystem.FileSystem, pid: number): Effect.Effect<string | null> =>
   process.platform === "linux"
@@ -99,6 +104,9 @@ const isStale = (fs: FileSystem.FileSystem, holder: Holder): Effect.Effect<boole
   // lock files are linked into place complete, so one without an owner is damage, not a lock being written
   if (owner === undefined) return Effect.succeed(true)
   if (owner.host !== HOST) return Effect.succeed(Date.now() - owner.since > FOREIGN_STALE_MS)
+  // taken before this host last booted: whatever process has that pid now is not the holder
+  // (where the start time is unknown, this is what tells a reused pid after a reboot)
+  if (owner.since < bootTime() - BOOT_SLACK_MS) return Effect.succeed(true)
   if (!isAlive(owner.pid)) return Effect.succeed(true)
   if (owner.start === null) return Effect.succeed(false)
   return Effect.map(processStart(fs, owner.pid), (start) => start !== null && start !== owner.start)
