@@ -5,7 +5,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { KeyRing, Secrets } from "@secretgate/core"
 import { Effect, Exit, Redacted } from "effect"
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { hostname, uptime } from "node:os"
 import * as Path from "node:path"
 import { FileSystemSecretStore } from "@secretgate/filesystem"
@@ -153,5 +154,31 @@ describe("stale locks", () => {
       )
       yield* withStore(options, Effect.flatMap(Secrets.Secrets, (s) => s.create(ORG, { name: "b", value: value("v") })))
       expect(existsSync(lock)).toBe(false)
+    }))
+})
+
+describe("a writer that died between its announcement and its confirmation", () => {
+  const deadPid = (): number =>
+    Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout)
+
+  it.live("is closed out by a reader once the announcement is old, without waiting for a write", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      const key = newKey()
+      yield* withStore({ directory, key }, Effect.gen(function*() {
+        const s = yield* Secrets.Secrets
+        const made = yield* s.create(ORG, { name: "a", value: value("v") })
+        // what a writer killed after its "B" line leaves: the announcement and its (stale) lock
+        const journal = Path.join(directory, "journal")
+        const lock = Path.join(directory, "lock")
+        appendFileSync(journal, `B ${made.id}\n`)
+        writeFileSync(lock, JSON.stringify({ pid: deadPid(), host: hostname(), token: "dead", since: Date.now(), start: null }))
+        expect(yield* s.get(ORG, made.id)).toEqual(made)
+        yield* Effect.sleep("700 millis") // past the age at which a reader closes it (not a timing assert)
+        expect(yield* s.get(ORG, made.id)).toEqual(made)
+        const lines = readFileSync(journal, "utf8").trimEnd().split("\n")
+        expect(lines[lines.length - 1]).toBe(`C ${made.id}`)
+        expect(existsSync(lock)).toBe(false)
+      }))
     }))
 })

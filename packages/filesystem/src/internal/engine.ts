@@ -74,6 +74,8 @@ export interface Engine {
 }
 
 const RESEAL_BATCH = 64
+/** An announcement (B) open this long makes a reader try the lock once to close it (its writer likely died). */
+const PENDING_CLOSE_MS = 500
 
 const sameRecordIdentity = (a: SecretRecord, b: SecretRecord): boolean =>
   a.id === b.id && a.organizationId === b.organizationId && a.name === b.name && a.placeholder === b.placeholder &&
@@ -411,11 +413,59 @@ export const open = (
     const sameAsPosition = (now: { readonly ino: number; readonly size: number; readonly mtimeMs: number } | undefined) =>
       now !== undefined && now.ino === position.ino && now.size === position.size && now.mtimeMs === position.mtimeMs
 
+    /** When this process first saw each open announcement (B without C), to notice dead writers'. */
+    const pendingSeen = new Map<string, number>()
+    let lastCloseAttempt = 0
+
+    /**
+     * `true` when an announcement has stayed open longer than a write takes: its writer is likely
+     * dead (a live one holds the lock from B to C, so trying the lock is harmless either way).
+     * At most one attempt per `PENDING_CLOSE_MS`, so a slow live writer costs readers little.
+     */
+    const danglingTooLong = (now: number): boolean => {
+      if (pending.size === 0) {
+        pendingSeen.clear()
+        return false
+      }
+      for (const fileKey of pendingSeen.keys()) if (!pending.has(fileKey)) pendingSeen.delete(fileKey)
+      let oldest = now
+      for (const fileKey of pending) {
+        const seen = pendingSeen.get(fileKey)
+        if (seen === undefined) pendingSeen.set(fileKey, now)
+        else oldest = Math.min(oldest, seen)
+      }
+      return now - oldest > PENDING_CLOSE_MS && now - lastCloseAttempt > PENDING_CLOSE_MS
+    }
+
+    /**
+     * Closes announcements whose writer died, if the lock is free right now (a stale lock, as a
+     * dead writer leaves, is broken); otherwise leaves them to the next attempt or writer.
+     */
+    const closeDangling: Effect.Effect<void> = Effect.suspend(() => {
+      lastCloseAttempt = Date.now()
+      return writeMutex.withPermitsIfAvailable(1)(
+        Lock.tryWithLock(fs, lockOptions)(syncMutex.withPermits(1)(Effect.zipRight(catchUp(true), closePending)))
+      ).pipe(Effect.ignore)
+    })
+
     /** Before every read: one `stat` of the journal, and a catch-up only when it changed. */
     const sync: Effect.Effect<void, StoreError> = Effect.gen(function*() {
       if (pending.size === 0 && sameAsPosition(yield* Journal.identity(fs, paths.journal))) return
       const outcome = yield* syncMutex.withPermits(1)(catchUp(false))
-      if (outcome === "repair") yield* transact(Effect.void)
+      if (outcome === "repair") return yield* transact(Effect.void)
+      if (danglingTooLong(Date.now())) yield* closeDangling
+    })
+
+    /** Holding the lock, caught up: whoever announced the open changes is gone; confirms them. */
+    const closePending: Effect.Effect<void, StoreError> = Effect.suspend(() => {
+      if (pending.size === 0) return Effect.void
+      // the files are old or new, both whole
+      const dangling = [...pending]
+      return Effect.gen(function*() {
+        yield* appendJournal(dangling.map((fileKey) => `C ${fileKey}\n`).join(""))
+        pending = new Set()
+        yield* reread(dangling)
+      })
     })
 
     // -- writing -----------------------------------------------------------------------------------
@@ -428,13 +478,8 @@ export const open = (
         Lock.withLock(fs, lockOptions)(
           syncMutex.withPermits(1)(Effect.gen(function*() {
               yield* catchUp(true)
-              if (pending.size > 0) {
-                // we hold the lock, so whoever announced these is gone: the files are old or new, both whole
-                const dangling = [...pending]
-                yield* appendJournal(dangling.map((fileKey) => `C ${fileKey}\n`).join(""))
-                pending = new Set()
-                yield* reread(dangling)
-              }
+              // we hold the lock, so whoever announced these is gone
+              yield* closePending
               return yield* body
             }))
         )

@@ -11,7 +11,7 @@
  */
 import type { FileSystem } from "@effect/platform"
 import { StoreUnavailable } from "@secretgate/core"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { hostname, uptime } from "node:os"
 import { FILE_MODE, isAlreadyExists, isNotFound, sleepLive, token, unavailable } from "./io.js"
 
@@ -181,8 +181,9 @@ export interface LockOptions {
 const acquireInterruptibly = (
   fs: FileSystem.FileSystem,
   options: LockOptions,
-  onTaken: (content: string) => void
-): Effect.Effect<void, StoreUnavailable> =>
+  onTaken: (content: string) => void,
+  wait = true
+): Effect.Effect<boolean, StoreUnavailable> =>
   Effect.gen(function*() {
     const owner: Owner = {
       pid: process.pid,
@@ -197,8 +198,10 @@ const acquireInterruptibly = (
       if (taken) onTaken(content)
     }))
     let delay = 1
-    for (;;) {
-      if (yield* take) return
+    // without waiting: a few attempts, only to get past a stale lock or one released meanwhile
+    for (let attempts = 0;; attempts++) {
+      if (yield* take) return true
+      if (!wait && attempts >= 3) return false
       const holder = yield* readHolder(fs, options.path)
       if (holder === undefined) continue // released between our attempt and the read
       if (yield* isStale(fs, holder)) {
@@ -206,6 +209,7 @@ const acquireInterruptibly = (
         yield* sleepLive(0) // an interruption point between attempts
         continue
       }
+      if (!wait) return false
       if (Date.now() > deadline) {
         return yield* Effect.fail(
           new StoreUnavailable({
@@ -232,6 +236,24 @@ export const withLock = (fs: FileSystem.FileSystem, options: LockOptions) =>
       held = content
     })).pipe(
       Effect.zipRight(restore(body)),
+      Effect.ensuring(Effect.suspend(() =>
+        held === undefined ? Effect.void : removeIfSame(fs, options.path, held).pipe(Effect.ignore)
+      ))
+    )
+  })
+
+/**
+ * Runs `body` holding the lock if it can be taken without waiting for a live holder (a stale lock
+ * is broken): `Option.some` of its result, or `Option.none` when another process holds the lock.
+ */
+export const tryWithLock = (fs: FileSystem.FileSystem, options: LockOptions) =>
+<A, E, R>(body: Effect.Effect<A, E, R>): Effect.Effect<Option.Option<A>, E | StoreUnavailable, R> =>
+  Effect.uninterruptibleMask((restore) => {
+    let held: string | undefined
+    return restore(acquireInterruptibly(fs, options, (content) => {
+      held = content
+    }, false)).pipe(
+      Effect.flatMap((taken) => taken ? Effect.asSome(restore(body)) : Effect.succeedNone),
       Effect.ensuring(Effect.suspend(() =>
         held === undefined ? Effect.void : removeIfSame(fs, options.path, held).pipe(Effect.ignore)
       ))
