@@ -6,16 +6,32 @@ import { describe, expect, it } from "@effect/vitest"
 import { KeyRing, Secrets } from "@secretgate/core"
 import { Effect, Exit, Redacted } from "effect"
 import { spawnSync } from "node:child_process"
-import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { FileSystem } from "@effect/platform"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import {
+  appendFileSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync
+} from "node:fs"
 import { hostname, uptime } from "node:os"
 import * as Path from "node:path"
 import { FileSystemSecretStore } from "@secretgate/filesystem"
-import { failure, tempStore, withStore } from "./support.js"
+import * as Lock from "../src/internal/lock.js"
+import { failure, startChild, tempStore, withStore } from "./support.js"
 
 const ORG = "acme"
 const value = (text: string) => Redacted.make(text)
 const newKey = () => KeyRing.keyToBase64(KeyRing.generateKey("k"))
 const recordFile = (directory: string, id: string) => Path.join(directory, "records", id.slice(0, 2), `${id}.json`)
+
+const deadPid = (): number =>
+  Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout)
 
 const resolveOne = (secrets: Secrets.Secrets, placeholder: string) =>
   Effect.map(secrets.resolve(ORG, [placeholder]), (resolved) => resolved.map((r) => Redacted.value(r.value)))
@@ -158,9 +174,6 @@ describe("stale locks", () => {
 })
 
 describe("a writer that died between its announcement and its confirmation", () => {
-  const deadPid = (): number =>
-    Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout)
-
   it.live("is closed out by a reader once the announcement is old, without waiting for a write", () =>
     Effect.gen(function*() {
       const directory = tempStore()
@@ -181,4 +194,98 @@ describe("a writer that died between its announcement and its confirmation", () 
         expect(existsSync(lock)).toBe(false)
       }))
     }))
+})
+
+describe("removing a lock file only if it is the one expected", () => {
+  it.live("a lock file replaced by another process between the check and the removal is left alone", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      mkdirSync(directory, { recursive: true })
+      const path = Path.join(directory, "lock.break")
+      const stale = JSON.stringify({ pid: 1, host: hostname(), token: "stale", since: 0, start: null })
+      const fresh = JSON.stringify({ pid: process.pid, host: hostname(), token: "fresh", since: Date.now(), start: null })
+      writeFileSync(path, stale)
+      const real = yield* FileSystem.FileSystem
+      let swapped = false
+      // another process acts right after our first read of `path`: it removes the stale file
+      // (as we meant to) and takes the breaker itself
+      const racing: FileSystem.FileSystem = {
+        ...real,
+        readFileString: (file, encoding) =>
+          Effect.tap(real.readFileString(file, encoding), () =>
+            Effect.sync(() => {
+              if (file !== path || swapped) return
+              swapped = true
+              unlinkSync(path)
+              writeFileSync(`${path}.other`, fresh)
+              linkSync(`${path}.other`, path)
+              unlinkSync(`${path}.other`)
+            }))
+      }
+      yield* Lock.removeIfSame(racing, path, stale)
+      expect(swapped).toBe(true)
+      expect(readFileSync(path, "utf8")).toBe(fresh)
+      // and the file we did mean is removed
+      yield* Lock.removeIfSame(real, path, fresh)
+      expect(existsSync(path)).toBe(false)
+      expect(readdirSync(directory)).toEqual([])
+    }).pipe(Effect.provide(NodeFileSystem.layer)))
+
+  it.live("4 processes writing while dead processes' locks and breakers keep appearing: each name created once, no lost write", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      const key = KeyRing.keyToBase64(KeyRing.generateKey())
+      yield* withStore({ directory, key }, Effect.void)
+      const dead = JSON.stringify({ pid: deadPid(), host: hostname(), token: "dead", since: Date.now(), start: null })
+      // plants a dead holder's lock or breaker whenever there is none (never over a live one)
+      let planted = 0
+      const planter = setInterval(() => {
+        for (const name of ["lock", "lock.break"]) {
+          try {
+            writeFileSync(Path.join(directory, name), dead, { flag: "wx" })
+            planted++
+          } catch {
+            // present: a live holder's, or one planted before
+          }
+        }
+      }, 5)
+      const workers = [0, 1, 2, 3].map((worker) =>
+        startChild("creator", [directory, ORG, String(worker), "100"], { SG_KEY: Redacted.value(key) })
+      )
+      const exits = yield* Effect.promise(async () => {
+        try {
+          await Promise.all(workers.map((child) => child.waitFor("ready")))
+          for (const child of workers) child.process.stdin!.write("go\n")
+          return await Promise.all(workers.map((child) => child.exited))
+        } finally {
+          clearInterval(planter)
+        }
+      })
+      exits.forEach((exit) => expect(exit.code, exit.stderr).toBe(0))
+      expect(planted).toBeGreaterThan(2)
+      const results = workers.map((child) =>
+        JSON.parse(child.output().trim().split("\n").pop()!) as { won: Array<string>; lost: Array<string> }
+      )
+      const shared = Array.from({ length: 20 }, (_, i) => `shared-${i}`)
+      const winners = new Map<string, number>()
+      results.forEach((result, worker) => {
+        for (const name of result.won) {
+          expect(winners.has(name), `${name} created twice`).toBe(false)
+          winners.set(name, worker)
+        }
+        expect([...result.won, ...result.lost].sort()).toEqual([...shared].sort())
+      })
+      rmSync(Path.join(directory, "lock"), { force: true })
+      rmSync(Path.join(directory, "lock.break"), { force: true })
+      yield* withStore({ directory, key }, Effect.gen(function*() {
+        const s = yield* Secrets.Secrets
+        const all = yield* s.list(ORG)
+        expect(all.length).toBe(20 + 4 * 80)
+        const resolved = yield* s.resolve(ORG, all.map((secret) => secret.placeholder))
+        for (const secret of resolved) {
+          const creator = secret.name.startsWith("shared-") ? winners.get(secret.name) : Number(secret.name.slice(1, 2))
+          expect(Redacted.value(secret.value)).toBe(`from-w${creator}-${secret.name}`)
+        }
+      }))
+    }), 120_000)
 })

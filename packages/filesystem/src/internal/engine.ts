@@ -651,7 +651,7 @@ export const open = (
         const now = Date.now()
         const names = yield* listIfExists(fs, paths.root)
         const rootTemps = names.filter((name) => name.startsWith(TEMP_PREFIX) || name === "journal.prev.tmp")
-        const lockTemps = names.filter((name) => /^lock\.(?:break\.)?[0-9a-f]+\.tmp$/.test(name))
+        const lockTemps = names.filter((name) => /^lock\.(?:break\.)?[0-9a-f]+\.(?:tmp|gone)$/.test(name))
         const oldLockTemps: Array<string> = []
         for (const name of lockTemps) {
           const info = yield* fs.stat(Path.join(paths.root, name)).pipe(Effect.option)

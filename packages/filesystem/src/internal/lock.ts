@@ -137,11 +137,42 @@ const tryLink = (
   )
 }
 
-const removeIfSame = (fs: FileSystem.FileSystem, path: string, raw: string): Effect.Effect<void, StoreUnavailable> =>
-  Effect.flatMap(readHolder(fs, path), (current) =>
-    current !== undefined && current.raw === raw
-      ? fs.remove(path).pipe(Effect.catchIf(isNotFound, () => Effect.void), Effect.mapError(unavailable("remove", path)))
-      : Effect.void)
+/**
+ * Removes `path` if it holds `raw`: read it; if it matches, `rename(2)` it aside to a unique name
+ * (atomic: this process now owns whatever file was at `path`, and nobody else can remove it),
+ * read that again, and unlink it if it is still `raw`. If another process replaced the file in
+ * between (it removed the same stale file and took the lock or breaker itself), the grabbed file
+ * is not `raw`: it is linked back to `path` and left alone. A plain read-then-unlink would have
+ * removed it. Residual risk (see docs/filesystem.md): a third process that takes `path` in the
+ * microseconds between the rename and the link back. Uninterruptible, so nothing is left aside.
+ */
+export const removeIfSame = (
+  fs: FileSystem.FileSystem,
+  path: string,
+  raw: string
+): Effect.Effect<void, StoreUnavailable> =>
+  Effect.uninterruptible(Effect.gen(function*() {
+    const current = yield* readHolder(fs, path)
+    if (current === undefined || current.raw !== raw) return
+    const aside = `${path}.${token()}.gone`
+    const moved = yield* fs.rename(path, aside).pipe(
+      Effect.as(true),
+      Effect.catchIf(isNotFound, () => Effect.succeed(false)),
+      Effect.mapError(unavailable("rename aside", path))
+    )
+    if (!moved) return // removed meanwhile by someone else
+    const grabbed = yield* fs.readFileString(aside).pipe(Effect.option)
+    if (grabbed._tag === "None" || grabbed.value !== raw) {
+      // not the file we meant to remove: give it back
+      yield* fs.link(aside, path).pipe(
+        Effect.catchIf(isAlreadyExists, () => Effect.void),
+        Effect.mapError(unavailable("put back", path)),
+        Effect.ensuring(fs.remove(aside).pipe(Effect.ignore))
+      )
+      return
+    }
+    yield* fs.remove(aside).pipe(Effect.catchIf(isNotFound, () => Effect.void), Effect.mapError(unavailable("remove", aside)))
+  }))
 
 /** Removes the stale lock `holder`, holding `breaker` meanwhile. */
 const breakStale = (
