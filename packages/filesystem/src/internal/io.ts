@@ -146,14 +146,19 @@ export const readBounded = (
     if (Number(info.size) > limit) {
       return { _tag: "Odd", why: `it is ${Number(info.size)} bytes, larger than any record (${limit} bytes at most)` } as const
     }
-    // one byte more than allowed, to notice a file that grew since the stat
-    const buffer = new Uint8Array(limit + 1)
+    // sized by the stat, plus one byte to notice a file that grew since (read on, up to the limit)
+    let buffer = new Uint8Array(Number(info.size) + 1)
     let filled = 0
     for (;;) {
+      if (filled === buffer.length) {
+        if (filled > limit) return { _tag: "Odd", why: `it is larger than any record (${limit} bytes at most)` } as const
+        const larger = new Uint8Array(Math.min(limit + 1, buffer.length * 2))
+        larger.set(buffer)
+        buffer = larger
+      }
       const n = Number(yield* file.read(buffer.subarray(filled)))
       if (n === 0) break
       filled += n
-      if (filled > limit) return { _tag: "Odd", why: `it is larger than any record (${limit} bytes at most)` } as const
     }
     return { _tag: "Text", text: utf8.decode(buffer.subarray(0, filled)) } as const
   })).pipe(

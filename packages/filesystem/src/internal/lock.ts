@@ -174,25 +174,41 @@ export const removeIfSame = (
     yield* fs.remove(aside).pipe(Effect.catchIf(isNotFound, () => Effect.void), Effect.mapError(unavailable("remove", aside)))
   }))
 
-/** Removes the stale lock `holder`, holding `breaker` meanwhile. */
+/**
+ * Breaking a stale lock takes a few file operations; a `lock.break` older than this is an orphan
+ * (its process died, or it was put back after its owner had finished) even if its pid is alive.
+ */
+const BREAKER_STALE_MS = 2_000
+
+/**
+ * Removes the stale lock `holder`, holding `breaker` meanwhile: `false` when another live
+ * process is breaking it right now (the caller waits a little), `true` otherwise.
+ */
 const breakStale = (
   fs: FileSystem.FileSystem,
   path: string,
   breaker: string,
   holder: Holder,
-  content: string
-): Effect.Effect<void, StoreUnavailable> =>
+  owner: Owner
+): Effect.Effect<boolean, StoreUnavailable> =>
   Effect.gen(function*() {
+    // its own token and time: a breaker's age is how long it has been held
+    const content = JSON.stringify({ ...owner, token: token(16), since: Date.now() })
     if (yield* tryLink(fs, breaker, content)) {
       yield* removeIfSame(fs, path, holder.raw).pipe(
         Effect.ensuring(removeIfSame(fs, breaker, content).pipe(Effect.ignore))
       )
-      return
+      return true
     }
-    // another process is breaking it; if that one died too, clear its breaker
+    // another process is breaking it; if that one died too (or left an orphan), clear its breaker
     const other = yield* readHolder(fs, breaker)
-    if (other !== undefined && (yield* isStale(fs, other))) yield* removeIfSame(fs, breaker, other.raw)
-    else yield* sleepLive(2)
+    if (other === undefined) return true
+    const orphan = other.owner !== undefined && Date.now() - other.owner.since > BREAKER_STALE_MS
+    if (orphan || (yield* isStale(fs, other))) {
+      yield* removeIfSame(fs, breaker, other.raw)
+      return true
+    }
+    return false
   })
 
 /** Where the lock lives, and how long to wait for it. */
@@ -235,11 +251,8 @@ const acquireInterruptibly = (
       if (!wait && attempts >= 3) return false
       const holder = yield* readHolder(fs, options.path)
       if (holder === undefined) continue // released between our attempt and the read
-      if (yield* isStale(fs, holder)) {
-        yield* Effect.uninterruptible(breakStale(fs, options.path, options.breaker, holder, content))
-        yield* sleepLive(0) // an interruption point between attempts
-        continue
-      }
+      const stale = yield* isStale(fs, holder)
+      if (stale && (yield* Effect.uninterruptible(breakStale(fs, options.path, options.breaker, holder, owner)))) continue
       if (!wait) return false
       if (Date.now() > deadline) {
         return yield* Effect.fail(
@@ -249,6 +262,10 @@ const acquireInterruptibly = (
             }`
           })
         )
+      }
+      if (stale) {
+        yield* sleepLive(2) // another process is breaking it
+        continue
       }
       yield* sleepLive(delay * (0.5 + Math.random()))
       delay = Math.min(delay * 2, 20)
