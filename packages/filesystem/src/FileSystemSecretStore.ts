@@ -2,8 +2,9 @@
  * A `SecretStore` on disk: one encrypted, authenticated file per secret in a directory that
  * several processes may share. Writes are atomic and durable (temp file, fsync, rename, fsync of
  * the directory) and serialised across processes by a lock file with stale-lock recovery; every
- * process keeps an in-memory index that a small journal keeps current, so a read costs one `stat`
- * and never scans the store. No plaintext value ever reaches the disk. The on-disk format, key
+ * process keeps an in-memory index of the records' metadata (never their sealed values) that a
+ * small journal keeps current, so a read costs one `stat` of the journal plus one read of the
+ * record file it found, and never scans the store. No plaintext value ever reaches the disk. The on-disk format, key
  * management and the guarantees are described in `docs/filesystem.md`.
  *
  * @since 0.1.0
