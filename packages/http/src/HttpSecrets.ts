@@ -99,6 +99,8 @@ const readCapped = (
 ): Effect.Effect<HttpClientResponse.HttpClientResponse, StoreUnavailable | HttpClientError.ResponseError> => {
   const declared = Number(response.headers["content-length"])
   if (Number.isFinite(declared) && declared > limit) return Effect.fail(tooLarge())
+  // a declared length within the limit bounds the body already (undici refuses a longer one)
+  if (response.headers["content-length"] !== undefined && Number.isFinite(declared)) return Effect.succeed(response)
   return response.stream.pipe(
     Stream.runFoldEffect({ chunks: [] as Array<Uint8Array>, size: 0 }, (state, chunk) => {
       const size = state.size + chunk.length
