@@ -115,19 +115,7 @@ export class StreamRewriter {
     // chunk's first `lookahead` bytes decide them all: join just that much, not the whole chunk.
     const joint = Buffer.concat([carry, input.subarray(0, lookahead)])
     const pieces: Array<Uint8Array> = []
-    let emitted = 0
-    let searchFrom = 0
-    while (searchFrom < carry.length) {
-      const match = this.matcher.find(joint, searchFrom, joint.length, false)
-      if (match === undefined || match.index >= carry.length) break
-      this.matches++
-      if (match.replacement !== undefined) {
-        if (match.index > emitted) pieces.push(joint.subarray(emitted, match.index))
-        pieces.push(match.replacement)
-        emitted = match.index + match.length
-      }
-      searchFrom = match.replacement === undefined ? match.index + 1 : match.index + match.length
-    }
+    const { emitted } = this.replaceIn(joint, carry.length, false, pieces)
     if (emitted < carry.length) pieces.push(joint.subarray(emitted, carry.length))
     // every start in the carry is decided: go on in the chunk itself, where nothing was consumed
     const rest = this.run(input.subarray(Math.max(0, emitted - carry.length)), false)
@@ -143,15 +131,16 @@ export class StreamRewriter {
     return bytes.length === 0 ? EMPTY : this.run(bytes, true)
   }
 
-  private run(bytes: Buffer, atEnd: boolean): Buffer {
-    // A match may only start where enough bytes follow to decide it; later starts wait for more.
-    const decidable = atEnd ? bytes.length : bytes.length - (this.matcher.maxLength - 1)
-    const pieces: Array<Uint8Array> = []
+  /**
+   * Appends to `pieces` the bytes of `bytes` up to each match starting before `until`, and the
+   * match's replacement; returns how far bytes were emitted and where the search stopped.
+   */
+  private replaceIn(bytes: Buffer, until: number, atEnd: boolean, pieces: Array<Uint8Array>): { emitted: number; searchFrom: number } {
     let emitted = 0
     let searchFrom = 0
-    while (searchFrom < decidable) {
+    while (searchFrom < until) {
       const match = this.matcher.find(bytes, searchFrom, bytes.length, atEnd)
-      if (match === undefined || match.index >= decidable) break
+      if (match === undefined || match.index >= until) break
       this.matches++
       if (match.replacement !== undefined) {
         if (match.index > emitted) pieces.push(bytes.subarray(emitted, match.index))
@@ -162,6 +151,14 @@ export class StreamRewriter {
       // token characters glued before a placeholder): look again from the next byte.
       searchFrom = match.replacement === undefined ? match.index + 1 : match.index + match.length
     }
+    return { emitted, searchFrom }
+  }
+
+  private run(bytes: Buffer, atEnd: boolean): Buffer {
+    // A match may only start where enough bytes follow to decide it; later starts wait for more.
+    const decidable = atEnd ? bytes.length : bytes.length - (this.matcher.maxLength - 1)
+    const pieces: Array<Uint8Array> = []
+    const { emitted, searchFrom } = this.replaceIn(bytes, decidable, atEnd, pieces)
     const keepFrom = Math.max(emitted, decidable, searchFrom)
     if (keepFrom > emitted) pieces.push(bytes.subarray(emitted, keepFrom))
     // Copy the carry so it never pins the caller's (possibly large) chunk.
