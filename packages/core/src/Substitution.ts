@@ -82,6 +82,12 @@ export const literalMatcher = (
 
 const EMPTY = Buffer.alloc(0)
 
+const asBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
+const join = (pieces: ReadonlyArray<Buffer>): Buffer =>
+  pieces.length === 0 ? EMPTY : pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)
+
 /**
  * Rewrites a byte stream. Feed chunks to `push`, then call `end`; each returns the bytes that are
  * final so far. Holds at most `maxLength - 1` bytes between calls.
@@ -106,6 +112,16 @@ export class StreamRewriter {
 
   /** Rewrites the next chunk; returns the bytes now final. @since 0.1.0 */
   push(chunk: Uint8Array): Buffer {
+    return join(this.write(chunk))
+  }
+
+  /**
+   * Like `push`, but returns the final bytes as the pieces they are made of: no copy of the chunk
+   * is ever made to join them. Feed them on one after the other.
+   *
+   * @since 0.1.0
+   */
+  write(chunk: Uint8Array): Array<Buffer> {
     const input = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
     const carry = this.carry
     const lookahead = this.matcher.maxLength - 1
@@ -118,17 +134,14 @@ export class StreamRewriter {
     const { emitted } = this.replaceIn(joint, carry.length, false, pieces)
     if (emitted < carry.length) pieces.push(joint.subarray(emitted, carry.length))
     // every start in the carry is decided: go on in the chunk itself, where nothing was consumed
-    const rest = this.run(input.subarray(Math.max(0, emitted - carry.length)), false)
-    if (pieces.length === 0) return rest
-    pieces.push(rest)
-    return Buffer.concat(pieces)
+    return [...pieces.map(asBuffer), ...this.run(input.subarray(Math.max(0, emitted - carry.length)), false)]
   }
 
   /** Flushes what was carried; the stream is over. @since 0.1.0 */
   end(): Buffer {
     const bytes = this.carry
     this.carry = EMPTY
-    return bytes.length === 0 ? EMPTY : this.run(bytes, true)
+    return bytes.length === 0 ? EMPTY : join(this.run(bytes, true))
   }
 
   /**
@@ -154,7 +167,7 @@ export class StreamRewriter {
     return { emitted, searchFrom }
   }
 
-  private run(bytes: Buffer, atEnd: boolean): Buffer {
+  private run(bytes: Buffer, atEnd: boolean): Array<Buffer> {
     // A match may only start where enough bytes follow to decide it; later starts wait for more.
     const decidable = atEnd ? bytes.length : bytes.length - (this.matcher.maxLength - 1)
     const pieces: Array<Uint8Array> = []
@@ -163,8 +176,7 @@ export class StreamRewriter {
     if (keepFrom > emitted) pieces.push(bytes.subarray(emitted, keepFrom))
     // Copy the carry so it never pins the caller's (possibly large) chunk.
     this.carry = keepFrom < bytes.length ? Buffer.from(bytes.subarray(keepFrom)) : EMPTY
-    if (pieces.length === 0) return EMPTY
-    return pieces.length === 1 ? Buffer.from(pieces[0]!.buffer, pieces[0]!.byteOffset, pieces[0]!.byteLength) : Buffer.concat(pieces)
+    return pieces.map(asBuffer)
   }
 }
 

@@ -241,8 +241,8 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.failed) return
-    const out = this.rewriter.push(chunk)
-    if (out.length > 0) this.handler.onResponseData?.(this.wrap(controller), out)
+    const wrapped = this.wrap(controller)
+    for (const piece of this.rewriter.write(chunk)) if (piece.length > 0) this.handler.onResponseData?.(wrapped, piece)
   }
 
   onResponseEnd(controller: Dispatcher.DispatchController, trailers: Headers): void {
@@ -335,8 +335,9 @@ export class LegacyScrubHandler implements LegacyHandler {
 
   onData(chunk: Buffer): boolean | void {
     if (this.failed) return true
-    const out = this.rewriter.push(chunk)
-    return out.length > 0 ? this.handler.onData?.(out) : true
+    let more: boolean | void = true
+    for (const piece of this.rewriter.write(chunk)) if (piece.length > 0 && this.handler.onData?.(piece) === false) more = false
+    return more
   }
 
   onComplete(rawTrailers: Array<Buffer> | null): void {

@@ -315,8 +315,7 @@ const toBytes = (chunk: unknown): Uint8Array => {
 
 async function* rewriteStream(source: AsyncIterable<unknown> | Iterable<unknown>, rewriter: Substitution.StreamRewriter) {
   for await (const chunk of source) {
-    const out = rewriter.push(toBytes(chunk))
-    if (out.length > 0) yield out
+    for (const piece of rewriter.write(toBytes(chunk))) if (piece.length > 0) yield piece
   }
   const tail = rewriter.end()
   if (tail.length > 0) yield tail
