@@ -167,6 +167,22 @@ export class Scanner {
     return copied === 0 ? text : out + text.slice(copied)
   }
 
+  /**
+   * Whether the bytes from `start` to the end are the beginning of a placeholder (so that more
+   * bytes could complete one).
+   *
+   * @since 0.1.0
+   */
+  couldStartAt(bytes: Uint8Array, start: number): boolean {
+    const stop = Math.min(bytes.length, start + this.length)
+    const prefixLength = this.prefixBytes.length
+    for (let i = start; i < stop; i++) {
+      const offset = i - start
+      if (offset < prefixLength ? bytes[i] !== this.prefixBytes[offset] : IN_ALPHABET[bytes[i]!] !== 1) return false
+    }
+    return true
+  }
+
   private tokenAt(bytes: Uint8Array, start: number): boolean {
     const stop = start + this.length
     for (let i = start + this.prefix.length; i < stop; i++) {

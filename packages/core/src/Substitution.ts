@@ -31,6 +31,12 @@ export interface Match {
 export interface Matcher {
   readonly maxLength: number
   find(bytes: Buffer, from: number, end: number, atEnd: boolean): Match | undefined
+  /**
+   * The first position at or after `from` where a match could still begin once more bytes
+   * arrive (`bytes.length` when none can). Lets a stream hold back only a real partial match
+   * instead of its last `maxLength - 1` bytes. Optional.
+   */
+  pendingFrom?(bytes: Buffer, from: number): number
 }
 
 /**
@@ -49,6 +55,10 @@ export const placeholderMatcher = (
     if (index === -1) return undefined
     const placeholder = bytes.toString("latin1", index, index + scanner.length)
     return { index, length: scanner.length, replacement: decide(placeholder) }
+  },
+  pendingFrom(bytes, from) {
+    for (let at = from; at < bytes.length; at++) if (scanner.couldStartAt(bytes, at)) return at
+    return bytes.length
   }
 })
 
@@ -76,6 +86,17 @@ export const literalMatcher = (
         if (best === undefined || index < best.index) best = { index, length: pattern.length, replacement }
       }
       return best
+    },
+    pendingFrom(bytes, from) {
+      for (let at = from; at < bytes.length; at++) {
+        const available = bytes.length - at
+        for (const [pattern] of patterns) {
+          // a partial match, or a whole one that starts too late to have been taken yet
+          const n = Math.min(available, pattern.length)
+          if (pattern[0] === bytes[at] && bytes.compare(pattern, 0, n, at, at + n) === 0) return at
+        }
+      }
+      return bytes.length
     }
   }
 }
@@ -172,7 +193,9 @@ export class StreamRewriter {
     const decidable = atEnd ? bytes.length : bytes.length - (this.matcher.maxLength - 1)
     const pieces: Array<Uint8Array> = []
     const { emitted, searchFrom } = this.replaceIn(bytes, decidable, atEnd, pieces)
-    const keepFrom = Math.max(emitted, decidable, searchFrom)
+    const tail = Math.max(emitted, decidable, searchFrom)
+    // of the undecided tail, hold back only from where a match could really begin
+    const keepFrom = atEnd || this.matcher.pendingFrom === undefined ? tail : this.matcher.pendingFrom(bytes, tail)
     if (keepFrom > emitted) pieces.push(bytes.subarray(emitted, keepFrom))
     // Copy the carry so it never pins the caller's (possibly large) chunk.
     this.carry = keepFrom < bytes.length ? Buffer.from(bytes.subarray(keepFrom)) : EMPTY

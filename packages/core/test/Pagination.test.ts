@@ -148,7 +148,8 @@ describe("paginate", () => {
             cursor = next.nextCursor ?? undefined
             for (const c of changesBetweenPages[round++] ?? []) {
               if ("insert" in c) {
-                if (!live.has(c.insert.id)) live.set(c.insert.id, c.insert)
+                // ids are never reused (they are UUIDs): a deleted id does not come back
+                if (!live.has(c.insert.id) && !deleted.has(c.insert.id)) live.set(c.insert.id, c.insert)
               } else if (live.size > 0) {
                 const victim = [...live.keys()][c.delete % live.size]!
                 live.delete(victim)

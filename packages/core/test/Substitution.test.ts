@@ -293,12 +293,24 @@ describe("StreamRewriter holds nothing but the carry", () => {
     return { held, pushed, emitted }
   }
 
-  it("emits all but maxLength - 1 bytes of a large chunk without matches at once", () => {
+  it("emits a large chunk that cannot end in a partial match at once, whole", () => {
     const matcher = placeholders()
     const rewriter = new Substitution.StreamRewriter(matcher)
     const chunk = Buffer.alloc(1 << 20, "x")
-    expect(rewriter.push(chunk).length).toBe(chunk.length - (matcher.maxLength - 1))
-    expect(rewriter.end().length).toBe(matcher.maxLength - 1)
+    expect(rewriter.push(chunk).length).toBe(chunk.length)
+    expect(rewriter.end().length).toBe(0)
+  })
+
+  it("holds back only the part of the tail that could begin a placeholder", () => {
+    const matcher = placeholders()
+    for (const tail of ["s", "sg_sec", `${Placeholder.DEFAULT_PREFIX}abc`, `${Placeholder.DEFAULT_PREFIX}${"a".repeat(31)}`]) {
+      const rewriter = new Substitution.StreamRewriter(matcher)
+      const chunk = Buffer.concat([Buffer.alloc(1000, "."), Buffer.from(tail)])
+      expect([tail, rewriter.push(chunk).length]).toEqual([tail, 1000])
+      expect(rewriter.end().toString()).toBe(tail)
+    }
+    const rewriter = new Substitution.StreamRewriter(matcher)
+    expect(rewriter.push(Buffer.from("....sg_x")).length).toBe(8)
   })
 
   it("holds at most maxLength - 1 bytes however the placeholder stream is cut", () => {

@@ -315,7 +315,9 @@ const toBytes = (chunk: unknown): Uint8Array => {
 
 async function* rewriteStream(source: AsyncIterable<unknown> | Iterable<unknown>, rewriter: Substitution.StreamRewriter) {
   for await (const chunk of source) {
-    for (const piece of rewriter.write(toBytes(chunk))) if (piece.length > 0) yield piece
+    // one write per chunk: a separate write of the few carried bytes costs more than the copy
+    const out = Buffer.concat(rewriter.write(toBytes(chunk)))
+    if (out.length > 0) yield out
   }
   const tail = rewriter.end()
   if (tail.length > 0) yield tail
