@@ -316,7 +316,8 @@ const toBytes = (chunk: unknown): Uint8Array => {
 async function* rewriteStream(source: AsyncIterable<unknown> | Iterable<unknown>, rewriter: Substitution.StreamRewriter) {
   for await (const chunk of source) {
     // one write per chunk: a separate write of the few carried bytes costs more than the copy
-    const out = Buffer.concat(rewriter.write(toBytes(chunk)))
+    const pieces = rewriter.write(toBytes(chunk))
+    const out = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)
     if (out.length > 0) yield out
   }
   const tail = rewriter.end()
