@@ -4,7 +4,7 @@ import { FileSystemSecretStore } from "@secretgate/filesystem"
 import { Effect, Redacted } from "effect"
 import { existsSync, readdirSync } from "node:fs"
 import * as Path from "node:path"
-import { type Child, failure, filesUnder, open, runChild, startChild, tempStore, withStore } from "./support.js"
+import { type Child, failure, filesUnder, open, runChild, startChild, tempStore, withStore, winnersOf } from "./support.js"
 
 const ORG = "acme"
 
@@ -114,19 +114,8 @@ describe("processes", () => {
       for (const child of workers) child.process.stdin!.write("go\n")
       const exits = yield* Effect.promise(() => Promise.all(workers.map((child) => child.exited)))
       exits.forEach((exit) => expect(exit.code, exit.stderr).toBe(0))
-      const results = workers.map((child) =>
-        JSON.parse(child.output().trim().split("\n").pop()!) as { won: Array<string>; lost: Array<string> }
-      )
-
       const shared = Array.from({ length: 50 }, (_, i) => `shared-${i}`)
-      const winners = new Map<string, number>()
-      results.forEach((result, worker) => {
-        for (const name of result.won) {
-          expect(winners.has(name), `${name} created twice`).toBe(false)
-          winners.set(name, worker)
-        }
-        expect([...result.won, ...result.lost].sort()).toEqual([...shared].sort())
-      })
+      const winners = winnersOf(workers, 50)
       expect([...winners.keys()].sort()).toEqual([...shared].sort())
 
       yield* withStore({ directory, key, quota: 100_000 }, Effect.gen(function*() {

@@ -23,7 +23,7 @@ import { hostname, uptime } from "node:os"
 import * as Path from "node:path"
 import { FileSystemSecretStore } from "@secretgate/filesystem"
 import * as Lock from "../src/internal/lock.js"
-import { failure, startChild, tempStore, withStore } from "./support.js"
+import { failure, startChild, tempStore, withStore, winnersOf } from "./support.js"
 
 const ORG = "acme"
 const value = (text: string) => Redacted.make(text)
@@ -263,18 +263,7 @@ describe("removing a lock file only if it is the one expected", () => {
       })
       exits.forEach((exit) => expect(exit.code, exit.stderr).toBe(0))
       expect(planted).toBeGreaterThan(2)
-      const results = workers.map((child) =>
-        JSON.parse(child.output().trim().split("\n").pop()!) as { won: Array<string>; lost: Array<string> }
-      )
-      const shared = Array.from({ length: 20 }, (_, i) => `shared-${i}`)
-      const winners = new Map<string, number>()
-      results.forEach((result, worker) => {
-        for (const name of result.won) {
-          expect(winners.has(name), `${name} created twice`).toBe(false)
-          winners.set(name, worker)
-        }
-        expect([...result.won, ...result.lost].sort()).toEqual([...shared].sort())
-      })
+      const winners = winnersOf(workers, 20)
       rmSync(Path.join(directory, "lock"), { force: true })
       rmSync(Path.join(directory, "lock.break"), { force: true })
       yield* withStore({ directory, key }, Effect.gen(function*() {

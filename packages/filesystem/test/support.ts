@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { afterAll } from "vitest"
+import { afterAll, expect } from "vitest"
 
 const created: Array<string> = []
 afterAll(() => {
@@ -113,4 +113,24 @@ export const runChild = async (name: string, args: ReadonlyArray<string>, env: R
   const { code, signal, stderr } = await child.exited
   if (code !== 0) throw new Error(`fixture ${name} exited with ${code ?? signal}: ${stderr}`)
   return child.output()
+}
+
+/**
+ * Reads the `{ won, lost }` line each "creator" child printed last, and checks that every shared
+ * name was won by exactly one of them. Returns name → the worker that won it.
+ */
+export const winnersOf = (workers: ReadonlyArray<Child>, sharedCount: number): Map<string, number> => {
+  const results = workers.map((child) =>
+    JSON.parse(child.output().trim().split("\n").pop()!) as { won: Array<string>; lost: Array<string> }
+  )
+  const shared = Array.from({ length: sharedCount }, (_, i) => `shared-${i}`)
+  const winners = new Map<string, number>()
+  results.forEach((result, worker) => {
+    for (const name of result.won) {
+      expect(winners.has(name), `${name} created twice`).toBe(false)
+      winners.set(name, worker)
+    }
+    expect([...result.won, ...result.lost].sort()).toEqual([...shared].sort())
+  })
+  return winners
 }
