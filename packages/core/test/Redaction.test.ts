@@ -94,16 +94,27 @@ const setup = async (options: Secrets.Options = {}) => {
   return { gate, store, organizationId, secret, layer }
 }
 
-describe("the value never shows", () => {
+/** Gates opened (or tracked) inside a `describe`, each disposed after its test. */
+const gatesDisposedAfterEach = () => {
   const gates: Array<Secretgate> = []
   afterEach(async () => {
     await Promise.all(gates.splice(0).map((gate) => gate.dispose()))
   })
-  const open = async (options: Secrets.Options = {}) => {
-    const context = await setup(options)
-    gates.push(context.gate)
-    return context
+  return {
+    open: async (options: Secrets.Options = {}) => {
+      const context = await setup(options)
+      gates.push(context.gate)
+      return context
+    },
+    track: (gate: Secretgate) => {
+      gates.push(gate)
+      return gate
+    }
   }
+}
+
+describe("the value never shows", () => {
+  const { open } = gatesDisposedAfterEach()
 
   it("in any facade result", async () => {
     const { gate, secret } = await open()
@@ -166,15 +177,7 @@ describe("the value never shows", () => {
 })
 
 describe("no error shows the value, and errors are the typed classes themselves", () => {
-  const gates: Array<Secretgate> = []
-  afterEach(async () => {
-    await Promise.all(gates.splice(0).map((gate) => gate.dispose()))
-  })
-  const open = async (options: Secrets.Options = {}) => {
-    const context = await setup(options)
-    gates.push(context.gate)
-    return context
-  }
+  const { open, track } = gatesDisposedAfterEach()
   const tooLong = VALUE + "x".repeat(64 * 1024)
 
   const badCreates: ReadonlyArray<readonly [string, Record<string, unknown>, string]> = [
@@ -245,8 +248,7 @@ describe("no error shows the value, and errors are the typed classes themselves"
   it("update of a missing secret, or another organization's, while the value is given", async () => {
     const { gate, secret, layer } = await open()
     expectNoValue(await typedRejection(gate.secret.update("no-such-id", { value: NEW_VALUE }), SecretNotFound), "the error")
-    const other = new Secretgate({ layer, organizationId: newOrganization() })
-    gates.push(other)
+    const other = track(new Secretgate({ layer, organizationId: newOrganization() }))
     const error = await typedRejection(other.secret.update(secret.id, { value: NEW_VALUE }), SecretNotFound)
     expectNoValue(error, "the error")
   })
