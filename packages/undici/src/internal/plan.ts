@@ -344,7 +344,8 @@ const isFormData = (body: unknown): boolean =>
  */
 export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSecret>, caller: Dispatcher.DispatchOptions): Plan => {
   // Read every field once: a getter must not tell the checks one thing and undici another.
-  const options: Dispatcher.DispatchOptions = { ...caller }
+  // (`Object.assign`, not a spread: V8 makes a spread copy slow to extend, ~1 µs per request.)
+  const options: Dispatcher.DispatchOptions = Object.assign({}, caller)
   const target = settings.targets.of(options.origin)
   const allowance = target.secure && target.matchable !== undefined ? allowanceFor(values, target.matchable) : NOTHING
   const entries = headerEntries(options.headers)
@@ -415,17 +416,15 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
     headersChanged = true
   }
 
-  const next = {
-    ...options,
-    origin: target.origin,
-    path,
-    headers: headersChanged ? flat : options.headers,
-    body,
-    // An inner redirect interceptor would replay the substituted request to wherever the upstream
-    // points; with this it cannot. Redirects are followed by an interceptor outside this one, which
-    // dispatches each hop through here again, from the caller's original request.
-    maxRedirections: 0
-  } as Dispatcher.DispatchOptions
-  if (query !== options.query) (next as { query?: unknown }).query = query
-  return { options: next, scrub }
+  const next: Record<string, unknown> = Object.assign<Record<string, unknown>, Dispatcher.DispatchOptions>({}, options)
+  next.origin = target.origin
+  next.path = path
+  next.headers = headersChanged ? flat : options.headers
+  next.body = body
+  // An inner redirect interceptor would replay the substituted request to wherever the upstream
+  // points; with this it cannot. Redirects are followed by an interceptor outside this one, which
+  // dispatches each hop through here again, from the caller's original request.
+  next.maxRedirections = 0
+  if (query !== options.query) next.query = query
+  return { options: next as unknown as Dispatcher.DispatchOptions, scrub }
 }
