@@ -66,26 +66,36 @@ export const make = (options: Options): Dispatcher.DispatcherComposeInterceptor 
 
   return (dispatch) =>
     function secretgateDispatch(opts, handler) {
-      const fail = (error: unknown) => failHandler(handler, error instanceof Error ? error : new Error(String(error)))
-      const send = (values: ReadonlyMap<string, Secrets.ResolvedSecret>): boolean => {
-        let scrub: Scrubber | undefined
-        try {
-          const planned = plan(settings, values, opts)
-          scrub = planned.scrub
-          return dispatch(planned.options, scrub === undefined ? handler : scrubbing(handler, scrub))
-        } catch (error) {
-          // undici may throw synchronously while reading the substituted request: no value in that
-          fail(error instanceof Error ? sanitizeError(scrub, error) : error)
-          return true
-        }
-      }
       const current = options.resolver.current()
       // kept values are handed over synchronously: a request pays no extra turn of the event loop
-      if (!(current instanceof Promise)) return send(current)
-      current.then(send, (cause: unknown) =>
-        fail(new ResolutionFailed({ message: `could not load the sandbox's secret values: ${describe(cause)}`, cause })))
+      if (!(current instanceof Promise)) return send(settings, dispatch, opts, handler, current)
+      current.then(
+        (values) => send(settings, dispatch, opts, handler, values),
+        (cause: unknown) =>
+          failHandler(handler, new ResolutionFailed({ message: `could not load the sandbox's secret values: ${describe(cause)}`, cause }))
+      )
       return true
     }
+}
+
+/** Plans the request against these values and dispatches it, scrubbing the response when needed. */
+const send = (
+  settings: Settings,
+  dispatch: Dispatcher.Dispatch,
+  opts: Dispatcher.DispatchOptions,
+  handler: Dispatcher.DispatchHandler,
+  values: ReadonlyMap<string, Secrets.ResolvedSecret>
+): boolean => {
+  let scrub: Scrubber | undefined
+  try {
+    const planned = plan(settings, values, opts)
+    scrub = planned.scrub
+    return dispatch(planned.options, scrub === undefined ? handler : scrubbing(handler, scrub))
+  } catch (error) {
+    // undici may throw synchronously while reading the substituted request: no value in that
+    failHandler(handler, error instanceof Error ? sanitizeError(scrub, error) : new Error(String(error)))
+    return true
+  }
 }
 
 /** An `allowHttp` entry as a normalised host; anything else is a mistake worth stopping for. */

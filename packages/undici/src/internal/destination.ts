@@ -4,8 +4,10 @@
  * a few map lookups whatever the number of secrets.
  */
 import { HostPattern, type Secrets } from "@secretgate/core"
+import { Redacted } from "effect"
 import type { Dispatcher } from "undici"
 import { EgressRefused } from "../EgressError.js"
+import { headerSafe } from "./encoding.js"
 import { makeScrubber, type Scrubber } from "./ScrubHandler.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
@@ -67,12 +69,14 @@ export const namesTarget = (target: Target, name: string): boolean => {
 /** What one snapshot of values allows for one destination. */
 export interface Allowance {
   readonly allowed: ReadonlySet<ResolvedSecret>
+  /** The allowed secrets whose value may not go into a header (a control or non-Latin-1 character). */
+  readonly unsafeInHeader: ReadonlySet<ResolvedSecret>
   /** `undefined` when nothing may go there (then there is nothing to scrub either). */
   readonly scrub: Scrubber | undefined
 }
 
 /** Nothing allowed: insecure or unparseable destinations. */
-export const NOTHING: Allowance = { allowed: new Set(), scrub: undefined }
+export const NOTHING: Allowance = { allowed: new Set(), unsafeInHeader: new Set(), scrub: undefined }
 
 const bySnapshot = new WeakMap<ReadonlyMap<string, ResolvedSecret>, { index: HostPattern.HostIndex<ResolvedSecret>; hosts: Map<string, Allowance> }>()
 
@@ -93,7 +97,11 @@ export const allowanceFor = (values: ReadonlyMap<string, ResolvedSecret>, host: 
   let allowance = snapshot.hosts.get(host)
   if (allowance === undefined) {
     const allowed = snapshot.index.match(host)
-    allowance = allowed.length === 0 ? NOTHING : { allowed: new Set(allowed), scrub: makeScrubber(allowed, []) }
+    allowance = allowed.length === 0 ? NOTHING : {
+      allowed: new Set(allowed),
+      unsafeInHeader: new Set(allowed.filter((secret) => !headerSafe(Redacted.value(secret.value)))),
+      scrub: makeScrubber(allowed, [])
+    }
     if (snapshot.hosts.size >= MAX_CACHED) snapshot.hosts.clear()
     snapshot.hosts.set(host, allowance)
   }

@@ -9,7 +9,7 @@ import type { Dispatcher } from "undici"
 import type { AuditEvent, AuditSink, Surface, WithheldReason } from "../AuditEvent.js"
 import { EgressRefused, SubstitutionBlocked, UnsafeSubstitution } from "../EgressError.js"
 import { type Allowance, allowanceFor, namesTarget, NOTHING, type Target, type Targets } from "./destination.js"
-import { bodyEncoder, decodeBasic, encodeBasic, forUrl, headerSafe } from "./encoding.js"
+import { bodyEncoder, decodeBasic, encodeBasic, forUrl } from "./encoding.js"
 import { makeScrubber, type Scrubber } from "./ScrubHandler.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
@@ -120,7 +120,7 @@ class Rewriter {
         const value = Redacted.value(secret.value)
         switch (into) {
           case Into.Header: {
-            if (!headerSafe(value)) {
+            if (this.allowance.unsafeInHeader.size > 0 && this.allowance.unsafeInHeader.has(secret)) {
               throw new UnsafeSubstitution({
                 message: `secret ${JSON.stringify(secret.name)} cannot be sent in header ${JSON.stringify(headerName)}: its value holds a control or non-Latin-1 character (CR, LF and NUL could split the request)`,
                 secret: secret.name,
