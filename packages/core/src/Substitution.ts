@@ -151,11 +151,12 @@ export class StreamRewriter {
     // Only matches that start in the carry need the carry and the chunk side by side, and the
     // chunk's first `lookahead` bytes decide them all: join just that much, not the whole chunk.
     const joint = Buffer.concat([carry, input.subarray(0, lookahead)])
-    const pieces: Array<Uint8Array> = []
+    const pieces: Array<Buffer> = []
     const { emitted } = this.replaceIn(joint, carry.length, false, pieces)
     if (emitted < carry.length) pieces.push(joint.subarray(emitted, carry.length))
     // every start in the carry is decided: go on in the chunk itself, where nothing was consumed
-    return [...pieces.map(asBuffer), ...this.run(input.subarray(Math.max(0, emitted - carry.length)), false)]
+    for (const piece of this.run(input.subarray(Math.max(0, emitted - carry.length)), false)) pieces.push(piece)
+    return pieces
   }
 
   /** Flushes what was carried; the stream is over. @since 0.1.0 */
@@ -169,7 +170,7 @@ export class StreamRewriter {
    * Appends to `pieces` the bytes of `bytes` up to each match starting before `until`, and the
    * match's replacement; returns how far bytes were emitted and where the search stopped.
    */
-  private replaceIn(bytes: Buffer, until: number, atEnd: boolean, pieces: Array<Uint8Array>): { emitted: number; searchFrom: number } {
+  private replaceIn(bytes: Buffer, until: number, atEnd: boolean, pieces: Array<Buffer>): { emitted: number; searchFrom: number } {
     let emitted = 0
     let searchFrom = 0
     while (searchFrom < until) {
@@ -178,7 +179,7 @@ export class StreamRewriter {
       this.matches++
       if (match.replacement !== undefined) {
         if (match.index > emitted) pieces.push(bytes.subarray(emitted, match.index))
-        pieces.push(match.replacement)
+        pieces.push(asBuffer(match.replacement))
         emitted = match.index + match.length
       }
       // A match left in place may overlap a real one starting inside it (a custom prefix of
@@ -191,15 +192,16 @@ export class StreamRewriter {
   private run(bytes: Buffer, atEnd: boolean): Array<Buffer> {
     // A match may only start where enough bytes follow to decide it; later starts wait for more.
     const decidable = atEnd ? bytes.length : bytes.length - (this.matcher.maxLength - 1)
-    const pieces: Array<Uint8Array> = []
+    const pieces: Array<Buffer> = []
     const { emitted, searchFrom } = this.replaceIn(bytes, decidable, atEnd, pieces)
     const tail = Math.max(emitted, decidable, searchFrom)
     // of the undecided tail, hold back only from where a match could really begin
     const keepFrom = atEnd || this.matcher.pendingFrom === undefined ? tail : this.matcher.pendingFrom(bytes, tail)
-    if (keepFrom > emitted) pieces.push(bytes.subarray(emitted, keepFrom))
+    // (the common case, a chunk with nothing to replace or hold back, passes as it is)
+    if (keepFrom > emitted) pieces.push(emitted === 0 && keepFrom === bytes.length ? bytes : bytes.subarray(emitted, keepFrom))
     // Copy the carry so it never pins the caller's (possibly large) chunk.
     this.carry = keepFrom < bytes.length ? Buffer.from(bytes.subarray(keepFrom)) : EMPTY
-    return pieces.map(asBuffer)
+    return pieces
   }
 }
 

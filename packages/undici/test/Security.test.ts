@@ -327,6 +327,18 @@ describe("responses", () => {
     expect(last(world.https).headers["accept-encoding"]).toBe("identity")
   })
 
+  for (const name of ["content-encoding", "Content-Encoding", "CONTENT-ENCODING"]) {
+    it(`a compressed echo is refused through undici.request too (raw header name ${name})`, async () => {
+      const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
+      const attempt = request(world.https.url("api.allowed.test", `/echo-gzip?name=${name}`), {
+        headers: { "x-key": box.env.KEY! },
+        dispatcher: box.agent
+      }).then((response) => response.body.text())
+      await expect(attempt).rejects.toThrow(/gzip-encoded although identity was requested/)
+      expect(last(world.https).headers["x-key"]).toBe(VALUE)
+    })
+  }
+
   it("an allowed host's response is scrubbed even when the request carried no placeholder", async () => {
     const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
     const result = await get(world.https.url("api.allowed.test", `/echo?reflect=${encodeURIComponent(VALUE)}`), box.agent)

@@ -271,8 +271,17 @@ interface LegacyHandler {
   onError?(error: Error): void
 }
 
-const nameIs = (raw: Buffer | string, name: string): boolean =>
-  raw.length === name.length && raw.toString("latin1").toLowerCase() === name
+/** Whether a raw header name is `name` (lower-case letters and `-`), compared byte by byte. */
+const nameIs = (raw: Buffer | string, name: string): boolean => {
+  if (raw.length !== name.length) return false
+  if (typeof raw === "string") return raw.toLowerCase() === name
+  for (let i = 0; i < name.length; i++) {
+    const expected = name.charCodeAt(i)
+    const byte = raw[i]!
+    if (byte !== expected && !(expected >= 0x61 && expected <= 0x7a && byte === expected - 0x20)) return false
+  }
+  return true
+}
 
 /**
  * The same scrubbing for a handler of undici's older API, receiving raw header bytes straight from

@@ -90,7 +90,8 @@ const handle = (received: Array<Received>, progress: { bytes: number }) => (req:
         return
       }
       case "/echo-gzip": {
-        res.writeHead(200, { "content-type": "application/json", "content-encoding": "gzip" })
+        // `?name=` spells the header name as given (Node writes it so), e.g. `CONTENT-ENCODING`
+        res.writeHead(200, { "content-type": "application/json", [url.searchParams.get("name") ?? "content-encoding"]: "gzip" })
         res.end(gzipSync(echo))
         return
       }
