@@ -73,7 +73,11 @@ describe("substitution surfaces", () => {
     ["Readable", (text) => Readable.from([Buffer.from(text.slice(0, 7)), Buffer.from(text.slice(7))]), true],
     ["async iterable", (text) => (async function*() {
       for (const char of text) yield Buffer.from(char)
-    })(), true]
+    })(), true],
+    ["sync iterable", (text) => (function*() {
+      for (const char of text) yield char
+    })(), true],
+    ["Blob", (text) => new Blob([text]), true]
   ]
   for (const [kind, make, streamed] of bodies) {
     it(`substitutes in a ${kind} body with ${streamed ? "chunked encoding" : "an exact content-length"}`, async () => {
@@ -95,6 +99,40 @@ describe("substitution surfaces", () => {
       }
     })
   }
+
+  it("a streamed body whose source fails fails the request with the source's error", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
+    const body = (async function*() {
+      yield Buffer.from(`key=${box.env.KEY};`)
+      throw new Error("the source broke")
+    })()
+    const attempt = request(world.https.url("api.allowed.test", "/"), { method: "POST", body: body as never, dispatcher: box.agent })
+      .then((response) => response.body.text())
+    await expect(attempt).rejects.toThrow("the source broke")
+  })
+
+  it("an aborted upload stops reading its source, which gets to clean up", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
+    const controller = new AbortController()
+    let read = 0
+    let cleanedUp = false
+    const body = (async function*() {
+      try {
+        for (;;) {
+          read++
+          if (read === 5) controller.abort()
+          yield Buffer.alloc(16 * 1024, `key=${box.env.KEY};`)
+          await new Promise((resolve) => setImmediate(resolve))
+        }
+      } finally {
+        cleanedUp = true
+      }
+    })()
+    const attempt = request(world.https.url("api.allowed.test", "/"), { method: "POST", body: body as never, signal: controller.signal, dispatcher: box.agent })
+    await expect(attempt).rejects.toThrow()
+    await expect.poll(() => cleanedUp).toBe(true)
+    expect(read).toBeLessThan(50)
+  })
 
   it("leaves a body without placeholders byte for byte as it was", async () => {
     const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })

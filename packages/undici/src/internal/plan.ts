@@ -313,15 +313,49 @@ const toBytes = (chunk: unknown): Uint8Array => {
   throw new EgressRefused({ message: `request body chunks must be strings or bytes, got ${typeof chunk}` })
 }
 
-async function* rewriteStream(source: AsyncIterable<unknown> | Iterable<unknown>, rewriter: Substitution.StreamRewriter) {
-  for await (const chunk of source) {
-    // one write per chunk: a separate write of the few carried bytes costs more than the copy
-    const pieces = rewriter.write(toBytes(chunk))
-    const out = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)
-    if (out.length > 0) yield out
+/**
+ * A streamed body rewritten chunk by chunk. Written out rather than as an async generator: a
+ * generator pays extra turns of the microtask queue for every chunk, which a fast upload notices.
+ */
+class RewrittenBody implements AsyncIterableIterator<Buffer> {
+  private readonly source: AsyncIterator<unknown> | Iterator<unknown>
+  private done = false
+
+  constructor(source: AsyncIterable<unknown> | Iterable<unknown>, private readonly rewriter: Substitution.StreamRewriter) {
+    this.source = Symbol.asyncIterator in source
+      ? (source as AsyncIterable<unknown>)[Symbol.asyncIterator]()
+      : (source as Iterable<unknown>)[Symbol.iterator]()
   }
-  const tail = rewriter.end()
-  if (tail.length > 0) yield tail
+
+  [Symbol.asyncIterator](): this {
+    return this
+  }
+
+  async next(): Promise<IteratorResult<Buffer, undefined>> {
+    while (!this.done) {
+      const step = await this.source.next()
+      if (step.done === true) {
+        this.done = true
+        const tail = this.rewriter.end()
+        if (tail.length > 0) return { done: false, value: tail }
+        break
+      }
+      // one write per chunk: a separate write of the few carried bytes costs more than the copy
+      const pieces = this.rewriter.write(toBytes(step.value))
+      const out = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)
+      if (out.length > 0) return { done: false, value: out }
+    }
+    return { done: true, value: undefined }
+  }
+
+  /** The consumer stopped early (an aborted request): let the source clean up. */
+  async return(): Promise<IteratorResult<Buffer, undefined>> {
+    if (!this.done) {
+      this.done = true
+      await this.source.return?.()
+    }
+    return { done: true, value: undefined }
+  }
 }
 
 const isKnownBody = (body: unknown): body is string | Uint8Array | ArrayBuffer =>
@@ -402,10 +436,10 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
         length = rewritten.length
       }
     } else if (isBlob(body)) {
-      body = rewriteStream(body.stream() as unknown as AsyncIterable<Uint8Array>, new Substitution.StreamRewriter(matcher))
+      body = new RewrittenBody(body.stream() as unknown as AsyncIterable<Uint8Array>, new Substitution.StreamRewriter(matcher))
       length = "stream"
     } else if (isStreamBody(body)) {
-      body = rewriteStream(body, new Substitution.StreamRewriter(matcher))
+      body = new RewrittenBody(body, new Substitution.StreamRewriter(matcher))
       length = "stream"
     }
   }
