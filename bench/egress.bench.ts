@@ -21,6 +21,8 @@ const ROUNDS = 8
 const REQUESTS = 3000
 const CONCURRENCY = 32
 const HOST = "upstream.test"
+const UPLOADS = 10
+const STREAM_ROUNDS = 15
 
 const connect = { ...loopbackLookup, ca: readFileSync(`${TLS_DIR}/ca.pem`) }
 const agentOptions = { connections: CONCURRENCY, connect: connect as never }
@@ -99,20 +101,20 @@ export default async () => {
     (async function*() {
       for (let i = 0; i < 160; i++) yield i % 16 === 0 ? Buffer.concat([chunk, Buffer.from(`key=${placeholder};`)]) : chunk
     })()
-  // one measurement is 4 uploads back to back (40 MB), so that a round is long enough to time
+  // one measurement is 10 uploads back to back (100 MB), so that a round is long enough to time
   const upload = async (dispatcher: Dispatcher) => {
     const t0 = performance.now()
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < UPLOADS; i++) {
       const response = await request(`http://${HOST}:${sinks.http.port}/upload`, { method: "POST", body: body() as never, dispatcher })
       await response.body.dump()
     }
-    return (40 / (performance.now() - t0)) * 1000
+    return ((UPLOADS * 10) / (performance.now() - t0)) * 1000
   }
   await upload(plain)
   await upload(small.agent)
   const mbps: Array<readonly [number, number]> = []
-  for (let round = 0; round < 10; round++) mbps.push([await upload(plain), await upload(small.agent)])
-  console.log(`\n10 MB streamed bodies over http (160 x 64 KiB chunks, 10 placeholders; 4 uploads per measurement), 10 interleaved rounds, medians`)
+  for (let round = 0; round < STREAM_ROUNDS; round++) mbps.push([await upload(plain), await upload(small.agent)])
+  console.log(`\n10 MB streamed bodies over http (160 x 64 KiB chunks, 10 placeholders; ${UPLOADS} uploads per measurement), ${STREAM_ROUNDS} interleaved rounds, medians`)
   table(["dispatcher", "MB/s", "ratio (goal >= 0.8)"], [
     ["plain Agent (pass-through)", median(mbps.map(([p]) => p)), ""],
     ["SecretgateAgent", median(mbps.map(([, g]) => g)), median(mbps.map(([p, g]) => g / p)).toFixed(3)]
