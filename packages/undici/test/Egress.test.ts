@@ -48,6 +48,14 @@ describe("substitution surfaces", () => {
     expect(new URL(last(world.https).url, "https://x").searchParams.get("key")).toBe("a b/c?d&e=f")
   })
 
+  it("a query parameter named __proto__ stays a parameter when substituted", async () => {
+    const box = await world.sandbox({ tok: ["v4lue", ["api.allowed.test"]] })
+    const query = JSON.parse(`{"__proto__": "${box.env.TOK}", "n": "1"}`) as Record<string, string>
+    await (await request(world.https.url("api.allowed.test", "/q"), { query, dispatcher: box.agent })).body.text()
+    const sent = new URL(last(world.https).url, "https://x").searchParams
+    expect([sent.get("__proto__"), sent.get("n")]).toEqual(["v4lue", "1"])
+  })
+
   it("JSON bodies get a JSON-escaped value, form bodies a form-encoded one", async () => {
     const box = await world.sandbox({ tricky: ['quote" back\\ slash&=+', ["api.allowed.test"]] })
     await (await request(world.https.url("api.allowed.test", "/"), {

@@ -792,6 +792,31 @@ describe("dispatch options read once: no field may say one thing to the check an
     }
   })
 
+  it("an own __proto__ field cannot slip getters in behind the copy (servername, path, upgrade)", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
+    for (const reads of READS) {
+      for (const [field, benign, hostile] of [["servername", undefined, "evil.test"], ["path", "/", `https://evil.test/?k=${box.env.KEY}`], ["upgrade", undefined, "websocket"]] as const) {
+        const since = special.received.length
+        const options = base(box.env.KEY!)
+        delete (options as { path?: string }).path
+        // what `JSON.parse` or a spread of such an object yields: a data property named "__proto__"
+        Object.defineProperty(options, "__proto__", {
+          enumerable: true,
+          configurable: true,
+          writable: true,
+          value: shifty({ path: "/" } as Dispatcher.DispatchOptions, field, reads, benign, hostile)
+        })
+        const collected = await dispatchV7(box.agent, options)
+        if (collected.error !== undefined) expect(holds(observable(collected.error))).toBe(false)
+        if (collected.upgraded !== undefined) expect(bytesHold(collected.upgraded, VALUE)).toBe(false)
+        for (const r of specialSince(since)) {
+          const elsewhere = r.servername === "evil.test" || !r.url.startsWith("/") || r.kind === "upgrade"
+          expect([field, reads, carries(r)]).toEqual([field, reads, elsewhere ? false : carries(r)])
+        }
+      }
+    }
+  })
+
   for (const [field, benign, hostile, kind] of [["upgrade", undefined, "websocket", "upgrade"], ["method", "GET", "CONNECT", "connect"]] as const) {
     it(`${field}: a request that turns into ${kind === "upgrade" ? "an upgrade" : "a CONNECT"} never carries the value`, async () => {
       const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
