@@ -85,7 +85,8 @@ describe("substitution surfaces", () => {
     ["sync iterable", (text) => (function*() {
       for (const char of text) yield char
     })(), true],
-    ["Blob", (text) => new Blob([text]), true]
+    ["Blob", (text) => new Blob([text]), true],
+    ["sync iterable of promises", (text) => [Promise.resolve(text.slice(0, 9)), Promise.resolve(Buffer.from(text.slice(9)))], true]
   ]
   for (const [kind, make, streamed] of bodies) {
     it(`substitutes in a ${kind} body with ${streamed ? "chunked encoding" : "an exact content-length"}`, async () => {
@@ -118,6 +119,29 @@ describe("substitution surfaces", () => {
       .then((response) => response.body.text())
     await expect(attempt).rejects.toThrow("the source broke")
   })
+
+  for (const [label, poison] of [["a blocked placeholder", "blocked"], ["a chunk that is not bytes", "not-bytes"]] as const) {
+    it(`a streamed body refused at ${label} fails the request and closes its source`, async () => {
+      const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]], other: ["x", ["other.test"]] }, { onDisallowed: "block" })
+      let read = 0
+      let cleanedUp = false
+      const body = (async function*() {
+        try {
+          for (;;) {
+            read++
+            yield read < 3 ? Buffer.from(`key=${box.env.KEY};`) : poison === "blocked" ? Buffer.from(`other=${box.env.OTHER};`) : (42 as never)
+          }
+        } finally {
+          cleanedUp = true
+        }
+      })()
+      const attempt = request(world.https.url("api.allowed.test", "/"), { method: "POST", body: body as never, dispatcher: box.agent })
+        .then((response) => response.body.text())
+      await expect(attempt).rejects.toThrow(poison === "blocked" ? /blocked/ : /must be strings or bytes/)
+      expect(cleanedUp).toBe(true)
+      expect(read).toBe(3)
+    })
+  }
 
   it("an aborted upload stops reading its source, which gets to clean up", async () => {
     const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })

@@ -792,26 +792,37 @@ describe("dispatch options read once: no field may say one thing to the check an
     }
   })
 
-  it("an own __proto__ field cannot slip getters in behind the copy (servername, path, upgrade)", async () => {
+  it("an own __proto__ field (plain, or a Proxy that hides it from a first look) cannot slip getters in behind the copy", async () => {
     const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
     for (const reads of READS) {
       for (const [field, benign, hostile] of [["servername", undefined, "evil.test"], ["path", "/", `https://evil.test/?k=${box.env.KEY}`], ["upgrade", undefined, "websocket"]] as const) {
-        const since = special.received.length
-        const options = base(box.env.KEY!)
-        delete (options as { path?: string }).path
+        const proto = () => shifty({ path: "/" } as Dispatcher.DispatchOptions, field, reads, benign, hostile)
+        const plain = base(box.env.KEY!)
+        delete (plain as { path?: string }).path
         // what `JSON.parse` or a spread of such an object yields: a data property named "__proto__"
-        Object.defineProperty(options, "__proto__", {
-          enumerable: true,
-          configurable: true,
-          writable: true,
-          value: shifty({ path: "/" } as Dispatcher.DispatchOptions, field, reads, benign, hostile)
+        Object.defineProperty(plain, "__proto__", { enumerable: true, configurable: true, writable: true, value: proto() })
+        // a Proxy that denies the field to a first look and shows it to the next
+        const target = base(box.env.KEY!)
+        delete (target as { path?: string }).path
+        let looks = 0
+        const hidden = proto()
+        const proxy = new Proxy(target, {
+          ownKeys: (t) => [...Reflect.ownKeys(t), "__proto__"],
+          getOwnPropertyDescriptor: (t, key) =>
+            key !== "__proto__" ? Reflect.getOwnPropertyDescriptor(t, key)
+            : looks++ === 0 ? undefined
+            : { value: hidden, enumerable: true, configurable: true, writable: true },
+          get: (t, key) => (key === "__proto__" ? hidden : Reflect.get(t, key))
         })
-        const collected = await dispatchV7(box.agent, options)
-        if (collected.error !== undefined) expect(holds(observable(collected.error))).toBe(false)
-        if (collected.upgraded !== undefined) expect(bytesHold(collected.upgraded, VALUE)).toBe(false)
-        for (const r of specialSince(since)) {
-          const elsewhere = r.servername === "evil.test" || !r.url.startsWith("/") || r.kind === "upgrade"
-          expect([field, reads, carries(r)]).toEqual([field, reads, elsewhere ? false : carries(r)])
+        for (const options of [plain, proxy]) {
+          const since = special.received.length
+          const collected = await dispatchV7(box.agent, options)
+          if (collected.error !== undefined) expect(holds(observable(collected.error))).toBe(false)
+          if (collected.upgraded !== undefined) expect(bytesHold(collected.upgraded, VALUE)).toBe(false)
+          for (const r of specialSince(since)) {
+            const elsewhere = r.servername === "evil.test" || !r.url.startsWith("/") || r.kind === "upgrade"
+            expect([field, reads, carries(r)]).toEqual([field, reads, elsewhere ? false : carries(r)])
+          }
         }
       }
     }

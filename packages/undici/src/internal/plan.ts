@@ -319,12 +319,14 @@ const toBytes = (chunk: unknown): Uint8Array => {
  */
 class RewrittenBody implements AsyncIterableIterator<Buffer> {
   private readonly source: AsyncIterator<unknown> | Iterator<unknown>
+  private readonly sync: boolean
   private done = false
 
   constructor(source: AsyncIterable<unknown> | Iterable<unknown>, private readonly rewriter: Substitution.StreamRewriter) {
-    this.source = Symbol.asyncIterator in source
-      ? (source as AsyncIterable<unknown>)[Symbol.asyncIterator]()
-      : (source as Iterable<unknown>)[Symbol.iterator]()
+    this.sync = !(Symbol.asyncIterator in source)
+    this.source = this.sync
+      ? (source as Iterable<unknown>)[Symbol.iterator]()
+      : (source as AsyncIterable<unknown>)[Symbol.asyncIterator]()
   }
 
   [Symbol.asyncIterator](): this {
@@ -332,29 +334,45 @@ class RewrittenBody implements AsyncIterableIterator<Buffer> {
   }
 
   async next(): Promise<IteratorResult<Buffer, undefined>> {
-    while (!this.done) {
-      const step = await this.source.next()
-      if (step.done === true) {
-        this.done = true
-        const tail = this.rewriter.end()
-        if (tail.length > 0) return { done: false, value: tail }
-        break
+    try {
+      while (!this.done) {
+        const step = await this.source.next()
+        if (step.done === true) {
+          this.done = true
+          const tail = this.rewriter.end()
+          if (tail.length > 0) return { done: false, value: tail }
+          break
+        }
+        // a sync iterable may yield promises of chunks, as `for await` would take them
+        const chunk = this.sync ? await step.value : step.value
+        // one write per chunk: a separate write of the few carried bytes costs more than the copy
+        const pieces = this.rewriter.write(toBytes(chunk))
+        const out = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)
+        if (out.length > 0) return { done: false, value: out }
       }
-      // one write per chunk: a separate write of the few carried bytes costs more than the copy
-      const pieces = this.rewriter.write(toBytes(step.value))
-      const out = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)
-      if (out.length > 0) return { done: false, value: out }
+      return { done: true, value: undefined }
+    } catch (error) {
+      // a refused chunk (blocked placeholder, not bytes) or a failed source: the body is over, and
+      // the source (a file stream, say) gets to close
+      await this.close()
+      throw error
     }
-    return { done: true, value: undefined }
   }
 
   /** The consumer stopped early (an aborted request): let the source clean up. */
   async return(): Promise<IteratorResult<Buffer, undefined>> {
-    if (!this.done) {
-      this.done = true
-      await this.source.return?.()
-    }
+    await this.close()
     return { done: true, value: undefined }
+  }
+
+  private async close(): Promise<void> {
+    if (this.done) return
+    this.done = true
+    try {
+      await this.source.return?.()
+    } catch {
+      // the body's own failure (or the abort) is what the request reports
+    }
   }
 }
 
@@ -375,14 +393,15 @@ const isFormData = (body: unknown): boolean =>
 /**
  * A plain copy of the caller's own fields, each read once. `Object.assign`, not a spread: V8 makes
  * a spread copy slow to extend (~1 µs per request). But assigning an own `__proto__` field (from
- * `JSON.parse`, or a spread of such an object) would set the copy's prototype, whose getters would
- * then answer every later read afresh: such options are copied by a spread, which keeps the field a
- * plain one.
+ * `JSON.parse`, a spread of such an object, or a `Proxy` saying so) sets the copy's prototype, whose
+ * getters would then answer every later read afresh. The copy is checked, not the caller (a `Proxy`
+ * can answer a check one way and the copy another): such options are copied again by a spread,
+ * which keeps every field a plain one.
  */
-const copyOnce = (caller: Dispatcher.DispatchOptions): Dispatcher.DispatchOptions & Record<string, unknown> =>
-  Object.prototype.hasOwnProperty.call(caller, "__proto__")
-    ? { ...caller }
-    : Object.assign<Record<string, unknown>, Dispatcher.DispatchOptions>({}, caller)
+const copyOnce = (caller: Dispatcher.DispatchOptions): Dispatcher.DispatchOptions & Record<string, unknown> => {
+  const copy = Object.assign<Record<string, unknown>, Dispatcher.DispatchOptions>({}, caller)
+  return Object.getPrototypeOf(copy) === Object.prototype ? copy : { ...caller }
+}
 
 /**
  * Plans one dispatch. Throws `SubstitutionBlocked`, `UnsafeSubstitution` or `EgressRefused`
