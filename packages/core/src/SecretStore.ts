@@ -34,6 +34,14 @@ export const SecretRecord = Schema.Struct({
 export type SecretRecord = typeof SecretRecord.Type
 
 /**
+ * A record without its sealed value: what listing needs, so that a backend can list from an index
+ * without reading (or holding) every ciphertext.
+ *
+ * @since 0.1.0
+ */
+export type SecretMetadata = Omit<SecretRecord, "sealed">
+
+/**
  * A list query with every default filled in.
  *
  * @since 0.1.0
@@ -83,13 +91,16 @@ export interface SecretStore {
     organizationId: string,
     placeholder: string
   ) => Effect.Effect<Option.Option<SecretRecord>, StoreError>
-  /** Every record of the organization, sorted by name. */
-  readonly listAll: (organizationId: string) => Effect.Effect<ReadonlyArray<SecretRecord>, StoreError>
-  /** One page, see `paginate` for the rules every backend follows. */
+  /**
+   * Every record of the organization, sorted by name. Metadata suffices (listing never shows a
+   * value); a backend may return whole records.
+   */
+  readonly listAll: (organizationId: string) => Effect.Effect<ReadonlyArray<SecretMetadata>, StoreError>
+  /** One page, see `paginate` for the rules every backend follows; metadata suffices, as for `listAll`. */
   readonly list: (
     organizationId: string,
     query: PageQuery
-  ) => Effect.Effect<Page<SecretRecord>, InvalidSecretInput | StoreError>
+  ) => Effect.Effect<Page<SecretMetadata>, InvalidSecretInput | StoreError>
   /**
    * Replaces a record with `change(current)`, atomically with respect to other writers. `id`,
    * `organizationId`, `name`, `placeholder` and `createdAt` must not change.
@@ -122,7 +133,7 @@ export const pageQuery = (query: ListQuery = {}): PageQuery => ({
 
 type SortValue = string | number
 
-const sortValue = (record: SecretRecord, sort: PageQuery["sort"]): SortValue =>
+const sortValue = (record: SecretMetadata, sort: PageQuery["sort"]): SortValue =>
   sort === "name" ? record.name : sort === "createdAt" ? record.createdAt.getTime() : record.updatedAt.getTime()
 
 const compareKeys = (a: readonly [SortValue, string], b: readonly [SortValue, string]): number =>
@@ -133,7 +144,7 @@ const compareKeys = (a: readonly [SortValue, string], b: readonly [SortValue, st
  * pagination, so concurrent writes never make a page skip or repeat an item that existed
  * throughout the walk.
  */
-const encodeCursor = (query: PageQuery, record: SecretRecord): string =>
+const encodeCursor = (query: PageQuery, record: SecretMetadata): string =>
   Buffer.from(JSON.stringify([query.sort, query.order, sortValue(record, query.sort), record.id])).toString("base64url")
 
 const decodeCursor = (query: PageQuery, cursor: string): Effect.Effect<readonly [SortValue, string], InvalidSecretInput> => {
@@ -165,15 +176,15 @@ const decodeCursor = (query: PageQuery, cursor: string): Effect.Effect<readonly 
  *
  * @since 0.1.0
  */
-export const paginate = (
-  records: Iterable<SecretRecord>,
+export const paginate = <A extends SecretMetadata>(
+  records: Iterable<A>,
   query: PageQuery
-): Effect.Effect<Page<SecretRecord>, InvalidSecretInput> =>
+): Effect.Effect<Page<A>, InvalidSecretInput> =>
   Effect.gen(function*() {
     const after = query.cursor === undefined ? undefined : yield* decodeCursor(query, query.cursor)
     const needle = query.name?.toLowerCase()
     const direction = query.order === "asc" ? 1 : -1
-    const matching: Array<readonly [readonly [SortValue, string], SecretRecord]> = []
+    const matching: Array<readonly [readonly [SortValue, string], A]> = []
     for (const record of records) {
       if (needle !== undefined && !record.name.toLowerCase().includes(needle)) continue
       matching.push([[sortValue(record, query.sort), record.id], record])
@@ -205,7 +216,7 @@ export const paginate = (
  *
  * @since 0.1.0
  */
-export const byName = (a: SecretRecord, b: SecretRecord): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+export const byName = (a: SecretMetadata, b: SecretMetadata): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
 
 /**
  * `Option` of the record, for backends that look up by key.

@@ -25,7 +25,7 @@ import {
   SecretNotFound,
   type StoreError
 } from "./SecretError.js"
-import { pageQuery, type SecretRecord, SecretStore } from "./SecretStore.js"
+import { pageQuery, type SecretMetadata, type SecretRecord, SecretStore } from "./SecretStore.js"
 
 /**
  * A mounted secret with its value, as egress needs it. Only `resolve` produces these.
@@ -101,7 +101,7 @@ export interface Options {
  *
  * @since 0.1.0
  */
-export const toSecret = (record: SecretRecord): Secret => ({
+export const toSecret = (record: SecretMetadata): Secret => ({
   id: record.id,
   name: record.name,
   ...(record.description === undefined ? {} : { description: record.description }),

@@ -2,7 +2,7 @@
  * The leak suite: a secret's value, once given, never comes back out of anything but the
  * egress resolver's `Redacted` — not in results, errors, logs, `inspect`, `JSON` or `String`.
  */
-import { Effect, Layer, Redacted, Runtime } from "effect"
+import { Effect, Layer, Option, Redacted, Runtime } from "effect"
 import { Buffer } from "node:buffer"
 import { inspect } from "node:util"
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest"
@@ -142,10 +142,11 @@ describe("the value never shows", () => {
 
   it("in what the store holds: only the sealed value", async () => {
     const { store, organizationId } = await open()
-    const records = await Effect.runPromise(store.listAll(organizationId))
-    expect(records.length).toBe(1)
-    expectNoValue(records, "the stored records")
-    expect(Object.keys(records[0]!.sealed).sort()).toEqual(["ciphertext", "keyId", "nonce"])
+    const listed = await Effect.runPromise(store.listAll(organizationId))
+    expect(listed.length).toBe(1)
+    const record = Option.getOrThrow(await Effect.runPromise(store.findById(organizationId, listed[0]!.id)))
+    expectNoValue([listed, record], "the stored records")
+    expect(Object.keys(record.sealed).sort()).toEqual(["ciphertext", "keyId", "nonce"])
   })
 
   it("in the resolver's resolved secrets, where the value is Redacted", async () => {

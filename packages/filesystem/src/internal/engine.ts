@@ -708,13 +708,6 @@ export const open = (
       return damaged === undefined ? Effect.succeed(Option.none()) : Effect.fail(damaged.error)
     }
 
-    /** The whole records of `metas` (in order), read from their files; a file removed meanwhile is left out. */
-    const loadAll = (metas: ReadonlyArray<Meta>) =>
-      Effect.map(
-        Effect.forEach(metas, load, { concurrency: 16 }),
-        (records) => records.filter((record): record is SecretRecord => record !== undefined)
-      )
-
     const complete = (organizationId: string) =>
       Effect.suspend(() => {
         const damage = index.damageOfOrganization(organizationId)
@@ -759,28 +752,21 @@ export const open = (
             () => index.damageOfPlaceholder(organizationId, placeholder)
           )
         ),
+      // Listing reads no record file: the index holds every record's metadata (authenticated when
+      // its file was read), and a listing never shows a value.
       listAll: (organizationId) =>
         view((index) =>
-          Effect.zipRight(
+          Effect.as(
             complete(organizationId),
-            loadAll(
-              [...(index.byOrganization.get(organizationId)?.values() ?? [])].sort((a, b) =>
-                a.name < b.name ? -1 : a.name > b.name ? 1 : 0
-              )
-            )
+            [...(index.byOrganization.get(organizationId)?.values() ?? [])].sort(SecretStore.byName)
           )
         ),
       list: (organizationId, query) =>
         view((index) =>
-          Effect.gen(function*() {
-            yield* complete(organizationId)
-            // pages over the metadata (sort keys and cursors use only the fields it has), then
-            // reads the page's files for their sealed values
-            const metas = (index.byOrganization.get(organizationId)?.values() ?? []) as Iterable<Meta>
-            const page = yield* SecretStore.paginate(metas as Iterable<SecretRecord>, query)
-            const items = yield* loadAll(page.items as unknown as ReadonlyArray<Meta>)
-            return { ...page, items }
-          })
+          Effect.zipRight(
+            complete(organizationId),
+            SecretStore.paginate(index.byOrganization.get(organizationId)?.values() ?? [], query)
+          )
         ),
       update: (organizationId, id, changeRecord) =>
         transact(Effect.suspend((): Effect.Effect<SecretRecord, SecretNotFound | StoreError> => {
