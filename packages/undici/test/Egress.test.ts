@@ -120,50 +120,46 @@ describe("substitution surfaces", () => {
     await expect(attempt).rejects.toThrow("the source broke")
   })
 
+  /** An endless streamed body: counts its reads, and notes when it was closed. */
+  const trackedSource = (chunk: (read: number) => unknown) => {
+    const state = { read: 0, cleanedUp: false }
+    const body = (async function*() {
+      try {
+        for (;;) {
+          state.read++
+          yield chunk(state.read)
+          await new Promise((resolve) => setImmediate(resolve))
+        }
+      } finally {
+        state.cleanedUp = true
+      }
+    })()
+    return { body: body as never, state }
+  }
+
   for (const [label, poison] of [["a blocked placeholder", "blocked"], ["a chunk that is not bytes", "not-bytes"]] as const) {
     it(`a streamed body refused at ${label} fails the request and closes its source`, async () => {
       const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]], other: ["x", ["other.test"]] }, { onDisallowed: "block" })
-      let read = 0
-      let cleanedUp = false
-      const body = (async function*() {
-        try {
-          for (;;) {
-            read++
-            yield read < 3 ? Buffer.from(`key=${box.env.KEY};`) : poison === "blocked" ? Buffer.from(`other=${box.env.OTHER};`) : (42 as never)
-          }
-        } finally {
-          cleanedUp = true
-        }
-      })()
-      const attempt = request(world.https.url("api.allowed.test", "/"), { method: "POST", body: body as never, dispatcher: box.agent })
+      const { body, state } = trackedSource((read) =>
+        read < 3 ? Buffer.from(`key=${box.env.KEY};`) : poison === "blocked" ? Buffer.from(`other=${box.env.OTHER};`) : 42)
+      const attempt = request(world.https.url("api.allowed.test", "/"), { method: "POST", body, dispatcher: box.agent })
         .then((response) => response.body.text())
       await expect(attempt).rejects.toThrow(poison === "blocked" ? /blocked/ : /must be strings or bytes/)
-      expect(cleanedUp).toBe(true)
-      expect(read).toBe(3)
+      expect(state).toEqual({ read: 3, cleanedUp: true })
     })
   }
 
   it("an aborted upload stops reading its source, which gets to clean up", async () => {
     const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
     const controller = new AbortController()
-    let read = 0
-    let cleanedUp = false
-    const body = (async function*() {
-      try {
-        for (;;) {
-          read++
-          if (read === 5) controller.abort()
-          yield Buffer.alloc(16 * 1024, `key=${box.env.KEY};`)
-          await new Promise((resolve) => setImmediate(resolve))
-        }
-      } finally {
-        cleanedUp = true
-      }
-    })()
-    const attempt = request(world.https.url("api.allowed.test", "/"), { method: "POST", body: body as never, signal: controller.signal, dispatcher: box.agent })
+    const { body, state } = trackedSource((read) => {
+      if (read === 5) controller.abort()
+      return Buffer.alloc(16 * 1024, `key=${box.env.KEY};`)
+    })
+    const attempt = request(world.https.url("api.allowed.test", "/"), { method: "POST", body, signal: controller.signal, dispatcher: box.agent })
     await expect(attempt).rejects.toThrow()
-    await expect.poll(() => cleanedUp).toBe(true)
-    expect(read).toBeLessThan(50)
+    await expect.poll(() => state.cleanedUp).toBe(true)
+    expect(state.read).toBeLessThan(50)
   })
 
   it("leaves a body without placeholders byte for byte as it was", async () => {
