@@ -37,6 +37,14 @@ export interface Options {
   readonly onDisallowed?: "forward" | "block"
   /** Receives `substituted` / `withheld` / `blocked` events (never a value). */
   readonly audit?: AuditSink
+  /**
+   * Substitute values into WebSocket opening handshakes (`upgrade: "websocket"`, e.g. undici's
+   * `WebSocket` with this dispatcher), for APIs that authenticate there. The handshake then offers
+   * no extension (no compression), and every frame the server sends is scrubbed like a response
+   * body: re-framed, with each value replaced by its placeholder. Default `false`: upgraded
+   * connections carry placeholders only.
+   */
+  readonly webSockets?: boolean
 }
 
 const PLACEHOLDER_TAIL = Placeholder.TOKEN_LENGTH
@@ -61,7 +69,8 @@ export const make = (options: Options): Dispatcher.DispatcherComposeInterceptor 
     mounted: new Map(mount.secrets.map((secret) => [secret.placeholder, secret.name])),
     targets: new Targets(new Set((options.allowHttp ?? []).map(allowHttpHost))),
     onDisallowed: options.onDisallowed ?? "forward",
-    audit: options.audit
+    audit: options.audit,
+    webSockets: options.webSockets === true
   }
 
   return (dispatch) =>
@@ -90,7 +99,7 @@ const send = (
   try {
     const planned = plan(settings, values, opts)
     scrub = planned.scrub
-    return dispatch(planned.options, scrub === undefined ? handler : scrubbing(handler, scrub))
+    return dispatch(planned.options, scrub === undefined ? handler : scrubbing(handler, scrub, planned.webSocket))
   } catch (error) {
     // undici may throw synchronously while reading the substituted request: no value in that
     failHandler(handler, error instanceof Error ? sanitizeError(scrub, error) : new Error(String(error)))

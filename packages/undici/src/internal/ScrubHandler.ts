@@ -8,9 +8,11 @@
 import { type Secrets, Substitution } from "@secretgate/core"
 import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
+import type { Duplex } from "node:stream"
 import type { Dispatcher } from "undici"
 import { EgressRefused } from "../EgressError.js"
 import { ECHO_TRANSFORMS, echoForms } from "./encoding.js"
+import { ScrubbedWebSocket } from "./WebSocketScrub.js"
 
 type Headers = Record<string, string | Array<string> | undefined>
 
@@ -160,6 +162,17 @@ const refuseEncoded = (encodings: ReadonlyArray<string>): EgressRefused =>
   })
 
 /**
+ * The handshake offered no extension; a server that answers with one (compression, say) would send
+ * frames that cannot be scrubbed.
+ */
+const extensionRefusal = (value: string | ReadonlyArray<string> | undefined): EgressRefused | undefined =>
+  value === undefined || (typeof value === "string" ? value : value.join(",")).trim() === ""
+    ? undefined
+    : new EgressRefused({
+      message: "the WebSocket server accepted an extension that was not offered (compression, say), so its frames could not be scrubbed; the connection was closed"
+    })
+
+/**
  * The controller handed downstream: pause, resume and abort go to the real one, which stays out of
  * reach (a private field), and raw headers and trailers are the scrubbed ones, built only if asked.
  */
@@ -204,7 +217,11 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
   private readonly rewriter: Substitution.StreamRewriter
   private failed = false
 
-  constructor(private readonly handler: Dispatcher.DispatchHandler, private readonly scrubber: Scrubber) {
+  constructor(
+    private readonly handler: Dispatcher.DispatchHandler,
+    private readonly scrubber: Scrubber,
+    private readonly webSocket: boolean
+  ) {
     this.rewriter = new Substitution.StreamRewriter(scrubber.matcher)
   }
 
@@ -217,11 +234,23 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
     this.handler.onRequestStart?.(this.wrap(controller), context)
   }
 
-  onRequestUpgrade(controller: Dispatcher.DispatchController, statusCode: number, headers: Headers, socket: unknown): void {
-    const scrubbed = scrubHeaders(this.scrubber, headers, false)
+  onRequestUpgrade(controller: Dispatcher.DispatchController, statusCode: number, headers: Headers, socket: Duplex): void {
     const wrapped = this.wrap(controller)
+    const refused = this.webSocket ? extensionRefusal(headers["sec-websocket-extensions"]) : undefined
+    if (refused !== undefined) {
+      socket.destroy()
+      this.handler.onResponseError?.(wrapped, refused)
+      return
+    }
+    const scrubbed = scrubHeaders(this.scrubber, headers, false)
     wrapped.scrubbedHeaders = scrubbed
-    ;(this.handler.onRequestUpgrade as ((...args: Array<unknown>) => void) | undefined)?.call(this.handler, wrapped, statusCode, scrubbed, socket)
+    ;(this.handler.onRequestUpgrade as ((...args: Array<unknown>) => void) | undefined)?.call(
+      this.handler,
+      wrapped,
+      statusCode,
+      scrubbed,
+      this.webSocket ? new ScrubbedWebSocket(socket, this.scrubber) : socket
+    )
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Headers, statusMessage?: string): void {
@@ -293,7 +322,7 @@ export class LegacyScrubHandler implements LegacyHandler {
   private abort: ((reason?: Error) => void) | undefined
   private failed = false
 
-  constructor(private readonly handler: LegacyHandler, private readonly scrubber: Scrubber) {
+  constructor(private readonly handler: LegacyHandler, private readonly scrubber: Scrubber, private readonly webSocket: boolean) {
     this.rewriter = new Substitution.StreamRewriter(scrubber.matcher)
   }
 
@@ -317,8 +346,20 @@ export class LegacyScrubHandler implements LegacyHandler {
     this.handler.onConnect?.(abort, context)
   }
 
-  onUpgrade(statusCode: number, rawHeaders: Array<Buffer>, socket: unknown): void {
-    this.handler.onUpgrade?.(statusCode, this.scrubRaw(rawHeaders, false), socket)
+  onUpgrade(statusCode: number, rawHeaders: Array<Buffer>, socket: Duplex): void {
+    if (this.webSocket) {
+      const extensions: Array<string> = []
+      for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+        if (nameIs(rawHeaders[i]!, "sec-websocket-extensions")) extensions.push(rawHeaders[i + 1]!.toString("latin1"))
+      }
+      const refused = extensionRefusal(extensions.length === 0 ? undefined : extensions)
+      if (refused !== undefined) {
+        socket.destroy()
+        this.onError(refused)
+        return
+      }
+    }
+    this.handler.onUpgrade?.(statusCode, this.scrubRaw(rawHeaders, false), this.webSocket ? new ScrubbedWebSocket(socket, this.scrubber) : socket)
   }
 
   onResponseStarted(): void {
@@ -362,8 +403,11 @@ export class LegacyScrubHandler implements LegacyHandler {
   }
 }
 
-/** A scrubbing wrapper for a handler of either undici API. */
-export const scrubbing = (handler: Dispatcher.DispatchHandler, scrubber: Scrubber): Dispatcher.DispatchHandler =>
+/**
+ * A scrubbing wrapper for a handler of either undici API; for a WebSocket handshake, the upgraded
+ * connection's incoming frames are scrubbed too.
+ */
+export const scrubbing = (handler: Dispatcher.DispatchHandler, scrubber: Scrubber, webSocket = false): Dispatcher.DispatchHandler =>
   typeof handler.onRequestStart === "function" || typeof handler.onResponseStart === "function"
-    ? new ScrubHandler(handler, scrubber)
-    : new LegacyScrubHandler(handler as LegacyHandler, scrubber) as unknown as Dispatcher.DispatchHandler
+    ? new ScrubHandler(handler, scrubber, webSocket)
+    : new LegacyScrubHandler(handler as LegacyHandler, scrubber, webSocket) as unknown as Dispatcher.DispatchHandler

@@ -22,6 +22,8 @@ export interface Settings {
   readonly targets: Targets
   readonly onDisallowed: "forward" | "block"
   readonly audit: AuditSink | undefined
+  /** Whether WebSocket handshakes may carry values (their frames are then scrubbed). */
+  readonly webSockets: boolean
 }
 
 /** The outcome for one request. */
@@ -29,6 +31,8 @@ export interface Plan {
   readonly options: Dispatcher.DispatchOptions
   /** How to scrub the response, or `undefined` when no mounted secret may go to this destination. */
   readonly scrub: Scrubber | undefined
+  /** A WebSocket handshake that may carry values: the frames that come back must be scrubbed. */
+  readonly webSocket: boolean
 }
 
 /** How a value is written where a placeholder stood. */
@@ -252,13 +256,18 @@ const valuesOf = (value: unknown): Array<string> =>
     : (Array.isArray(value) ? value : [value]).map((item) => (Buffer.isBuffer(item) ? item.toString("latin1") : String(item)))
 
 /**
- * Why nothing at all may be substituted into this request, if so: it upgrades the connection (its
- * traffic cannot be scrubbed), or it names another host than the one it connects to — in a `Host`
- * header, a TLS `servername` or an absolute-form path — which is where a shared front end would
- * really route it.
+ * Why nothing at all may be substituted into this request, if so: it upgrades the connection to
+ * anything but a WebSocket whose frames will be scrubbed (other traffic cannot be), or it names
+ * another host than the one it connects to — in a `Host` header, a TLS `servername` or an
+ * absolute-form path — which is where a shared front end would really route it.
  */
-const restrictionOf = (options: Dispatcher.DispatchOptions, target: Target, entries: ReadonlyArray<HeaderEntry>): WithheldReason | undefined => {
-  if (options.upgrade !== undefined && options.upgrade !== null && options.upgrade !== false) return "unsafe-position"
+const restrictionOf = (
+  options: Dispatcher.DispatchOptions,
+  target: Target,
+  entries: ReadonlyArray<HeaderEntry>,
+  webSocket: boolean
+): WithheldReason | undefined => {
+  if (options.upgrade !== undefined && options.upgrade !== null && options.upgrade !== false && !webSocket) return "unsafe-position"
   if (typeof options.method === "string" && options.method.toUpperCase() === "CONNECT") return "unsafe-position"
   for (const [name, value] of entries) {
     if (name.length === 4 && name.toLowerCase() === "host" && valuesOf(value).some((host) => !namesTarget(target, host))) return "host-mismatch"
@@ -268,6 +277,11 @@ const restrictionOf = (options: Dispatcher.DispatchOptions, target: Target, entr
   if (typeof options.path === "string" && !options.path.startsWith("/")) return "host-mismatch"
   return undefined
 }
+
+/** A WebSocket opening handshake (RFC 6455): a GET that asks to upgrade to `websocket`. */
+const isWebSocketHandshake = (options: Dispatcher.DispatchOptions): boolean =>
+  typeof options.upgrade === "string" && options.upgrade.toLowerCase() === "websocket" &&
+  (options.method === undefined || (typeof options.method === "string" && options.method.toUpperCase() === "GET"))
 
 /** Whether a header name is `lower`, case-insensitively. */
 const is = (name: string, lower: string): boolean => name.length === lower.length && name.toLowerCase() === lower
@@ -284,7 +298,12 @@ const headerValue = (flat: ReadonlyArray<string>, name: string): string | undefi
  * (a compressed response could not be scrubbed, and is refused) and no storing by a cache between
  * here and the upstream (it would keep the unscrubbed response for other callers).
  */
-const finishHeaders = (flat: ReadonlyArray<string>, length: number | "stream" | undefined, scrubbed: boolean): Array<string> => {
+const finishHeaders = (
+  flat: ReadonlyArray<string>,
+  length: number | "stream" | undefined,
+  scrubbed: boolean,
+  webSocket: boolean
+): Array<string> => {
   const out: Array<string> = []
   let hadLength = false
   let cacheControl: string | undefined
@@ -293,6 +312,8 @@ const finishHeaders = (flat: ReadonlyArray<string>, length: number | "stream" | 
     const value = flat[i + 1]!
     if (length !== undefined && is(name, "content-length")) hadLength = true
     else if (scrubbed && is(name, "accept-encoding")) continue
+    // no WebSocket extension (permessage-deflate): compressed frames could not be scrubbed
+    else if (scrubbed && webSocket && is(name, "sec-websocket-extensions")) continue
     else if (scrubbed && is(name, "cache-control")) cacheControl = cacheControl === undefined ? value : `${cacheControl}, ${value}`
     else out.push(name, value)
   }
@@ -414,7 +435,8 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
   const target = settings.targets.of(options.origin)
   const allowance = target.secure && target.matchable !== undefined ? allowanceFor(values, target.matchable) : NOTHING
   const entries = headerEntries(options.headers)
-  const rewriter = new Rewriter(settings, values, allowance, target, restrictionOf(options, target, entries))
+  const webSocket = settings.webSockets && isWebSocketHandshake(options)
+  const rewriter = new Rewriter(settings, values, allowance, target, restrictionOf(options, target, entries, webSocket))
 
   // Headers: values as they are (Basic credentials decoded and re-encoded).
   const headers = new HeaderList(rewriter)
@@ -476,7 +498,7 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
     ? allowance.scrub
     : makeScrubber([...allowance.allowed], rewriter.basicEchoes)
   if (length !== undefined || scrub !== undefined) {
-    flat = finishHeaders(flat, length, scrub !== undefined)
+    flat = finishHeaders(flat, length, scrub !== undefined, webSocket)
     headersChanged = true
   }
 
@@ -490,5 +512,5 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
   // dispatches each hop through here again, from the caller's original request.
   next.maxRedirections = 0
   if (query !== options.query) next.query = query
-  return { options, scrub }
+  return { options, scrub, webSocket: webSocket && scrub !== undefined }
 }

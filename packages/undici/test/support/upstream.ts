@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net"
 import { gzipSync } from "node:zlib"
 import { Agent } from "undici"
 
-const tls = (file: string) => readFileSync(new URL(`../fixtures/tls/${file}`, import.meta.url))
+export const tls = (file: string) => readFileSync(new URL(`../fixtures/tls/${file}`, import.meta.url))
 export const CA = tls("ca.pem")
 
 /** What the upstream saw of one request. */

@@ -1,0 +1,215 @@
+/**
+ * WebSocket handshakes with `webSockets: true`: the value goes into the handshake only on an allowed
+ * host over TLS, and the frames the server sends back are scrubbed — across fragments, TCP
+ * boundaries and interleaved control frames — or the connection is closed when they cannot be.
+ * Clients: undici's `WebSocket`, and `undici.upgrade` for the raw bytes.
+ */
+import { Buffer } from "node:buffer"
+import type { Duplex } from "node:stream"
+import { upgrade, WebSocket } from "undici"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { makeWorld, type World } from "./support/fixture.js"
+import { startWebSocketUpstream, type WebSocketUpstream } from "./support/webSocketUpstream.js"
+
+const VALUE = "sk-live-W3bS0ck3t-0K"
+
+let world: World
+let ws: WebSocketUpstream
+beforeAll(async () => {
+  world = await makeWorld()
+  ws = await startWebSocketUpstream()
+})
+afterAll(async () => {
+  await ws.close()
+  await world.close()
+})
+
+/** Opens a WebSocket through the agent; collects messages until the connection closes or `count` arrive. */
+const converse = (url: string, agent: unknown, authorization: string, send: ReadonlyArray<string> = [], count = Infinity) =>
+  new Promise<{ messages: Array<string>; closed: { code: number; reason: string } | undefined; error: boolean }>((resolve) => {
+    const socket = new WebSocket(url, { dispatcher: agent as never, headers: { authorization } })
+    const messages: Array<string> = []
+    let error = false
+    const done = (closed?: { code: number; reason: string }) => resolve({ messages, closed, error })
+    socket.binaryType = "arraybuffer"
+    socket.onopen = () => {
+      for (const text of send) socket.send(text)
+    }
+    socket.onmessage = (event) => {
+      messages.push(typeof event.data === "string" ? event.data : Buffer.from(event.data as ArrayBuffer).toString("latin1"))
+      if (messages.length >= count) {
+        socket.close()
+      }
+    }
+    socket.onerror = () => {
+      error = true
+    }
+    socket.onclose = (event) => done({ code: event.code, reason: event.reason })
+  })
+
+/** The raw bytes of an upgraded connection through the agent, until the server stops sending. */
+const rawUpgrade = async (url: string, agent: unknown, authorization: string, quietMs = 150) => {
+  const http = url.replace(/^wss:/, "https:")
+  const { socket, headers } = await upgrade(http, {
+    dispatcher: agent as never,
+    protocol: "websocket",
+    headers: { authorization, "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13", "sec-websocket-extensions": "permessage-deflate" }
+  })
+  const chunks: Array<Buffer> = []
+  const errors: Array<Error> = []
+  ;(socket as Duplex).on("error", (error) => errors.push(error))
+  await new Promise<void>((resolve) => {
+    let timer = setTimeout(resolve, quietMs)
+    ;(socket as Duplex).on("data", (chunk: Buffer) => {
+      chunks.push(chunk)
+      clearTimeout(timer)
+      timer = setTimeout(resolve, quietMs)
+    })
+    ;(socket as Duplex).on("close", () => resolve())
+  })
+  ;(socket as Duplex).destroy()
+  return { bytes: Buffer.concat(chunks), headers, errors }
+}
+
+/** Decodes unmasked server frames: [fin, opcode, payload] each. */
+const framesOf = (bytes: Buffer) => {
+  const frames: Array<{ fin: boolean; opcode: number; payload: Buffer }> = []
+  let at = 0
+  while (at + 2 <= bytes.length) {
+    let length = bytes[at + 1]! & 0x7f
+    let start = at + 2
+    if (length === 126) {
+      length = bytes.readUInt16BE(at + 2)
+      start = at + 4
+    } else if (length === 127) {
+      length = Number(bytes.readBigUInt64BE(at + 2))
+      start = at + 10
+    }
+    frames.push({ fin: (bytes[at]! & 0x80) !== 0, opcode: bytes[at]! & 0x0f, payload: bytes.subarray(start, start + length) })
+    at = start + length
+  }
+  return frames
+}
+
+describe("WebSocket handshakes (webSockets: true)", () => {
+  it("the allowed host gets the value in the handshake; the echo comes back as the placeholder", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+    const result = await converse(ws.url("api.allowed.test", "/ws/echo"), box.agent, `Bearer ${box.env.KEY}`, [`again ${box.env.KEY}`], 2)
+    expect(ws.handshakes.at(-1)!.headers.authorization).toBe(`Bearer ${VALUE}`)
+    expect(result.messages).toEqual([`you sent Bearer ${box.env.KEY}`, `again ${box.env.KEY}`])
+    // what the sandbox writes into frames is not substituted: placeholders only
+    expect(ws.messages.at(-1)).toBe(`again ${box.env.KEY}`)
+    expect(box.events).toContainEqual({ type: "substituted", secret: "key", host: "api.allowed.test", surface: "header" })
+  })
+
+  it("no extension is offered, so frames come uncompressed", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+    await converse(ws.url("api.allowed.test", "/ws/echo"), box.agent, `Bearer ${box.env.KEY}`, [], 1)
+    expect(ws.handshakes.at(-1)!.headers["sec-websocket-extensions"]).toBeUndefined()
+  })
+
+  for (const size of [1, 2, 3, 7, 16, 64]) {
+    it(`a value split across fragments of ${size} bytes, TCP writes of 5 and an interleaved ping is scrubbed`, async () => {
+      const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+      const { bytes } = await rawUpgrade(ws.url("api.allowed.test", `/ws/fragments?size=${size}`), box.agent, `Bearer ${box.env.KEY}`)
+      expect(bytes.includes(VALUE)).toBe(false)
+      const frames = framesOf(bytes)
+      const data = frames.filter((f) => f.opcode <= 0x2)
+      expect(data[0]!.opcode).toBe(0x1)
+      expect(data.slice(1).every((f) => f.opcode === 0x0)).toBe(true)
+      expect(data.at(-1)!.fin).toBe(true)
+      expect(data.slice(0, -1).every((f) => !f.fin)).toBe(true)
+      expect(Buffer.concat(data.map((f) => f.payload)).toString()).toBe(JSON.stringify({ token: `Bearer ${box.env.KEY}` }))
+      const ping = frames.find((f) => f.opcode === 0x9)!
+      expect(ping.payload.toString()).toBe(`Bearer ${box.env.KEY}`.slice(0, 125))
+    })
+  }
+
+  it("through a v7 handler too (an agent with redirects composes one)", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true, maxRedirections: 3 })
+    const { bytes } = await rawUpgrade(ws.url("api.allowed.test", "/ws/fragments?size=3"), box.agent, `Bearer ${box.env.KEY}`)
+    expect(ws.handshakes.at(-1)!.headers.authorization).toBe(`Bearer ${VALUE}`)
+    expect(bytes.includes(VALUE)).toBe(false)
+    const data = framesOf(bytes).filter((f) => f.opcode <= 0x2)
+    expect(Buffer.concat(data.map((f) => f.payload)).toString()).toBe(JSON.stringify({ token: `Bearer ${box.env.KEY}` }))
+    const result = await converse(ws.url("api.allowed.test", "/ws/echo"), box.agent, `Bearer ${box.env.KEY}`, [], 1)
+    expect(result.messages).toEqual([`you sent Bearer ${box.env.KEY}`])
+    const deflate = upgrade(`https://api.allowed.test:${ws.port}/ws/deflate`, {
+      dispatcher: box.agent,
+      protocol: "websocket",
+      headers: { authorization: `Bearer ${box.env.KEY}`, "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" }
+    })
+    await expect(deflate).rejects.toThrow(/extension that was not offered/)
+  })
+
+  it("undici's WebSocket reassembles the re-framed message", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+    const result = await converse(ws.url("api.allowed.test", "/ws/fragments?size=4"), box.agent, `Bearer ${box.env.KEY}`, [], 1)
+    expect(result.messages).toEqual([JSON.stringify({ token: `Bearer ${box.env.KEY}` })])
+  })
+
+  it("a close frame whose reason echoes the value is scrubbed, its code kept", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+    const result = await converse(ws.url("api.allowed.test", "/ws/close"), box.agent, `Bearer ${box.env.KEY}`)
+    expect(result.closed).toEqual({ code: 4000, reason: `Bearer ${box.env.KEY}` })
+  })
+
+  it("a large binary message (64-bit length) with the value in the middle is scrubbed", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+    const result = await converse(ws.url("api.allowed.test", "/ws/big"), box.agent, `Bearer ${box.env.KEY}`, [], 1)
+    expect(result.messages).toHaveLength(1)
+    const message = result.messages[0]!
+    expect(message.length).toBe(200 * 1024 + `Bearer ${box.env.KEY}`.length)
+    expect(message.includes(VALUE)).toBe(false)
+    expect(message.includes(`Bearer ${box.env.KEY}`)).toBe(true)
+  })
+
+  for (const kind of ["rsv", "masked", "opcode", "continuation"]) {
+    it(`a frame that breaks the protocol (${kind}) closes the connection before anything after it`, async () => {
+      const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+      const { bytes, errors } = await rawUpgrade(ws.url("api.allowed.test", `/ws/bad?kind=${kind}`), box.agent, `Bearer ${box.env.KEY}`)
+      expect(bytes.length).toBe(0)
+      expect(errors.map((error) => error.message)).toEqual([expect.stringMatching(/broke the protocol/)])
+      const result = await converse(ws.url("api.allowed.test", `/ws/bad?kind=${kind}`), box.agent, `Bearer ${box.env.KEY}`)
+      expect(result.messages).toEqual([])
+      expect(result.closed?.code).not.toBe(1000)
+    })
+  }
+
+  it("a server that accepts an extension not offered is refused", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+    const attempt = upgrade(`https://api.allowed.test:${ws.port}/ws/deflate`, {
+      dispatcher: box.agent,
+      protocol: "websocket",
+      headers: { authorization: `Bearer ${box.env.KEY}`, "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" }
+    })
+    await expect(attempt).rejects.toThrow(/extension that was not offered/)
+    const result = await converse(ws.url("api.allowed.test", "/ws/deflate"), box.agent, `Bearer ${box.env.KEY}`)
+    expect(result.messages).toEqual([])
+  })
+
+  it("another host gets the placeholder in the handshake", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+    const result = await converse(ws.url("evil.test", "/ws/echo"), box.agent, `Bearer ${box.env.KEY}`, [], 1)
+    expect(ws.handshakes.at(-1)!.headers.authorization).toBe(`Bearer ${box.env.KEY}`)
+    expect(result.messages).toEqual([`you sent Bearer ${box.env.KEY}`])
+  })
+
+  it("without webSockets (the default) a handshake carries the placeholder only", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
+    await converse(ws.url("api.allowed.test", "/ws/echo"), box.agent, `Bearer ${box.env.KEY}`, [], 1)
+    expect(ws.handshakes.at(-1)!.headers.authorization).toBe(`Bearer ${box.env.KEY}`)
+    expect(box.events).toContainEqual({ type: "withheld", secret: "key", host: "api.allowed.test", surface: "header", reason: "unsafe-position" })
+  })
+
+  it("a CONNECT or a non-WebSocket upgrade still carries no value", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+    const before = ws.handshakes.length
+    await upgrade(`https://api.allowed.test:${ws.port}/ws/echo`, {
+      dispatcher: box.agent,
+      protocol: "h2c",
+      headers: { authorization: `Bearer ${box.env.KEY}` }
+    }).then(({ socket }) => (socket as Duplex).destroy(), () => undefined)
+    expect(ws.handshakes.slice(before).map((h) => h.headers.authorization)).toEqual([`Bearer ${box.env.KEY}`])
+  })
+})
