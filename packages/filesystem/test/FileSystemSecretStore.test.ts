@@ -91,8 +91,12 @@ describe("durability", () => {
         for (let i = 15; i < 20; i++) yield* s.delete(ORG, made[i]!.id)
         yield* store.rotateKey
       }))
+      // an open that reads every record file writes a snapshot of all of them
+      rmSync(Path.join(directory, "snapshot"), { force: true })
+      yield* withStore({ directory }, Effect.void)
       const files = filesUnder(directory)
       expect(files.length).toBeGreaterThan(15)
+      expect(readFileSync(Path.join(directory, "snapshot"), "utf8")).toContain("\"s14\"")
       for (const file of files) {
         const bytes = readFileSync(file)
         for (const text of values) expect(bytes.includes(text), `${text} found in ${file}`).toBe(false)

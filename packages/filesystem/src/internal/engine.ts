@@ -35,6 +35,7 @@ import { fileKeyOf, fileKeyOfName, isShard, type Layout, layout, recordPath, sha
 import * as Lock from "./lock.js"
 import * as RecordFile from "./recordFile.js"
 import { type Entry, type Meta, metaOf, RecordIndex } from "./recordIndex.js"
+import * as Snapshot from "./snapshot.js"
 
 type SecretRecord = SecretStore.SecretRecord
 
@@ -76,6 +77,8 @@ export interface Engine {
 const RESEAL_BATCH = 64
 /** An announcement (B) open this long makes a reader try the lock once to close it (its writer likely died). */
 const PENDING_CLOSE_MS = 500
+/** An open from the snapshot that had to re-read more record files than this writes a fresh snapshot. */
+const SNAPSHOT_REFRESH_FILES = 1_000
 
 const sameRecordIdentity = (a: SecretRecord, b: SecretRecord): boolean =>
   a.id === b.id && a.organizationId === b.organizationId && a.name === b.name && a.placeholder === b.placeholder &&
@@ -257,10 +260,10 @@ export const open = (
       readonly missingKeys: ReadonlyMap<string, number>
     }
 
-    /** Reads every record file: at open, and when this process fell too far behind the journal. */
-    const scan = Effect.gen(function*() {
+    /** The record files and leftover temp files in the shard directories: names only, no file is read. */
+    const listRecordFiles = Effect.gen(function*() {
       const temps: Array<string> = []
-      const files: Array<readonly [string, string]> = []
+      const files: Array<string> = []
       const shardNames = (yield* listIfExists(fs, paths.records)).filter(isShard)
       yield* Effect.forEach(shardNames, (shard) =>
         Effect.map(listIfExists(fs, Path.join(paths.records, shard)), (names) => {
@@ -268,14 +271,20 @@ export const open = (
           for (const name of names) {
             if (name.startsWith(TEMP_PREFIX)) temps.push(Path.join(paths.records, shard, name))
             const fileKey = fileKeyOfName(shard, name)
-            if (fileKey !== undefined) files.push([fileKey, name])
+            if (fileKey !== undefined) files.push(fileKey)
           }
         }), { concurrency: 8, discard: true })
+      return { temps, files }
+    })
+
+    /** Reads every record file: at open, and when this process fell too far behind the journal. */
+    const scan = Effect.gen(function*() {
+      const { files, temps } = yield* listRecordFiles
       // each file is reduced to its metadata as soon as it is read: no sealed value is kept
-      const decoded = yield* Effect.forEach(files, ([fileKey]) => readEntry(fileKey), { concurrency: 32 })
+      const decoded = yield* Effect.forEach(files, readEntry, { concurrency: 32 })
       const missingKeys = new Map<string, number>()
       const entries: Array<readonly [string, Entry]> = []
-      files.forEach(([fileKey], i) => {
+      files.forEach((fileKey, i) => {
         const result = decoded[i]
         if (result === undefined) return // removed since the directory was listed
         if (result.missingKey !== undefined) {
@@ -356,51 +365,53 @@ export const open = (
         : Effect.void
     )
 
+    /** What the journal holds after a position. */
+    type Since =
+      | { readonly _tag: "Lines"; readonly entries: ReadonlyArray<Journal.Entry>; readonly next: Journal.Position }
+      /** The position is gone (more than one generation behind, or no longer in the file), or a line nobody can read might have named any record. */
+      | { readonly _tag: "Lost" }
+      /** The journal is missing or not a journal. */
+      | { readonly _tag: "Repair" }
+
+    /** The journal lines after `from`: in its generation, and in the next one when `from` is now in `journal.prev`. */
+    const linesSince = (from: Journal.Position): Effect.Effect<Since, StoreError> =>
+      Effect.gen(function*() {
+        const current = yield* Journal.read(fs, paths.journal, { from: from.offset, expected: from.generation })
+        if (current._tag !== "Read") return { _tag: "Repair" } as const
+        if (current.generation === from.generation) {
+          if (from.offset > current.position.size || current.garbled) return { _tag: "Lost" } as const
+          return { _tag: "Lines", entries: current.entries, next: current.position } as const
+        }
+        // a new generation: finish the old one (now journal.prev) unless we fell further behind
+        const previous = yield* Journal.read(fs, paths.journalPrevious, { from: from.offset, expected: from.generation })
+        const fresh = yield* Journal.read(fs, paths.journal)
+        if (
+          previous._tag !== "Read" || previous.generation !== from.generation || from.offset > previous.position.size ||
+          fresh._tag !== "Read" || fresh.previous !== from.generation || previous.garbled || fresh.garbled
+        ) return { _tag: "Lost" } as const
+        return { _tag: "Lines", entries: [...previous.entries, ...fresh.entries], next: fresh.position } as const
+      })
+
     const follow = (locked: boolean): Effect.Effect<"ok" | "repair", StoreError> =>
       Effect.gen(function*() {
-        const current = yield* Journal.read(fs, paths.journal, { from: position.offset, expected: position.generation })
-        if (current._tag !== "Read") {
+        const since = yield* linesSince(position)
+        if (since._tag === "Repair") {
           if (!locked) return "repair" as const
           yield* Journal.create(fs, paths, undefined)
           const reloaded = yield* reload
           return reloaded === "repair" ? yield* Effect.fail(journalBroken()) : "ok" as const
         }
-        let entries: ReadonlyArray<Journal.Entry>
-        let garbled: boolean
-        let next: Journal.Position
-        if (current.generation === position.generation) {
-          entries = current.entries
-          garbled = current.garbled
-          next = current.position
-        } else {
-          // a new generation: finish the old one (now journal.prev) unless we fell further behind
-          const previous = yield* Journal.read(fs, paths.journalPrevious, {
-            from: position.offset,
-            expected: position.generation
-          })
-          const fresh = yield* Journal.read(fs, paths.journal)
-          if (
-            previous._tag !== "Read" || previous.generation !== position.generation ||
-            fresh._tag !== "Read" || fresh.previous !== position.generation
-          ) {
-            const reloaded = yield* reload
-            if (reloaded === "repair") return locked ? yield* follow(locked) : "repair" as const
-            return "ok" as const
-          }
-          entries = [...previous.entries, ...fresh.entries]
-          garbled = previous.garbled || fresh.garbled
-          next = fresh.position
-        }
-        if (garbled) {
-          // a line we cannot read might have named any record
+        if (since._tag === "Lost") {
+          // fell too far behind, or a line we cannot read might have named any record: rescan
           const reloaded = yield* reload
-          return reloaded === "repair" ? (locked ? yield* follow(locked) : "repair" as const) : "ok" as const
+          if (reloaded === "repair") return locked ? yield* follow(locked) : "repair" as const
+          return "ok" as const
         }
-        const { changed, keys, open } = pendingOf(entries, pending)
+        const { changed, keys, open } = pendingOf(since.entries, pending)
         if (keys) yield* loadKeys
         yield* reread(new Set([...changed, ...open]))
         pending = open
-        position = next
+        position = since.next
         return "ok" as const
       })
 
@@ -468,6 +479,95 @@ export const open = (
       })
     })
 
+    // -- the snapshot ----------------------------------------------------------------------------------
+    /** A key that may authenticate a snapshot: held by this process, listed in the manifest, not retired. */
+    const snapshotKey = (keyId: string): KeyRing.Key | undefined =>
+      knownKeyIds.has(keyId) && !retiredKeyIds.has(keyId) ? ring.keys.get(keyId) : undefined
+
+    /**
+     * Writes the index as it is now, at the current journal position. Only while holding the lock,
+     * caught up and with no announcement open (so the index reflects every line before the
+     * position): its temp file is then, like every temp file, a leftover only a dead lock holder
+     * leaves. A snapshot that cannot be written (too large, I/O) is skipped: the next open scans.
+     */
+    const saveSnapshot: Effect.Effect<void> = Effect.suspend(() => {
+      const key = snapshotKey(ring.current.id)
+      if (pending.size > 0 || key === undefined || position.offset !== position.size) return Effect.void
+      const records = [...index.records()].sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime())
+      let text: string
+      try {
+        text = Snapshot.encode(
+          { generation: position.generation, offset: position.offset, records, damaged: [...index.damaged.keys()] },
+          key
+        )
+      } catch {
+        return Effect.void // larger than a string can be
+      }
+      return text.length > Snapshot.MAX_BYTES ? Effect.void : Effect.ignore(writeAtomic(fs, paths.snapshot, text))
+    })
+
+    /** At open: takes the lock if it is free, catches up and writes the snapshot; a busy lock skips it. */
+    const refreshSnapshot: Effect.Effect<void> = Effect.ignore(
+      writeMutex.withPermits(1)(
+        Lock.tryWithLock(fs, lockOptions)(syncMutex.withPermits(1)(Effect.gen(function*() {
+          yield* catchUp(true)
+          yield* closePending
+          yield* saveSnapshot
+        })))
+      )
+    )
+
+    /** What an open from the snapshot did. */
+    interface Resumed {
+      readonly temps: ReadonlyArray<string>
+      /** Record files read (named by the journal after the snapshot, damaged, or added or removed behind its back). */
+      readonly reread: number
+      /** The snapshot's position is in `journal.prev`: the next journal generation would make it unusable. */
+      readonly previousGeneration: boolean
+    }
+
+    /**
+     * The index from the snapshot instead of from every record file: the snapshot's records, then
+     * the record files named by the journal after its position, the damaged ones, and those the
+     * directory listing (names only) shows added or removed since. `undefined` when there is no
+     * usable snapshot (missing, damaged, not authentic, under a key this process cannot use, its
+     * position no longer in the journal), or when it names records a full scan would refuse the
+     * open over (a key this process does not hold): the caller then reads every record file, as
+     * without a snapshot.
+     */
+    const resume: Effect.Effect<Resumed | undefined, StoreError> = Effect.gen(function*() {
+      // an unreadable snapshot is as good as none: the scan then reports whatever is really wrong
+      const read = yield* Effect.orElseSucceed(readBounded(fs, paths.snapshot, Snapshot.MAX_BYTES), () => undefined)
+      if (read === undefined || read._tag === "Odd") return undefined
+      const decoded = Snapshot.decode(read.text, snapshotKey)
+      if (decoded._tag === "Invalid") return undefined
+      const { snapshot } = decoded
+      const since = yield* linesSince({ generation: snapshot.generation, offset: snapshot.offset, ino: 0, size: 0, mtimeMs: 0 })
+      if (since._tag !== "Lines") return undefined
+      const { changed, keys, open } = pendingOf(since.entries, new Set())
+      if (keys) yield* loadKeys
+      const fresh = new RecordIndex()
+      for (const record of snapshot.records) {
+        const fileKey = fileKeyOf(record.id)
+        fresh.set(fileKey, { _tag: "Record", record, path: recordPath(paths, fileKey) })
+      }
+      index = fresh
+      const { files, temps } = yield* listRecordFiles
+      const toRead = new Set([...snapshot.damaged, ...changed, ...open])
+      const present = new Set(files)
+      for (const fileKey of files) if (fresh.get(fileKey) === undefined) toRead.add(fileKey)
+      for (const record of snapshot.records) {
+        const fileKey = fileKeyOf(record.id)
+        if (!present.has(fileKey)) toRead.add(fileKey)
+      }
+      yield* reread(toRead)
+      pending = open
+      position = since.next
+      for (const keyId of index.keyUsage.keys()) if (snapshotKey(keyId) === undefined) return undefined
+      for (const damage of index.damaged.values()) if (damage.error._tag === "DecryptionFailed") return undefined
+      return { temps, reread: toRead.size, previousGeneration: snapshot.generation !== position.generation }
+    })
+
     // -- writing -----------------------------------------------------------------------------------
     /**
      * Runs `body` holding this process's write mutex, the store lock and the index, with the index
@@ -503,7 +603,11 @@ export const open = (
           yield* Effect.ignore(Effect.gen(function*() {
             yield* Journal.rollover(fs, paths, position.generation)
             const fresh = yield* Journal.read(fs, paths.journal)
-            if (fresh._tag === "Read") position = fresh.position
+            if (fresh._tag === "Read") {
+              position = fresh.position
+              // so that the snapshot stays within the journal's reach (journal.prev at worst)
+              yield* saveSnapshot
+            }
           }))
         }
       }))
@@ -672,7 +776,10 @@ export const open = (
     if (yield* needsInitialising) yield* underLock(initialise)
     yield* loadKeys
     position = { generation: "", ino: 0, size: 0, mtimeMs: 0, offset: 0 }
-    let loaded = yield* reload
+    const resumed = yield* resume
+    let loaded: Scan | "repair" = resumed === undefined
+      ? yield* reload
+      : { index, temps: resumed.temps, missingKeys: new Map() }
     if (loaded === "repair") {
       yield* underLock(initialise)
       loaded = yield* reload
@@ -690,6 +797,9 @@ export const open = (
     }
     yield* removeLeftovers(loaded.temps)
     yield* registerKeys
+    if (
+      resumed === undefined || resumed.previousGeneration || resumed.reread > SNAPSHOT_REFRESH_FILES
+    ) yield* refreshSnapshot
 
     // -- the SecretStore ---------------------------------------------------------------------------
     const view = <A, E>(f: (index: RecordIndex) => Effect.Effect<A, E>): Effect.Effect<A, E | StoreError> =>

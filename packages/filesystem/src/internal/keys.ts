@@ -57,6 +57,18 @@ export const recordMacKey = (key: KeyRing.Key): Buffer => {
   return mac
 }
 
+const indexMacKeys = new WeakMap<KeyRing.Key, Buffer>()
+
+/** The key that authenticates an index snapshot written under `key` (never the record MAC key). */
+export const snapshotMacKey = (key: KeyRing.Key): Buffer => {
+  let mac = indexMacKeys.get(key)
+  if (mac === undefined) {
+    mac = derive(key, "snapshot-mac")
+    indexMacKeys.set(key, mac)
+  }
+  return mac
+}
+
 const corrupted = (path: string, why: string) =>
   new StoreCorrupted({ message: `${path} ${why}; restore it from a backup`, location: path })
 

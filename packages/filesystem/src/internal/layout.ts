@@ -24,6 +24,8 @@ export interface Layout {
   readonly journal: string
   /** `journal.prev`: the previous journal generation, for processes that are behind. */
   readonly journalPrevious: string
+  /** `snapshot`: the authenticated metadata index at a journal position, so that an open need not read every record. */
+  readonly snapshot: string
   /** `records/`: one file per secret in 256 shard directories. */
   readonly records: string
 }
@@ -37,12 +39,17 @@ export const layout = (root: string): Layout => ({
   lockBreaker: Path.join(root, "lock.break"),
   journal: Path.join(root, "journal"),
   journalPrevious: Path.join(root, "journal.prev"),
+  snapshot: Path.join(root, "snapshot"),
   records: Path.join(root, "records")
 })
 
 // lower-case only, so that two ids never share a file on a case-insensitive file system
 const PLAIN_ID = /^[0-9a-f]{2}[0-9a-z-]{0,126}$/
 const FILE_NAME = /^(?:[0-9a-f]{2}[0-9a-z-]{0,126}|_[0-9a-f]{64})\.json$/
+const FILE_KEY = /^(?:[0-9a-f]{2}[0-9a-z-]{0,126}|_[0-9a-f]{64})$/
+
+/** `true` for a string that is a file key (the name of a record file without `.json`). */
+export const isFileKey = (text: string): boolean => FILE_KEY.test(text)
 
 /**
  * The file key of a record id: the id itself when it is a plain lower-case id (uuids are), else
