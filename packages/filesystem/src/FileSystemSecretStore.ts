@@ -4,7 +4,9 @@
  * the directory) and serialised across processes by a lock file with stale-lock recovery; every
  * process keeps an in-memory index of the records' metadata (never their sealed values) that a
  * small journal keeps current, so a read costs one `stat` of the journal plus one read of the
- * record file it found, and never scans the store. No plaintext value ever reaches the disk. The on-disk format, key
+ * record file it found, and never scans the store. An open loads that index from an
+ * authenticated snapshot tied to a journal position and re-reads only the record files changed
+ * since (without a usable snapshot it reads every file). No plaintext value ever reaches the disk. The on-disk format, key
  * management and the guarantees are described in `docs/filesystem.md`.
  *
  * @since 0.1.0

@@ -547,19 +547,16 @@ export const open = (
       const { changed, keys, open } = pendingOf(since.entries, new Set())
       if (keys) yield* loadKeys
       const fresh = new RecordIndex()
-      for (const record of snapshot.records) {
-        const fileKey = fileKeyOf(record.id)
-        fresh.set(fileKey, { _tag: "Record", record, path: recordPath(paths, fileKey) })
-      }
+      const fileKeys = snapshot.records.map((record) => fileKeyOf(record.id))
+      snapshot.records.forEach((record, i) => {
+        fresh.set(fileKeys[i]!, { _tag: "Record", record, path: recordPath(paths, fileKeys[i]!) })
+      })
       index = fresh
       const { files, temps } = yield* listRecordFiles
       const toRead = new Set([...snapshot.damaged, ...changed, ...open])
       const present = new Set(files)
       for (const fileKey of files) if (fresh.get(fileKey) === undefined) toRead.add(fileKey)
-      for (const record of snapshot.records) {
-        const fileKey = fileKeyOf(record.id)
-        if (!present.has(fileKey)) toRead.add(fileKey)
-      }
+      for (const fileKey of fileKeys) if (!present.has(fileKey)) toRead.add(fileKey)
       yield* reread(toRead)
       pending = open
       position = since.next

@@ -63,7 +63,8 @@ export const shardOf = (fileKey: string): string => (fileKey.startsWith("_") ? f
 
 /** The path of the record file of a file key. */
 export const recordPath = (paths: Layout, fileKey: string): string =>
-  Path.join(paths.records, shardOf(fileKey), `${fileKey}.json`)
+  // a plain concatenation: `records` is resolved and both parts are safe names (Path.join costs ~1 µs)
+  `${paths.records}${Path.sep}${shardOf(fileKey)}${Path.sep}${fileKey}.json`
 
 /** The file key of a record file name in shard `shard`, or `undefined` for a name the store never writes. */
 export const fileKeyOfName = (shard: string, name: string): string | undefined => {
