@@ -176,6 +176,31 @@ describe("WebSocket handshakes (webSockets: true)", () => {
     })
   }
 
+  it("the socket handed over never exposes the real one (a setTimeout callback runs on the wrapper)", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+    const { socket } = await upgrade(`https://api.allowed.test:${ws.port}/ws/fragments?size=4`, {
+      dispatcher: box.agent,
+      protocol: "websocket",
+      headers: { authorization: `Bearer ${box.env.KEY}`, "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" }
+    })
+    const seen: Array<Buffer> = []
+    const owners: Array<unknown> = []
+    socket.on("data", (chunk: Buffer) => seen.push(chunk))
+    await new Promise<void>((resolve) => {
+      ;(socket as Duplex & { setTimeout(ms: number, callback: () => void): void }).setTimeout(1, function(this: unknown) {
+        owners.push(this)
+        // hostile code would listen here for the bytes before scrubbing
+        ;(this as Duplex).on("data", (chunk: Buffer) => seen.push(chunk))
+        resolve()
+      })
+    })
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    socket.destroy()
+    expect(owners).toEqual([socket])
+    expect(Buffer.concat(seen).includes(VALUE)).toBe(false)
+    expect(Buffer.concat(seen).includes(box.env.KEY!)).toBe(true)
+  })
+
   it("a server that accepts an extension not offered is refused", async () => {
     const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
     const attempt = upgrade(`https://api.allowed.test:${ws.port}/ws/deflate`, {

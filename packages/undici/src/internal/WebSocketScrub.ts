@@ -97,10 +97,14 @@ export class ScrubbedWebSocket extends Duplex {
       this.once("end", () => this.destroy())
       this.push(null)
     })
-    socket.on("drain", () => this.emit("drain"))
+    socket.on("timeout", () => this.emit("timeout"))
   }
 
-  /** Node socket methods a WebSocket client may call; they act on the real socket. */
+  /**
+   * Node socket methods a WebSocket client may call; they act on the real socket. None hands it a
+   * function of the caller's: a listener on the real socket runs with `this` bound to it, and
+   * whoever holds it reads the frames before they are scrubbed.
+   */
   setNoDelay(noDelay?: boolean): this {
     ;(this.#socket as { setNoDelay?: (noDelay?: boolean) => void }).setNoDelay?.(noDelay)
     return this
@@ -112,7 +116,12 @@ export class ScrubbedWebSocket extends Duplex {
   }
 
   setTimeout(timeout: number, callback?: () => void): this {
-    ;(this.#socket as { setTimeout?: (timeout: number, callback?: () => void) => void }).setTimeout?.(timeout, callback)
+    ;(this.#socket as { setTimeout?: (timeout: number) => void }).setTimeout?.(timeout)
+    // as `net.Socket` does, but on this wrapper: the real socket's "timeout" is re-emitted here
+    if (callback !== undefined) {
+      if (timeout === 0) this.removeListener("timeout", callback)
+      else this.once("timeout", callback)
+    }
     return this
   }
 
