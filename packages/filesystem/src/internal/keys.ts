@@ -45,29 +45,24 @@ export const checkMatches = (key: KeyRing.Key, check: string): boolean => {
   return actual.length === expected.length && timingSafeEqual(actual, expected)
 }
 
-const macKeys = new WeakMap<KeyRing.Key, Buffer>()
+/** `derive(key, purpose)`, computed once per key. */
+const derivedFor = (purpose: string) => {
+  const cache = new WeakMap<KeyRing.Key, Buffer>()
+  return (key: KeyRing.Key): Buffer => {
+    let mac = cache.get(key)
+    if (mac === undefined) {
+      mac = derive(key, purpose)
+      cache.set(key, mac)
+    }
+    return mac
+  }
+}
 
 /** The key that authenticates record files sealed with `key`. */
-export const recordMacKey = (key: KeyRing.Key): Buffer => {
-  let mac = macKeys.get(key)
-  if (mac === undefined) {
-    mac = derive(key, "record-mac")
-    macKeys.set(key, mac)
-  }
-  return mac
-}
-
-const indexMacKeys = new WeakMap<KeyRing.Key, Buffer>()
+export const recordMacKey: (key: KeyRing.Key) => Buffer = derivedFor("record-mac")
 
 /** The key that authenticates an index snapshot written under `key` (never the record MAC key). */
-export const snapshotMacKey = (key: KeyRing.Key): Buffer => {
-  let mac = indexMacKeys.get(key)
-  if (mac === undefined) {
-    mac = derive(key, "snapshot-mac")
-    indexMacKeys.set(key, mac)
-  }
-  return mac
-}
+export const snapshotMacKey: (key: KeyRing.Key) => Buffer = derivedFor("snapshot-mac")
 
 const corrupted = (path: string, why: string) =>
   new StoreCorrupted({ message: `${path} ${why}; restore it from a backup`, location: path })
