@@ -5,7 +5,8 @@
  * 1. requests/s and p50/p99 with one header substitution per request (goal: ratio >= 0.95), over
  *    HTTPS (the real case) and over plain HTTP with `allowHttp` (no TLS cost to hide ours)
  * 2. a 10 MB streamed body with placeholders, MB/s (goal: >= 0.8 of pass-through)
- * 3. per-request cost with 10 vs 100,000 secrets in the organization, mount of 5 (goal: within 10%)
+ * 3. WebSocket messages, MB/s, with every frame scrubbed (`webSockets: true`) against a raw socket
+ * 4. per-request cost with 10 vs 100,000 secrets in the organization, mount of 5 (goal: within 10%)
  *
  * Ratios are medians of per-round ratios: each round runs both dispatchers back to back, so slow
  * phases of this shared machine hit both.
@@ -14,7 +15,7 @@ import { Secretgate } from "@secretgate/core"
 import { MemorySecretStore } from "@secretgate/memory"
 import { SecretgateAgent } from "@secretgate/undici"
 import { readFileSync } from "node:fs"
-import { Agent, request } from "undici"
+import { Agent, request, upgrade } from "undici"
 import { load, loopbackLookup, median, quantile, startSink, table, TLS_DIR } from "./support.js"
 
 const ROUNDS = 8
@@ -120,7 +121,38 @@ export default async () => {
     ["SecretgateAgent", median(mbps.map(([, g]) => g)), median(mbps.map(([p, g]) => g / p)).toFixed(3)]
   ])
 
-  // 3. organization size
+  // 3. WebSocket: a server streams binary messages; scrubbed frames (webSockets: true) against the
+  //    plain socket of an Agent
+  const wsAgent = new SecretgateAgent({ resolver: await small.gate.resolver(small.mount), webSockets: true, agentOptions })
+  const messages = 20_000
+  const receive = async (dispatcher: Dispatcher) => {
+    const t0 = performance.now()
+    const { socket } = await upgrade(`https://${HOST}:${sinks.https.port}/ws?count=${messages}&size=1024`, {
+      dispatcher,
+      protocol: "websocket",
+      headers: { authorization: `Bearer ${placeholder}`, "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" }
+    })
+    let bytes = 0
+    await new Promise<void>((resolve, reject) => {
+      socket.on("data", (chunk: Buffer) => (bytes += chunk.length))
+      socket.on("end", () => resolve())
+      socket.on("error", reject)
+    })
+    socket.destroy()
+    if (bytes < messages * 1024) throw new Error(`only ${bytes} bytes arrived`)
+    return (bytes / 1e6 / (performance.now() - t0)) * 1000
+  }
+  await receive(plain)
+  await receive(wsAgent)
+  const wsRounds: Array<readonly [number, number]> = []
+  for (let round = 0; round < STREAM_ROUNDS; round++) wsRounds.push([await receive(plain), await receive(wsAgent)])
+  console.log(`\nWebSocket over https: ${messages} binary messages of 1 KiB per measurement, ${STREAM_ROUNDS} interleaved rounds, medians`)
+  table(["dispatcher", "MB/s", "ratio"], [
+    ["plain Agent (raw socket)", median(wsRounds.map(([p]) => p)), ""],
+    ["SecretgateAgent (frames scrubbed)", median(wsRounds.map(([, g]) => g)), median(wsRounds.map(([p, g]) => g / p)).toFixed(3)]
+  ])
+
+  // 4. organization size
   const large = await makeOrganization(100_000)
   const url = `http://${HOST}:${sinks.http.port}/v1/ping`
   const sizes = await interleave(call(small.agent, url, placeholder), call(large.agent, url, large.mount.env.SECRET_0!))
@@ -130,7 +162,7 @@ export default async () => {
     ["100,000 secrets", summary(sizes.bs).rps, sizes.ratio.toFixed(3)]
   ])
 
-  await Promise.all([plain.close(), small.agent.close(), large.agent.close()])
+  await Promise.all([plain.close(), small.agent.close(), large.agent.close(), wsAgent.close()])
   await Promise.all([small.gate.dispose(), large.gate.dispose()])
   sinks.https.stop()
   sinks.http.stop()

@@ -142,6 +142,17 @@ describe("WebSocket handshakes (webSockets: true)", () => {
     await expect(deflate).rejects.toThrow(/extension that was not offered/)
   })
 
+  it("frames with nothing to scrub go on byte for byte, in order, around one that is scrubbed", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+    const { bytes } = await rawUpgrade(ws.url("api.allowed.test", "/ws/mixed"), box.agent, `Bearer ${box.env.KEY}`)
+    const frames = framesOf(bytes)
+    const expected = Array.from({ length: 50 }, (_, i) => i === 25 ? `token Bearer ${box.env.KEY}` : `message ${i}`)
+    expect(frames.filter((f) => f.opcode === 0x1).map((f) => f.payload.toString())).toEqual(expected)
+    expect(frames.map((f) => f.opcode).indexOf(0x9)).toBe(10)
+    expect(frames.every((f) => f.fin)).toBe(true)
+    expect(bytes.includes(VALUE)).toBe(false)
+  })
+
   it("undici's WebSocket reassembles the re-framed message", async () => {
     const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
     const result = await converse(ws.url("api.allowed.test", "/ws/fragments?size=4"), box.agent, `Bearer ${box.env.KEY}`, [], 1)

@@ -73,7 +73,7 @@ export const makeScrubber = (
 }
 
 /** Whether the bytes hold any pattern. */
-const holds = (scrubber: Scrubber, bytes: Buffer): boolean => {
+export const holds = (scrubber: Scrubber, bytes: Buffer): boolean => {
   if (bytes.length < scrubber.shortest) return false
   for (const [from] of scrubber.patterns) if (bytes.includes(from)) return true
   return false

@@ -14,7 +14,7 @@ import { Substitution } from "@secretgate/core"
 import { Buffer } from "node:buffer"
 import { Duplex } from "node:stream"
 import { EgressRefused } from "../EgressError.js"
-import type { Scrubber } from "./ScrubHandler.js"
+import { holds, type Scrubber } from "./ScrubHandler.js"
 
 const EMPTY = Buffer.alloc(0)
 const FIN = 0x80
@@ -154,7 +154,21 @@ export class ScrubbedWebSocket extends Duplex {
 
   #receive(chunk: Buffer): void {
     let at = 0
+    // start of a run of whole frames that go on exactly as they came, or -1
+    let asIs = -1
     while (at < chunk.length && !this.destroyed) {
+      if (this.#frame === undefined && this.#message === undefined && this.#header.length === 0) {
+        const end = this.#cleanFrameEnd(chunk, at)
+        if (end !== -1) {
+          if (asIs === -1) asIs = at
+          at = end
+          continue
+        }
+      }
+      if (asIs !== -1) {
+        this.#emit([chunk.subarray(asIs, at)])
+        asIs = -1
+      }
       if (this.#frame === undefined) {
         at = this.#readHeader(chunk, at)
         continue
@@ -171,6 +185,27 @@ export class ScrubbedWebSocket extends Duplex {
         this.#data(frame, slice)
       }
     }
+    if (asIs !== -1 && !this.destroyed) this.#emit([chunk.subarray(asIs, at)])
+  }
+
+  /**
+   * Where a whole, unfragmented text or binary frame that starts at `at` ends, when it lies entirely
+   * in `chunk` and holds nothing to scrub (then it goes on byte for byte, as the common case); -1
+   * otherwise (the frame is parsed, checked and re-framed).
+   */
+  #cleanFrameEnd(chunk: Buffer, at: number): number {
+    if (chunk.length - at < 2) return -1
+    const first = chunk[at]!
+    const second = chunk[at + 1]!
+    // FIN, no reserved bit, text or binary; unmasked; a 7- or 16-bit length
+    if (first !== (FIN | 0x1) && first !== (FIN | 0x2)) return -1
+    if (second >= 127) return -1
+    const size = second === 126 ? 4 : 2
+    if (chunk.length - at < size) return -1
+    const length = second === 126 ? chunk.readUInt16BE(at + 2) : second
+    const end = at + size + length
+    if (end > chunk.length || holds(this.#scrubber, chunk.subarray(at + size, end))) return -1
+    return end
   }
 
   /** Reads (more of) a frame header from `chunk` at `at`; returns where the header's bytes end. */

@@ -6,6 +6,7 @@
  * - `/ws/echo`: `you sent <authorization>` (one frame), then every text message back;
  * - `/ws/fragments?size=N`: `{"token":"<authorization>"}` in fragments of N payload bytes, with a
  *   ping holding the authorization between the first two, each frame written a few bytes at a time;
+ * - `/ws/mixed`: in one write, 50 messages with the authorization in the 26th and a ping among them;
  * - `/ws/close`: a close frame whose reason is the authorization;
  * - `/ws/big`: a 200 KiB binary message with the authorization in the middle (64-bit length);
  * - `/ws/bad?kind=rsv|masked|opcode|continuation`: one frame that breaks the protocol, then the
@@ -107,6 +108,13 @@ export const startWebSocketUpstream = async (): Promise<WebSocketUpstream> => {
             if (at === 0) frames.push(frame(true, 0x9, Buffer.from(auth)))
           }
           await trickle(socket, Buffer.concat(frames), 5)
+          return
+        }
+        case "/ws/mixed": {
+          // in one write: 50 messages, the 26th holding the authorization, and a ping after the 10th
+          const frames = Array.from({ length: 50 }, (_, i) => frame(true, 0x1, Buffer.from(i === 25 ? `token ${auth}` : `message ${i}`)))
+          frames.splice(10, 0, frame(true, 0x9, Buffer.from("are you there")))
+          socket.write(Buffer.concat(frames))
           return
         }
         case "/ws/close": {
