@@ -6,11 +6,12 @@
  */
 
 /**
- * Where in the request a placeholder was found.
+ * Where in the request a placeholder was found: a header value, the path or query, the body, or a
+ * message the client sent over a WebSocket connection (`webSockets: true`).
  *
  * @since 0.1.0
  */
-export type Surface = "header" | "url" | "body"
+export type Surface = "header" | "url" | "body" | "message"
 
 /**
  * Why a placeholder was not replaced by its value.

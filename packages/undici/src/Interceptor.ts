@@ -17,7 +17,7 @@ import type { AuditSink } from "./AuditEvent.js"
 import { ResolutionFailed } from "./EgressError.js"
 import { Targets } from "./internal/destination.js"
 import { plan, type Settings } from "./internal/plan.js"
-import { sanitizeError, type Scrubber, scrubbing } from "./internal/ScrubHandler.js"
+import { NOTHING_TO_SCRUB, sanitizeError, type Scrubber, scrubbing } from "./internal/ScrubHandler.js"
 
 /**
  * @since 0.1.0
@@ -38,11 +38,11 @@ export interface Options {
   /** Receives `substituted` / `withheld` / `blocked` events (never a value). */
   readonly audit?: AuditSink
   /**
-   * Substitute values into WebSocket opening handshakes (`upgrade: "websocket"`, e.g. undici's
-   * `WebSocket` with this dispatcher), for APIs that authenticate there. The handshake then offers
-   * no extension (no compression), and every frame the server sends is scrubbed like a response
-   * body: re-framed, with each value replaced by its placeholder. Default `false`: upgraded
-   * connections carry placeholders only.
+   * Substitute values into WebSocket connections (`upgrade: "websocket"`, e.g. undici's `WebSocket`
+   * with this dispatcher): into the opening handshake like any request, and into the messages the
+   * client sends. The handshake then offers no extension (no compression), and every frame the
+   * server sends is scrubbed like a response body: re-framed, with each value replaced by its
+   * placeholder. Default `false`: upgraded connections carry placeholders only.
    */
   readonly webSockets?: boolean
 }
@@ -99,7 +99,11 @@ const send = (
   try {
     const planned = plan(settings, values, opts)
     scrub = planned.scrub
-    return dispatch(planned.options, scrub === undefined ? handler : scrubbing(handler, scrub, planned.webSocket))
+    const webSocket = planned.webSocket
+    return dispatch(
+      planned.options,
+      scrub === undefined && webSocket === undefined ? handler : scrubbing(handler, scrub ?? NOTHING_TO_SCRUB, webSocket)
+    )
   } catch (error) {
     // undici may throw synchronously while reading the substituted request: no value in that
     failHandler(handler, error instanceof Error ? sanitizeError(scrub, error) : new Error(String(error)))

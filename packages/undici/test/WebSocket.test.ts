@@ -92,14 +92,62 @@ const framesOf = (bytes: Buffer) => {
 }
 
 describe("WebSocket handshakes (webSockets: true)", () => {
-  it("the allowed host gets the value in the handshake; the echo comes back as the placeholder", async () => {
+  it("the allowed host gets the value in the handshake and in messages; echoes come back as the placeholder", async () => {
     const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
     const result = await converse(ws.url("api.allowed.test", "/ws/echo"), box.agent, `Bearer ${box.env.KEY}`, [`again ${box.env.KEY}`], 2)
     expect(ws.handshakes.at(-1)!.headers.authorization).toBe(`Bearer ${VALUE}`)
+    expect(ws.messages.at(-1)).toBe(`again ${VALUE}`)
     expect(result.messages).toEqual([`you sent Bearer ${box.env.KEY}`, `again ${box.env.KEY}`])
-    // what the sandbox writes into frames is not substituted: placeholders only
-    expect(ws.messages.at(-1)).toBe(`again ${box.env.KEY}`)
     expect(box.events).toContainEqual({ type: "substituted", secret: "key", host: "api.allowed.test", surface: "header" })
+    expect(box.events).toContainEqual({ type: "substituted", secret: "key", host: "api.allowed.test", surface: "message" })
+  })
+
+  it("a placeholder the client splits across masked fragments and writes is substituted (every split point)", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+    const text = Buffer.from(`{"auth":"${box.env.KEY}","n":1}`)
+    const masked = (fin: boolean, opcode: number, payload: Buffer) => {
+      const key = Buffer.from([0x12, 0x34, 0x56, 0x78])
+      const body = Buffer.from(payload.map((byte, i) => byte ^ key[i % 4]!))
+      return Buffer.concat([Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | payload.length]), key, body])
+    }
+    for (let split = 1; split < text.length; split += 3) {
+      const { socket } = await upgrade(`https://api.allowed.test:${ws.port}/ws/echo`, {
+        dispatcher: box.agent,
+        protocol: "websocket",
+        headers: { "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" }
+      })
+      const before = ws.messages.length
+      const bytes = Buffer.concat([masked(false, 0x1, text.subarray(0, split)), masked(true, 0x0, text.subarray(split))])
+      // and the TCP writes cut the frames elsewhere again
+      const cut = Math.min(bytes.length - 1, split + 5)
+      socket.write(bytes.subarray(0, cut))
+      socket.write(bytes.subarray(cut))
+      await expect.poll(() => ws.messages.length).toBe(before + 1)
+      expect([split, ws.messages.at(-1)]).toEqual([split, `{"auth":"${VALUE}","n":1}`])
+      socket.destroy()
+    }
+  })
+
+  it("a placeholder in a message to a host its secret is not allowed for stays, or with block closes the connection", async () => {
+    const forward = await world.sandbox({ key: [VALUE, ["api.allowed.test"]], other: ["other-value", ["other.test"]] }, { webSockets: true })
+    const sent = await converse(ws.url("api.allowed.test", "/ws/echo"), forward.agent, "none", [`k=${forward.env.OTHER}`], 2)
+    expect(ws.messages.at(-1)).toBe(`k=${forward.env.OTHER}`)
+    expect(sent.messages).toEqual(["you sent none", `k=${forward.env.OTHER}`])
+    expect(forward.events).toContainEqual({ type: "withheld", secret: "other", host: "api.allowed.test", surface: "message", reason: "host-not-allowed" })
+
+    const block = await world.sandbox({ key: [VALUE, ["api.allowed.test"]], other: ["other-value", ["other.test"]] }, { webSockets: true, onDisallowed: "block" })
+    const before = ws.messages.length
+    const blocked = await converse(ws.url("api.allowed.test", "/ws/echo"), block.agent, "none", [`k=${block.env.OTHER}`])
+    expect(ws.messages.length).toBe(before)
+    expect(blocked.closed?.code).not.toBe(1000)
+    expect(block.events).toContainEqual({ type: "blocked", secret: "other", host: "api.allowed.test", surface: "message", reason: "host-not-allowed" })
+  })
+
+  it("a large message from the client (16-bit length, many TCP chunks) is substituted", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+    const filler = "z".repeat(30_000)
+    await converse(ws.url("api.allowed.test", "/ws/echo"), box.agent, "none", [`${filler}${box.env.KEY}${filler}`], 2)
+    expect(ws.messages.at(-1)).toBe(`${filler}${VALUE}${filler}`)
   })
 
   it("no extension is offered, so frames come uncompressed", async () => {
@@ -224,11 +272,13 @@ describe("WebSocket handshakes (webSockets: true)", () => {
     expect(result.messages).toEqual([])
   })
 
-  it("another host gets the placeholder in the handshake", async () => {
+  it("another host gets the placeholder in the handshake and in messages", async () => {
     const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
-    const result = await converse(ws.url("evil.test", "/ws/echo"), box.agent, `Bearer ${box.env.KEY}`, [], 1)
+    const result = await converse(ws.url("evil.test", "/ws/echo"), box.agent, `Bearer ${box.env.KEY}`, [`again ${box.env.KEY}`], 2)
     expect(ws.handshakes.at(-1)!.headers.authorization).toBe(`Bearer ${box.env.KEY}`)
-    expect(result.messages).toEqual([`you sent Bearer ${box.env.KEY}`])
+    expect(ws.messages.at(-1)).toBe(`again ${box.env.KEY}`)
+    expect(result.messages).toEqual([`you sent Bearer ${box.env.KEY}`, `again ${box.env.KEY}`])
+    expect(box.events).toContainEqual({ type: "withheld", secret: "key", host: "evil.test", surface: "message", reason: "host-not-allowed" })
   })
 
   it("without webSockets (the default) a handshake carries the placeholder only", async () => {

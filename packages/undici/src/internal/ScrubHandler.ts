@@ -12,7 +12,7 @@ import type { Duplex } from "node:stream"
 import type { Dispatcher } from "undici"
 import { EgressRefused } from "../EgressError.js"
 import { ECHO_TRANSFORMS, echoForms } from "./encoding.js"
-import { ScrubbedWebSocket } from "./WebSocketScrub.js"
+import { type Outgoing, ScrubbedWebSocket } from "./WebSocketScrub.js"
 
 type Headers = Record<string, string | Array<string> | undefined>
 
@@ -71,6 +71,12 @@ export const makeScrubber = (
     lowerPatterns: patterns.map(([from, to]) => [from.toString("latin1").toLowerCase(), to.toString("latin1").toLowerCase()] as const)
   }
 }
+
+/**
+ * Nothing to scrub: for a WebSocket connection to a host no mounted secret is allowed for, whose
+ * outgoing messages are still checked for placeholders (audit, `block`).
+ */
+export const NOTHING_TO_SCRUB: Scrubber = makeScrubber([], [])
 
 /** Whether the bytes hold any pattern. */
 export const holds = (scrubber: Scrubber, bytes: Buffer): boolean => {
@@ -220,7 +226,7 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
   constructor(
     private readonly handler: Dispatcher.DispatchHandler,
     private readonly scrubber: Scrubber,
-    private readonly webSocket: boolean
+    private readonly webSocket: Outgoing | undefined
   ) {
     this.rewriter = new Substitution.StreamRewriter(scrubber.matcher)
   }
@@ -236,7 +242,7 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
 
   onRequestUpgrade(controller: Dispatcher.DispatchController, statusCode: number, headers: Headers, socket: Duplex): void {
     const wrapped = this.wrap(controller)
-    const refused = this.webSocket ? extensionRefusal(headers["sec-websocket-extensions"]) : undefined
+    const refused = this.webSocket !== undefined ? extensionRefusal(headers["sec-websocket-extensions"]) : undefined
     if (refused !== undefined) {
       socket.destroy()
       this.handler.onResponseError?.(wrapped, refused)
@@ -249,14 +255,14 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
       wrapped,
       statusCode,
       scrubbed,
-      this.webSocket ? new ScrubbedWebSocket(socket, this.scrubber) : socket
+      this.webSocket !== undefined ? new ScrubbedWebSocket(socket, this.scrubber, this.webSocket) : socket
     )
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Headers, statusMessage?: string): void {
     const wrapped = this.wrap(controller)
     const encoding = headers["content-encoding"]
-    const encodings = encoding === undefined ? [] : encodingsOf(encoding)
+    const encodings = encoding === undefined || this.scrubber.patterns.length === 0 ? [] : encodingsOf(encoding)
     if (encodings.length > 0) {
       // The value could hide in compressed bytes: refuse rather than pass it on unscrubbed.
       this.failed = true
@@ -322,7 +328,7 @@ export class LegacyScrubHandler implements LegacyHandler {
   private abort: ((reason?: Error) => void) | undefined
   private failed = false
 
-  constructor(private readonly handler: LegacyHandler, private readonly scrubber: Scrubber, private readonly webSocket: boolean) {
+  constructor(private readonly handler: LegacyHandler, private readonly scrubber: Scrubber, private readonly webSocket: Outgoing | undefined) {
     this.rewriter = new Substitution.StreamRewriter(scrubber.matcher)
   }
 
@@ -347,7 +353,7 @@ export class LegacyScrubHandler implements LegacyHandler {
   }
 
   onUpgrade(statusCode: number, rawHeaders: Array<Buffer>, socket: Duplex): void {
-    if (this.webSocket) {
+    if (this.webSocket !== undefined) {
       const extensions: Array<string> = []
       for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
         if (nameIs(rawHeaders[i]!, "sec-websocket-extensions")) extensions.push(rawHeaders[i + 1]!.toString("latin1"))
@@ -359,7 +365,11 @@ export class LegacyScrubHandler implements LegacyHandler {
         return
       }
     }
-    this.handler.onUpgrade?.(statusCode, this.scrubRaw(rawHeaders, false), this.webSocket ? new ScrubbedWebSocket(socket, this.scrubber) : socket)
+    this.handler.onUpgrade?.(
+      statusCode,
+      this.scrubRaw(rawHeaders, false),
+      this.webSocket !== undefined ? new ScrubbedWebSocket(socket, this.scrubber, this.webSocket) : socket
+    )
   }
 
   onResponseStarted(): void {
@@ -367,7 +377,7 @@ export class LegacyScrubHandler implements LegacyHandler {
   }
 
   onHeaders(statusCode: number, rawHeaders: Array<Buffer>, resume: () => void, statusText?: string): boolean | void {
-    for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    for (let i = 0; this.scrubber.patterns.length > 0 && i + 1 < rawHeaders.length; i += 2) {
       if (!nameIs(rawHeaders[i]!, "content-encoding")) continue
       const encodings = encodingsOf(rawHeaders[i + 1]!.toString("latin1"))
       if (encodings.length > 0) {
@@ -405,9 +415,13 @@ export class LegacyScrubHandler implements LegacyHandler {
 
 /**
  * A scrubbing wrapper for a handler of either undici API; for a WebSocket handshake, the upgraded
- * connection's incoming frames are scrubbed too.
+ * connection's frames are handled too (incoming scrubbed, outgoing substituted).
  */
-export const scrubbing = (handler: Dispatcher.DispatchHandler, scrubber: Scrubber, webSocket = false): Dispatcher.DispatchHandler =>
+export const scrubbing = (
+  handler: Dispatcher.DispatchHandler,
+  scrubber: Scrubber,
+  webSocket?: Outgoing
+): Dispatcher.DispatchHandler =>
   typeof handler.onRequestStart === "function" || typeof handler.onResponseStart === "function"
     ? new ScrubHandler(handler, scrubber, webSocket)
     : new LegacyScrubHandler(handler as LegacyHandler, scrubber, webSocket) as unknown as Dispatcher.DispatchHandler

@@ -1,45 +1,41 @@
 /**
- * Scrubbing of a WebSocket connection (RFC 6455) after a handshake that may have carried values:
- * the frames the server sends are parsed and sent on re-framed, each message's payload rewritten by
- * the response scrubber across its fragments and chunk boundaries. What the client writes passes
- * through unchanged.
+ * A WebSocket connection (RFC 6455) after a handshake planned with `webSockets: true`. Both
+ * directions are parsed frame by frame and re-framed, each message's payload rewritten across its
+ * fragments and chunk boundaries: what the server sends is scrubbed of values (every frame), and
+ * what the client sends has the placeholders of secrets allowed for the connection's host replaced
+ * by their values (data frames; control frames go as they are).
  *
  * Re-framing is what an intermediary may do when no extension was negotiated (RFC 6455 §5.4): a
- * message may arrive in other fragments than the server sent, never with other content than the
- * scrubbed one. The handshake offered no extension, so a frame with a reserved bit set, a masked
- * frame, an unknown opcode or a malformed control frame is a protocol error: the connection is
- * closed rather than anything passed on unscrubbed.
+ * message may go on in other fragments than it came in, never with other content than the
+ * rewritten one. The handshake offered no extension, so a frame with a reserved bit set, a frame
+ * masked the wrong way for its direction, an unknown opcode or a malformed control frame is a
+ * protocol error: the connection is closed rather than anything passed on unrewritten.
  */
 import { Substitution } from "@secretgate/core"
 import { Buffer } from "node:buffer"
+import { randomFillSync } from "node:crypto"
 import { Duplex } from "node:stream"
 import { EgressRefused } from "../EgressError.js"
 import { holds, type Scrubber } from "./ScrubHandler.js"
 
 const EMPTY = Buffer.alloc(0)
 const FIN = 0x80
+const MASKED = 0x80
 const CONTINUATION = 0x0
 const MAX_CONTROL_PAYLOAD = 125
 /** Lengths a JS number holds exactly; no real frame comes near. */
 const MAX_PAYLOAD = Number.MAX_SAFE_INTEGER
 
-/** The header of an unmasked frame with this payload length. */
-const frameHeader = (fin: boolean, opcode: number, length: number): Buffer => {
-  const first = (fin ? FIN : 0) | opcode
-  if (length < 126) return Buffer.from([first, length])
-  if (length < 0x10000) {
-    const header = Buffer.alloc(4)
-    header[0] = first
-    header[1] = 126
-    header.writeUInt16BE(length, 2)
-    return header
-  }
-  const header = Buffer.alloc(10)
-  header[0] = first
-  header[1] = 127
-  header.writeUInt32BE(Math.floor(length / 0x1_0000_0000), 2)
-  header.writeUInt32BE(length % 0x1_0000_0000, 6)
-  return header
+/** How one direction of the connection is handled. */
+interface Direction {
+  /** Client frames are always masked, server frames never (RFC 6455 §5.1). */
+  readonly masked: boolean
+  /** Rewrites each data message. */
+  readonly matcher: Substitution.Matcher
+  /** Whether a whole message may go on exactly as it came (nothing in it to rewrite). */
+  readonly clean: (payload: Buffer) => boolean
+  /** A control frame's payload as it goes on. */
+  readonly control: (payload: Buffer) => Buffer
 }
 
 /**
@@ -48,7 +44,7 @@ const frameHeader = (fin: boolean, opcode: number, length: number): Buffer => {
  * boundary (a close frame's reason must stay UTF-8; its status code, the first two bytes, stays).
  * Cutting scrubbed bytes cannot bring a value back.
  */
-const controlPayload = (scrubber: Scrubber, payload: Buffer): Buffer => {
+const scrubControl = (scrubber: Scrubber) => (payload: Buffer): Buffer => {
   const scrubbed = payload.length === 0 ? payload : Substitution.rewriteBytes(scrubber.matcher, payload)
   if (scrubbed.length <= MAX_CONTROL_PAYLOAD) return scrubbed
   let end = MAX_CONTROL_PAYLOAD
@@ -56,9 +52,55 @@ const controlPayload = (scrubber: Scrubber, payload: Buffer): Buffer => {
   return scrubbed.subarray(0, end)
 }
 
+/** Masking keys for client frames: unpredictable (RFC 6455 §10.3), drawn from a refilled pool. */
+const masks = { pool: Buffer.alloc(4096), at: 4096 }
+const nextMask = (): Buffer => {
+  if (masks.at + 4 > masks.pool.length) {
+    masks.pool = randomFillSync(Buffer.alloc(4096))
+    masks.at = 0
+  }
+  const mask = masks.pool.subarray(masks.at, masks.at + 4)
+  masks.at += 4
+  return mask
+}
+
+/** `bytes` XOR the mask, starting `offset` bytes into the masked payload (a copy). */
+const unmask = (bytes: Buffer, mask: Buffer, offset: number): Buffer => {
+  const out = Buffer.allocUnsafe(bytes.length)
+  for (let i = 0; i < bytes.length; i++) out[i] = bytes[i]! ^ mask[(offset + i) & 3]!
+  return out
+}
+
+/** A frame with this payload, masked with a fresh key when `masked`. */
+const frameOf = (fin: boolean, opcode: number, pieces: ReadonlyArray<Buffer>, masked: boolean): Array<Buffer> => {
+  const length = pieces.reduce((sum, piece) => sum + piece.length, 0)
+  const first = (fin ? FIN : 0) | opcode
+  const mask = masked ? MASKED : 0
+  let header: Buffer
+  if (length < 126) {
+    header = Buffer.from([first, mask | length])
+  } else if (length < 0x10000) {
+    header = Buffer.alloc(4)
+    header[0] = first
+    header[1] = mask | 126
+    header.writeUInt16BE(length, 2)
+  } else {
+    header = Buffer.alloc(10)
+    header[0] = first
+    header[1] = mask | 127
+    header.writeUInt32BE(Math.floor(length / 0x1_0000_0000), 2)
+    header.writeUInt32BE(length % 0x1_0000_0000, 6)
+  }
+  if (!masked) return [header, ...pieces]
+  const key = Buffer.from(nextMask())
+  return [header, key, unmask(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces), key, 0)]
+}
+
 interface Frame {
   readonly fin: boolean
   readonly opcode: number
+  readonly mask: Buffer | undefined
+  readonly length: number
   remaining: number
   /** The payload so far, for a control frame (at most 125 bytes). */
   readonly control: Array<Buffer> | undefined
@@ -71,22 +113,202 @@ interface Message {
   started: boolean
 }
 
-/**
- * The socket of an upgraded WebSocket connection, as the caller gets it: reads are the server's
- * frames scrubbed, writes go to the server as they are.
- */
-export class ScrubbedWebSocket extends Duplex {
-  readonly #socket: Duplex
-  readonly #scrubber: Scrubber
+/** One direction's frames: parsed, rewritten, re-framed; `emit` gets the bytes that go on. */
+class FrameStream {
   #header: Buffer = EMPTY
   #frame: Frame | undefined
   #message: Message | undefined
 
-  constructor(socket: Duplex, scrubber: Scrubber) {
+  constructor(
+    private readonly direction: Direction,
+    private readonly emit: (pieces: ReadonlyArray<Buffer>) => void,
+    /** Called once on a protocol error; nothing after the bad frame goes on. */
+    private readonly fail: (reason: string) => void
+  ) {}
+
+  failed = false
+
+  write(chunk: Buffer): void {
+    let at = 0
+    // start of a run of whole frames that go on exactly as they came, or -1
+    let asIs = -1
+    while (at < chunk.length && !this.failed) {
+      if (this.#frame === undefined && this.#message === undefined && this.#header.length === 0) {
+        const end = this.#cleanFrameEnd(chunk, at)
+        if (end !== -1) {
+          if (asIs === -1) asIs = at
+          at = end
+          continue
+        }
+      }
+      if (asIs !== -1) {
+        this.emit([chunk.subarray(asIs, at)])
+        asIs = -1
+      }
+      if (this.#frame === undefined) {
+        at = this.#readHeader(chunk, at)
+        continue
+      }
+      const frame = this.#frame
+      const take = Math.min(frame.remaining, chunk.length - at)
+      const offset = frame.length - frame.remaining
+      const raw = chunk.subarray(at, at + take)
+      const slice = frame.mask === undefined ? raw : unmask(raw, frame.mask, offset)
+      at += take
+      frame.remaining -= take
+      if (frame.control !== undefined) {
+        frame.control.push(slice)
+        if (frame.remaining === 0) this.#endControl(frame)
+      } else {
+        this.#data(frame, slice)
+      }
+    }
+    if (asIs !== -1 && !this.failed) this.emit([chunk.subarray(asIs, at)])
+  }
+
+  /**
+   * Where a whole, unfragmented text or binary frame that starts at `at` ends, when it lies entirely
+   * in `chunk` and holds nothing to rewrite (then it goes on byte for byte, as the common case); -1
+   * otherwise (the frame is parsed, checked and re-framed).
+   */
+  #cleanFrameEnd(chunk: Buffer, at: number): number {
+    if (chunk.length - at < 2) return -1
+    const first = chunk[at]!
+    const second = chunk[at + 1]!
+    // FIN, no reserved bit, text or binary; masked as this direction must be; a 7- or 16-bit length
+    if (first !== (FIN | 0x1) && first !== (FIN | 0x2)) return -1
+    if (((second & MASKED) !== 0) !== this.direction.masked) return -1
+    const length7 = second & 0x7f
+    if (length7 === 127) return -1
+    const maskAt = at + (length7 === 126 ? 4 : 2)
+    const start = maskAt + (this.direction.masked ? 4 : 0)
+    if (chunk.length < start) return -1
+    const length = length7 === 126 ? chunk.readUInt16BE(at + 2) : length7
+    const end = start + length
+    if (end > chunk.length) return -1
+    const payload = this.direction.masked
+      ? unmask(chunk.subarray(start, end), chunk.subarray(maskAt, maskAt + 4), 0)
+      : chunk.subarray(start, end)
+    return this.direction.clean(payload) ? end : -1
+  }
+
+  /** Reads (more of) a frame header from `chunk` at `at`; returns where the header's bytes end. */
+  #readHeader(chunk: Buffer, at: number): number {
+    // the few header bytes carried over from the last chunk, and at most 14 more of this one
+    const carried = this.#header.length
+    const available = carried === 0 ? chunk.subarray(at, at + 14) : Buffer.concat([this.#header, chunk.subarray(at, at + 14)])
+    const length7 = available.length < 2 ? 0 : available[1]! & 0x7f
+    const masked = available.length >= 2 && (available[1]! & MASKED) !== 0
+    const size = 2 + (length7 === 126 ? 2 : length7 === 127 ? 8 : 0) + (masked ? 4 : 0)
+    if (available.length < size) {
+      this.#header = Buffer.from(available)
+      return chunk.length
+    }
+    this.#header = EMPTY
+    const header = available.subarray(0, size)
+    const used = size - carried
+    const fin = (header[0]! & FIN) !== 0
+    const opcode = header[0]! & 0x0f
+    if ((header[0]! & 0x70) !== 0) return this.#failed("a reserved bit is set, though no extension was negotiated", chunk)
+    if (masked !== this.direction.masked) {
+      return this.#failed(this.direction.masked ? "a frame from the client is not masked" : "a frame from the server is masked", chunk)
+    }
+    const length = length7 === 126
+      ? header.readUInt16BE(2)
+      : length7 === 127
+      ? header.readUInt32BE(2) * 0x1_0000_0000 + header.readUInt32BE(6)
+      : length7
+    if (length > MAX_PAYLOAD) return this.#failed("a frame longer than 2^53 bytes", chunk)
+    const control = (opcode & 0x8) !== 0
+    if (control) {
+      if (opcode > 0xa) return this.#failed("an unknown control opcode", chunk)
+      if (!fin || length > MAX_CONTROL_PAYLOAD) return this.#failed("a fragmented or oversized control frame", chunk)
+    } else if (opcode === CONTINUATION) {
+      if (this.#message === undefined) return this.#failed("a continuation frame outside a message", chunk)
+    } else {
+      if (opcode > 0x2) return this.#failed("an unknown data opcode", chunk)
+      if (this.#message !== undefined) return this.#failed("a new message before the last one ended", chunk)
+      this.#message = { opcode, rewriter: new Substitution.StreamRewriter(this.direction.matcher), started: false }
+    }
+    const frame: Frame = {
+      fin,
+      opcode,
+      mask: masked ? Buffer.from(header.subarray(size - 4, size)) : undefined,
+      length,
+      remaining: length,
+      control: control ? [] : undefined
+    }
+    this.#frame = frame
+    if (length === 0) {
+      if (control) this.#endControl(frame)
+      else this.#data(frame, EMPTY)
+    }
+    return at + used
+  }
+
+  /** Stops on a protocol error; the rest of the chunk is dropped. */
+  #failed(reason: string, chunk: Buffer): number {
+    this.failed = true
+    this.fail(reason)
+    return chunk.length
+  }
+
+  #endControl(frame: Frame): void {
+    this.#frame = undefined
+    this.emit(frameOf(true, frame.opcode, [this.direction.control(Buffer.concat(frame.control!))], this.direction.masked))
+  }
+
+  /** Part of a data frame's payload: rewritten, and sent on as a fragment of the message. */
+  #data(frame: Frame, slice: Buffer): void {
+    const message = this.#message!
+    const last = frame.remaining === 0
+    if (last) this.#frame = undefined
+    const pieces = slice.length === 0 ? [] : message.rewriter.write(slice)
+    const ends = last && frame.fin
+    if (ends) {
+      pieces.push(message.rewriter.end())
+      this.#message = undefined
+    }
+    // a fragment with nothing in it is left out, unless it ends the message
+    if (!ends && pieces.every((piece) => piece.length === 0)) return
+    this.emit(frameOf(ends, message.started ? CONTINUATION : message.opcode, pieces, this.direction.masked))
+    message.started = true
+  }
+}
+
+/** What the connection does with what the client sends: placeholders in its messages replaced. */
+export interface Outgoing {
+  readonly matcher: Substitution.Matcher
+  /** Whether text may hold a placeholder (a quick test before the matcher runs). */
+  readonly mayHold: (payload: Buffer) => boolean
+}
+
+/**
+ * The socket of an upgraded WebSocket connection, as the caller gets it: reads are the server's
+ * frames scrubbed, writes go to the server with placeholders in messages substituted.
+ */
+export class ScrubbedWebSocket extends Duplex {
+  readonly #socket: Duplex
+  readonly #incoming: FrameStream
+  readonly #outgoing: FrameStream
+  #written: Array<Buffer> = []
+
+  constructor(socket: Duplex, scrubber: Scrubber, outgoing: Outgoing) {
     super({ allowHalfOpen: true })
     this.#socket = socket
-    this.#scrubber = scrubber
-    socket.on("data", (chunk: Buffer) => this.#receive(chunk))
+    this.#incoming = new FrameStream(
+      { masked: false, matcher: scrubber.matcher, clean: (payload) => !holds(scrubber, payload), control: scrubControl(scrubber) },
+      (pieces) => this.#push(pieces),
+      (reason) => this.destroy(protocolError("server", reason))
+    )
+    this.#outgoing = new FrameStream(
+      { masked: true, matcher: outgoing.matcher, clean: (payload) => !outgoing.mayHold(payload), control: (payload) => payload },
+      (pieces) => {
+        for (const piece of pieces) this.#written.push(piece)
+      },
+      (reason) => this.destroy(protocolError("client", reason))
+    )
+    socket.on("data", (chunk: Buffer) => this.#incoming.write(chunk))
     // a connection that ends mid-frame ends here too; what was held back of a message is dropped
     socket.on("end", () => this.push(null))
     socket.on("error", (error: Error) => this.destroy(error))
@@ -133,8 +355,19 @@ export class ScrubbedWebSocket extends Duplex {
     this.#socket.resume()
   }
 
-  override _write(chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.#socket.write(chunk, encoding, callback)
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    try {
+      this.#outgoing.write(chunk)
+    } catch (error) {
+      // a placeholder that may not be sent here, with onDisallowed: "block"
+      this.destroy(error as Error)
+      return callback(error as Error)
+    }
+    if (this.#outgoing.failed) return callback(protocolError("client", "see the error the connection was closed with"))
+    const out = this.#written
+    this.#written = []
+    if (out.length === 0) return callback()
+    this.#socket.write(out.length === 1 ? out[0]! : Buffer.concat(out), callback)
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -146,141 +379,16 @@ export class ScrubbedWebSocket extends Duplex {
     callback(error)
   }
 
-  #emit(pieces: ReadonlyArray<Buffer>): void {
+  #push(pieces: ReadonlyArray<Buffer>): void {
     let more = true
     for (const piece of pieces) if (piece.length > 0) more = this.push(piece) && more
     if (!more) this.#socket.pause()
   }
-
-  #receive(chunk: Buffer): void {
-    let at = 0
-    // start of a run of whole frames that go on exactly as they came, or -1
-    let asIs = -1
-    while (at < chunk.length && !this.destroyed) {
-      if (this.#frame === undefined && this.#message === undefined && this.#header.length === 0) {
-        const end = this.#cleanFrameEnd(chunk, at)
-        if (end !== -1) {
-          if (asIs === -1) asIs = at
-          at = end
-          continue
-        }
-      }
-      if (asIs !== -1) {
-        this.#emit([chunk.subarray(asIs, at)])
-        asIs = -1
-      }
-      if (this.#frame === undefined) {
-        at = this.#readHeader(chunk, at)
-        continue
-      }
-      const frame = this.#frame
-      const take = Math.min(frame.remaining, chunk.length - at)
-      const slice = chunk.subarray(at, at + take)
-      at += take
-      frame.remaining -= take
-      if (frame.control !== undefined) {
-        frame.control.push(slice)
-        if (frame.remaining === 0) this.#endControl(frame)
-      } else {
-        this.#data(frame, slice)
-      }
-    }
-    if (asIs !== -1 && !this.destroyed) this.#emit([chunk.subarray(asIs, at)])
-  }
-
-  /**
-   * Where a whole, unfragmented text or binary frame that starts at `at` ends, when it lies entirely
-   * in `chunk` and holds nothing to scrub (then it goes on byte for byte, as the common case); -1
-   * otherwise (the frame is parsed, checked and re-framed).
-   */
-  #cleanFrameEnd(chunk: Buffer, at: number): number {
-    if (chunk.length - at < 2) return -1
-    const first = chunk[at]!
-    const second = chunk[at + 1]!
-    // FIN, no reserved bit, text or binary; unmasked; a 7- or 16-bit length
-    if (first !== (FIN | 0x1) && first !== (FIN | 0x2)) return -1
-    if (second >= 127) return -1
-    const size = second === 126 ? 4 : 2
-    if (chunk.length - at < size) return -1
-    const length = second === 126 ? chunk.readUInt16BE(at + 2) : second
-    const end = at + size + length
-    if (end > chunk.length || holds(this.#scrubber, chunk.subarray(at + size, end))) return -1
-    return end
-  }
-
-  /** Reads (more of) a frame header from `chunk` at `at`; returns where the header's bytes end. */
-  #readHeader(chunk: Buffer, at: number): number {
-    // the few header bytes carried over from the last chunk, and at most 14 more of this one
-    const carried = this.#header.length
-    const available = carried === 0 ? chunk.subarray(at, at + 14) : Buffer.concat([this.#header, chunk.subarray(at, at + 14)])
-    const length7 = available.length < 2 ? 0 : available[1]! & 0x7f
-    const size = 2 + (length7 === 126 ? 2 : length7 === 127 ? 8 : 0)
-    if (available.length < size) {
-      this.#header = Buffer.from(available)
-      return chunk.length
-    }
-    this.#header = EMPTY
-    const header = available.subarray(0, size)
-    const used = size - carried
-    const fin = (header[0]! & FIN) !== 0
-    const opcode = header[0]! & 0x0f
-    if ((header[0]! & 0x70) !== 0) return this.#failed("a reserved bit is set, though no extension was negotiated", chunk)
-    if ((header[1]! & 0x80) !== 0) return this.#failed("a frame from the server is masked", chunk)
-    const length = length7 === 126
-      ? header.readUInt16BE(2)
-      : length7 === 127
-      ? header.readUInt32BE(2) * 0x1_0000_0000 + header.readUInt32BE(6)
-      : length7
-    if (length > MAX_PAYLOAD) return this.#failed("a frame longer than 2^53 bytes", chunk)
-    const control = (opcode & 0x8) !== 0
-    if (control) {
-      if (opcode > 0xa) return this.#failed("an unknown control opcode", chunk)
-      if (!fin || length > MAX_CONTROL_PAYLOAD) return this.#failed("a fragmented or oversized control frame", chunk)
-    } else if (opcode === CONTINUATION) {
-      if (this.#message === undefined) return this.#failed("a continuation frame outside a message", chunk)
-    } else {
-      if (opcode > 0x2) return this.#failed("an unknown data opcode", chunk)
-      if (this.#message !== undefined) return this.#failed("a new message before the last one ended", chunk)
-      this.#message = { opcode, rewriter: new Substitution.StreamRewriter(this.#scrubber.matcher), started: false }
-    }
-    const frame: Frame = { fin, opcode, remaining: length, control: control ? [] : undefined }
-    this.#frame = frame
-    if (length === 0) {
-      if (control) this.#endControl(frame)
-      else this.#data(frame, EMPTY)
-    }
-    return at + used
-  }
-
-  /** Closes the connection on a protocol error; the rest of the chunk is dropped. */
-  #failed(reason: string, chunk: Buffer): number {
-    this.destroy(new EgressRefused({
-      message: `the WebSocket server broke the protocol (${reason}); the connection was closed so that nothing unscrubbed reaches the sandbox`
-    }))
-    return chunk.length
-  }
-
-  #endControl(frame: Frame): void {
-    this.#frame = undefined
-    const payload = controlPayload(this.#scrubber, Buffer.concat(frame.control!))
-    this.#emit([frameHeader(true, frame.opcode, payload.length), payload])
-  }
-
-  /** Part of a data frame's payload: rewritten, and sent on as a fragment of the message. */
-  #data(frame: Frame, slice: Buffer): void {
-    const message = this.#message!
-    const last = frame.remaining === 0
-    if (last) this.#frame = undefined
-    const pieces = slice.length === 0 ? [] : message.rewriter.write(slice)
-    const ends = last && frame.fin
-    if (ends) {
-      pieces.push(message.rewriter.end())
-      this.#message = undefined
-    }
-    const length = pieces.reduce((sum, piece) => sum + piece.length, 0)
-    // a fragment with nothing in it is left out, unless it ends the message
-    if (length === 0 && !ends) return
-    this.#emit([frameHeader(ends, message.started ? CONTINUATION : message.opcode, length), ...pieces])
-    message.started = true
-  }
 }
+
+const protocolError = (side: "server" | "client", reason: string): EgressRefused =>
+  new EgressRefused({
+    message: `the WebSocket ${side} broke the protocol (${reason}); the connection was closed so that nothing ${
+      side === "server" ? "unscrubbed reaches the sandbox" : "unchecked reaches the server"
+    }`
+  })

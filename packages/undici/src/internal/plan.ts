@@ -11,6 +11,7 @@ import { EgressRefused, SubstitutionBlocked, UnsafeSubstitution } from "../Egres
 import { type Allowance, allowanceFor, namesTarget, NOTHING, type Target, type Targets } from "./destination.js"
 import { bodyEncoder, decodeBasic, encodeBasic, forUrl } from "./encoding.js"
 import { makeScrubber, type Scrubber } from "./ScrubHandler.js"
+import type { Outgoing } from "./WebSocketScrub.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
 
@@ -31,8 +32,11 @@ export interface Plan {
   readonly options: Dispatcher.DispatchOptions
   /** How to scrub the response, or `undefined` when no mounted secret may go to this destination. */
   readonly scrub: Scrubber | undefined
-  /** A WebSocket handshake that may carry values: the frames that come back must be scrubbed. */
-  readonly webSocket: boolean
+  /**
+   * For a WebSocket handshake (with `webSockets: true`): how the client's messages are rewritten;
+   * the frames that come back are scrubbed with `scrub`.
+   */
+  readonly webSocket: Outgoing | undefined
 }
 
 /** How a value is written where a placeholder stood. */
@@ -166,11 +170,16 @@ class Rewriter {
     return false
   }
 
-  /** Rewrites body bytes: values encoded for the content type. */
-  bodyMatcher(contentType: string | undefined): Substitution.Matcher {
+  mayHoldBytes(bytes: Buffer): boolean {
+    for (const scanner of this.settings.scanners) if (bytes.includes(scanner.prefix)) return true
+    return false
+  }
+
+  /** Rewrites body bytes (or WebSocket messages): values encoded for the content type. */
+  bodyMatcher(contentType: string | undefined, surface: Surface = "body"): Substitution.Matcher {
     const encode = bodyEncoder(contentType)
     const replace = (placeholder: string) => {
-      const secret = this.secretFor(placeholder, "body")
+      const secret = this.secretFor(placeholder, surface)
       return secret === undefined ? undefined : Buffer.from(encode(Redacted.value(secret.value)), "utf8")
     }
     const matchers = this.settings.scanners.map((scanner) => Substitution.placeholderMatcher(scanner, replace))
@@ -312,8 +321,8 @@ const finishHeaders = (
     const value = flat[i + 1]!
     if (length !== undefined && is(name, "content-length")) hadLength = true
     else if (scrubbed && is(name, "accept-encoding")) continue
-    // no WebSocket extension (permessage-deflate): compressed frames could not be scrubbed
-    else if (scrubbed && webSocket && is(name, "sec-websocket-extensions")) continue
+    // no WebSocket extension (permessage-deflate): compressed frames could not be rewritten
+    else if (webSocket && is(name, "sec-websocket-extensions")) continue
     else if (scrubbed && is(name, "cache-control")) cacheControl = cacheControl === undefined ? value : `${cacheControl}, ${value}`
     else out.push(name, value)
   }
@@ -497,7 +506,7 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
   const scrub = allowance.scrub === undefined || rewriter.basicEchoes.length === 0
     ? allowance.scrub
     : makeScrubber([...allowance.allowed], rewriter.basicEchoes)
-  if (length !== undefined || scrub !== undefined) {
+  if (length !== undefined || scrub !== undefined || webSocket) {
     flat = finishHeaders(flat, length, scrub !== undefined, webSocket)
     headersChanged = true
   }
@@ -512,5 +521,11 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
   // dispatches each hop through here again, from the caller's original request.
   next.maxRedirections = 0
   if (query !== options.query) next.query = query
-  return { options, scrub, webSocket: webSocket && scrub !== undefined }
+  return {
+    options,
+    scrub,
+    webSocket: webSocket
+      ? { matcher: rewriter.bodyMatcher(undefined, "message"), mayHold: (payload) => rewriter.mayHoldBytes(payload) }
+      : undefined
+  }
 }

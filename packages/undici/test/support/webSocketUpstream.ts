@@ -50,13 +50,15 @@ const trickle = async (socket: Socket, bytes: Buffer, step: number) => {
   }
 }
 
-/** Text messages from the client's (masked) frames; enough for tests: unfragmented text frames. */
+/** Text messages from the client's (masked) frames, reassembled from fragments; a close is answered. */
 const readClientFrames = (socket: Socket, onText: (text: string) => void) => {
   let buffered = Buffer.alloc(0)
+  let message: Array<Buffer> = []
   socket.on("data", (chunk: Buffer) => {
     buffered = Buffer.concat([buffered, chunk])
     for (;;) {
       if (buffered.length < 2) return
+      const fin = (buffered[0]! & 0x80) !== 0
       const opcode = buffered[0]! & 0x0f
       let length = buffered[1]! & 0x7f
       let at = 2
@@ -64,14 +66,25 @@ const readClientFrames = (socket: Socket, onText: (text: string) => void) => {
         if (buffered.length < 4) return
         length = buffered.readUInt16BE(2)
         at = 4
+      } else if (length === 127) {
+        if (buffered.length < 10) return
+        length = Number(buffered.readBigUInt64BE(2))
+        at = 10
       }
       if (buffered.length < at + 4 + length) return
       const mask = buffered.subarray(at, at + 4)
       const payload = Buffer.from(buffered.subarray(at + 4, at + 4 + length))
       for (let i = 0; i < payload.length; i++) payload[i] = payload[i]! ^ mask[i % 4]!
       buffered = buffered.subarray(at + 4 + length)
-      if (opcode === 0x1) onText(payload.toString("utf8"))
-      if (opcode === 0x8) socket.end(frame(true, 0x8, payload.subarray(0, 2)))
+      if (opcode === 0x8) {
+        socket.end(frame(true, 0x8, payload.subarray(0, 2)))
+        continue
+      }
+      if (opcode === 0x1 || opcode === 0x0) message.push(payload)
+      if (fin && (opcode === 0x1 || opcode === 0x0)) {
+        onText(Buffer.concat(message).toString("utf8"))
+        message = []
+      }
     }
   })
 }
