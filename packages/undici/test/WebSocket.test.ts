@@ -5,9 +5,12 @@
  * Clients: undici's `WebSocket`, and `undici.upgrade` for the raw bytes.
  */
 import { Buffer } from "node:buffer"
-import type { Duplex } from "node:stream"
+import { Duplex } from "node:stream"
+import { Substitution } from "@secretgate/core"
 import { upgrade, WebSocket } from "undici"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { NOTHING_TO_SCRUB } from "../src/internal/ScrubHandler.js"
+import { ScrubbedWebSocket } from "../src/internal/WebSocketScrub.js"
 import { makeWorld, type World } from "./support/fixture.js"
 import { startWebSocketUpstream, type WebSocketUpstream } from "./support/webSocketUpstream.js"
 
@@ -141,6 +144,30 @@ describe("WebSocket handshakes (webSockets: true)", () => {
     expect(ws.messages.length).toBe(before)
     expect(blocked.closed?.code).not.toBe(1000)
     expect(block.events).toContainEqual({ type: "blocked", secret: "other", host: "api.allowed.test", surface: "message", reason: "host-not-allowed" })
+  })
+
+  it("a placeholder in a client's control frame is never substituted: withheld, or with block the connection closes", async () => {
+    const ping = (text: string) => {
+      const key = Buffer.from([1, 2, 3, 4])
+      const payload = Buffer.from(text)
+      return Buffer.concat([Buffer.from([0x89, 0x80 | payload.length]), key, Buffer.from(payload.map((byte, i) => byte ^ key[i % 4]!))])
+    }
+    for (const onDisallowed of ["forward", "block"] as const) {
+      const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true, onDisallowed })
+      const { socket } = await upgrade(`https://api.allowed.test:${ws.port}/ws/echo`, {
+        dispatcher: box.agent,
+        protocol: "websocket",
+        headers: { "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" }
+      })
+      const errors: Array<Error> = []
+      socket.on("error", (error: Error) => errors.push(error))
+      socket.write(ping(`p ${box.env.KEY}`))
+      const event = { type: onDisallowed === "block" ? "blocked" : "withheld", secret: "key", host: "api.allowed.test", surface: "message", reason: "unsafe-position" }
+      await expect.poll(() => box.events).toContainEqual(event)
+      if (onDisallowed === "block") await expect.poll(() => errors.map((error) => error.message)).toEqual([expect.stringMatching(/blocked/)])
+      else expect(errors).toEqual([])
+      socket.destroy()
+    }
   })
 
   it("a large message from the client (16-bit length, many TCP chunks) is substituted", async () => {
@@ -299,3 +326,27 @@ describe("WebSocket handshakes (webSockets: true)", () => {
     expect(ws.handshakes.slice(before).map((h) => h.headers.authorization)).toEqual([`Bearer ${box.env.KEY}`])
   })
 })
+
+describe("the frame engine, against an in-memory socket", () => {
+  it("never hands the real socket a view of the caller's buffer (the caller could change it after the check)", () => {
+    const written: Array<Buffer> = []
+    const real = new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, callback) {
+        written.push(chunk)
+        callback()
+      }
+    })
+    const outgoing = { matcher: Substitution.literalMatcher([]), mayHold: () => false, control: () => {} }
+    const socket = new ScrubbedWebSocket(real, NOTHING_TO_SCRUB, outgoing)
+    const key = Buffer.from([9, 9, 9, 9])
+    const frame = Buffer.concat([Buffer.from([0x82, 0x81]), key, Buffer.from([0x41 ^ 9])])
+    const original = Buffer.from(frame)
+    socket.write(frame)
+    frame[1] = 0x80 | 40 // a longer length, after the check
+    expect(written).toHaveLength(1)
+    expect(written[0]!.equals(original)).toBe(true)
+    socket.destroy()
+  })
+})
+

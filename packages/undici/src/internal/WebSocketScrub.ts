@@ -281,6 +281,11 @@ export interface Outgoing {
   readonly matcher: Substitution.Matcher
   /** Whether text may hold a placeholder (a quick test before the matcher runs). */
   readonly mayHold: (payload: Buffer) => boolean
+  /**
+   * Reports (or, with `block`, throws on) placeholders in a control frame's payload, where no
+   * value is ever put.
+   */
+  readonly control: (payload: Buffer) => void
 }
 
 /**
@@ -302,7 +307,15 @@ export class ScrubbedWebSocket extends Duplex {
       (reason) => this.destroy(protocolError("server", reason))
     )
     this.#outgoing = new FrameStream(
-      { masked: true, matcher: outgoing.matcher, clean: (payload) => !outgoing.mayHold(payload), control: (payload) => payload },
+      {
+        masked: true,
+        matcher: outgoing.matcher,
+        clean: (payload) => !outgoing.mayHold(payload),
+        control: (payload) => {
+          outgoing.control(payload)
+          return payload
+        }
+      },
       (pieces) => {
         for (const piece of pieces) this.#written.push(piece)
       },
@@ -367,7 +380,11 @@ export class ScrubbedWebSocket extends Duplex {
     const out = this.#written
     this.#written = []
     if (out.length === 0) return callback()
-    this.#socket.write(out.length === 1 ? out[0]! : Buffer.concat(out), callback)
+    // Always a copy: a clean frame goes on as a view of the caller's own buffer, which the caller
+    // could change after the check while the socket still holds it (a plain TCP socket queues
+    // what the kernel has not taken yet) — say, a length that makes the server swallow the next,
+    // substituted frame and echo it back still masked, past the scrubber.
+    this.#socket.write(Buffer.concat(out), callback)
   }
 
   override _final(callback: (error?: Error | null) => void): void {

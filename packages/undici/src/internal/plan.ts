@@ -525,7 +525,13 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
     options,
     scrub,
     webSocket: webSocket
-      ? { matcher: rewriter.bodyMatcher(undefined, "message"), mayHold: (payload) => rewriter.mayHoldBytes(payload) }
+      ? {
+        matcher: rewriter.bodyMatcher(undefined, "message"),
+        mayHold: (payload) => rewriter.mayHoldBytes(payload),
+        control: (payload) => {
+          if (rewriter.mayHoldBytes(payload)) rewriter.withholdIn(payload.toString("latin1"), "message")
+        }
+      }
       : undefined
   }
 }
