@@ -1,10 +1,13 @@
+import { FileSystem } from "@effect/platform"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { describe, expect, it } from "@effect/vitest"
-import { KeyRing, type Secret, Secrets } from "@secretgate/core"
+import { KeyRing, Placeholder, type Secret, Secrets, SecretStore } from "@secretgate/core"
 import { FileSystemSecretStore } from "@secretgate/filesystem"
-import { Effect, Redacted } from "effect"
+import { Effect, Logger, LogLevel, Redacted } from "effect"
 import { createHmac } from "node:crypto"
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
+import * as Engine from "../src/internal/engine.js"
 import { type Child, failure, runChild, startChild, tempStore, withStore } from "./support.js"
 
 const ORGS = ["acme", "globex", "initech"] as const
@@ -257,12 +260,15 @@ describe("the index snapshot", () => {
       yield* churn(options, 0, 4)
       const firstKey = header(directory).keyId as string
       const before = yield* contents(options)
+      const old = readFileSync(snapshotOf(directory))
       yield* withStore(options, Effect.gen(function*() {
         const store = yield* FileSystemSecretStore.FileSystemSecretStore
         yield* store.rotateKey
         yield* store.retireKey(firstKey)
       }))
-      expect(header(directory).keyId).toBe(firstKey) // written before the rotation
+      expect(header(directory).keyId).not.toBe(firstKey) // reseal and retireKey write one after their scan
+      writeFileSync(snapshotOf(directory), old) // the one written before the rotation
+      expect(header(directory).keyId).toBe(firstKey)
       const after = yield* contents(options)
       expect(header(directory).keyId).not.toBe(firstKey)
       expect((after.byOrg as Record<string, { values: unknown }>)["acme"]!.values).toEqual(
@@ -320,5 +326,197 @@ describe("the index snapshot", () => {
       expect(readFileSync(snapshotOf(directory), "utf8").endsWith("\n")).toBe(true)
       expect(header(directory).format).toBe("secretgate-snapshot")
       expect(yield* contents(options)).toEqual(expected)
+    }), 60_000)
+})
+
+/** Runs `effect` with every log line from Debug up collected into `lines` as "LEVEL message". */
+const collectingLogs = <A, E, R>(effect: Effect.Effect<A, E, R>, lines: Array<string>) =>
+  effect.pipe(
+    Effect.provide(Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ logLevel, message }) => {
+        lines.push(`${logLevel.label} ${Array.isArray(message) ? message.join(" ") : String(message)}`)
+      })
+    )),
+    Logger.withMinimumLogLevel(LogLevel.Debug)
+  )
+
+describe("the index snapshot and record files put back behind the store's back", () => {
+  /**
+   * A store with a generated key file and one secret "x" sealed with the first key, whose file is
+   * then put back from a copy taken before a rotation (re-sealed x with the second key) and an
+   * update of its hosts, after an open that wrote the snapshot from the newer file.
+   */
+  const restoredFromBackup = Effect.gen(function*() {
+    const directory = tempStore()
+    const options = { directory }
+    const x = yield* withStore(options, Effect.flatMap(Secrets.Secrets, (s) =>
+      s.create("acme", { name: "x", value: value("v1"), hosts: ["a.example.com", "old.example.com"] })))
+    const firstKey = yield* withStore(options, Effect.map(
+      Effect.flatMap(FileSystemSecretStore.FileSystemSecretStore, (store) => store.keys),
+      (keys) => keys[0]!.id
+    ))
+    const backup = `${directory}.x-backup.json`
+    copyFileSync(recordFile(directory, x.id), backup)
+    yield* withStore(options, Effect.gen(function*() {
+      yield* (yield* FileSystemSecretStore.FileSystemSecretStore).rotateKey
+      yield* (yield* Secrets.Secrets).update("acme", x.id, { hosts: ["a.example.com"] })
+    }))
+    yield* scanned(options, ["acme"]) // a fresh snapshot: x sealed with the second key, one host
+    copyFileSync(backup, recordFile(directory, x.id))
+    return { options, x, firstKey }
+  })
+
+  it.live("retireKey reads the record files: it refuses a key an older copy put back still seals, and reseal re-seals it", () =>
+    Effect.gen(function*() {
+      const { firstKey, options, x } = yield* restoredFromBackup
+      yield* withStore(options, Effect.gen(function*() {
+        const store = yield* FileSystemSecretStore.FileSystemSecretStore
+        const refused = yield* failure(store.retireKey(firstKey))
+        expect(refused._tag).toBe("KeyManagementError")
+        expect(refused.message).toContain("still seals 1 record(s)")
+        // the scan corrected the index: key counts and the listing are the file's
+        expect((yield* store.keys).map((k) => [k.id === firstKey, k.records])).toEqual([[true, 1], [false, 0]])
+        expect((yield* (yield* Secrets.Secrets).list("acme")).map((s) => s.hosts)).toEqual([["a.example.com", "old.example.com"]])
+        expect(yield* store.reseal).toBe(1)
+        yield* store.retireKey(firstKey)
+      }))
+      const got = yield* withStore(options, Effect.flatMap(Secrets.Secrets, (s) => s.get("acme", x.id)))
+      expect(got.hosts).toEqual(["a.example.com", "old.example.com"])
+      const resolved = yield* withStore(options, Effect.flatMap(Secrets.Secrets, (s) => s.resolve("acme", [x.placeholder])))
+      expect(resolved.map((r) => Redacted.value(r.value))).toEqual(["v1"])
+    }), 60_000)
+
+  it.live("reseal alone re-seals an older copy put back (its worklist comes from the files)", () =>
+    Effect.gen(function*() {
+      const { firstKey, options, x } = yield* restoredFromBackup
+      yield* withStore(options, Effect.gen(function*() {
+        const store = yield* FileSystemSecretStore.FileSystemSecretStore
+        expect(yield* store.reseal).toBe(1)
+        expect((yield* store.keys).map((k) => [k.id === firstKey, k.records])).toEqual([[true, 0], [false, 1]])
+        yield* store.retireKey(firstKey)
+        expect(Redacted.value((yield* (yield* Secrets.Secrets).resolve("acme", [x.placeholder]))[0]!.value)).toBe("v1")
+      }))
+    }), 60_000)
+
+  it.live("a read of an older copy put back corrects the index from the file: listing and key counts follow", () =>
+    Effect.gen(function*() {
+      const { firstKey, options, x } = yield* restoredFromBackup
+      yield* withStore(options, Effect.gen(function*() {
+        const s = yield* Secrets.Secrets
+        const store = yield* FileSystemSecretStore.FileSystemSecretStore
+        // from the snapshot: what it says until the file is read
+        expect((yield* s.list("acme")).map((secret) => secret.hosts)).toEqual([["a.example.com"]])
+        const got = yield* s.get("acme", x.id)
+        expect(got.hosts).toEqual(["a.example.com", "old.example.com"])
+        expect(got.updatedAt).toEqual(x.updatedAt)
+        expect(yield* s.list("acme")).toEqual([got])
+        expect((yield* store.keys).map((k) => [k.id === firstKey, k.records])).toEqual([[true, 1], [false, 0]])
+      }))
+    }), 60_000)
+
+  it.live("a copy of an earlier record under the same id put back (another placeholder) reads as not found, and the index follows the file", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      const options = { directory, key: newKey() }
+      const earlier = yield* withStore(options, Effect.flatMap(Secrets.Secrets, (s) =>
+        s.create("acme", { name: "x", value: value("earlier"), hosts: ["a.example.com"] })))
+      const backup = `${directory}.x-backup.json`
+      copyFileSync(recordFile(directory, earlier.id), backup)
+      // the id used again, by a record of the same name with another placeholder and creation time
+      const later = yield* withStore(options, Effect.gen(function*() {
+        const s = yield* Secrets.Secrets
+        const store = yield* SecretStore.SecretStore
+        const record = yield* Effect.flatMap(store.findById("acme", earlier.id), Effect.orDie)
+        yield* s.delete("acme", earlier.id)
+        const again = { ...record, placeholder: Placeholder.generate(), createdAt: new Date(record.createdAt.getTime() + 1000) }
+        yield* store.insert(again, { quota: 10 })
+        return yield* s.get("acme", earlier.id)
+      }))
+      yield* scanned(options, ["acme"]) // a fresh snapshot of the later record
+      copyFileSync(backup, recordFile(directory, earlier.id))
+      yield* withStore(options, Effect.gen(function*() {
+        const s = yield* Secrets.Secrets
+        expect((yield* s.list("acme")).map((secret) => secret.placeholder)).toEqual([later.placeholder])
+        expect((yield* failure(s.get("acme", earlier.id)))._tag).toBe("SecretNotFound")
+        expect((yield* s.list("acme")).map((secret) => secret.placeholder)).toEqual([earlier.placeholder])
+        expect(yield* s.get("acme", earlier.id)).toEqual(earlier)
+      }))
+    }), 60_000)
+})
+
+describe("the index snapshot: size and logged reasons", () => {
+  it.live("the size limit is in bytes, as the open reads it: a snapshot of non-ASCII descriptions over it is not written, with a warning", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      const key = newKey()
+      yield* withStore({ directory, key }, Effect.flatMap(Secrets.Secrets, (s) =>
+        Effect.forEach([0, 1, 2], (i) => s.create("acme", { name: `n${i}`, value: value(`v${i}`), description: "秘".repeat(300) }))))
+      yield* scanned({ directory, key }, ["acme"]) // writes the snapshot of the three
+      const text = readFileSync(snapshotOf(directory), "utf8")
+      const bytes = statSync(snapshotOf(directory)).size
+      expect(bytes).toBeGreaterThan(text.length) // 3 bytes a character
+      const openWithLimit = (snapshotMaxBytes: number) =>
+        Effect.flatMap(FileSystem.FileSystem, (fs) =>
+          Effect.flatMap(
+            Engine.open(fs, {
+              directory,
+              keys: { _tag: "Configured", ring: KeyRing.make([KeyRing.keyFromBase64("primary", key)]) },
+              lockTimeoutMillis: 10_000,
+              journalLimitBytes: 4 * 1024 * 1024,
+              snapshotMaxBytes
+            }),
+            (engine) => engine.store.listAll("acme")
+          )).pipe(Effect.provide(NodeFileSystem.layer))
+      const logs: Array<string> = []
+      rmSync(snapshotOf(directory))
+      // as many characters as the limit, more bytes: an open with this limit would not read it
+      expect((yield* collectingLogs(openWithLimit(text.length), logs)).length).toBe(3)
+      expect(existsSync(snapshotOf(directory))).toBe(false)
+      expect(logs.some((line) => line.startsWith("WARN") && line.includes(snapshotOf(directory)) && line.includes(`${bytes} bytes`)))
+        .toBe(true)
+      // at the limit in bytes it is written, and the next open with that limit reads it
+      expect((yield* openWithLimit(bytes)).length).toBe(3)
+      expect(statSync(snapshotOf(directory)).size).toBe(bytes)
+      logs.length = 0
+      yield* collectingLogs(openWithLimit(bytes), logs)
+      expect(logs.filter((line) => line.includes("not used"))).toEqual([])
+    }), 60_000)
+
+  it.live("why a snapshot is not used, or not written, is logged: a warning naming the file and the reason, never a value", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      const options = { directory, key: newKey() }
+      const logs: Array<string> = []
+      // none yet: only a debug line
+      yield* collectingLogs(churn(options, 0, 3), logs)
+      expect(logs.filter((line) => line.includes("snapshot"))).toEqual([`DEBUG no snapshot at ${snapshotOf(directory)}: reading every record file`])
+      const expected = yield* scanned(options) // writes a snapshot of what churn made
+      const good = readFileSync(snapshotOf(directory), "utf8")
+      const warnings = (text: string) => {
+        writeFileSync(snapshotOf(directory), text, { mode: 0o600 })
+        logs.length = 0
+        return Effect.map(collectingLogs(contents(options), logs), (seen) => {
+          expect(seen).toEqual(expected) // and the open is whole
+          return logs.filter((line) => line.startsWith("WARN"))
+        })
+      }
+      expect(yield* warnings(good.replace("r0-1", "r0-X"))).toEqual([
+        `WARN snapshot ${snapshotOf(directory)} not used (it fails its MAC): reading every record file`
+      ])
+      expect((yield* warnings(good.replace("\"keyId\":\"primary\"", "\"keyId\":\"elsewhere\"")))[0]).toContain(
+        "written under key \"elsewhere\", which this process cannot use"
+      )
+      expect((yield* warnings(good.slice(0, 50)))[0]).toContain("(truncated)")
+      // a directory in its place: not used, and not written
+      rmSync(snapshotOf(directory))
+      mkdirSync(snapshotOf(directory))
+      logs.length = 0
+      expect(yield* collectingLogs(contents(options), logs)).toEqual(expected)
+      const warned = logs.filter((line) => line.startsWith("WARN"))
+      expect(warned[0]).toBe(`WARN snapshot ${snapshotOf(directory)} not used (it is a directory, not a file): reading every record file`)
+      expect(warned[1]).toMatch(/^WARN snapshot .* not written: /)
+      expect(logs.join("\n")).not.toMatch(/value-|updated-/)
+      rmSync(snapshotOf(directory), { recursive: true })
     }), 60_000)
 })

@@ -16,7 +16,7 @@ import {
   type StoreError,
   StoreUnavailable
 } from "@secretgate/core"
-import { Effect, Exit, Option } from "effect"
+import { Effect, Either, Exit, Option } from "effect"
 import * as Path from "node:path"
 import { KeyManagementError } from "./errors.js"
 import {
@@ -50,6 +50,8 @@ export interface EngineOptions {
   readonly keys: KeySource
   readonly lockTimeoutMillis: number
   readonly journalLimitBytes: number
+  /** Largest snapshot written or read (default `Snapshot.MAX_BYTES`); lowered by tests. */
+  readonly snapshotMaxBytes?: number
 }
 
 /** One key of the store, as key management sees it. */
@@ -80,9 +82,19 @@ const PENDING_CLOSE_MS = 500
 /** An open from the snapshot that had to re-read more record files than this writes a fresh snapshot. */
 const SNAPSHOT_REFRESH_FILES = 1_000
 
-const sameRecordIdentity = (a: SecretRecord, b: SecretRecord): boolean =>
+/** The fields an update never changes: records that differ in one of them are different records. */
+const sameIdentity = (a: Meta | SecretRecord, b: Meta | SecretRecord): boolean =>
   a.id === b.id && a.organizationId === b.organizationId && a.name === b.name && a.placeholder === b.placeholder &&
   a.createdAt.getTime() === b.createdAt.getTime()
+
+const sameHosts = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean =>
+  a.length === b.length && a.every((host, i) => host === b[i])
+
+/** Whether the index's `meta` says what the authentic `record` (read from its file) says. */
+const sameMeta = (meta: Meta, record: SecretRecord | undefined): boolean =>
+  record !== undefined && sameIdentity(meta, record) && meta.description === record.description &&
+  sameHosts(meta.hosts, record.hosts) && meta.keyId === record.sealed.keyId &&
+  meta.updatedAt.getTime() === record.updatedAt.getTime()
 
 /** Opens (creating if needed) the store in `options.directory`. */
 export const open = (
@@ -91,6 +103,7 @@ export const open = (
 ): Effect.Effect<Engine, StoreError> =>
   Effect.gen(function*() {
     const paths = layout(Path.resolve(options.directory))
+    const snapshotMaxBytes = options.snapshotMaxBytes ?? Snapshot.MAX_BYTES
     const lockOptions = { path: paths.lock, breaker: paths.lockBreaker, timeoutMillis: options.lockTimeoutMillis }
 
     // -- state of this process -------------------------------------------------------------------
@@ -223,18 +236,28 @@ export const open = (
     /**
      * The whole record behind `meta`, read from its file (the index holds no sealed values). The
      * file is at least as new as the index (it was synced first): `undefined` when another process
-     * removed it since; a file that no longer holds this record or is damaged fails with its damage.
+     * removed it since; a damaged file fails with its damage.
+     *
+     * The file is authentic, so it is the truth: when its metadata differs from the index's (an
+     * older copy put back behind the store's back, say, after an open that took the index from the
+     * snapshot), the index is corrected from it, so that listings, key counts, `reseal` and
+     * `retireKey` see what the file holds. A file that holds another record under this id (another
+     * organization, name, placeholder or creation time: the id was reused, or an old copy of
+     * another record was put back) reads as `undefined`, as the record we indexed is gone.
      */
     const load = (meta: Meta): Effect.Effect<SecretRecord | undefined, StoreError> => {
       const fileKey = fileKeyOf(meta.id)
       return Effect.flatMap(readRecord(fileKey), (decoded) => {
-        if (decoded === undefined) return Effect.succeed(undefined)
-        if (decoded._tag !== "Record") return Effect.fail(decoded.damage.error)
-        const record = decoded.record
-        if (record.organizationId !== meta.organizationId || record.name !== meta.name) {
-          // the id was reused by a later record: the one we indexed is gone
-          return Effect.succeed(undefined)
+        if (decoded !== undefined && decoded._tag !== "Record") return Effect.fail(decoded.damage.error)
+        const record = decoded?.record
+        const indexed = index.get(fileKey)
+        // only while the index still holds what the lookup found: a re-read meanwhile (another
+        // fiber caught up with the journal) is at least as new as this read
+        if (indexed?._tag === "Record" && indexed.record === meta && !sameMeta(meta, record)) {
+          const path = recordPath(paths, fileKey)
+          index.set(fileKey, record === undefined ? undefined : { _tag: "Record", record: metaOf(record), path })
         }
+        if (record === undefined || !sameIdentity(meta, record)) return Effect.succeed(undefined)
         return Effect.succeed(record)
       })
     }
@@ -488,11 +511,15 @@ export const open = (
      * Writes the index as it is now, at the current journal position. Only while holding the lock,
      * caught up and with no announcement open (so the index reflects every line before the
      * position): its temp file is then, like every temp file, a leftover only a dead lock holder
-     * leaves. A snapshot that cannot be written (too large, I/O) is skipped: the next open scans.
+     * leaves. A snapshot that cannot be written (larger than an open reads, I/O) is skipped, with a
+     * warning: the next open scans.
      */
     const saveSnapshot: Effect.Effect<void> = Effect.suspend(() => {
+      const notWritten = (why: string) => `snapshot ${paths.snapshot} not written: ${why}`
       const key = snapshotKey(ring.current.id)
-      if (pending.size > 0 || key === undefined || position.offset !== position.size) return Effect.void
+      if (key === undefined) return Effect.logDebug(notWritten("the current key is not registered in the manifest yet"))
+      if (pending.size > 0) return Effect.logDebug(notWritten("a change is announced and not confirmed"))
+      if (position.offset !== position.size) return Effect.logDebug(notWritten("the journal ends in a torn line"))
       const records = [...index.records()].sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime())
       let text: string
       try {
@@ -501,20 +528,33 @@ export const open = (
           key
         )
       } catch {
-        return Effect.void // larger than a string can be
+        return Effect.logWarning(notWritten("the index is larger than a string can be; every open reads every record file"))
       }
-      return text.length > Snapshot.MAX_BYTES ? Effect.void : Effect.ignore(writeAtomic(fs, paths.snapshot, text))
+      // in bytes, as the open measures it (a character of a description may take up to 3)
+      const bytes = Buffer.byteLength(text, "utf8")
+      if (bytes > snapshotMaxBytes) {
+        return Effect.logWarning(
+          notWritten(`it would be ${bytes} bytes, more than the ${snapshotMaxBytes} an open reads; every open reads every record file`)
+        )
+      }
+      return writeAtomic(fs, paths.snapshot, text).pipe(
+        Effect.catchAll((error) => Effect.logWarning(notWritten(error.message)))
+      )
     })
 
     /** At open: takes the lock if it is free, catches up and writes the snapshot; a busy lock skips it. */
-    const refreshSnapshot: Effect.Effect<void> = Effect.ignore(
-      writeMutex.withPermits(1)(
-        Lock.tryWithLock(fs, lockOptions)(syncMutex.withPermits(1)(Effect.gen(function*() {
-          yield* catchUp(true)
-          yield* closePending
-          yield* saveSnapshot
-        })))
-      )
+    const refreshSnapshot: Effect.Effect<void> = writeMutex.withPermits(1)(
+      Lock.tryWithLock(fs, lockOptions)(syncMutex.withPermits(1)(Effect.gen(function*() {
+        yield* catchUp(true)
+        yield* closePending
+        yield* saveSnapshot
+      })))
+    ).pipe(
+      Effect.flatMap(Option.match({
+        onNone: () => Effect.logDebug(`snapshot ${paths.snapshot} not written: another process holds the lock`),
+        onSome: () => Effect.void
+      })),
+      Effect.catchAll((error) => Effect.logWarning(`snapshot ${paths.snapshot} not written: ${error.message}`))
     )
 
     /** What an open from the snapshot did. */
@@ -536,14 +576,23 @@ export const open = (
      * without a snapshot.
      */
     const resume: Effect.Effect<Resumed | undefined, StoreError> = Effect.gen(function*() {
+      const unusable = (why: string) =>
+        Effect.as(Effect.logWarning(`snapshot ${paths.snapshot} not used (${why}): reading every record file`), undefined)
       // an unreadable snapshot is as good as none: the scan then reports whatever is really wrong
-      const read = yield* Effect.orElseSucceed(readBounded(fs, paths.snapshot, Snapshot.MAX_BYTES), () => undefined)
-      if (read === undefined || read._tag === "Odd") return undefined
-      const decoded = Snapshot.decode(read.text, snapshotKey)
-      if (decoded._tag === "Invalid") return undefined
+      const read = yield* Effect.either(readBounded(fs, paths.snapshot, snapshotMaxBytes, "a snapshot an open reads"))
+      if (Either.isLeft(read)) return yield* unusable(read.left.message)
+      if (read.right === undefined) {
+        return yield* Effect.as(Effect.logDebug(`no snapshot at ${paths.snapshot}: reading every record file`), undefined)
+      }
+      if (read.right._tag === "Odd") return yield* unusable(read.right.why)
+      const decoded = Snapshot.decode(read.right.text, snapshotKey)
+      if (decoded._tag === "Invalid") return yield* unusable(decoded.why)
       const { snapshot } = decoded
       const since = yield* linesSince({ generation: snapshot.generation, offset: snapshot.offset, ino: 0, size: 0, mtimeMs: 0 })
-      if (since._tag !== "Lines") return undefined
+      if (since._tag === "Repair") return yield* unusable("the journal is missing or not a journal")
+      if (since._tag === "Lost") {
+        return yield* unusable("its journal position is gone: rotated out, past the end, or followed by an unreadable line")
+      }
       const { changed, keys, open } = pendingOf(since.entries, new Set())
       if (keys) yield* loadKeys
       const fresh = new RecordIndex()
@@ -560,8 +609,16 @@ export const open = (
       yield* reread(toRead)
       pending = open
       position = since.next
-      for (const keyId of index.keyUsage.keys()) if (snapshotKey(keyId) === undefined) return undefined
-      for (const damage of index.damaged.values()) if (damage.error._tag === "DecryptionFailed") return undefined
+      for (const keyId of index.keyUsage.keys()) {
+        if (snapshotKey(keyId) === undefined) {
+          return yield* unusable(`it holds records sealed with key ${JSON.stringify(keyId)}, which this process cannot use`)
+        }
+      }
+      for (const damage of index.damaged.values()) {
+        if (damage.error._tag === "DecryptionFailed") {
+          return yield* unusable(`record file ${damage.path} is sealed with a key this process does not hold`)
+        }
+      }
       return { temps, reread: toRead.size, previousGeneration: snapshot.generation !== position.generation }
     })
 
@@ -886,7 +943,7 @@ export const open = (
             // under the lock and caught up: the file is what the index says
             if (current === undefined) return Effect.fail(SecretNotFound.byId(id))
             const next = changeRecord(current)
-            if (!sameRecordIdentity(current, next)) {
+            if (!sameIdentity(current, next)) {
               return Effect.dieMessage(
                 "SecretStore.update must not change id, organizationId, name, placeholder or createdAt"
               )
@@ -917,7 +974,21 @@ export const open = (
 
     const keyStatus = view(() => Effect.succeed(manifest.keys.map((key) => statusOf(key.id))))
 
+    /**
+     * Holding the lock, caught up: replaces the index with one read from every record file, and
+     * writes a snapshot of it. Key decisions start from this, not from the index, which may hold
+     * what the snapshot said of a file put back behind the store's back (an older copy, sealed with
+     * a key the index no longer counts). Slow on a large store, but keys are rarely managed.
+     */
+    const rescan: Effect.Effect<Scan, StoreError> = Effect.gen(function*() {
+      const scanned = yield* scan
+      index = scanned.index
+      yield* saveSnapshot
+      return scanned
+    })
+
     const reseal: Effect.Effect<number, StoreError> = Effect.gen(function*() {
+      yield* transact(rescan)
       let total = 0
       for (;;) {
         const batch = yield* view((index) => {
@@ -934,7 +1005,8 @@ export const open = (
             const meta = index.byId.get(stale.id)
             if (meta === undefined || meta.keyId === ring.current.id) return
             const record = yield* load(meta)
-            if (record === undefined) return
+            // the file may say otherwise than the index did (load has corrected the index then)
+            if (record === undefined || record.sealed.keyId === ring.current.id) return
             const binding = { organizationId: record.organizationId, secretId: record.id }
             const value = yield* cipher.open(record.sealed, binding)
             yield* put({ ...record, sealed: cipher.seal(value, binding) })
@@ -976,7 +1048,9 @@ export const open = (
         if (keyId === ring.current.id) {
           return yield* refuse(`key ${JSON.stringify(keyId)} is the current key: rotate to a new key first`)
         }
-        const used = index.keyUsage.get(keyId) ?? 0
+        // from the files, not the index: a key must not go while any file is still sealed with it
+        const scanned = yield* rescan
+        const used = (index.keyUsage.get(keyId) ?? 0) + (scanned.missingKeys.get(keyId) ?? 0)
         if (used > 0) {
           return yield* refuse(`key ${JSON.stringify(keyId)} still seals ${used} record(s): run reseal first`)
         }

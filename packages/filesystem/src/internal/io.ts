@@ -132,23 +132,25 @@ const utf8 = new TextDecoder("utf-8")
  * 600 MB file is never read into memory) is reported as `Odd` with the reason; only real I/O
  * errors fail. Bytes that are not UTF-8 are decoded lossily (the caller's parse or MAC check then
  * rejects them). (`stat` then `readFile` rather than `fstat` on an open descriptor: a third of the
- * cost per read; the store replaces record files only with small ones, by rename.)
+ * cost per read; the store replaces record files only with small ones, by rename.) `what` names
+ * the largest file expected, for the reason given.
  */
 export const readBounded = (
   fs: FileSystem.FileSystem,
   path: string,
-  limit: number
+  limit: number,
+  what = "any record"
 ): Effect.Effect<BoundedRead | undefined, StoreUnavailable> =>
   Effect.suspend(() => Effect.gen(function*() {
     const info = yield* fs.stat(path)
     if (info.type === "Directory") return { _tag: "Odd", why: "it is a directory, not a file" } as const
     if (info.type !== "File") return { _tag: "Odd", why: `it is not a regular file (${info.type})` } as const
     if (Number(info.size) > limit) {
-      return { _tag: "Odd", why: `it is ${Number(info.size)} bytes, larger than any record (${limit} bytes at most)` } as const
+      return { _tag: "Odd", why: `it is ${Number(info.size)} bytes, larger than ${what} (${limit} bytes at most)` } as const
     }
     const bytes = yield* fs.readFile(path)
     if (bytes.length > limit) {
-      return { _tag: "Odd", why: `it is ${bytes.length} bytes, larger than any record (${limit} bytes at most)` } as const
+      return { _tag: "Odd", why: `it is ${bytes.length} bytes, larger than ${what} (${limit} bytes at most)` } as const
     }
     return { _tag: "Text", text: utf8.decode(bytes) } as const
   })).pipe(
