@@ -109,6 +109,23 @@ describe("substitution surfaces", () => {
     })
   }
 
+  it("large streamed chunks with values at the start, middle and end, and two in one chunk, arrive exact", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
+    const big = (n: number) => "x".repeat(n)
+    const texts = [
+      `${box.env.KEY}${big(40_000)}`,
+      `${big(20_000)}${box.env.KEY}${big(20_000)}`,
+      `${big(40_000)}${box.env.KEY}`,
+      `${big(30_000)}${box.env.KEY}-${box.env.KEY}${big(30_000)}`,
+      big(50_000)
+    ]
+    const body = (async function*() {
+      for (const text of texts) yield Buffer.from(text)
+    })()
+    await (await request(world.https.url("api.allowed.test", "/"), { method: "POST", body: body as never, dispatcher: box.agent })).body.text()
+    expect(last(world.https).body.toString()).toBe(texts.join("").replaceAll(box.env.KEY!, VALUE))
+  })
+
   it("a streamed body whose source fails fails the request with the source's error", async () => {
     const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
     const body = (async function*() {

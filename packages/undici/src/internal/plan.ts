@@ -344,6 +344,31 @@ const toBytes = (chunk: unknown): Uint8Array => {
 }
 
 /**
+ * The pieces of a rewritten chunk as they go out: a large piece (the caller's bytes around a value)
+ * as it is, runs of small ones (a value, the bytes between two) joined: copying a large piece costs
+ * more than one more write, and a write per small piece more than copying it.
+ */
+const withoutCopies = (pieces: ReadonlyArray<Buffer>): Array<Buffer> => {
+  const out: Array<Buffer> = []
+  let small: Array<Buffer> = []
+  const flush = () => {
+    if (small.length > 0) out.push(small.length === 1 ? small[0]! : Buffer.concat(small))
+    small = []
+  }
+  for (const piece of pieces) {
+    if (piece.length === 0) continue
+    if (piece.length < 16 * 1024) {
+      small.push(piece)
+      continue
+    }
+    flush()
+    out.push(piece)
+  }
+  flush()
+  return out
+}
+
+/**
  * A streamed body rewritten chunk by chunk. Written out rather than as an async generator: a
  * generator pays extra turns of the microtask queue for every chunk, which a fast upload notices.
  */
@@ -351,6 +376,8 @@ class RewrittenBody implements AsyncIterableIterator<Buffer> {
   private readonly source: AsyncIterator<unknown> | Iterator<unknown>
   private readonly sync: boolean
   private done = false
+  /** Pieces of the last chunk still to go. */
+  private readonly queue: Array<Buffer> = []
 
   constructor(source: AsyncIterable<unknown> | Iterable<unknown>, private readonly rewriter: Substitution.StreamRewriter) {
     this.sync = !(Symbol.asyncIterator in source)
@@ -365,6 +392,7 @@ class RewrittenBody implements AsyncIterableIterator<Buffer> {
 
   async next(): Promise<IteratorResult<Buffer, undefined>> {
     try {
+      if (this.queue.length > 0) return { done: false, value: this.queue.shift()! }
       while (!this.done) {
         const step = await this.source.next()
         if (step.done === true) {
@@ -377,8 +405,12 @@ class RewrittenBody implements AsyncIterableIterator<Buffer> {
         const chunk = this.sync ? await step.value : step.value
         // one write per chunk: a separate write of the few carried bytes costs more than the copy
         const pieces = this.rewriter.write(toBytes(chunk))
-        const out = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)
-        if (out.length > 0) return { done: false, value: out }
+        if (pieces.length === 1) {
+          if (pieces[0]!.length > 0) return { done: false, value: pieces[0]! }
+          continue
+        }
+        for (const group of withoutCopies(pieces)) this.queue.push(group)
+        if (this.queue.length > 0) return { done: false, value: this.queue.shift()! }
       }
       return { done: true, value: undefined }
     } catch (error) {
