@@ -97,7 +97,8 @@ export interface Options {
 }
 
 /**
- * The public model of a record: everything but the sealed value and the organization.
+ * The public model of a record: everything but the sealed value and the organization. A copy: a
+ * caller that changes what it got (pushes a host, sets a date) changes nothing a backend holds.
  *
  * @since 0.1.0
  */
@@ -106,9 +107,9 @@ export const toSecret = (record: SecretMetadata): Secret => ({
   name: record.name,
   ...(record.description === undefined ? {} : { description: record.description }),
   placeholder: record.placeholder,
-  hosts: record.hosts,
-  createdAt: record.createdAt,
-  updatedAt: record.updatedAt
+  hosts: [...record.hosts],
+  createdAt: new Date(record.createdAt.getTime()),
+  updatedAt: new Date(record.updatedAt.getTime())
 })
 
 const decodeCreate = decodeInput(CreateSecretParams)
@@ -224,7 +225,7 @@ export const make = (options: Options = {}): Effect.Effect<Secrets, never, Secre
                         id: record.id,
                         name: record.name,
                         placeholder: record.placeholder,
-                        hosts: record.hosts,
+                        hosts: [...record.hosts],
                         value
                       })
                   )

@@ -271,6 +271,29 @@ export const conformance = (name: string, makeLayer: MakeLayer): void => {
           expect(resolved.find((r) => r.name === "one")!.hosts).toEqual(["one.example.com"])
         }))
 
+      it.effect("what a caller gets is a copy: changing it changes nothing stored", () =>
+        Effect.gen(function*() {
+          const secrets = yield* Secrets
+          const o = org()
+          const created = yield* secrets.create(o, params("copied", { hosts: ["one.example.com"] }))
+          const snapshot = structuredClone(created)
+          const tamper = (secret: { readonly hosts: ReadonlyArray<string>; readonly createdAt: Date; readonly updatedAt: Date }) => {
+            ;(secret.hosts as Array<string>).push("evil.example.com")
+            secret.createdAt.setTime(0)
+            secret.updatedAt.setTime(0)
+          }
+          tamper(created)
+          tamper(yield* secrets.get(o, created.id))
+          tamper(yield* secrets.getByName(o, "copied"))
+          for (const listed of yield* secrets.list(o)) tamper(listed)
+          for (const listed of (yield* secrets.listPage(o)).items) tamper(listed)
+          for (const resolved of yield* secrets.resolve(o, [created.placeholder])) (resolved.hosts as Array<string>).push("evil.example.com")
+          expect(yield* secrets.get(o, created.id)).toEqual(snapshot)
+          expect(yield* secrets.list(o)).toEqual([snapshot])
+          const [resolved] = yield* secrets.resolve(o, [created.placeholder])
+          expect(resolved!.hosts).toEqual(["one.example.com"])
+        }))
+
       it.effect("pagination walks every secret once, in order, for every sort", () =>
         Effect.gen(function*() {
           const secrets = yield* Secrets
