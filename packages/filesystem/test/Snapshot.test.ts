@@ -288,7 +288,7 @@ describe("the index snapshot", () => {
       const env = { SG_KEY: Redacted.value(key) }
       // journalLimitBytes 1: every write starts a generation and writes the snapshot
       const spawnWriter = () => startChild("writer", [directory, "acme", "20", "1"], env)
-      let tempsSeen = 0
+      // where a kill lands is timing; the torn-file and leftover-temp cases are tested directly below
       for (let round = 0; round < 8; round++) {
         const writer: Child = spawnWriter()
         yield* Effect.promise(() => writer.waitFor("ready"))
@@ -296,7 +296,6 @@ describe("the index snapshot", () => {
         writer.process.kill("SIGKILL")
         const exit = yield* Effect.promise(() => writer.exited)
         expect(exit.signal, exit.stderr).toBe("SIGKILL")
-        if (readdirSync(directory).some((name) => name.startsWith(".tmp-"))) tempsSeen++
         // as a reader opening now finds it, then as a full scan does: the same, and every record whole
         const opened = yield* contents(options, ["acme"])
         const full = yield* scanned(options, ["acme"])
@@ -307,8 +306,6 @@ describe("the index snapshot", () => {
         })
         expect(readdirSync(directory).filter((name) => name.startsWith(".tmp-"))).toEqual([])
       }
-      // not asserted (timing): how many kills landed during a write of the root's temp files
-      expect(tempsSeen).toBeGreaterThanOrEqual(0)
     }), 180_000)
 
   it.live("a snapshot torn by a crash, and its temp file, are handled at open", () =>

@@ -7,7 +7,7 @@
 import { Buffer } from "node:buffer"
 import { Duplex } from "node:stream"
 import { Substitution } from "@secretgate/core"
-import { upgrade, WebSocket } from "undici"
+import { connect, upgrade, WebSocket } from "undici"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { NOTHING_TO_SCRUB } from "../src/internal/ScrubHandler.js"
 import { ScrubbedWebSocket } from "../src/internal/WebSocketScrub.js"
@@ -315,15 +315,33 @@ describe("WebSocket handshakes (webSockets: true)", () => {
     expect(box.events).toContainEqual({ type: "withheld", secret: "key", host: "api.allowed.test", surface: "header", reason: "unsafe-position" })
   })
 
-  it("a CONNECT or a non-WebSocket upgrade still carries no value", async () => {
+  it("a CONNECT, a non-WebSocket upgrade or a WebSocket upgrade that is not a GET still carries no value", async () => {
     const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
     const before = ws.handshakes.length
-    await upgrade(`https://api.allowed.test:${ws.port}/ws/echo`, {
-      dispatcher: box.agent,
-      protocol: "h2c",
-      headers: { authorization: `Bearer ${box.env.KEY}` }
-    }).then(({ socket }) => (socket as Duplex).destroy(), () => undefined)
-    expect(ws.handshakes.slice(before).map((h) => h.headers.authorization)).toEqual([`Bearer ${box.env.KEY}`])
+    const headers = { authorization: `Bearer ${box.env.KEY}`, "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" }
+    const url = `https://api.allowed.test:${ws.port}/ws/echo`
+    const close = ({ socket }: { socket: unknown }) => (socket as Duplex).destroy()
+    await upgrade(url, { dispatcher: box.agent, protocol: "h2c", headers }).then(close, () => undefined)
+    await upgrade(url, { dispatcher: box.agent, protocol: "websocket", method: "POST", headers }).then(close, () => undefined)
+    await connect(url, { dispatcher: box.agent, headers }).then(close, () => undefined)
+    const seen = ws.handshakes.slice(before)
+    expect(seen.map((h) => h.path)).toEqual(["/ws/echo", "/ws/echo", expect.stringMatching(/^CONNECT /)])
+    expect(seen.map((h) => h.headers.authorization)).toEqual(Array(3).fill(`Bearer ${box.env.KEY}`))
+    expect(box.events.filter((e) => e.type === "substituted")).toEqual([])
+  })
+
+  it("a server's ping that, scrubbed, would exceed 125 bytes is cut to 125, with no value in it", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+    const { bytes } = await rawUpgrade(ws.url("api.allowed.test", "/ws/ping-long"), box.agent, `Bearer ${box.env.KEY}`)
+    const [ping] = framesOf(bytes)
+    expect(ping!.opcode).toBe(0x9)
+    expect(ping!.payload.toString()).toBe(`${"x".repeat(98)}${box.env.KEY}`.slice(0, 125))
+  })
+
+  it("a close reason cut to fit stays UTF-8 (cut before a character, not inside it), its code kept", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { webSockets: true })
+    const result = await converse(ws.url("api.allowed.test", "/ws/close-long"), box.agent, `Bearer ${box.env.KEY}`)
+    expect(result.closed).toEqual({ code: 4000, reason: `${box.env.KEY}${"é".repeat(40)}` })
   })
 })
 

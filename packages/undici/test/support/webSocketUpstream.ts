@@ -7,11 +7,14 @@
  * - `/ws/fragments?size=N`: `{"token":"<authorization>"}` in fragments of N payload bytes, with a
  *   ping holding the authorization between the first two, each frame written a few bytes at a time;
  * - `/ws/mixed`: in one write, 50 messages with the authorization in the 26th and a ping among them;
+ * - `/ws/ping-long`, `/ws/close-long`: control frames that, scrubbed, would exceed 125 bytes;
  * - `/ws/close`: a close frame whose reason is the authorization;
  * - `/ws/big`: a 200 KiB binary message with the authorization in the middle (64-bit length);
  * - `/ws/bad?kind=rsv|masked|opcode|continuation`: one frame that breaks the protocol, then the
  *   authorization in a text frame;
  * - `/ws/deflate`: accepts permessage-deflate though the client may not have offered it.
+ *
+ * A CONNECT request is recorded among the handshakes (path `CONNECT <target>`) and answered 200.
  */
 import { createHash } from "node:crypto"
 import * as https from "node:https"
@@ -95,6 +98,10 @@ export const startWebSocketUpstream = async (): Promise<WebSocketUpstream> => {
   const server = https.createServer({ key: tls("server.key"), cert: tls("server.pem") }, (_req, res) => {
     res.writeHead(426).end()
   })
+  server.on("connect", (req, socket: Socket) => {
+    handshakes.push({ path: `CONNECT ${req.url ?? ""}`, headers: req.headers })
+    socket.end("HTTP/1.1 200 Connection Established\r\n\r\n")
+  })
   server.on("upgrade", (req, socket: Socket) => {
     const url = new URL(req.url ?? "/", "https://x")
     handshakes.push({ path: url.pathname, headers: req.headers })
@@ -128,6 +135,17 @@ export const startWebSocketUpstream = async (): Promise<WebSocketUpstream> => {
           const frames = Array.from({ length: 50 }, (_, i) => frame(true, 0x1, Buffer.from(i === 25 ? `token ${auth}` : `message ${i}`)))
           frames.splice(10, 0, frame(true, 0x9, Buffer.from("are you there")))
           socket.write(Buffer.concat(frames))
+          return
+        }
+        case "/ws/ping-long": {
+          // 118 bytes; with the placeholder (longer than the value) more than a control frame holds
+          socket.write(frame(true, 0x9, Buffer.from(`${"x".repeat(98)}${auth.replace(/^Bearer /, "")}`)))
+          return
+        }
+        case "/ws/close-long": {
+          // 4000, the value, then 2-byte characters: the cut after scrubbing falls inside one
+          const payload = Buffer.concat([Buffer.from([0x0f, 0xa0]), Buffer.from(`${auth.replace(/^Bearer /, "")}${"é".repeat(50)}`)])
+          socket.write(frame(true, 0x8, payload))
           return
         }
         case "/ws/close": {
