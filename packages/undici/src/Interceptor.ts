@@ -17,7 +17,8 @@ import type { AuditSink } from "./AuditEvent.js"
 import { ResolutionFailed } from "./EgressError.js"
 import { Targets } from "./internal/destination.js"
 import { plan, type Settings } from "./internal/plan.js"
-import { NOTHING_TO_SCRUB, sanitizeError, type Scrubber, scrubbing } from "./internal/ScrubHandler.js"
+import { sanitizeError, scrubbing } from "./internal/ScrubHandler.js"
+import { NOTHING_TO_SCRUB, type Scrubber } from "./internal/scrubber.js"
 
 /**
  * @since 0.1.0

@@ -49,12 +49,12 @@ export const checkMatches = (key: KeyRing.Key, check: string): boolean => {
 const derivedFor = (purpose: string) => {
   const cache = new WeakMap<KeyRing.Key, Buffer>()
   return (key: KeyRing.Key): Buffer => {
-    let mac = cache.get(key)
-    if (mac === undefined) {
-      mac = derive(key, purpose)
-      cache.set(key, mac)
+    let derived = cache.get(key)
+    if (derived === undefined) {
+      derived = derive(key, purpose)
+      cache.set(key, derived)
     }
-    return mac
+    return derived
   }
 }
 

@@ -45,8 +45,9 @@ export const layout = (root: string): Layout => ({
 
 // lower-case only, so that two ids never share a file on a case-insensitive file system
 const PLAIN_ID = /^[0-9a-f]{2}[0-9a-z-]{0,126}$/
-const FILE_NAME = /^(?:[0-9a-f]{2}[0-9a-z-]{0,126}|_[0-9a-f]{64})\.json$/
-const FILE_KEY = /^(?:[0-9a-f]{2}[0-9a-z-]{0,126}|_[0-9a-f]{64})$/
+const KEY = "(?:[0-9a-f]{2}[0-9a-z-]{0,126}|_[0-9a-f]{64})"
+const FILE_NAME = new RegExp(`^${KEY}\\.json$`)
+const FILE_KEY = new RegExp(`^${KEY}$`)
 
 /** `true` for a string that is a file key (the name of a record file without `.json`). */
 export const isFileKey = (text: string): boolean => FILE_KEY.test(text)

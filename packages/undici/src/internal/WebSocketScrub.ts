@@ -16,7 +16,7 @@ import { Buffer } from "node:buffer"
 import { randomFillSync } from "node:crypto"
 import { Duplex } from "node:stream"
 import { EgressRefused } from "../EgressError.js"
-import { holds, type Scrubber } from "./ScrubHandler.js"
+import { holds, type Scrubber } from "./scrubber.js"
 
 const EMPTY = Buffer.alloc(0)
 const FIN = 0x80
@@ -64,8 +64,11 @@ const nextMask = (): Buffer => {
   return mask
 }
 
-/** `bytes` XOR the mask, starting `offset` bytes into the masked payload (a copy). */
-const unmask = (bytes: Buffer, mask: Buffer, offset: number): Buffer => {
+/**
+ * `bytes` XOR the masking key, starting `offset` bytes into the payload (a copy): masks and unmasks
+ * alike.
+ */
+const xorMask = (bytes: Buffer, mask: Buffer, offset: number): Buffer => {
   const out = Buffer.allocUnsafe(bytes.length)
   for (let i = 0; i < bytes.length; i++) out[i] = bytes[i]! ^ mask[(offset + i) & 3]!
   return out
@@ -93,7 +96,7 @@ const frameOf = (fin: boolean, opcode: number, pieces: ReadonlyArray<Buffer>, ma
   }
   if (!masked) return [header, ...pieces]
   const key = Buffer.from(nextMask())
-  return [header, key, unmask(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces), key, 0)]
+  return [header, key, xorMask(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces), key, 0)]
 }
 
 interface Frame {
@@ -153,7 +156,7 @@ class FrameStream {
       const take = Math.min(frame.remaining, chunk.length - at)
       const offset = frame.length - frame.remaining
       const raw = chunk.subarray(at, at + take)
-      const slice = frame.mask === undefined ? raw : unmask(raw, frame.mask, offset)
+      const slice = frame.mask === undefined ? raw : xorMask(raw, frame.mask, offset)
       at += take
       frame.remaining -= take
       if (frame.control !== undefined) {
@@ -187,7 +190,7 @@ class FrameStream {
     const end = start + length
     if (end > chunk.length) return -1
     const payload = this.direction.masked
-      ? unmask(chunk.subarray(start, end), chunk.subarray(maskAt, maskAt + 4), 0)
+      ? xorMask(chunk.subarray(start, end), chunk.subarray(maskAt, maskAt + 4), 0)
       : chunk.subarray(start, end)
     return this.direction.clean(payload) ? end : -1
   }

@@ -8,7 +8,7 @@ import { Redacted } from "effect"
 import type { Dispatcher } from "undici"
 import { EgressRefused } from "../EgressError.js"
 import { headerSafe } from "./encoding.js"
-import { makeScrubber, type Scrubber } from "./ScrubHandler.js"
+import { makeScrubber, type Scrubber } from "./scrubber.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
 

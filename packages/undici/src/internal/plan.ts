@@ -10,7 +10,7 @@ import type { AuditEvent, AuditSink, Surface, WithheldReason } from "../AuditEve
 import { EgressRefused, SubstitutionBlocked, UnsafeSubstitution } from "../EgressError.js"
 import { type Allowance, allowanceFor, namesTarget, NOTHING, type Target, type Targets } from "./destination.js"
 import { bodyEncoder, decodeBasic, encodeBasic, forUrl } from "./encoding.js"
-import { makeScrubber, type Scrubber } from "./ScrubHandler.js"
+import { makeScrubber, type Scrubber } from "./scrubber.js"
 import type { Outgoing } from "./WebSocketScrub.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
@@ -349,6 +349,8 @@ const toBytes = (chunk: unknown): Uint8Array => {
  * more than one more write, and a write per small piece more than copying it.
  */
 const withoutCopies = (pieces: ReadonlyArray<Buffer>): Array<Buffer> => {
+  /** Pieces shorter than this are joined; longer ones go out as they are. */
+  const COPY_BELOW = 16 * 1024
   const out: Array<Buffer> = []
   let small: Array<Buffer> = []
   const flush = () => {
@@ -357,7 +359,7 @@ const withoutCopies = (pieces: ReadonlyArray<Buffer>): Array<Buffer> => {
   }
   for (const piece of pieces) {
     if (piece.length === 0) continue
-    if (piece.length < 16 * 1024) {
+    if (piece.length < COPY_BELOW) {
       small.push(piece)
       continue
     }
@@ -543,16 +545,16 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
     headersChanged = true
   }
 
-  const next: Record<string, unknown> = options
-  next.origin = target.origin
-  next.path = path
-  if (headersChanged) next.headers = flat
-  next.body = body
+  // the copy goes downstream, rewritten
+  if (query !== options.query) options.query = query as Record<string, unknown>
+  options.origin = target.origin
+  if (path !== options.path) options.path = path as string
+  if (headersChanged) options.headers = flat
+  if (body !== options.body) options.body = body as NonNullable<Dispatcher.DispatchOptions["body"]>
   // An inner redirect interceptor would replay the substituted request to wherever the upstream
   // points; with this it cannot. Redirects are followed by an interceptor outside this one, which
   // dispatches each hop through here again, from the caller's original request.
-  next.maxRedirections = 0
-  if (query !== options.query) next.query = query
+  options.maxRedirections = 0
   return {
     options,
     scrub,
