@@ -37,7 +37,8 @@ export type WithheldReason =
   | "unsafe-position"
 
 /**
- * One thing the egress layer did. Emitted once per secret and surface per request.
+ * One thing the egress layer did. Emitted once per secret and surface per request (per connection
+ * for a WebSocket: its handshake and messages together).
  *
  * @since 0.1.0
  */

@@ -3,7 +3,9 @@
  *
  * For every dispatch it loads the sandbox's current values from its `SecretResolver`, replaces the
  * placeholders of mounted secrets allowed for the **dispatch origin** (never a `Host` header) over
- * `https:` in header values, path, query and body, and scrubs the values back out of the response.
+ * `https:` in header values, path, query and body, and scrubs the values back out of the response
+ * (with `webSockets: true`, also in WebSocket handshakes and messages, scrubbing every frame that
+ * comes back).
  * It never mutates the caller's options: a redirect interceptor composed *outside* it replays the
  * caller's original request (placeholders), and each hop is decided afresh for its own destination.
  *

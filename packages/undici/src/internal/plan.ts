@@ -305,7 +305,8 @@ const headerValue = (flat: ReadonlyArray<string>, name: string): string | undefi
  * The headers as they go out, in one pass: `content-length` exact for a rewritten body of known
  * length and absent (chunked) for a stream; and when the response will be scrubbed, no compression
  * (a compressed response could not be scrubbed, and is refused) and no storing by a cache between
- * here and the upstream (it would keep the unscrubbed response for other callers).
+ * here and the upstream (it would keep the unscrubbed response for other callers); for a WebSocket
+ * handshake, no extension offered (compressed frames could not be rewritten).
  */
 const finishHeaders = (
   flat: ReadonlyArray<string>,
