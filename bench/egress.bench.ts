@@ -125,28 +125,37 @@ export default async () => {
   //    plain socket of an Agent
   const wsAgent = new SecretgateAgent({ resolver: await small.gate.resolver(small.mount), webSockets: true, agentOptions })
   const messages = 20_000
+  // every 10th message ends with the mounted value, which the agent must scrub
+  const echo = encodeURIComponent(`value-0-${"v".repeat(40)}`)
   const receive = async (dispatcher: Dispatcher) => {
     const t0 = performance.now()
-    const { socket } = await upgrade(`https://${HOST}:${sinks.https.port}/ws?count=${messages}&size=1024`, {
+    const { socket } = await upgrade(`https://${HOST}:${sinks.https.port}/ws?count=${messages}&size=1024&every=10&echo=${echo}`, {
       dispatcher,
       protocol: "websocket",
       headers: { authorization: `Bearer ${placeholder}`, "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" }
     })
     let bytes = 0
+    let values = 0
     await new Promise<void>((resolve, reject) => {
-      socket.on("data", (chunk: Buffer) => (bytes += chunk.length))
+      socket.on("data", (chunk: Buffer) => {
+        bytes += chunk.length
+        // (a count per chunk; a value split across two chunks is not counted, which is fine here)
+        if (chunk.includes("v".repeat(40))) values++
+      })
       socket.on("end", () => resolve())
       socket.on("error", reject)
     })
     socket.destroy()
-    if (bytes < messages * 1024) throw new Error(`only ${bytes} bytes arrived`)
+    if (bytes < messages * 1000) throw new Error(`only ${bytes} bytes arrived`)
+    if (dispatcher === wsAgent && values > 0) throw new Error("a value came through the agent unscrubbed")
+    if (dispatcher === plain && values === 0) throw new Error("the sink sent no value: the scrubbing path was not measured")
     return (bytes / 1e6 / (performance.now() - t0)) * 1000
   }
   await receive(plain)
   await receive(wsAgent)
   const wsRounds: Array<readonly [number, number]> = []
   for (let round = 0; round < STREAM_ROUNDS; round++) wsRounds.push([await receive(plain), await receive(wsAgent)])
-  console.log(`\nWebSocket over https: ${messages} binary messages of 1 KiB per measurement, ${STREAM_ROUNDS} interleaved rounds, medians`)
+  console.log(`\nWebSocket over https: ${messages} binary messages of 1 KiB per measurement, every 10th ending in the value, ${STREAM_ROUNDS} interleaved rounds, medians`)
   table(["dispatcher", "MB/s", "ratio"], [
     ["plain Agent (raw socket)", median(wsRounds.map(([p]) => p)), ""],
     ["SecretgateAgent (frames scrubbed)", median(wsRounds.map(([, g]) => g)), median(wsRounds.map(([p, g]) => g / p)).toFixed(3)]

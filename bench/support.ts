@@ -17,22 +17,26 @@ const server = tls
   ? require("node:https").createServer({ key: fs.readFileSync(tls + "/server.key"), cert: fs.readFileSync(tls + "/server.pem") }, answer)
   : require("node:http").createServer(answer)
 server.keepAliveTimeout = 60000
-// a WebSocket upgrade gets ?count= binary messages of ?size= bytes, then a close frame
+// a WebSocket upgrade gets ?count= binary messages of ?size= bytes (every ?every=th one ending in
+// ?echo=, when given), then a close frame
 server.on("upgrade", (req, socket) => {
   const url = new URL(req.url, "http://x")
   const count = Number(url.searchParams.get("count") ?? 1000)
   const size = Number(url.searchParams.get("size") ?? 1024)
+  const echo = url.searchParams.get("echo")
+  const every = Number(url.searchParams.get("every") ?? 10)
   const key = String(req.headers["sec-websocket-key"])
   const accept = require("node:crypto").createHash("sha1").update(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest("base64")
   socket.write("HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Accept: " + accept + "\\r\\n\\r\\n")
   const payload = Buffer.alloc(size, "m")
   const header = size < 126 ? Buffer.from([0x82, size]) : Buffer.from([0x82, 126, size >> 8, size & 0xff])
   const frame = Buffer.concat([header, payload])
+  const echoed = echo === null ? frame : Buffer.concat([header, payload.subarray(0, size - echo.length), Buffer.from(echo)])
   let sent = 0
   const more = () => {
     while (sent < count) {
       sent++
-      if (!socket.write(frame)) return socket.once("drain", more)
+      if (!socket.write(sent % every === 0 ? echoed : frame)) return socket.once("drain", more)
     }
     socket.end(Buffer.from([0x88, 2, 0x03, 0xe8]))
   }
