@@ -442,6 +442,68 @@ describe("the index snapshot and record files put back behind the store's back",
     }), 60_000)
 })
 
+describe("the index snapshot stays within the journal's reach", () => {
+  /** The snapshot's journal position. */
+  const positionOf = (directory: string) => {
+    const { generation, offset } = JSON.parse(readFileSync(snapshotOf(directory), "utf8").split("\n")[1]!) as { generation: string; offset: number }
+    return { generation, offset }
+  }
+  const journalGeneration = (directory: string, file = "journal") => readFileSync(Path.join(directory, file), "utf8").split("\n")[0]!.split(" ")[2]
+  const openEngine = (directory: string, key: Redacted.Redacted<string>, options: { journalLimitBytes?: number; snapshotRefreshFiles?: number }) =>
+    Effect.flatMap(FileSystem.FileSystem, (fs) =>
+      Effect.flatMap(
+        Engine.open(fs, {
+          directory,
+          keys: { _tag: "Configured", ring: KeyRing.make([KeyRing.keyFromBase64("primary", key)]) },
+          lockTimeoutMillis: 10_000,
+          journalLimitBytes: options.journalLimitBytes ?? 4 * 1024 * 1024,
+          ...(options.snapshotRefreshFiles === undefined ? {} : { snapshotRefreshFiles: options.snapshotRefreshFiles })
+        }),
+        (engine) => engine.store.listAll("acme")
+      )).pipe(Effect.provide(NodeFileSystem.layer), Effect.scoped)
+
+  it.live("an open from a snapshot whose position is in journal.prev writes a fresh one in the current generation", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      const key = newKey()
+      yield* churn({ directory, key }, 0, 4)
+      yield* scanned({ directory, key }, ["acme"])
+      const old = readFileSync(snapshotOf(directory))
+      const before = positionOf(directory)
+      // writes until exactly one rollover: the snapshot's generation is now journal.prev
+      yield* withStore({ directory, key, journalLimitBytes: 1_500 }, Effect.gen(function*() {
+        const s = yield* Secrets.Secrets
+        for (let i = 0; !existsSync(Path.join(directory, "journal.prev")); i++) {
+          expect(i).toBeLessThan(100)
+          yield* s.create("acme", { name: `more-${i}`, value: value(`more-${i}`) })
+        }
+      }))
+      writeFileSync(snapshotOf(directory), old, { mode: 0o600 })
+      expect(journalGeneration(directory, "journal.prev")).toBe(before.generation)
+      const listed = yield* openEngine(directory, key, {})
+      expect(listed.length).toBeGreaterThan(0)
+      const after = positionOf(directory)
+      expect(after.generation).toBe(journalGeneration(directory))
+      expect(after.generation).not.toBe(before.generation)
+    }), 60_000)
+
+  it.live("an open that re-read more files than the limit writes a fresh snapshot; one under it does not", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      const key = newKey()
+      yield* churn({ directory, key }, 0, 2)
+      yield* scanned({ directory, key }, ["acme"])
+      const old = readFileSync(snapshotOf(directory))
+      yield* churn({ directory, key }, 1, 2) // a few record files changed since the snapshot
+      writeFileSync(snapshotOf(directory), old, { mode: 0o600 })
+      yield* openEngine(directory, key, { snapshotRefreshFiles: 1_000 })
+      expect(readFileSync(snapshotOf(directory)).equals(old)).toBe(true) // few re-reads: left as it is
+      yield* openEngine(directory, key, { snapshotRefreshFiles: 1 })
+      expect(readFileSync(snapshotOf(directory)).equals(old)).toBe(false)
+      expect(positionOf(directory).offset).toBeGreaterThan(JSON.parse(old.toString("utf8").split("\n")[1]!).offset)
+    }), 60_000)
+})
+
 describe("the index snapshot: size and logged reasons", () => {
   it.live("the size limit is in bytes, as the open reads it: a snapshot of non-ASCII descriptions over it is not written, with a warning", () =>
     Effect.gen(function*() {

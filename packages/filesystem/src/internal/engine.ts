@@ -52,6 +52,8 @@ export interface EngineOptions {
   readonly journalLimitBytes: number
   /** Largest snapshot written or read (default `Snapshot.MAX_BYTES`); lowered by tests. */
   readonly snapshotMaxBytes?: number
+  /** An open that re-read more record files than this writes a fresh snapshot (default 1,000); lowered by tests. */
+  readonly snapshotRefreshFiles?: number
 }
 
 /** One key of the store, as key management sees it. */
@@ -104,6 +106,7 @@ export const open = (
   Effect.gen(function*() {
     const paths = layout(Path.resolve(options.directory))
     const snapshotMaxBytes = options.snapshotMaxBytes ?? Snapshot.MAX_BYTES
+    const snapshotRefreshFiles = options.snapshotRefreshFiles ?? SNAPSHOT_REFRESH_FILES
     const lockOptions = { path: paths.lock, breaker: paths.lockBreaker, timeoutMillis: options.lockTimeoutMillis }
 
     // -- state of this process -------------------------------------------------------------------
@@ -852,7 +855,7 @@ export const open = (
     yield* removeLeftovers(loaded.temps)
     yield* registerKeys
     if (
-      resumed === undefined || resumed.previousGeneration || resumed.reread > SNAPSHOT_REFRESH_FILES
+      resumed === undefined || resumed.previousGeneration || resumed.reread > snapshotRefreshFiles
     ) yield* refreshSnapshot
 
     // -- the SecretStore ---------------------------------------------------------------------------
