@@ -44,6 +44,24 @@ const scanned = (options: FileSystemSecretStore.Options, orgs: ReadonlyArray<str
     return contents(options, orgs)
   })
 
+/** Opens the engine itself (for the settings tests lower) and lists "acme". */
+const openEngine = (
+  directory: string,
+  key: Redacted.Redacted<string>,
+  settings: Pick<Engine.EngineOptions, "snapshotMaxBytes" | "snapshotRefreshFiles">
+) =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) =>
+    Effect.flatMap(
+      Engine.open(fs, {
+        directory,
+        keys: { _tag: "Configured", ring: KeyRing.make([KeyRing.keyFromBase64("primary", key)]) },
+        lockTimeoutMillis: 10_000,
+        journalLimitBytes: 4 * 1024 * 1024,
+        ...settings
+      }),
+      (engine) => engine.store.listAll("acme")
+    )).pipe(Effect.provide(NodeFileSystem.layer), Effect.scoped)
+
 /** Creates, updates and deletes in several organizations. */
 const churn = (options: FileSystemSecretStore.Options, round: number, count = 12) =>
   withStore(options, Effect.gen(function*() {
@@ -449,18 +467,6 @@ describe("the index snapshot stays within the journal's reach", () => {
     return { generation, offset }
   }
   const journalGeneration = (directory: string, file = "journal") => readFileSync(Path.join(directory, file), "utf8").split("\n")[0]!.split(" ")[2]
-  const openEngine = (directory: string, key: Redacted.Redacted<string>, options: { journalLimitBytes?: number; snapshotRefreshFiles?: number }) =>
-    Effect.flatMap(FileSystem.FileSystem, (fs) =>
-      Effect.flatMap(
-        Engine.open(fs, {
-          directory,
-          keys: { _tag: "Configured", ring: KeyRing.make([KeyRing.keyFromBase64("primary", key)]) },
-          lockTimeoutMillis: 10_000,
-          journalLimitBytes: options.journalLimitBytes ?? 4 * 1024 * 1024,
-          ...(options.snapshotRefreshFiles === undefined ? {} : { snapshotRefreshFiles: options.snapshotRefreshFiles })
-        }),
-        (engine) => engine.store.listAll("acme")
-      )).pipe(Effect.provide(NodeFileSystem.layer), Effect.scoped)
 
   it.live("an open from a snapshot whose position is in journal.prev writes a fresh one in the current generation", () =>
     Effect.gen(function*() {
@@ -515,18 +521,7 @@ describe("the index snapshot: size and logged reasons", () => {
       const text = readFileSync(snapshotOf(directory), "utf8")
       const bytes = statSync(snapshotOf(directory)).size
       expect(bytes).toBeGreaterThan(text.length) // 3 bytes a character
-      const openWithLimit = (snapshotMaxBytes: number) =>
-        Effect.flatMap(FileSystem.FileSystem, (fs) =>
-          Effect.flatMap(
-            Engine.open(fs, {
-              directory,
-              keys: { _tag: "Configured", ring: KeyRing.make([KeyRing.keyFromBase64("primary", key)]) },
-              lockTimeoutMillis: 10_000,
-              journalLimitBytes: 4 * 1024 * 1024,
-              snapshotMaxBytes
-            }),
-            (engine) => engine.store.listAll("acme")
-          )).pipe(Effect.provide(NodeFileSystem.layer))
+      const openWithLimit = (snapshotMaxBytes: number) => openEngine(directory, key, { snapshotMaxBytes })
       const logs: Array<string> = []
       rmSync(snapshotOf(directory))
       // as many characters as the limit, more bytes: an open with this limit would not read it
