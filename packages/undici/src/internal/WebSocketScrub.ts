@@ -324,7 +324,14 @@ export class ScrubbedWebSocket extends Duplex {
       },
       (reason) => this.destroy(protocolError("client", reason))
     )
-    socket.on("data", (chunk: Buffer) => this.#incoming.write(chunk))
+    socket.on("data", (chunk: Buffer) => {
+      try {
+        this.#incoming.write(chunk)
+      } catch (error) {
+        // nothing of this chunk goes on; the connection is closed rather than the process crashed
+        this.destroy(error instanceof Error ? error : new Error(String(error)))
+      }
+    })
     // a connection that ends mid-frame ends here too; what was held back of a message is dropped
     socket.on("end", () => this.push(null))
     socket.on("error", (error: Error) => this.destroy(error))
