@@ -1,5 +1,5 @@
 /**
- * Properties of the WebSocket frame engine, against an in-memory socket: however a peer fragments
+ * The WebSocket frame engine against an in-memory socket. Properties: however a peer fragments
  * its messages, interleaves control frames and however the bytes are cut into chunks, what goes on
  * is exactly each message rewritten whole — server frames scrubbed of the value, client frames with
  * the placeholder substituted and masked again — and nothing else.
@@ -160,6 +160,18 @@ describe("the WebSocket frame engine (properties)", () => {
       }),
       { numRuns: 150 }
     )
+  })
+
+  it("never hands the real socket a view of the caller's buffer (the caller could change it after the check)", () => {
+    const { socket, written } = connection()
+    const key = Buffer.from([9, 9, 9, 9])
+    const frame = Buffer.concat([Buffer.from([0x82, 0x81]), key, Buffer.from([0x41 ^ 9])])
+    const original = Buffer.from(frame)
+    socket.write(frame)
+    frame[1] = 0x80 | 40 // a longer length, after the check
+    expect(written).toHaveLength(1)
+    expect(written[0]!.equals(original)).toBe(true)
+    socket.destroy()
   })
 
   it("client frames: each message goes out with the placeholder substituted and masked, however fragmented and written", async () => {
