@@ -165,13 +165,9 @@ class Rewriter {
     return this.mayHold(value) ? this.replaceText(value, Into.Header, name) : value
   }
 
-  mayHold(text: string): boolean {
+  /** Whether text (or bytes: a placeholder prefix is ASCII) may hold a placeholder. */
+  mayHold(text: string | Buffer): boolean {
     for (const scanner of this.settings.scanners) if (text.includes(scanner.prefix)) return true
-    return false
-  }
-
-  mayHoldBytes(bytes: Buffer): boolean {
-    for (const scanner of this.settings.scanners) if (bytes.includes(scanner.prefix)) return true
     return false
   }
 
@@ -406,7 +402,7 @@ class RewrittenBody implements AsyncIterableIterator<Buffer> {
         }
         // a sync iterable may yield promises of chunks, as `for await` would take them
         const chunk = this.sync ? await step.value : step.value
-        // one write per chunk: a separate write of the few carried bytes costs more than the copy
+        // one write of the carry and the chunk together; the pieces go out as `withoutCopies` says
         const pieces = this.rewriter.write(toBytes(chunk))
         if (pieces.length === 1) {
           if (pieces[0]!.length > 0) return { done: false, value: pieces[0]! }
@@ -562,9 +558,9 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
     webSocket: webSocket
       ? {
         matcher: rewriter.bodyMatcher(undefined, "message"),
-        mayHold: (payload) => rewriter.mayHoldBytes(payload),
+        mayHold: (payload) => rewriter.mayHold(payload),
         control: (payload) => {
-          if (rewriter.mayHoldBytes(payload)) rewriter.withholdIn(payload.toString("latin1"), "message")
+          if (rewriter.mayHold(payload)) rewriter.withholdIn(payload.toString("latin1"), "message")
         }
       }
       : undefined
