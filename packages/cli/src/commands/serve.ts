@@ -1,0 +1,95 @@
+/**
+ * `secretgate serve`: the REST API (wire-compatible with Daytona's Secret API) over a `--store`.
+ *
+ * API keys come from `--keys-file` (JSON; plaintext keys or their `sha256:` hashes, as
+ * `secretgate api-key new` prints them) or, for `--org`, from `SECRETGATE_API_KEY` and
+ * `SECRETGATE_RESOLVE_KEY`. Logs are JSON lines on stderr; SIGTERM and SIGINT stop it gracefully.
+ *
+ * @since 0.1.0
+ */
+import { Command, Options } from "@effect/cli"
+import { ApiKeys, SecretServer } from "@secretgate/http"
+import { Config, Effect, Option, Schema } from "effect"
+import { readFile } from "node:fs/promises"
+import { CliFailure } from "../CliFailure.js"
+import * as Store from "../Store.js"
+
+const Scope = Schema.Literal("secrets:manage", "secrets:resolve")
+const KeyEntry = Schema.Union(
+  Schema.Struct({ id: Schema.optionalWith(Schema.String, { exact: true }), organizationId: Schema.String, scopes: Schema.Array(Scope), hash: Schema.String }),
+  Schema.Struct({ id: Schema.optionalWith(Schema.String, { exact: true }), organizationId: Schema.String, scopes: Schema.Array(Scope), key: Schema.Redacted(Schema.String) })
+)
+const KeysFile = Schema.parseJson(Schema.Array(KeyEntry))
+
+/** One structured log line (never a value, never a key). */
+const log = (event: string, fields: Record<string, unknown> = {}) =>
+  Effect.sync(() => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: "info", event, ...fields })}\n`))
+
+const keysFromFile = (path: string) =>
+  Effect.gen(function*() {
+    const text = yield* Effect.tryPromise({
+      try: () => readFile(path, "utf8"),
+      catch: (error) => CliFailure.usage(`could not read --keys-file ${path}: ${(error as Error).message}`)
+    })
+    return yield* Schema.decodeUnknown(KeysFile)(text).pipe(
+      Effect.mapError(() =>
+        CliFailure.usage(
+          `--keys-file ${path} is not a JSON array of { "id"?, "organizationId", "scopes": ["secrets:manage" | "secrets:resolve"], "hash" | "key" }`
+        )
+      )
+    )
+  })
+
+const keysFromEnvironment = (organizationId: string) =>
+  Effect.gen(function*() {
+    const manage = yield* Effect.orDie(Config.option(Config.redacted("SECRETGATE_API_KEY")))
+    const resolve = yield* Effect.orDie(Config.option(Config.redacted("SECRETGATE_RESOLVE_KEY")))
+    const entries: Array<ApiKeys.KeyEntry> = []
+    if (Option.isSome(manage)) entries.push({ id: "env-manage", key: manage.value, organizationId, scopes: ["secrets:manage"] })
+    if (Option.isSome(resolve)) entries.push({ id: "env-resolve", key: resolve.value, organizationId, scopes: ["secrets:resolve"] })
+    if (entries.length === 0) {
+      return yield* CliFailure.usage("no API keys: give --keys-file, or set SECRETGATE_API_KEY (secrets:manage) and/or SECRETGATE_RESOLVE_KEY (secrets:resolve)")
+    }
+    return entries
+  })
+
+/** Resolves once the process is asked to stop. */
+const stopSignal = Effect.async<string>((resume) => {
+  const on = (signal: NodeJS.Signals) => () => resume(Effect.succeed(signal))
+  const handlers = (["SIGTERM", "SIGINT"] as const).map((signal) => [signal, on(signal)] as const)
+  for (const [signal, handler] of handlers) process.once(signal, handler)
+  return Effect.sync(() => {
+    for (const [signal, handler] of handlers) process.removeListener(signal, handler)
+  })
+})
+
+/**
+ * @since 0.1.0
+ */
+export const command = Command.make(
+  "serve",
+  {
+    ...Store.options,
+    port: Options.integer("port").pipe(Options.withDefault(8080), Options.withDescription("Port to listen on (0: any free port)")),
+    host: Options.text("host").pipe(Options.withDefault("127.0.0.1"), Options.withDescription("Interface to listen on")),
+    keysFile: Options.file("keys-file", { exists: "yes" }).pipe(Options.optional, Options.withDescription("API keys, JSON (see secretgate api-key new)"))
+  },
+  (args) =>
+    Effect.gen(function*() {
+      const location = yield* Store.parse(args.store)
+      if (location._tag === "Server") return yield* CliFailure.usage("serve: --store is a server already; serve a directory or memory:")
+      const backend = yield* Store.layer(location)
+      const keys = Option.isSome(args.keysFile) ? yield* keysFromFile(args.keysFile.value) : yield* keysFromEnvironment(args.org)
+      const server = yield* Effect.tryPromise({
+        try: () => SecretServer.serve({ port: args.port, host: args.host, backend: backend as never, keys }),
+        catch: (error) => new CliFailure({ kind: "unavailable", message: `could not start the server: ${(error as Error).message}` })
+      })
+      yield* log("listening", { url: server.url, keys: keys.length })
+      const signal = yield* stopSignal
+      yield* log("stopping", { signal })
+      yield* Effect.promise(() => server.close())
+      yield* log("stopped")
+    })
+).pipe(Command.withDescription(
+  "Serve the REST API over a store. Example: SECRETGATE_API_KEY=$(cat manage.key) secretgate serve --store /var/lib/secretgate --port 8080"
+))
