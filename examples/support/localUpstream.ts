@@ -43,6 +43,8 @@ export const startLocalInternet = async () => {
   return {
     received,
     agentOptions,
+    /** The CA certificate (PEM) the server's certificate is signed by. */
+    ca: tls("ca.pem").toString("utf8"),
     url: (host: string, path = "/") => `https://${host}:${port}${path}`,
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections()

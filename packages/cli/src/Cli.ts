@@ -6,6 +6,8 @@
 import { Command } from "@effect/cli"
 import * as apiKey from "./commands/apiKey.js"
 import * as keys from "./commands/keys.js"
+import * as proxy from "./commands/proxy.js"
+import * as run_ from "./commands/run.js"
 import * as secret from "./commands/secret.js"
 import * as serve from "./commands/serve.js"
 
@@ -16,7 +18,7 @@ import * as serve from "./commands/serve.js"
  */
 export const root = Command.make("secretgate").pipe(
   Command.withDescription("Organization-scoped secrets that sandboxed code never sees"),
-  Command.withSubcommands([secret.command, keys.command, serve.command, apiKey.command])
+  Command.withSubcommands([run_.command, proxy.command, secret.command, keys.command, serve.command, apiKey.command])
 )
 
 /**

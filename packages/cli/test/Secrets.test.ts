@@ -39,8 +39,7 @@ describe("secretgate secret, on a filesystem store", () => {
       env,
       input: `${VALUE}\n`
     })
-    expect(created.stderr).toBe("")
-    expect(created.code).toBe(0)
+    expect({ code: created.code, stderr: created.stderr }).toEqual({ code: 0, stderr: "" })
     noValueIn(created, VALUE)
     const secret = JSON.parse(created.stdout) as { id: string; name: string; placeholder: string; hosts: Array<string>; description: string }
     expect(secret).toMatchObject({ name: "github", hosts: ["api.github.com"], description: "CI token" })
@@ -76,7 +75,7 @@ describe("secretgate secret, on a filesystem store", () => {
     expect(deleted.stderr).toContain(`deleted github (${secret.id})`)
     const empty = await secretgate(["secret", "list", "--json"], { env })
     expect(JSON.parse(empty.stdout)).toEqual([])
-  }, 120_000)
+  }, 300_000)
 
   it("exits with a distinct code and one clear line for each kind of failure, and leaves the store as it was", async () => {
     const env = { SECRETGATE_STORE: join(root, "failures") }
@@ -115,13 +114,13 @@ describe("secretgate secret, on a filesystem store", () => {
 
     const list = await secretgate(["secret", "list", "--json"], { env })
     expect((JSON.parse(list.stdout) as Array<{ name: string }>).map((secret) => secret.name)).toEqual(["taken"])
-  }, 120_000)
+  }, 300_000)
 
   it("warns on stderr when a secret has no host (it would be substituted for every host)", async () => {
     const result = await secretgate(["secret", "create", "anywhere"], { env: { SECRETGATE_STORE: join(root, "unrestricted") }, input: VALUE })
     expect(result.code).toBe(0)
     expect(result.stderr).toContain("anywhere has no --host: its value will be substituted for EVERY host")
-  }, 60_000)
+  }, 300_000)
 })
 
 describe("secretgate keys, on a filesystem store with a generated key file", () => {
@@ -149,13 +148,13 @@ describe("secretgate keys, on a filesystem store with a generated key file", () 
 
     const list = await secretgate(["secret", "list", "--json"], { env })
     expect((JSON.parse(list.stdout) as Array<unknown>).length).toBe(3)
-  }, 120_000)
+  }, 300_000)
 
   it("refuses key management on a store that is not a directory", async () => {
     const result = await secretgate(["keys", "list", "--store", "memory:"], {})
     expect(result.code).toBe(2)
     expect(result.stderr).toContain("is not a filesystem store")
-  }, 60_000)
+  }, 300_000)
 })
 
 describe("secretgate serve, and secret commands against it", () => {
@@ -196,11 +195,11 @@ describe("secretgate serve, and secret commands against it", () => {
     expect(await served.exited).toBe(0)
     expect(served.output()).toContain(`"event":"stopped"`)
     expect(served.output()).not.toContain(key)
-  }, 180_000)
+  }, 300_000)
 
   it("a server that cannot be reached is 'unavailable' (exit code 5)", async () => {
     const result = await secretgate(["secret", "list"], { env: { SECRETGATE_STORE: "http://127.0.0.1:9", SECRETGATE_API_KEY: "sg_x" } })
     expect(result.code).toBe(5)
     expect(result.stderr).toMatch(/^secretgate: /)
-  }, 60_000)
+  }, 300_000)
 })

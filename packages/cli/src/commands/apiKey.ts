@@ -5,7 +5,6 @@
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
-import { ApiKeys } from "@secretgate/http"
 import { Console, Effect, Redacted } from "effect"
 import * as Store from "../Store.js"
 
@@ -21,6 +20,7 @@ const newKey = Command.make(
   },
   (args) =>
     Effect.gen(function*() {
+      const { ApiKeys } = yield* Effect.promise(() => import("@secretgate/http"))
       const key = ApiKeys.generate()
       const scopes = args.scope.length === 0 ? ["secrets:manage" as const] : [...new Set(args.scope)]
       yield* Console.log(Redacted.value(key))

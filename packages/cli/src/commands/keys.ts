@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import { Args, Command } from "@effect/cli"
-import { FileSystemSecretStore } from "@secretgate/filesystem"
+import type { FileSystemSecretStore } from "@secretgate/filesystem"
 import { Console, Duration, Effect, Fiber, Schedule } from "effect"
 import { CliFailure } from "../CliFailure.js"
 import * as Output from "../Output.js"
@@ -21,6 +21,7 @@ const withKeyStore = <A, E>(args: StoreArgs, work: (store: FileSystemSecretStore
       return yield* CliFailure.usage(`keys: ${args.store} is not a filesystem store; key management works on a store directory`)
     }
     const layer = yield* Store.layer(location)
+    const { FileSystemSecretStore } = yield* Effect.promise(() => import("@secretgate/filesystem"))
     return yield* Effect.flatMap(FileSystemSecretStore.FileSystemSecretStore, work).pipe(Effect.provide(layer as never), Effect.scoped) as Effect.Effect<A, E>
   })
 

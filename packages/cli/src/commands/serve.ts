@@ -8,7 +8,7 @@
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
-import { ApiKeys, SecretServer } from "@secretgate/http"
+import type { ApiKeys } from "@secretgate/http"
 import { Config, Effect, Option, Schema } from "effect"
 import { readFile } from "node:fs/promises"
 import { CliFailure } from "../CliFailure.js"
@@ -80,6 +80,7 @@ export const command = Command.make(
       if (location._tag === "Server") return yield* CliFailure.usage("serve: --store is a server already; serve a directory or memory:")
       const backend = yield* Store.layer(location)
       const keys = Option.isSome(args.keysFile) ? yield* keysFromFile(args.keysFile.value) : yield* keysFromEnvironment(args.org)
+      const { SecretServer } = yield* Effect.promise(() => import("@secretgate/http"))
       const server = yield* Effect.tryPromise({
         try: () => SecretServer.serve({ port: args.port, host: args.host, backend: backend as never, keys }),
         catch: (error) => new CliFailure({ kind: "unavailable", message: `could not start the server: ${(error as Error).message}` })

@@ -1,0 +1,186 @@
+/**
+ * `secretgate run --mount ENV=secret -- <command> [args...]`: runs a program whose environment holds
+ * placeholders, with its HTTP(S) traffic through a secretgate proxy started for it alone, so that its
+ * requests to a secret's allowed hosts carry the value and nothing it can read does.
+ *
+ * The child gets: the placeholders; the proxy variables with its token; `NO_PROXY` for loopback
+ * only; the CA variables; what Node 20 needs (a preload, since its `fetch` ignores the proxy
+ * variables). Copies of those inherited from this process are removed first, and so is every
+ * `SECRETGATE_*` variable (the store key and API keys stay with this process). Signals are passed
+ * on; the exit code is the child's (128 + n for a signal n).
+ *
+ * @since 0.1.0
+ */
+import { Args, Command, Options } from "@effect/cli"
+import type { ProxyAuditEvent } from "@secretgate/proxy"
+import { Effect, Option } from "effect"
+import { spawn } from "node:child_process"
+import { appendFileSync, readFileSync } from "node:fs"
+import { constants } from "node:os"
+import { CliFailure } from "../CliFailure.js"
+import * as Store from "../Store.js"
+
+const mount = Options.keyValueMap("mount").pipe(
+  Options.withDescription("ENV=secret-name: the child's variable ENV holds the secret's placeholder (repeatable)")
+)
+
+/** `host:address`, as curl's `--resolve` without the port; an IPv6 address keeps its colons. */
+const parseResolve = (entries: ReadonlyArray<string>): Effect.Effect<Record<string, string>, CliFailure> => {
+  const pinned: Record<string, string> = {}
+  for (const entry of entries) {
+    const colon = entry.indexOf(":")
+    if (colon <= 0 || colon === entry.length - 1) {
+      return Effect.fail(CliFailure.usage(`--resolve ${JSON.stringify(entry)} is not host:address (e.g. api.example.com:127.0.0.1)`))
+    }
+    pinned[entry.slice(0, colon)] = entry.slice(colon + 1).replace(/^\[(.*)\]$/, "$1")
+  }
+  return Effect.succeed(pinned)
+}
+
+/** Variables of this process a child must not inherit: ours, and anything the proxy's env sets. */
+const INHERITED = /^(SECRETGATE_.*|https?_proxy|all_proxy|no_proxy|SSL_CERT_DIR)$/i
+
+/**
+ * The child's environment: this process's, without what it must not inherit, plus the sandbox's.
+ *
+ * @since 0.1.0
+ */
+export const childEnvironment = (parent: NodeJS.ProcessEnv, sandbox: Readonly<Record<string, string>>): Record<string, string> => {
+  const ours = new Set(Object.keys(sandbox).map((name) => name.toUpperCase()))
+  const env: Record<string, string> = {}
+  for (const [name, value] of Object.entries(parent)) {
+    if (value === undefined || INHERITED.test(name) || ours.has(name.toUpperCase())) continue
+    env[name] = value
+  }
+  Object.assign(env, sandbox)
+  const inheritedNodeOptions = parent["NODE_OPTIONS"]
+  if (inheritedNodeOptions !== undefined && inheritedNodeOptions.trim() !== "" && sandbox["NODE_OPTIONS"] !== undefined) {
+    env["NODE_OPTIONS"] = `${inheritedNodeOptions} ${sandbox["NODE_OPTIONS"]}`
+  }
+  return env
+}
+
+/** Counts per secret, for the summary. */
+interface Tally {
+  substituted: number
+  withheld: number
+  blocked: number
+}
+
+const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR2"] as const
+
+/**
+ * @since 0.1.0
+ */
+export const command = Command.make(
+  "run",
+  {
+    ...Store.options,
+    mount,
+    onDisallowed: Options.choice("on-disallowed", ["forward", "block"]).pipe(
+      Options.withDefault("forward" as const),
+      Options.withDescription("A placeholder headed for a host its secret is not allowed for: forward it unchanged, or block the request")
+    ),
+    allowHttp: Options.text("allow-http").pipe(Options.repeated, Options.withDescription("A host whose plain-http requests may carry values (loopback tests)")),
+    resolve: Options.text("resolve").pipe(Options.repeated, Options.withDescription("host:address — pin a host name to an address for upstream connections (as curl's --resolve)")),
+    upstreamCa: Options.file("upstream-ca", { exists: "yes" }).pipe(Options.optional, Options.withDescription("A PEM file of extra CA certificates the proxy trusts upstream")),
+    audit: Options.text("audit").pipe(Options.optional, Options.withDescription("Append the audit events to this file, as JSON lines")),
+    quiet: Options.boolean("quiet").pipe(Options.withDescription("No summary on stderr")),
+    command: Args.text({ name: "command" }).pipe(Args.atLeast(1), Args.withDescription("The program and its arguments, after --"))
+  },
+  (args) =>
+    Effect.gen(function*() {
+      const spec = Object.fromEntries(args.mount)
+      if (Object.keys(spec).length === 0) return yield* CliFailure.usage("run needs at least one --mount ENV=secret-name")
+      const location = yield* Store.parse(args.store)
+      const layer = yield* Store.layer(location, { values: true })
+      const resolve = yield* parseResolve(args.resolve)
+      const caFile = Option.getOrUndefined(args.upstreamCa)
+      const upstreamCa = caFile === undefined
+        ? undefined
+        : yield* Effect.try({ try: () => readFileSync(caFile, "utf8"), catch: (error) => CliFailure.usage(`could not read --upstream-ca: ${(error as Error).message}`) })
+
+      const [{ Secretgate }, { SecretgateProxy }] = yield* Effect.promise(() => Promise.all([import("@secretgate/core"), import("@secretgate/proxy")]))
+      const gate = yield* Effect.acquireRelease(
+        Effect.sync(() => new Secretgate({ layer: layer as never, organizationId: args.org })),
+        (gate) => Effect.promise(() => gate.dispose())
+      )
+      const sandboxMount = yield* Effect.tryPromise({ try: () => gate.mount(spec), catch: (error) => error })
+      const resolver = yield* Effect.tryPromise({ try: () => gate.resolver(sandboxMount), catch: (error) => error })
+
+      const tally = new Map<string, Tally>(sandboxMount.secrets.map((secret) => [secret.name, { substituted: 0, withheld: 0, blocked: 0 }]))
+      const auditFile = Option.getOrUndefined(args.audit)
+      const audit = (event: ProxyAuditEvent.ProxyAuditEvent) => {
+        if (event.type === "substituted" || event.type === "withheld" || event.type === "blocked") {
+          const counts = event.secret === undefined ? undefined : tally.get(event.secret)
+          if (counts !== undefined) counts[event.type]++
+        }
+        if (auditFile !== undefined) {
+          try {
+            appendFileSync(auditFile, `${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`, { mode: 0o600 })
+          } catch {
+            // an audit file that cannot be written must not break the child's traffic
+          }
+        }
+      }
+      const proxy = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: () => SecretgateProxy.start({ upstream: { resolve, ...(upstreamCa === undefined ? {} : { ca: upstreamCa }) }, audit }),
+          catch: (error) => CliFailure.usage(`could not start the proxy: ${(error as Error).message}`)
+        }),
+        (proxy) => Effect.promise(() => proxy.close())
+      )
+      const sandbox = proxy.register({ resolver, onDisallowed: args.onDisallowed, allowHttp: args.allowHttp })
+
+      const [program, ...programArgs] = args.command
+      const exit = yield* Effect.async<{ code: number | null; signal: NodeJS.Signals | null }, CliFailure>((resume) => {
+        const child = spawn(program!, programArgs, { stdio: "inherit", env: childEnvironment(process.env, sandbox.env) })
+        const forward = FORWARDED_SIGNALS.map((signal) => [signal, () => child.kill(signal)] as const)
+        for (const [signal, handler] of forward) process.on(signal, handler)
+        const cleanUp = () => {
+          for (const [signal, handler] of forward) process.removeListener(signal, handler)
+        }
+        child.once("error", (error: NodeJS.ErrnoException) => {
+          cleanUp()
+          resume(Effect.fail(
+            new CliFailure({
+              kind: error.code === "ENOENT" ? "not-found" : "failure",
+              message: error.code === "ENOENT" ? `${program}: command not found` : `could not start ${program}: ${error.message}`
+            })
+          ))
+        })
+        child.once("exit", (code, signal) => {
+          cleanUp()
+          resume(Effect.succeed({ code, signal }))
+        })
+        return Effect.sync(() => {
+          cleanUp()
+          child.kill("SIGTERM")
+        })
+      })
+
+      if (!args.quiet) process.stderr.write(summary(tally))
+      process.exitCode = exit.signal !== null ? 128 + (constants.signals[exit.signal] ?? 0) : exit.code ?? 1
+    }).pipe(Effect.scoped)
+).pipe(Command.withDescription(
+  "Run a program with placeholders in its environment; its HTTPS requests to a secret's allowed hosts carry the value.\n" +
+    "Example: secretgate run --mount OPENAI_API_KEY=openai -- python agent.py"
+))
+
+/**
+ * The summary printed after the child exits: per mounted secret what happened, and a warning for
+ * a mount never used (a client that bypassed the proxy, or that never needed it).
+ *
+ * @since 0.1.0
+ */
+export const summary = (tally: ReadonlyMap<string, Tally>): string => {
+  const lines = ["secretgate:"]
+  for (const [name, counts] of tally) {
+    const used = counts.substituted + counts.withheld + counts.blocked > 0
+    lines.push(
+      `  ${name}: ${counts.substituted} substituted, ${counts.withheld} withheld, ${counts.blocked} blocked` +
+        (used ? "" : " — never used: did the program bypass the proxy (no HTTPS_PROXY support, or its own CA store)?")
+    )
+  }
+  return `${lines.join("\n")}\n`
+}

