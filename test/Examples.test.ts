@@ -20,8 +20,9 @@ const example = async (name: string) => {
 }
 
 describe("examples", () => {
-  it("quickstart (pnpm demo): the allowed host gets the value, evil.test the placeholder, the echo is scrubbed", async () => {
+  it("quickstart (pnpm demo): a separate process behind the proxy; the allowed host gets the value, evil.test the placeholder, the echo is scrubbed", async () => {
     const out = await example("quickstart.ts")
+    expect(out).toMatch(/the sandbox's env +GITHUB_TOKEN=sg_secret_[a-z2-7]{32}/)
     expect(out).toMatch(/api\.allowed\.test received +Authorization: Bearer ghp_demo_R3al/)
     expect(out).toMatch(/evil\.test received +body: stolen=sg_secret_[a-z2-7]{32}/)
     expect(out).toMatch(/the sandbox saw the echo +Bearer sg_secret_[a-z2-7]{32}/)

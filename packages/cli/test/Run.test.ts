@@ -75,7 +75,8 @@ describe.skipIf(!CURL)("secretgate run -- curl", () => {
       "sh", "-c", `curl -sS --fail -H "Authorization: Bearer $OPENAI_API_KEY" ${url("api.allowed.test", "/echo")} && echo && env`
     ])
     expect(result.stderr).toContain("openai: 1 substituted, 0 withheld, 0 blocked")
-    expect(result.stderr).toMatch(/unused: 0 substituted, 0 withheld, 0 blocked — never used/)
+    expect(result.stderr).toContain("  unused: 0 substituted, 0 withheld, 0 blocked — never used\n")
+    expect(result.stderr).toMatch(/^secretgate: 1 connection\(s\) through the proxy: 1 intercepted, 0 tunnelled, 0 refused$/m)
     expect(result.code).toBe(0)
     expect(upstream.received.length).toBe(before + 1)
     expect(lastReceived().headers["authorization"]).toBe(`Bearer ${VALUE}`)
@@ -96,7 +97,9 @@ describe.skipIf(!CURL)("secretgate run -- curl", () => {
     ])
     expect(forwarded.code).toBe(0)
     expect(lastReceived().headers["authorization"]).toBe(`Bearer ${placeholder}`)
-    expect(forwarded.stderr).toContain("openai: 0 substituted, 1 withheld, 0 blocked")
+    // no secret may go to evil.test: the proxy passed the connection through without looking
+    expect(forwarded.stderr).toMatch(/1 connection\(s\) through the proxy: 0 intercepted, 1 tunnelled/)
+    expect(forwarded.stderr).toContain("openai: 0 substituted, 0 withheld, 0 blocked — never used\n")
 
     const before = upstream.received.length
     const blocked = await run(["--mount", "OPENAI_API_KEY=openai", "--on-disallowed", "block"], [
@@ -149,6 +152,11 @@ describe("secretgate run -- node", () => {
     expect(lastReceived().headers["authorization"]).toBe(`Bearer ${VALUE}`)
     expect(result.stdout).toContain(`Bearer ${placeholder}`)
     expect(result.stdout).not.toContain(VALUE)
+  }, 300_000)
+
+  it("warns when no connection came through the proxy (a program that ignores HTTPS_PROXY)", async () => {
+    const result = await run(["--mount", "OPENAI_API_KEY=openai"], ["sh", "-c", "true"])
+    expect(result.stderr).toContain("openai: 0 substituted, 0 withheld, 0 blocked — never used, and no connection came through the proxy")
   }, 300_000)
 
   it("passes the exit code through, and 128 + n for a signal", async () => {

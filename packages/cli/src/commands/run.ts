@@ -60,11 +60,14 @@ export const childEnvironment = (parent: NodeJS.ProcessEnv, sandbox: Readonly<Re
   return env
 }
 
-/** Counts per secret, for the summary. */
-interface Tally {
-  substituted: number
-  withheld: number
-  blocked: number
+/**
+ * What the proxy did for the child: per mounted secret, and per connection.
+ *
+ * @since 0.1.0
+ */
+export interface Tally {
+  readonly secrets: Map<string, { substituted: number; withheld: number; blocked: number }>
+  readonly connections: { intercepted: number; tunnelled: number; refused: number }
 }
 
 const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR2"] as const
@@ -108,12 +111,17 @@ export const command = Command.make(
       const sandboxMount = yield* Effect.tryPromise({ try: () => gate.mount(spec), catch: (error) => error })
       const resolver = yield* Effect.tryPromise({ try: () => gate.resolver(sandboxMount), catch: (error) => error })
 
-      const tally = new Map<string, Tally>(sandboxMount.secrets.map((secret) => [secret.name, { substituted: 0, withheld: 0, blocked: 0 }]))
+      const tally: Tally = {
+        secrets: new Map(sandboxMount.secrets.map((secret) => [secret.name, { substituted: 0, withheld: 0, blocked: 0 }])),
+        connections: { intercepted: 0, tunnelled: 0, refused: 0 }
+      }
       const auditFile = Option.getOrUndefined(args.audit)
       const audit = (event: ProxyAuditEvent.ProxyAuditEvent) => {
         if (event.type === "substituted" || event.type === "withheld" || event.type === "blocked") {
-          const counts = event.secret === undefined ? undefined : tally.get(event.secret)
+          const counts = event.secret === undefined ? undefined : tally.secrets.get(event.secret)
           if (counts !== undefined) counts[event.type]++
+        } else if (event.type === "intercepted" || event.type === "tunnelled" || event.type === "refused") {
+          tally.connections[event.type]++
         }
         if (auditFile !== undefined) {
           try {
@@ -168,19 +176,22 @@ export const command = Command.make(
 ))
 
 /**
- * The summary printed after the child exits: per mounted secret what happened, and a warning for
- * a mount never used (a client that bypassed the proxy, or that never needed it).
+ * The summary printed after the child exits: what happened to each mounted secret and to the
+ * child's connections, with a warning when a mount was never used, or when no connection came
+ * through the proxy at all (a client that bypassed it).
  *
  * @since 0.1.0
  */
-export const summary = (tally: ReadonlyMap<string, Tally>): string => {
-  const lines = ["secretgate:"]
-  for (const [name, counts] of tally) {
+export const summary = (tally: Tally): string => {
+  const { intercepted, tunnelled, refused } = tally.connections
+  const connections = intercepted + tunnelled + refused
+  const lines = [`secretgate: ${connections} connection(s) through the proxy: ${intercepted} intercepted, ${tunnelled} tunnelled, ${refused} refused`]
+  for (const [name, counts] of tally.secrets) {
     const used = counts.substituted + counts.withheld + counts.blocked > 0
-    lines.push(
-      `  ${name}: ${counts.substituted} substituted, ${counts.withheld} withheld, ${counts.blocked} blocked` +
-        (used ? "" : " — never used: did the program bypass the proxy (no HTTPS_PROXY support, or its own CA store)?")
-    )
+    const warning = used ? "" : connections === 0
+      ? " — never used, and no connection came through the proxy: does the program ignore HTTPS_PROXY?"
+      : " — never used"
+    lines.push(`  ${name}: ${counts.substituted} substituted, ${counts.withheld} withheld, ${counts.blocked} blocked${warning}`)
   }
   return `${lines.join("\n")}\n`
 }
