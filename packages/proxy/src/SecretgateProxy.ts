@@ -251,7 +251,7 @@ export class SecretgateProxy {
     }
     const inner = http.createServer(serverOptions)
     const server = http.createServer(serverOptions)
-    const sessions = new WeakMap<net.Socket, Session>()
+    const sessions = new WeakMap<object, Session>()
     const context: ConnectContext = {
       registry,
       leaves: new LeafCache(ca, limits.cachedCertificates),
@@ -266,6 +266,7 @@ export class SecretgateProxy {
     inner.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
       const session = sessions.get(req.socket)
       if (session === undefined) return void res.socket?.destroy()
+      session.used = true
       if (!(req.url ?? "").startsWith("/")) {
         res.writeHead(400, { "content-type": "text/plain; charset=utf-8" })
         return void res.end(`secretgate proxy: requests inside a CONNECT tunnel to ${session.host} must use origin-form targets (/path), got ${JSON.stringify(req.url)}\n`)
@@ -275,6 +276,7 @@ export class SecretgateProxy {
     inner.on("upgrade", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
       const session = sessions.get(req.socket)
       if (session === undefined) return void socket.destroy()
+      session.used = true
       if ((req.url ?? "").startsWith("/") && forwardUpgrade(session.sandbox, session.origin, req.url!, req, socket, head)) return
       refuse(context, socket, session.sandbox, session.host, "upgrade-not-supported", 501, `only WebSocket upgrades (GET, Upgrade: websocket) are supported on intercepted hosts; ${JSON.stringify(String(req.headers.upgrade))} is not`)
     })
