@@ -5,10 +5,12 @@
  * requests go through the sandbox's egress agent.
  */
 import { HostPattern } from "@secretgate/core"
+import type { Duplex } from "node:stream"
 import type * as http from "node:http"
 import type * as net from "node:net"
 import * as tls from "node:tls"
 import type { AuditSink, ConnectionEvent, RefusedReason } from "../ProxyAuditEvent.js"
+import type { InnerServer, Session } from "./innerServer.js"
 import type { LeafCache } from "./leafCache.js"
 import { refuseOn } from "./refusal.js"
 import type { Registry } from "./registry.js"
@@ -23,23 +25,11 @@ export interface Limits {
   readonly connectTimeout: number
 }
 
-/** An intercepted connection: whose it is and where its requests go. */
-export interface Session {
-  readonly sandbox: Sandbox
-  readonly host: string
-  readonly port: number
-  /** `https://host:port` (`http:` for plain HTTP in the tunnel): the dispatch origin of every request on this connection. */
-  readonly origin: string
-  /** Whether a request came on it (a connection closed without one may have rejected the certificate). */
-  used: boolean
-}
-
 export interface ConnectContext {
   readonly registry: Registry
   readonly leaves: LeafCache
-  /** Receives the decrypted sockets (`emit("connection", socket)`). */
-  readonly inner: http.Server
-  readonly sessions: WeakMap<object, Session>
+  /** Reads the requests of intercepted connections. */
+  readonly inner: InnerServer
   readonly limits: Limits
   readonly lookup: ReturnType<typeof lookupWith>
   /** Events no sandbox can be named for. */
@@ -79,7 +69,7 @@ export const report = (context: ConnectContext, sandbox: Sandbox | undefined, ev
 /** Answers with a refusal and reports it. */
 export const refuse = (
   context: ConnectContext,
-  socket: net.Socket,
+  socket: Duplex,
   sandbox: Sandbox | undefined,
   host: string | undefined,
   reason: RefusedReason,
@@ -174,9 +164,7 @@ const intercept = (context: ConnectContext, sandbox: Sandbox, target: Target, so
       return terminateTls(context, sandbox, target, socket, timer)
     }
     clearTimeout(timer)
-    const plain = new Replayed(socket, first)
-    context.sessions.set(plain, { sandbox, host: target.host, port: target.port, origin: target.origin.replace(/^https:/, "http:"), used: false })
-    context.inner.emit("connection", plain)
+    context.inner.serve(new Replayed(socket, first), { sandbox, host: target.host, port: target.port, origin: target.origin.replace(/^https:/, "http:"), used: false })
   }
   if (head.length > 0) return start(head)
   socket.once("data", start)
@@ -228,8 +216,7 @@ const terminateTls = (context: ConnectContext, sandbox: Sandbox, target: Target,
   secure.once("secure", () => {
     settle()
     session = { sandbox, host: target.host, port: target.port, origin: target.origin, used: false }
-    context.sessions.set(secure, session)
-    context.inner.emit("connection", secure)
+    context.inner.serve(secure, session)
   })
   secure.on("error", (error: Error) => {
     if (!settled) {
