@@ -25,6 +25,7 @@ import { Cause, Context, Duration, Effect, Layer, ManagedRuntime, Option, Redact
 import * as Http from "node:http"
 import * as ApiKeys from "./ApiKeys.js"
 import { readJson } from "./internal/body.js"
+import * as FastLane from "./internal/fastLane.js"
 import {
   Caller,
   type ErrorBody,
@@ -111,6 +112,10 @@ const queryInput = (params: Record<string, QueryValue>): Effect.Effect<Record<st
   return Effect.succeed(input)
 }
 
+// The handler of `GET /secret/{id}`, shared by the route and its fast lane.
+const getSecret = (secrets: Secrets.Secrets, caller: ApiKeys.ApiKey, path: { readonly secretId: string }) =>
+  secrets.get(caller.organizationId, path.secretId)
+
 const handlers = (api: typeof SecretApi, maxBodyBytes: number) =>
   Layer.mergeAll(
     HttpApiBuilder.group(api, "secret", (handlers) =>
@@ -130,7 +135,7 @@ const handlers = (api: typeof SecretApi, maxBodyBytes: number) =>
               const query = yield* Effect.flatMap(queryInput(urlParams), decodeQuery)
               return yield* secrets.listPage(caller.organizationId, query)
             }))
-          .handle("get", ({ path }) => Effect.flatMap(Caller, (caller) => secrets.get(caller.organizationId, path.secretId)))
+          .handle("get", ({ path }) => Effect.flatMap(Caller, (caller) => getSecret(secrets, caller, path)))
           .handleRaw("update", ({ path, request }) =>
             Effect.gen(function*() {
               const caller = yield* Caller
@@ -154,15 +159,18 @@ const handlers = (api: typeof SecretApi, maxBodyBytes: number) =>
 
 const BEARER = /^Bearer +([^\s]+) *$/i
 
-const authenticate = (keys: ApiKeys.ApiKeys, scope: ApiKeys.Scope) =>
-(): Effect.Effect<ApiKeys.ApiKey, Unauthorized | Forbidden, HttpServerRequest.HttpServerRequest> =>
+// Checks the `Authorization` and organization headers of a request against `scope`.
+const authenticate = (
+  keys: ApiKeys.ApiKeys,
+  scope: ApiKeys.Scope,
+  headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
+): Effect.Effect<ApiKeys.ApiKey, Unauthorized | Forbidden> =>
   Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const header = request.headers.authorization
+    const header = headers.authorization
     if (header === undefined || header === "") {
       return yield* new Unauthorized({ message: "missing API key: send the header `Authorization: Bearer <api key>`" })
     }
-    const match = BEARER.exec(header)
+    const match = typeof header === "string" ? BEARER.exec(header) : null
     if (match === null) {
       return yield* new Unauthorized({ message: "malformed Authorization header: expected `Bearer <api key>`" })
     }
@@ -175,7 +183,7 @@ const authenticate = (keys: ApiKeys.ApiKeys, scope: ApiKeys.Scope) =>
           : `this route needs an API key with the "${ApiKeys.MANAGE}" scope`
       })
     }
-    const organization = request.headers[ORGANIZATION_HEADER]
+    const organization = headers[ORGANIZATION_HEADER]
     if (organization !== undefined && organization !== key.value.organizationId) {
       return yield* new Forbidden({
         message: `the API key does not belong to organization ${JSON.stringify(organization)} (header X-Daytona-Organization-ID)`
@@ -184,9 +192,12 @@ const authenticate = (keys: ApiKeys.ApiKeys, scope: ApiKeys.Scope) =>
     return key.value
   })
 
+const authenticateRequest = (keys: ApiKeys.ApiKeys, scope: ApiKeys.Scope) => () =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => authenticate(keys, scope, request.headers))
+
 const authLayers = Layer.mergeAll(
-  Layer.effect(ManageAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticate(keys, ApiKeys.MANAGE) }))),
-  Layer.effect(ResolveAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticate(keys, ApiKeys.RESOLVE) })))
+  Layer.effect(ManageAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticateRequest(keys, ApiKeys.MANAGE) }))),
+  Layer.effect(ResolveAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticateRequest(keys, ApiKeys.RESOLVE) })))
 )
 
 const errorResponse = (status: number, code: string, message: string) =>
@@ -275,6 +286,30 @@ const drain = (server: Http.Server, timeout: Duration.Duration) =>
     })
   })
 
+// `GET /secret/{id}`, the route a platform calls most, answered without the full application's
+// router and middleware stack (see internal/fastLane.ts); it takes the request events of the
+// server and hands whatever it does not answer to the application's own handler.
+const fastLane = (api: typeof SecretApi) =>
+  Layer.scopedDiscard(Effect.gen(function*() {
+    const server = yield* NodeServer
+    const secrets = yield* Secrets.Secrets
+    const keys = yield* ApiKeys.ApiKeys
+    const runtime = yield* Effect.runtime<never>()
+    const lane = FastLane.make(
+      api,
+      api.groups.secret.endpoints.get,
+      ({ headers, path }) =>
+        Effect.flatMap(authenticate(keys, ApiKeys.MANAGE, headers), (caller) => getSecret(secrets, caller, path as { readonly secretId: string })),
+      runtime
+    )
+    const [app, ...more] = server.listeners("request") as Array<(request: Http.IncomingMessage, response: Http.ServerResponse) => void>
+    if (app === undefined || more.length > 0) return yield* Effect.dieMessage("secretgate: expected the API to be the server's one request handler")
+    const handler = (request: Http.IncomingMessage, response: Http.ServerResponse) => lane.serve(request, response, () => app(request, response))
+    server.off("request", app)
+    server.on("request", handler)
+    yield* Effect.addFinalizer(() => Effect.sync(() => server.off("request", handler)))
+  }))
+
 /**
  * The server: `SecretApi` on a Node HTTP server, over the `Secrets` and `ApiKeys` in context.
  * Provides the `HttpServer` (for its address).
@@ -313,7 +348,7 @@ export const layer = (
     Layer.provideMerge(httpServer),
     Layer.locally(HttpRouter.currentRouterConfig, routerConfig)
   )
-  return graceful.pipe(
+  return Layer.mergeAll(graceful, fastLane(withBasePath(normalizeBasePath(options.basePath ?? "/")))).pipe(
     Layer.provideMerge(served),
     Layer.provideMerge(nodeServer),
     Layer.map((context) => Context.pick(HttpServer.HttpServer)(context))
