@@ -20,12 +20,15 @@ import {
   HttpServerResponse
 } from "@effect/platform"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Forbidden, InvalidSecretInput, Secret, Secrets, Unauthorized } from "@secretgate/core"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import { Forbidden, InvalidSecretInput, Secret, Secrets, StoreUnavailable, Unauthorized } from "@secretgate/core"
 import { Cause, Context, Duration, Effect, Layer, ManagedRuntime, Option, Redacted, Schema } from "effect"
+import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
 import * as ApiKeys from "./ApiKeys.js"
 import { readJson } from "./internal/body.js"
 import * as FastLane from "./internal/fastLane.js"
+import * as WatchStream from "./internal/watchStream.js"
 import {
   Caller,
   type ErrorBody,
@@ -51,6 +54,11 @@ export interface ApiOptions {
   readonly basePath?: string
   /** Largest accepted request body, in bytes; larger ones get 413. Default 1 MiB. */
   readonly maxBodyBytes?: number
+  /**
+   * How often an open watch stream (`GET /secret/watch`) carries a keep-alive comment, so that
+   * clients and proxies notice a dead connection. Default 15 seconds.
+   */
+  readonly watchHeartbeat?: Duration.DurationInput
 }
 
 /**
@@ -116,7 +124,7 @@ const queryInput = (params: Record<string, QueryValue>): Effect.Effect<Record<st
 const getSecret = (secrets: Secrets.Secrets, caller: ApiKeys.ApiKey, path: { readonly secretId: string }) =>
   secrets.get(caller.organizationId, path.secretId)
 
-const handlers = (api: typeof SecretApi, maxBodyBytes: number) =>
+const handlers = (api: typeof SecretApi, maxBodyBytes: number, heartbeatMillis: number) =>
   Layer.mergeAll(
     HttpApiBuilder.group(api, "secret", (handlers) =>
       Effect.gen(function*() {
@@ -148,12 +156,38 @@ const handlers = (api: typeof SecretApi, maxBodyBytes: number) =>
     HttpApiBuilder.group(api, "egress", (handlers) =>
       Effect.gen(function*() {
         const secrets = yield* Secrets.Secrets
-        return handlers.handleRaw("resolve", ({ request }) =>
-          Effect.gen(function*() {
-            const caller = yield* Caller
-            const { placeholders } = yield* Effect.flatMap(readJson(request, maxBodyBytes), decodeResolve)
-            return { secrets: yield* secrets.resolve(caller.organizationId, placeholders) }
-          }))
+        const open = Option.getOrUndefined(yield* Effect.serviceOption(WatchStream.OpenStreams))
+        const instance = randomUUID()
+        return handlers
+          .handleRaw("resolve", ({ request }) =>
+            Effect.gen(function*() {
+              const caller = yield* Caller
+              const { placeholders } = yield* Effect.flatMap(readJson(request, maxBodyBytes), decodeResolve)
+              return { secrets: yield* secrets.resolve(caller.organizationId, placeholders) }
+            }))
+          .handleRaw("watch", ({ request }) =>
+            Effect.gen(function*() {
+              const caller = yield* Caller
+              const { changes, revision } = secrets
+              if (changes === undefined || revision === undefined || !changes.live(caller.organizationId)) {
+                return yield* new StoreUnavailable({
+                  message: "this server's backend does not announce every change, so it offers no watch: " +
+                    "resolve with POST /secret/resolve every TTL instead"
+                })
+              }
+              yield* WatchStream.serve({
+                response: NodeHttpServerRequest.toServerResponse(request),
+                secrets,
+                changes,
+                revision,
+                organizationId: caller.organizationId,
+                instance,
+                heartbeatMillis,
+                open
+              })
+              // the stream has ended the response itself
+              return HttpServerResponse.empty()
+            }))
       }))
   )
 
@@ -248,7 +282,14 @@ export const layerApi = (options: ApiOptions = {}): Layer.Layer<HttpApi.Api, nev
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) {
     throw new Error(`maxBodyBytes must be a positive whole number (got ${maxBodyBytes})`)
   }
-  const apiLayer = HttpApiBuilder.api(api).pipe(Layer.provide(handlers(api, maxBodyBytes)), Layer.provide(authLayers))
+  const heartbeatMillis = Duration.toMillis(Duration.decode(options.watchHeartbeat ?? "15 seconds"))
+  if (!(heartbeatMillis >= 1 && heartbeatMillis < 2 ** 31)) {
+    throw new Error(`watchHeartbeat must be between 1 millisecond and 24 days (got ${heartbeatMillis} ms)`)
+  }
+  const apiLayer = HttpApiBuilder.api(api).pipe(
+    Layer.provide(handlers(api, maxBodyBytes, heartbeatMillis)),
+    Layer.provide(authLayers)
+  )
   const openApiLayer = HttpApiBuilder.middlewareOpenApi({
     path: `${basePath}/openapi.json` as `/${string}`,
     additionalPropertiesStrategy: "allow"
@@ -272,8 +313,10 @@ class NodeServer extends Context.Tag("@secretgate/http/SecretServer/NodeServer")
 // Stops accepting connections, lets the requests in flight finish (also those arriving on open
 // keep-alive connections), closing each connection as soon as it is idle; after `timeout` the
 // remaining connections are cut.
-const drain = (server: Http.Server, timeout: Duration.Duration) =>
+const drain = (server: Http.Server, timeout: Duration.Duration, streams: Set<Http.ServerResponse>) =>
   Effect.async<void>((resume) => {
+    // watch streams never finish by themselves: end them, their clients reconnect elsewhere
+    WatchStream.endAll(streams)
     if (!server.listening) return resume(Effect.void)
     const deadline = Date.now() + Duration.toMillis(timeout)
     const timer = setInterval(() => {
@@ -340,8 +383,12 @@ export const layer = (
   )
   const timeout = Duration.decode(options.shutdownTimeout ?? "10 seconds")
   const graceful = Layer.scopedDiscard(
-    Effect.flatMap(NodeServer, (server) => Effect.addFinalizer(() => drain(server, timeout)))
+    Effect.flatMap(
+      Effect.zip(NodeServer, WatchStream.OpenStreams),
+      ([server, streams]) => Effect.addFinalizer(() => drain(server, timeout, streams))
+    )
   )
+  const openStreams = Layer.sync(WatchStream.OpenStreams, () => new Set<Http.ServerResponse>())
   // the router is built while this layer is, reading its config from the building fiber
   const served = HttpApiBuilder.serve().pipe(
     Layer.provide(layerApi(options)),
@@ -351,6 +398,7 @@ export const layer = (
   return Layer.mergeAll(graceful, fastLane(withBasePath(normalizeBasePath(options.basePath ?? "/")))).pipe(
     Layer.provideMerge(served),
     Layer.provideMerge(nodeServer),
+    Layer.provideMerge(openStreams),
     Layer.map((context) => Context.pick(HttpServer.HttpServer)(context))
   )
 }
