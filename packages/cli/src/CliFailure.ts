@@ -9,7 +9,7 @@ import { Data } from "effect"
 /**
  * @since 0.1.0
  */
-export type Kind = "usage" | "not-found" | "conflict" | "unavailable" | "failure"
+export type Kind = "usage" | "not-found" | "conflict" | "unavailable" | "failure" | "command-not-found" | "command-not-executable"
 
 /**
  * @since 0.1.0

@@ -11,8 +11,10 @@
  * | 5 | unavailable: the store cannot be reached or read right now |
  * | 6 | denied: the API key is missing, unknown, or lacks the scope |
  * | 7 | damaged: the store is corrupted or cannot be decrypted with the key given |
+ * | 126, 127 | `run`: the program cannot be run, or is not found |
  *
- * A program run by `secretgate run` passes its own exit code through (128 + n for a signal n).
+ * A program run by `secretgate run` passes its own exit code through (128 + n for a signal n); a
+ * program that cannot be started gives 127 (not found) or 126 (not executable), as in a shell.
  *
  * @since 0.1.0
  */
@@ -30,7 +32,9 @@ export const ExitCode = {
   conflict: 4,
   unavailable: 5,
   denied: 6,
-  damaged: 7
+  damaged: 7,
+  commandNotExecutable: 126,
+  commandNotFound: 127
 } as const
 
 const BY_TAG: Record<string, number> = {
@@ -51,7 +55,9 @@ const BY_KIND: Record<CliFailure["kind"], number> = {
   "not-found": ExitCode.notFound,
   conflict: ExitCode.conflict,
   unavailable: ExitCode.unavailable,
-  failure: ExitCode.failure
+  failure: ExitCode.failure,
+  "command-not-found": ExitCode.commandNotFound,
+  "command-not-executable": ExitCode.commandNotExecutable
 }
 
 /**

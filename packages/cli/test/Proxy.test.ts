@@ -4,7 +4,7 @@
  * substituted upstream; SIGHUP issues new tokens (the old one is refused); SIGTERM stops it.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -28,11 +28,11 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true })
 })
 
+/** As Docker's --env-file reads it: NAME=value, the value taken literally. */
 const readEnvFile = (file: string): Record<string, string> =>
   Object.fromEntries(readFileSync(file, "utf8").trim().split("\n").map((line) => {
     const at = line.indexOf("=")
-    const raw = line.slice(at + 1)
-    return [line.slice(0, at), raw.startsWith("\"") ? JSON.parse(raw) as string : raw]
+    return [line.slice(0, at), line.slice(at + 1)]
   }))
 
 /** curl, asynchronously: the upstream lives in this process and must go on answering. */
@@ -53,15 +53,23 @@ describe.skipIf(!CURL)("secretgate proxy", () => {
     const sandboxes = join(root, "sandboxes.json")
     writeFileSync(sandboxes, JSON.stringify([{ id: "agent-1", mount: { OPENAI_API_KEY: "openai" } }]))
     const envDir = join(root, "env")
+    const bundleDir = join(root, "bundle")
     const proxy = await start(
-      ["proxy", "--store", store, "--listen", "127.0.0.1:0", "--sandboxes", sandboxes, "--env-dir", envDir, "--resolve", "api.allowed.test:127.0.0.1", "--upstream-ca", CA_FILE],
+      ["proxy", "--store", store, "--listen", "127.0.0.1:0", "--sandboxes", sandboxes, "--env-dir", envDir, "--bundle-dir", bundleDir, "--resolve", "api.allowed.test:127.0.0.1", "--upstream-ca", CA_FILE],
       /"event":"listening"/
     )
     try {
       const envFile = join(envDir, "agent-1.env")
       expect(statSync(envFile).mode & 0o777).toBe(0o600)
+      expect(statSync(envDir).mode & 0o777).toBe(0o700)
       const env = readEnvFile(envFile)
       expect(env["OPENAI_API_KEY"]).toMatch(/^sg_secret_/)
+      // the files a sandbox reads are in the bundle directory, nothing else of the proxy's is
+      expect(env["CURL_CA_BUNDLE"]!.startsWith(`${bundleDir}/`)).toBe(true)
+      expect(readdirSync(bundleDir).sort()).toEqual(["ca-bundle.pem", "ca.pem", "node-preload.cjs"])
+      // a Node program started with the file's NODE_OPTIONS, as Docker passes it, starts
+      const node = spawnSync(process.execPath, ["-e", "process.exit(0)"], { env: { NODE_OPTIONS: env["NODE_OPTIONS"]! } })
+      expect(node.status).toBe(0)
       expect(readFileSync(envFile, "utf8")).not.toContain(VALUE)
 
       const url = `https://api.allowed.test:${upstream.port}/echo`
@@ -71,12 +79,21 @@ describe.skipIf(!CURL)("secretgate proxy", () => {
       expect(first.stdout).toContain(env["OPENAI_API_KEY"]!)
       expect(first.stdout).not.toContain(VALUE)
 
-      const reloaded = new Promise<void>((resolve) => {
-        const check = () => (proxy.output().split("\"event\":\"registered\"").length > 2 ? resolve() : setTimeout(check, 50))
-        check()
-      })
+      const logged = (event: string, count: number) =>
+        new Promise<void>((resolve) => {
+          const check = () => (proxy.output().split(`"event":"${event}"`).length > count ? resolve() : setTimeout(check, 50))
+          check()
+        })
+      // a reload that fails (a secret missing) changes nothing: the old token and file stay good
+      writeFileSync(sandboxes, JSON.stringify([{ id: "agent-1", mount: { OPENAI_API_KEY: "openai" } }, { id: "agent-2", mount: { X: "missing" } }]))
       proxy.child.kill("SIGHUP")
-      await reloaded
+      await logged("reload-failed", 1)
+      expect(readEnvFile(envFile)).toEqual(env)
+      expect((await curl(["--fail", "-H", `Authorization: Bearer ${env["OPENAI_API_KEY"]}`, url], env)).status).toBe(0)
+
+      writeFileSync(sandboxes, JSON.stringify([{ id: "agent-1", mount: { OPENAI_API_KEY: "openai" } }]))
+      proxy.child.kill("SIGHUP")
+      await logged("registered", 2)
       const renewed = readEnvFile(envFile)
       expect(renewed["HTTPS_PROXY"]).not.toBe(env["HTTPS_PROXY"])
       const stale = await curl(["-o", "/dev/null", "-w", "%{http_code}", "-x", env["HTTPS_PROXY"]!, `http://api.allowed.test:${upstream.port}/`])
@@ -90,12 +107,22 @@ describe.skipIf(!CURL)("secretgate proxy", () => {
     expect(proxy.output()).not.toContain(VALUE)
   }, 300_000)
 
-  it("refuses a sandboxes file that is not what it should be, naming the fields", async () => {
+  it("refuses a sandboxes file that is not what it should be (fields, duplicate ids), and an env dir that sandboxes read", async () => {
+    const proxyWith = (file: string, more: ReadonlyArray<string> = []) =>
+      secretgate(["proxy", "--store", "memory:", "--listen", "127.0.0.1:0", "--sandboxes", file, "--env-dir", join(root, "env-bad"), "--bundle-dir", join(root, "bundle-bad"), ...more], {})
     const bad = join(root, "bad.json")
     writeFileSync(bad, JSON.stringify([{ mount: "nope" }]))
-    const result = await secretgate(["proxy", "--store", "memory:", "--listen", "127.0.0.1:0", "--sandboxes", bad, "--env-dir", join(root, "env-bad")], {})
-    expect(result.code).toBe(2)
-    expect(result.stderr).toContain("is not a JSON array of { id, mount")
+    const malformed = await proxyWith(bad)
+    expect(malformed.code).toBe(2)
+    expect(malformed.stderr).toContain("is not a JSON array of { id, mount")
+    const twice = join(root, "twice.json")
+    writeFileSync(twice, JSON.stringify([{ id: "a", mount: {} }, { id: "a", mount: {} }]))
+    const duplicate = await proxyWith(twice)
+    expect(duplicate.code).toBe(2)
+    expect(duplicate.stderr).toContain(`sandbox id "a" appears twice`)
+    const shared = await secretgate(["proxy", "--store", "memory:", "--sandboxes", twice, "--env-dir", join(root, "same"), "--bundle-dir", join(root, "same")], {})
+    expect(shared.code).toBe(2)
+    expect(shared.stderr).toContain("--env-dir holds every sandbox's token: it must not be the --bundle-dir")
   }, 300_000)
 })
 

@@ -180,15 +180,48 @@ describe("secretgate run -- node", () => {
     expect(readdirSync(tmp).filter((name) => !name.startsWith("tsx-"))).toEqual([])
   }, 300_000)
 
-  it("reports every missing secret at once (exit 3), and a missing program (exit 3), before running anything", async () => {
+  it("reports every missing secret at once (exit 3), a missing program (127, as a shell does), a reserved mount name (2), before running anything", async () => {
     const missing = await run(["--mount", "A=nope", "--mount", "B=nada", "--mount", "C=openai"], ["sh", "-c", "echo ran"])
     expect(missing.code).toBe(3)
     expect(missing.stdout).toBe("")
     expect(missing.stderr.trim()).toBe(`secretgate: secrets "nope", "nada" not found`)
     const noProgram = await run(["--mount", "K=openai", "--quiet"], ["definitely-not-a-program-secretgate"])
-    expect(noProgram.code).toBe(3)
+    expect(noProgram.code).toBe(127)
     expect(noProgram.stderr.trim()).toBe("secretgate: definitely-not-a-program-secretgate: command not found")
     const noMount = await run([], ["sh", "-c", "echo ran"])
     expect(noMount.code).toBe(2)
+    const reserved = await run(["--mount", "HTTPS_PROXY=openai", "--mount", "NODE_OPTIONS=openai"], ["sh", "-c", "echo ran"])
+    expect({ code: reserved.code, stdout: reserved.stdout }).toEqual({ code: 2, stdout: "" })
+    expect(reserved.stderr).toContain("--mount HTTPS_PROXY, NODE_OPTIONS: the program's proxy and CA variables are not available as mount names")
   }, 300_000)
 })
+
+const ROOT_USER = process.getuid?.() === 0 && spawnSync("id", ["-u", "nobody"]).status === 0
+
+describe.skipIf(!ROOT_USER || !CURL)("secretgate run --user", () => {
+  it("the program runs as another user: it reaches the allowed host through the proxy, and cannot read secretgate's environment or the store", async () => {
+    const result = await run(["--mount", "OPENAI_API_KEY=openai", "--user", "nobody"], [
+      "sh", "-c", [
+        `curl -sS --fail -H "Authorization: Bearer $OPENAI_API_KEY" ${url("api.allowed.test", "/echo")} && echo`,
+        `id -u`,
+        `cat /proc/$PPID/environ >/dev/null 2>&1 && echo "environ: readable" || echo "environ: refused"`,
+        `ls ${store} >/dev/null 2>&1 && echo "store: readable" || echo "store: refused"`
+      ].join("; ")
+    ], { SECRETGATE_API_KEY: "sg_api_key_not_for_the_child" })
+    expect(result.code).toBe(0)
+    expect(lastReceived().headers["authorization"]).toBe(`Bearer ${VALUE}`)
+    expect(result.stdout).toContain(`Bearer ${placeholder}`)
+    expect(result.stdout).toMatch(new RegExp(`^${spawnSync("id", ["-u", "nobody"], { encoding: "utf8" }).stdout.trim()}$`, "m"))
+    expect(result.stdout).toContain("environ: refused")
+    expect(result.stdout).toContain("store: refused")
+    expect(result.stdout).not.toContain(VALUE)
+    expect(result.stdout).not.toContain("sg_api_key_not_for_the_child")
+  }, 300_000)
+
+  it("an unknown user is refused before anything runs", async () => {
+    const result = await run(["--mount", "K=openai", "--user", "no-such-user-secretgate"], ["sh", "-c", "echo ran"])
+    expect({ code: result.code, stdout: result.stdout }).toEqual({ code: 2, stdout: "" })
+    expect(result.stderr).toContain(`--user "no-such-user-secretgate": no such user`)
+  }, 300_000)
+})
+

@@ -2,17 +2,22 @@
  * `secretgate proxy`: a long-running proxy for many sandboxes (containers, VMs) that reach it over
  * the network. Sandboxes are declared in a JSON file (`--sandboxes`); for each, the proxy writes
  * the environment to start it with into `<env-dir>/<id>.env` (mode 0600: it holds the sandbox's
- * proxy token), e.g. for `docker run --env-file`. Tokens are new at every start; SIGHUP re-reads the
- * file (new tokens, new env files); SIGTERM/SIGINT stop it.
+ * proxy token; give each sandbox its own file, never the directory), e.g. for `docker run
+ * --env-file`. The files a sandbox must read (the CA, the CA bundle, Node's preload) go to
+ * `--bundle-dir`, the one directory to mount into sandboxes. Tokens are new at every start; SIGHUP
+ * re-reads the file (new tokens, new env files; all or nothing); SIGTERM/SIGINT stop it.
  *
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
+import type { SecretgateProxyModule } from "@secretgate/proxy"
 import { Effect, Option, Schema } from "effect"
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { chmodSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs"
 import { join } from "node:path"
+import { randomBytes } from "node:crypto"
 import { CliFailure } from "../CliFailure.js"
 import * as Store from "../Store.js"
+import * as Upstream from "../Upstream.js"
 
 const SandboxEntry = Schema.Struct({
   id: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9_.-]{1,64}$/)),
@@ -22,7 +27,14 @@ const SandboxEntry = Schema.Struct({
   allowedHosts: Schema.optionalWith(Schema.Array(Schema.String), { exact: true }),
   webSockets: Schema.optionalWith(Schema.Boolean, { exact: true })
 })
-const SandboxesFile = Schema.parseJson(Schema.Array(SandboxEntry))
+const SandboxesFile = Schema.parseJson(Schema.Array(SandboxEntry).pipe(
+  Schema.filter((entries) => {
+    const ids = entries.map((entry) => entry.id)
+    const duplicate = ids.find((id, index) => ids.indexOf(id) !== index)
+    return duplicate === undefined || `sandbox id ${JSON.stringify(duplicate)} appears twice`
+  })
+))
+type SandboxEntry = typeof SandboxEntry.Type
 
 const log = (event: string, fields: Record<string, unknown> = {}) =>
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`)
@@ -35,8 +47,47 @@ const parseListen = (text: string): Effect.Effect<{ host: string; port: number }
   return Effect.succeed({ host: match[1] ?? (match[2] === "" ? "127.0.0.1" : match[2]!), port })
 }
 
-/** A value for an env file: quoted only when it must be. */
-const envLine = (name: string, value: string) => `${name}=${/^[\w@%+=:,./-]*$/.test(value) ? value : JSON.stringify(value)}`
+/**
+ * An env file's text: `NAME=value` lines, values as they are (Docker's `--env-file` takes them
+ * literally: no quoting). A value with a line break cannot be written; none of ours has one.
+ *
+ * @since 0.1.0
+ */
+export const envFileText = (env: Readonly<Record<string, string>>): string => {
+  for (const [name, value] of Object.entries(env)) {
+    if (/[\r\n]/.test(value)) throw new Error(`the variable ${name} holds a line break and cannot go into an env file`)
+  }
+  return `${Object.entries(env).map(([name, value]) => `${name}=${value}`).join("\n")}\n`
+}
+
+/** A directory of ours: created 0700, or an existing one tightened to it (refused if not a directory). */
+const privateDirectory = (directory: string, label: string): Effect.Effect<void, CliFailure> =>
+  Effect.try({
+    try: () => {
+      mkdirSync(directory, { recursive: true, mode: 0o700 })
+      if (!lstatSync(directory).isDirectory()) throw new Error("not a directory")
+      chmodSync(directory, 0o700)
+    },
+    catch: (error) => CliFailure.usage(`${label} ${directory}: ${(error as Error).message}`)
+  })
+
+/** Writes a file whole, 0600, without following a link planted at its name: a fresh file, renamed into place. */
+const writePrivateFile = (file: string, text: string): void => {
+  const temporary = `${file}.${randomBytes(6).toString("hex")}.tmp`
+  const fd = openSync(temporary, "wx", 0o600)
+  try {
+    writeSync(fd, text)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  try {
+    renameSync(temporary, file)
+  } catch (error) {
+    rmSync(temporary, { force: true })
+    throw error
+  }
+}
 
 /**
  * @since 0.1.0
@@ -48,24 +99,25 @@ export const command = Command.make(
     listen: Options.text("listen").pipe(Options.withDefault("127.0.0.1:8443"), Options.withDescription("host:port to listen on")),
     caDir: Options.directory("ca-dir").pipe(Options.optional, Options.withDescription("Keep the proxy's CA here (key 0600), so sandboxes keep trusting it across restarts; default: a new CA each start")),
     sandboxes: Options.file("sandboxes", { exists: "yes" }).pipe(Options.withDescription("JSON: [{ id, mount: { ENV: secret }, onDisallowed?, allowHttp?, allowedHosts?, webSockets? }]")),
-    envDir: Options.directory("env-dir").pipe(Options.withDescription("Where <id>.env files are written (0600)")),
-    resolve: Options.text("resolve").pipe(Options.repeated, Options.withDescription("host:address — pin a host name to an address upstream")),
-    upstreamCa: Options.file("upstream-ca", { exists: "yes" }).pipe(Options.optional, Options.withDescription("Extra CA certificates (PEM) trusted upstream"))
+    envDir: Options.directory("env-dir").pipe(Options.withDescription("Where <id>.env files are written (directory 0700, files 0600); never mount it into a sandbox")),
+    bundleDir: Options.directory("bundle-dir").pipe(Options.withDescription("Where the files sandboxes read (CA, CA bundle, Node preload) are written: mount this one, read-only, at the same path")),
+    ...Upstream.options
   },
   (args) =>
     Effect.gen(function*() {
       const listen = yield* parseListen(args.listen)
       const location = yield* Store.parse(args.store)
       const layer = yield* Store.layer(location, { values: true })
-      const resolve: Record<string, string> = {}
-      for (const entry of args.resolve) {
-        const colon = entry.indexOf(":")
-        if (colon <= 0) return yield* CliFailure.usage(`--resolve ${JSON.stringify(entry)} is not host:address`)
-        resolve[entry.slice(0, colon)] = entry.slice(colon + 1)
-      }
-      const [{ Secretgate }, { SecretgateProxy }] = yield* Effect.promise(() => Promise.all([import("@secretgate/core"), import("@secretgate/proxy")]))
-      const caFile = Option.getOrUndefined(args.upstreamCa)
+      const upstream = yield* Upstream.fromOptions(args)
       const caDir = Option.getOrUndefined(args.caDir)
+      if (caDir !== undefined && caDir === args.bundleDir) return yield* CliFailure.usage("--ca-dir holds the CA's private key: it must not be the --bundle-dir sandboxes read")
+      if (args.envDir === args.bundleDir) return yield* CliFailure.usage("--env-dir holds every sandbox's token: it must not be the --bundle-dir sandboxes read")
+      yield* privateDirectory(args.envDir, "--env-dir")
+      yield* Effect.try({
+        try: () => mkdirSync(args.bundleDir, { recursive: true, mode: 0o755 }),
+        catch: (error) => CliFailure.usage(`--bundle-dir ${args.bundleDir}: ${(error as Error).message}`)
+      })
+      const [{ Secretgate }, { SecretgateProxy }] = yield* Effect.promise(() => Promise.all([import("@secretgate/core"), import("@secretgate/proxy")]))
       const gate = yield* Effect.acquireRelease(
         Effect.sync(() => new Secretgate({ layer: layer as never, organizationId: args.org })),
         (gate) => Effect.promise(() => gate.dispose())
@@ -76,51 +128,76 @@ export const command = Command.make(
             SecretgateProxy.start({
               host: listen.host,
               port: listen.port,
+              directory: args.bundleDir,
               ...(caDir === undefined ? {} : { ca: { directory: caDir } }),
-              upstream: { resolve, ...(caFile === undefined ? {} : { ca: readFileSync(caFile, "utf8") }) },
+              upstream,
               audit: (event) => log("audit", { ...event })
             }),
           catch: (error) => new CliFailure({ kind: "unavailable", message: `could not start the proxy on ${args.listen}: ${(error as Error).message}` })
         }),
         (proxy) => Effect.promise(() => proxy.close())
       )
-      mkdirSync(args.envDir, { recursive: true, mode: 0o700 })
 
-      let registered: Array<{ revoke(): Promise<void> }> = []
+      let registered: ReadonlyArray<SecretgateProxyModule.Registration> = []
+      const revokeAll = (registrations: ReadonlyArray<SecretgateProxyModule.Registration>) =>
+        Effect.promise(() => Promise.all(registrations.map((registration) => registration.revoke())))
+      const register = (entry: SandboxEntry) =>
+        Effect.gen(function*() {
+          const mount = yield* Effect.tryPromise({ try: () => gate.mount(entry.mount), catch: (error) => error })
+          const resolver = yield* Effect.tryPromise({ try: () => gate.resolver(mount), catch: (error) => error })
+          const registration = yield* Effect.try({
+            try: () =>
+              proxy.register({
+                id: entry.id,
+                resolver,
+                ...(entry.onDisallowed === undefined ? {} : { onDisallowed: entry.onDisallowed }),
+                ...(entry.allowHttp === undefined ? {} : { allowHttp: entry.allowHttp }),
+                ...(entry.allowedHosts === undefined ? {} : { allowedHosts: entry.allowedHosts }),
+                ...(entry.webSockets === undefined ? {} : { webSockets: entry.webSockets })
+              }),
+            catch: (error) => CliFailure.usage(`sandbox ${entry.id}: ${(error as Error).message}`)
+          })
+          return { entry, mount, registration }
+        })
+      // All or nothing: every sandbox is registered before any env file is written; on a failure
+      // the new registrations are revoked and the old ones (and their files) stay.
       const load = Effect.gen(function*() {
         const text = yield* Effect.try({ try: () => readFileSync(args.sandboxes, "utf8"), catch: (error) => CliFailure.usage(`could not read --sandboxes: ${(error as Error).message}`) })
         const entries = yield* Schema.decodeUnknown(SandboxesFile)(text).pipe(
-          Effect.mapError(() => CliFailure.usage(`--sandboxes ${args.sandboxes} is not a JSON array of { id, mount: { ENV: secret-name }, onDisallowed?, allowHttp?, allowedHosts?, webSockets? }`))
+          Effect.mapError((error) =>
+            CliFailure.usage(
+              `--sandboxes ${args.sandboxes} is not a JSON array of { id, mount: { ENV: secret-name }, onDisallowed?, allowHttp?, allowedHosts?, webSockets? } with distinct ids (${
+                error.message.split("\n").at(-1)?.trim()
+              })`
+            )
+          )
         )
-        const next: Array<{ revoke(): Promise<void> }> = []
-        for (const entry of entries) {
-          const mount = yield* Effect.tryPromise({ try: () => gate.mount(entry.mount), catch: (error) => error })
-          const resolver = yield* Effect.tryPromise({ try: () => gate.resolver(mount), catch: (error) => error })
-          const registration = proxy.register({
-            id: entry.id,
-            resolver,
-            ...(entry.onDisallowed === undefined ? {} : { onDisallowed: entry.onDisallowed }),
-            ...(entry.allowHttp === undefined ? {} : { allowHttp: entry.allowHttp }),
-            ...(entry.allowedHosts === undefined ? {} : { allowedHosts: entry.allowedHosts }),
-            ...(entry.webSockets === undefined ? {} : { webSockets: entry.webSockets })
-          })
+        const next: Array<SecretgateProxyModule.Registration> = []
+        const written = yield* Effect.forEach(entries, (entry) => Effect.tap(register(entry), ({ registration }) => Effect.sync(() => next.push(registration)))).pipe(
+          Effect.tapError(() => revokeAll(next))
+        )
+        for (const { entry, mount, registration } of written) {
           const file = join(args.envDir, `${entry.id}.env`)
-          writeFileSync(file, `${Object.entries(registration.env).map(([name, value]) => envLine(name, value)).join("\n")}\n`, { mode: 0o600 })
-          next.push(registration)
+          writePrivateFile(file, envFileText(registration.env))
           log("registered", { sandbox: entry.id, envFile: file, secrets: mount.secrets.map((secret) => secret.name) })
         }
         const previous = registered
         registered = next
-        yield* Effect.promise(() => Promise.all(previous.map((registration) => registration.revoke())))
+        yield* revokeAll(previous)
       })
       yield* load
-      log("listening", { url: proxy.url, ca: proxy.bundle.caFile, caBundle: proxy.bundle.bundleFile })
+      log("listening", { url: proxy.url, bundleDir: args.bundleDir, ca: proxy.bundle.caFile, caBundle: proxy.bundle.bundleFile })
 
-      // SIGHUP reloads; SIGTERM/SIGINT stop
+      // SIGHUP reloads, one reload at a time; SIGTERM/SIGINT stop
+      let reloading: Promise<void> = Promise.resolve()
       const signal = yield* Effect.async<string>((resume) => {
-        const reload = () => void Effect.runPromise(Effect.either(load)).then((result) => {
-          if (result._tag === "Left") log("reload-failed", { message: String((result.left as { message?: string }).message ?? result.left) })
-        })
+        const reload = () => {
+          reloading = reloading.then(() =>
+            Effect.runPromise(Effect.either(load)).then((result) => {
+              if (result._tag === "Left") log("reload-failed", { message: String((result.left as { message?: string }).message ?? result.left) })
+            })
+          )
+        }
         const stop = (name: string) => () => resume(Effect.succeed(name))
         const handlers = [["SIGHUP", reload], ["SIGTERM", stop("SIGTERM")], ["SIGINT", stop("SIGINT")]] as const
         for (const [name, handler] of handlers) process.on(name, handler)
@@ -132,5 +209,5 @@ export const command = Command.make(
     }).pipe(Effect.scoped)
 ).pipe(Command.withDescription(
   "A long-running proxy for sandboxes declared in a file; writes each one's environment to <env-dir>/<id>.env.\n" +
-    "Example: secretgate proxy --listen 0.0.0.0:8443 --ca-dir /var/lib/secretgate-ca --sandboxes sandboxes.json --env-dir /run/secretgate"
+    "Example: secretgate proxy --listen 0.0.0.0:8443 --ca-dir /var/lib/secretgate-ca --bundle-dir /run/secretgate-bundle --sandboxes sandboxes.json --env-dir /run/secretgate-env"
 ))

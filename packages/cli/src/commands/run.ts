@@ -9,33 +9,32 @@
  * `SECRETGATE_*` variable (the store key and API keys stay with this process). Signals are passed
  * on; the exit code is the child's (128 + n for a signal n).
  *
+ * A child running as the same user as this process can still read what that user can (this
+ * process's own environment in `/proc`, a filesystem store's files): `--user` runs it as another.
+ *
  * @since 0.1.0
  */
 import { Args, Command, Options } from "@effect/cli"
 import type { ProxyAuditEvent } from "@secretgate/proxy"
 import { Effect, Option } from "effect"
 import { spawn } from "node:child_process"
-import { appendFileSync, readFileSync } from "node:fs"
-import { constants } from "node:os"
+import { appendFileSync, chmodSync, mkdtempSync, rmSync } from "node:fs"
+import { constants, tmpdir } from "node:os"
+import { join } from "node:path"
+import * as ChildUser from "../ChildUser.js"
 import { CliFailure } from "../CliFailure.js"
 import * as Store from "../Store.js"
+import * as Upstream from "../Upstream.js"
 
 const mount = Options.keyValueMap("mount").pipe(
   Options.withDescription("ENV=secret-name: the child's variable ENV holds the secret's placeholder (repeatable)")
 )
 
-/** `host:address`, as curl's `--resolve` without the port; an IPv6 address keeps its colons. */
-const parseResolve = (entries: ReadonlyArray<string>): Effect.Effect<Record<string, string>, CliFailure> => {
-  const pinned: Record<string, string> = {}
-  for (const entry of entries) {
-    const colon = entry.indexOf(":")
-    if (colon <= 0 || colon === entry.length - 1) {
-      return Effect.fail(CliFailure.usage(`--resolve ${JSON.stringify(entry)} is not host:address (e.g. api.example.com:127.0.0.1)`))
-    }
-    pinned[entry.slice(0, colon)] = entry.slice(colon + 1).replace(/^\[(.*)\]$/, "$1")
-  }
-  return Effect.succeed(pinned)
-}
+/**
+ * Names a mount may not take: the child's proxy and CA variables, which the environment needs for
+ * itself.
+ */
+const RESERVED = /^(https?_proxy|no_proxy|all_proxy|node_options|node_use_env_proxy|node_extra_ca_certs|ssl_cert_file|ssl_cert_dir|requests_ca_bundle|curl_ca_bundle|git_ssl_cainfo|secretgate_.*)$/i
 
 /** Variables of this process a child must not inherit: ours, and anything the proxy's env sets. */
 const INHERITED = /^(SECRETGATE_.*|https?_proxy|all_proxy|no_proxy|SSL_CERT_DIR)$/i
@@ -70,7 +69,12 @@ export interface Tally {
   readonly connections: { intercepted: number; tunnelled: number; refused: number }
 }
 
-const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR2"] as const
+/**
+ * Signals passed on to the child. From a terminal, Ctrl-C and Ctrl-\ reach the child already (it
+ * is in the same foreground process group): passing them on again would deliver them twice.
+ */
+const forwardedSignals = (fromTerminal: boolean): ReadonlyArray<NodeJS.Signals> =>
+  fromTerminal ? ["SIGTERM", "SIGHUP", "SIGUSR2"] : ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR2"]
 
 /**
  * @since 0.1.0
@@ -85,8 +89,8 @@ export const command = Command.make(
       Options.withDescription("A placeholder headed for a host its secret is not allowed for: forward it unchanged, or block the request")
     ),
     allowHttp: Options.text("allow-http").pipe(Options.repeated, Options.withDescription("A host whose plain-http requests may carry values (loopback tests)")),
-    resolve: Options.text("resolve").pipe(Options.repeated, Options.withDescription("host:address — pin a host name to an address for upstream connections (as curl's --resolve)")),
-    upstreamCa: Options.file("upstream-ca", { exists: "yes" }).pipe(Options.optional, Options.withDescription("A PEM file of extra CA certificates the proxy trusts upstream")),
+    ...Upstream.options,
+    user: ChildUser.option,
     audit: Options.text("audit").pipe(Options.optional, Options.withDescription("Append the audit events to this file, as JSON lines")),
     quiet: Options.boolean("quiet").pipe(Options.withDescription("No summary on stderr")),
     command: Args.text({ name: "command" }).pipe(Args.atLeast(1), Args.withDescription("The program and its arguments, after --"))
@@ -95,13 +99,14 @@ export const command = Command.make(
     Effect.gen(function*() {
       const spec = Object.fromEntries(args.mount)
       if (Object.keys(spec).length === 0) return yield* CliFailure.usage("run needs at least one --mount ENV=secret-name")
+      const reserved = Object.keys(spec).filter((name) => RESERVED.test(name))
+      if (reserved.length > 0) {
+        return yield* CliFailure.usage(`--mount ${reserved.join(", ")}: the program's proxy and CA variables are not available as mount names`)
+      }
       const location = yield* Store.parse(args.store)
       const layer = yield* Store.layer(location, { values: true })
-      const resolve = yield* parseResolve(args.resolve)
-      const caFile = Option.getOrUndefined(args.upstreamCa)
-      const upstreamCa = caFile === undefined
-        ? undefined
-        : yield* Effect.try({ try: () => readFileSync(caFile, "utf8"), catch: (error) => CliFailure.usage(`could not read --upstream-ca: ${(error as Error).message}`) })
+      const upstream = yield* Upstream.fromOptions(args)
+      const user = yield* ChildUser.resolve(args.user)
 
       const [{ Secretgate }, { SecretgateProxy }] = yield* Effect.promise(() => Promise.all([import("@secretgate/core"), import("@secretgate/proxy")]))
       const gate = yield* Effect.acquireRelease(
@@ -131,9 +136,19 @@ export const command = Command.make(
           }
         }
       }
+      // Another user must be able to read the CA files handed to the child: a directory of our own,
+      // readable by all (the files hold no secret), removed at the end.
+      const bundleDirectory = yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const directory = mkdtempSync(join(tmpdir(), "secretgate-run-"))
+          if (user !== undefined) chmodSync(directory, 0o755)
+          return directory
+        }),
+        (directory) => Effect.sync(() => rmSync(directory, { recursive: true, force: true }))
+      )
       const proxy = yield* Effect.acquireRelease(
         Effect.tryPromise({
-          try: () => SecretgateProxy.start({ upstream: { resolve, ...(upstreamCa === undefined ? {} : { ca: upstreamCa }) }, audit }),
+          try: () => SecretgateProxy.start({ upstream, audit, directory: bundleDirectory }),
           catch: (error) => CliFailure.usage(`could not start the proxy: ${(error as Error).message}`)
         }),
         (proxy) => Effect.promise(() => proxy.close())
@@ -142,8 +157,12 @@ export const command = Command.make(
 
       const [program, ...programArgs] = args.command
       const exit = yield* Effect.async<{ code: number | null; signal: NodeJS.Signals | null }, CliFailure>((resume) => {
-        const child = spawn(program!, programArgs, { stdio: "inherit", env: childEnvironment(process.env, sandbox.env) })
-        const forward = FORWARDED_SIGNALS.map((signal) => [signal, () => child.kill(signal)] as const)
+        const child = spawn(program!, programArgs, {
+          stdio: "inherit",
+          env: childEnvironment(process.env, sandbox.env),
+          ...(user === undefined ? {} : { uid: user.uid, gid: user.gid })
+        })
+        const forward = forwardedSignals(process.stdin.isTTY === true).map((signal) => [signal, () => child.kill(signal)] as const)
         for (const [signal, handler] of forward) process.on(signal, handler)
         const cleanUp = () => {
           for (const [signal, handler] of forward) process.removeListener(signal, handler)
@@ -152,7 +171,7 @@ export const command = Command.make(
           cleanUp()
           resume(Effect.fail(
             new CliFailure({
-              kind: error.code === "ENOENT" ? "not-found" : "failure",
+              kind: error.code === "ENOENT" ? "command-not-found" : "command-not-executable",
               message: error.code === "ENOENT" ? `${program}: command not found` : `could not start ${program}: ${error.message}`
             })
           ))
