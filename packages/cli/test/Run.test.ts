@@ -5,7 +5,7 @@
  * see (its environment, the echoed response) holds only the placeholder.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -49,6 +49,8 @@ const run = async (
   env: Record<string, string> = {}
 ): Promise<Result & { readonly leftInTmp: ReadonlyArray<string> }> => {
   const tmp = mkdtempSync(join(root, "tmp-"))
+  // another user (--user) must be able to reach the CA files the proxy puts under TMPDIR
+  chmodSync(tmp, 0o711)
   const result = await secretgate(
     [
       "run",
@@ -166,6 +168,8 @@ describe("secretgate run -- node", () => {
 
   it("forwards SIGTERM to the child, and exits as it does", async () => {
     const tmp = mkdtempSync(join(root, "tmp-"))
+  // another user (--user) must be able to reach the CA files the proxy puts under TMPDIR
+  chmodSync(tmp, 0o711)
     const child = spawn(process.execPath, [BIN, "run", "--store", store, "--mount", "K=openai", "--quiet", "--", "sh", "-c", `trap 'exit 42' TERM; echo ready; while true; do sleep 0.1; done`], {
       env: cleanEnv({ TMPDIR: tmp }),
       stdio: ["ignore", "pipe", "pipe"]
@@ -200,6 +204,7 @@ const ROOT_USER = process.getuid?.() === 0 && spawnSync("id", ["-u", "nobody"]).
 
 describe.skipIf(!ROOT_USER || !CURL)("secretgate run --user", () => {
   it("the program runs as another user: it reaches the allowed host through the proxy, and cannot read secretgate's environment or the store", async () => {
+    chmodSync(root, 0o711) // traversable, as /tmp is; the store directory itself stays 0700
     const result = await run(["--mount", "OPENAI_API_KEY=openai", "--user", "nobody"], [
       "sh", "-c", [
         `curl -sS --fail -H "Authorization: Bearer $OPENAI_API_KEY" ${url("api.allowed.test", "/echo")} && echo`,
@@ -208,7 +213,7 @@ describe.skipIf(!ROOT_USER || !CURL)("secretgate run --user", () => {
         `ls ${store} >/dev/null 2>&1 && echo "store: readable" || echo "store: refused"`
       ].join("; ")
     ], { SECRETGATE_API_KEY: "sg_api_key_not_for_the_child" })
-    expect(result.code).toBe(0)
+    expect({ code: result.code, curl: result.stderr.split("\n").filter((line) => line.startsWith("curl")) }).toEqual({ code: 0, curl: [] })
     expect(lastReceived().headers["authorization"]).toBe(`Bearer ${VALUE}`)
     expect(result.stdout).toContain(`Bearer ${placeholder}`)
     expect(result.stdout).toMatch(new RegExp(`^${spawnSync("id", ["-u", "nobody"], { encoding: "utf8" }).stdout.trim()}$`, "m"))

@@ -99,7 +99,7 @@ export const command = Command.make(
     Effect.gen(function*() {
       const spec = Object.fromEntries(args.mount)
       if (Object.keys(spec).length === 0) return yield* CliFailure.usage("run needs at least one --mount ENV=secret-name")
-      const reserved = Object.keys(spec).filter((name) => RESERVED.test(name))
+      const reserved = Object.keys(spec).filter((name) => RESERVED.test(name)).sort()
       if (reserved.length > 0) {
         return yield* CliFailure.usage(`--mount ${reserved.join(", ")}: the program's proxy and CA variables are not available as mount names`)
       }
