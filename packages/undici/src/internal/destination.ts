@@ -71,14 +71,52 @@ export interface Allowance {
   readonly allowed: ReadonlySet<ResolvedSecret>
   /** The allowed secrets whose value may not go into a header (a control or non-Latin-1 character). */
   readonly unsafeInHeader: ReadonlySet<ResolvedSecret>
-  /** `undefined` when nothing may go there (then there is nothing to scrub either). */
+  /**
+   * `undefined` when nothing may go there (then there is nothing to scrub either); otherwise the
+   * snapshot's scrubber, which looks for every value of the snapshot (one automaton for all hosts).
+   */
   readonly scrub: Scrubber | undefined
 }
 
 /** Nothing allowed: insecure or unparseable destinations. */
 export const NOTHING: Allowance = { allowed: new Set(), unsafeInHeader: new Set(), scrub: undefined }
 
-const bySnapshot = new WeakMap<ReadonlyMap<string, ResolvedSecret>, { index: HostPattern.HostIndex<ResolvedSecret>; hosts: Map<string, Allowance> }>()
+interface Snapshot {
+  readonly index: HostPattern.HostIndex<ResolvedSecret>
+  readonly hosts: Map<string, Allowance>
+  /** Scrubbers by the set of secrets they look for (hosts that allow the same secrets share one). */
+  readonly scrubbers: Map<string, Scrubber>
+}
+
+const bySnapshot = new WeakMap<ReadonlyMap<string, ResolvedSecret>, Snapshot>()
+
+const snapshotOf = (values: ReadonlyMap<string, ResolvedSecret>): Snapshot => {
+  let snapshot = bySnapshot.get(values)
+  if (snapshot === undefined) {
+    snapshot = {
+      index: new HostPattern.HostIndex([...values.values()].map((secret) => ({ hosts: secret.hosts, value: secret }))),
+      hosts: new Map(),
+      scrubbers: new Map()
+    }
+    bySnapshot.set(values, snapshot)
+  }
+  return snapshot
+}
+
+/**
+ * The scrubber for these secrets of a snapshot, built once per snapshot (a resolver hands out a new
+ * map after every change) and set of secrets, and shared by every host that allows that set.
+ */
+const scrubberFor = (snapshot: Snapshot, secrets: ReadonlyArray<ResolvedSecret>): Scrubber => {
+  const key = secrets.map((secret) => secret.placeholder).sort().join(" ")
+  let scrubber = snapshot.scrubbers.get(key)
+  if (scrubber === undefined) {
+    scrubber = makeScrubber(secrets)
+    if (snapshot.scrubbers.size >= MAX_CACHED) snapshot.scrubbers.clear()
+    snapshot.scrubbers.set(key, scrubber)
+  }
+  return scrubber
+}
 
 /**
  * The secrets of `values` whose hosts admit `host`. Cached per snapshot (a resolver hands out a new
@@ -86,21 +124,14 @@ const bySnapshot = new WeakMap<ReadonlyMap<string, ResolvedSecret>, { index: Hos
  * independent of the number of secrets.
  */
 export const allowanceFor = (values: ReadonlyMap<string, ResolvedSecret>, host: string): Allowance => {
-  let snapshot = bySnapshot.get(values)
-  if (snapshot === undefined) {
-    snapshot = {
-      index: new HostPattern.HostIndex([...values.values()].map((secret) => ({ hosts: secret.hosts, value: secret }))),
-      hosts: new Map()
-    }
-    bySnapshot.set(values, snapshot)
-  }
+  const snapshot = snapshotOf(values)
   let allowance = snapshot.hosts.get(host)
   if (allowance === undefined) {
     const allowed = snapshot.index.match(host)
     allowance = allowed.length === 0 ? NOTHING : {
       allowed: new Set(allowed),
       unsafeInHeader: new Set(allowed.filter((secret) => !headerSafe(Redacted.value(secret.value)))),
-      scrub: makeScrubber(allowed, [])
+      scrub: scrubberFor(snapshot, allowed)
     }
     if (snapshot.hosts.size >= MAX_CACHED) snapshot.hosts.clear()
     snapshot.hosts.set(host, allowance)

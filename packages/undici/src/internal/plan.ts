@@ -10,7 +10,7 @@ import type { AuditEvent, AuditSink, Surface, WithheldReason } from "../AuditEve
 import { EgressRefused, SubstitutionBlocked, UnsafeSubstitution } from "../EgressError.js"
 import { type Allowance, allowanceFor, namesTarget, NOTHING, type Target, type Targets } from "./destination.js"
 import { bodyEncoder, decodeBasic, encodeBasic, forUrl } from "./encoding.js"
-import { makeScrubber, type Scrubber } from "./scrubber.js"
+import { type Scrubber, withBasicEchoes } from "./scrubber.js"
 import type { Outgoing } from "./WebSocketScrub.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
@@ -534,9 +534,7 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
       length = "stream"
     }
   }
-  const scrub = allowance.scrub === undefined || rewriter.basicEchoes.length === 0
-    ? allowance.scrub
-    : makeScrubber([...allowance.allowed], rewriter.basicEchoes)
+  const scrub = allowance.scrub === undefined ? undefined : withBasicEchoes(allowance.scrub, rewriter.basicEchoes)
   if (length !== undefined || scrub !== undefined || webSocket) {
     flat = finishHeaders(flat, length, scrub !== undefined, webSocket)
     headersChanged = true
