@@ -228,10 +228,15 @@ const scrubbingBench = async (plain: Agent, port: number) => {
   const mount = await gate.mount(mounted)
   const agent = new SecretgateAgent({ resolver: await gate.resolver(mount), agentOptions })
   const dir = mkdtempSync(join(tmpdir(), "secretgate-bench-"))
-  // clean: JSON records with the escapes a real API writes (quotes, newlines, entities, percent), no value
-  const record = '{"id":12345,"text":"lorem ipsum \\"quoted\\" a\\nb &amp; 50%25 x+y caf\\u00e9","url":"https://example.com/a?b=c%2Fd"},'
+  // clean: JSON records as an API writes them: prose, a quoted word, a line break, an encoded URL, an
+  // entity; no value
+  const words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et dolore magna aliqua"
+  const record = (i: number) =>
+    `{"id":${i},"title":"${words.slice(0, 40)}","text":"${words} ${words} ${words}","note":"a \\"quoted\\" word\\nnext line &amp; more","url":"https://example.com/a/${i}?q=c%2Fd&page=2"},\n`
+  let clean = ""
+  for (let i = 0; clean.length < 1 << 20; i++) clean += record(i)
   const cleanPath = join(dir, "clean.json")
-  writeFileSync(cleanPath, record.repeat(Math.ceil((1 << 20) / record.length)).slice(0, 1 << 20))
+  writeFileSync(cleanPath, clean.slice(0, 1 << 20))
   const echo = specialValues.flatMap(echoes).join(" ")
   const echoPaths = ECHO_KIB.map((kib) => {
     const path = join(dir, `echo-${kib}.txt`)

@@ -86,6 +86,8 @@ interface Snapshot {
   readonly hosts: Map<string, Allowance>
   /** Scrubbers by the set of secrets they look for (hosts that allow the same secrets share one). */
   readonly scrubbers: Map<string, Scrubber>
+  /** The scrubber for every value of the snapshot, once asked for. */
+  everyValue: Scrubber | undefined
 }
 
 const bySnapshot = new WeakMap<ReadonlyMap<string, ResolvedSecret>, Snapshot>()
@@ -96,7 +98,8 @@ const snapshotOf = (values: ReadonlyMap<string, ResolvedSecret>): Snapshot => {
     snapshot = {
       index: new HostPattern.HostIndex([...values.values()].map((secret) => ({ hosts: secret.hosts, value: secret }))),
       hosts: new Map(),
-      scrubbers: new Map()
+      scrubbers: new Map(),
+      everyValue: undefined
     }
     bySnapshot.set(values, snapshot)
   }
@@ -116,6 +119,12 @@ const scrubberFor = (snapshot: Snapshot, secrets: ReadonlyArray<ResolvedSecret>)
     snapshot.scrubbers.set(key, scrubber)
   }
   return scrubber
+}
+
+/** The scrubber for every value of the snapshot (to check where a value may not go). */
+export const valuesScrubber = (values: ReadonlyMap<string, ResolvedSecret>): Scrubber => {
+  const snapshot = snapshotOf(values)
+  return (snapshot.everyValue ??= scrubberFor(snapshot, [...values.values()]))
 }
 
 /**
