@@ -233,10 +233,10 @@ const scrubbingBench = async (plain: Agent, port: number) => {
   const words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et dolore magna aliqua"
   const record = (i: number) =>
     `{"id":${i},"title":"${words.slice(0, 40)}","text":"${words} ${words} ${words}","note":"a \\"quoted\\" word\\nnext line &amp; more","url":"https://example.com/a/${i}?q=c%2Fd&page=2"},\n`
-  let clean = ""
-  for (let i = 0; clean.length < 1 << 20; i++) clean += record(i)
+  let cleanText = ""
+  for (let i = 0; cleanText.length < 1 << 20; i++) cleanText += record(i)
   const cleanPath = join(dir, "clean.json")
-  writeFileSync(cleanPath, clean.slice(0, 1 << 20))
+  writeFileSync(cleanPath, cleanText.slice(0, 1 << 20))
   const echo = specialValues.flatMap(echoes).join(" ")
   const echoPaths = ECHO_KIB.map((kib) => {
     const path = join(dir, `echo-${kib}.txt`)

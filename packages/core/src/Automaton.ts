@@ -70,7 +70,10 @@ export class Automaton {
   work = 0
   private readonly classes: Uint8Array
   private readonly width: number
-  /** state * width + class -> next state */
+  /**
+   * (state * width) + class -> next state, times width (so a step is one addition); bitwise-not of
+   * that when the next state ends a pattern, so the scan loop tests a sign, not another table.
+   */
   private readonly delta: Int32Array
   /** state -> longest pattern ending here, or -1 */
   private readonly output: Int32Array
@@ -150,6 +153,10 @@ export class Automaton {
         }
       }
     }
+    for (let slot = 0; slot < delta.length; slot++) {
+      const next = delta[slot]!
+      delta[slot] = output[next] !== -1 ? ~(next * width) : next * width
+    }
     this.delta = delta
     this.output = output.subarray(0, states)
     this.nextOutput = nextOutput
@@ -164,11 +171,16 @@ export class Automaton {
 
   /** How many bytes the partial match of `state` spans (0 at the root). @since 0.2.0 */
   depth(state: number): number {
-    return this.depths[state]!
+    return this.depths[state / this.width]!
+  }
+
+  /** Whether `byte` occurs in any pattern (after folding). @since 0.2.0 */
+  occurs(byte: number): boolean {
+    return this.classes[byte] !== 0
   }
 
   /**
-   * Scans `bytes[start, end)` from `state`; for every position where a pattern ends, calls
+   * Scans `bytes[start, end)` from `state` (`ROOT`, or what an earlier scan returned); for every position where a pattern ends, calls
    * `onMatch` with the longest pattern ending there (a shorter one ending at the same place lies
    * inside it). Returns the state after the last byte.
    *
@@ -178,8 +190,12 @@ export class Automaton {
     const { classes, delta, output, width } = this
     let s = state
     for (let i = start; i < end; i++) {
-      s = delta[s * width + classes[bytes[i]!]!]!
-      if (output[s] !== -1) onMatch(output[s]!, i + 1)
+      const next = delta[s + classes[bytes[i]!]!]!
+      if (next >= 0) s = next
+      else {
+        s = ~next
+        onMatch(output[s / width]!, i + 1)
+      }
     }
     this.work += end > start ? end - start : 0
     return s
@@ -190,7 +206,8 @@ export class Automaton {
    *
    * @since 0.2.0
    */
-  *outputs(state: number): Generator<number> {
+  *outputs(premultiplied: number): Generator<number> {
+    const state = premultiplied / this.width
     if (this.output[state] === -1) return
     let previous = this.output[state]!
     yield previous
@@ -210,7 +227,8 @@ export class Automaton {
     let s = 0
     let best = -1
     for (let i = at; i < end; i++) {
-      const next = delta[s * width + classes[bytes[i]!]!]!
+      const step = delta[s * width + classes[bytes[i]!]!]!
+      const next = (step >= 0 ? step : ~step) / width
       // leaving the trie path (the match would no longer start at `at`)
       if (depths[next] !== i - at + 1) {
         this.work += i - at + 1

@@ -27,7 +27,8 @@ const echoOld = async (box: Sandbox, host: string) => {
     body: JSON.stringify({ kept: OLD }),
     dispatcher: box.agent
   })
-  return response.body.text()
+  const echoed = JSON.parse(await response.body.text()) as { body: string }
+  return (JSON.parse(echoed.body) as { kept: string }).kept
 }
 
 /** Makes the agent hold the current snapshot (a request through it). */
@@ -42,8 +43,7 @@ describe("a value the agent held stays scrubbed after it stops being current", (
     await touch(box)
     await world.gate.secret.update(box.ids.key!, { value: NEW })
     const echoed = await echoOld(box, "api.allowed.test")
-    expect(echoed).not.toContain(JSON.stringify(OLD).slice(1, -1))
-    expect(echoed).toContain(box.env.KEY!)
+    expect(echoed).toBe(box.env.KEY)
   })
 
   it("after its hosts were narrowed: still scrubbed from the host it was allowed for", async () => {
@@ -51,8 +51,7 @@ describe("a value the agent held stays scrubbed after it stops being current", (
     await touch(box, "other.allowed.test")
     await world.gate.secret.update(box.ids.key!, { hosts: ["api.allowed.test"] })
     const echoed = await echoOld(box, "other.allowed.test")
-    expect(echoed).not.toContain(JSON.stringify(OLD).slice(1, -1))
-    expect(echoed).toContain(box.env.KEY!)
+    expect(echoed).toBe(box.env.KEY)
   })
 
   it("after a delete, although no secret is allowed for the host any more", async () => {
@@ -60,8 +59,7 @@ describe("a value the agent held stays scrubbed after it stops being current", (
     await touch(box)
     await world.gate.secret.delete(box.ids.key!)
     const echoed = await echoOld(box, "api.allowed.test")
-    expect(echoed).not.toContain(JSON.stringify(OLD).slice(1, -1))
-    expect(echoed).toContain(box.env.KEY!)
+    expect(echoed).toBe(box.env.KEY)
   })
 
   it("a URL holding a past value is refused, for every host", async () => {
@@ -76,7 +74,7 @@ describe("a value the agent held stays scrubbed after it stops being current", (
     const box = await world.sandbox({ key: [OLD, ["api.allowed.test"]] }, { retainValuesFor: 0 })
     await touch(box)
     await world.gate.secret.update(box.ids.key!, { value: NEW })
-    expect(await echoOld(box, "api.allowed.test")).toContain(JSON.stringify(OLD).slice(1, -1))
+    expect(await echoOld(box, "api.allowed.test")).toBe(OLD)
   })
 })
 

@@ -10,6 +10,7 @@ import type { AuditEvent, AuditSink, Surface, WithheldReason } from "../AuditEve
 import { DisallowedValue, EgressRefused, SubstitutionBlocked, UnsafeSubstitution } from "../EgressError.js"
 import { type Allowance, allowanceFor, namesTarget, NOTHING, type Target, type Targets, valuesScrubber } from "./destination.js"
 import { bodyEncoder, decodeBasic, encodeBasic, forUrl } from "./encoding.js"
+import type { Retention } from "./retention.js"
 import { type Scrubber, secretsIn, withBasicEchoes } from "./scrubber.js"
 import type { Outgoing } from "./WebSocketScrub.js"
 
@@ -25,6 +26,8 @@ export interface Settings {
   readonly audit: AuditSink | undefined
   /** Whether WebSocket handshakes may carry values (their frames are then scrubbed). */
   readonly webSockets: boolean
+  /** The values this agent held that are no longer current, still scrubbed (see `retention.ts`). */
+  readonly retention: Retention
 }
 
 /** The outcome for one request. */
@@ -473,12 +476,13 @@ const copyOnce = (caller: Dispatcher.DispatchOptions): Dispatcher.DispatchOption
  */
 const refuseValuesInUrl = (
   values: ReadonlyMap<string, ResolvedSecret>,
+  past: ReadonlyArray<ResolvedSecret>,
   allowance: Allowance,
   target: Target,
   path: unknown,
   query: unknown
 ): void => {
-  if (values.size === 0) return
+  if (values.size === 0 && past.length === 0) return
   const texts: Array<string> = typeof path === "string" ? [path] : []
   if (query !== undefined && query !== null && typeof query === "object") {
     for (const [key, value] of Object.entries(query)) {
@@ -486,7 +490,7 @@ const refuseValuesInUrl = (
       for (const item of Array.isArray(value) ? value : [value]) if (typeof item === "string") texts.push(item)
     }
   }
-  const scrubber = valuesScrubber(values)
+  const scrubber = valuesScrubber(values, past)
   for (const text of texts) {
     for (const secret of secretsIn(scrubber, Buffer.from(text, "utf8"))) {
       if (allowance.allowed.has(secret)) continue
@@ -508,10 +512,11 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
   // copy becomes what goes downstream.
   const options = copyOnce(caller)
   const target = settings.targets.of(options.origin)
-  const allowance = target.secure && target.matchable !== undefined ? allowanceFor(values, target.matchable) : NOTHING
+  const past = settings.retention.observe(values, Date.now())
+  const allowance = target.secure && target.matchable !== undefined ? allowanceFor(values, target.matchable, past) : NOTHING
   const entries = headerEntries(options.headers)
   const webSocket = settings.webSockets && isWebSocketHandshake(options)
-  refuseValuesInUrl(values, allowance, target, options.path, options.query)
+  refuseValuesInUrl(values, past, allowance, target, options.path, options.query)
   const rewriter = new Rewriter(settings, values, allowance, target, restrictionOf(options, target, entries, webSocket))
 
   // Headers: values as they are (Basic credentials decoded and re-encoded).

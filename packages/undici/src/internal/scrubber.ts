@@ -219,6 +219,8 @@ const matchNearEscapes = (
     let windowEnd = -1
     const { outAt, outLength } = decoded
     for (let k = 0; k < outAt.length; k++) {
+      // an escape whose bytes occur in no pattern is in no match
+      if (!relevant(automaton, bytes, outAt[k]!, outLength[k]!)) continue
       const from = Math.max(0, outAt[k]! - reach)
       const to = Math.min(length, outAt[k]! + outLength[k]! + reach)
       if (from <= windowEnd) windowEnd = Math.max(windowEnd, to)
@@ -240,6 +242,12 @@ const matchNearEscapes = (
     }
     if (windowEnd > windowStart) scanWindow(windowStart, windowEnd)
   }
+}
+
+/** Whether any of `bytes[at, at + length)` occurs in a pattern of the automaton. */
+const relevant = (automaton: Automaton.Automaton, bytes: Buffer, at: number, length: number): boolean => {
+  for (let i = at; i < at + length; i++) if (automaton.occurs(bytes[i]!)) return true
+  return false
 }
 
 /** Every match of `bytes` under any stack, unjoined, and where to hold back. */
