@@ -1,5 +1,5 @@
 /**
- * Small I/O helpers: error mapping, durable atomic writes, a sleep that ignores the TestClock.
+ * Small I/O helpers: error mapping, durable atomic writes, bounded reads.
  */
 import type { FileSystem } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
@@ -37,16 +37,6 @@ export const unavailable = (what: string, path: string) => (error: PlatformError
 
 /** Random hex, for temp file names and lock tokens. */
 export const token = (bytes = 8): string => randomBytes(bytes).toString("hex")
-
-/**
- * Sleeps on the real clock. The store's lock must keep polling even where the `Clock` service is a
- * `TestClock` that does not move by itself (tests, `@effect/vitest` layers).
- */
-export const sleepLive = (millis: number): Effect.Effect<void> =>
-  Effect.async<void>((resume) => {
-    const timer = setTimeout(() => resume(Effect.void), Math.max(0, millis))
-    return Effect.sync(() => clearTimeout(timer))
-  })
 
 /** fsync of a directory, so that a rename or unlink in it survives a power loss. */
 export const syncDirectory = (fs: FileSystem.FileSystem, directory: string): Effect.Effect<void, StoreUnavailable> =>

@@ -96,7 +96,7 @@ export const make = (
     if (decoded._tag === "Invalid") return yield* unusable(decoded.why)
     const { snapshot } = decoded
     const since = yield* live.linesSince({ generation: snapshot.generation, offset: snapshot.offset, ino: 0, size: 0, mtimeMs: 0 })
-    if (since._tag === "Repair") return yield* unusable("the journal is missing or not a journal")
+    if (since._tag === "Repair") return yield* unusable("the journal is missing, not a journal, or was shortened")
     if (since._tag === "Lost") {
       return yield* unusable("its journal position is gone: rotated out, past the end, or followed by an unreadable line")
     }

@@ -75,7 +75,7 @@ export const make = (
    * dead writer leaves, is broken); otherwise leaves them to the next attempt or writer.
    */
   const closeDangling: Effect.Effect<void> = Effect.suspend(() => {
-    live.closeAttempted(Date.now())
+    live.closeAttempted(options.lock.clock.monotonicMillis())
     return writeMutex.withPermitsIfAvailable(1)(Lock.tryWithLock(fs, options.lock)(caughtUp(Effect.void))).pipe(
       Effect.ignore
     )
@@ -85,7 +85,7 @@ export const make = (
     if (yield* live.isCurrent) return
     const outcome = yield* live.exclusive(live.catchUp(false))
     if (outcome === "repair") return yield* transact(Effect.void)
-    if (live.danglingTooLong(Date.now())) yield* closeDangling
+    if (live.danglingTooLong(options.lock.clock.monotonicMillis())) yield* closeDangling
   })
 
   /** Announces, performs and confirms one record file change, then updates the index. */
