@@ -2,11 +2,10 @@ import { describe, expect, it } from "@effect/vitest"
 import { DecryptionFailed, KeyRing, Secretgate, Secrets, SecretStore } from "@secretgate/core"
 import { FileSystemSecretStore } from "@secretgate/filesystem"
 import { Effect, Option, Redacted } from "effect"
-import { spawnSync } from "node:child_process"
 import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { hostname } from "node:os"
 import * as Path from "node:path"
-import { failure, filesUnder, open, tempStore, withStore } from "./support.js"
+import { deadPid, failure, filesUnder, open, tempStore, withStore } from "./support.js"
 
 const newKey = () => KeyRing.keyToBase64(KeyRing.generateKey("k"))
 const value = (text: string) => Redacted.make(text)
@@ -20,10 +19,6 @@ const resolveOne = (secrets: Secrets.Secrets, placeholder: string) =>
 
 const modeOf = (path: string) => statSync(path).mode & 0o777
 
-const deadPid = (): number => {
-  const child = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" })
-  return Number(child.stdout)
-}
 
 describe("durability", () => {
   it.live("every kind of operation survives a reopen, and values still decrypt", () =>

@@ -5,7 +5,7 @@
 import { type Secrets, type SecretStore, type StoreError } from "@secretgate/core"
 import { FileSystemSecretStore } from "@secretgate/filesystem"
 import { Effect, Either, Layer, type Scope } from "effect"
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
@@ -44,6 +44,10 @@ export const withStore = <A, E>(
 export const failure = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<E, never, R> =>
   Effect.flatMap(Effect.either(effect), (result) =>
     Either.isLeft(result) ? Effect.succeed(result.left) : Effect.dieMessage("expected a failure, got a success"))
+
+/** The pid of a process that has exited (a child run to its end). */
+export const deadPid = (): number =>
+  Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout)
 
 /** Every file under `dir`, recursively. */
 export const filesUnder = (dir: string): Array<string> =>
