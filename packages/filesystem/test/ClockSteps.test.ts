@@ -2,7 +2,7 @@ import { FileSystem } from "@effect/platform"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { describe, expect, it } from "@effect/vitest"
 import { KeyRing, SecretCipher, Secrets, SecretStore } from "@secretgate/core"
-import { Effect, Redacted } from "effect"
+import { Effect, Redacted, TestClock } from "effect"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { hostname } from "node:os"
 import * as Path from "node:path"
@@ -121,5 +121,57 @@ describe("the wall clock stepped while processes hold the lock", () => {
       )
       yield* withClock(directory, key, Clock.live, 2_000, create("second"))
       expect(existsSync(Path.join(directory, "lock"))).toBe(false)
+    }))
+})
+
+describe("timestamps when the wall clock steps back", () => {
+  it.effect("updatedAt never precedes createdAt (or the last update), and every page walk sees each secret once, in order", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      const key = KeyRing.keyToBase64(KeyRing.generateKey())
+      const hour = 3_600_000
+      yield* TestClock.setTime(10 * YEAR)
+      const first = yield* withStore({ directory, key }, Effect.gen(function*() {
+        const s = yield* Secrets.Secrets
+        const a = yield* s.create(ORG, { name: "a", value: Redacted.make("v") })
+        yield* TestClock.adjust(hour)
+        const b = yield* s.create(ORG, { name: "b", value: Redacted.make("v") })
+        return { a, b }
+      }))
+      // the clock steps back two hours, below both creations
+      yield* TestClock.setTime(10 * YEAR - 2 * hour)
+      const after = yield* withStore({ directory, key }, Effect.gen(function*() {
+        const s = yield* Secrets.Secrets
+        const a = yield* s.update(ORG, first.a.id, { description: "after the step" })
+        const b = yield* s.update(ORG, first.b.id, { value: Redacted.make("w") })
+        const again = yield* s.update(ORG, first.b.id, { description: "and again" })
+        yield* s.create(ORG, { name: "c", value: Redacted.make("v") })
+        return { a, b, again }
+      }))
+      expect(after.a.updatedAt.getTime()).toBe(first.a.createdAt.getTime())
+      expect(after.b.updatedAt.getTime()).toBe(first.b.createdAt.getTime())
+      expect(after.again.updatedAt.getTime()).toBeGreaterThanOrEqual(after.b.updatedAt.getTime())
+      yield* withStore({ directory, key }, Effect.gen(function*() {
+        const s = yield* Secrets.Secrets
+        const all = yield* s.list(ORG)
+        for (const secret of all) expect(secret.updatedAt.getTime()).toBeGreaterThanOrEqual(secret.createdAt.getTime())
+        for (const sort of ["name", "createdAt", "updatedAt"] as const) {
+          for (const order of ["asc", "desc"] as const) {
+            const seen: Array<string> = []
+            let cursor: string | undefined
+            do {
+              const page = yield* s.listPage(ORG, { sort, order, limit: 1, ...(cursor === undefined ? {} : { cursor }) })
+              seen.push(...page.items.map((item) => item.name))
+              cursor = page.nextCursor ?? undefined
+            } while (cursor !== undefined)
+            const key = (x: (typeof all)[number]) => sort === "name" ? x.name : x[sort].getTime()
+            const expected = [...all].sort((x, y) => {
+              const byKey = key(x) < key(y) ? -1 : key(x) > key(y) ? 1 : x.id < y.id ? -1 : 1
+              return order === "asc" ? byKey : -byKey
+            })
+            expect(seen, `${sort} ${order}`).toEqual(expected.map((x) => x.name))
+          }
+        }
+      }))
     }))
 })

@@ -122,12 +122,17 @@ export const make = (fs: FileSystem.FileSystem, paths: Layout, keys: StoreKeys, 
   const load = (meta: Meta): Effect.Effect<SecretRecord | undefined, StoreError> => {
     const fileKey = fileKeyOf(meta.id)
     return Effect.flatMap(files.read(fileKey), (decoded) => {
-      if (decoded !== undefined && decoded._tag !== "Record") return Effect.fail(decoded.damage.error)
-      const record = decoded?.record
       const indexed = index.get(fileKey)
       // only while the index still holds what the lookup found: a re-read meanwhile (another
       // fiber caught up with the journal) is at least as new as this read
-      if (indexed?._tag === "Record" && indexed.record === meta && !sameMeta(meta, record)) {
+      const current = indexed?._tag === "Record" && indexed.record === meta
+      if (decoded !== undefined && decoded._tag !== "Record") {
+        // damaged behind the store's back: from now on the index knows it (its name stays taken)
+        if (current) index.set(fileKey, { _tag: "Damaged", damage: decoded.damage })
+        return Effect.fail(decoded.damage.error)
+      }
+      const record = decoded?.record
+      if (current && !sameMeta(meta, record)) {
         const path = recordPath(paths, fileKey)
         index.set(fileKey, record === undefined ? undefined : { _tag: "Record", record: metaOf(record), path })
       }
