@@ -85,7 +85,7 @@ export const make = (mount: SandboxMount, options: Options = {}): Effect.Effect<
     return {
       mount,
       current: () => {
-        const now = Date.now()
+        const now = performance.now() // monotonic: a step of the wall clock neither stretches nor cuts the ttl
         const atRevision = revision()
         if (ttl > 0 && kept !== undefined && kept.revision === atRevision && now - kept.loadedAt < ttl) return kept.values
         // a load already under way for the same revision, started within the ttl, is as fresh

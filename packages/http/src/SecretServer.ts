@@ -264,10 +264,11 @@ class NodeServer extends Context.Tag("@secretgate/http/SecretServer/NodeServer")
 const drain = (server: Http.Server, timeout: Duration.Duration) =>
   Effect.async<void>((resume) => {
     if (!server.listening) return resume(Effect.void)
-    const deadline = Date.now() + Duration.toMillis(timeout)
+    // monotonic: a step of the wall clock neither stretches nor cuts the drain
+    const deadline = performance.now() + Duration.toMillis(timeout)
     const timer = setInterval(() => {
       server.closeIdleConnections()
-      if (Date.now() >= deadline) server.closeAllConnections()
+      if (performance.now() >= deadline) server.closeAllConnections()
     }, 20)
     server.close(() => {
       clearInterval(timer)
