@@ -172,7 +172,8 @@ export const make = (fs: FileSystem.FileSystem, paths: Layout, keys: StoreKeys, 
         offset,
         tail: bytes.slice(bytes.lastIndexOf(0x0a, bytes.length - 2) + 1)
       }
-      if (offset === size) yield* Journal.writeMark(fs, paths, { generation: position.generation, size })
+      // an extra check only: a mark that cannot be written (no space, say) must not fail the write
+      if (offset === size) yield* Effect.ignore(Journal.writeMark(fs, paths, { generation: position.generation, size }))
     }))
 
   /** A torn last line (a writer lost power mid-append): nobody has consumed it, so the lock holder cuts it off. */
@@ -202,10 +203,10 @@ export const make = (fs: FileSystem.FileSystem, paths: Layout, keys: StoreKeys, 
         return { _tag: "Lines", entries: current.entries, next: current.position } as const
       }
       // a new generation: finish the old one (now journal.prev) unless we fell further behind
-      const previous = yield* Journal.read(fs, paths.journalPrevious, { from: from.offset, expected: from.generation })
+      const previous = yield* Journal.read(fs, paths.journalPrevious, { from: from.offset, expected: from.generation, tail: from.tail })
       const fresh = yield* Journal.read(fs, paths.journal)
       if (
-        previous._tag !== "Read" || previous.generation !== from.generation || from.offset > previous.position.size ||
+        previous._tag !== "Read" || previous.generation !== from.generation || previous.rewritten ||
         fresh._tag !== "Read" || fresh.previous !== from.generation || previous.garbled || fresh.garbled
       ) return { _tag: "Lost" } as const
       return { _tag: "Lines", entries: [...previous.entries, ...fresh.entries], next: fresh.position } as const
