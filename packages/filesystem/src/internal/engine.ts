@@ -74,12 +74,13 @@ export const open = (
     const keys = StoreKeys.make(fs, paths, options.keys)
     const files = RecordFiles.make(fs, paths, keys)
     const live = LiveIndex.make(fs, paths, keys, files)
-    const snapshots = Snapshotting.make(fs, paths, keys, files, live, options.snapshotMaxBytes ?? Snapshot.MAX_BYTES)
-    const writer = Writer.make(fs, paths, {
+    const parts = { fs, paths, keys, files, live }
+    const snapshots = Snapshotting.make(parts, options.snapshotMaxBytes ?? Snapshot.MAX_BYTES)
+    const writer = Writer.make(parts, {
       lock: { path: paths.lock, breaker: paths.lockBreaker, timeoutMillis: options.lockTimeoutMillis, clock },
       journalLimitBytes: options.journalLimitBytes
-    }, keys, files, live, snapshots)
-    const rotation = Rotation.make(fs, paths, keys, files, live, writer, snapshots)
+    }, snapshots)
+    const rotation = Rotation.make(parts, writer, snapshots)
 
     // the directory and a new store's files
     yield* Setup.ensureDirectory(fs, paths.root)
