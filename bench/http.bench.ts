@@ -33,7 +33,7 @@ const PARTS = (process.env.SECRETGATE_BENCH_PARTS ?? "1,2,3").split(",")
 const ROUNDS = QUICK ? 2 : 5
 const REQUESTS = QUICK ? 1_000 : 4_000
 const CONCURRENCY = 64
-const RESOLVERS = QUICK ? 100 : 1_000
+const RESOLVERS = Number(process.env.SECRETGATE_BENCH_RESOLVERS ?? (QUICK ? 100 : 1_000))
 const WATCH_SECONDS = QUICK ? 5 : 30
 const ORG = "bench"
 const CHILD = "SECRETGATE_HTTP_BENCH_CHILD"
@@ -287,10 +287,15 @@ const resolvers = async (manage: string, resolve: string) => {
       // each sandbox's traffic: its resolver asked every 100 ms, spread over the interval
       let stopped = false
       let failures = 0
+      let firstFailure: string | undefined
+      const failure = (error: unknown) => {
+        failures++
+        firstFailure ??= String((error as { message?: unknown }).message ?? error)
+      }
       const traffic = all.map((resolver, i) =>
         setTimeout(function ask() {
           if (stopped) return
-          Promise.resolve(resolver.current()).catch(() => failures++)
+          Promise.resolve(resolver.current()).catch(failure)
           setTimeout(ask, 100)
         }, (i * 100) / RESOLVERS)
       )
@@ -305,7 +310,7 @@ const resolvers = async (manage: string, resolve: string) => {
         // the updated secret's resolver, asked every millisecond until it serves the new value
         // (an overloaded server may fail a load: counted, and asked again)
         for (;;) {
-          const current = await Promise.resolve(all[i]!.current()).catch(() => (failures++, undefined))
+          const current = await Promise.resolve(all[i]!.current()).catch((error) => (failure(error), undefined))
           const secret = current?.get(placeholders[i]!)
           if (secret !== undefined && Redacted.value(secret.value) === value) break
           await new Promise((done) => setTimeout(done, 1))
@@ -321,6 +326,7 @@ const resolvers = async (manage: string, resolve: string) => {
       // the stream is opened once, before the measured interval: counted whole
       const watches = after.requests["GET /secret/watch"] ?? 0
       const updates = (after.requests["PATCH /secret/{id}"] ?? 0) - (before.requests["PATCH /secret/{id}"] ?? 0)
+      if (firstFailure !== undefined) console.log(`(${watch ? "watch" : "TTL"}: first failed load: ${firstFailure})`)
       const sorted = [...lags].sort((a, b) => a - b)
       rows.push([
         watch ? "watch (GET /secret/watch)" : "TTL polling (ttl 1 s)",
