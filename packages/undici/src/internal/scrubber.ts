@@ -273,7 +273,7 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
     if (MAX_DEPTH < 2) continue
     for (const inner of SYNTAXES) {
       if (!hasIntroducer(inner, first.bytes, 0, first.bytes.length, plus)) continue
-      const second = decode(inner, first.bytes, 0, first.bytes.length, atEnd, plus)
+      const second = decode(inner, first.bytes, 0, first.bytes.length, atEnd, plus, 1)
       if (second.cut !== -1) found.hold = Math.min(found.hold, startOf(first, second.cut))
       const twice: Span = (start, end) => once(startOf(second, start), endOf(second, end))
       matchNearEscapes(sets, second, [outer, inner], kindOf([outer, inner]), atEnd, twice, found)
