@@ -79,6 +79,11 @@ export interface Scrubber {
   readonly matcher: Substitution.Matcher
   /** Nothing to look for. */
   readonly empty: boolean
+  /**
+   * The length of the shortest pattern: fewer bytes cannot hold a match in any syntax (decoding
+   * never makes bytes longer), so a short header is passed without a scan.
+   */
+  readonly shortest: number
 }
 
 export const isLatin1 = (text: string): boolean => {
@@ -118,6 +123,7 @@ const fromSets = (sets: ReadonlyArray<PatternSet>): Scrubber => {
   const scrubber: Scrubber = {
     sets: live,
     empty: live.length === 0,
+    shortest: live.reduce((min, set) => Math.min(min, ...set.patterns.map((pattern) => pattern.length)), Infinity),
     matcher: {
       // the longest a match can be: every byte of the longest pattern under two of the widest escapes
       maxLength: longest * MAX_EXPANSION.html * MAX_EXPANSION.html,
@@ -351,11 +357,11 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
 
 /** Whether the bytes hold any value in any known form. */
 export const holds = (scrubber: Scrubber, bytes: Buffer): boolean =>
-  !scrubber.empty && candidates(scrubber, bytes, true, false).starts.length > 0
+  bytes.length >= scrubber.shortest && candidates(scrubber, bytes, true, false).starts.length > 0
 
 /** The bytes scrubbed; the same buffer when there was nothing to scrub. */
 export const scrubBytes = (scrubber: Scrubber, bytes: Buffer, ignoreCase = false): Buffer => {
-  if (scrubber.empty) return bytes
+  if (bytes.length < scrubber.shortest) return bytes
   const { matches } = scan(scrubber, bytes, true, ignoreCase ? Kind.Loose : Kind.Exact)
   if (matches.length === 0) return bytes
   const pieces: Array<Buffer> = []
@@ -370,8 +376,9 @@ export const scrubBytes = (scrubber: Scrubber, bytes: Buffer, ignoreCase = false
 
 /** The secrets whose values `bytes` hold in any known form. */
 export const secretsIn = (scrubber: Scrubber, bytes: Buffer): Set<ResolvedSecret> => {
-  const found = candidates(scrubber, bytes, true, false)
   const secrets = new Set<ResolvedSecret>()
+  if (bytes.length < scrubber.shortest) return secrets
+  const found = candidates(scrubber, bytes, true, false)
   for (const secret of found.secrets) if (secret !== undefined) secrets.add(secret)
   return secrets
 }
