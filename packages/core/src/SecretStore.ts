@@ -111,6 +111,13 @@ export interface SecretStore {
     change: (current: SecretRecord) => SecretRecord
   ) => Effect.Effect<SecretRecord, SecretNotFound | StoreError>
   readonly delete: (organizationId: string, id: string) => Effect.Effect<void, SecretNotFound | StoreError>
+  /**
+   * Optional: a number that changes whenever the store learns of a change to the organization's
+   * records made elsewhere (another process or replica writing the same store). `Secrets` adds it
+   * to its own revision, so the egress resolver reloads on the next request instead of waiting for
+   * its TTL. A backend that cannot know leaves it out.
+   */
+  readonly revision?: (organizationId: string) => number
 }
 
 /**
@@ -142,12 +149,21 @@ const compareKeys = (a: readonly [SortValue, string], b: readonly [SortValue, st
 /**
  * The cursor is the last item's sort key (`[sort, order, value, id]`, base64url JSON): keyset
  * pagination, so concurrent writes never make a page skip or repeat an item that existed
- * throughout the walk.
+ * throughout the walk. Exported for backends that page in their query language (SQL): the same
+ * cursors, so the same rules.
+ *
+ * @since 0.1.0
  */
-const encodeCursor = (query: PageQuery, record: SecretMetadata): string =>
+export const encodeCursor = (query: PageQuery, record: SecretMetadata): string =>
   Buffer.from(JSON.stringify([query.sort, query.order, sortValue(record, query.sort), record.id])).toString("base64url")
 
-const decodeCursor = (query: PageQuery, cursor: string): Effect.Effect<readonly [SortValue, string], InvalidSecretInput> => {
+/**
+ * The sort key a cursor of `encodeCursor` holds: the value of the sort field (a name, or a time in
+ * milliseconds) and the id that breaks ties. Items strictly past it come next.
+ *
+ * @since 0.1.0
+ */
+export const decodeCursor = (query: PageQuery, cursor: string): Effect.Effect<readonly [string | number, string], InvalidSecretInput> => {
   try {
     const parsed: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"))
     if (

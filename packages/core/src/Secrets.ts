@@ -154,7 +154,10 @@ export const make = (options: Options = {}): Effect.Effect<Secrets, never, Secre
       })
 
     return Secrets.of({
-      revision: (organizationId) => revisions.get(organizationId) ?? 0,
+      // both counters only grow, so their sum changes whenever either does
+      revision: store.revision === undefined
+        ? (organizationId) => revisions.get(organizationId) ?? 0
+        : (organizationId) => (revisions.get(organizationId) ?? 0) + store.revision!(organizationId),
       create: (organizationId, input) =>
         Effect.gen(function*() {
           const params = yield* decodeCreate(input)

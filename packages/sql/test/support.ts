@@ -1,0 +1,121 @@
+/**
+ * Helpers shared by the SQL tests: the engines to run against (PGlite always; the PostgreSQL server
+ * of `SECRETGATE_TEST_DATABASE_URL` when set), a fresh schema per store so that concurrent runs
+ * never collide, and a saved PGlite data directory so that each file starts PGlite in a fraction
+ * of `initdb`'s time.
+ */
+import { PGlite } from "@electric-sql/pglite"
+import { KeyRing } from "@secretgate/core"
+import { SqlSecretStore } from "@secretgate/sql"
+import { Effect, Layer, Redacted } from "effect"
+import { randomBytes } from "node:crypto"
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs"
+import { createRequire } from "node:module"
+import { tmpdir } from "node:os"
+import * as Path from "node:path"
+import pg from "pg"
+
+/** The PostgreSQL server to test against, if any. */
+export const databaseUrl: string | undefined = process.env["SECRETGATE_TEST_DATABASE_URL"] || undefined
+
+/** Says once per file why the real-server tests are skipped. */
+export const skipReason = databaseUrl === undefined
+  ? "SECRETGATE_TEST_DATABASE_URL is not set: the real-server tests are skipped (PGlite tests still run)"
+  : undefined
+
+const pgliteVersion = (): string => {
+  const require = createRequire(import.meta.url)
+  const entry = require.resolve("@electric-sql/pglite") // <package>/dist/index.cjs
+  return (JSON.parse(readFileSync(Path.join(Path.dirname(entry), "..", "package.json"), "utf8")) as { version: string }).version
+}
+
+let snapshot: Promise<Blob> | undefined
+
+/**
+ * A freshly `initdb`'d PGlite data directory as a tarball, made once per machine and PGlite version
+ * (kept in the temp directory) and then read by every test file.
+ */
+export const pgliteSnapshot = (): Promise<Blob> => {
+  snapshot ??= (async () => {
+    const file = Path.join(tmpdir(), `secretgate-pglite-${pgliteVersion()}.tar`)
+    if (!existsSync(file)) {
+      const db = await PGlite.create()
+      const dump = await db.dumpDataDir("none")
+      await db.close()
+      const temp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}`
+      writeFileSync(temp, new Uint8Array(await dump.arrayBuffer()))
+      renameSync(temp, file)
+    }
+    return new Blob([readFileSync(file)])
+  })()
+  return snapshot
+}
+
+/** A schema name no other run uses. */
+export const freshSchema = (): string => `sg_test_${randomBytes(6).toString("hex")}`
+
+/** Runs statements on the test server over a connection of their own. */
+export const withServer = async <A>(f: (client: pg.Client) => Promise<A>): Promise<A> => {
+  const client = new pg.Client({ connectionString: databaseUrl })
+  await client.connect()
+  try {
+    return await f(client)
+  } finally {
+    await client.end()
+  }
+}
+
+/** Drops a test schema (and everything in it). */
+export const dropSchema = (schema: string): Promise<void> =>
+  withServer(async (client) => {
+    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+  })
+
+/** A fixed key ring, so that several stores (and processes) can share one database. */
+export const testKey = KeyRing.keyFromBase64("test-key", Buffer.alloc(32, 7).toString("base64"))
+export const testKeyBase64 = Redacted.make(Buffer.alloc(32, 7).toString("base64"))
+
+/** An engine the suites run on. */
+export interface Engine {
+  readonly name: string
+  /** A store in a fresh schema (dropped when the layer is released). */
+  readonly layer: (options?: SqlSecretStore.Options & { readonly schema?: string }) => Layer.Layer<
+    Layer.Layer.Success<ReturnType<typeof SqlSecretStore.layer>>,
+    unknown
+  >
+}
+
+/** PGlite, started from the saved data directory. */
+export const pglite: Engine = {
+  name: "pglite",
+  layer: (options = {}) =>
+    Layer.unwrapEffect(
+      Effect.map(Effect.promise(pgliteSnapshot), (loadDataDir) =>
+        SqlSecretStore.layerPglite({ keyRing: KeyRing.make([testKey]), ...options, loadDataDir }))
+    )
+}
+
+/** The PostgreSQL server, in a fresh schema per layer, with a small pool (the server is shared). */
+export const postgres: Engine = {
+  name: "postgres",
+  layer: (options = {}) =>
+    Layer.unwrapScoped(
+      Effect.map(
+        Effect.acquireRelease(
+          Effect.sync(() => options.schema ?? freshSchema()),
+          (schema) => Effect.promise(() => dropSchema(schema))
+        ),
+        (schema) =>
+          SqlSecretStore.layer({
+            url: Redacted.make(databaseUrl!),
+            maxConnections: 4,
+            keyRing: KeyRing.make([testKey]),
+            ...options,
+            schema
+          })
+      )
+    )
+}
+
+/** The engines of this run. */
+export const engines: ReadonlyArray<Engine> = databaseUrl === undefined ? [pglite] : [pglite, postgres]
