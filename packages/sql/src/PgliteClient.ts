@@ -49,7 +49,15 @@ export interface Options {
    * seconds): tests start each file's database from one saved copy.
    */
   readonly loadDataDir?: Blob
+  /**
+   * A PGlite instance the caller already has (and closes): `dataDir` and `loadDataDir` are then
+   * ignored. Every client over one instance shares one lock, so their transactions never interleave.
+   */
+  readonly pglite?: PGlite
 }
+
+// one lock per PGlite instance, whichever clients use it
+const locks = new WeakMap<PGlite, Effect.Semaphore>()
 
 const failed = (message: string) => (cause: unknown) => new SqlError({ cause, message })
 
@@ -62,7 +70,7 @@ export const make = (
   options: Options = {}
 ): Effect.Effect<PgliteClient, SqlError, import("effect/Scope").Scope | Reactivity.Reactivity> =>
   Effect.gen(function*() {
-    const pglite = yield* Effect.acquireRelease(
+    const pglite = options.pglite ?? (yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: () =>
           PGlite.create({
@@ -72,10 +80,15 @@ export const make = (
         catch: failed("PGlite could not be started")
       }),
       (db) => Effect.promise(() => db.close())
-    )
+    ))
     // one connection: a permit per statement, or per transaction for its whole length
-    const lock = yield* Effect.makeSemaphore(1)
-    const exclusive = Effect.acquireRelease(lock.take(1), () => lock.release(1))
+    let lock = locks.get(pglite)
+    if (lock === undefined) {
+      lock = yield* Effect.makeSemaphore(1)
+      locks.set(pglite, lock)
+    }
+    const permits = lock
+    const exclusive = Effect.acquireRelease(permits.take(1), () => permits.release(1))
 
     const query = (sql: string, params: ReadonlyArray<unknown>, rowMode?: "array") =>
       Effect.tryPromise({
@@ -111,7 +124,7 @@ export const make = (
       compiler: PgClient.makeCompiler(),
       spanAttributes: [["db.system.name", "postgresql"], ["db.namespace", "pglite"]]
     })
-    return Object.assign(client, { pglite, dataDir: options.dataDir })
+    return Object.assign(client, { pglite, dataDir: options.pglite === undefined ? options.dataDir : options.pglite.dataDir })
   })
 
 /**

@@ -168,19 +168,17 @@ export interface SqlSecretStore extends SecretStore.SecretStore {
  */
 export const SqlSecretStore = Context.GenericTag<SqlSecretStore>("@secretgate/sql/SqlSecretStore")
 
-const keyRingOf = (options: Options, ephemeralAllowed: boolean): Effect.Effect<KeyRing.KeyRing, DecryptionFailed> => {
+const keyRingOf = (options: Options): Effect.Effect<KeyRing.KeyRing, DecryptionFailed> => {
   if (options.key !== undefined && options.keyRing !== undefined) {
     return Effect.fail(new DecryptionFailed({ message: "configure either key or keyRing, not both" }))
   }
   if (options.keyRing !== undefined) return Effect.succeed(options.keyRing)
   if (options.key === undefined) {
-    return ephemeralAllowed
-      ? Effect.sync(() => KeyRing.ephemeral())
-      : Effect.fail(
-        new DecryptionFailed({
-          message: "no encryption key configured: set key (32 bytes of base64, e.g. from an environment variable) or keyRing"
-        })
-      )
+    return Effect.fail(
+      new DecryptionFailed({
+        message: "no encryption key configured: set key (32 bytes of base64, e.g. from an environment variable) or keyRing"
+      })
+    )
   }
   const key = options.key
   return Effect.try({
@@ -231,7 +229,7 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
         new StoreUnavailable({ message: `schema ${JSON.stringify(schema)} must be 1-48 characters of [a-z0-9_], not starting with a digit` })
       )
     }
-    const ring = yield* keyRingOf(options, Option.isSome(pglite) && pglite.value.dataDir === undefined)
+    const ring = yield* keyRingOf(options)
     const cipher = SecretCipher.make(ring)
     const mac = makeMac(ring)
     const where = describeClient(pg, pglite)
@@ -260,16 +258,18 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
       Effect.mapError(fail)
     )
     const known = yield* Effect.mapError(exec(st.keys), fail)
+    if (known.some((row) => row["retired"] === true && row["id"] === ring.current.id)) {
+      return yield* Effect.fail(
+        new DecryptionFailed({
+          message: `the sealing key ${JSON.stringify(ring.current.id)} has been retired from this store: put a new key last in keyRing`
+        })
+      )
+    }
     for (const row of known) {
       const id = String(row["id"])
       const key = ring.keys.get(id)
-      if (row["retired"] === true) {
-        if (id === ring.current.id) {
-          return yield* Effect.fail(
-            new DecryptionFailed({ message: `the sealing key ${JSON.stringify(id)} has been retired from this store: put a new key last in keyRing` })
-          )
-        }
-      } else if (key !== undefined && !KeyRing.keyCheckMatches(key, KEY_CHECK_PURPOSE, String(row["check"]))) {
+      if (row["retired"] === true) continue
+      if (key !== undefined && !KeyRing.keyCheckMatches(key, KEY_CHECK_PURPOSE, String(row["check"]))) {
         return yield* Effect.fail(
           new DecryptionFailed({
             message: `the key configured as ${JSON.stringify(id)} is not the key this database knows by that id (schema ${schema}): check the key configuration`
@@ -291,7 +291,7 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
         : Option.isSome(pglite)
         ? Listeners.pglite(pglite.value.pglite)
         : Option.isSome(pg)
-        ? Listeners.postgres(listenerConfig(pg.value.config))
+        ? Listeners.postgres({ ...listenerConfig(pg.value.config), application_name: `secretgate-listener:${schema}` })
         : undefined,
       readRevisions: (organizations) =>
         Effect.map(exec(st.revisions, [organizations]), (rows) => rows.map((row) => [String(row["id"]), Number(row["revision"])] as const)),
@@ -427,8 +427,9 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
           sql.withTransaction,
           Effect.gen(function*() {
             const deleted = yield* sql.unsafe(st.deleteKey, [keyId])
+            if (deleted.length === 0) return "unknown" as const
             yield* sql.unsafe(st.retireKey, [keyId])
-            return deleted.length > 0 ? "retired" as const : "unknown" as const
+            return "retired" as const
           })
         ).pipe(
           retryTransient,
@@ -632,7 +633,12 @@ export const layerPglite = (
   Secrets.Secrets | SqlSecretStore | SecretStore.SecretStore | SecretCipher.SecretCipher | PgliteClient.PgliteClient,
   StoreError
 > =>
-  layerClient(config).pipe(
+  layerClient(
+    // in memory, the data dies with the process: a random key is as good as any
+    config.dataDir === undefined && config.key === undefined && config.keyRing === undefined
+      ? { ...config, keyRing: KeyRing.ephemeral() }
+      : config
+  ).pipe(
     Layer.provideMerge(
       PgliteClient.layer(config).pipe(Layer.mapError(unavailable("(PGlite, in this process)")))
     )

@@ -5,8 +5,10 @@
  * of `initdb`'s time.
  */
 import { PGlite } from "@electric-sql/pglite"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import * as PgClient from "@effect/sql-pg/PgClient"
 import { KeyRing } from "@secretgate/core"
-import { SqlSecretStore } from "@secretgate/sql"
+import { PgliteClient, SqlSecretStore } from "@secretgate/sql"
 import { Effect, Layer, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs"
@@ -14,6 +16,7 @@ import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
 import pg from "pg"
+import { afterAll } from "vitest"
 
 /** The PostgreSQL server to test against, if any. */
 export const databaseUrl: string | undefined = process.env["SECRETGATE_TEST_DATABASE_URL"] || undefined
@@ -75,46 +78,54 @@ export const dropSchema = (schema: string): Promise<void> =>
 export const testKey = KeyRing.keyFromBase64("test-key", Buffer.alloc(32, 7).toString("base64"))
 export const testKeyBase64 = Redacted.make(Buffer.alloc(32, 7).toString("base64"))
 
+/** What a store layer of the tests provides. */
+export type StoreContext = Layer.Layer.Success<ReturnType<typeof SqlSecretStore.layerClient>>
+
 /** An engine the suites run on. */
 export interface Engine {
   readonly name: string
-  /** A store in a fresh schema (dropped when the layer is released). */
-  readonly layer: (options?: SqlSecretStore.Options & { readonly schema?: string }) => Layer.Layer<
-    Layer.Layer.Success<ReturnType<typeof SqlSecretStore.layer>>,
-    unknown
-  >
+  /** A new client (a pool, or a PGlite database started from the saved data directory). */
+  readonly client: () => Layer.Layer<SqlClient.SqlClient, unknown>
+  /** A store in a fresh schema of a new client (the schema is dropped when the layer is released). */
+  readonly layer: (options?: SqlSecretStore.Options) => Layer.Layer<StoreContext | SqlClient.SqlClient, unknown>
 }
 
-/** PGlite, started from the saved data directory. */
+const withFreshSchema = <A, E, R>(options: SqlSecretStore.Options, f: (schema: string) => Layer.Layer<A, E, R>) =>
+  Layer.unwrapScoped(
+    Effect.map(
+      Effect.acquireRelease(
+        Effect.sync(() => options.schema ?? freshSchema()),
+        (schema) => (databaseUrl === undefined ? Effect.void : Effect.promise(() => dropSchema(schema)))
+      ),
+      f
+    )
+  )
+
+const storeOver = (client: Layer.Layer<SqlClient.SqlClient, unknown>, options: SqlSecretStore.Options) =>
+  withFreshSchema(options, (schema) =>
+    SqlSecretStore.layerClient({ keyRing: KeyRing.make([testKey]), ...options, schema }).pipe(Layer.provideMerge(client)))
+
+let instance: Promise<PGlite> | undefined
+afterAll(async () => {
+  if (instance !== undefined) await (await instance).close()
+})
+
+/** PGlite: one database per test file, started from the saved data directory; a schema per store. */
 export const pglite: Engine = {
   name: "pglite",
-  layer: (options = {}) =>
-    Layer.unwrapEffect(
-      Effect.map(Effect.promise(pgliteSnapshot), (loadDataDir) =>
-        SqlSecretStore.layerPglite({ keyRing: KeyRing.make([testKey]), ...options, loadDataDir }))
-    )
+  client: () =>
+    Layer.unwrapEffect(Effect.map(
+      Effect.promise(() => (instance ??= pgliteSnapshot().then((loadDataDir) => PGlite.create({ loadDataDir })))),
+      (db) => PgliteClient.layer({ pglite: db })
+    )),
+  layer: (options = {}) => storeOver(pglite.client(), options)
 }
 
-/** The PostgreSQL server, in a fresh schema per layer, with a small pool (the server is shared). */
+/** The PostgreSQL server, with a small pool (the server is shared with other runs). */
 export const postgres: Engine = {
   name: "postgres",
-  layer: (options = {}) =>
-    Layer.unwrapScoped(
-      Effect.map(
-        Effect.acquireRelease(
-          Effect.sync(() => options.schema ?? freshSchema()),
-          (schema) => Effect.promise(() => dropSchema(schema))
-        ),
-        (schema) =>
-          SqlSecretStore.layer({
-            url: Redacted.make(databaseUrl!),
-            maxConnections: 4,
-            keyRing: KeyRing.make([testKey]),
-            ...options,
-            schema
-          })
-      )
-    )
+  client: () => PgClient.layer({ url: Redacted.make(databaseUrl!), maxConnections: 4, applicationName: "secretgate-test" }),
+  layer: (options = {}) => storeOver(postgres.client(), options)
 }
 
 /** The engines of this run. */

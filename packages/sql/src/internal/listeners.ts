@@ -14,7 +14,7 @@ export type ClientConfig = pg.ClientConfig
 /** A listener over a PostgreSQL server. */
 export const postgres = (config: ClientConfig): Listen => (channel, onPayload) =>
   Effect.gen(function*() {
-    const client = new pg.Client({ ...config, application_name: "secretgate-listener" })
+    const client = new pg.Client(config)
     let onLost: ((error: unknown) => void) | undefined
     const lostEarly: Array<unknown> = []
     const lose = (error: unknown) => (onLost === undefined ? lostEarly.push(error) : onLost(error))
