@@ -9,12 +9,15 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { KeyRing } from "@secretgate/core"
 import { PgliteClient, SqlSecretStore } from "@secretgate/sql"
+import { testKey } from "./fixtures/testKey.js"
 import { Effect, Layer, Redacted } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { afterAll } from "vitest"
 
@@ -74,9 +77,7 @@ export const dropSchema = (schema: string): Promise<void> =>
     await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
   })
 
-/** A fixed key ring, so that several stores (and processes) can share one database. */
-export const testKey = KeyRing.keyFromBase64("test-key", Buffer.alloc(32, 7).toString("base64"))
-export const testKeyBase64 = Redacted.make(Buffer.alloc(32, 7).toString("base64"))
+export { testKey } from "./fixtures/testKey.js"
 
 /** What a store layer of the tests provides. */
 export type StoreContext = Layer.Layer.Success<ReturnType<typeof SqlSecretStore.layerClient>>
@@ -130,3 +131,44 @@ export const postgres: Engine = {
 
 /** The engines of this run. */
 export const engines: ReadonlyArray<Engine> = databaseUrl === undefined ? [pglite] : [pglite, postgres]
+
+/** A fixture script (`test/fixtures/<name>.ts`) running as its own Node process. */
+export interface Child {
+  readonly process: ChildProcess
+  /** Resolves with the first stdout line that `accept` takes. */
+  readonly line: (accept: (line: string) => boolean) => Promise<string>
+  /** Resolves with the exit code and stderr when the process ends. */
+  readonly exited: Promise<{ readonly code: number | null; readonly stderr: string }>
+}
+
+/** Starts `node --import tsx test/fixtures/<name>.ts ...args`. */
+export const startChild = (name: string, args: ReadonlyArray<string>, env: Record<string, string> = {}): Child => {
+  const here = Path.dirname(fileURLToPath(import.meta.url))
+  const child = spawn(process.execPath, ["--import", "tsx", Path.join(here, "fixtures", `${name}.ts`), ...args], {
+    cwd: Path.resolve(here, ".."),
+    env: { ...process.env, ...env },
+    stdio: ["pipe", "pipe", "pipe"]
+  })
+  let stdout = ""
+  let stderr = ""
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
+  const exited = new Promise<{ code: number | null; stderr: string }>((resolve) => child.on("exit", (code) => resolve({ code, stderr })))
+  return {
+    process: child,
+    line: (accept) =>
+      new Promise((resolve, reject) => {
+        const look = () => {
+          const found = stdout.split("\n").find(accept)
+          if (found !== undefined) {
+            child.stdout!.off("data", look)
+            resolve(found)
+          }
+        }
+        child.stdout!.on("data", look)
+        look()
+        void exited.then(({ code }) => reject(new Error(`fixture ${name} ended (${code}) first: ${stderr}`)))
+      }),
+    exited
+  }
+}
