@@ -5,8 +5,9 @@
  * egress host's next request within milliseconds (LISTEN/NOTIFY), however many processes there are.
  *
  * Run it: `DATABASE_URL=postgres://user:password@host:5432/db npx tsx examples/postgres.ts`
- * (default: the local server `postgres://postgres@127.0.0.1:5432/test`). It works in its own
- * schema, `secretgate_example`, and removes what it created.
+ * (default: the local server `postgres://postgres@127.0.0.1:5432/test`). It works in a schema of
+ * its own, `secretgate_example_<random>`, and drops it at the end. `api.allowed.test` is a local
+ * stand-in for the real API (`examples/support/localUpstream.ts`).
  */
 import { Secretgate } from "@secretgate/core"
 import { ApiKeys, HttpSecrets, SecretServer } from "@secretgate/http"
@@ -16,12 +17,13 @@ import { Redacted } from "effect"
 import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { createInterface } from "node:readline"
+import pg from "pg"
 import { fileURLToPath } from "node:url"
 import { request } from "undici"
 import { startLocalInternet } from "./support/localUpstream.js"
 
 const url = Redacted.make(process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test")
-const schema = "secretgate_example"
+const schema = process.argv[4] ?? `secretgate_example_${randomBytes(4).toString("hex")}`
 const organizationId = "acme"
 
 if (process.argv[2] === "egress") {
@@ -32,7 +34,7 @@ if (process.argv[2] === "egress") {
   const mount = await gate.mount({ GITHUB_TOKEN: process.argv[3]! })
   const agent = new SecretgateAgent({ resolver: await gate.resolver(mount), agentOptions: internet.agentOptions })
   const call = async () => {
-    const response = await request(internet.url("api.github.com", "/user"), {
+    const response = await request(internet.url("api.allowed.test", "/user"), {
       headers: { authorization: `Bearer ${mount.env.GITHUB_TOKEN}` },
       dispatcher: agent
     })
@@ -40,7 +42,7 @@ if (process.argv[2] === "egress") {
     return internet.received[internet.received.length - 1]!.authorization
   }
   console.log(`egress: sandbox env GITHUB_TOKEN=${mount.env.GITHUB_TOKEN}`)
-  console.log(`egress: api.github.com received ${await call()}`)
+  console.log(`egress: api.allowed.test received ${await call()}`)
   console.log("egress: waiting for an update")
   const lines = createInterface({ input: process.stdin })
   for await (const line of lines) {
@@ -48,12 +50,13 @@ if (process.argv[2] === "egress") {
     const started = Date.now()
     let seen = await call()
     while (seen === "Bearer ghp_first_value" && Date.now() - started < 5_000) seen = await call()
-    console.log(`egress: api.github.com received ${seen} (${Date.now() - started} ms after the update)`)
+    console.log(`egress: api.allowed.test received ${seen} (${Date.now() - started} ms after the update)`)
     break
   }
   await agent.close()
   await internet.close()
   await gate.dispose()
+  process.exit(0)
 } else {
   // ── the server ───────────────────────────────────────────────────────────────────────────────
   const key = Redacted.make(process.env.SECRETGATE_KEY ?? randomBytes(32).toString("base64"))
@@ -72,11 +75,11 @@ if (process.argv[2] === "egress") {
   console.log(`server: listening on ${server.url}, store in schema ${schema}`)
   const admin = new Secretgate({ layer: HttpSecrets.layer({ baseUrl: server.url, apiKey: manage }), organizationId })
   const name = `github-token-${randomBytes(4).toString("hex")}`
-  const secret = await admin.secret.create({ name, value: "ghp_first_value", hosts: ["api.github.com"] })
+  const secret = await admin.secret.create({ name, value: "ghp_first_value", hosts: ["api.allowed.test"] })
   console.log(`server: created ${name} (placeholder ${secret.placeholder})`)
 
   // the key goes to the child through its environment, never its arguments
-  const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "egress", name], {
+  const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "egress", name, schema], {
     env: { ...process.env, SECRETGATE_KEY: Redacted.value(key), DATABASE_URL: Redacted.value(url) },
     stdio: ["pipe", "pipe", "inherit"]
   })
@@ -85,13 +88,17 @@ if (process.argv[2] === "egress") {
     if (line === "egress: waiting for an update") {
       await admin.secret.update(secret.id, { value: "ghp_second_value" })
       console.log("server: updated the value")
-      child.stdin!.write("updated\n")
+      child.stdin!.end("updated\n")
     }
   }
   const code = await new Promise<number | null>((resolve) => child.on("exit", resolve))
   await admin.secret.delete(secret.id)
   await admin.dispose()
   await server.close()
+  const sql = new pg.Client({ connectionString: Redacted.value(url) })
+  await sql.connect()
+  await sql.query(`DROP SCHEMA ${schema} CASCADE`)
+  await sql.end()
   console.log(code === 0 ? "two processes, one database: OK" : `the egress process failed (${code})`)
   process.exit(code === 0 ? 0 : 1)
 }

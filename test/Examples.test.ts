@@ -48,8 +48,8 @@ describe("examples", () => {
       : "postgres: a server and an egress host in two processes share one database; an update reaches the egress",
     async () => {
       const out = await example("postgres.ts", { DATABASE_URL: database! })
-      expect(out).toMatch(/egress: api\.github\.com received Bearer ghp_first_value\n/)
-      expect(out).toMatch(/egress: api\.github\.com received Bearer ghp_second_value \(\d+ ms after the update\)/)
+      expect(out).toMatch(/egress: api\.allowed\.test received Bearer ghp_first_value\n/)
+      expect(out).toMatch(/egress: api\.allowed\.test received Bearer ghp_second_value \(\d+ ms after the update\)/)
       expect(out).toContain("two processes, one database: OK")
     },
     120_000
