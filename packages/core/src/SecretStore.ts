@@ -111,13 +111,6 @@ export interface SecretStore {
     change: (current: SecretRecord) => SecretRecord
   ) => Effect.Effect<SecretRecord, SecretNotFound | StoreError>
   readonly delete: (organizationId: string, id: string) => Effect.Effect<void, SecretNotFound | StoreError>
-  /**
-   * Optional: a number that changes whenever the store learns of a change to the organization's
-   * records made elsewhere (another process or replica writing the same store). `Secrets` adds it
-   * to its own revision, so the egress resolver reloads on the next request instead of waiting for
-   * its TTL. A backend that cannot know leaves it out.
-   */
-  readonly revision?: (organizationId: string) => number
 }
 
 /**

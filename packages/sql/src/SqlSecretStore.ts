@@ -17,6 +17,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import {
   DecryptionFailed,
   KeyRing,
+  SecretChanges,
   QuotaExceeded,
   SecretCipher,
   SecretNameTaken,
@@ -143,8 +144,12 @@ export interface SqlSecretStore extends SecretStore.SecretStore {
   readonly schema: string
   /** Cipher over the configured keys. */
   readonly cipher: SecretCipher.SecretCipher
-  /** What this replica knows of each organization's revision (see `docs/sql.md`, freshness). */
-  readonly revision: (organizationId: string) => number
+  /**
+   * Announcements of every write, this replica's at once and other replicas' as they arrive
+   * (`LISTEN`/`NOTIFY`, and a polled revision); `live` while the listener is connected. See
+   * `docs/sql.md`, freshness.
+   */
+  readonly changes: SecretChanges.SecretChanges
   /** Reads the revisions of the organizations this replica serves now, instead of at the next poll. */
   readonly refresh: Effect.Effect<void, StoreError>
   /** Every key the database knows (not retired), with the number of records each seals. */
@@ -204,7 +209,11 @@ const listenerConfig = (config: PgClient.PgClientConfig): Listeners.ClientConfig
   ...(config.password === undefined ? {} : { password: Redacted.value(config.password) }),
   ...(config.ssl === undefined ? {} : { ssl: config.ssl }),
   ...(config.stream === undefined ? {} : { stream: config.stream as never }),
-  connectionTimeoutMillis: 10_000
+  connectionTimeoutMillis: 10_000,
+  // a connection that died without a word (a network partition) is noticed in minutes, not hours;
+  // until then the polled revision keeps replicas current
+  keepAlive: true,
+  keepAliveInitialDelayMillis: 10_000
 })
 
 const MAX_UPDATE_ATTEMPTS = 50
@@ -339,7 +348,7 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
           }
           return writeFailure(error)
         }))
-        if (rows.length > 0) return
+        if (rows.length > 0) return freshness.wrote(record.organizationId, Number(rows[0]!["revision"]), record.placeholder)
         // the quota held: a taken name is still the better answer
         const taken = yield* Effect.mapError(exec(st.nameTaken, [record.organizationId, record.name]), fail)
         return yield* Effect.fail(taken.length > 0 ? SecretNameTaken.of(record.name) : QuotaExceeded.of(quota))
@@ -368,7 +377,10 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
           found.value.version,
           channel
         ]).pipe(Effect.mapError(writeFailure))
-        if (rows.length > 0) return next
+        if (rows.length > 0) {
+          freshness.wrote(organizationId, Number(rows[0]!["revision"]), next.placeholder)
+          return next
+        }
         // changed (or deleted) since it was read: read it again and apply the change to that
         if (attempt >= MAX_UPDATE_ATTEMPTS) {
           return yield* Effect.fail(new StoreUnavailable({ message: `secret ${JSON.stringify(id)} is being changed by too many writers at once; retry` }))
@@ -457,7 +469,7 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
     return SqlSecretStore.of({
       schema,
       cipher,
-      revision: freshness.revision,
+      changes: freshness.changes,
       refresh: Effect.mapError(freshness.poll, fail),
       insert: (record, { quota }) => insert(record, quota),
       findById: (organizationId, id) => Effect.map(readOne(st.findById, [organizationId, id]), recordOf),
@@ -492,8 +504,11 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
         }),
       update: (organizationId, id, change) => update(organizationId, id, change, 1),
       delete: (organizationId, id) =>
-        Effect.flatMap(Effect.mapError(exec(st.delete, [organizationId, id, channel]), fail), (rows) =>
-          rows.length > 0 ? Effect.void : Effect.fail(SecretNotFound.byId(id))),
+        Effect.flatMap(Effect.mapError(exec(st.delete, [organizationId, id, channel]), writeFailure), (rows) => {
+          if (rows.length === 0) return Effect.fail(SecretNotFound.byId(id))
+          freshness.wrote(organizationId, Number(rows[0]!["revision"]), String(rows[0]!["placeholder"]))
+          return Effect.void
+        }),
       keys: Effect.map(Effect.mapError(exec(st.keys), fail), (rows) =>
         rows.filter((row) => row["retired"] !== true).map((row) => ({
           id: String(row["id"]),
@@ -507,7 +522,8 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
   })
 
 /**
- * Provides the store (as `SqlSecretStore` and `SecretStore`) and the `SecretCipher` over its keys,
+ * Provides the store (as `SqlSecretStore` and `SecretStore`), its `SecretChanges` and the
+ * `SecretCipher` over its keys,
  * on the `SqlClient` in context: an embedder's own client (`@effect/sql-pg`'s `PgClient`, whose
  * connection settings the listener reuses, or `PgliteClient`).
  *
@@ -515,14 +531,22 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
  */
 export const layerStore = (
   options: Options = {}
-): Layer.Layer<SqlSecretStore | SecretStore.SecretStore | SecretCipher.SecretCipher, StoreError, SqlClient.SqlClient> =>
+): Layer.Layer<Provided, StoreError, SqlClient.SqlClient> =>
   Layer.scopedContext(
     Effect.map(make(options), (store) =>
       Context.make(SqlSecretStore, store).pipe(
         Context.add(SecretStore.SecretStore, store),
+        Context.add(SecretChanges.SecretChanges, store.changes),
         Context.add(SecretCipher.SecretCipher, store.cipher)
       ))
   )
+
+/**
+ * What the store's layers provide besides `Secrets`.
+ *
+ * @since 0.1.0
+ */
+export type Provided = SqlSecretStore | SecretStore.SecretStore | SecretChanges.SecretChanges | SecretCipher.SecretCipher
 
 /**
  * Provides `Secrets` over the `SqlClient` the embedder already has, with the store and cipher.
@@ -541,7 +565,7 @@ export const layerStore = (
  */
 export const layerClient = (
   options: Options = {}
-): Layer.Layer<Secrets.Secrets | SqlSecretStore | SecretStore.SecretStore | SecretCipher.SecretCipher, StoreError, SqlClient.SqlClient> =>
+): Layer.Layer<Secrets.Secrets | Provided, StoreError, SqlClient.SqlClient> =>
   Secrets.layer(options).pipe(Layer.provideMerge(layerStore(options)))
 
 const connectFailure = (config: PgClient.PgClientConfig) => (error: SqlError): StoreError =>
@@ -583,7 +607,7 @@ const safeUrl = (url: string): string => {
  */
 export const layer = (
   config: PgConfig
-): Layer.Layer<Secrets.Secrets | SqlSecretStore | SecretStore.SecretStore | SecretCipher.SecretCipher, StoreError> =>
+): Layer.Layer<Secrets.Secrets | Provided, StoreError> =>
   layerClient(config).pipe(
     Layer.provide(
       PgClient.layer({ applicationName: "secretgate", ...config }).pipe(Layer.mapError(connectFailure(config)))
@@ -607,7 +631,7 @@ export const layer = (
  */
 export const layerConfig = (
   config: Config.Config.Wrap<PgConfig>
-): Layer.Layer<Secrets.Secrets | SqlSecretStore | SecretStore.SecretStore | SecretCipher.SecretCipher, StoreError | ConfigError.ConfigError> =>
+): Layer.Layer<Secrets.Secrets | Provided, StoreError | ConfigError.ConfigError> =>
   Layer.unwrapEffect(Effect.map(Config.unwrap(config), layer))
 
 /**
@@ -630,7 +654,7 @@ export const layerConfig = (
 export const layerPglite = (
   config: PgliteConfig = {}
 ): Layer.Layer<
-  Secrets.Secrets | SqlSecretStore | SecretStore.SecretStore | SecretCipher.SecretCipher | PgliteClient.PgliteClient,
+  Secrets.Secrets | Provided | PgliteClient.PgliteClient,
   StoreError
 > =>
   layerClient(

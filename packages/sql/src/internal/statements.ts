@@ -39,7 +39,8 @@ export const make = (s: string) => ({
       SELECT $1::text, $3::text, $4::text, $5::text, $6::text[], $7::text, $8::text, $9::text, $10::text, $11::text, $12::timestamptz, $13::timestamptz FROM org_row
       RETURNING 1
     )
-    SELECT pg_notify($14::text, org_row.revision::text || ':' || $1::text) AS notified FROM org_row, inserted`,
+    SELECT org_row.revision, pg_notify($14::text, json_build_array(org_row.revision, $1::text, $7::text)::text) AS notified
+    FROM org_row, inserted`,
   /** $1 organization, $2 name: whether the name is taken (to tell it from a full quota). */
   nameTaken: `SELECT 1 AS taken FROM ${s}.secrets WHERE organization_id = $1 AND name = $2`,
   /**
@@ -51,19 +52,21 @@ export const make = (s: string) => ({
       UPDATE ${s}.secrets SET description = $3::text, hosts = $4::text[], key_id = $5::text, nonce = $6::text,
         ciphertext = $7::text, mac = $8::text, updated_at = $9::timestamptz, version = version + 1
       WHERE organization_id = $1::text AND id = $2::text AND version = $10::bigint
-      RETURNING organization_id
+      RETURNING organization_id, placeholder
     ), org_row AS (
       UPDATE ${s}.organizations SET revision = revision + 1 WHERE id IN (SELECT organization_id FROM updated) RETURNING revision
     )
-    SELECT pg_notify($11::text, org_row.revision::text || ':' || $1::text) AS notified FROM org_row`,
+    SELECT org_row.revision, pg_notify($11::text, json_build_array(org_row.revision, $1::text, updated.placeholder)::text) AS notified
+    FROM org_row, updated`,
   /** $1 organization, $2 id, $3 channel. One row when deleted. */
   delete: `WITH deleted AS (
-      DELETE FROM ${s}.secrets WHERE organization_id = $1::text AND id = $2::text RETURNING organization_id
+      DELETE FROM ${s}.secrets WHERE organization_id = $1::text AND id = $2::text RETURNING organization_id, placeholder
     ), org_row AS (
       UPDATE ${s}.organizations SET secret_count = secret_count - 1, revision = revision + 1
       WHERE id IN (SELECT organization_id FROM deleted) RETURNING revision
     )
-    SELECT pg_notify($3::text, org_row.revision::text || ':' || $1::text) AS notified FROM org_row`,
+    SELECT org_row.revision, deleted.placeholder, pg_notify($3::text, json_build_array(org_row.revision, $1::text, deleted.placeholder)::text) AS notified
+    FROM org_row, deleted`,
   /** $1 organizations (text[]) */
   revisions: `SELECT id, revision FROM ${s}.organizations WHERE id = ANY($1::text[])`,
   /** $1 key ids of the ring (text[]), $2 checks (text[]): registers those not retired. */
