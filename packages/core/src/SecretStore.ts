@@ -221,6 +221,27 @@ export const paginate = <A extends SecretMetadata>(
   })
 
 /**
+ * Every field of a record, in a fixed order and plain JSON types (times in ms): what a backend
+ * authenticates (a MAC over `JSON.stringify([format, version, ...authenticatedFields(record)])`),
+ * so that no field can be changed or moved without the key.
+ *
+ * @since 0.1.0
+ */
+export const authenticatedFields = (record: SecretRecord): ReadonlyArray<unknown> => [
+  record.id,
+  record.organizationId,
+  record.name,
+  record.description ?? null,
+  record.hosts,
+  record.placeholder,
+  record.sealed.keyId,
+  record.sealed.nonce,
+  record.sealed.ciphertext,
+  record.createdAt.getTime(),
+  record.updatedAt.getTime()
+]
+
+/**
  * Sorts records by name, the order of `listAll`.
  *
  * @since 0.1.0

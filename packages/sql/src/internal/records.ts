@@ -4,7 +4,7 @@
  * cannot change where a value may go (its hosts), move a ciphertext, or edit any other field
  * unnoticed: a read that returns a whole record checks it and fails with `StoreCorrupted`.
  */
-import { DecryptionFailed, KeyRing, type SecretStore, StoreCorrupted } from "@secretgate/core"
+import { DecryptionFailed, KeyRing, SecretStore, StoreCorrupted } from "@secretgate/core"
 import { Buffer } from "node:buffer"
 import { createHmac, timingSafeEqual } from "node:crypto"
 
@@ -35,22 +35,7 @@ export const makeMac = (ring: KeyRing.KeyRing) => {
     }
     return derived
   }
-  const input = (record: SecretRecord) =>
-    JSON.stringify([
-      "secretgate-sql-record",
-      1,
-      record.id,
-      record.organizationId,
-      record.name,
-      record.description ?? null,
-      record.hosts,
-      record.placeholder,
-      record.sealed.keyId,
-      record.sealed.nonce,
-      record.sealed.ciphertext,
-      record.createdAt.getTime(),
-      record.updatedAt.getTime()
-    ])
+  const input = (record: SecretRecord) => JSON.stringify(["secretgate-sql-record", 1, ...SecretStore.authenticatedFields(record)])
   const compute = (key: Buffer, record: SecretRecord) => createHmac("sha256", key).update(input(record)).digest()
   return {
     /** The MAC of a record sealed with a key of the ring (base64). */
