@@ -7,10 +7,11 @@ import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
 import type { Dispatcher } from "undici"
 import type { AuditEvent, AuditSink, Surface, WithheldReason } from "../AuditEvent.js"
-import { EgressRefused, SubstitutionBlocked, UnsafeSubstitution } from "../EgressError.js"
-import { type Allowance, allowanceFor, namesTarget, NOTHING, type Target, type Targets } from "./destination.js"
+import { DisallowedValue, EgressRefused, SubstitutionBlocked, UnsafeSubstitution } from "../EgressError.js"
+import { type Allowance, allowanceFor, namesTarget, NOTHING, type Target, type Targets, valuesScrubber } from "./destination.js"
 import { bodyEncoder, decodeBasic, encodeBasic, forUrl } from "./encoding.js"
-import { makeScrubber, type Scrubber } from "./scrubber.js"
+import type { Retention } from "./retention.js"
+import { type Scrubber, secretsIn, withBasicEchoes } from "./scrubber.js"
 import type { Outgoing } from "./WebSocketScrub.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
@@ -25,6 +26,8 @@ export interface Settings {
   readonly audit: AuditSink | undefined
   /** Whether WebSocket handshakes may carry values (their frames are then scrubbed). */
   readonly webSockets: boolean
+  /** The values this agent held that are no longer current, still scrubbed (see `retention.ts`). */
+  readonly retention: Retention
 }
 
 /** The outcome for one request. */
@@ -465,6 +468,42 @@ const copyOnce = (caller: Dispatcher.DispatchOptions): Dispatcher.DispatchOption
 }
 
 /**
+ * Refuses a request whose URL holds, in any form the scrubber knows, the value of a secret that may
+ * not go to its destination. The sandbox never sees a value, so one in a URL came from somewhere
+ * else: a redirect (followed by undici or `fetch`, each hop dispatched through here) whose
+ * `Location` echoed it in a form scrubbing missed. Checked on the caller's URL, before any
+ * placeholder in it is substituted.
+ */
+const refuseValuesInUrl = (
+  values: ReadonlyMap<string, ResolvedSecret>,
+  past: ReadonlyArray<ResolvedSecret>,
+  allowance: Allowance,
+  target: Target,
+  path: unknown,
+  query: unknown
+): void => {
+  if (values.size === 0 && past.length === 0) return
+  const texts: Array<string> = typeof path === "string" ? [path] : []
+  if (query !== undefined && query !== null && typeof query === "object") {
+    for (const [key, value] of Object.entries(query)) {
+      texts.push(key)
+      for (const item of Array.isArray(value) ? value : [value]) if (typeof item === "string") texts.push(item)
+    }
+  }
+  const scrubber = valuesScrubber(values, past)
+  for (const text of texts) {
+    for (const secret of secretsIn(scrubber, Buffer.from(text, "utf8"))) {
+      if (allowance.allowed.has(secret)) continue
+      throw new DisallowedValue({
+        message: `request to ${target.host} refused: its URL holds the value of secret ${JSON.stringify(secret.name)}, which may not be sent there (a redirect that echoed it, say)`,
+        secret: secret.name,
+        host: target.host
+      })
+    }
+  }
+}
+
+/**
  * Plans one dispatch. Throws `SubstitutionBlocked`, `UnsafeSubstitution` or `EgressRefused`
  * before anything is sent when the request must not go out.
  */
@@ -473,9 +512,11 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
   // copy becomes what goes downstream.
   const options = copyOnce(caller)
   const target = settings.targets.of(options.origin)
-  const allowance = target.secure && target.matchable !== undefined ? allowanceFor(values, target.matchable) : NOTHING
+  const past = settings.retention.observe(values, Date.now())
+  const allowance = target.secure && target.matchable !== undefined ? allowanceFor(values, target.matchable, past) : NOTHING
   const entries = headerEntries(options.headers)
   const webSocket = settings.webSockets && isWebSocketHandshake(options)
+  refuseValuesInUrl(values, past, allowance, target, options.path, options.query)
   const rewriter = new Rewriter(settings, values, allowance, target, restrictionOf(options, target, entries, webSocket))
 
   // Headers: values as they are (Basic credentials decoded and re-encoded).
@@ -534,9 +575,7 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
       length = "stream"
     }
   }
-  const scrub = allowance.scrub === undefined || rewriter.basicEchoes.length === 0
-    ? allowance.scrub
-    : makeScrubber([...allowance.allowed], rewriter.basicEchoes)
+  const scrub = allowance.scrub === undefined ? undefined : withBasicEchoes(allowance.scrub, rewriter.basicEchoes)
   if (length !== undefined || scrub !== undefined || webSocket) {
     flat = finishHeaders(flat, length, scrub !== undefined, webSocket)
     headersChanged = true
