@@ -16,7 +16,6 @@
  */
 import type { Substitution } from "@secretgate/core"
 import { Buffer } from "node:buffer"
-import { Readable } from "node:stream"
 import { FormData as UndiciFormData, Response } from "undici"
 import { EgressRefused } from "../EgressError.js"
 
@@ -168,9 +167,81 @@ const formDataBody = (form: Shape): StreamedBody => {
   return streamed(iterate(response.body)!, impliedType, size <= WHOLE_UP_TO)
 }
 
-/** A legacy stream (`pipe`/`on`, no async iterator) read through Node's own adapter for them. */
-const legacyStream = (stream: Shape): ChunkSource =>
-  iterate(new Readable({ objectMode: true }).wrap(stream as unknown as NodeJS.ReadableStream))!
+/** Chunks held from a legacy stream before it is paused. */
+const LEGACY_HIGH_WATER = 16
+
+/**
+ * A legacy stream (`pipe`/`on`, no async iterator) read as undici's `writeStream` reads one: its
+ * `data` events until `end`, paused while chunks wait; `error`, or `close` before `end`, fails it.
+ * (Node's `Readable.wrap` would drop chunks still buffered when the stream closes.)
+ */
+const legacyStream = (stream: Shape): ChunkSource => {
+  type Emitter = { on(event: string, listener: (...args: Array<unknown>) => void): unknown; removeListener?(event: string, listener: (...args: Array<unknown>) => void): unknown }
+  const emitter = stream as unknown as Emitter
+  const pause = typeof stream.pause === "function" ? stream.pause as () => void : undefined
+  const resume = typeof stream.resume === "function" ? stream.resume as () => void : undefined
+  const chunks: Array<unknown> = []
+  let ended = false
+  let failure: unknown
+  let wake: (() => void) | undefined
+  const notify = () => {
+    const waiting = wake
+    wake = undefined
+    waiting?.()
+  }
+  const listeners: Record<string, (...args: Array<unknown>) => void> = {
+    data: (chunk) => {
+      chunks.push(chunk)
+      if (chunks.length >= LEGACY_HIGH_WATER) pause?.call(stream)
+      notify()
+    },
+    end: () => {
+      ended = true
+      notify()
+    },
+    error: (error) => {
+      failure ??= error ?? new EgressRefused({ message: "the request body stream failed" })
+      notify()
+    },
+    close: () => {
+      if (!ended) failure ??= new EgressRefused({ message: "the request body stream closed before it ended" })
+      notify()
+    }
+  }
+  for (const [event, listener] of Object.entries(listeners)) emitter.on.call(stream, event, listener)
+  resume?.call(stream)
+  const detach = () => {
+    for (const [event, listener] of Object.entries(listeners)) emitter.removeListener?.call(stream, event, listener)
+  }
+  return {
+    sync: false,
+    iterator: {
+      async next(): Promise<IteratorResult<unknown>> {
+        for (;;) {
+          if (chunks.length > 0) {
+            const chunk = chunks.shift()
+            if (chunks.length === 0) resume?.call(stream)
+            return { done: false, value: chunk }
+          }
+          if (failure !== undefined) {
+            detach()
+            throw failure
+          }
+          if (ended) {
+            detach()
+            return { done: true, value: undefined }
+          }
+          await new Promise<void>((resolve) => (wake = resolve))
+        }
+      },
+      async return(): Promise<IteratorResult<unknown>> {
+        detach()
+        if (typeof stream.destroy === "function") (stream.destroy as () => void).call(stream)
+        return { done: true, value: undefined }
+      }
+    }
+  }
+}
 
 /** The body as undici would read it. Throws `EgressRefused` for a shape that cannot be scanned. */
 export const bodyOf = (body: unknown): Body => {
@@ -268,7 +339,7 @@ export class RewrittenBody implements AsyncIterableIterator<Buffer> {
     try {
       if (this.queue.length > 0) return { done: false, value: this.queue.shift()! }
       while (!this.done) {
-        await this.read()
+        await this.fill()
         if (this.whole) {
           if (!this.done) continue
           this.whole = false
@@ -285,8 +356,11 @@ export class RewrittenBody implements AsyncIterableIterator<Buffer> {
     }
   }
 
-  /** Reads one chunk of the source into the queue (or the rewriter's tail, at the end). */
-  private async read(): Promise<void> {
+  /**
+   * Reads one chunk of the source into the queue (or the rewriter's tail, at the end). Not named
+   * `read`: undici calls a body's `read(0)` to find its length.
+   */
+  private async fill(): Promise<void> {
     const step = await this.source.iterator.next()
     if (step.done === true) {
       this.done = true
