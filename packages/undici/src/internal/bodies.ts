@@ -385,11 +385,17 @@ export class RewrittenBody implements AsyncIterableIterator<Buffer> {
     return { done: true, value: undefined }
   }
 
+  /**
+   * Lets the source clean up: its `return()` runs now, but is not waited for — a source may never
+   * settle it (fetch's own body generator, under some aborts, does not), and the request must not
+   * hang on that.
+   */
   private async close(): Promise<void> {
     if (this.done) return
     this.done = true
     try {
-      await this.source.iterator.return?.()
+      const closing = this.source.iterator.return?.()
+      if (closing instanceof Promise) closing.catch(() => undefined)
     } catch {
       // the body's own failure (or the abort) is what the request reports
     }
