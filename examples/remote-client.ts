@@ -2,9 +2,9 @@
  * The Promise facade and the egress layer against a remote secretgate server: the same code as
  * with an in-process backend, with `HttpSecrets.layer(...)` as the layer.
  *
- * Run it: `npx tsx examples/remote-client.ts`. With SECRETGATE_URL, SECRETGATE_KEY and
- * SECRETGATE_RESOLVE_KEY set (as `examples/remote-server.ts` prints them) it talks to that
- * server; otherwise it starts one of its own in this process first. A SECRETGATE_URL on another
+ * Run it: `npx tsx examples/remote-client.ts`. With SECRETGATE_STORE (the server's URL),
+ * SECRETGATE_API_KEY and SECRETGATE_RESOLVE_KEY set (as `examples/remote-server.ts` prints them) it
+ * talks to that server; otherwise it starts one of its own in this process first. A server on another
  * host must be https:// (plain http is accepted only for loopback, or with `allowInsecure: true`).
  */
 import { Secretgate, SecretNameTaken } from "@secretgate/core"
@@ -16,12 +16,12 @@ import * as Http from "node:http"
 import type * as Net from "node:net"
 import { request } from "undici"
 
-const organizationId = process.env.SECRETGATE_ORG ?? "acme"
+const organizationId = process.env.SECRETGATE_ORGANIZATION ?? "acme"
 
 // 0. The server: the one from remote-server.ts, or a local one.
 let local: SecretServer.RunningServer | undefined
-let baseUrl = process.env.SECRETGATE_URL
-let apiKey = process.env.SECRETGATE_KEY
+let baseUrl = process.env.SECRETGATE_STORE
+let apiKey = process.env.SECRETGATE_API_KEY
 let resolveApiKey = process.env.SECRETGATE_RESOLVE_KEY
 if (baseUrl === undefined || apiKey === undefined || resolveApiKey === undefined) {
   const manage = ApiKeys.generate()
@@ -34,7 +34,7 @@ if (baseUrl === undefined || apiKey === undefined || resolveApiKey === undefined
     ]
   })
   ;[baseUrl, apiKey, resolveApiKey] = [local.url, Redacted.value(manage), Redacted.value(resolve)]
-  console.log(`(no SECRETGATE_URL: started a server of our own at ${baseUrl})`)
+  console.log(`(no SECRETGATE_STORE: started a server of our own at ${baseUrl})`)
 }
 
 // 1. The facade over HttpSecrets: secret management as with Daytona's SecretService.

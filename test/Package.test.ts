@@ -79,6 +79,22 @@ describe("the published packages, installed outside the workspace and run by pla
     }
   })
 
+  it("carry the repository's LICENSE, as every package's manifest promises", async () => {
+    const root = readFileSync(join(ROOT, "LICENSE"), "utf8")
+    for (const name of PACKAGES) {
+      expect(readFileSync(join(project, "node_modules", "@secretgate", name, "LICENSE"), "utf8")).toBe(root)
+    }
+    // every package of the workspace, packed here or not, copies it in when packed
+    for (const name of readdirSync(join(ROOT, "packages"))) {
+      const manifest = JSON.parse(readFileSync(join(ROOT, "packages", name, "package.json"), "utf8")) as {
+        license?: string
+        scripts?: Record<string, string>
+      }
+      expect({ name, license: manifest.license, prepack: manifest.scripts?.["prepack"] })
+        .toEqual({ name, license: "MIT", prepack: "node ../../scripts/license.mjs" })
+    }
+  })
+
   it("substitute the value for the allowed host only, and scrub its echo", () => {
     expect(output.received).toEqual([`Bearer ${VALUE}`, `Bearer ${output.placeholder}`])
     expect(output.echoAllowed).toBe(`you sent Bearer ${output.placeholder}`)

@@ -42,14 +42,20 @@ export interface UpdateSecretParams {
 /**
  * @since 0.1.0
  */
-export interface Options<E> {
-  /** A layer providing `Secrets`, e.g. `MemorySecretStore.layer()`. */
-  readonly layer: Layer.Layer<Secrets, E>
+export interface Options<R = Secrets, E = unknown> {
+  /**
+   * A layer providing `Secrets`, e.g. `MemorySecretStore.layer()`. What else it provides (such as
+   * `FileSystemSecretStore` for key rotation) is available to `run`.
+   */
+  readonly layer: Layer.Layer<R, E>
   /** The organization every call of this client runs for. */
   readonly organizationId: string
 }
 
-type Run = <A, E>(effect: Effect.Effect<A, E, Secrets>) => Promise<A>
+type Run<R> = <A, E>(effect: Effect.Effect<A, E, R>) => Promise<A>
+
+/** A layer whose output lacks `Secrets` makes the options unsatisfiable, with this as the reason. */
+type ProvidesSecrets<R> = [Secrets] extends [R] ? unknown : { readonly layer: "the layer must provide Secrets" }
 
 const decodeCreate = decodeInput(CreateSecretBody)
 const decodeUpdate = decodeInput(UpdateSecretBody)
@@ -61,7 +67,7 @@ const decodeUpdate = decodeInput(UpdateSecretBody)
  */
 export class SecretService {
   /** @internal */
-  constructor(private readonly run: Run, private readonly organizationId: string) {}
+  constructor(private readonly run: Run<Secrets>, private readonly organizationId: string) {}
 
   /**
    * Creates a secret; resolves to it without its value.
@@ -97,6 +103,20 @@ export class SecretService {
     return this.run(Effect.flatMap(Secrets, (s) => s.get(this.organizationId, secretId)))
   }
 
+  /**
+   * The secret with this name (names are unique within the organization).
+   *
+   * @since 0.1.0
+   * @example
+   * ```ts
+   * const github = await gate.secret.getByName("github")
+   * await gate.secret.update(github.id, { hosts: ["api.github.com"] })
+   * ```
+   */
+  getByName(name: string): Promise<Secret> {
+    return this.run(Effect.flatMap(Secrets, (s) => s.getByName(this.organizationId, name)))
+  }
+
   /** Updates a secret; omitted fields stay, the placeholder never changes. @since 0.1.0 */
   update(secretId: string, params: UpdateSecretParams): Promise<Secret> {
     return this.run(
@@ -111,7 +131,9 @@ export class SecretService {
 }
 
 /**
- * The client: an organization's secrets over one backend.
+ * The client: an organization's secrets over one backend. `R` is what the backend's layer provides
+ * (at least `Secrets`): `run` accepts effects needing any of it, e.g. the filesystem backend's key
+ * rotation.
  *
  * @since 0.1.0
  * @example
@@ -125,22 +147,38 @@ export class SecretService {
  * await gate.dispose()
  * ```
  */
-export class Secretgate {
+export class Secretgate<R = Secrets> {
   /** Create, list, get, update and delete secrets. @since 0.1.0 */
   readonly secret: SecretService
   /** The organization this client acts for. @since 0.1.0 */
   readonly organizationId: string
   /** The Effect runtime behind the facade, to run your own effects against the same backend. @since 0.1.0 */
-  readonly runtime: ManagedRuntime.ManagedRuntime<Secrets, unknown>
+  readonly runtime: ManagedRuntime.ManagedRuntime<R, unknown>
 
-  constructor(options: Options<unknown>) {
+  constructor(options: Options<R, unknown> & ProvidesSecrets<R>) {
     this.organizationId = options.organizationId
     this.runtime = ManagedRuntime.make(options.layer)
-    this.secret = new SecretService(this.run, options.organizationId)
+    this.secret = new SecretService(this.runSecrets, options.organizationId)
   }
 
-  /** Runs an effect needing `Secrets`, rejecting with its typed error itself. @since 0.1.0 */
-  readonly run: Run = (effect) => this.runtime.runPromiseExit(effect).then(unwrap)
+  /**
+   * Runs an effect needing what the backend's layer provides, rejecting with its typed error itself.
+   *
+   * @since 0.1.0
+   * @example
+   * ```ts
+   * import { Secretgate } from "@secretgate/core"
+   * import { FileSystemSecretStore } from "@secretgate/filesystem"
+   * import { Effect } from "effect"
+   *
+   * const gate = new Secretgate({ layer: FileSystemSecretStore.layer({ directory: "/var/lib/secretgate" }), organizationId: "acme" })
+   * const status = await gate.run(Effect.flatMap(FileSystemSecretStore.FileSystemSecretStore, (store) => store.rotateKey))
+   * ```
+   */
+  readonly run: Run<R> = (effect) => this.runtime.runPromiseExit(effect).then(unwrap)
+
+  /** The constructor's `ProvidesSecrets` check is what makes an effect needing `Secrets` runnable here. */
+  private readonly runSecrets: Run<Secrets> = (effect) => this.run(effect as Effect.Effect<never, never, never>)
 
   /**
    * Mounts secrets into a sandbox: `{ ENV_VAR: "secret-name" }` → the env map of placeholders and
@@ -149,7 +187,7 @@ export class Secretgate {
    * @since 0.1.0
    */
   mount(spec: SandboxMount.MountSpec): Promise<SandboxMount.SandboxMount> {
-    return this.run(SandboxMount.make(this.organizationId, spec))
+    return this.runSecrets(SandboxMount.make(this.organizationId, spec))
   }
 
   /**
@@ -158,7 +196,7 @@ export class Secretgate {
    * @since 0.1.0
    */
   resolver(mount: SandboxMount.SandboxMount, options?: SecretResolver.Options): Promise<SecretResolver.SecretResolver> {
-    return this.run(SecretResolver.make(mount, options))
+    return this.runSecrets(SecretResolver.make(mount, options))
   }
 
   /** Frees the backend's resources. @since 0.1.0 */

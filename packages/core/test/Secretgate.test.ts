@@ -1,4 +1,4 @@
-import { Effect, Layer, Redacted } from "effect"
+import { Context, Effect, Layer, Redacted } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
 import { MemorySecretStore } from "../../memory/src/index.js"
 import * as Placeholder from "../src/Placeholder.js"
@@ -143,6 +143,15 @@ describe("Secretgate facade (the seed's SecretService)", () => {
       expect(`Secret ${secret.name} can be used on ${secret.hosts.join(", ")}`).toBe(
         "Secret gh can be used on api.github.com, *.github.com"
       )
+    })
+
+    it("gets a secret by name; an unknown or malformed name rejects with a typed error", async () => {
+      const g = gate()
+      const created = await g.secret.create({ name: "gh", value: "ghp_x", hosts: ["api.github.com"] })
+      expect(await g.secret.getByName("gh")).toEqual(created)
+      expect(await rejection(g.secret.getByName("GH"))).toBeInstanceOf(SecretNotFound)
+      const invalid = await rejection(g.secret.getByName("not a name"))
+      expect(invalid).toBeInstanceOf(InvalidSecretInput)
     })
 
     it("rejects an unknown id with SecretNotFound", async () => {
@@ -476,6 +485,25 @@ describe("Secretgate facade (the seed's SecretService)", () => {
       const byName = await g.run(Effect.flatMap(Secrets, (s) => s.getByName(g.organizationId, "n")))
       expect(byName).toEqual(secret)
       expect(await rejection(g.run(Effect.flatMap(Secrets, (s) => s.getByName(g.organizationId, "nope"))))).toBeInstanceOf(SecretNotFound)
+    })
+
+    it("runs effects needing anything else the backend's layer provides (its type says so)", async () => {
+      class Rotation extends Context.Tag("test/Rotation")<Rotation, { readonly rotate: Effect.Effect<string> }>() {}
+      const layer = Layer.merge(MemorySecretStore.layer(), Layer.succeed(Rotation, { rotate: Effect.succeed("key-2") }))
+      const g = new Secretgate({ layer, organizationId: "acme" })
+      try {
+        expect(await g.run(Effect.flatMap(Rotation, (r) => r.rotate))).toBe("key-2")
+        expect(await g.secret.list()).toEqual([])
+      } finally {
+        await g.dispose()
+      }
+    })
+
+    it("refuses, when type-checked, a layer that does not provide Secrets", async () => {
+      class Other extends Context.Tag("test/Other")<Other, number>() {}
+      // @ts-expect-error the layer must provide Secrets
+      const g = new Secretgate({ layer: Layer.succeed(Other, 1), organizationId: "acme" })
+      await g.dispose()
     })
 
     it("rejects with an Error for a defect, even one that is not an Error", async () => {

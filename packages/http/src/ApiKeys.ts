@@ -191,7 +191,7 @@ interface Stored {
  * @example
  * ```ts
  * import { ApiKeys } from "@secretgate/http"
- * const keys = ApiKeys.makeRegistry([{ key: process.env.SECRETGATE_KEY!, organizationId: "acme", scopes: ["secrets:manage"] }])
+ * const keys = ApiKeys.makeRegistry([{ key: process.env.SECRETGATE_API_KEY!, organizationId: "acme", scopes: ["secrets:manage"] }])
  * const { key } = keys.issue({ organizationId: "acme", scopes: ["secrets:resolve"] })
  * ```
  */

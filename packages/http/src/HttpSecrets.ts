@@ -63,7 +63,7 @@ export interface Options {
    * A key with the `secrets:resolve` scope, for `resolve` (the egress resolver). Default:
    * `apiKey`, which is right only for a client that does nothing but resolve.
    */
-  readonly resolveApiKey?: Credential
+  readonly resolveApiKey?: Credential | undefined
   /** How long one request may take before it fails with `StoreUnavailable`. Default 10 seconds. */
   readonly timeout?: Duration.DurationInput
   /**
@@ -396,7 +396,7 @@ const STORE_ERRORS: ReadonlyArray<string> = ["StoreCorrupted", "DecryptionFailed
  * import { HttpSecrets } from "@secretgate/http"
  *
  * const gate = new Secretgate({
- *   layer: HttpSecrets.layer({ baseUrl: "http://127.0.0.1:8080", apiKey: process.env.SECRETGATE_KEY! }),
+ *   layer: HttpSecrets.layer({ baseUrl: "http://127.0.0.1:8080", apiKey: process.env.SECRETGATE_API_KEY! }),
  *   organizationId: "acme"
  * })
  * console.log(await gate.secret.list())

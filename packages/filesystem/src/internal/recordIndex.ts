@@ -42,6 +42,20 @@ export const metaOf = (record: SecretRecord): Meta => {
   return meta
 }
 
+/** The fields an update never changes: records that differ in one of them are different records. */
+export const sameIdentity = (a: Meta | SecretRecord, b: Meta | SecretRecord): boolean =>
+  a.id === b.id && a.organizationId === b.organizationId && a.name === b.name && a.placeholder === b.placeholder &&
+  a.createdAt.getTime() === b.createdAt.getTime()
+
+const sameHosts = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean =>
+  a.length === b.length && a.every((host, i) => host === b[i])
+
+/** Whether the index's `meta` says what the authentic `record` (read from its file) says. */
+export const sameMeta = (meta: Meta, record: SecretRecord | undefined): boolean =>
+  record !== undefined && sameIdentity(meta, record) && meta.description === record.description &&
+  sameHosts(meta.hosts, record.hosts) && meta.keyId === record.sealed.keyId &&
+  meta.updatedAt.getTime() === record.updatedAt.getTime()
+
 /** What one record file currently is. */
 export type Entry =
   | { readonly _tag: "Record"; readonly record: Meta; readonly path: string }

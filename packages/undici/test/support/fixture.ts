@@ -5,7 +5,7 @@
 import { type SandboxMount, Secretgate } from "@secretgate/core"
 import { MemorySecretStore } from "@secretgate/memory"
 import { type AuditEvent, SecretgateAgent } from "@secretgate/undici"
-import type { SecretgateAgentModule } from "@secretgate/undici"
+import type { SecretgateAgentOptions } from "@secretgate/undici"
 import { startUpstream, testAgentOptions, type Upstream } from "./upstream.js"
 
 export interface World {
@@ -15,7 +15,7 @@ export interface World {
   /** Creates secrets (name → [value, hosts]) and mounts them all under their upper-cased names. */
   sandbox(
     secrets: Record<string, readonly [value: string, hosts?: ReadonlyArray<string>]>,
-    options?: Partial<SecretgateAgentModule.Options>
+    options?: Partial<SecretgateAgentOptions>
   ): Promise<Sandbox>
   close(): Promise<void>
 }

@@ -1,0 +1,216 @@
+/**
+ * CONNECT handling: authenticate the sandbox (`407` otherwise), check the target and the limits,
+ * then either tunnel the connection byte for byte or terminate TLS with a leaf certificate for the
+ * CONNECT host (the SNI held to it) and hand the decrypted socket to the inner HTTP server, whose
+ * requests go through the sandbox's egress agent.
+ */
+import { HostPattern } from "@secretgate/core"
+import type * as http from "node:http"
+import type * as net from "node:net"
+import * as tls from "node:tls"
+import type { AuditSink, ConnectionEvent, RefusedReason } from "../ProxyAuditEvent.js"
+import type { LeafCache } from "./leafCache.js"
+import { refuseOn } from "./refusal.js"
+import type { Registry } from "./registry.js"
+import type { Sandbox } from "./sandbox.js"
+import { tunnel } from "./tunnel.js"
+import type { lookupWith } from "./upstream.js"
+
+export interface Limits {
+  readonly handshakeTimeout: number
+  readonly idleTimeout: number
+  readonly connectTimeout: number
+}
+
+/** An intercepted connection: whose it is and where its requests go. */
+export interface Session {
+  readonly sandbox: Sandbox
+  readonly host: string
+  readonly port: number
+  /** `https://host:port`: the dispatch origin of every request on this connection. */
+  readonly origin: string
+}
+
+export interface ConnectContext {
+  readonly registry: Registry
+  readonly leaves: LeafCache
+  /** Receives the decrypted sockets (`emit("connection", socket)`). */
+  readonly inner: http.Server
+  readonly sessions: WeakMap<net.Socket, Session>
+  readonly limits: Limits
+  readonly lookup: ReturnType<typeof lookupWith>
+  /** Events no sandbox can be named for. */
+  readonly audit: AuditSink | undefined
+}
+
+export const PROXY_AUTHENTICATE = { "proxy-authenticate": "Basic realm=\"secretgate\"" }
+
+export interface Target {
+  readonly host: string
+  readonly port: number
+  readonly origin: string
+}
+
+/** A target `host:port` (authority-form), normalised; `undefined` when malformed. */
+export const parseTarget = (authority: string, scheme: "https" | "http", defaultPort?: number): Target | undefined => {
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[^[\]:/@?#\s]+)(?::(\d{1,5}))?$/.exec(authority)
+  if (match === null) return undefined
+  const port = match[2] === undefined ? defaultPort : Number(match[2])
+  if (port === undefined || port < 1 || port > 65535) return undefined
+  const normal = HostPattern.normalizeDestination(match[1]!)
+  if (normal === undefined) return undefined
+  const hostInUrl = normal.kind === "ip" && normal.host.includes(":") ? `[${normal.host}]` : normal.host
+  return { host: normal.host, port, origin: `${scheme}://${hostInUrl}:${port}` }
+}
+
+/** Reports an event for a sandbox, or to the proxy's sink when none is known. */
+export const report = (context: ConnectContext, sandbox: Sandbox | undefined, event: ConnectionEvent): void => {
+  if (sandbox !== undefined) return sandbox.report(event)
+  try {
+    context.audit?.(event)
+  } catch {
+    // an audit sink must not break the proxy
+  }
+}
+
+/** Answers with a refusal and reports it. */
+export const refuse = (
+  context: ConnectContext,
+  socket: net.Socket,
+  sandbox: Sandbox | undefined,
+  host: string | undefined,
+  reason: RefusedReason,
+  status: number,
+  message: string,
+  headers?: Readonly<Record<string, string>>
+): void => {
+  report(context, sandbox, { type: "refused", sandbox: sandbox?.id, host, reason, status, message })
+  refuseOn(socket, status, message, headers)
+}
+
+/** The `connect` listener of the proxy's server. */
+export const onConnect = (context: ConnectContext) => (req: http.IncomingMessage, socket: net.Socket, head: Buffer): void => {
+  socket.on("error", () => socket.destroy())
+  const sandbox = context.registry.authenticate(req.headers["proxy-authorization"])
+  const target = parseTarget(req.url ?? "", "https")
+  if (sandbox === undefined) {
+    return refuse(
+      context,
+      socket,
+      undefined,
+      target?.host,
+      "unauthenticated",
+      407,
+      "this proxy needs the sandbox's token: use the proxy URL that register() returned (http://sg:<token>@host:port), which clients send as Proxy-Authorization",
+      PROXY_AUTHENTICATE
+    )
+  }
+  if (target === undefined) {
+    return refuse(context, socket, sandbox, undefined, "bad-request", 400, `CONNECT target ${JSON.stringify(req.url)} is not host:port`)
+  }
+  if (!sandbox.mayReach(target.host)) {
+    return refuse(context, socket, sandbox, target.host, "host-not-allowed", 403, `${target.host} is not among this sandbox's allowed hosts`)
+  }
+  if (!sandbox.admit(socket)) {
+    return refuse(
+      context,
+      socket,
+      sandbox,
+      target.host,
+      "too-many-connections",
+      429,
+      `this sandbox already has ${sandbox.settings.maxConnections} open connections (the proxy's limits.connectionsPerSandbox)`
+    )
+  }
+  socket.setNoDelay(true)
+  socket.setTimeout(context.limits.idleTimeout, () => socket.destroy())
+  const decided = sandbox.intercepts(target.host)
+  const proceed = (intercepted: boolean) => {
+    if (socket.destroyed) return
+    if (intercepted) return intercept(context, sandbox, target, socket, head)
+    report(context, sandbox, { type: "tunnelled", sandbox: sandbox.id, host: target.host, port: target.port })
+    tunnel(socket, head, target, { lookup: context.lookup, connectTimeout: context.limits.connectTimeout, idleTimeout: context.limits.idleTimeout }, (error) =>
+      refuse(context, socket, sandbox, target.host, "upstream-unreachable", 502, `cannot reach ${target.host}:${target.port}: ${error.message}`))
+  }
+  if (typeof decided === "boolean") return proceed(decided)
+  decided.then(proceed, () =>
+    refuse(context, socket, sandbox, target.host, "resolution-failed", 503, "could not load this sandbox's secrets to decide how to handle the connection; try again"))
+}
+
+/** The alert name in an OpenSSL error (`... tlsv1 alert unknown ca`), if the client sent one. */
+const alertOf = (error: Error): string | undefined => /alert ([a-z ]+)$/i.exec(error.message)?.[1]?.toLowerCase()
+
+/** Terminates the client's TLS with a leaf for the CONNECT host and serves it with the inner server. */
+const intercept = (context: ConnectContext, sandbox: Sandbox, target: Target, socket: net.Socket, head: Buffer): void => {
+  let secureContext: tls.SecureContext
+  try {
+    secureContext = context.leaves.contextFor(target.host)
+  } catch (error) {
+    return refuse(context, socket, sandbox, target.host, "bad-request", 502, `cannot mint a certificate for ${target.host}: ${(error as Error).message}`)
+  }
+  report(context, sandbox, { type: "intercepted", sandbox: sandbox.id, host: target.host, port: target.port })
+  socket.write("HTTP/1.1 200 Connection Established\r\n\r\n")
+  if (head.length > 0) socket.unshift(head)
+  let settled = false
+  const settle = () => {
+    settled = true
+    clearTimeout(timer)
+  }
+  const secure = new tls.TLSSocket(socket, {
+    isServer: true,
+    secureContext,
+    ALPNProtocols: ["http/1.1"],
+    SNICallback: (servername, callback) => {
+      const named = HostPattern.normalizeDestination(servername)
+      if (named !== undefined && named.host === target.host) return callback(null, secureContext)
+      settle()
+      const message = `the TLS server name ${JSON.stringify(servername)} is not the CONNECT host ${target.host}; the connection was closed`
+      report(context, sandbox, { type: "refused", sandbox: sandbox.id, host: target.host, reason: "sni-mismatch", status: undefined, message })
+      callback(new Error(message), undefined)
+    }
+  })
+  const timer = setTimeout(() => {
+    settle()
+    report(context, sandbox, {
+      type: "refused",
+      sandbox: sandbox.id,
+      host: target.host,
+      reason: "handshake-timeout",
+      status: undefined,
+      message: `the client did not complete its TLS handshake for ${target.host} within ${context.limits.handshakeTimeout} ms`
+    })
+    secure.destroy()
+  }, context.limits.handshakeTimeout)
+  const rejected = (alert: string | undefined) => {
+    if (settled) return
+    settle()
+    report(context, sandbox, {
+      type: "tls-rejected",
+      sandbox: sandbox.id,
+      host: target.host,
+      alert,
+      message: `the client rejected the proxy's certificate for ${target.host} (${
+        alert === undefined ? "it closed the connection during the handshake" : `TLS alert: ${alert}`
+      }). Give it the proxy's CA (the CA variables of the registration's env, e.g. SSL_CERT_FILE or NODE_EXTRA_CA_CERTS); a client that pins this host's certificate cannot be intercepted: then no secret may be allowed for ${target.host}, so that its connections are tunnelled`
+    })
+  }
+  secure.once("secure", () => {
+    settle()
+    context.sessions.set(secure, { sandbox, host: target.host, port: target.port, origin: target.origin })
+    context.inner.emit("connection", secure)
+  })
+  secure.on("error", (error: Error) => {
+    const alert = alertOf(error)
+    if (alert !== undefined || (error as NodeJS.ErrnoException).code === "ECONNRESET") rejected(alert)
+    else if (!settled) {
+      settle()
+      const message = `the TLS handshake with the client for ${target.host} failed: ${error.message}`
+      report(context, sandbox, { type: "refused", sandbox: sandbox.id, host: target.host, reason: "bad-request", status: undefined, message })
+    }
+    secure.destroy()
+  })
+  secure.once("close", () => {
+    rejected(undefined)
+    socket.destroy()
+  })
+}

@@ -1,0 +1,52 @@
+/**
+ * The proxy's own answers: refusals written on a raw socket (before a tunnel exists, or instead of
+ * an upgrade), and the status a failed forwarded request is answered with. Bodies are one line a
+ * person can act on; they never hold a value (the egress errors are built from names only).
+ */
+import { STATUS_CODES } from "node:http"
+import type { Duplex } from "node:stream"
+
+/** A complete `Connection: close` response as bytes. */
+export const rawResponse = (status: number, message: string, headers: Readonly<Record<string, string>> = {}): string => {
+  const body = `secretgate proxy: ${message}\n`
+  const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}`]
+  for (const [name, value] of Object.entries({
+    "content-type": "text/plain; charset=utf-8",
+    "content-length": String(Buffer.byteLength(body)),
+    connection: "close",
+    ...headers
+  })) lines.push(`${name}: ${value}`)
+  return `${lines.join("\r\n")}\r\n\r\n${body}`
+}
+
+/** Answers on a raw socket and closes it once the answer is out. */
+export const refuseOn = (socket: Duplex, status: number, message: string, headers?: Readonly<Record<string, string>>): void => {
+  if (socket.destroyed || !socket.writable) return void socket.destroy()
+  socket.end(rawResponse(status, message, headers))
+  // a client that never reads its answer does not keep the socket
+  setTimeout(() => socket.destroy(), 1000).unref()
+}
+
+/** What a request that failed before its response began is answered with. */
+export const statusFor = (error: Error): number => {
+  switch ((error as { code?: unknown }).code) {
+    case "SECRETGATE_BLOCKED":
+    case "SECRETGATE_UNSAFE_VALUE":
+      return 403
+    case "SECRETGATE_RESOLUTION_FAILED":
+      return 503
+    case "UND_ERR_CONNECT_TIMEOUT":
+    case "UND_ERR_HEADERS_TIMEOUT":
+      return 504
+    default:
+      return 502
+  }
+}
+
+/** A short name for the kind of failure, for the `x-secretgate-error` header. */
+export const kindOf = (error: Error): string => {
+  const tag = (error as { _tag?: unknown })._tag
+  if (typeof tag === "string") return tag
+  const code = (error as { code?: unknown }).code
+  return typeof code === "string" ? code : error.name
+}

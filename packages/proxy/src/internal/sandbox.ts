@@ -1,0 +1,99 @@
+/**
+ * One registered sandbox as the proxy sees it: its egress agent (the undici package's, over the
+ * proxy's shared upstream dispatcher), whether a host is intercepted or tunnelled, its audit
+ * sink, and the connections it holds open.
+ */
+import { HostPattern, type SecretResolver, type Secrets } from "@secretgate/core"
+import { SecretgateAgent } from "@secretgate/undici"
+import type { Socket } from "node:net"
+import type { Dispatcher } from "undici"
+import type { AuditSink, ConnectionEvent, ProxyAuditEvent } from "../ProxyAuditEvent.js"
+
+export interface SandboxSettings {
+  readonly id: string
+  readonly resolver: SecretResolver.SecretResolver
+  readonly onDisallowed: "forward" | "block"
+  readonly allowHttp: ReadonlyArray<string>
+  readonly webSockets: boolean
+  /** Normalised patterns; `undefined` lets every host through. */
+  readonly allowedHosts: ReadonlyArray<string> | undefined
+  readonly maxConnections: number
+  readonly audit: AuditSink | undefined
+}
+
+type Values = ReadonlyMap<string, Secrets.ResolvedSecret>
+
+/** Host indexes per snapshot of values (a resolver hands out a new map after every change). */
+const indexes = new WeakMap<Values, HostPattern.HostIndex<true>>()
+
+const indexOf = (values: Values): HostPattern.HostIndex<true> => {
+  let index = indexes.get(values)
+  if (index === undefined) {
+    index = new HostPattern.HostIndex([...values.values()].map((secret) => ({ hosts: secret.hosts, value: true as const })))
+    indexes.set(values, index)
+  }
+  return index
+}
+
+export class Sandbox {
+  readonly agent: SecretgateAgent
+  readonly sockets = new Set<Socket>()
+  private readonly allowed: HostPattern.HostIndex<true> | undefined
+
+  constructor(readonly settings: SandboxSettings, upstream: Dispatcher, private readonly proxyAudit: AuditSink | undefined) {
+    this.allowed = settings.allowedHosts === undefined ? undefined : new HostPattern.HostIndex([{ hosts: settings.allowedHosts, value: true as const }])
+    this.agent = new SecretgateAgent({
+      resolver: settings.resolver,
+      onDisallowed: settings.onDisallowed,
+      allowHttp: settings.allowHttp,
+      webSockets: settings.webSockets,
+      dispatcher: upstream,
+      audit: (event) => this.report({ ...event, sandbox: settings.id })
+    })
+  }
+
+  get id(): string {
+    return this.settings.id
+  }
+
+  /** Whether the sandbox may reach `host` at all (its `allowedHosts`). */
+  mayReach(host: string): boolean {
+    return this.allowed === undefined || this.allowed.match(host).length > 0
+  }
+
+  /**
+   * Whether connections to `host` must be decrypted: a mounted secret may be substituted there,
+   * or `block` must see every request to stop placeholders going where they may not.
+   */
+  intercepts(host: string): boolean | Promise<boolean> {
+    if (this.settings.onDisallowed === "block") return true
+    const current = this.settings.resolver.current()
+    if (current instanceof Promise) return current.then((values) => indexOf(values).match(host).length > 0)
+    return indexOf(current).match(host).length > 0
+  }
+
+  /** Counts a client connection against the limit; `false` when the limit is reached. */
+  admit(socket: Socket): boolean {
+    if (this.sockets.size >= this.settings.maxConnections) return false
+    this.sockets.add(socket)
+    socket.once("close", () => this.sockets.delete(socket))
+    return true
+  }
+
+  report(event: ProxyAuditEvent | ConnectionEvent): void {
+    for (const sink of [this.settings.audit, this.proxyAudit]) {
+      if (sink === undefined) continue
+      try {
+        sink(event)
+      } catch {
+        // an audit sink must not break the proxy
+      }
+    }
+  }
+
+  /** Revoked or closing: every connection of the sandbox ends now. */
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy()
+    await this.agent.close()
+  }
+}
