@@ -160,7 +160,8 @@ const valueArbitrary = (): fc.Arbitrary<string> => {
     fc.string({ unit: "binary", minLength: 1, maxLength: 1 }),
     fc.constantFrom(..."abcXYZ019-_.")
   )
-  return fc.tuple(fc.array(char, { maxLength: 10 }), fc.stringMatching(/^[a-z0-9]{6}$/), fc.array(char, { maxLength: 10 }))
+  const nonce = fc.string({ unit: fc.constantFrom(..."abcdefghijklmnopqrstuvwxyz0123456789"), minLength: 6, maxLength: 6 })
+  return fc.tuple(fc.array(char, { maxLength: 10 }), nonce, fc.array(char, { maxLength: 10 }))
     .map(([head, nonce, tail]) => `${head.join("")}Q${nonce}Q${tail.join("")}`)
 }
 
@@ -222,22 +223,23 @@ const requestArbitrary = (secrets: number, escapers: ReadonlyArray<Escaper>): fc
 }
 
 /** Random programs; `escapers` are the forms upstreams echo in. */
-export const programArbitrary = (escapers: ReadonlyArray<Escaper>): fc.Arbitrary<Program> =>
-  fc.integer({ min: 1, max: 3 }).chain((count) =>
+export const programArbitrary = (escapers: ReadonlyArray<Escaper>): fc.Arbitrary<Program> => {
+  const secret = fc.record({
+    value: valueArbitrary(),
+    hosts: fc.oneof(fc.constant([]), fc.subarray([...PATTERNS], { minLength: 1 })),
+    mounted: fc.constantFrom(true, true, true, false)
+  })
+  // built once per number of secrets, not per program
+  const byCount = [1, 2, 3].map((count) =>
     fc.record({
-      secrets: fc.array(
-        fc.record({
-          value: valueArbitrary(),
-          hosts: fc.oneof(fc.constant([]), fc.subarray([...PATTERNS], { minLength: 1 })),
-          mounted: fc.constantFrom(true, true, true, false)
-        }),
-        { minLength: count, maxLength: count }
-      ),
+      secrets: fc.array(secret, { minLength: count, maxLength: count }),
       onDisallowed: fc.constantFrom<Program["onDisallowed"]>("forward", "block"),
       maxRedirections: fc.constantFrom<Program["maxRedirections"]>(0, 3),
       requests: fc.array(requestArbitrary(count, escapers), { minLength: 1, maxLength: 3 })
     })
   )
+  return fc.oneof(...byCount)
+}
 
 // ---------------------------------------------------------------------------------------------
 // running a program
