@@ -4,9 +4,12 @@
  *
  * Values are loaded once and kept, decrypted, until something may have changed:
  * - when the `Secrets` service reports a `revision` (the in-process implementation does), any
- *   create, update or delete through it is seen by the very next request;
- * - changes it cannot see (another process writing the same store, a remote server) are picked up
- *   within `ttl` (default 1 second). `ttl: 0` reloads for every request.
+ *   create, update or delete through it is seen by the very next request, and so is any change its
+ *   `changes` announce (a backend's notifications, a remote server's watch stream); the values are
+ *   reloaded only when one of the mounted secrets changed;
+ * - while those announcements are `live` (every change is announced), nothing else causes a reload;
+ * - otherwise, changes nobody announced are picked up within `ttl` (default 1 second). `ttl: 0`
+ *   reloads for every request.
  *
  * @since 0.1.0
  */
@@ -45,7 +48,10 @@ export interface Options {
 }
 
 interface Kept {
+  /** The organization's revision when last checked. */
   readonly revision: number
+  /** The revision of the mounted secrets when loaded. */
+  readonly mine: number
   readonly loadedAt: number
   readonly values: ReadonlyMap<string, ResolvedSecret>
 }
@@ -62,20 +68,26 @@ export const make = (mount: SandboxMount, options: Options = {}): Effect.Effect<
     const run = Runtime.runPromiseExit(runtime)
     const ttl = Duration.toMillis(Duration.decode(options.ttl ?? "1 second"))
     const placeholders = mount.secrets.map((secret) => secret.placeholder)
-    const revision = secrets.revision === undefined ? () => 0 : () => secrets.revision!(mount.organizationId)
+    const organizationId = mount.organizationId
+    const revision = secrets.revision === undefined ? () => 0 : () => secrets.revision!(organizationId)
+    const mine = secrets.revision === undefined ? () => 0 : () => secrets.revision!(organizationId, placeholders)
+    const changes = secrets.changes
+    // announcements are worth relying on only when the revision shows them
+    const live = changes === undefined || secrets.revision === undefined ? () => false : () => changes.live(organizationId)
 
     let kept: Kept | undefined
     let loading: { readonly revision: number; readonly startedAt: number; readonly values: Promise<ReadonlyMap<string, ResolvedSecret>> } | undefined
 
     const load = (atRevision: number, now: number): Promise<ReadonlyMap<string, ResolvedSecret>> => {
-      const values = run(secrets.resolve(mount.organizationId, placeholders)).then((exit) => {
+      const atMine = mine()
+      const values = run(secrets.resolve(organizationId, placeholders)).then((exit) => {
         const settled = loading?.values === values
         if (settled) loading = undefined
         // a failure is not kept: the next request tries again
         if (Exit.isFailure(exit)) throw failureOf(exit)
         const map: ReadonlyMap<string, ResolvedSecret> = new Map(exit.value.map((secret) => [secret.placeholder, secret]))
         // keep it unless a newer load has started meanwhile
-        if (settled) kept = { revision: atRevision, loadedAt: now, values: map }
+        if (settled) kept = { revision: atRevision, mine: atMine, loadedAt: now, values: map }
         return map
       })
       loading = { revision: atRevision, startedAt: now, values }
@@ -87,9 +99,18 @@ export const make = (mount: SandboxMount, options: Options = {}): Effect.Effect<
       current: () => {
         const now = Date.now()
         const atRevision = revision()
-        if (ttl > 0 && kept !== undefined && kept.revision === atRevision && now - kept.loadedAt < ttl) return kept.values
+        // while every change is announced, kept values stay until one is; otherwise for the ttl
+        const fresh = (since: number) => ttl > 0 && (now - since < ttl || live())
+        if (kept !== undefined && fresh(kept.loadedAt)) {
+          if (kept.revision === atRevision) return kept.values
+          // the organization changed: the values stay if none of the mounted secrets did
+          if (kept.mine === mine()) {
+            kept = { ...kept, revision: atRevision }
+            return kept.values
+          }
+        }
         // a load already under way for the same revision, started within the ttl, is as fresh
-        if (ttl > 0 && loading !== undefined && loading.revision === atRevision && now - loading.startedAt < ttl) return loading.values
+        if (loading !== undefined && loading.revision === atRevision && fresh(loading.startedAt)) return loading.values
         return load(atRevision, now)
       }
     }

@@ -17,6 +17,7 @@ import {
   type SecretPage,
   UpdateSecretParams
 } from "./Secret.js"
+import * as SecretChanges from "./SecretChanges.js"
 import { SecretCipher } from "./SecretCipher.js"
 import {
   type InvalidSecretInput,
@@ -72,11 +73,19 @@ export interface Secrets {
   ) => Effect.Effect<ReadonlyArray<ResolvedSecret>, StoreError>
   /**
    * A number that changes whenever a secret of the organization is created, updated or deleted
-   * through this service. It lets the egress resolver keep decrypted values between requests and
-   * still see every such change on the very next request. Implementations that cannot know (a
-   * remote server) leave it out; the resolver then relies on its TTL alone.
+   * through this service, or announced as changed by `changes`. With `placeholders`, a number that
+   * changes whenever one of those secrets does (and may change at other times too). It lets the
+   * egress resolver keep decrypted values between requests and still see every such change on the
+   * very next request. Implementations that cannot know leave it out; the resolver then relies on
+   * its TTL alone.
    */
-  readonly revision?: (organizationId: string) => number
+  readonly revision?: (organizationId: string, placeholders?: ReadonlyArray<string>) => number
+  /**
+   * Announcements of changes, as they become known (see `SecretChanges`); `revision` has moved by
+   * the time a listener hears of a change. While `changes.live(organizationId)` is true, every
+   * change is announced, and the egress resolver keeps values until one is.
+   */
+  readonly changes?: SecretChanges.SecretChanges
 }
 
 /**
@@ -147,14 +156,25 @@ export const make = (options: Options = {}): Effect.Effect<Secrets, never, Secre
         }))
       )
 
+    // A backend that announces its writes is relied on for all of them (this process's included);
+    // otherwise the writes made through this service are announced here, and that is not all.
+    const announced = yield* Effect.serviceOption(SecretChanges.SecretChanges)
+    const own = SecretChanges.makeHub(() => false)
+    const changes: SecretChanges.SecretChanges = Option.getOrElse(announced, () => own)
     const revisions = new Map<string, number>()
-    const changed = (organizationId: string) =>
+    let everything = 0
+    changes.subscribe((change) => {
+      if (change.organizationId === undefined) everything++
+      else revisions.set(change.organizationId, (revisions.get(change.organizationId) ?? 0) + 1)
+    })
+    const changed = (organizationId: string, placeholder?: string) =>
       Effect.sync(() => {
-        revisions.set(organizationId, (revisions.get(organizationId) ?? 0) + 1)
+        if (Option.isNone(announced)) own.publish({ organizationId, ...(placeholder === undefined ? {} : { placeholders: [placeholder] }) })
       })
 
     return Secrets.of({
-      revision: (organizationId) => revisions.get(organizationId) ?? 0,
+      revision: (organizationId) => (revisions.get(organizationId) ?? 0) + everything,
+      changes,
       create: (organizationId, input) =>
         Effect.gen(function*() {
           const params = yield* decodeCreate(input)
@@ -172,7 +192,7 @@ export const make = (options: Options = {}): Effect.Effect<Secrets, never, Secre
             updatedAt: at
           }
           const inserted = yield* insert(record)
-          yield* changed(organizationId)
+          yield* changed(organizationId, inserted.placeholder)
           return toSecret(inserted)
         }),
       list: (organizationId) => Effect.map(store.listAll(organizationId), (records) => records.map(toSecret)),
@@ -206,7 +226,7 @@ export const make = (options: Options = {}): Effect.Effect<Secrets, never, Secre
               updatedAt: at
             }
           })
-          yield* changed(organizationId)
+          yield* changed(organizationId, record.placeholder)
           return toSecret(record)
         }),
       delete: (organizationId, id) => Effect.zipRight(store.delete(organizationId, id), changed(organizationId)),

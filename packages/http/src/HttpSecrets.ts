@@ -20,6 +20,7 @@ import {
   type InvalidSecretInput,
   type QuotaExceeded,
   Secret,
+  SecretChanges,
   type SecretNameTaken,
   SecretNotFound,
   Secrets,
@@ -27,8 +28,9 @@ import {
   StoreUnavailable,
   Unauthorized
 } from "@secretgate/core"
-import { Context, Duration, Effect, Layer, Option, ParseResult, Redacted, Stream } from "effect"
+import { Context, Duration, Effect, Layer, Option, ParseResult, Redacted, Runtime, type Scope, Stream } from "effect"
 import { checkKeyCharacters } from "./ApiKeys.js"
+import * as WatchClient from "./internal/watchClient.js"
 import { MAX_RESOLVE_PLACEHOLDERS, ORGANIZATION_HEADER, SecretApi } from "./SecretApi.js"
 
 /**
@@ -72,6 +74,18 @@ export interface Options {
    * placeholders can legitimately hold (512 KiB each). Default 8 MiB.
    */
   readonly maxResponseBytes?: number
+  /**
+   * Whether to watch the server's changes (`GET /secret/watch`, with `resolveApiKey`) for the
+   * organizations whose values are resolved, so that the egress resolver keeps values until a
+   * change is announced and refreshes them on the next request after one. While a stream is down
+   * (or the server offers none) the resolver reloads every TTL, and a log line says so. Default true.
+   */
+  readonly watch?: boolean
+  /**
+   * A watch stream that carries nothing, not even the server's heartbeat, for this long is given
+   * up and reopened. Default 45 seconds (three of the server's default heartbeats).
+   */
+  readonly watchIdleTimeout?: Duration.DurationInput
 }
 
 /**
@@ -172,7 +186,7 @@ const describeCause = (cause: unknown): string => {
  *
  * @since 0.1.0
  */
-export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, HttpClient.HttpClient> =>
+export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
     const baseUrl = String(options.baseUrl).replace(/\/+$/, "")
     const url = /^https?:\/\/[^/]/i.test(baseUrl) && URL.canParse(baseUrl) ? new URL(baseUrl) : undefined
@@ -298,7 +312,40 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
         })
       )
 
+    // The watches start with the first resolver of each organization and end with this service.
+    const runtime = yield* Effect.runtime<never>()
+    const log = (level: "info" | "warning", message: string) =>
+      Runtime.runFork(runtime)(level === "info" ? Effect.logInfo(message) : Effect.logWarning(message))
+    const changes = SecretChanges.makeHub((organizationId) => watches?.live(organizationId) === true)
+    const watches = options.watch === false ? undefined : WatchClient.make({
+      url: new URL(`${baseUrl}${SecretApi.groups.egress.endpoints.watch.path}`),
+      authorization: (organizationId) => {
+        const key = Effect.runSyncExit(keyFor(resolveKey, organizationId))
+        return key._tag === "Success"
+          ? { header: `Bearer ${Redacted.value(key.value)}` }
+          : { problem: `no usable API key for organization ${JSON.stringify(organizationId)}` }
+      },
+      idleMillis: Duration.toMillis(Duration.decode(options.watchIdleTimeout ?? "45 seconds")),
+      maxBackoffMillis: 30_000,
+      onChange: (organizationId, placeholders) => changes.publish({ organizationId, placeholders }),
+      log
+    })
+    yield* Effect.addFinalizer(() => Effect.sync(() => watches?.close()))
+
     return Secrets.Secrets.of({
+      ...(watches === undefined ? {} : {
+        changes,
+        revision: (organizationId, placeholders) => {
+          const watch = watches.of(organizationId)
+          if (placeholders === undefined) return watch.revision
+          let revision = watch.everything
+          for (const placeholder of placeholders) {
+            const at = watch.byPlaceholder.get(placeholder)
+            if (at !== undefined && at > revision) revision = at
+          }
+          return revision
+        }
+      }),
       create: (organizationId, input) =>
         Effect.flatMap(decodeCreate(input), (payload) =>
           remote<Secret.Secret, InvalidSecretInput | SecretNameTaken | QuotaExceeded>(
@@ -411,4 +458,4 @@ export const layer = (options: Options): Layer.Layer<Secrets.Secrets> =>
  * @since 0.1.0
  */
 export const layerWithoutClient = (options: Options): Layer.Layer<Secrets.Secrets, never, HttpClient.HttpClient> =>
-  Layer.effect(Secrets.Secrets, make(options))
+  Layer.scoped(Secrets.Secrets, make(options))

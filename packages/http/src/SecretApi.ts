@@ -31,7 +31,7 @@ import {
   StoreUnavailable,
   Unauthorized
 } from "@secretgate/core"
-import { Context, Schema } from "effect"
+import { Context, JSONSchema, Schema } from "effect"
 import type { ApiKey } from "./ApiKeys.js"
 
 /**
@@ -292,6 +292,35 @@ export const ResolveResponse = Schema.Struct({
   secrets: Schema.Array(ResolvedSecret)
 }).annotations({ identifier: "ResolveResponse" })
 
+/**
+ * One event of the watch stream (the `data` of an `event: change`): the organization's revision
+ * after the change, and the placeholders of the secrets that changed when the server knows them
+ * (absent: any secret of the organization may have changed). The first event of a stream carries
+ * the current revision and no placeholders.
+ *
+ * @since 0.1.0
+ */
+export const ChangeEvent = Schema.Struct({
+  revision: Schema.String.annotations({
+    description: "Opaque; equal revisions (from the same server) mean nothing changed in between"
+  }),
+  placeholders: Schema.optional(Schema.Array(Schema.String).annotations({ description: "Placeholders of the secrets that changed" }))
+}).annotations({ identifier: "ChangeEvent" })
+
+/**
+ * The body of the watch route: server-sent events.
+ *
+ * @since 0.1.0
+ */
+export const ChangeStream = Schema.String.pipe(
+  HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/event-stream" })
+).annotations({
+  identifier: "ChangeStream",
+  description: "Server-sent events, each `event: change` with a JSON `ChangeEvent` as `data`, the first one at once; " +
+    "a comment line every heartbeat keeps the connection alive. The stream ends when the server stops or can no longer " +
+    "announce every change; the client then falls back to polling and reconnects."
+})
+
 const secretEndpoints = HttpApiGroup.make("secret")
   .add(
     HttpApiEndpoint.post("create", "/secret")
@@ -359,6 +388,17 @@ const egressEndpoints = HttpApiGroup.make("egress")
       .addError(Errors.PayloadTooLarge)
       .annotate(OpenApi.Summary, "Resolve placeholders to values (egress proxies only)")
   )
+  .add(
+    HttpApiEndpoint.get("watch", "/secret/watch")
+      .setHeaders(OrganizationHeader)
+      .addSuccess(ChangeStream)
+      .annotate(OpenApi.Summary, "Stream the organization's changes as server-sent events (egress proxies only)")
+      .annotate(
+        OpenApi.Description,
+        "Lets an egress proxy keep resolved values until a change is announced instead of polling. Answers 503 when the " +
+          "server's backend does not announce every change (then poll `POST /secret/resolve`)."
+      )
+  )
   .middleware(ResolveAuth)
   .annotate(OpenApi.Title, "Egress")
   .annotate(
@@ -392,6 +432,14 @@ const withoutDecodeError = (spec: OpenApi.OpenAPISpec): OpenApi.OpenAPISpec => {
   return spec
 }
 
+// The watch route's body is text (server-sent events); the JSON of each event is documented as a
+// schema of its own, which the stream's description names.
+const withChangeEvent = (spec: OpenApi.OpenAPISpec): OpenApi.OpenAPISpec => {
+  const document = JSONSchema.make(ChangeEvent) as { readonly $defs: Record<string, unknown> }
+  spec.components.schemas = { ...spec.components.schemas, ChangeEvent: document.$defs.ChangeEvent as never }
+  return spec
+}
+
 /**
  * The API: the `secret` group (management) and the `egress` group (resolve).
  *
@@ -410,7 +458,7 @@ export class SecretApi extends HttpApi.make("secretgate")
     OpenApi.Description,
     "Organization-scoped secrets that a sandbox never sees. Wire-compatible with Daytona's Secret REST API."
   )
-  .annotate(OpenApi.Transform, (spec) => withoutDecodeError(spec as OpenApi.OpenAPISpec))
+  .annotate(OpenApi.Transform, (spec) => withChangeEvent(withoutDecodeError(spec as OpenApi.OpenAPISpec)))
 {}
 
 /**

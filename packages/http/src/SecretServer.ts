@@ -20,11 +20,15 @@ import {
   HttpServerResponse
 } from "@effect/platform"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Forbidden, InvalidSecretInput, Secret, Secrets, Unauthorized } from "@secretgate/core"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import { Forbidden, InvalidSecretInput, Secret, Secrets, StoreUnavailable, Unauthorized } from "@secretgate/core"
 import { Cause, Context, Duration, Effect, Layer, ManagedRuntime, Option, Redacted, Schema } from "effect"
+import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
 import * as ApiKeys from "./ApiKeys.js"
 import { readJson } from "./internal/body.js"
+import * as FastLane from "./internal/fastLane.js"
+import * as WatchStream from "./internal/watchStream.js"
 import {
   Caller,
   type ErrorBody,
@@ -50,6 +54,11 @@ export interface ApiOptions {
   readonly basePath?: string
   /** Largest accepted request body, in bytes; larger ones get 413. Default 1 MiB. */
   readonly maxBodyBytes?: number
+  /**
+   * How often an open watch stream (`GET /secret/watch`) carries a keep-alive comment, so that
+   * clients and proxies notice a dead connection. Default 15 seconds.
+   */
+  readonly watchHeartbeat?: Duration.DurationInput
 }
 
 /**
@@ -111,7 +120,11 @@ const queryInput = (params: Record<string, QueryValue>): Effect.Effect<Record<st
   return Effect.succeed(input)
 }
 
-const handlers = (api: typeof SecretApi, maxBodyBytes: number) =>
+// The handler of `GET /secret/{id}`, shared by the route and its fast lane.
+const getSecret = (secrets: Secrets.Secrets, caller: ApiKeys.ApiKey, path: { readonly secretId: string }) =>
+  secrets.get(caller.organizationId, path.secretId)
+
+const handlers = (api: typeof SecretApi, maxBodyBytes: number, heartbeatMillis: number) =>
   Layer.mergeAll(
     HttpApiBuilder.group(api, "secret", (handlers) =>
       Effect.gen(function*() {
@@ -130,7 +143,7 @@ const handlers = (api: typeof SecretApi, maxBodyBytes: number) =>
               const query = yield* Effect.flatMap(queryInput(urlParams), decodeQuery)
               return yield* secrets.listPage(caller.organizationId, query)
             }))
-          .handle("get", ({ path }) => Effect.flatMap(Caller, (caller) => secrets.get(caller.organizationId, path.secretId)))
+          .handle("get", ({ path }) => Effect.flatMap(Caller, (caller) => getSecret(secrets, caller, path)))
           .handleRaw("update", ({ path, request }) =>
             Effect.gen(function*() {
               const caller = yield* Caller
@@ -143,26 +156,55 @@ const handlers = (api: typeof SecretApi, maxBodyBytes: number) =>
     HttpApiBuilder.group(api, "egress", (handlers) =>
       Effect.gen(function*() {
         const secrets = yield* Secrets.Secrets
-        return handlers.handleRaw("resolve", ({ request }) =>
-          Effect.gen(function*() {
-            const caller = yield* Caller
-            const { placeholders } = yield* Effect.flatMap(readJson(request, maxBodyBytes), decodeResolve)
-            return { secrets: yield* secrets.resolve(caller.organizationId, placeholders) }
-          }))
+        const open = Option.getOrUndefined(yield* Effect.serviceOption(WatchStream.OpenStreams))
+        const instance = randomUUID()
+        return handlers
+          .handleRaw("resolve", ({ request }) =>
+            Effect.gen(function*() {
+              const caller = yield* Caller
+              const { placeholders } = yield* Effect.flatMap(readJson(request, maxBodyBytes), decodeResolve)
+              return { secrets: yield* secrets.resolve(caller.organizationId, placeholders) }
+            }))
+          .handleRaw("watch", ({ request }) =>
+            Effect.gen(function*() {
+              const caller = yield* Caller
+              const { changes, revision } = secrets
+              if (changes === undefined || revision === undefined || !changes.live(caller.organizationId)) {
+                return yield* new StoreUnavailable({
+                  message: "this server's backend does not announce every change, so it offers no watch: " +
+                    "resolve with POST /secret/resolve every TTL instead"
+                })
+              }
+              yield* WatchStream.serve({
+                response: NodeHttpServerRequest.toServerResponse(request),
+                secrets,
+                changes,
+                revision,
+                organizationId: caller.organizationId,
+                instance,
+                heartbeatMillis,
+                open
+              })
+              // the stream has ended the response itself
+              return HttpServerResponse.empty()
+            }))
       }))
   )
 
 const BEARER = /^Bearer +([^\s]+) *$/i
 
-const authenticate = (keys: ApiKeys.ApiKeys, scope: ApiKeys.Scope) =>
-(): Effect.Effect<ApiKeys.ApiKey, Unauthorized | Forbidden, HttpServerRequest.HttpServerRequest> =>
+// Checks the `Authorization` and organization headers of a request against `scope`.
+const authenticate = (
+  keys: ApiKeys.ApiKeys,
+  scope: ApiKeys.Scope,
+  headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
+): Effect.Effect<ApiKeys.ApiKey, Unauthorized | Forbidden> =>
   Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const header = request.headers.authorization
+    const header = headers.authorization
     if (header === undefined || header === "") {
       return yield* new Unauthorized({ message: "missing API key: send the header `Authorization: Bearer <api key>`" })
     }
-    const match = BEARER.exec(header)
+    const match = typeof header === "string" ? BEARER.exec(header) : null
     if (match === null) {
       return yield* new Unauthorized({ message: "malformed Authorization header: expected `Bearer <api key>`" })
     }
@@ -175,7 +217,7 @@ const authenticate = (keys: ApiKeys.ApiKeys, scope: ApiKeys.Scope) =>
           : `this route needs an API key with the "${ApiKeys.MANAGE}" scope`
       })
     }
-    const organization = request.headers[ORGANIZATION_HEADER]
+    const organization = headers[ORGANIZATION_HEADER]
     if (organization !== undefined && organization !== key.value.organizationId) {
       return yield* new Forbidden({
         message: `the API key does not belong to organization ${JSON.stringify(organization)} (header X-Daytona-Organization-ID)`
@@ -184,9 +226,12 @@ const authenticate = (keys: ApiKeys.ApiKeys, scope: ApiKeys.Scope) =>
     return key.value
   })
 
+const authenticateRequest = (keys: ApiKeys.ApiKeys, scope: ApiKeys.Scope) => () =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => authenticate(keys, scope, request.headers))
+
 const authLayers = Layer.mergeAll(
-  Layer.effect(ManageAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticate(keys, ApiKeys.MANAGE) }))),
-  Layer.effect(ResolveAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticate(keys, ApiKeys.RESOLVE) })))
+  Layer.effect(ManageAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticateRequest(keys, ApiKeys.MANAGE) }))),
+  Layer.effect(ResolveAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticateRequest(keys, ApiKeys.RESOLVE) })))
 )
 
 const errorResponse = (status: number, code: string, message: string) =>
@@ -237,7 +282,14 @@ export const layerApi = (options: ApiOptions = {}): Layer.Layer<HttpApi.Api, nev
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) {
     throw new Error(`maxBodyBytes must be a positive whole number (got ${maxBodyBytes})`)
   }
-  const apiLayer = HttpApiBuilder.api(api).pipe(Layer.provide(handlers(api, maxBodyBytes)), Layer.provide(authLayers))
+  const heartbeatMillis = Duration.toMillis(Duration.decode(options.watchHeartbeat ?? "15 seconds"))
+  if (!(heartbeatMillis >= 1 && heartbeatMillis < 2 ** 31)) {
+    throw new Error(`watchHeartbeat must be between 1 millisecond and 24 days (got ${heartbeatMillis} ms)`)
+  }
+  const apiLayer = HttpApiBuilder.api(api).pipe(
+    Layer.provide(handlers(api, maxBodyBytes, heartbeatMillis)),
+    Layer.provide(authLayers)
+  )
   const openApiLayer = HttpApiBuilder.middlewareOpenApi({
     path: `${basePath}/openapi.json` as `/${string}`,
     additionalPropertiesStrategy: "allow"
@@ -261,8 +313,10 @@ class NodeServer extends Context.Tag("@secretgate/http/SecretServer/NodeServer")
 // Stops accepting connections, lets the requests in flight finish (also those arriving on open
 // keep-alive connections), closing each connection as soon as it is idle; after `timeout` the
 // remaining connections are cut.
-const drain = (server: Http.Server, timeout: Duration.Duration) =>
+const drain = (server: Http.Server, timeout: Duration.Duration, streams: Set<Http.ServerResponse>) =>
   Effect.async<void>((resume) => {
+    // watch streams never finish by themselves: end them, their clients reconnect elsewhere
+    WatchStream.endAll(streams)
     if (!server.listening) return resume(Effect.void)
     const deadline = Date.now() + Duration.toMillis(timeout)
     const timer = setInterval(() => {
@@ -274,6 +328,30 @@ const drain = (server: Http.Server, timeout: Duration.Duration) =>
       resume(Effect.void)
     })
   })
+
+// `GET /secret/{id}`, the route a platform calls most, answered without the full application's
+// router and middleware stack (see internal/fastLane.ts); it takes the request events of the
+// server and hands whatever it does not answer to the application's own handler.
+const fastLane = (api: typeof SecretApi) =>
+  Layer.scopedDiscard(Effect.gen(function*() {
+    const server = yield* NodeServer
+    const secrets = yield* Secrets.Secrets
+    const keys = yield* ApiKeys.ApiKeys
+    const runtime = yield* Effect.runtime<never>()
+    const lane = FastLane.make(
+      api,
+      api.groups.secret.endpoints.get,
+      ({ headers, path }) =>
+        Effect.flatMap(authenticate(keys, ApiKeys.MANAGE, headers), (caller) => getSecret(secrets, caller, path as { readonly secretId: string })),
+      runtime
+    )
+    const [app, ...more] = server.listeners("request") as Array<(request: Http.IncomingMessage, response: Http.ServerResponse) => void>
+    if (app === undefined || more.length > 0) return yield* Effect.dieMessage("secretgate: expected the API to be the server's one request handler")
+    const handler = (request: Http.IncomingMessage, response: Http.ServerResponse) => lane.serve(request, response, () => app(request, response))
+    server.off("request", app)
+    server.on("request", handler)
+    yield* Effect.addFinalizer(() => Effect.sync(() => server.off("request", handler)))
+  }))
 
 /**
  * The server: `SecretApi` on a Node HTTP server, over the `Secrets` and `ApiKeys` in context.
@@ -305,17 +383,22 @@ export const layer = (
   )
   const timeout = Duration.decode(options.shutdownTimeout ?? "10 seconds")
   const graceful = Layer.scopedDiscard(
-    Effect.flatMap(NodeServer, (server) => Effect.addFinalizer(() => drain(server, timeout)))
+    Effect.flatMap(
+      Effect.zip(NodeServer, WatchStream.OpenStreams),
+      ([server, streams]) => Effect.addFinalizer(() => drain(server, timeout, streams))
+    )
   )
+  const openStreams = Layer.sync(WatchStream.OpenStreams, () => new Set<Http.ServerResponse>())
   // the router is built while this layer is, reading its config from the building fiber
   const served = HttpApiBuilder.serve().pipe(
     Layer.provide(layerApi(options)),
     Layer.provideMerge(httpServer),
     Layer.locally(HttpRouter.currentRouterConfig, routerConfig)
   )
-  return graceful.pipe(
+  return Layer.mergeAll(graceful, fastLane(withBasePath(normalizeBasePath(options.basePath ?? "/")))).pipe(
     Layer.provideMerge(served),
     Layer.provideMerge(nodeServer),
+    Layer.provideMerge(openStreams),
     Layer.map((context) => Context.pick(HttpServer.HttpServer)(context))
   )
 }

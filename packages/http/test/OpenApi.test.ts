@@ -8,7 +8,7 @@ describe("OpenAPI document", () => {
     expect(readFileSync(target, "utf8")).toBe(render())
   })
 
-  it("describes the six Daytona routes, the resolve route, bearer auth and the error body", () => {
+  it("describes the six Daytona routes, the resolve and watch routes, bearer auth and the error body", () => {
     const spec = SecretApi.openApi()
     const operations = Object.entries(spec.paths).flatMap(([path, item]) => Object.keys(item).map((method) => `${method.toUpperCase()} ${path}`))
     expect(operations.sort()).toEqual([
@@ -18,8 +18,9 @@ describe("OpenAPI document", () => {
       "GET /secret/{secretId}",
       "PATCH /secret/{secretId}",
       "POST /secret",
-      "POST /secret/resolve"
-    ])
+      "POST /secret/resolve",
+      "GET /secret/watch"
+    ].sort())
     expect(spec.components.securitySchemes).toEqual({ apiKey: expect.objectContaining({ type: "http", scheme: "bearer" }) })
     const create = spec.paths["/secret"]!.post!
     expect(Object.keys(create.responses).sort()).toEqual(["201", "400", "401", "403", "409", "413", "500", "503"])
@@ -28,6 +29,9 @@ describe("OpenAPI document", () => {
     expect(JSON.stringify(spec)).not.toContain("HttpApiDecodeError")
     const query = spec.paths["/secret/paginated"]!.get!.parameters.filter((p) => p.in === "query").map((p) => p.name)
     expect(query).toEqual(["cursor", "limit", "name", "sort", "order"])
+    const watch = spec.paths["/secret/watch"]!.get!
+    expect(Object.keys(watch.responses[200]!.content!)).toEqual(["text/event-stream"])
+    expect(spec.components.schemas.ChangeEvent).toMatchObject({ required: ["revision"], properties: { revision: { type: "string" } } })
   })
 
   it("follows the base path", () => {

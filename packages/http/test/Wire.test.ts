@@ -207,7 +207,7 @@ describe("routes", () => {
     const answer = await call("GET", "/openapi.json", { key: null })
     expect(answer.status).toBe(200)
     expect(answer.json.openapi).toBe("3.1.0")
-    expect(Object.keys(answer.json.paths).sort()).toEqual(["/secret", "/secret/paginated", "/secret/resolve", "/secret/{secretId}"])
+    expect(Object.keys(answer.json.paths).sort()).toEqual(["/secret", "/secret/paginated", "/secret/resolve", "/secret/watch", "/secret/{secretId}"])
   })
 })
 

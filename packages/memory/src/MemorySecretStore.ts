@@ -1,22 +1,24 @@
 /**
  * A `SecretStore` in memory: for tests, demos and single-process embedders that keep nothing across
  * restarts. Every operation is one synchronous step, so it is atomic under any number of concurrent
- * fibers. Values are still sealed, as in every backend.
+ * fibers. Values are still sealed, as in every backend. Every write is announced (`SecretChanges`)
+ * as it happens: nothing else can write the store, so the announcements are always complete.
  *
  * @since 0.1.0
  */
-import { KeyRing, SecretCipher, Secrets, SecretStore } from "@secretgate/core"
+import { KeyRing, SecretChanges, SecretCipher, Secrets, SecretStore } from "@secretgate/core"
 import { QuotaExceeded, SecretNameTaken, SecretNotFound } from "@secretgate/core"
-import { Effect, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 
 type SecretRecord = SecretStore.SecretRecord
 
 /**
- * A fresh, empty in-memory store.
+ * A fresh, empty in-memory store; its writes are published to `changes` when given.
  *
  * @since 0.1.0
  */
-export const make = (): SecretStore.SecretStore => {
+export const make = (changes?: SecretChanges.Hub): SecretStore.SecretStore => {
+  const announce = (organizationId: string, placeholder: string) => changes?.publish({ organizationId, placeholders: [placeholder] })
   const byId = new Map<string, SecretRecord>()
   const byPlaceholder = new Map<string, SecretRecord>()
   const byOrganization = new Map<string, Map<string, SecretRecord>>()
@@ -42,6 +44,7 @@ export const make = (): SecretStore.SecretStore => {
         names.set(record.name, record)
         byId.set(record.id, record)
         byPlaceholder.set(record.placeholder, record)
+        announce(record.organizationId, record.placeholder)
         return Effect.void
       }),
     findById: (organizationId, id) => Effect.sync(() => SecretStore.found(owned(organizationId, byId.get(id)))),
@@ -61,6 +64,7 @@ export const make = (): SecretStore.SecretStore => {
         byId.set(id, next)
         byPlaceholder.set(next.placeholder, next)
         namesOf(organizationId).set(next.name, next)
+        announce(organizationId, next.placeholder)
         return Effect.succeed(next)
       }),
     delete: (organizationId, id) =>
@@ -70,17 +74,23 @@ export const make = (): SecretStore.SecretStore => {
         byId.delete(id)
         byPlaceholder.delete(current.placeholder)
         namesOf(organizationId).delete(current.name)
+        announce(organizationId, current.placeholder)
         return Effect.void
       })
   })
 }
 
 /**
- * Provides only the `SecretStore`.
+ * Provides the `SecretStore` and its `SecretChanges`.
  *
  * @since 0.1.0
  */
-export const layerStore: Layer.Layer<SecretStore.SecretStore> = Layer.sync(SecretStore.SecretStore, make)
+export const layerStore: Layer.Layer<SecretStore.SecretStore | SecretChanges.SecretChanges> = Layer.effectContext(
+  Effect.sync(() => {
+    const changes = SecretChanges.makeHub(() => true)
+    return Context.make(SecretStore.SecretStore, make(changes)).pipe(Context.add(SecretChanges.SecretChanges, changes))
+  })
+)
 
 /**
  * Settings of the in-memory backend.
@@ -103,7 +113,7 @@ export interface Options extends Secrets.Options {
  * const gate = new Secretgate({ layer: MemorySecretStore.layer(), organizationId: "acme" })
  * ```
  */
-export const layer = (options: Options = {}): Layer.Layer<Secrets.Secrets | SecretStore.SecretStore> =>
+export const layer = (options: Options = {}): Layer.Layer<Secrets.Secrets | SecretStore.SecretStore | SecretChanges.SecretChanges> =>
   Secrets.layer(options).pipe(
     Layer.provideMerge(layerStore),
     Layer.provide(SecretCipher.layer(options.keyRing ?? KeyRing.ephemeral()))
