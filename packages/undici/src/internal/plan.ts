@@ -363,17 +363,23 @@ const finishHeaders = (
 
 
 /**
- * The query as undici's `querystring.stringify` reads it (own enumerable keys), read once into a
- * plain copy: placeholders in values substituted, in keys reported (never substituted).
- * `fromEntries` defines each field, so a `__proto__` key stays a query parameter.
+ * The query as undici's `querystring.stringify` reads it (own enumerable keys, arrays item by item),
+ * read once into a plain copy; anything but an object is left for undici. `fromEntries` defines
+ * each field, so a `__proto__` key stays a query parameter.
  */
-const queryOf = (rewriter: Rewriter, query: unknown): unknown => {
+const readQuery = (query: unknown): unknown =>
+  typeof query !== "object" || query === null
+    ? query
+    : Object.fromEntries(Object.entries(query).map(([key, item]) => [key, Array.isArray(item) ? Array.from(item as Array<unknown>) : item]))
+
+/** The query copy with placeholders in values substituted, in keys reported (never substituted). */
+const rewriteQuery = (rewriter: Rewriter, query: unknown): unknown => {
   if (typeof query !== "object" || query === null) return query
   const value = (item: unknown): unknown =>
     typeof item === "string" && rewriter.mayHold(item) ? rewriter.replaceText(item, Into.Query) : item
   return Object.fromEntries(Object.entries(query).map(([key, item]) => {
     rewriter.withholdIn(key, "url")
-    return [key, Array.isArray(item) ? Array.from(item as Array<unknown>, value) : value(item)]
+    return [key, Array.isArray(item) ? item.map(value) : value(item)]
   }))
 }
 
@@ -412,7 +418,7 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
 
   // Path and query: values percent-encoded (undici encodes `query` itself); never in query keys.
   const path = typeof options.path === "string" && rewriter.mayHold(options.path) ? rewriter.replaceText(options.path, Into.Url) : options.path
-  const query = options.query === undefined || options.query === null ? options.query : queryOf(rewriter, options.query)
+  const query = rewriteQuery(rewriter, readQuery(options.query))
 
   // Body: read as undici would, into a copy (known length, rewritten now) or a rewritten stream.
   let body: unknown = options.body
