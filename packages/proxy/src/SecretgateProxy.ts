@@ -25,11 +25,12 @@ import { join } from "node:path"
 import type { Agent } from "undici"
 import * as CertificateAuthorityModule from "./CertificateAuthority.js"
 import type { CertificateAuthority } from "./CertificateAuthority.js"
-import { forward, forwardUpgrade } from "./internal/bridge.js"
-import { type ConnectContext, onConnect, parseTarget, PROXY_AUTHENTICATE, refuse, type Session } from "./internal/connect.js"
+import { forward } from "./internal/bridge.js"
+import { type ConnectContext, onConnect, parseTarget, PROXY_AUTHENTICATE, refuse } from "./internal/connect.js"
 import { type Bundle, environmentFor, writeBundle } from "./internal/environment.js"
 import { LeafCache } from "./internal/leafCache.js"
-import { refuseOn } from "./internal/refusal.js"
+import { makeInnerServer } from "./internal/innerServer.js"
+import { onClientError } from "./internal/refusal.js"
 import { Registry, USER } from "./internal/registry.js"
 import { Sandbox } from "./internal/sandbox.js"
 import { lookupWith, makeUpstreamAgent } from "./internal/upstream.js"
@@ -249,36 +250,16 @@ export class SecretgateProxy {
       connectionsCheckingInterval: Math.max(100, Math.min(limits.handshakeTimeout / 4, 30_000)),
       noDelay: true
     }
-    const inner = http.createServer(serverOptions)
     const server = http.createServer(serverOptions)
-    const sessions = new WeakMap<net.Socket, Session>()
     const context: ConnectContext = {
       registry,
       leaves: new LeafCache(ca, limits.cachedCertificates),
-      inner,
-      sessions,
+      inner: makeInnerServer(serverOptions, limits, (socket, session, reason, status, message) => refuse(context, socket, session.sandbox, session.host, reason, status, message)),
       limits,
       lookup: lookupWith(resolve),
       audit: options.audit
     }
-
-    // decrypted requests: the session of their connection says whose they are and where they go
-    inner.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
-      const session = sessions.get(req.socket)
-      if (session === undefined) return void res.socket?.destroy()
-      if (!(req.url ?? "").startsWith("/")) {
-        res.writeHead(400, { "content-type": "text/plain; charset=utf-8" })
-        return void res.end(`secretgate proxy: requests inside a CONNECT tunnel to ${session.host} must use origin-form targets (/path), got ${JSON.stringify(req.url)}\n`)
-      }
-      forward(session.sandbox, session.origin, req.url!, req, res)
-    })
-    inner.on("upgrade", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-      const session = sessions.get(req.socket)
-      if (session === undefined) return void socket.destroy()
-      if ((req.url ?? "").startsWith("/") && forwardUpgrade(session.sandbox, session.origin, req.url!, req, socket, head)) return
-      refuse(context, socket, session.sandbox, session.host, "upgrade-not-supported", 501, `only WebSocket upgrades (GET, Upgrade: websocket) are supported on intercepted hosts; ${JSON.stringify(String(req.headers.upgrade))} is not`)
-    })
-    inner.on("clientError", clientError(limits))
+    const inner = context.inner.server
 
     // plain-HTTP proxy requests (absolute-form)
     server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => plainRequest(context, req, res))
@@ -288,7 +269,7 @@ export class SecretgateProxy {
       const sandbox = registry.authenticate(req.headers["proxy-authorization"])
       refuse(context, socket, sandbox, undefined, "upgrade-not-supported", 501, "upgrades are supported only inside CONNECT tunnels (wss://), not on plain-HTTP proxy requests")
     })
-    server.on("clientError", clientError(limits))
+    server.on("clientError", onClientError(limits))
 
     await new Promise<void>((resolveListen, reject) => {
       server.once("error", reject)
@@ -379,20 +360,6 @@ export class SecretgateProxy {
     await closed
     await this.#upstream.close()
     if (this.#ownsDirectory) await rm(this.#directory, { recursive: true, force: true })
-  }
-}
-
-/** Answers malformed requests, over-long headers and slow heads with a clear status. */
-const clientError = (limits: Limits) => (error: NodeJS.ErrnoException, socket: net.Socket | import("node:stream").Duplex): void => {
-  switch (error.code) {
-    case "HPE_HEADER_OVERFLOW":
-      return refuseOn(socket, 431, `the request headers exceed the proxy's limit of ${limits.maxHeaderSize} bytes (limits.maxHeaderSize)`)
-    case "ERR_HTTP_REQUEST_TIMEOUT":
-      return refuseOn(socket, 408, `the request head did not arrive within ${limits.handshakeTimeout} ms (limits.handshakeTimeout)`)
-    case "ECONNRESET":
-      return void socket.destroy()
-    default:
-      return refuseOn(socket, 400, `malformed request (${error.code ?? error.message})`)
   }
 }
 

@@ -5,13 +5,16 @@
  * requests go through the sandbox's egress agent.
  */
 import { HostPattern } from "@secretgate/core"
+import type { Duplex } from "node:stream"
 import type * as http from "node:http"
 import type * as net from "node:net"
 import * as tls from "node:tls"
 import type { AuditSink, ConnectionEvent, RefusedReason } from "../ProxyAuditEvent.js"
+import type { InnerServer, Session } from "./innerServer.js"
 import type { LeafCache } from "./leafCache.js"
 import { refuseOn } from "./refusal.js"
 import type { Registry } from "./registry.js"
+import { Replayed } from "./replayed.js"
 import type { Sandbox } from "./sandbox.js"
 import { tunnel } from "./tunnel.js"
 import type { lookupWith } from "./upstream.js"
@@ -22,21 +25,11 @@ export interface Limits {
   readonly connectTimeout: number
 }
 
-/** An intercepted connection: whose it is and where its requests go. */
-export interface Session {
-  readonly sandbox: Sandbox
-  readonly host: string
-  readonly port: number
-  /** `https://host:port`: the dispatch origin of every request on this connection. */
-  readonly origin: string
-}
-
 export interface ConnectContext {
   readonly registry: Registry
   readonly leaves: LeafCache
-  /** Receives the decrypted sockets (`emit("connection", socket)`). */
-  readonly inner: http.Server
-  readonly sessions: WeakMap<net.Socket, Session>
+  /** Reads the requests of intercepted connections. */
+  readonly inner: InnerServer
   readonly limits: Limits
   readonly lookup: ReturnType<typeof lookupWith>
   /** Events no sandbox can be named for. */
@@ -76,7 +69,7 @@ export const report = (context: ConnectContext, sandbox: Sandbox | undefined, ev
 /** Answers with a refusal and reports it. */
 export const refuse = (
   context: ConnectContext,
-  socket: net.Socket,
+  socket: Duplex,
   sandbox: Sandbox | undefined,
   host: string | undefined,
   reason: RefusedReason,
@@ -137,20 +130,56 @@ export const onConnect = (context: ConnectContext) => (req: http.IncomingMessage
     refuse(context, socket, sandbox, target.host, "resolution-failed", 503, "could not load this sandbox's secrets to decide how to handle the connection; try again"))
 }
 
-/** The alert name in an OpenSSL error (`... tlsv1 alert unknown ca`), if the client sent one. */
-const alertOf = (error: Error): string | undefined => /alert ([a-z ]+)$/i.exec(error.message)?.[1]?.toLowerCase()
+/** The alert name in an OpenSSL error (`...:tlsv1 alert unknown ca:...`), if the client sent one. */
+const alertOf = (error: Error): string | undefined => /(?:tlsv1|sslv3|tls) alert ([a-z ]+)/i.exec(error.message)?.[1]?.trim().toLowerCase()
 
-/** Terminates the client's TLS with a leaf for the CONNECT host and serves it with the inner server. */
+/** The first byte of a TLS record carrying a handshake. */
+const TLS_HANDSHAKE = 0x16
+
+/**
+ * Serves an intercepted connection: answers `200`, then reads the client's first bytes. A TLS
+ * handshake is terminated with a leaf for the CONNECT host; anything else is plain HTTP inside the
+ * tunnel (undici's `ProxyAgent` sends `http://` requests so), served with an `http:` origin. Either
+ * way the inner HTTP server then reads the requests.
+ */
 const intercept = (context: ConnectContext, sandbox: Sandbox, target: Target, socket: net.Socket, head: Buffer): void => {
+  report(context, sandbox, { type: "intercepted", sandbox: sandbox.id, host: target.host, port: target.port })
+  socket.write("HTTP/1.1 200 Connection Established\r\n\r\n")
+  const timer = setTimeout(() => {
+    report(context, sandbox, {
+      type: "refused",
+      sandbox: sandbox.id,
+      host: target.host,
+      reason: "handshake-timeout",
+      status: undefined,
+      message: `the client did not complete its TLS handshake for ${target.host} within ${context.limits.handshakeTimeout} ms (limits.handshakeTimeout)`
+    })
+    socket.destroy()
+  }, context.limits.handshakeTimeout)
+  socket.once("close", () => clearTimeout(timer))
+  const start = (first: Buffer) => {
+    if (first[0] === TLS_HANDSHAKE) {
+      socket.pause()
+      socket.unshift(first) // a TLSSocket reads what is buffered on the socket it wraps
+      return terminateTls(context, sandbox, target, socket, timer)
+    }
+    clearTimeout(timer)
+    context.inner.serve(new Replayed(socket, first), { sandbox, host: target.host, port: target.port, origin: target.origin.replace(/^https:/, "http:"), used: false })
+  }
+  if (head.length > 0) return start(head)
+  socket.once("data", start)
+}
+
+/** Terminates the client's TLS with a leaf for the CONNECT host (the SNI held to it). */
+const terminateTls = (context: ConnectContext, sandbox: Sandbox, target: Target, socket: net.Socket, timer: NodeJS.Timeout): void => {
   let secureContext: tls.SecureContext
   try {
     secureContext = context.leaves.contextFor(target.host)
   } catch (error) {
-    return refuse(context, socket, sandbox, target.host, "bad-request", 502, `cannot mint a certificate for ${target.host}: ${(error as Error).message}`)
+    clearTimeout(timer)
+    report(context, sandbox, { type: "refused", sandbox: sandbox.id, host: target.host, reason: "bad-request", status: undefined, message: `cannot mint a certificate for ${target.host}: ${(error as Error).message}` })
+    return void socket.destroy()
   }
-  report(context, sandbox, { type: "intercepted", sandbox: sandbox.id, host: target.host, port: target.port })
-  socket.write("HTTP/1.1 200 Connection Established\r\n\r\n")
-  if (head.length > 0) socket.unshift(head)
   let settled = false
   const settle = () => {
     settled = true
@@ -169,48 +198,53 @@ const intercept = (context: ConnectContext, sandbox: Sandbox, target: Target, so
       callback(new Error(message), undefined)
     }
   })
-  const timer = setTimeout(() => {
-    settle()
-    report(context, sandbox, {
-      type: "refused",
-      sandbox: sandbox.id,
-      host: target.host,
-      reason: "handshake-timeout",
-      status: undefined,
-      message: `the client did not complete its TLS handshake for ${target.host} within ${context.limits.handshakeTimeout} ms`
-    })
-    secure.destroy()
-  }, context.limits.handshakeTimeout)
-  const rejected = (alert: string | undefined) => {
-    if (settled) return
-    settle()
+  const rejected = (alert: string | undefined, afterHandshake = false) =>
     report(context, sandbox, {
       type: "tls-rejected",
       sandbox: sandbox.id,
       host: target.host,
       alert,
       message: `the client rejected the proxy's certificate for ${target.host} (${
-        alert === undefined ? "it closed the connection during the handshake" : `TLS alert: ${alert}`
+        alert !== undefined
+          ? `TLS alert: ${alert}`
+          : afterHandshake
+          ? "it closed the connection right after the handshake without sending a request"
+          : "it closed the connection during the handshake"
       }). Give it the proxy's CA (the CA variables of the registration's env, e.g. SSL_CERT_FILE or NODE_EXTRA_CA_CERTS); a client that pins this host's certificate cannot be intercepted: then no secret may be allowed for ${target.host}, so that its connections are tunnelled`
     })
-  }
+  let session: Session | undefined
   secure.once("secure", () => {
     settle()
-    context.sessions.set(secure, { sandbox, host: target.host, port: target.port, origin: target.origin })
-    context.inner.emit("connection", secure)
+    session = { sandbox, host: target.host, port: target.port, origin: target.origin, used: false }
+    context.inner.serve(secure, session)
   })
   secure.on("error", (error: Error) => {
-    const alert = alertOf(error)
-    if (alert !== undefined || (error as NodeJS.ErrnoException).code === "ECONNRESET") rejected(alert)
-    else if (!settled) {
+    if (!settled) {
       settle()
-      const message = `the TLS handshake with the client for ${target.host} failed: ${error.message}`
-      report(context, sandbox, { type: "refused", sandbox: sandbox.id, host: target.host, reason: "bad-request", status: undefined, message })
+      const alert = alertOf(error)
+      if (alert !== undefined || (error as NodeJS.ErrnoException).code === "ECONNRESET") rejected(alert)
+      else {
+        const message = `the TLS handshake with the client for ${target.host} failed: ${error.message}`
+        report(context, sandbox, { type: "refused", sandbox: sandbox.id, host: target.host, reason: "bad-request", status: undefined, message })
+      }
     }
     secure.destroy()
   })
-  secure.once("close", () => {
+  // the proxy's server keeps half-open connections: a client hanging up mid-handshake only ends it
+  secure.once("end", () => {
+    if (settled) return
+    settle()
     rejected(undefined)
+    secure.destroy()
+  })
+  secure.once("close", () => {
+    if (!settled) {
+      settle()
+      rejected(undefined)
+    } else if (session !== undefined && !session.used) {
+      // Node's own clients check the certificate after the handshake and just hang up
+      rejected(undefined, true)
+    }
     socket.destroy()
   })
 }

@@ -50,3 +50,18 @@ export const kindOf = (error: Error): string => {
   const code = (error as { code?: unknown }).code
   return typeof code === "string" ? code : error.name
 }
+
+/** Answers malformed requests, over-long headers and slow heads with a clear status. */
+export const onClientError = (limits: { readonly maxHeaderSize: number; readonly handshakeTimeout: number }) =>
+(error: NodeJS.ErrnoException, socket: Duplex): void => {
+  switch (error.code) {
+    case "HPE_HEADER_OVERFLOW":
+      return refuseOn(socket, 431, `the request headers exceed the proxy's limit of ${limits.maxHeaderSize} bytes (limits.maxHeaderSize)`)
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return refuseOn(socket, 408, `the request head did not arrive within ${limits.handshakeTimeout} ms (limits.handshakeTimeout)`)
+    case "ECONNRESET":
+      return void socket.destroy()
+    default:
+      return refuseOn(socket, 400, `malformed request (${error.code ?? error.message})`)
+  }
+}

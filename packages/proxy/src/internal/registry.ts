@@ -45,8 +45,9 @@ export class Registry {
   /** The sandbox a `Proxy-Authorization` header names, or `undefined`. */
   authenticate(header: string | ReadonlyArray<string> | undefined): Sandbox | undefined {
     if (typeof header !== "string") return undefined
-    const match = /^basic[ \t]+([A-Za-z0-9+/=_-]+)[ \t]*$/i.exec(header)
-    if (match === null) return undefined
+    // canonical base64 only: a decoder that skips stray characters must not make two headers one
+    const match = /^basic[ \t]+((?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)[ \t]*$/i.exec(header)
+    if (match === null || match[1] === "") return undefined
     const credentials = Buffer.from(match[1]!, "base64").toString("utf8")
     const colon = credentials.indexOf(":")
     const token = colon === -1 ? credentials : credentials.slice(colon + 1)

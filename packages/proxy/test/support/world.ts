@@ -11,7 +11,7 @@ import { SecretgateProxy, type SecretgateProxyModule } from "../../src/index.js"
 import type { ProxyAuditEvent } from "../../src/index.js"
 
 /** The names the tests use; the proxy's upstream resolver sends them all to 127.0.0.1. */
-export const NAMES = ["api.allowed.test", "allowed.test", "deep.sub.allowed.test", "evil.test", "other.test", "upstream.test", "example.com"]
+export const NAMES = ["api.allowed.test", "allowed.test", "deep.sub.allowed.test", "evil.test", "other.test", "upstream.test", "example.com", "badexample.com"]
 
 export interface World {
   readonly gate: Secretgate
@@ -101,4 +101,5 @@ export const run = (command: string, args: ReadonlyArray<string>, env: NodeJS.Pr
   })
 
 /** Whether a program is installed (the tests that need it skip, saying so, when it is not). */
-export const installed = (command: string): boolean => spawnSync(command, ["--version"], { stdio: "ignore" }).status === 0
+export const installed = (command: string, args: ReadonlyArray<string> = ["--version"]): boolean =>
+  spawnSync(command, args, { stdio: "ignore" }).status === 0

@@ -1,0 +1,131 @@
+/**
+ * The certificate authority: certificates strict verifiers accept (OpenSSL's `-x509_strict` as a
+ * real child process; Node's parser for the fields), leaves for names, IP literals and long names,
+ * the CA kept on disk with a 0600 key, and every kind of bad CA directory refused with a clear error.
+ */
+import { X509Certificate } from "node:crypto"
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { inspect } from "node:util"
+import { afterEach, describe, expect, it } from "vitest"
+import { CertificateAuthority, CertificateAuthorityError } from "../src/index.js"
+import { installed, run } from "./support/world.js"
+
+const directories: Array<string> = []
+const tempDir = () => {
+  const directory = mkdtempSync(join(tmpdir(), "secretgate-ca-test-"))
+  directories.push(directory)
+  return directory
+}
+afterEach(() => {
+  for (const directory of directories.splice(0)) rmSync(directory, { recursive: true, force: true })
+})
+
+describe("certificates", () => {
+  it("the CA: self-signed, CA:TRUE, P-256, valid now; a leaf: issued by it, for its host only, serverAuth, under 398 days", () => {
+    const ca = CertificateAuthority.generate()
+    expect(ca.certificate.ca).toBe(true)
+    expect(ca.certificate.checkIssued(ca.certificate)).toBe(true)
+    expect(ca.certificate.publicKey.asymmetricKeyDetails?.namedCurve).toBe("prime256v1")
+    const leaf = new X509Certificate(ca.issue("api.example.com").certificatePem)
+    expect(leaf.ca).toBe(false)
+    expect(leaf.checkIssued(ca.certificate)).toBe(true)
+    expect(leaf.verify(ca.certificate.publicKey)).toBe(true)
+    expect(leaf.checkHost("api.example.com")).toBe("api.example.com")
+    expect(leaf.checkHost("other.example.com")).toBeUndefined()
+    expect(leaf.keyUsage).toEqual(["1.3.6.1.5.5.7.3.1"])
+    const lifetime = new Date(leaf.validTo).getTime() - new Date(leaf.validFrom).getTime()
+    expect(lifetime).toBeLessThan(398 * 24 * 3600 * 1000)
+    expect(new Date(leaf.validFrom).getTime()).toBeLessThan(Date.now())
+    // serials are random and positive
+    const serials = new Set(Array.from({ length: 20 }, () => new X509Certificate(ca.issue("a.example").certificatePem).serialNumber))
+    expect(serials.size).toBe(20)
+  })
+
+  it("IP literals get iPAddress names; a name over 64 characters gets an empty subject and a critical subjectAltName", () => {
+    const ca = CertificateAuthority.generate()
+    expect(new X509Certificate(ca.issue("127.0.0.1").certificatePem).checkIP("127.0.0.1")).toBe("127.0.0.1")
+    expect(new X509Certificate(ca.issue("::ffff:10.1.2.3").certificatePem).checkIP("::ffff:10.1.2.3")).toBe("::ffff:10.1.2.3")
+    expect(new X509Certificate(ca.issue("2001:db8::1").certificatePem).checkIP("2001:db8::1")).toBe("2001:db8::1")
+    const long = `${"a".repeat(60)}.${"b".repeat(60)}.example`
+    const leaf = new X509Certificate(ca.issue(long).certificatePem)
+    expect(leaf.subject ?? "").toBe("")
+    expect(leaf.checkHost(long)).toBe(long)
+  })
+
+  const hasOpenssl = installed("openssl", ["version"])
+  if (!hasOpenssl) console.warn("openssl is not installed: the -x509_strict check is skipped")
+  it.skipIf(!hasOpenssl)("openssl verify -x509_strict accepts the CA and its leaves (names, IPv4, IPv6)", async () => {
+    const ca = CertificateAuthority.generate()
+    const directory = tempDir()
+    writeFileSync(join(directory, "ca.pem"), ca.certificatePem)
+    const files = ["api.example.com", "127.0.0.1", "::1", `${"x".repeat(63)}.${"y".repeat(10)}.example`].map((host, i) => {
+      const file = join(directory, `leaf-${i}.pem`)
+      writeFileSync(file, ca.issue(host).certificatePem)
+      return file
+    })
+    const ran = await run("openssl", ["verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", join(directory, "ca.pem"), join(directory, "ca.pem"), ...files], process.env)
+    expect(ran.stderr).toBe("")
+    expect(ran.code).toBe(0)
+    expect(ran.stdout.trim().split("\n").every((line) => line.endsWith(": OK"))).toBe(true)
+  })
+
+  it("inspect, String and JSON show the certificate, never the key", () => {
+    const ca = CertificateAuthority.generate()
+    for (const text of [inspect(ca), String(ca), JSON.stringify(ca)]) expect(text).not.toContain("PRIVATE KEY")
+    expect(inspect(ca)).toContain("secretgate proxy CA")
+  })
+})
+
+describe("a CA kept on disk", () => {
+  it("is created with a 0600 key in a 0700 directory, and loaded back the same", async () => {
+    const directory = join(tempDir(), "ca")
+    const created = await CertificateAuthority.loadOrCreate(directory)
+    expect(statSync(join(directory, CertificateAuthority.KEY_FILE)).mode & 0o777).toBe(0o600)
+    expect(statSync(directory).mode & 0o777).toBe(0o700)
+    const loaded = await CertificateAuthority.loadOrCreate(directory)
+    expect(loaded.certificatePem).toBe(created.certificatePem)
+    // a leaf of the loaded CA verifies against the created one's certificate
+    expect(new X509Certificate(loaded.issue("a.example").certificatePem).verify(created.certificate.publicKey)).toBe(true)
+    // valid for years, unlike the ephemeral default
+    expect(new Date(created.certificate.validTo).getFullYear()).toBeGreaterThan(new Date().getFullYear() + 5)
+  })
+
+  it("refuses, saying what to do: a half pair, a key readable by others, garbage, a key of another type, a mismatched pair, an expired CA", async () => {
+    const expectRefusal = async (directory: string, message: RegExp) => {
+      const error = await CertificateAuthority.loadOrCreate(directory).then(() => undefined, (e: unknown) => e)
+      expect(error).toBeInstanceOf(CertificateAuthorityError)
+      expect((error as Error).message).toMatch(message)
+    }
+    const source = join(tempDir(), "ca")
+    await CertificateAuthority.loadOrCreate(source)
+    const keyText = readFileSync(join(source, CertificateAuthority.KEY_FILE), "utf8")
+    const certificateText = readFileSync(join(source, CertificateAuthority.CERTIFICATE_FILE), "utf8")
+    const pair = (certificate: string | undefined, key: string | undefined, mode = 0o600) => {
+      const directory = tempDir()
+      if (certificate !== undefined) writeFileSync(join(directory, CertificateAuthority.CERTIFICATE_FILE), certificate)
+      if (key !== undefined) {
+        writeFileSync(join(directory, CertificateAuthority.KEY_FILE), key)
+        chmodSync(join(directory, CertificateAuthority.KEY_FILE), mode)
+      }
+      return directory
+    }
+    await expectRefusal(pair(certificateText, undefined), /holds ca\.pem but not ca-key\.pem; restore the missing file/)
+    await expectRefusal(pair(undefined, keyText), /holds ca-key\.pem but not ca\.pem/)
+    await expectRefusal(pair(certificateText, keyText, 0o644), /readable by other users \(mode 0644\); run chmod 600/)
+    await expectRefusal(pair(certificateText, "not a key"), /is not a PEM private key/)
+    await expectRefusal(pair("not a certificate", keyText), /is not a PEM certificate/)
+    const { generateKeyPairSync } = await import("node:crypto")
+    const rsa = generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({ type: "pkcs8", format: "pem" }) as string
+    await expectRefusal(pair(certificateText, rsa), /not an ECDSA P-256 key/)
+    const otherKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }) as string
+    await expectRefusal(pair(certificateText, otherKey), /is not the CA certificate of/)
+    // created in 2000: expired by now
+    const old = join(tempDir(), "old")
+    await CertificateAuthority.loadOrCreate(old, new Date("2000-01-01T00:00:00Z"))
+    await expectRefusal(old, /expires .*; remove both files to create a new CA/)
+    // nothing was changed by a refusal
+    expect(readFileSync(join(source, CertificateAuthority.KEY_FILE), "utf8")).toBe(keyText)
+  })
+})

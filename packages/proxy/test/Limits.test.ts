@@ -1,0 +1,149 @@
+/**
+ * Limits and hostile clients: slowloris-style clients at every stage (the CONNECT head, the TLS
+ * handshake, the request head inside the tunnel) are cut off while others are served; a sandbox's
+ * connection limit and the header size limit answer clearly; 500 connections at once all work.
+ */
+import * as net from "node:net"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { authorizationOf, connectRaw, readBytes, tlsOver, waitFor } from "./support/client.js"
+import { makeWorld, type World } from "./support/world.js"
+
+const VALUE = "limits-V4lue"
+let world: World
+beforeAll(async () => {
+  world = await makeWorld({ limits: { handshakeTimeout: 600, connectionsPerSandbox: 600, maxHeaderSize: 2048 } })
+})
+afterAll(() => world.close())
+
+const authority = (host: string) => `${host}:${world.https.port}`
+
+/** Whether a full request through the proxy still works (the proxy is not tied up by the slow clients). */
+const served = async (proxyUrl: string, token: string): Promise<string> => {
+  const tunnel = await connectRaw(world.proxy, authority("api.allowed.test"), authorizationOf(proxyUrl))
+  const secure = await tlsOver(tunnel.socket, { servername: "api.allowed.test", ca: world.proxy.ca.certificatePem })
+  secure.write(`GET /echo HTTP/1.1\r\nHost: ${authority("api.allowed.test")}\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`)
+  return (await readBytes(secure, () => false)).toString()
+}
+
+/** Opens a raw socket to the proxy and writes `text` one byte every `every` ms until closed; resolves with what came back. */
+const trickle = (text: string, every: number): Promise<{ answer: string; closedAfter: number }> =>
+  new Promise((resolve) => {
+    const { hostname, port } = new URL(world.proxy.url)
+    const started = Date.now()
+    const socket = net.connect(Number(port), hostname)
+    let at = 0
+    const timer = setInterval(() => {
+      if (at < text.length && !socket.destroyed) socket.write(text[at++]!)
+    }, every)
+    socket.on("error", () => {})
+    readBytes(socket, () => false).then((bytes) => {
+      clearInterval(timer)
+      resolve({ answer: bytes.toString(), closedAfter: Date.now() - started })
+    })
+  })
+
+describe("slow clients", () => {
+  it("a CONNECT head sent a byte at a time is cut off with 408, while other clients are served", async () => {
+    const sandbox = await world.sandbox({ token: [VALUE, ["api.allowed.test"]] })
+    const slow = Array.from({ length: 20 }, () => trickle(`CONNECT ${authority("api.allowed.test")} HTTP/1.1\r\nHost: x\r\nX-Padding: ${"p".repeat(200)}\r\n\r\n`, 50))
+    const response = await served(sandbox.registration.proxyUrl, sandbox.mount.env.TOKEN!)
+    expect(response).toContain("200 OK")
+    for (const { answer, closedAfter } of await Promise.all(slow)) {
+      expect(answer).toContain("408")
+      expect(answer).toContain("limits.handshakeTimeout")
+      expect(closedAfter).toBeLessThan(10_000) // the head would take 12 s
+    }
+  })
+
+  it("a client that never starts (or never finishes) its TLS handshake after 200 is closed: refused, handshake-timeout", async () => {
+    const sandbox = await world.sandbox({ token: [VALUE, ["api.allowed.test"]] })
+    const silent = await connectRaw(world.proxy, authority("api.allowed.test"), authorizationOf(sandbox.registration.proxyUrl))
+    const partial = await connectRaw(world.proxy, authority("api.allowed.test"), authorizationOf(sandbox.registration.proxyUrl))
+    partial.socket.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00])) // the start of a ClientHello, then nothing
+    await Promise.all([silent, partial].map((connected) => new Promise((resolve) => connected.socket.once("close", resolve))))
+    expect(sandbox.events.filter((event) => event.type === "refused" && event.reason === "handshake-timeout")).toHaveLength(2)
+    expect(await served(sandbox.registration.proxyUrl, sandbox.mount.env.TOKEN!)).toContain("200 OK")
+  })
+
+  it("a request head trickled inside an intercepted tunnel is cut off with 408", async () => {
+    const sandbox = await world.sandbox({ token: [VALUE, ["api.allowed.test"]] })
+    const tunnel = await connectRaw(world.proxy, authority("api.allowed.test"), authorizationOf(sandbox.registration.proxyUrl))
+    const secure = await tlsOver(tunnel.socket, { servername: "api.allowed.test", ca: world.proxy.ca.certificatePem })
+    const head = `GET /echo HTTP/1.1\r\nHost: ${authority("api.allowed.test")}\r\nX-Padding: ${"p".repeat(200)}\r\n\r\n`
+    let at = 0
+    const timer = setInterval(() => {
+      if (at < head.length && !secure.destroyed) secure.write(head[at++]!)
+    }, 50)
+    const answer = (await readBytes(secure, () => false)).toString()
+    clearInterval(timer)
+    expect(answer).toContain("408")
+    expect(at).toBeLessThan(head.length)
+  })
+})
+
+describe("limits", () => {
+  it("a sandbox over its connection limit gets 429 until a connection closes; other sandboxes are not affected", async () => {
+    const limited = await makeWorld({ limits: { connectionsPerSandbox: 3 } })
+    try {
+      const sandbox = await limited.sandbox({ token: [VALUE, ["api.allowed.test"]] })
+      const other = await limited.sandbox({ token: [VALUE, ["api.allowed.test"]] })
+      const target = `evil.test:${limited.https.port}`
+      const open = await Promise.all([1, 2, 3].map(() => connectRaw(limited.proxy, target, authorizationOf(sandbox.registration.proxyUrl))))
+      expect(open.map((connected) => connected.status)).toEqual([200, 200, 200])
+      const over = await connectRaw(limited.proxy, target, authorizationOf(sandbox.registration.proxyUrl))
+      expect(over.status).toBe(429)
+      expect(over.body).toContain("limits.connectionsPerSandbox")
+      const others = await connectRaw(limited.proxy, target, authorizationOf(other.registration.proxyUrl))
+      expect(others.status).toBe(200)
+      others.socket.destroy()
+      open[0]!.socket.destroy()
+      await waitFor(() => limited.events.length > 0 && true, "events")
+      let again = await connectRaw(limited.proxy, target, authorizationOf(sandbox.registration.proxyUrl))
+      for (let tries = 0; again.status === 429 && tries < 50; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 20))
+        again = await connectRaw(limited.proxy, target, authorizationOf(sandbox.registration.proxyUrl))
+      }
+      expect(again.status).toBe(200)
+      for (const connected of [...open, again]) connected.socket.destroy()
+    } finally {
+      await limited.close()
+    }
+  })
+
+  it("request headers over the limit get 431 saying which limit, on the proxy and inside a tunnel", async () => {
+    const sandbox = await world.sandbox({ token: [VALUE, ["api.allowed.test"]] })
+    const big = `X-Big: ${"b".repeat(4096)}\r\n`
+    const outer = await new Promise<string>((resolve) => {
+      const { hostname, port } = new URL(world.proxy.url)
+      const socket = net.connect(Number(port), hostname, () => socket.write(`CONNECT ${authority("api.allowed.test")} HTTP/1.1\r\n${big}\r\n`))
+      socket.on("error", () => {})
+      readBytes(socket, () => false).then((bytes) => resolve(bytes.toString()))
+    })
+    expect(outer).toContain("431")
+    expect(outer).toContain("limits.maxHeaderSize")
+    const tunnel = await connectRaw(world.proxy, authority("api.allowed.test"), authorizationOf(sandbox.registration.proxyUrl))
+    const secure = await tlsOver(tunnel.socket, { servername: "api.allowed.test", ca: world.proxy.ca.certificatePem })
+    secure.write(`GET /echo HTTP/1.1\r\nHost: ${authority("api.allowed.test")}\r\n${big}\r\n`)
+    const inner = (await readBytes(secure, () => false)).toString()
+    expect(inner).toContain("431")
+  })
+
+  it("500 connections at once, each intercepted with its own request and substitution, all answered", async () => {
+    const sandbox = await world.sandbox({ token: [VALUE, ["api.allowed.test"]] })
+    const before = world.https.received.length
+    const answers = await Promise.all(Array.from({ length: 500 }, (_, i) =>
+      (async () => {
+        const tunnel = await connectRaw(world.proxy, authority("api.allowed.test"), authorizationOf(sandbox.registration.proxyUrl))
+        const secure = await tlsOver(tunnel.socket, { servername: "api.allowed.test", ca: world.proxy.ca.certificatePem })
+        secure.write(`GET /echo?n=${i} HTTP/1.1\r\nHost: ${authority("api.allowed.test")}\r\nAuthorization: Bearer ${sandbox.mount.env.TOKEN}\r\nConnection: close\r\n\r\n`)
+        return (await readBytes(secure, () => false)).toString()
+      })()
+    ))
+    expect(answers.filter((answer) => answer.includes("200 OK"))).toHaveLength(500)
+    expect(answers.some((answer) => answer.includes(VALUE))).toBe(false)
+    const received = world.https.received.slice(before)
+    expect(received).toHaveLength(500)
+    expect(new Set(received.map((request) => request.url)).size).toBe(500)
+    expect(received.every((request) => request.headers.authorization === `Bearer ${VALUE}`)).toBe(true)
+  }, 120_000)
+})
