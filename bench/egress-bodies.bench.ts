@@ -8,25 +8,12 @@ import { Secretgate } from "@secretgate/core"
 import { MemorySecretStore } from "@secretgate/memory"
 import { SecretgateAgent } from "@secretgate/undici"
 import { Buffer } from "node:buffer"
-import { Stream } from "node:stream"
 import { Agent, FormData, request } from "undici"
 import { loopbackLookup, median, startSink, table } from "./support.js"
 
 const ROUNDS = 7
 const REQUESTS = 300
 const HOST = "upstream.test"
-
-/** A legacy stream (`pipe`/`on`, no async iterator) of one chunk, sent once someone listens. */
-const legacy = (text: string): Stream => {
-  const stream = new Stream() as Stream & { readable: boolean }
-  stream.readable = true
-  stream.once("newListener", () =>
-    setImmediate(() => {
-      stream.emit("data", Buffer.from(text))
-      stream.emit("end")
-    }))
-  return stream
-}
 
 const SHAPES: ReadonlyArray<readonly [string, (text: string) => unknown]> = [
   ["string", (text) => text],
@@ -37,7 +24,6 @@ const SHAPES: ReadonlyArray<readonly [string, (text: string) => unknown]> = [
     form.append("field", text)
     return form
   }],
-  ["legacy stream", legacy],
   ["async generator", (text) => (async function*() {
     yield Buffer.from(text)
   })()]
