@@ -19,7 +19,7 @@ import type { Sandbox } from "./sandbox.js"
 export const WHOLE_BODY_LIMIT = 256 * 1024
 
 /** Why the client's side went away, for the upstream request it aborts. */
-const clientGone = () => Object.assign(new Error("the client closed the connection"), { code: "SECRETGATE_CLIENT_CLOSED" })
+const clientGone = () => new Error("the client closed the connection")
 
 /** Relays the agent's response events to the client's `ServerResponse`. */
 class ResponseRelay implements Dispatcher.DispatchHandler {
