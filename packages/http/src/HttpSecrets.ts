@@ -14,7 +14,6 @@
  *
  * @since 0.1.0
  */
-import { HttpApiClient, HttpClient, HttpClientError, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import {
   type InvalidSecretInput,
@@ -28,8 +27,9 @@ import {
   StoreUnavailable,
   Unauthorized
 } from "@secretgate/core"
-import { Context, Duration, Effect, Layer, Option, ParseResult, Redacted, Runtime, type Scope, Stream } from "effect"
+import { Duration, Effect, Layer, Redacted, Runtime, type Scope } from "effect"
 import { checkKeyCharacters } from "./ApiKeys.js"
+import * as ApiCaller from "./internal/apiCaller.js"
 import * as WatchClient from "./internal/watchClient.js"
 import { MAX_RESOLVE_PLACEHOLDERS, ORGANIZATION_HEADER, SecretApi } from "./SecretApi.js"
 
@@ -99,45 +99,6 @@ export const DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 // 100 hosts of 253 characters, a 255-character name, and the rest.
 const RESOLVED_SECRET_BYTES = 512 * 1024
 
-class RequestKey extends Context.Tag("@secretgate/http/HttpSecrets/RequestKey")<RequestKey, Redacted.Redacted<string>>() {}
-
-class ResponseLimit extends Context.Tag("@secretgate/http/HttpSecrets/ResponseLimit")<ResponseLimit, number>() {}
-
-// Reads the answer's body up to `limit` bytes (a declared larger length is refused before
-// reading), and hands on a response over the bytes read.
-const readCapped = (
-  request: HttpClientRequest.HttpClientRequest,
-  response: HttpClientResponse.HttpClientResponse,
-  limit: number,
-  tooLarge: () => StoreUnavailable
-): Effect.Effect<HttpClientResponse.HttpClientResponse, StoreUnavailable | HttpClientError.ResponseError> => {
-  const declared = Number(response.headers["content-length"])
-  if (Number.isFinite(declared) && declared > limit) return Effect.fail(tooLarge())
-  // a declared length within the limit bounds the body already (undici refuses a longer one)
-  if (response.headers["content-length"] !== undefined && Number.isFinite(declared)) return Effect.succeed(response)
-  return response.stream.pipe(
-    Stream.runFoldEffect({ chunks: [] as Array<Uint8Array>, size: 0 }, (state, chunk) => {
-      const size = state.size + chunk.length
-      if (size > limit) return Effect.fail(tooLarge())
-      state.chunks.push(chunk)
-      return Effect.succeed({ chunks: state.chunks, size })
-    }),
-    Effect.map(({ chunks, size }) => {
-      const body = new Uint8Array(size)
-      let offset = 0
-      for (const chunk of chunks) {
-        body.set(chunk, offset)
-        offset += chunk.length
-      }
-      const empty = response.status === 204 || response.status === 304 || request.method === "HEAD"
-      return HttpClientResponse.fromWeb(
-        request,
-        new Response(empty ? null : body, { status: response.status, headers: response.headers })
-      )
-    })
-  )
-}
-
 const keyFor = (credential: Credential, organizationId: string): Effect.Effect<Redacted.Redacted<string>, Unauthorized> =>
   Effect.suspend(() => {
     const given = typeof credential === "function" ? credential(organizationId) : credential
@@ -182,11 +143,12 @@ const describeCause = (cause: unknown): string => {
 }
 
 /**
- * A `Secrets` over the server at `options.baseUrl`, using the `HttpClient` in context.
+ * A `Secrets` over the server at `options.baseUrl`, sending its requests through the undici
+ * `Dispatcher` in context (`NodeHttpClient.Dispatcher`).
  *
  * @since 0.1.0
  */
-export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, HttpClient.HttpClient | Scope.Scope> =>
+export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, NodeHttpClient.Dispatcher | Scope.Scope> =>
   Effect.gen(function*() {
     const baseUrl = String(options.baseUrl).replace(/\/+$/, "")
     const url = /^https?:\/\/[^/]/i.test(baseUrl) && URL.canParse(baseUrl) ? new URL(baseUrl) : undefined
@@ -216,39 +178,26 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
     }
     const manageKey = options.apiKey
     const resolveKey = options.resolveApiKey ?? options.apiKey
-    const tooLarge = (limit: number) => () =>
-      new StoreUnavailable({
-        message: `the secretgate server at ${baseUrl} sent an answer too large (over ${limit} bytes); is baseUrl right?`
-      })
-    const httpClient = (yield* HttpClient.HttpClient).pipe(
-      HttpClient.mapRequestEffect((request) => Effect.map(RequestKey, (key) => HttpClientRequest.bearerToken(request, key))),
-      HttpClient.transform((effect, request) =>
-        Effect.flatMap(
-          Effect.zip(effect, Effect.serviceOption(ResponseLimit)),
-          ([response, limit]) => {
-            const bytes = Option.getOrElse(limit, () => maxResponseBytes)
-            return readCapped(request, response, bytes, tooLarge(bytes))
-          }
-        )
-      )
-    )
-    const client = yield* HttpApiClient.makeWith(SecretApi, { httpClient, baseUrl })
+    const dispatcher = yield* NodeHttpClient.Dispatcher
+    const calls = ApiCaller.make(SecretApi, { baseUrl: url, dispatcher, timeoutMillis: Duration.toMillis(timeout) })
 
     const unavailable = (error: unknown): StoreUnavailable => {
       const server = `the secretgate server at ${baseUrl}`
-      if (HttpClientError.isHttpClientError(error)) {
-        if (error._tag === "RequestError") {
-          return new StoreUnavailable({ message: `cannot reach ${server} (${describeCause(error.cause)})` })
+      if (error instanceof ApiCaller.CallFailure) {
+        switch (error.reason) {
+          case "unreachable":
+            return new StoreUnavailable({ message: `cannot reach ${server} (${describeCause(error.cause)})` })
+          case "timeout":
+            return new StoreUnavailable({ message: `no answer from ${server} within ${Duration.format(timeout)}` })
+          case "too large":
+            return new StoreUnavailable({
+              message: `${server} sent an answer too large (over ${error.limit} bytes); is baseUrl right?`
+            })
+          case "not this API":
+            return new StoreUnavailable({
+              message: `${server} answered ${error.status} with a body that is not a secretgate API answer; is baseUrl right?`
+            })
         }
-        return new StoreUnavailable({
-          message: `${server} answered ${error.response.status} with a body that is not a secretgate API answer; is baseUrl right?`
-        })
-      }
-      if (ParseResult.isParseError(error)) {
-        // the parse error's own text is not used: it may quote what the server sent
-        return new StoreUnavailable({
-          message: `${server} answered with something that is not a secretgate API answer; is baseUrl right?`
-        })
       }
       const message = hasTag(error) ? (error as { readonly message?: unknown }).message : undefined
       if (typeof message === "string") return new StoreUnavailable({ message: `${server} failed: ${message}` })
@@ -262,30 +211,24 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
       organizationId: string,
       credential: Credential,
       keep: ReadonlyArray<string>,
-      request: Effect.Effect<A, unknown, RequestKey>,
+      call: ApiCaller.Call,
+      input: Omit<ApiCaller.CallInput, "headers" | "responseLimit">,
       responseLimit = maxResponseBytes
     ): Effect.Effect<A, E | StoreError> =>
       Effect.flatMap(keyFor(credential, organizationId), (key) =>
-        request.pipe(
-          Effect.provideService(RequestKey, key),
-          Effect.provideService(ResponseLimit, responseLimit)
-        )).pipe(
-        Effect.timeoutFail({
-          duration: timeout,
-          onTimeout: () =>
-            new StoreUnavailable({
-              message: `no answer from the secretgate server at ${baseUrl} within ${Duration.format(timeout)}`
-            })
-        }),
-        Effect.catchAll((error): Effect.Effect<never, E | StoreError> => {
-          if (hasTag(error)) {
-            if (keep.includes(error._tag) || STORE_ERRORS.includes(error._tag)) return Effect.fail(error as E | StoreError)
-          }
-          return Effect.fail(unavailable(error))
-        })
-      )
+        call({
+          ...input,
+          headers: { authorization: `Bearer ${Redacted.value(key)}`, [ORGANIZATION_HEADER]: organizationId },
+          responseLimit
+        })).pipe(
+          Effect.catchAll((error): Effect.Effect<never, E | StoreError> => {
+            if (hasTag(error) && !(error instanceof ApiCaller.CallFailure)) {
+              if (keep.includes(error._tag) || STORE_ERRORS.includes(error._tag)) return Effect.fail(error as E | StoreError)
+            }
+            return Effect.fail(unavailable(error))
+          })
+        )
 
-    const headers = (organizationId: string) => ({ [ORGANIZATION_HEADER]: organizationId })
     const path = (id: string) => ({ secretId: encodeURIComponent(id) })
     // Ids that cannot travel as one path segment are answered here: "", "." and ".." (URL
     // normalisation turns `/secret/..` into `/`, and `%2E%2E` is a dot segment too) and ids too
@@ -300,8 +243,8 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
         organizationId,
         manageKey,
         ["InvalidSecretInput"],
-        client.secret.listPaginated({
-          headers: headers(organizationId),
+        calls.secret!.listPaginated!,
+        {
           urlParams: {
             ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
             ...(query.limit === undefined ? {} : { limit: String(query.limit) }),
@@ -309,7 +252,7 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
             ...(query.sort === undefined ? {} : { sort: query.sort }),
             ...(query.order === undefined ? {} : { order: query.order })
           }
-        })
+        }
       )
 
     // The watches start with the first resolver of each organization and end with this service.
@@ -352,14 +295,16 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
             organizationId,
             manageKey,
             ["InvalidSecretInput", "SecretNameTaken", "QuotaExceeded"],
-            client.secret.create({ headers: headers(organizationId), payload })
+            calls.secret!.create!,
+            { payload }
           )),
       list: (organizationId) =>
         remote<ReadonlyArray<Secret.Secret>, never>(
           organizationId,
           manageKey,
           [],
-          client.secret.list({ headers: headers(organizationId) })
+          calls.secret!.list!,
+          {}
         ),
       listPage: (organizationId, input = {}) => Effect.flatMap(decodeQuery(input), (query) => listPage(organizationId, query)),
       get: (organizationId, id) =>
@@ -368,7 +313,8 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
             organizationId,
             manageKey,
             ["SecretNotFound"],
-            client.secret.get({ headers: headers(organizationId), path: path(id) })
+            calls.secret!.get!,
+            { path: path(id) }
           )),
       // The API has no lookup by name (Daytona's has none either): walk the pages filtered by the
       // name, which the first page nearly always settles.
@@ -397,7 +343,8 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
               organizationId,
               manageKey,
               ["InvalidSecretInput", "SecretNotFound"],
-              client.secret.update({ headers: headers(organizationId), path: path(id), payload })
+              calls.secret!.update!,
+              { path: path(id), payload }
             ))),
       delete: (organizationId, id) =>
         withId(id, () =>
@@ -405,7 +352,8 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
             organizationId,
             manageKey,
             ["SecretNotFound"],
-            client.secret.delete({ headers: headers(organizationId), path: path(id) })
+            calls.secret!.delete!,
+            { path: path(id) }
           )),
       resolve: (organizationId, placeholders) => {
         const unique = [...new Set(placeholders)]
@@ -414,16 +362,14 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, Ht
           batches.push(unique.slice(i, i + MAX_RESOLVE_PLACEHOLDERS))
         }
         return Effect.forEach(batches, (batch) =>
-          remote<ReadonlyArray<Secrets.ResolvedSecret>, never>(
+          remote<{ readonly secrets: ReadonlyArray<Secrets.ResolvedSecret> }, never>(
             organizationId,
             resolveKey,
             [],
-            Effect.map(
-              client.egress.resolve({ headers: headers(organizationId), payload: { placeholders: batch } }),
-              (answer) => answer.secrets
-            ),
+            calls.egress!.resolve!,
+            { payload: { placeholders: batch } },
             Math.max(maxResponseBytes, batch.length * RESOLVED_SECRET_BYTES)
-          )).pipe(Effect.map((all) => all.flat()))
+          )).pipe(Effect.map((all) => all.flatMap((answer) => answer.secrets)))
       }
     })
   })
@@ -450,12 +396,14 @@ const STORE_ERRORS: ReadonlyArray<string> = ["StoreCorrupted", "DecryptionFailed
  * ```
  */
 export const layer = (options: Options): Layer.Layer<Secrets.Secrets> =>
-  layerWithoutClient(options).pipe(Layer.provide(NodeHttpClient.layerUndici))
+  layerWithoutClient(options).pipe(Layer.provide(NodeHttpClient.dispatcherLayer))
 
 /**
- * Provides `Secrets` over the server at `options.baseUrl`, using the `HttpClient` in context.
+ * Provides `Secrets` over the server at `options.baseUrl`, sending its requests through the undici
+ * `Dispatcher` in context (`NodeHttpClient.Dispatcher`): e.g. a `ProxyAgent`, or an `Agent` with
+ * TLS settings of its own. (The watch stream is read with `node:http(s)` and does not use it.)
  *
  * @since 0.1.0
  */
-export const layerWithoutClient = (options: Options): Layer.Layer<Secrets.Secrets, never, HttpClient.HttpClient> =>
+export const layerWithoutClient = (options: Options): Layer.Layer<Secrets.Secrets, never, NodeHttpClient.Dispatcher> =>
   Layer.scoped(Secrets.Secrets, make(options))

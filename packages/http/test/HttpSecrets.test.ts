@@ -12,12 +12,14 @@ import {
   StoreUnavailable,
   Unauthorized
 } from "@secretgate/core"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { ApiKeys, HttpSecrets, SecretServer } from "@secretgate/http"
 import { MemorySecretStore } from "@secretgate/memory"
 import { Effect, Layer, Redacted } from "effect"
 import * as Http from "node:http"
 import * as Net from "node:net"
 import { inspect } from "node:util"
+import { Agent } from "undici"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 const ORG = "acme"
@@ -371,5 +373,29 @@ describe("graceful shutdown", () => {
     await draining.close()
     expect(Date.now() - started).toBeLessThan(3000)
     await expect(pending).rejects.toThrow()
+  })
+})
+
+describe("layerWithoutClient", () => {
+  it("sends every request through the undici Dispatcher in context", async () => {
+    const seen: Array<string> = []
+    const dispatcher = new Agent().compose((dispatch) => (options, handler) => {
+      seen.push(`${options.method} ${options.path}`)
+      return dispatch(options, handler)
+    })
+    const gate = new Secretgate({
+      layer: HttpSecrets.layerWithoutClient({ baseUrl: server.url, apiKey: manage, watch: false }).pipe(
+        Layer.provide(Layer.succeed(NodeHttpClient.Dispatcher, dispatcher))
+      ),
+      organizationId: ORG
+    })
+    try {
+      const created = await gate.secret.create({ name: "dispatched", value: "v" })
+      await gate.secret.get(created.id)
+      expect(seen).toEqual(["POST /secret", `GET /secret/${created.id}`])
+    } finally {
+      await gate.dispose()
+      await dispatcher.close()
+    }
   })
 })

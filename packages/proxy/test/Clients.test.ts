@@ -7,11 +7,13 @@
 import { createRequire } from "node:module"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { CA } from "../../undici/test/support/upstream.js"
+import { startGitServer } from "./support/gitServer.js"
 import { installed, makeWorld, run, type World } from "./support/world.js"
 
 const VALUE = "tok_R3al-Value_9f8e7d"
 const hasCurl = installed("curl")
 const hasPython = installed("python3")
+const hasGit = installed("git")
 const undiciPath = createRequire(import.meta.url).resolve("undici")
 
 let world: World
@@ -147,5 +149,34 @@ describe("Node", () => {
     expect(ran.stderr).toBe("")
     expect(lastReceived().headers.authorization).toBe(`Bearer ${VALUE}`)
     expect(JSON.parse(ran.stdout).headers.authorization).toBe(`Bearer ${placeholder}`)
+  })
+})
+
+describe.skipIf(!hasGit)("git over HTTPS", () => {
+  if (!hasGit) console.warn("git is not installed: the git test is skipped")
+
+  it("clones with the placeholder as the URL's password: the server gets the value; the clone's config keeps the placeholder", async () => {
+    const sandbox = await world.sandbox({ token: [VALUE, ["git.allowed.test"]] })
+    const placeholder = sandbox.mount.env.TOKEN!
+    const server = await startGitServer(VALUE, "hello from git")
+    const { mkdtemp, readFile, rm } = await import("node:fs/promises")
+    const { join } = await import("node:path")
+    const { tmpdir } = await import("node:os")
+    const into = await mkdtemp(join(tmpdir(), "secretgate-clone-"))
+    try {
+      const env = { ...sandbox.env, GIT_TERMINAL_PROMPT: "0", GIT_CONFIG_NOSYSTEM: "1", HOME: into }
+      const ran = await run("git", ["clone", "-q", `https://x-access-token:${placeholder}@git.allowed.test:${server.port}/repo.git`, join(into, "clone")], env)
+      expect(ran.stderr).toBe("")
+      expect(ran.code).toBe(0)
+      expect(await readFile(join(into, "clone", "README"), "utf8")).toBe("hello from git")
+      expect(server.authorizations).toContain(`Basic ${Buffer.from(`x-access-token:${VALUE}`).toString("base64")}`)
+      const config = await readFile(join(into, "clone", ".git", "config"), "utf8")
+      expect(config).toContain(placeholder)
+      expect(config).not.toContain(VALUE)
+      expect(sandbox.events).toContainEqual({ type: "intercepted", sandbox: sandbox.registration.id, host: "git.allowed.test", port: server.port })
+    } finally {
+      await rm(into, { recursive: true, force: true })
+      await server.close()
+    }
   })
 })

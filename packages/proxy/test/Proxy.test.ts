@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { CA, tls as fixture } from "../../undici/test/support/upstream.js"
 import { startWebSocketUpstream, type WebSocketUpstream } from "../../undici/test/support/webSocketUpstream.js"
 import { authorizationOf, connectRaw, proxyAgent, readBytes, tlsOver, waitFor } from "./support/client.js"
+import { InvalidProxyOptions, SecretgateProxy } from "../src/index.js"
 import { installed, makeWorld, run, type World } from "./support/world.js"
 
 const VALUE = "v4lue-Of-The-Secret"
@@ -411,5 +412,66 @@ describe("WebSockets", () => {
     const answer = (await readBytes(secure, () => false)).toString()
     expect(answer).toContain("501 Not Implemented")
     expect(answer).toContain("only WebSocket upgrades")
+  })
+})
+
+describe("options", () => {
+  it("bad proxy options fail start with InvalidProxyOptions naming the option", async () => {
+    const cases: Array<[Parameters<typeof SecretgateProxy.start>[0], string, RegExp]> = [
+      [{ limits: { idleTimeout: 0 } }, "limits.idleTimeout", /must be a positive number, got 0/],
+      [{ limits: { connectionsPerSandbox: Number.NaN } }, "limits.connectionsPerSandbox", /positive number/],
+      [{ upstream: { resolve: { "api.example.com": "not-an-ip" } } }, "upstream.resolve[\"api.example.com\"]", /not an IP address/],
+      [{ upstream: { resolve: { "bad host!": "127.0.0.1" } } }, "upstream.resolve[\"bad host!\"]", /is not a host name/],
+      [{ upstream: { ca: "not a certificate" } }, "upstream.ca", /PEM certificates/]
+    ]
+    for (const [options, option, message] of cases) {
+      const error = await SecretgateProxy.start(options).then(() => undefined, (e: unknown) => e)
+      expect(error, option).toBeInstanceOf(InvalidProxyOptions)
+      expect((error as InvalidProxyOptions).option).toBe(option)
+      expect((error as Error).message).toMatch(message)
+    }
+  })
+
+  it("bad registrations fail with InvalidProxyOptions; nothing is registered", async () => {
+    const resolver = await world.gate.resolver(await world.gate.mount({}))
+    const attempts: Array<[unknown, string]> = [
+      [{}, "resolver"],
+      [{ resolver, onDisallowed: "drop" }, "onDisallowed"],
+      [{ resolver, allowedHosts: ["*.com"] }, "allowedHosts[0]"],
+      [{ resolver, allowedHosts: ["ok.example", "https://x.example/"] }, "allowedHosts[1]"]
+    ]
+    for (const [options, option] of attempts) {
+      let error: unknown
+      try {
+        world.proxy.register(options as never)
+      } catch (e) {
+        error = e
+      }
+      expect(error, option).toBeInstanceOf(InvalidProxyOptions)
+      expect((error as InvalidProxyOptions).option).toBe(option)
+    }
+  })
+
+  it("a CA kept in a directory is the same after a restart; the bundle directory given is kept, the temporary one removed", async () => {
+    const { mkdtemp, readFile, rm, stat } = await import("node:fs/promises")
+    const { join } = await import("node:path")
+    const { tmpdir } = await import("node:os")
+    const directory = await mkdtemp(join(tmpdir(), "secretgate-proxy-ca-"))
+    try {
+      const first = await SecretgateProxy.start({ ca: { directory: join(directory, "ca") }, directory })
+      const fingerprint = first.ca.certificate.fingerprint256
+      expect(await readFile(join(directory, "ca.pem"), "utf8")).toBe(first.ca.certificatePem)
+      expect(await readFile(join(directory, "ca-bundle.pem"), "utf8")).toMatch(/^-----BEGIN CERTIFICATE-----[\s\S]+-----BEGIN CERTIFICATE-----/)
+      await first.close()
+      await stat(join(directory, "ca.pem")) // kept: the embedder's directory
+      const second = await SecretgateProxy.start({ ca: { directory: join(directory, "ca") } })
+      expect(second.ca.certificate.fingerprint256).toBe(fingerprint)
+      const temporary = second.bundle.caFile
+      await second.close()
+      await expect(stat(temporary)).rejects.toThrow()
+      expect(() => second.register({ resolver: null as never })).toThrow(InvalidProxyOptions)
+    } finally {
+      await rm(directory, { recursive: true, force: true })
+    }
   })
 })

@@ -11,7 +11,7 @@ import { SecretgateProxy, type SecretgateProxyModule } from "../../src/index.js"
 import type { ProxyAuditEvent } from "../../src/index.js"
 
 /** The names the tests use; the proxy's upstream resolver sends them all to 127.0.0.1. */
-export const NAMES = ["api.allowed.test", "allowed.test", "deep.sub.allowed.test", "evil.test", "other.test", "upstream.test", "example.com", "badexample.com"]
+export const NAMES = ["api.allowed.test", "allowed.test", "deep.sub.allowed.test", "evil.test", "other.test", "upstream.test", "example.com", "badexample.com", "git.allowed.test"]
 
 export interface World {
   readonly gate: Secretgate
