@@ -7,6 +7,10 @@
  * 2. a 10 MB streamed body with placeholders, MB/s (goal: >= 0.8 of pass-through)
  * 3. WebSocket messages, MB/s, with every frame scrubbed (`webSockets: true`) against a raw socket
  * 4. per-request cost with 10 vs 100,000 secrets in the organization, mount of 5 (goal: within 10%)
+ * 5. client CPU per request (µs, `process.cpuUsage` around each round of 1.) against a plain Agent
+ * 6. response scrubbing with 64 mounted secrets whose values hold special characters: clean 1 MB
+ *    responses, MB/s against pass-through (goal >= 0.8), and a dense adversarial echo of the values
+ *    in escape syntaxes at two sizes (goal: linear, >= 50 MB/s)
  *
  * Ratios are medians of per-round ratios: each round runs both dispatchers back to back, so slow
  * phases of this shared machine hit both.
@@ -14,7 +18,9 @@
 import { Secretgate } from "@secretgate/core"
 import { MemorySecretStore } from "@secretgate/memory"
 import { SecretgateAgent } from "@secretgate/undici"
-import { readFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { Agent, request, upgrade } from "undici"
 import { load, loopbackLookup, median, quantile, startSink, table, TLS_DIR } from "./support.js"
 
@@ -49,7 +55,15 @@ const makeOrganization = async (total: number) => {
 }
 
 type Dispatcher = Agent | SecretgateAgent
-type Run = Awaited<ReturnType<typeof load>>
+type Run = Awaited<ReturnType<typeof load>> & { readonly cpu: number }
+
+/** A load run with the client's CPU time (user + system, µs) it cost. */
+const measured = async (...args: Parameters<typeof load>): Promise<Run> => {
+  const before = process.cpuUsage()
+  const run = await load(...args)
+  const cpu = process.cpuUsage(before)
+  return { ...run, cpu: cpu.user + cpu.system }
+}
 
 const interleave = async (a: () => Promise<Run>, b: () => Promise<Run>) => {
   const as: Array<Run> = []
@@ -75,13 +89,14 @@ export default async () => {
   const placeholder = small.mount.env.SECRET_0!
   const plain = new Agent(agentOptions)
   const call = (dispatcher: Dispatcher, url: string, header: string) => () =>
-    load(REQUESTS, CONCURRENCY, async () => {
+    measured(REQUESTS, CONCURRENCY, async () => {
       const response = await request(url, { headers: { authorization: `Bearer ${header}` }, dispatcher })
       await response.body.dump()
     })
 
   // 1. header substitution, over HTTPS and plain HTTP
   const rows: Array<Array<string | number>> = []
+  const cpuRows: Array<Array<string | number>> = []
   const sinks = { https: await startSink(true), http: await startSink(false) }
   for (const scheme of ["https", "http"] as const) {
     const url = `${scheme}://${HOST}:${sinks[scheme].port}/v1/ping`
@@ -92,9 +107,15 @@ export default async () => {
       [`${scheme}: plain Agent`, p.rps, p.p50, p.p99, p.failures, ""],
       [`${scheme}: SecretgateAgent`, g.rps, g.p50, g.p99, g.failures, result.ratio.toFixed(3)]
     )
+    const plainCpu = median(result.as.map((run) => run.cpu / REQUESTS))
+    const agentCpu = median(result.bs.map((run) => run.cpu / REQUESTS))
+    const extra = median(result.as.map((run, i) => (result.bs[i]!.cpu - run.cpu) / REQUESTS))
+    cpuRows.push([`${scheme}: plain Agent`, plainCpu, ""], [`${scheme}: SecretgateAgent`, agentCpu, extra])
   }
   console.log(`header substitution: ${ROUNDS} interleaved rounds x ${REQUESTS} requests, concurrency ${CONCURRENCY}, medians`)
   table(["dispatcher", "req/s", "p50 ms", "p99 ms", "failed", "req/s ratio (goal >= 0.95)"], rows)
+  console.log(`\nclient CPU per request (process.cpuUsage around the same rounds), medians`)
+  table(["dispatcher", "CPU µs/request", "agent - plain, µs (per round)"], cpuRows)
 
   // 2. 10 MB streamed body
   const chunk = Buffer.alloc(64 * 1024, ".")
@@ -171,8 +192,94 @@ export default async () => {
     ["100,000 secrets", summary(sizes.bs).rps, sizes.ratio.toFixed(3)]
   ])
 
-  await Promise.all([plain.close(), small.agent.close(), large.agent.close(), wsAgent.close()])
-  await Promise.all([small.gate.dispose(), large.gate.dispose()])
+  // 6. response scrubbing with 64 secrets whose values hold special characters
+  const scrubbing = await scrubbingBench(plain, sinks.https.port)
+
+  await Promise.all([plain.close(), small.agent.close(), large.agent.close(), wsAgent.close(), scrubbing.agent.close()])
+  await Promise.all([small.gate.dispose(), large.gate.dispose(), scrubbing.gate.dispose()])
   sinks.https.stop()
   sinks.http.stop()
+}
+
+/** Sizes of the adversarial echo (KiB); `BENCH_ECHO_KIB=64,256` for a quicker run. */
+const ECHO_KIB = (process.env.BENCH_ECHO_KIB ?? "256,1024").split(",").map(Number)
+const SCRUB_ROUNDS = 7
+
+/** The 64 values: every character that escapers treat specially, a non-Latin-1 one and an emoji. */
+const specialValues = Array.from({ length: 64 }, (_, i) => `sk_${i}&<>"'!*()+/ é😀=${(i * 7919).toString(36)}x${"z".repeat(i % 9)}`)
+
+/** An echo of a value in one escape syntax after another, as servers in other languages write it. */
+const echoes = (value: string): Array<string> => {
+  const json = (text: string) => JSON.stringify(text).slice(1, -1)
+  const goJson = (text: string) => json(text).replace(/[&<>]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`)
+  const asciiJson = (text: string) => json(text).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`)
+  const pyQuote = (text: string) => encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16)}`).toLowerCase()
+  const htmlNumeric = (text: string) => [...text].map((c) => (/[a-z0-9]/i.test(c) ? c : `&#${c.codePointAt(0)};`)).join("")
+  return [goJson(value), asciiJson(value), pyQuote(value), htmlNumeric(value), json(json(value)), json(pyQuote(value)), json(htmlNumeric(value))]
+}
+
+const scrubbingBench = async (plain: Agent, port: number) => {
+  const gate = new Secretgate({ layer: MemorySecretStore.layer(), organizationId: "scrub-bench" })
+  const mounted: Record<string, string> = {}
+  for (const [i, value] of specialValues.entries()) {
+    await gate.secret.create({ name: `special_${i}`, value, hosts: [HOST] })
+    mounted[`SPECIAL_${i}`] = `special_${i}`
+  }
+  const mount = await gate.mount(mounted)
+  const agent = new SecretgateAgent({ resolver: await gate.resolver(mount), agentOptions })
+  const dir = mkdtempSync(join(tmpdir(), "secretgate-bench-"))
+  // clean: JSON records as an API writes them: prose, a quoted word, a line break, an encoded URL, an
+  // entity; no value
+  const words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et dolore magna aliqua"
+  const record = (i: number) =>
+    `{"id":${i},"title":"${words.slice(0, 40)}","text":"${words} ${words} ${words}","note":"a \\"quoted\\" word\\nnext line &amp; more","url":"https://example.com/a/${i}?q=c%2Fd&page=2"},\n`
+  let cleanText = ""
+  for (let i = 0; cleanText.length < 1 << 20; i++) cleanText += record(i)
+  const cleanPath = join(dir, "clean.json")
+  writeFileSync(cleanPath, cleanText.slice(0, 1 << 20))
+  const echo = specialValues.flatMap(echoes).join(" ")
+  const echoPaths = ECHO_KIB.map((kib) => {
+    const path = join(dir, `echo-${kib}.txt`)
+    writeFileSync(path, echo.repeat(Math.ceil((kib * 1024) / echo.length)).slice(0, kib * 1024))
+    return path
+  })
+  const fetchFile = async (dispatcher: Dispatcher, path: string) => {
+    const t0 = performance.now()
+    const response = await request(`https://${HOST}:${port}/file?path=${encodeURIComponent(path)}`, { dispatcher })
+    const body = await response.body.arrayBuffer()
+    const ms = performance.now() - t0
+    return { mbps: (body.byteLength / 1e6 / ms) * 1000, body: Buffer.from(body) }
+  }
+  // clean 1 MB: 8 responses back to back per measurement
+  const clean = async (dispatcher: Dispatcher) => {
+    const t0 = performance.now()
+    for (let i = 0; i < 8; i++) {
+      const { body } = await fetchFile(dispatcher, cleanPath)
+      if (body.length !== 1 << 20) throw new Error("a clean response came back changed")
+    }
+    return ((8 * (1 << 20)) / 1e6 / (performance.now() - t0)) * 1000
+  }
+  await clean(plain)
+  await clean(agent)
+  const cleanRounds: Array<readonly [number, number]> = []
+  for (let round = 0; round < SCRUB_ROUNDS; round++) cleanRounds.push([await clean(plain), await clean(agent)])
+  console.log(`\nresponse scrubbing, 64 mounted secrets with special characters, clean 1 MB JSON over https (8 per measurement), ${SCRUB_ROUNDS} interleaved rounds, medians`)
+  table(["dispatcher", "MB/s", "ratio (goal >= 0.8)"], [
+    ["plain Agent (pass-through)", median(cleanRounds.map(([p]) => p)), ""],
+    ["SecretgateAgent (scrubbed)", median(cleanRounds.map(([, g]) => g)), median(cleanRounds.map(([p, g]) => g / p)).toFixed(3)]
+  ])
+  const echoRows: Array<Array<string | number>> = []
+  for (const [i, path] of echoPaths.entries()) {
+    const rounds: Array<number> = []
+    for (let round = 0; round < 3; round++) {
+      const { mbps, body } = await fetchFile(agent, path)
+      if (specialValues.some((value) => body.includes(value))) throw new Error("a value came back unscrubbed")
+      rounds.push(mbps)
+    }
+    echoRows.push([`${ECHO_KIB[i]} KiB`, median(rounds)])
+  }
+  console.log(`\ndense adversarial echo: the 64 values in ${echoes("x").length} escape forms back to back, over https, median of 3`)
+  table(["size", "MB/s (goal >= 50, same at both sizes)"], echoRows)
+  rmSync(dir, { recursive: true, force: true })
+  return { gate, agent }
 }

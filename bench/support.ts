@@ -9,7 +9,17 @@ import { fileURLToPath } from "node:url"
 const SINK = `
 const fs = require("node:fs")
 const tls = process.argv[1]
+const files = new Map()
 const answer = (req, res) => {
+  // /file?path=: that file's bytes as the response (read once), for the scrubbing benchmarks
+  if (req.url.startsWith("/file?")) {
+    const path = new URL(req.url, "http://x").searchParams.get("path")
+    if (!files.has(path)) files.set(path, fs.readFileSync(path))
+    const body = files.get(path)
+    req.on("data", () => {})
+    req.on("end", () => { res.writeHead(200, { "content-type": "application/json", "content-length": String(body.length) }); res.end(body) })
+    return
+  }
   req.on("data", () => {})
   req.on("end", () => { res.writeHead(200, { "content-type": "text/plain", "content-length": "2" }); res.end("ok") })
 }

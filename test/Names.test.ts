@@ -30,7 +30,7 @@ const DEFINED = new Set([...table.matchAll(/^\| `(SECRETGATE_[A-Z_]+)` \|/gm)].m
 
 const ERROR_CODES = new Set(
   FILES.filter((file) => file.endsWith(".ts")).flatMap((file) =>
-    [...readFileSync(file, "utf8").matchAll(/code = "(SECRETGATE_[A-Z_]+)"/g)].map((match) => match[1]!)
+    [...readFileSync(file, "utf8").matchAll(/code(?: =|:) "(SECRETGATE_[A-Z_]+)"/g)].map((match) => match[1]!)
   )
 )
 

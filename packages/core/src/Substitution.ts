@@ -9,6 +9,7 @@
  * @since 0.1.0
  */
 import { Buffer } from "node:buffer"
+import { Automaton } from "./Automaton.js"
 import type { Scanner } from "./Placeholder.js"
 
 /**
@@ -37,6 +38,26 @@ export interface Matcher {
    * instead of its last `maxLength - 1` bytes. Optional.
    */
   pendingFrom?(bytes: Buffer, from: number): number
+  /**
+   * Optional, and preferred by `StreamRewriter` when present: every match of the whole buffer at
+   * once (in order, not overlapping, each with a replacement), and from where the bytes must be
+   * held back because more bytes could still make or extend a match (`bytes.length` when none;
+   * ignored when `atEnd`). A matcher that scans once per buffer this way stays linear however
+   * many matches there are.
+   *
+   * @since 0.2.0
+   */
+  scan?(bytes: Buffer, atEnd: boolean): Scan
+}
+
+/**
+ * What a whole-buffer `scan` found.
+ *
+ * @since 0.2.0
+ */
+export interface Scan {
+  readonly matches: ReadonlyArray<Match>
+  readonly holdFrom: number
 }
 
 /**
@@ -64,40 +85,72 @@ export const placeholderMatcher = (
 
 /**
  * Matches literal byte strings (longest first where two start at the same place), each replaced by
- * its paired bytes. Used to scrub values out of responses.
+ * its paired bytes. One automaton over all of them: the work per byte is bounded by the longest
+ * literal, whatever their number.
  *
  * @since 0.1.0
  */
 export const literalMatcher = (
   pairs: ReadonlyArray<readonly [from: Uint8Array, to: Uint8Array]>
 ): Matcher => {
-  const patterns = pairs
-    .filter(([from]) => from.length > 0)
-    .map(([from, to]) => [Buffer.from(from), to] as const)
-    .sort((a, b) => b[0].length - a[0].length)
-  const maxLength = patterns.reduce((max, [from]) => Math.max(max, from.length), 1)
+  const kept = pairs.filter(([from]) => from.length > 0)
+  const automaton = new Automaton(kept.map(([from]) => from))
+  const maxLength = Math.max(1, automaton.longest)
   return {
     maxLength,
     find(bytes, from, end) {
-      let best: Match | undefined
-      for (const [pattern, replacement] of patterns) {
-        const index = bytes.indexOf(pattern, from)
-        if (index === -1 || index + pattern.length > end) continue
-        if (best === undefined || index < best.index) best = { index, length: pattern.length, replacement }
+      for (let at = from; at < end; at++) {
+        const { pattern } = automaton.longestAt(bytes, at, Math.min(end, at + maxLength))
+        if (pattern !== -1) return { index: at, length: automaton.lengthOf(pattern), replacement: kept[pattern]![1] }
       }
-      return best
+      return undefined
     },
     pendingFrom(bytes, from) {
+      // a partial match, or a whole one that starts too late to have been taken yet
       for (let at = from; at < bytes.length; at++) {
-        const available = bytes.length - at
-        for (const [pattern] of patterns) {
-          // a partial match, or a whole one that starts too late to have been taken yet
-          const n = Math.min(available, pattern.length)
-          if (pattern[0] === bytes[at] && bytes.compare(pattern, 0, n, at, at + n) === 0) return at
-        }
+        const { open, pattern } = automaton.longestAt(bytes, at, bytes.length)
+        if (open || pattern !== -1) return at
       }
       return bytes.length
     }
+  }
+}
+
+/**
+ * The leftmost match of any of several matchers (the first given wins a tie). Each matcher's last
+ * answer is remembered while the search moves forward through the same buffer, so that a matcher
+ * whose next match lies far ahead is not asked again at every match of the others.
+ *
+ * @since 0.2.0
+ */
+export const firstOf = (matchers: ReadonlyArray<Matcher>): Matcher => {
+  if (matchers.length === 1) return matchers[0]!
+  let buffer: Buffer | undefined
+  let bufferEnd = -1
+  const last: Array<{ from: number; match: Match | undefined } | undefined> = matchers.map(() => undefined)
+  const pending = matchers.every((m) => m.pendingFrom !== undefined)
+  return {
+    maxLength: Math.max(...matchers.map((m) => m.maxLength)),
+    find(bytes, from, end, atEnd) {
+      if (bytes !== buffer || end !== bufferEnd) {
+        buffer = bytes
+        bufferEnd = end
+        last.fill(undefined)
+      }
+      let best: Match | undefined
+      for (let i = 0; i < matchers.length; i++) {
+        const known = last[i]
+        // an earlier answer still holds if it was asked from no later and found nothing before `from`
+        const reuse = known !== undefined && known.from <= from && (known.match === undefined || known.match.index >= from)
+        const found = reuse ? known.match : matchers[i]!.find(bytes, from, end, atEnd)
+        if (!reuse) last[i] = { from, match: found }
+        if (found !== undefined && (best === undefined || found.index < best.index)) best = found
+      }
+      return best
+    },
+    ...(pending
+      ? { pendingFrom: (bytes: Buffer, from: number) => Math.min(...matchers.map((m) => m.pendingFrom!(bytes, from))) }
+      : {})
   }
 }
 
@@ -145,6 +198,7 @@ export class StreamRewriter {
   write(chunk: Uint8Array): Array<Buffer> {
     const input = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
     const carry = this.carry
+    if (this.matcher.scan !== undefined) return this.scanned(carry.length === 0 ? input : Buffer.concat([carry, input]), false)
     const lookahead = this.matcher.maxLength - 1
     if (carry.length === 0) return this.run(input, false)
     if (input.length <= lookahead) return this.run(Buffer.concat([carry, input]), false)
@@ -163,7 +217,28 @@ export class StreamRewriter {
   end(): Buffer {
     const bytes = this.carry
     this.carry = EMPTY
-    return bytes.length === 0 ? EMPTY : join(this.run(bytes, true))
+    if (bytes.length === 0) return EMPTY
+    return join(this.matcher.scan !== undefined ? this.scanned(bytes, true) : this.run(bytes, true))
+  }
+
+  /** A whole-buffer scan: the matches replaced, the bytes from `holdFrom` on carried. */
+  private scanned(bytes: Buffer, atEnd: boolean): Array<Buffer> {
+    const { matches, holdFrom } = this.matcher.scan!(bytes, atEnd)
+    const keepFrom = atEnd ? bytes.length : holdFrom
+    const pieces: Array<Buffer> = []
+    let emitted = 0
+    for (const match of matches) {
+      if (match.index >= keepFrom) break
+      this.matches++
+      if (match.index > emitted) pieces.push(bytes.subarray(emitted, match.index))
+      if (match.replacement !== undefined) pieces.push(asBuffer(match.replacement))
+      else pieces.push(bytes.subarray(match.index, match.index + match.length))
+      emitted = match.index + match.length
+    }
+    const holdAt = Math.max(emitted, keepFrom)
+    if (holdAt > emitted) pieces.push(emitted === 0 && holdAt === bytes.length ? bytes : bytes.subarray(emitted, holdAt))
+    this.carry = holdAt < bytes.length ? Buffer.from(bytes.subarray(holdAt)) : EMPTY
+    return pieces
   }
 
   /**

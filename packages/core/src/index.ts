@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+export * as Automaton from "./Automaton.js"
 export * as HostPattern from "./HostPattern.js"
 export * as KeyRing from "./KeyRing.js"
 export * as Placeholder from "./Placeholder.js"

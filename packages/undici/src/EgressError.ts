@@ -65,3 +65,20 @@ export class ResolutionFailed extends Data.TaggedError("ResolutionFailed")<{
   /** @since 0.1.0 */
   readonly code = "SECRETGATE_RESOLUTION_FAILED"
 }
+
+/**
+ * A request's URL (path or query, in any escape syntax the scrubber knows) holds the value of a
+ * secret that may not go to its destination: a redirect whose `Location` echoed a value in a form
+ * that slipped past scrubbing, say. The request is refused before anything is sent.
+ *
+ * @since 0.2.0
+ */
+export class DisallowedValue extends Data.TaggedError("DisallowedValue")<{
+  readonly message: string
+  /** The secret's name (never its value). */
+  readonly secret: string
+  readonly host: string
+}> {
+  /** @since 0.2.0 */
+  readonly code = "SECRETGATE_DISALLOWED_VALUE"
+}

@@ -14,12 +14,14 @@
  * @since 0.1.0
  */
 import { HostPattern, Placeholder, type SecretResolver, type Secrets } from "@secretgate/core"
+import { Duration } from "effect"
 import type { Dispatcher } from "undici"
 import type { AuditSink } from "./AuditEvent.js"
 import { ResolutionFailed } from "./EgressError.js"
 import { Targets } from "./internal/destination.js"
 import { plan, type Settings } from "./internal/plan.js"
 import { sanitizeError, scrubbing } from "./internal/ScrubHandler.js"
+import { DEFAULT_RETENTION_MS, Retention } from "./internal/retention.js"
 import { NOTHING_TO_SCRUB, type Scrubber } from "./internal/scrubber.js"
 
 /**
@@ -48,6 +50,15 @@ export interface Options {
    * placeholder. Default `false`: upgraded connections carry placeholders only.
    */
   readonly webSockets?: boolean
+  /**
+   * How long a value this agent has held stays scrubbed after it stopped being current: after the
+   * secret's value was updated, its hosts narrowed or the secret deleted, an upstream that kept the
+   * earlier value can still send it back. Such a value is replaced by its placeholder in responses
+   * from the hosts it was allowed for, and a request whose URL holds it is refused
+   * (`DisallowedValue`). Default 1 day; `0` keeps none. At most 1,024 past values are kept (the
+   * oldest go first), in memory only.
+   */
+  readonly retainValuesFor?: Duration.DurationInput
 }
 
 const PLACEHOLDER_TAIL = Placeholder.TOKEN_LENGTH
@@ -73,7 +84,8 @@ export const make = (options: Options): Dispatcher.DispatcherComposeInterceptor 
     targets: new Targets(new Set((options.allowHttp ?? []).map(allowHttpHost))),
     onDisallowed: options.onDisallowed ?? "forward",
     audit: options.audit,
-    webSockets: options.webSockets === true
+    webSockets: options.webSockets === true,
+    retention: new Retention(options.retainValuesFor === undefined ? DEFAULT_RETENTION_MS : Duration.toMillis(Duration.decode(options.retainValuesFor)))
   }
 
   return (dispatch) =>

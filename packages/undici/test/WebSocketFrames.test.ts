@@ -15,7 +15,7 @@ import { ScrubbedWebSocket } from "../src/internal/WebSocketScrub.js"
 
 const VALUE = "sk-live-Fr4m3s-0K"
 const PLACEHOLDER = Placeholder.generate()
-const scrubber = makeScrubber([{ id: "1", name: "key", placeholder: PLACEHOLDER, hosts: [], value: Redacted.make(VALUE) }], [])
+const scrubber = makeScrubber([{ id: "1", name: "key", placeholder: PLACEHOLDER, hosts: [], value: Redacted.make(VALUE) }])
 const outgoing = {
   matcher: Substitution.placeholderMatcher(new Placeholder.Scanner(), (found) => (found === PLACEHOLDER ? Buffer.from(VALUE) : undefined)),
   mayHold: (payload: Buffer) => payload.includes(Placeholder.DEFAULT_PREFIX),

@@ -1,7 +1,7 @@
 /**
- * Response scrubbing: no value of the given secrets reaches the handler. Every echo form of each
- * value (raw, JSON-escaped, URL-encoded; as UTF-8 and as Latin-1 bytes) and of re-encoded Basic
- * credentials is replaced by the secret's placeholder (or the caller's original credentials) in the
+ * Response scrubbing: no value of the given secrets reaches the handler. Each value and re-encoded
+ * Basic credential, in every form `scrubber.ts` knows (as UTF-8 and Latin-1 bytes, under nested
+ * JSON, percent and HTML escape syntaxes), is replaced by the secret's placeholder (or the caller's original credentials) in the
  * status text, the headers, the body (streamed, boundary-safe) and the trailers; an error that
  * carries upstream bytes holding a value is replaced by one that does not.
  */
@@ -10,31 +10,21 @@ import { Buffer } from "node:buffer"
 import type { Duplex } from "node:stream"
 import type { Dispatcher } from "undici"
 import { EgressRefused } from "../EgressError.js"
-import { holds, isLatin1, type Scrubber } from "./scrubber.js"
+import { holds, isLatin1, type Scrubber, scrubBytes } from "./scrubber.js"
 import { type Outgoing, ScrubbedWebSocket } from "./WebSocketScrub.js"
 
 type Headers = Record<string, string | Array<string> | undefined>
 
-/** The bytes scrubbed; the same buffer when there was nothing to scrub. */
-const scrubBytes = (scrubber: Scrubber, bytes: Buffer): Buffer =>
-  holds(scrubber, bytes) ? Substitution.rewriteBytes(scrubber.matcher, bytes) : bytes
-
 /** A header string as undici decodes header bytes (Latin-1), scrubbed as bytes. */
-const scrubString = (scrubber: Scrubber, text: string): string => {
-  if (text.length < scrubber.shortest) return text
+const scrubString = (scrubber: Scrubber, text: string, ignoreCase = false): string => {
+  if (scrubber.empty || text.length === 0) return text
   const bytes = Buffer.from(text, isLatin1(text) ? "latin1" : "utf8")
-  const scrubbed = scrubBytes(scrubber, bytes)
+  const scrubbed = scrubBytes(scrubber, bytes, ignoreCase)
   return scrubbed === bytes ? text : scrubbed.toString("latin1")
 }
 
 /** A header name as undici hands it over (lower-cased): matched without regard to case. */
-const scrubName = (scrubber: Scrubber, name: string): string => {
-  const scrubbed = scrubString(scrubber, name)
-  if (scrubbed !== name || name.length < scrubber.shortest) return scrubbed
-  let out = name.toLowerCase()
-  for (const [from, to] of scrubber.lowerPatterns) if (out.includes(from)) out = out.replaceAll(from, to)
-  return out === name.toLowerCase() ? name : out
-}
+const scrubName = (scrubber: Scrubber, name: string): string => scrubString(scrubber, name, true)
 
 const scrubHeaders = (scrubber: Scrubber, headers: Headers | null | undefined, dropLength: boolean): Headers => {
   const out: Headers = {}
@@ -206,7 +196,7 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Headers, statusMessage?: string): void {
     const wrapped = this.wrap(controller)
-    const refused = this.scrubber.patterns.length === 0 ? undefined : codingRefusal(headers["content-encoding"], headers["transfer-encoding"])
+    const refused = this.scrubber.empty ? undefined : codingRefusal(headers["content-encoding"], headers["transfer-encoding"])
     if (refused !== undefined) {
       // The value could hide in compressed bytes: refuse rather than pass it on unscrubbed.
       this.failed = true
@@ -282,13 +272,13 @@ export class LegacyScrubHandler implements LegacyHandler {
     for (let i = 0; i + 1 < raw.length; i += 2) {
       const name = raw[i]!
       if (dropLength && nameIs(name, "content-length")) continue
-      out.push(this.bytes(name), this.bytes(raw[i + 1]!))
+      out.push(this.bytes(name, true), this.bytes(raw[i + 1]!))
     }
     return out
   }
 
-  private bytes(value: Buffer | string): Buffer {
-    return scrubBytes(this.scrubber, typeof value === "string" ? Buffer.from(value, "latin1") : value)
+  private bytes(value: Buffer | string, ignoreCase = false): Buffer {
+    return scrubBytes(this.scrubber, typeof value === "string" ? Buffer.from(value, "latin1") : value, ignoreCase)
   }
 
   onConnect(abort: (reason?: Error) => void, context?: unknown): void {
@@ -321,7 +311,7 @@ export class LegacyScrubHandler implements LegacyHandler {
   }
 
   onHeaders(statusCode: number, rawHeaders: Array<Buffer>, resume: () => void, statusText?: string): boolean | void {
-    for (let i = 0; this.scrubber.patterns.length > 0 && i + 1 < rawHeaders.length; i += 2) {
+    for (let i = 0; !this.scrubber.empty && i + 1 < rawHeaders.length; i += 2) {
       const name = rawHeaders[i]!
       const content = nameIs(name, "content-encoding")
       if (!content && !nameIs(name, "transfer-encoding")) continue

@@ -7,11 +7,12 @@ import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
 import type { Dispatcher } from "undici"
 import type { AuditEvent, AuditSink, Surface, WithheldReason } from "../AuditEvent.js"
-import { SubstitutionBlocked, UnsafeSubstitution } from "../EgressError.js"
-import { type Allowance, allowanceFor, namesTarget, NOTHING, type Target, type Targets } from "./destination.js"
+import { DisallowedValue, SubstitutionBlocked, UnsafeSubstitution } from "../EgressError.js"
 import { bodyOf, RewrittenBody } from "./bodies.js"
+import { type Allowance, allowanceFor, namesTarget, NOTHING, type Target, type Targets, valuesScrubber } from "./destination.js"
 import { bodyEncoder, decodeBasic, encodeBasic, forUrl } from "./encoding.js"
-import { makeScrubber, type Scrubber } from "./scrubber.js"
+import type { Retention } from "./retention.js"
+import { type Scrubber, secretsIn, withBasicEchoes } from "./scrubber.js"
 import type { Outgoing } from "./WebSocketScrub.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
@@ -26,6 +27,8 @@ export interface Settings {
   readonly audit: AuditSink | undefined
   /** Whether WebSocket handshakes may carry values (their frames are then scrubbed). */
   readonly webSockets: boolean
+  /** The values this agent held that are no longer current, still scrubbed (see `retention.ts`). */
+  readonly retention: Retention
 }
 
 /** The outcome for one request. */
@@ -397,6 +400,42 @@ const copyOnce = (caller: Dispatcher.DispatchOptions): Dispatcher.DispatchOption
 }
 
 /**
+ * Refuses a request whose URL holds, in any form the scrubber knows, the value of a secret that may
+ * not go to its destination. The sandbox never sees a value, so one in a URL came from somewhere
+ * else: a redirect (followed by undici or `fetch`, each hop dispatched through here) whose
+ * `Location` echoed it in a form scrubbing missed. Checked on the caller's URL, before any
+ * placeholder in it is substituted.
+ */
+const refuseValuesInUrl = (
+  values: ReadonlyMap<string, ResolvedSecret>,
+  past: ReadonlyArray<ResolvedSecret>,
+  allowance: Allowance,
+  target: Target,
+  path: unknown,
+  query: unknown
+): void => {
+  if (values.size === 0 && past.length === 0) return
+  const texts: Array<string> = typeof path === "string" ? [path] : []
+  if (query !== undefined && query !== null && typeof query === "object") {
+    for (const [key, value] of Object.entries(query)) {
+      texts.push(key)
+      for (const item of Array.isArray(value) ? value : [value]) if (typeof item === "string") texts.push(item)
+    }
+  }
+  const scrubber = valuesScrubber(values, past)
+  for (const text of texts) {
+    for (const secret of secretsIn(scrubber, Buffer.from(text, "utf8"))) {
+      if (allowance.allowed.has(secret)) continue
+      throw new DisallowedValue({
+        message: `request to ${target.host} refused: its URL holds the value of secret ${JSON.stringify(secret.name)}, which may not be sent there (a redirect that echoed it, say)`,
+        secret: secret.name,
+        host: target.host
+      })
+    }
+  }
+}
+
+/**
  * Plans one dispatch. Throws `SubstitutionBlocked`, `UnsafeSubstitution` or `EgressRefused`
  * before anything is sent when the request must not go out.
  */
@@ -405,10 +444,14 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
   // copy becomes what goes downstream.
   const options = copyOnce(caller)
   const target = settings.targets.of(options.origin)
-  const allowance = target.secure && target.matchable !== undefined ? allowanceFor(values, target.matchable) : NOTHING
+  const past = settings.retention.observe(values, Date.now())
+  const allowance = target.secure && target.matchable !== undefined ? allowanceFor(values, target.matchable, past) : NOTHING
   // read once; `undefined` when not headers at all, which undici refuses
   const entries = headerEntries(options.headers)
   const webSocket = settings.webSockets && isWebSocketHandshake(options)
+  // the query read once: checked as the caller wrote it, then rewritten
+  const callerQuery = readQuery(options.query)
+  refuseValuesInUrl(values, past, allowance, target, options.path, callerQuery)
   const rewriter = new Rewriter(settings, values, allowance, target, restrictionOf(options, target, entries ?? [], webSocket))
 
   // Headers: values as they are (Basic credentials decoded and re-encoded).
@@ -418,7 +461,7 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
 
   // Path and query: values percent-encoded (undici encodes `query` itself); never in query keys.
   const path = typeof options.path === "string" && rewriter.mayHold(options.path) ? rewriter.replaceText(options.path, Into.Url) : options.path
-  const query = rewriteQuery(rewriter, readQuery(options.query))
+  const query = rewriteQuery(rewriter, callerQuery)
 
   // Body: read as undici would, into a copy (known length, rewritten now) or a rewritten stream.
   let body: unknown = options.body
@@ -443,9 +486,7 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
       }
     }
   }
-  const scrub = allowance.scrub === undefined || rewriter.basicEchoes.length === 0
-    ? allowance.scrub
-    : makeScrubber([...allowance.allowed], rewriter.basicEchoes)
+  const scrub = allowance.scrub === undefined ? undefined : withBasicEchoes(allowance.scrub, rewriter.basicEchoes)
 
   // the copy goes downstream, rewritten: the headers, query and body it holds are this plan's own
   if (query !== options.query) options.query = query as Record<string, unknown>

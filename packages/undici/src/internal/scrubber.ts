@@ -1,23 +1,84 @@
 /**
- * What scrubbing looks for: every echo form of each value a destination may receive (raw,
- * JSON-escaped, URL- and form-encoded, HTML-escaped; as UTF-8 and as Latin-1 bytes) and of
- * re-encoded Basic credentials, each with what replaces it. Used by the response handlers
- * (`ScrubHandler.ts`) and the WebSocket frames (`WebSocketScrub.ts`).
+ * What scrubbing looks for, and the scan that finds it: each value of a snapshot (as UTF-8 and as
+ * Latin-1 bytes) and each re-encoded Basic credential, under any stack of up to `MAX_DEPTH` escape
+ * syntaxes of `escapes.ts`, each with what replaces it. Used by the response handlers
+ * (`ScrubHandler.ts`), the WebSocket frames (`WebSocketScrub.ts`) and the check of outgoing URLs
+ * (`plan.ts`).
+ *
+ * Decode-and-match: one automaton per snapshot (built once, shared by every request and host) runs
+ * over the raw bytes, and over each decoded stream of each stack near its escapes only; a match in
+ * a decoded stream is mapped back to the span of the original bytes it came from. The work is
+ * linear in the bytes: one automaton pass, plus copies and short windows around escapes.
  */
-import { type Secrets, Substitution } from "@secretgate/core"
+import { Automaton, type Secrets, Substitution } from "@secretgate/core"
 import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
-import { ECHO_TRANSFORMS, echoForms } from "./encoding.js"
+import { CANONICAL, decode, type Decoded, endOf, hasIntroducer, MAX_DEPTH, MAX_EXPANSION, startOf, type Syntax, SYNTAXES } from "./escapes.js"
+
+type ResolvedSecret = Secrets.ResolvedSecret
+
+/** How input bytes are compared: as they are; `+` as space (under percent-encoding); also ignoring case (header names). */
+const enum Kind {
+  Exact = 0,
+  Plus = 1,
+  Loose = 2
+}
+
+const PLUS_IS_SPACE = Automaton.fold([[0x2b, 0x20]])
+const FOLDS = [Automaton.IDENTITY, PLUS_IS_SPACE, Automaton.fold([[0x2b, 0x20]], Automaton.LOWER_CASE)]
+
+/** One automaton's patterns and what replaces each. */
+class PatternSet {
+  readonly plus: boolean
+  private readonly automata: Array<Automaton.Automaton | undefined> = [undefined, undefined, undefined]
+  private readonly encoded = new Map<string, Buffer>()
+
+  constructor(
+    readonly patterns: ReadonlyArray<Buffer>,
+    /** Per pattern: the text that replaces it, before it is written in the syntaxes it was found under. */
+    private readonly replacements: ReadonlyArray<string>,
+    /** Per pattern: the secret whose value it is (`undefined` for Basic credentials). */
+    readonly secrets: ReadonlyArray<ResolvedSecret | undefined>
+  ) {
+    this.plus = patterns.some((pattern) => pattern.includes(0x20) || pattern.includes(0x2b))
+    this.automata[Kind.Exact] = new Automaton.Automaton(patterns)
+  }
+
+  automaton(kind: Kind): Automaton.Automaton {
+    // `+` equals space only matters if some pattern holds one
+    const k = kind === Kind.Plus && !this.plus ? Kind.Exact : kind
+    return (this.automata[k] ??= new Automaton.Automaton(this.patterns, FOLDS[k]))
+  }
+
+  /** The bytes that replace pattern `i` found under `stack` (outermost first). */
+  replacement(i: number, stack: ReadonlyArray<Syntax>): Buffer {
+    const key = `${i}:${stack.join(",")}`
+    let bytes = this.encoded.get(key)
+    if (bytes === undefined) {
+      const text = stack.reduceRight((inner, syntax) => CANONICAL[syntax](inner), this.replacements[i]!)
+      bytes = Buffer.from(text, "utf8")
+      if (this.encoded.size < 4096) this.encoded.set(key, bytes)
+    }
+    return bytes
+  }
+
+  /** The longest pattern length (0 when none). */
+  get longest(): number {
+    return this.automata[Kind.Exact]!.longest
+  }
+
+  /** Bytes the automata scanned so far. */
+  work(): number {
+    return this.automata.reduce((sum, automaton) => sum + (automaton?.work ?? 0), 0)
+  }
+}
 
 /** How to scrub one response. */
 export interface Scrubber {
-  /** Byte patterns → their replacements, longest first. */
-  readonly patterns: ReadonlyArray<readonly [from: Buffer, to: Buffer]>
-  /** Length of the shortest pattern: shorter bytes cannot hold any. */
-  readonly shortest: number
+  readonly sets: ReadonlyArray<PatternSet>
   readonly matcher: Substitution.Matcher
-  /** Patterns as lower-case Latin-1 text, for header names (undici lower-cases them). */
-  readonly lowerPatterns: ReadonlyArray<readonly [from: string, to: string]>
+  /** Nothing to look for. */
+  readonly empty: boolean
 }
 
 export const isLatin1 = (text: string): boolean => {
@@ -25,55 +86,273 @@ export const isLatin1 = (text: string): boolean => {
   return true
 }
 
+/** A value's byte forms: UTF-8, and Latin-1 when that differs (header values travel as Latin-1). */
+const byteForms = (text: string): Array<Buffer> => {
+  const utf8 = Buffer.from(text, "utf8")
+  if (!isLatin1(text)) return [utf8]
+  const latin1 = Buffer.from(text, "latin1")
+  return latin1.equals(utf8) ? [utf8] : [utf8, latin1]
+}
+
+const patternSet = (entries: ReadonlyArray<readonly [from: string, to: string, secret: ResolvedSecret | undefined]>): PatternSet => {
+  const seen = new Set<string>()
+  const patterns: Array<Buffer> = []
+  const replacements: Array<string> = []
+  const secrets: Array<ResolvedSecret | undefined> = []
+  for (const [from, to, secret] of entries) {
+    for (const bytes of byteForms(from)) {
+      const key = bytes.toString("latin1")
+      if (bytes.length === 0 || seen.has(key)) continue
+      seen.add(key)
+      patterns.push(bytes)
+      replacements.push(to)
+      secrets.push(secret)
+    }
+  }
+  return new PatternSet(patterns, replacements, secrets)
+}
+
+const fromSets = (sets: ReadonlyArray<PatternSet>): Scrubber => {
+  const live = sets.filter((set) => set.patterns.length > 0)
+  const longest = live.reduce((max, set) => Math.max(max, set.longest), 1)
+  const scrubber: Scrubber = {
+    sets: live,
+    empty: live.length === 0,
+    matcher: {
+      // the longest a match can be: every byte of the longest pattern under two of the widest escapes
+      maxLength: longest * MAX_EXPANSION.html * MAX_EXPANSION.html,
+      find(bytes, from, end, atEnd) {
+        const { matches } = scan(scrubber, end === bytes.length ? bytes : bytes.subarray(0, end), atEnd, Kind.Exact)
+        return matches.find((match) => match.index >= from)
+      },
+      scan: (bytes, atEnd) => scan(scrubber, bytes, atEnd, Kind.Exact)
+    }
+  }
+  return scrubber
+}
+
 /**
- * The scrubber for these secrets: every echo form of each value → its placeholder, and every echo
- * form of re-encoded Basic credentials → the same form of the caller's original ones.
+ * The scrubber for these secrets: each value → its placeholder.
  */
-export const makeScrubber = (
-  secrets: ReadonlyArray<Secrets.ResolvedSecret>,
-  basicEchoes: ReadonlyArray<readonly [sent: string, original: string]>
-): Scrubber => {
-  const strings = new Map<string, string>()
-  for (const [sent, original] of basicEchoes) {
+export const makeScrubber = (secrets: Iterable<ResolvedSecret>): Scrubber => {
+  const entries: Array<readonly [string, string, ResolvedSecret]> = []
+  for (const secret of secrets) entries.push([Redacted.value(secret.value), secret.placeholder, secret])
+  return fromSets([patternSet(entries)])
+}
+
+const basicSets = new WeakMap<Scrubber, Map<string, PatternSet>>()
+
+/**
+ * The scrubber plus re-encoded Basic credentials → the caller's original ones (written in the
+ * syntaxes the echo was found under). The credentials' patterns are kept per scrubber (bounded).
+ */
+export const withBasicEchoes = (scrubber: Scrubber, basicEchoes: ReadonlyArray<readonly [sent: string, original: string]>): Scrubber => {
+  if (basicEchoes.length === 0) return scrubber
+  let known = basicSets.get(scrubber)
+  if (known === undefined) basicSets.set(scrubber, (known = new Map()))
+  const key = basicEchoes.map(([sent, original]) => `${sent}\n${original}`).join("\n\n")
+  let set = known.get(key)
+  if (set === undefined) {
     const token = (header: string) => header.trim().split(/\s+/)[1] ?? ""
-    for (const [from, to] of [[sent, original], [token(sent), token(original)]] as const) {
-      for (const transform of ECHO_TRANSFORMS) {
-        const form = transform(from)
-        if (form.length > 0 && !strings.has(form)) strings.set(form, transform(to))
-      }
-    }
+    set = patternSet(basicEchoes.flatMap(([sent, original]) => [[sent, original, undefined], [token(sent), token(original), undefined]] as const))
+    if (known.size >= 256) known.clear()
+    known.set(key, set)
   }
-  for (const secret of secrets) {
-    for (const form of echoForms(Redacted.value(secret.value))) if (!strings.has(form)) strings.set(form, secret.placeholder)
-  }
-  // Bytes: UTF-8 always; Latin-1 too, since header values travel as Latin-1 and Node echoes either.
-  const bytes = new Map<string, readonly [Buffer, Buffer]>()
-  for (const [from, to] of strings) {
-    const utf8 = Buffer.from(from, "utf8")
-    bytes.set(utf8.toString("latin1"), [utf8, Buffer.from(to, "utf8")])
-    if (isLatin1(from) && isLatin1(to)) {
-      const latin1 = Buffer.from(from, "latin1")
-      if (!bytes.has(from)) bytes.set(from, [latin1, Buffer.from(to, "latin1")])
-    }
-  }
-  const patterns = [...bytes.values()].sort((a, b) => b[0].length - a[0].length)
-  return {
-    patterns,
-    shortest: patterns.reduce((min, [from]) => Math.min(min, from.length), Infinity),
-    matcher: Substitution.literalMatcher(patterns),
-    lowerPatterns: patterns.map(([from, to]) => [from.toString("latin1").toLowerCase(), to.toString("latin1").toLowerCase()] as const)
-  }
+  return fromSets([...scrubber.sets, set])
 }
 
 /**
  * Nothing to scrub: for a WebSocket connection to a host no mounted secret is allowed for, whose
  * outgoing messages are still checked for placeholders (audit, `block`).
  */
-export const NOTHING_TO_SCRUB: Scrubber = makeScrubber([], [])
+export const NOTHING_TO_SCRUB: Scrubber = fromSets([])
 
-/** Whether the bytes hold any pattern. */
-export const holds = (scrubber: Scrubber, bytes: Buffer): boolean => {
-  if (bytes.length < scrubber.shortest) return false
-  for (const [from] of scrubber.patterns) if (bytes.includes(from)) return true
+/** Matches found, as spans of the scanned bytes, before overlapping ones are joined. */
+class Candidates {
+  readonly starts: Array<number> = []
+  readonly ends: Array<number> = []
+  readonly replacements: Array<Buffer> = []
+  readonly secrets: Array<ResolvedSecret | undefined> = []
+  /** Where a match could still begin once more bytes arrive (the earliest such place). */
+  hold: number
+  constructor(end: number) {
+    this.hold = end
+  }
+  add(start: number, end: number, replacement: Buffer, secret: ResolvedSecret | undefined) {
+    this.starts.push(start)
+    this.ends.push(end)
+    this.replacements.push(replacement)
+    this.secrets.push(secret)
+  }
+}
+
+/** Maps a span of a decoded stream back to the scanned bytes. */
+type Span = (start: number, end: number) => readonly [number, number]
+
+/**
+ * Runs each set's automaton over `decoded` near its escapes (only there can a match differ from
+ * one in the stream it was decoded from), and at its end (for what must be held back).
+ */
+const matchNearEscapes = (
+  sets: ReadonlyArray<PatternSet>,
+  decoded: Decoded,
+  stack: ReadonlyArray<Syntax>,
+  kind: Kind,
+  atEnd: boolean,
+  span: Span,
+  found: Candidates
+) => {
+  const bytes = decoded.bytes
+  const length = bytes.length
+  for (const set of sets) {
+    const automaton = set.automaton(kind)
+    const reach = automaton.longest - 1
+    const scanWindow = (from: number, to: number) => {
+      const state = automaton.scan(bytes, from, to, Automaton.Automaton.ROOT, (pattern, end) => {
+        const [start, stop] = span(end - automaton.lengthOf(pattern), end)
+        found.add(start, stop, set.replacement(pattern, stack), set.secrets[pattern])
+      })
+      const depth = automaton.depth(state)
+      if (!atEnd && to === length && depth > 0) found.hold = Math.min(found.hold, span(length - depth, length)[0])
+    }
+    let windowStart = -1
+    let windowEnd = -1
+    const { outAt, outLength } = decoded
+    for (let k = 0; k < outAt.length; k++) {
+      // an escape whose bytes occur in no pattern is in no match
+      if (!relevant(automaton, bytes, outAt[k]!, outLength[k]!)) continue
+      const from = Math.max(0, outAt[k]! - reach)
+      const to = Math.min(length, outAt[k]! + outLength[k]! + reach)
+      if (from <= windowEnd) windowEnd = Math.max(windowEnd, to)
+      else {
+        if (windowEnd > windowStart) scanWindow(windowStart, windowEnd)
+        windowStart = from
+        windowEnd = to
+      }
+    }
+    // the end of the stream: a partial match there must be held back
+    if (!atEnd) {
+      const from = Math.max(0, length - reach)
+      if (from <= windowEnd) windowEnd = Math.max(windowEnd, length)
+      else {
+        if (windowEnd > windowStart) scanWindow(windowStart, windowEnd)
+        windowStart = from
+        windowEnd = length
+      }
+    }
+    if (windowEnd > windowStart) scanWindow(windowStart, windowEnd)
+  }
+}
+
+/** Whether any of `bytes[at, at + length)` occurs in a pattern of the automaton. */
+const relevant = (automaton: Automaton.Automaton, bytes: Buffer, at: number, length: number): boolean => {
+  for (let i = at; i < at + length; i++) if (automaton.occurs(bytes[i]!)) return true
   return false
 }
+
+/** Every match of `bytes` under any stack, unjoined, and where to hold back. */
+const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: boolean): Candidates => {
+  const found = new Candidates(bytes.length)
+  const sets = scrubber.sets
+  if (sets.length === 0 || bytes.length === 0) return found
+  const plus = sets.some((set) => set.plus)
+  for (const set of sets) {
+    const automaton = set.automaton(loose ? Kind.Loose : Kind.Exact)
+    const state = automaton.scan(bytes, 0, bytes.length, Automaton.Automaton.ROOT, (pattern, end) => {
+      found.add(end - automaton.lengthOf(pattern), end, set.replacement(pattern, []), set.secrets[pattern])
+    })
+    if (!atEnd) found.hold = Math.min(found.hold, bytes.length - automaton.depth(state))
+  }
+  const kindOf = (stack: ReadonlyArray<Syntax>) => (loose ? Kind.Loose : stack.includes("percent") ? Kind.Plus : Kind.Exact)
+  for (const outer of SYNTAXES) {
+    if (!hasIntroducer(outer, bytes, 0, bytes.length, plus)) continue
+    const first = decode(outer, bytes, 0, bytes.length, atEnd, plus)
+    if (first.cut !== -1) found.hold = Math.min(found.hold, first.cut)
+    const once: Span = (start, end) => [startOf(first, start), endOf(first, end)]
+    matchNearEscapes(sets, first, [outer], kindOf([outer]), atEnd, once, found)
+    if (MAX_DEPTH < 2) continue
+    for (const inner of SYNTAXES) {
+      if (!hasIntroducer(inner, first.bytes, 0, first.bytes.length, plus)) continue
+      const second = decode(inner, first.bytes, 0, first.bytes.length, atEnd, plus)
+      if (second.cut !== -1) found.hold = Math.min(found.hold, startOf(first, second.cut))
+      const twice: Span = (start, end) => once(startOf(second, start), endOf(second, end))
+      matchNearEscapes(sets, second, [outer, inner], kindOf([outer, inner]), atEnd, twice, found)
+    }
+  }
+  return found
+}
+
+/**
+ * The matches to replace, joined where they overlap (a span covered by any match is replaced, by
+ * the replacements of the matches that make it up, in order), and where to hold back: nothing
+ * that a match still growing with more bytes could overlap is committed.
+ */
+const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Substitution.Scan => {
+  const found = candidates(scrubber, bytes, atEnd, kind === Kind.Loose)
+  const count = found.starts.length
+  const hold = atEnd ? bytes.length : found.hold
+  if (count === 0) return { matches: [], holdFrom: hold }
+  const order = Array.from({ length: count }, (_, i) => i)
+  order.sort((a, b) => found.starts[a]! - found.starts[b]! || found.ends[b]! - found.ends[a]!)
+  const matches: Array<Substitution.Match> = []
+  let start = -1
+  let end = -1
+  let pieces: Array<Buffer> = []
+  let holdFrom = hold
+  const commit = () => {
+    if (start === -1) return true
+    if (end > hold) {
+      // a match still growing may join this one: keep it all back
+      holdFrom = Math.min(hold, start)
+      return false
+    }
+    matches.push({ index: start, length: end - start, replacement: pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces) })
+    return true
+  }
+  for (const i of order) {
+    const s = found.starts[i]!
+    const e = found.ends[i]!
+    if (s >= hold) break
+    if (s >= end) {
+      if (!commit()) return { matches, holdFrom }
+      start = s
+      end = e
+      pieces = [found.replacements[i]!]
+    } else if (e > end) {
+      end = e
+      pieces.push(found.replacements[i]!)
+    }
+  }
+  commit()
+  return { matches, holdFrom }
+}
+
+/** Whether the bytes hold any value in any known form. */
+export const holds = (scrubber: Scrubber, bytes: Buffer): boolean =>
+  !scrubber.empty && candidates(scrubber, bytes, true, false).starts.length > 0
+
+/** The bytes scrubbed; the same buffer when there was nothing to scrub. */
+export const scrubBytes = (scrubber: Scrubber, bytes: Buffer, ignoreCase = false): Buffer => {
+  if (scrubber.empty) return bytes
+  const { matches } = scan(scrubber, bytes, true, ignoreCase ? Kind.Loose : Kind.Exact)
+  if (matches.length === 0) return bytes
+  const pieces: Array<Buffer> = []
+  let at = 0
+  for (const match of matches) {
+    pieces.push(bytes.subarray(at, match.index), match.replacement as Buffer)
+    at = match.index + match.length
+  }
+  pieces.push(bytes.subarray(at))
+  return Buffer.concat(pieces)
+}
+
+/** The secrets whose values `bytes` hold in any known form. */
+export const secretsIn = (scrubber: Scrubber, bytes: Buffer): Set<ResolvedSecret> => {
+  const found = candidates(scrubber, bytes, true, false)
+  const secrets = new Set<ResolvedSecret>()
+  for (const secret of found.secrets) if (secret !== undefined) secrets.add(secret)
+  return secrets
+}
+
+/** Bytes the scrubber's automata scanned so far (for tests that check the work stays linear). */
+export const workOf = (scrubber: Scrubber): number => scrubber.sets.reduce((sum, set) => sum + set.work(), 0)

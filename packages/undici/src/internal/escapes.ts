@@ -1,0 +1,454 @@
+/**
+ * The escape syntaxes scrubbing sees through, as lenient streaming decoders with a position map,
+ * and as encoders that write every variant of each syntax (for tests and the fuzzer).
+ *
+ * What the scrubber claims to recognise (`docs/security.md`, guarantee 2): a value, as UTF-8 or
+ * Latin-1 bytes, written under at most `MAX_DEPTH` nested layers of these syntaxes, where within
+ * each layer every character may independently be written literally or escaped:
+ * - `json`: JSON string escapes: `\uXXXX` in either hex case (UTF-16, surrogate pairs for
+ *   characters beyond the BMP) and the short escapes `\" \\ \/ \b \f \n \r \t` (and `\'`);
+ * - `percent`: `%XX` in either hex case for any byte of the UTF-8 (or Latin-1) form, and `+` for
+ *   a space (a `+` in the text also matches a `+` of the value);
+ * - `html`: character references: decimal `&#N;` or hex `&#xN;`/`&#XN;` with up to
+ *   `MAX_REFERENCE_DIGITS` digits (leading zeros included), the `;` optional, and the named
+ *   references of `NAMED_REFERENCES` (with `;`; those HTML also reads without it, without).
+ * Not recognised: changed case, base64 or any other encoding, a value split across fields, a
+ * numeric reference longer than `MAX_REFERENCE_DIGITS` digits, or more than `MAX_DEPTH` layers.
+ *
+ * Each decoder is the identity except at its introducer byte (`\`, `%` or `+`, `&`), which is found
+ * with a native `indexOf`: a stretch without one costs a copy.
+ */
+import { Buffer } from "node:buffer"
+
+/** An escape syntax. */
+export type Syntax = "json" | "percent" | "html"
+
+/** Every syntax, in the order stacks of them are tried. */
+export const SYNTAXES: ReadonlyArray<Syntax> = ["json", "percent", "html"]
+
+/** How many layers deep a value is recognised (a JSON body echoed inside a JSON response is two). */
+export const MAX_DEPTH = 2
+
+/** The most digits (leading zeros included) a numeric character reference may have. */
+export const MAX_REFERENCE_DIGITS = 8
+
+/** The most bytes one escape writes per byte it stands for, per syntax (`&#x00000026;` is 12). */
+export const MAX_EXPANSION: Readonly<Record<Syntax, number>> = { json: 6, percent: 3, html: 12 }
+
+/** HTML 4's names for U+00A0..U+00FF, in order; HTML reads these (and amp, lt, gt, quot) without `;` too. */
+const LATIN1_NAMES = (
+  "nbsp iexcl cent pound curren yen brvbar sect uml copy ordf laquo not shy reg macr deg plusmn sup2 sup3 acute " +
+  "micro para middot cedil sup1 ordm raquo frac14 frac12 frac34 iquest Agrave Aacute Acirc Atilde Auml Aring AElig " +
+  "Ccedil Egrave Eacute Ecirc Euml Igrave Iacute Icirc Iuml ETH Ntilde Ograve Oacute Ocirc Otilde Ouml times Oslash " +
+  "Ugrave Uacute Ucirc Uuml Yacute THORN szlig agrave aacute acirc atilde auml aring aelig ccedil egrave eacute ecirc " +
+  "euml igrave iacute icirc iuml eth ntilde ograve oacute ocirc otilde ouml divide oslash ugrave uacute ucirc uuml " +
+  "yacute thorn yuml"
+).split(" ")
+
+/**
+ * The named character references recognised: those that can stand for ASCII punctuation, the
+ * Latin-1 letters and signs of HTML 4 (which HTML also reads without `;`), and a few common ones.
+ */
+export const NAMED_REFERENCES: ReadonlyMap<string, string> = (() => {
+  const names = new Map<string, string>([
+    ["Tab", "\t"], ["NewLine", "\n"], ["excl", "!"], ["quot", '"'], ["QUOT", '"'], ["num", "#"], ["dollar", "$"],
+    ["percnt", "%"], ["amp", "&"], ["AMP", "&"], ["apos", "'"], ["lpar", "("], ["rpar", ")"], ["ast", "*"],
+    ["midast", "*"], ["plus", "+"], ["comma", ","], ["period", "."], ["sol", "/"], ["colon", ":"], ["semi", ";"],
+    ["lt", "<"], ["LT", "<"], ["equals", "="], ["gt", ">"], ["GT", ">"], ["quest", "?"], ["commat", "@"],
+    ["lsqb", "["], ["lbrack", "["], ["bsol", "\\"], ["rsqb", "]"], ["rbrack", "]"], ["Hat", "^"], ["lowbar", "_"],
+    ["UnderBar", "_"], ["grave", "`"], ["lcub", "{"], ["lbrace", "{"], ["verbar", "|"], ["vert", "|"], ["rcub", "}"],
+    ["rbrace", "}"], ["hyphen", "\u2010"], ["dash", "\u2010"], ["ndash", "\u2013"], ["mdash", "\u2014"],
+    ["lsquo", "\u2018"], ["rsquo", "\u2019"], ["ldquo", "\u201c"], ["rdquo", "\u201d"], ["bull", "\u2022"],
+    ["hellip", "\u2026"], ["euro", "\u20ac"], ["trade", "\u2122"]
+  ])
+  LATIN1_NAMES.forEach((name, i) => names.set(name, String.fromCharCode(0xa0 + i)))
+  return names
+})()
+
+const LEGACY = new Set(["amp", "AMP", "lt", "LT", "gt", "GT", "quot", "QUOT", ...LATIN1_NAMES])
+const LONGEST_NAME = 8
+const LONGEST_LEGACY = 6
+const NAMED_BYTES = new Map([...NAMED_REFERENCES].map(([name, text]) => [name, Buffer.from(text, "utf8")]))
+
+/**
+ * A decoded stream and where each of its escapes came from. Output bytes outside an escape map
+ * one to one onto input bytes.
+ */
+export interface Decoded {
+  readonly bytes: Buffer
+  /** Input index of output byte 0. */
+  readonly base: number
+  /** Per escape: where its output starts, how many bytes it wrote, where it was in the input and how long. */
+  readonly outAt: Array<number>
+  readonly outLength: Array<number>
+  readonly inAt: Array<number>
+  readonly inLength: Array<number>
+  /**
+   * Input index of an escape cut off by the end of the input (more input could complete it), or
+   * -1. The decoded stream then ends where that escape begins.
+   */
+  readonly cut: number
+}
+
+/** The byte that may start an escape of the syntax (besides `+` for percent). */
+export const INTRODUCER: Readonly<Record<Syntax, number>> = { json: 0x5c, percent: 0x25, html: 0x26 }
+
+/** Whether `bytes[start, end)` holds an introducer of the syntax (`plus`: `+` counts for percent). */
+export const hasIntroducer = (syntax: Syntax, bytes: Buffer, start: number, end: number, plus: boolean): boolean => {
+  const at = bytes.indexOf(INTRODUCER[syntax], start)
+  if (at !== -1 && at < end) return true
+  if (syntax !== "percent" || !plus) return false
+  const p = bytes.indexOf(0x2b, start)
+  return p !== -1 && p < end
+}
+
+/** Index of the last escape whose output starts at or before `d`, or -1. */
+const escapeAt = (decoded: Decoded, d: number): number => {
+  const outAt = decoded.outAt
+  let low = 0
+  let high = outAt.length - 1
+  let found = -1
+  while (low <= high) {
+    const mid = (low + high) >>> 1
+    if (outAt[mid]! <= d) {
+      found = mid
+      low = mid + 1
+    } else high = mid - 1
+  }
+  return found
+}
+
+/** Input index where output byte `d` comes from (the start of its escape); `d` may be the output's length. */
+export const startOf = (decoded: Decoded, d: number): number => {
+  const k = escapeAt(decoded, d)
+  if (k === -1) return decoded.base + d
+  const after = decoded.outAt[k]! + decoded.outLength[k]!
+  return d < after ? decoded.inAt[k]! : decoded.inAt[k]! + decoded.inLength[k]! + (d - after)
+}
+
+/** Input index just past where output byte `d - 1` comes from. */
+export const endOf = (decoded: Decoded, d: number): number => {
+  if (d === 0) return decoded.base
+  const k = escapeAt(decoded, d - 1)
+  if (k === -1) return decoded.base + d
+  const after = decoded.outAt[k]! + decoded.outLength[k]!
+  return d - 1 < after ? decoded.inAt[k]! + decoded.inLength[k]! : decoded.inAt[k]! + decoded.inLength[k]! + (d - after)
+}
+
+/** A code point as UTF-8 into `out` at `o`; returns how many bytes, or 0 when it is not a character. */
+const putUtf8 = (out: Buffer, o: number, cp: number): number => {
+  if (cp < 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0
+  if (cp < 0x80) {
+    out[o] = cp
+    return 1
+  }
+  if (cp < 0x800) {
+    out[o] = 0xc0 | (cp >> 6)
+    out[o + 1] = 0x80 | (cp & 63)
+    return 2
+  }
+  if (cp < 0x10000) {
+    out[o] = 0xe0 | (cp >> 12)
+    out[o + 1] = 0x80 | ((cp >> 6) & 63)
+    out[o + 2] = 0x80 | (cp & 63)
+    return 3
+  }
+  out[o] = 0xf0 | (cp >> 18)
+  out[o + 1] = 0x80 | ((cp >> 12) & 63)
+  out[o + 2] = 0x80 | ((cp >> 6) & 63)
+  out[o + 3] = 0x80 | (cp & 63)
+  return 4
+}
+
+const hexValue = (byte: number): number =>
+  byte >= 0x30 && byte <= 0x39 ? byte - 0x30 : byte >= 0x61 && byte <= 0x66 ? byte - 0x57 : byte >= 0x41 && byte <= 0x46 ? byte - 0x37 : -1
+
+const hex = (bytes: Buffer, at: number, digits: number): number => {
+  let value = 0
+  for (let i = at; i < at + digits; i++) {
+    const h = hexValue(bytes[i]!)
+    if (h === -1) return -1
+    value = value * 16 + h
+  }
+  return value
+}
+
+/** Whether `bytes[at, end)` are all hex digits (a cut-off escape that more bytes could complete). */
+const hexPrefix = (bytes: Buffer, at: number, end: number): boolean => {
+  for (let i = at; i < end; i++) if (hexValue(bytes[i]!) === -1) return false
+  return true
+}
+
+const SHORT_ESCAPES = new Int16Array(256).fill(-1)
+for (const [char, byte] of [['"', 0x22], ["\\", 0x5c], ["/", 0x2f], ["b", 8], ["f", 12], ["n", 10], ["r", 13], ["t", 9], ["'", 0x27]] as const) {
+  SHORT_ESCAPES[char.charCodeAt(0)] = byte
+}
+
+const isAlnum = (byte: number): boolean => (byte >= 0x30 && byte <= 0x39) || ((byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7a)
+const isDigit = (byte: number, hexadecimal: boolean): boolean => (hexadecimal ? hexValue(byte) !== -1 : byte >= 0x30 && byte <= 0x39)
+
+/** One decoding in progress: literal stretches copied, escapes recorded. */
+class Output implements Decoded {
+  readonly bytes: Buffer
+  readonly outAt: Array<number> = []
+  readonly outLength: Array<number> = []
+  readonly inAt: Array<number> = []
+  readonly inLength: Array<number> = []
+  cut = -1
+  length = 0
+  constructor(private readonly input: Buffer, readonly base: number, end: number) {
+    this.bytes = Buffer.allocUnsafe(end - base)
+  }
+  literal(from: number, to: number): void {
+    if (to > from) this.length += this.input.copy(this.bytes, this.length, from, to)
+  }
+  escape(inAt: number, inLength: number, written: number): void {
+    this.outAt.push(this.length)
+    this.outLength.push(written)
+    this.inAt.push(inAt)
+    this.inLength.push(inLength)
+    this.length += written
+  }
+  done(): Decoded {
+    return { bytes: this.bytes.subarray(0, this.length), base: this.base, outAt: this.outAt, outLength: this.outLength, inAt: this.inAt, inLength: this.inLength, cut: this.cut }
+  }
+}
+
+/** JSON string escapes of `input[start, end)`. `atEnd`: no more input follows. */
+const decodeJson = (input: Buffer, start: number, end: number, atEnd: boolean): Decoded => {
+  const out = new Output(input, start, end)
+  let pos = start
+  let i = input.indexOf(0x5c, pos)
+  while (i !== -1 && i < end) {
+    out.literal(pos, i)
+    pos = i + 1 // unless an escape is recognised: the backslash is literal
+    if (i + 1 >= end) {
+      if (!atEnd) out.cut = i
+    } else {
+      const c = input[i + 1]!
+      const short = SHORT_ESCAPES[c]!
+      if (short !== -1) {
+        out.bytes[out.length] = short
+        out.escape(i, 2, 1)
+        pos = i + 2
+      } else if (c === 0x75) {
+        const available = Math.min(end, i + 6)
+        if (available < i + 6) {
+          if (!atEnd && hexPrefix(input, i + 2, available)) out.cut = i
+        } else {
+          const unit = hex(input, i + 2, 4)
+          if (unit >= 0xd800 && unit <= 0xdbff) {
+            // a high surrogate: a character only with the low one after it
+            const low = i + 12 <= end && input[i + 6] === 0x5c && input[i + 7] === 0x75 ? hex(input, i + 8, 4) : -1
+            if (low >= 0xdc00 && low <= 0xdfff) {
+              out.escape(i, 12, putUtf8(out.bytes, out.length, 0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00)))
+              pos = i + 12
+            } else if (i + 12 > end && !atEnd) {
+              out.cut = i
+            }
+          } else if (unit !== -1) {
+            const written = putUtf8(out.bytes, out.length, unit)
+            if (written > 0) {
+              out.escape(i, 6, written)
+              pos = i + 6
+            }
+          }
+        }
+      }
+    }
+    // an escape cut off by the end: the stream ends before it (more input decides it)
+    if (out.cut !== -1) return out.done()
+    if (pos === i + 1) {
+      out.bytes[out.length++] = 0x5c
+    }
+    i = input.indexOf(0x5c, pos)
+  }
+  out.literal(pos, end)
+  return out.done()
+}
+
+/** Percent-escapes of `input[start, end)`; `plus`: record each `+` as an escape (it may stand for a space). */
+const decodePercent = (input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean): Decoded => {
+  const out = new Output(input, start, end)
+  let pos = start
+  let nextPercent = input.indexOf(0x25, pos)
+  let nextPlus = plus ? input.indexOf(0x2b, pos) : -1
+  for (;;) {
+    const i = nextPlus === -1 || (nextPercent !== -1 && nextPercent < nextPlus) ? nextPercent : nextPlus
+    if (i === -1 || i >= end) break
+    out.literal(pos, i)
+    if (input[i] === 0x2b) {
+      out.bytes[out.length] = 0x2b
+      out.escape(i, 1, 1)
+      pos = i + 1
+      nextPlus = input.indexOf(0x2b, pos)
+      continue
+    }
+    const byte = i + 3 <= end ? hex(input, i + 1, 2) : -1
+    if (byte !== -1) {
+      out.bytes[out.length] = byte
+      out.escape(i, 3, 1)
+      pos = i + 3
+    } else {
+      if (i + 3 > end && !atEnd && hexPrefix(input, i + 1, end)) {
+        out.cut = i
+        return out.done()
+      }
+      out.bytes[out.length++] = 0x25
+      pos = i + 1
+    }
+    nextPercent = input.indexOf(0x25, pos)
+  }
+  out.literal(pos, end)
+  return out.done()
+}
+
+/** HTML/XML character references of `input[start, end)`. */
+const decodeHtml = (input: Buffer, start: number, end: number, atEnd: boolean): Decoded => {
+  const out = new Output(input, start, end)
+  let pos = start
+  let i = input.indexOf(0x26, pos)
+  while (i !== -1 && i < end) {
+    out.literal(pos, i)
+    const length = reference(input, i, end, atEnd, out)
+    if (out.cut !== -1) return out.done()
+    if (length > 0) pos = i + length
+    else {
+      out.bytes[out.length++] = 0x26
+      pos = i + 1
+    }
+    i = input.indexOf(0x26, pos)
+  }
+  out.literal(pos, end)
+  return out.done()
+}
+
+/** Decodes the reference at `input[i]` (an `&`) into `out`; its input length, or 0 when there is none. */
+const reference = (input: Buffer, i: number, end: number, atEnd: boolean, out: Output): number => {
+  if (i + 1 >= end) {
+    if (!atEnd) out.cut = i
+    return 0
+  }
+  if (input[i + 1] === 0x23) {
+    let j = i + 2
+    const hexadecimal = j < end && (input[j]! | 0x20) === 0x78
+    if (hexadecimal) j++
+    const digitsFrom = j
+    while (j < end && j - digitsFrom <= MAX_REFERENCE_DIGITS && isDigit(input[j]!, hexadecimal)) j++
+    const digits = j - digitsFrom
+    if (j >= end && !atEnd && digits <= MAX_REFERENCE_DIGITS) {
+      out.cut = i
+      return 0
+    }
+    if (digits === 0 || digits > MAX_REFERENCE_DIGITS) return 0
+    const cp = hexadecimal ? hex(input, digitsFrom, digits) : Number(input.toString("latin1", digitsFrom, j))
+    const written = putUtf8(out.bytes, out.length, cp)
+    if (written === 0) return 0
+    const length = j - i + (input[j] === 0x3b ? 1 : 0)
+    out.escape(i, length, written)
+    return length
+  }
+  let j = i + 1
+  while (j < end && j - i - 1 < LONGEST_NAME && isAlnum(input[j]!)) j++
+  if (j === i + 1) return 0
+  const name = input.toString("latin1", i + 1, j)
+  if (j < end && input[j] === 0x3b && NAMED_BYTES.has(name)) return named(name, i, j - i + 1, out)
+  if (j >= end && !atEnd) {
+    out.cut = i
+    return 0
+  }
+  // without `;`: the longest legacy name the run starts with, as HTML reads it
+  for (let length = Math.min(name.length, LONGEST_LEGACY); length >= 2; length--) {
+    const legacy = name.slice(0, length)
+    if (LEGACY.has(legacy)) return named(legacy, i, length + 1, out)
+  }
+  return 0
+}
+
+const named = (name: string, i: number, length: number, out: Output): number => {
+  const text = NAMED_BYTES.get(name)!
+  text.copy(out.bytes, out.length)
+  out.escape(i, length, text.length)
+  return length
+}
+
+/**
+ * Decodes one layer of `syntax` in `input[start, end)`. `atEnd`: no more input follows (otherwise
+ * an escape cut off by `end` is reported in `cut`); `plus`: record `+` as a percent escape.
+ */
+export const decode = (syntax: Syntax, input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean): Decoded =>
+  syntax === "json" ? decodeJson(input, start, end, atEnd) : syntax === "percent" ? decodePercent(input, start, end, atEnd, plus) : decodeHtml(input, start, end, atEnd)
+
+// --- the encoding side: every variant the decoders accept, for replacements, tests and the fuzzer
+
+/** One canonical writer per syntax (what a replacement under that syntax is written as). */
+export const CANONICAL: Readonly<Record<Syntax, (text: string) => string>> = {
+  json: (text) => JSON.stringify(text).slice(1, -1),
+  percent: (text) => encodeURIComponent(text),
+  html: (text) => text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;").replaceAll("'", "&#39;")
+}
+
+/**
+ * Picks one of `n` choices (0..n-1). Tests drive it from a random source, so that one function
+ * writes any of the forms the decoders accept.
+ */
+export type Pick = (n: number) => number
+
+const NAMES_OF = new Map<string, Array<string>>()
+for (const [name, text] of NAMED_REFERENCES) NAMES_OF.set(text, [...(NAMES_OF.get(text) ?? []), name])
+
+const hexOf = (n: number, upper: boolean, pad: number) => {
+  const digits = n.toString(16).padStart(pad, "0")
+  return upper ? digits.toUpperCase() : digits
+}
+
+/**
+ * Writes `text` in one layer of `syntax`, each character chosen by `pick`: literally (where the
+ * syntax lets it stand; `"` and `\` never do in JSON, nor `%` in percent-encoding, nor `&` and `<`
+ * in HTML) or as any of the escapes the decoder accepts.
+ */
+export const encodeWith = (syntax: Syntax, text: string, pick: Pick): string => {
+  let out = ""
+  for (const char of text) {
+    const cp = char.codePointAt(0)!
+    if (syntax === "json") {
+      const mustEscape = char === '"' || char === "\\" || cp < 0x20
+      const short = ({ '"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "'": "\\'" } as Record<string, string>)[char]
+      const choice = pick(mustEscape ? 2 : 3)
+      if (choice === 2) out += char
+      else if (choice === 1 && short !== undefined) out += short
+      else {
+        const upper = pick(2) === 1
+        out += cp > 0xffff
+          ? `\\u${hexOf(0xd800 + ((cp - 0x10000) >> 10), upper, 4)}\\u${hexOf(0xdc00 + ((cp - 0x10000) & 0x3ff), upper, 4)}`
+          : `\\u${hexOf(cp, upper, 4)}`
+      }
+    } else if (syntax === "percent") {
+      const choice = pick(char === "%" ? 2 : 3)
+      if (choice === 2) out += char
+      else if (choice === 1 && char === " ") out += "+"
+      else {
+        const upper = pick(2) === 1
+        for (const byte of Buffer.from(char, "utf8")) out += `%${hexOf(byte, upper, 2)}`
+      }
+    } else {
+      const mustEscape = char === "&" || char === "<"
+      const names = NAMES_OF.get(char) ?? []
+      const choice = pick(mustEscape ? 3 : 4)
+      if (choice === 3) out += char
+      else if (choice === 2 && names.length > 0) out += `&${names[pick(names.length)]!};`
+      else {
+        const hexadecimal = pick(2) === 1
+        const digits = hexadecimal ? hexOf(cp, pick(2) === 1, 0) : String(cp)
+        const padded = digits.padStart(Math.min(MAX_REFERENCE_DIGITS, digits.length + pick(3)), "0")
+        // (always with `;`: whether one may be left out depends on the next character)
+        out += `&#${hexadecimal ? (pick(2) === 1 ? "X" : "x") : ""}${padded};`
+      }
+    }
+  }
+  return out
+}
+
+/** `text` under layers of syntaxes (the first is applied first, the innermost), variants chosen by `pick`. */
+export const encodeLayers = (text: string, layers: ReadonlyArray<Syntax>, pick: Pick): string =>
+  layers.reduce((inner, syntax) => encodeWith(syntax, inner, pick), text)
