@@ -14,7 +14,7 @@ const PATH = process.env.SECRETGATE_FUZZ_PATH
 
 let fuzzer: Fuzzer
 beforeAll(async () => {
-  fuzzer = await startFuzzer({ syntax: false })
+  fuzzer = await startFuzzer({ syntax: true })
 })
 afterAll(async () => {
   await fuzzer.close()
