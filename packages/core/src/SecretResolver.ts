@@ -97,7 +97,7 @@ export const make = (mount: SandboxMount, options: Options = {}): Effect.Effect<
     return {
       mount,
       current: () => {
-        const now = Date.now()
+        const now = performance.now() // monotonic: a step of the wall clock neither stretches nor cuts the ttl
         const atRevision = revision()
         // while every change is announced, kept values stay until one is; otherwise for the ttl
         const fresh = (since: number) => ttl > 0 && (now - since < ttl || live())
