@@ -444,7 +444,8 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
   // copy becomes what goes downstream.
   const options = copyOnce(caller)
   const target = settings.targets.of(options.origin)
-  const past = settings.retention.observe(values, Date.now())
+  // monotonic: a step of the wall clock neither stretches nor cuts how long a rotated value is kept
+  const past = settings.retention.observe(values, performance.now())
   const allowance = target.secure && target.matchable !== undefined ? allowanceFor(values, target.matchable, past) : NOTHING
   // read once; `undefined` when not headers at all, which undici refuses
   const entries = headerEntries(options.headers)
