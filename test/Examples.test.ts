@@ -12,9 +12,9 @@ const run = promisify(execFile)
 const ROOT = fileURLToPath(new URL("..", import.meta.url))
 const TSX = join(ROOT, "node_modules", ".bin", "tsx")
 
-const example = async (name: string) => {
+const example = async (name: string, extra: Record<string, string> = {}) => {
   // the remote client starts a server of its own unless these point at one
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("SECRETGATE_")))
+  const env = { ...Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("SECRETGATE_"))), ...extra }
   const { stdout } = await run(TSX, [join(ROOT, "examples", name)], { cwd: ROOT, env })
   return stdout
 }
@@ -41,4 +41,18 @@ describe("examples", () => {
     expect(out).toContain("upstream received: Bearer tok_remote_R3al")
     expect(out).toMatch(/sandbox read back: \{"youSent":"Bearer sg_secret_[a-z2-7]{32}"\}/)
   }, 60_000)
+
+  const database = process.env.SECRETGATE_TEST_DATABASE_URL
+  it.skipIf(database === undefined)(
+    database === undefined
+      ? "postgres: skipped (SECRETGATE_TEST_DATABASE_URL is not set)"
+      : "postgres: a server and an egress host in two processes share one database; an update reaches the egress",
+    async () => {
+      const out = await example("postgres.ts", { DATABASE_URL: database! })
+      expect(out).toMatch(/egress: api\.allowed\.test received Bearer ghp_first_value\n/)
+      expect(out).toMatch(/egress: api\.allowed\.test received Bearer ghp_second_value \(\d+ ms after the update\)/)
+      expect(out).toContain("two processes, one database: OK")
+    },
+    120_000
+  )
 })

@@ -6,6 +6,7 @@
  */
 import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
+import { createHmac, timingSafeEqual } from "node:crypto"
 import nacl from "tweetnacl"
 
 /**
@@ -119,4 +120,25 @@ export const retire = (ring: KeyRing, keyId: string): KeyRing => {
   if (!ring.keys.has(keyId)) throw new TypeError(`key ${JSON.stringify(keyId)} is not on the key ring`)
   const older = [...ring.keys.values()].filter((key) => key.id !== keyId && key !== ring.current)
   return make([...older, ring.current])
+}
+
+/**
+ * A check value of `key` for `purpose` (`HMAC-SHA256(key, purpose)`, base64): stored beside data
+ * sealed with the key, it tells the right key from a wrong one under the same id at open, and
+ * reveals nothing about the key. Each backend passes its own purpose string.
+ *
+ * @since 0.1.0
+ */
+export const keyCheck = (key: Key, purpose: string): string =>
+  createHmac("sha256", Redacted.value(key.bytes)).update(purpose).digest("base64")
+
+/**
+ * `true` when `check` is `keyCheck(key, purpose)`, compared in constant time.
+ *
+ * @since 0.1.0
+ */
+export const keyCheckMatches = (key: Key, purpose: string, check: string): boolean => {
+  const expected = Buffer.from(keyCheck(key, purpose), "base64")
+  const actual = Buffer.from(check, "base64")
+  return expected.length === actual.length && timingSafeEqual(expected, actual)
 }

@@ -27,7 +27,18 @@ export const MAX_HOSTS = 100
 
 const NAME_PATTERN = /^[a-zA-Z_][a-zA-Z0-9_-]*$/
 
-const string = (what: string) => Schema.String.annotations({ message: () => `must be ${what}` })
+// a lone UTF-16 surrogate: half of a pair, with no other half (UTF-8 cannot encode it)
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** Why `text` is not well-formed Unicode, or `undefined` when it is. Never quotes or locates anything in it. */
+const illFormed = (text: string): string | undefined =>
+  LONE_SURROGATE.test(text) ? "must be well-formed Unicode text (it holds a lone UTF-16 surrogate)" : undefined
+
+// every text input is checked for well-formed Unicode first, so no backend ever stores a changed text
+const string = (what: string) =>
+  Schema.String.annotations({ message: () => `must be ${what}` }).pipe(
+    Schema.filter((text) => illFormed(text) ?? true)
+  )
 
 /**
  * A secret name: `^[a-zA-Z_][a-zA-Z0-9_-]*$`, 1–255 characters, unique (case-sensitive) within the

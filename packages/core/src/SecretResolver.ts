@@ -97,7 +97,7 @@ export const make = (mount: SandboxMount, options: Options = {}): Effect.Effect<
     return {
       mount,
       current: () => {
-        const now = Date.now()
+        const now = performance.now() // monotonic: a step of the wall clock neither stretches nor cuts the ttl
         const atRevision = revision()
         // while every change is announced, kept values stay until one is; otherwise for the ttl
         const fresh = (since: number) => ttl > 0 && (now - since < ttl || live())
@@ -109,8 +109,9 @@ export const make = (mount: SandboxMount, options: Options = {}): Effect.Effect<
             return kept.values
           }
         }
-        // a load already under way for the same revision, started within the ttl, is as fresh
-        if (loading !== undefined && loading.revision === atRevision && fresh(loading.startedAt)) return loading.values
+        // a load already under way for the same revision is joined, however long it takes (the
+        // backend's own timeout bounds it): starting another would only add to a slow server's load
+        if (ttl > 0 && loading !== undefined && loading.revision === atRevision) return loading.values
         return load(atRevision, now)
       }
     }

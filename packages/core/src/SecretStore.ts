@@ -142,12 +142,21 @@ const compareKeys = (a: readonly [SortValue, string], b: readonly [SortValue, st
 /**
  * The cursor is the last item's sort key (`[sort, order, value, id]`, base64url JSON): keyset
  * pagination, so concurrent writes never make a page skip or repeat an item that existed
- * throughout the walk.
+ * throughout the walk. Exported for backends that page in their query language (SQL): the same
+ * cursors, so the same rules.
+ *
+ * @since 0.1.0
  */
-const encodeCursor = (query: PageQuery, record: SecretMetadata): string =>
+export const encodeCursor = (query: PageQuery, record: SecretMetadata): string =>
   Buffer.from(JSON.stringify([query.sort, query.order, sortValue(record, query.sort), record.id])).toString("base64url")
 
-const decodeCursor = (query: PageQuery, cursor: string): Effect.Effect<readonly [SortValue, string], InvalidSecretInput> => {
+/**
+ * The sort key a cursor of `encodeCursor` holds: the value of the sort field (a name, or a time in
+ * milliseconds) and the id that breaks ties. Items strictly past it come next.
+ *
+ * @since 0.1.0
+ */
+export const decodeCursor = (query: PageQuery, cursor: string): Effect.Effect<readonly [string | number, string], InvalidSecretInput> => {
   try {
     const parsed: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"))
     if (
@@ -210,6 +219,27 @@ export const paginate = <A extends SecretMetadata>(
       nextCursor: hasMore && items.length > 0 ? encodeCursor(query, items[items.length - 1]!) : null
     }
   })
+
+/**
+ * Every field of a record, in a fixed order and plain JSON types (times in ms): what a backend
+ * authenticates (a MAC over `JSON.stringify([format, version, ...authenticatedFields(record)])`),
+ * so that no field can be changed or moved without the key.
+ *
+ * @since 0.1.0
+ */
+export const authenticatedFields = (record: SecretRecord): ReadonlyArray<unknown> => [
+  record.id,
+  record.organizationId,
+  record.name,
+  record.description ?? null,
+  record.hosts,
+  record.placeholder,
+  record.sealed.keyId,
+  record.sealed.nonce,
+  record.sealed.ciphertext,
+  record.createdAt.getTime(),
+  record.updatedAt.getTime()
+]
 
 /**
  * Sorts records by name, the order of `listAll`.

@@ -223,7 +223,8 @@ export const make = (options: Options = {}): Effect.Effect<Secrets, never, Secre
               ...(description === null || description === undefined || description === "" ? {} : { description }),
               hosts: params.hosts ?? current.hosts,
               sealed: sealed ?? current.sealed,
-              updatedAt: at
+              // a wall clock stepped back must not make a record updated before it was created (or last updated)
+              updatedAt: new Date(Math.max(at.getTime(), current.createdAt.getTime(), current.updatedAt.getTime()))
             }
           })
           yield* changed(organizationId, record.placeholder)

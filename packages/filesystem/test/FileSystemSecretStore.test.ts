@@ -2,11 +2,12 @@ import { describe, expect, it } from "@effect/vitest"
 import { DecryptionFailed, KeyRing, Secretgate, Secrets, SecretStore } from "@secretgate/core"
 import { FileSystemSecretStore } from "@secretgate/filesystem"
 import { Effect, Option, Redacted } from "effect"
-import { spawnSync } from "node:child_process"
 import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { hostname } from "node:os"
+import { spawnSync } from "node:child_process"
 import * as Path from "node:path"
-import { failure, filesUnder, open, tempStore, withStore } from "./support.js"
+import { fileURLToPath } from "node:url"
+import { deadPid, failure, filesUnder, open, tempStore, withStore } from "./support.js"
 
 const newKey = () => KeyRing.keyToBase64(KeyRing.generateKey("k"))
 const value = (text: string) => Redacted.make(text)
@@ -20,10 +21,6 @@ const resolveOne = (secrets: Secrets.Secrets, placeholder: string) =>
 
 const modeOf = (path: string) => statSync(path).mode & 0o777
 
-const deadPid = (): number => {
-  const child = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" })
-  return Number(child.stdout)
-}
 
 describe("durability", () => {
   it.live("every kind of operation survives a reopen, and values still decrypt", () =>
@@ -178,6 +175,40 @@ describe("I/O failures", () => {
         expect((yield* (yield* secretsOf).list(ORG)).map((x) => x.name)).toEqual(["kept", "new"])
       }))
     }))
+})
+
+// a read-only mount without privileges: a user and mount namespace (unshare -rm), where the kernel allows it
+const userNamespaces = process.platform === "linux" && spawnSync("unshare", ["-rm", "true"]).status === 0
+
+describe("a read-only file system", () => {
+  it.live.skipIf(!userNamespaces)("(needs unshare -rm) a write says the file system is read-only and what to do, reads work, nothing changes", () =>
+    Effect.gen(function*() {
+      const directory = tempStore()
+      const key = newKey()
+      yield* withStore({ directory, key }, Effect.flatMap(secretsOf, (s) => s.create(ORG, { name: "kept", value: value("k") })))
+      const fixture = fileURLToPath(new URL("./fixtures/command.ts", import.meta.url))
+      // the store directory bind-mounted read-only over itself, for this one process
+      const inReadOnly = (...args: Array<string>) =>
+        spawnSync(
+          "unshare",
+          ["-rm", "sh", "-c", "mount --bind -o ro \"$0\" \"$0\" && exec \"$@\"", directory, process.execPath, "--import", "tsx", fixture, directory, ORG, ...args],
+          { cwd: fileURLToPath(new URL("..", import.meta.url)), env: { ...process.env, SG_KEY: Redacted.value(key) }, encoding: "utf8" }
+        )
+      const created = inReadOnly("create", "new", "n")
+      expect(created.status, created.stderr).toBe(1)
+      expect(created.stderr).toMatch(/StoreUnavailable|could not/)
+      expect(created.stderr).toContain("the file system is read-only; remount it read-write")
+      expect(created.stderr).not.toMatch(/\bUnknown\b/)
+      // an update first finds the secret by name (a read, which works), then fails to write
+      const updated = inReadOnly("update", "kept", "x")
+      expect(updated.status, updated.stderr).toBe(1)
+      expect(updated.stderr).toContain("the file system is read-only")
+      yield* withStore({ directory, key }, Effect.gen(function*() {
+        const s = yield* secretsOf
+        expect((yield* s.list(ORG)).map((x) => x.name)).toEqual(["kept"])
+        yield* s.create(ORG, { name: "new", value: value("n") })
+      }))
+    }), 60_000)
 })
 
 describe("permissions", () => {

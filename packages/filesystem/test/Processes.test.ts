@@ -56,7 +56,7 @@ describe("processes", () => {
       const collision = yield* Effect.either(run("create", "from-parent", "x"))
       expect(collision._tag).toBe("Left")
       if (collision._tag === "Left") expect(collision.left.message).toMatch(/a secret named "from-parent" already exists/)
-    }).pipe(Effect.scoped), 30_000)
+    }).pipe(Effect.scoped), 120_000)
 
   it.live("writers killed with SIGKILL at random moments never leave a torn record or a stuck lock", () =>
     Effect.gen(function*() {

@@ -5,7 +5,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { KeyRing, Secrets } from "@secretgate/core"
 import { Effect, Exit, Redacted } from "effect"
-import { spawnSync } from "node:child_process"
 import { FileSystem } from "@effect/platform"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import {
@@ -23,15 +22,13 @@ import { hostname, uptime } from "node:os"
 import * as Path from "node:path"
 import { FileSystemSecretStore } from "@secretgate/filesystem"
 import * as Lock from "../src/internal/lock.js"
-import { failure, startChild, tempStore, withStore, winnersOf } from "./support.js"
+import { deadPid, failure, startChild, tempStore, withStore, winnersOf } from "./support.js"
 
 const ORG = "acme"
 const value = (text: string) => Redacted.make(text)
 const newKey = () => KeyRing.keyToBase64(KeyRing.generateKey("k"))
 const recordFile = (directory: string, id: string) => Path.join(directory, "records", id.slice(0, 2), `${id}.json`)
 
-const deadPid = (): number =>
-  Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout)
 
 const resolveOne = (secrets: Secrets.Secrets, placeholder: string) =>
   Effect.map(secrets.resolve(ORG, [placeholder]), (resolved) => resolved.map((r) => Redacted.value(r.value)))

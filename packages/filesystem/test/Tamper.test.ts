@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { KeyRing, Secrets, type Secret } from "@secretgate/core"
+import { KeyRing, SandboxMount, Secrets, type Secret } from "@secretgate/core"
 import { Effect, Redacted } from "effect"
 import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
@@ -147,6 +147,48 @@ describe("tampering and damage", () => {
       writeFileSync(path, original)
       yield* withStore({ directory: f.directory, key: f.key }, Effect.gen(function*() {
         expect((yield* (yield* Secrets.Secrets).list(ORG)).map((x) => x.name)).toEqual(["a", "b", "c"])
+      }))
+    }))
+
+  it.live("a damaged record is damage on every path (by id, by name, through a mount, a create of its name), running and after a reopen; its backup restores it", () =>
+    Effect.gen(function*() {
+      const f = yield* fixture
+      const path = f.pathOf(f.b)
+      const original = readFileSync(path)
+      const expectDamage = (s: Secrets.Secrets) =>
+        Effect.gen(function*() {
+          const attempts: ReadonlyArray<Effect.Effect<unknown, { readonly _tag: string; readonly message: string }>> = [
+            s.create(ORG, { name: "b", value: value("a second b") }),
+            s.get(ORG, f.b.id),
+            s.getByName(ORG, "b"),
+            SandboxMount.make(ORG, { B: "b" }).pipe(Effect.provideService(Secrets.Secrets, s)),
+            s.create(ORG, { name: "b", value: value("a second b") })
+          ]
+          for (const attempt of attempts) {
+            const error = yield* failure(attempt)
+            expect(error._tag).toBe("StoreCorrupted")
+            expect(error.message).toContain(path)
+          }
+          // the other records are unaffected by name and through a mount
+          expect((yield* s.getByName(ORG, "a")).id).toBe(f.a.id)
+          const mounted = yield* SandboxMount.make(ORG, { A: "a", C: "c" }).pipe(Effect.provideService(Secrets.Secrets, s))
+          expect(mounted.env).toEqual({ A: f.a.placeholder, C: f.c.placeholder })
+        })
+      // a process that knew the record when its file was garbled
+      yield* withStore({ directory: f.directory, key: f.key }, Effect.gen(function*() {
+        const s = yield* Secrets.Secrets
+        yield* s.list(ORG)
+        writeFileSync(path, "{ not json")
+        yield* expectDamage(s)
+      }))
+      // a process that opens the store with the file already garbled (it cannot read the name)
+      yield* withStore({ directory: f.directory, key: f.key }, Effect.flatMap(Secrets.Secrets, expectDamage))
+      // the documented remedy: the backup put back, and nothing collides with it
+      writeFileSync(path, original)
+      yield* withStore({ directory: f.directory, key: f.key }, Effect.gen(function*() {
+        const s = yield* Secrets.Secrets
+        expect((yield* s.getByName(ORG, "b")).id).toBe(f.b.id)
+        expect((yield* s.list(ORG)).map((x) => x.name)).toEqual(["a", "b", "c"])
       }))
     }))
 

@@ -5,7 +5,7 @@
 import { type Secrets, type SecretStore, type StoreError } from "@secretgate/core"
 import { FileSystemSecretStore } from "@secretgate/filesystem"
 import { Effect, Either, Layer, type Scope } from "effect"
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as Path from "node:path"
@@ -44,6 +44,10 @@ export const withStore = <A, E>(
 export const failure = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<E, never, R> =>
   Effect.flatMap(Effect.either(effect), (result) =>
     Either.isLeft(result) ? Effect.succeed(result.left) : Effect.dieMessage("expected a failure, got a success"))
+
+/** The pid of a process that has exited (a child run to its end). */
+export const deadPid = (): number =>
+  Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout)
 
 /** Every file under `dir`, recursively. */
 export const filesUnder = (dir: string): Array<string> =>
@@ -133,4 +137,39 @@ export const winnersOf = (workers: ReadonlyArray<Child>, sharedCount: number): M
     expect([...result.won, ...result.lost].sort()).toEqual([...shared].sort())
   })
   return winners
+}
+
+/** A running `session` fixture: a store held open by another process, one operation per request. */
+export interface Session {
+  readonly child: Child
+  /** Sends one operation line and resolves with its JSON answer. */
+  readonly ask: (line: string) => Promise<{ readonly ok?: unknown; readonly error?: string; readonly message?: string }>
+  /** Ends the process and waits for it. */
+  readonly quit: () => Promise<void>
+}
+
+/** Starts `test/fixtures/session.ts` on `directory` and waits until the store is open. */
+export const startSession = async (directory: string, organization: string, key: string): Promise<Session> => {
+  const child = startChild("session", [directory, organization], { SG_KEY: key })
+  await child.waitFor("ready")
+  let answered = 0
+  const ask = (line: string) =>
+    new Promise<{ ok?: unknown; error?: string; message?: string }>((resolve, reject) => {
+      const index = ++answered
+      child.process.stdin!.write(`${line}\n`)
+      const poll = () => {
+        // answers follow the "ready" line, one per request, in order
+        const lines = child.output().split("\n").slice(1).filter((l) => l !== "")
+        if (lines.length >= index) return resolve(JSON.parse(lines[index - 1]!))
+        if (child.process.exitCode !== null) return reject(new Error(`session ended before answering ${line}`))
+        setTimeout(poll, 5)
+      }
+      poll()
+    })
+  const quit = async () => {
+    child.process.stdin!.write("quit\n")
+    const exit = await child.exited
+    if (exit.code !== 0) throw new Error(`session exited with ${exit.code ?? exit.signal}: ${exit.stderr}`)
+  }
+  return { child, ask, quit }
 }

@@ -15,6 +15,7 @@
  * @since 0.1.0
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Undici from "@effect/platform-node/Undici"
 import {
   type InvalidSecretInput,
   type QuotaExceeded,
@@ -81,6 +82,11 @@ export interface Options {
    * (or the server offers none) the resolver reloads every TTL, and a log line says so. Default true.
    */
   readonly watch?: boolean
+  /**
+   * Most connections `layer`'s own connection pool opens to the server; further requests wait
+   * for one. Keeps a process with many resolvers from opening a socket per resolver. Default 32.
+   */
+  readonly maxConnections?: number
   /**
    * A watch stream that carries nothing, not even the server's heartbeat, for this long is given
    * up and reopened. Default 45 seconds (three of the server's default heartbeats).
@@ -380,7 +386,8 @@ const MAX_ENCODED_ID_LENGTH = 8 * 1024
 const STORE_ERRORS: ReadonlyArray<string> = ["StoreCorrupted", "DecryptionFailed", "StoreUnavailable", "Unauthorized", "Forbidden"]
 
 /**
- * Provides `Secrets` over the server at `options.baseUrl`, with its own undici connection pool.
+ * Provides `Secrets` over the server at `options.baseUrl`, with its own undici connection pool (at
+ * most `maxConnections` sockets).
  *
  * @since 0.1.0
  * @example
@@ -396,7 +403,15 @@ const STORE_ERRORS: ReadonlyArray<string> = ["StoreCorrupted", "DecryptionFailed
  * ```
  */
 export const layer = (options: Options): Layer.Layer<Secrets.Secrets> =>
-  layerWithoutClient(options).pipe(Layer.provide(NodeHttpClient.dispatcherLayer))
+  layerWithoutClient(options).pipe(
+    Layer.provide(Layer.scoped(
+      NodeHttpClient.Dispatcher,
+      Effect.acquireRelease(
+        Effect.sync(() => new Undici.Agent({ connections: options.maxConnections ?? 32 })),
+        (agent) => Effect.promise(() => agent.destroy())
+      )
+    ))
+  )
 
 /**
  * Provides `Secrets` over the server at `options.baseUrl`, sending its requests through the undici

@@ -318,10 +318,11 @@ const drain = (server: Http.Server, timeout: Duration.Duration, streams: Set<Htt
     // watch streams never finish by themselves: end them, their clients reconnect elsewhere
     WatchStream.endAll(streams)
     if (!server.listening) return resume(Effect.void)
-    const deadline = Date.now() + Duration.toMillis(timeout)
+    // monotonic: a step of the wall clock neither stretches nor cuts the drain
+    const deadline = performance.now() + Duration.toMillis(timeout)
     const timer = setInterval(() => {
       server.closeIdleConnections()
-      if (Date.now() >= deadline) server.closeAllConnections()
+      if (performance.now() >= deadline) server.closeAllConnections()
     }, 20)
     server.close(() => {
       clearInterval(timer)

@@ -251,9 +251,11 @@ export class SecretgateProxy {
       noDelay: true
     }
     const server = http.createServer(serverOptions)
+    const leaves = new LeafCache(ca, limits.cachedCertificates)
+    leaves.warm()
     const context: ConnectContext = {
       registry,
-      leaves: new LeafCache(ca, limits.cachedCertificates),
+      leaves,
       inner: makeInnerServer(serverOptions, limits, (socket, session, reason, status, message) => refuse(context, socket, session.sandbox, session.host, reason, status, message)),
       limits,
       lookup: lookupWith(resolve),

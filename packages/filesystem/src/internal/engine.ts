@@ -15,6 +15,8 @@ import type { FileSystem } from "@effect/platform"
 import { DecryptionFailed, type SecretCipher, type SecretStore, type StoreError } from "@secretgate/core"
 import { Effect, Option } from "effect"
 import * as Path from "node:path"
+import * as Clock from "./clock.js"
+import type { StoreClock } from "./clock.js"
 import type { KeyManagementError } from "./errors.js"
 import { type Layout, layout } from "./layout.js"
 import * as LiveIndex from "./liveIndex.js"
@@ -43,6 +45,8 @@ export interface EngineOptions {
   readonly snapshotMaxBytes?: number
   /** An open that re-read more record files than this writes a fresh snapshot (default 1,000); lowered by tests. */
   readonly snapshotRefreshFiles?: number
+  /** The clocks (default: the system's); tests step the wall clock. */
+  readonly clock?: StoreClock
 }
 
 /** What the engine offers. */
@@ -66,15 +70,17 @@ export const open = (
 ): Effect.Effect<Engine, StoreError> =>
   Effect.gen(function*() {
     const paths = layout(Path.resolve(options.directory))
+    const clock = options.clock ?? Clock.live
     const keys = StoreKeys.make(fs, paths, options.keys)
     const files = RecordFiles.make(fs, paths, keys)
     const live = LiveIndex.make(fs, paths, keys, files)
-    const snapshots = Snapshotting.make(fs, paths, keys, files, live, options.snapshotMaxBytes ?? Snapshot.MAX_BYTES)
-    const writer = Writer.make(fs, paths, {
-      lock: { path: paths.lock, breaker: paths.lockBreaker, timeoutMillis: options.lockTimeoutMillis },
+    const parts = { fs, paths, keys, files, live }
+    const snapshots = Snapshotting.make(parts, options.snapshotMaxBytes ?? Snapshot.MAX_BYTES)
+    const writer = Writer.make(parts, {
+      lock: { path: paths.lock, breaker: paths.lockBreaker, timeoutMillis: options.lockTimeoutMillis, clock },
       journalLimitBytes: options.journalLimitBytes
-    }, keys, files, live, snapshots)
-    const rotation = Rotation.make(fs, paths, keys, files, live, writer, snapshots)
+    }, snapshots)
+    const rotation = Rotation.make(parts, writer, snapshots)
 
     // the directory and a new store's files
     yield* Setup.ensureDirectory(fs, paths.root)
@@ -104,7 +110,7 @@ export const open = (
     }
 
     // tidy up, register newly configured keys, and refresh the snapshot when the open was slow
-    yield* Setup.removeLeftovers(fs, paths, loaded.temps, writer.underLock)
+    yield* Setup.removeLeftovers(fs, paths, loaded.temps, writer.underLock, clock)
     yield* rotation.registerKeys
     const refreshFiles = options.snapshotRefreshFiles ?? SNAPSHOT_REFRESH_FILES
     if (resumed === undefined || resumed.previousGeneration || resumed.reread > refreshFiles) {

@@ -1,5 +1,5 @@
 /**
- * Small I/O helpers: error mapping, durable atomic writes, a sleep that ignores the TestClock.
+ * Small I/O helpers: error mapping, durable atomic writes, bounded reads.
  */
 import type { FileSystem } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
@@ -15,7 +15,33 @@ export const DIRECTORY_MODE = 0o700
 /** Prefix of the temporary files of atomic writes; leftovers of a crash are removed under the lock. */
 export const TEMP_PREFIX = ".tmp-"
 
-const reasonOf = (error: PlatformError): string => (error._tag === "SystemError" ? error.reason : error._tag)
+const errnoOf = (error: PlatformError): string | undefined =>
+  error._tag === "SystemError" ? (error.cause as NodeJS.ErrnoException | undefined)?.code : undefined
+
+/** What an operator can do about the errors a store meets in practice, by errno code. */
+const EXPLAINED: Readonly<Record<string, string>> = {
+  EROFS: "the file system is read-only; remount it read-write, or configure a store directory on a writable file system",
+  EACCES: "permission denied; the store directory and its files must belong to the user running this process",
+  EPERM: "operation not permitted; the store directory and its files must belong to the user running this process",
+  ENOSPC: "no space left on the device; free some space (nothing was changed)",
+  EDQUOT: "the disk quota is exhausted; free some space or raise the quota (nothing was changed)",
+  EMFILE: "this process has too many open files; raise its limit (ulimit -n)",
+  ENFILE: "the system has too many open files",
+  EIO: "the device reported an I/O error; check the disk",
+  ENOTDIR: "a part of the path is not a directory"
+}
+
+const reasonOf = (error: PlatformError): string => {
+  const code = errnoOf(error)
+  const explained = code === undefined ? undefined : EXPLAINED[code]
+  if (explained !== undefined) return explained
+  if (error._tag !== "SystemError") return error._tag
+  return error.reason === "Unknown" && code !== undefined ? code : error.reason
+}
+
+// the system's own words ("EROFS: read-only file system, open '…'"), without the platform's generic reason
+const detailOf = (error: PlatformError): string =>
+  error._tag === "SystemError" && error.description !== undefined ? error.description : error.message
 
 /** `true` for "no such file or directory". */
 export const isNotFound = (error: PlatformError): boolean => error._tag === "SystemError" && error.reason === "NotFound"
@@ -32,21 +58,11 @@ export const isAlreadyExists = (error: PlatformError): boolean =>
 /** Maps an I/O failure to `StoreUnavailable`, saying what was being done to which path. */
 export const unavailable = (what: string, path: string) => (error: PlatformError): StoreUnavailable =>
   new StoreUnavailable({
-    message: `could not ${what} ${path}: ${reasonOf(error)} (${error.message})`
+    message: `could not ${what} ${path}: ${reasonOf(error)} (${detailOf(error)})`
   })
 
 /** Random hex, for temp file names and lock tokens. */
 export const token = (bytes = 8): string => randomBytes(bytes).toString("hex")
-
-/**
- * Sleeps on the real clock. The store's lock must keep polling even where the `Clock` service is a
- * `TestClock` that does not move by itself (tests, `@effect/vitest` layers).
- */
-export const sleepLive = (millis: number): Effect.Effect<void> =>
-  Effect.async<void>((resume) => {
-    const timer = setTimeout(() => resume(Effect.void), Math.max(0, millis))
-    return Effect.sync(() => clearTimeout(timer))
-  })
 
 /** fsync of a directory, so that a rename or unlink in it survives a power loss. */
 export const syncDirectory = (fs: FileSystem.FileSystem, directory: string): Effect.Effect<void, StoreUnavailable> =>
@@ -119,9 +135,6 @@ export type BoundedRead =
   | { readonly _tag: "Text"; readonly text: string }
   /** Not a file this store could have written: a directory, too large, not UTF-8. Not an I/O error. */
   | { readonly _tag: "Odd"; readonly why: string }
-
-const errnoOf = (error: PlatformError): string | undefined =>
-  error._tag === "SystemError" ? (error.cause as NodeJS.ErrnoException | undefined)?.code : undefined
 
 // not fatal: bytes that are not UTF-8 become U+FFFD, and the record then fails to parse or its MAC
 const utf8 = new TextDecoder("utf-8")

@@ -24,6 +24,8 @@ export interface Layout {
   readonly journal: string
   /** `journal.prev`: the previous journal generation, for processes that are behind. */
   readonly journalPrevious: string
+  /** `journal.mark`: the size the journal reached in its generation, to notice it being shortened. */
+  readonly journalMark: string
   /** `snapshot`: the authenticated metadata index at a journal position, so that an open need not read every record. */
   readonly snapshot: string
   /** `records/`: one file per secret in 256 shard directories. */
@@ -39,6 +41,7 @@ export const layout = (root: string): Layout => ({
   lockBreaker: Path.join(root, "lock.break"),
   journal: Path.join(root, "journal"),
   journalPrevious: Path.join(root, "journal.prev"),
+  journalMark: Path.join(root, "journal.mark"),
   snapshot: Path.join(root, "snapshot"),
   records: Path.join(root, "records")
 })

@@ -25,7 +25,7 @@ export type Since =
   | { readonly _tag: "Lines"; readonly entries: ReadonlyArray<Journal.Entry>; readonly next: Journal.Position }
   /** The position is gone (more than one generation behind, or no longer in the file), or a line nobody can read might have named any record. */
   | { readonly _tag: "Lost" }
-  /** The journal is missing or not a journal. */
+  /** The journal is missing, not a journal, or was shortened or rewritten: the lock holder starts a new generation. */
   | { readonly _tag: "Repair" }
 
 /** What journal lines say: announcements still open, record files changed, and whether the keys changed. */
@@ -79,7 +79,7 @@ export interface LiveIndex {
   readonly append: (lines: string) => Effect.Effect<void, StoreUnavailable>
   /** Lock holder only, caught up: confirms announcements whose writer is gone. */
   readonly closePending: Effect.Effect<void, StoreError>
-  /** `true` when an announcement has stayed open longer than a write takes (at most once per 0.5 s). */
+  /** `true` when an announcement has stayed open longer than a write takes (at most once per 0.5 s); `now` is monotonic. */
   readonly danglingTooLong: (now: number) => boolean
   /** Notes an attempt to close dangling announcements, so the next one waits 0.5 s. */
   readonly closeAttempted: (now: number) => void
@@ -102,7 +102,7 @@ export const make = (fs: FileSystem.FileSystem, paths: Layout, keys: StoreKeys, 
   let pending = new Set<string>()
   /** When this process first saw each open announcement (B without C), to notice dead writers'. */
   const pendingSeen = new Map<string, number>()
-  let lastCloseAttempt = 0
+  let lastCloseAttempt = Number.NEGATIVE_INFINITY
   const syncMutex = Effect.unsafeMakeSemaphore(1)
 
   const reread = (fileKeys: Iterable<string>) =>
@@ -122,12 +122,17 @@ export const make = (fs: FileSystem.FileSystem, paths: Layout, keys: StoreKeys, 
   const load = (meta: Meta): Effect.Effect<SecretRecord | undefined, StoreError> => {
     const fileKey = fileKeyOf(meta.id)
     return Effect.flatMap(files.read(fileKey), (decoded) => {
-      if (decoded !== undefined && decoded._tag !== "Record") return Effect.fail(decoded.damage.error)
-      const record = decoded?.record
       const indexed = index.get(fileKey)
       // only while the index still holds what the lookup found: a re-read meanwhile (another
       // fiber caught up with the journal) is at least as new as this read
-      if (indexed?._tag === "Record" && indexed.record === meta && !sameMeta(meta, record)) {
+      const current = indexed?._tag === "Record" && indexed.record === meta
+      if (decoded !== undefined && decoded._tag !== "Record") {
+        // damaged behind the store's back: from now on the index knows it (its name stays taken)
+        if (current) index.set(fileKey, { _tag: "Damaged", damage: decoded.damage })
+        return Effect.fail(decoded.damage.error)
+      }
+      const record = decoded?.record
+      if (current && !sameMeta(meta, record)) {
         const path = recordPath(paths, fileKey)
         index.set(fileKey, record === undefined ? undefined : { _tag: "Record", record: metaOf(record), path })
       }
@@ -151,17 +156,24 @@ export const make = (fs: FileSystem.FileSystem, paths: Layout, keys: StoreKeys, 
 
   const append = (lines: string) =>
     Effect.scoped(Effect.gen(function*() {
+      const bytes = new TextEncoder().encode(lines)
       const file = yield* fs.open(paths.journal, { flag: "a" }).pipe(Effect.mapError(unavailable("open", paths.journal)))
-      yield* Journal.append(file, paths.journal, lines)
+      yield* Journal.append(file, paths.journal, bytes)
       const info = yield* file.stat.pipe(Effect.mapError(unavailable("stat", paths.journal)))
       const size = Number(info.size)
+      // shortened by someone else since we caught up: the offset we expected is past the end, so
+      // the next catch-up under the lock starts a new generation
+      const offset = Math.max(size, position.offset + bytes.length)
       position = {
         generation: position.generation,
         ino: Option.getOrElse(info.ino, () => 0),
         size,
         mtimeMs: Option.match(info.mtime, { onNone: () => 0, onSome: (date) => date.getTime() }),
-        offset: size
+        offset,
+        tail: bytes.slice(bytes.lastIndexOf(0x0a, bytes.length - 2) + 1)
       }
+      // an extra check only: a mark that cannot be written (no space, say) must not fail the write
+      if (offset === size) yield* Effect.ignore(Journal.writeMark(fs, paths, { generation: position.generation, size }))
     }))
 
   /** A torn last line (a writer lost power mid-append): nobody has consumed it, so the lock holder cuts it off. */
@@ -178,17 +190,23 @@ export const make = (fs: FileSystem.FileSystem, paths: Layout, keys: StoreKeys, 
 
   const linesSince = (from: Journal.Position): Effect.Effect<Since, StoreError> =>
     Effect.gen(function*() {
-      const current = yield* Journal.read(fs, paths.journal, { from: from.offset, expected: from.generation })
+      // the mark first: it is written after the append it records, so it is never ahead of a journal read after it
+      const mark = yield* Journal.readMark(fs, paths)
+      const current = yield* Journal.read(fs, paths.journal, { from: from.offset, expected: from.generation, tail: from.tail })
       if (current._tag !== "Read") return { _tag: "Repair" } as const
+      if (mark !== undefined && mark.generation === current.generation && current.position.size < mark.size) {
+        return { _tag: "Repair" } as const // shorter than its lock holder left it
+      }
       if (current.generation === from.generation) {
-        if (from.offset > current.position.size || current.garbled) return { _tag: "Lost" } as const
+        if (current.rewritten) return { _tag: "Repair" } as const
+        if (current.garbled) return { _tag: "Lost" } as const
         return { _tag: "Lines", entries: current.entries, next: current.position } as const
       }
       // a new generation: finish the old one (now journal.prev) unless we fell further behind
-      const previous = yield* Journal.read(fs, paths.journalPrevious, { from: from.offset, expected: from.generation })
+      const previous = yield* Journal.read(fs, paths.journalPrevious, { from: from.offset, expected: from.generation, tail: from.tail })
       const fresh = yield* Journal.read(fs, paths.journal)
       if (
-        previous._tag !== "Read" || previous.generation !== from.generation || from.offset > previous.position.size ||
+        previous._tag !== "Read" || previous.generation !== from.generation || previous.rewritten ||
         fresh._tag !== "Read" || fresh.previous !== from.generation || previous.garbled || fresh.garbled
       ) return { _tag: "Lost" } as const
       return { _tag: "Lines", entries: [...previous.entries, ...fresh.entries], next: fresh.position } as const

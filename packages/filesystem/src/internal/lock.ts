@@ -3,25 +3,34 @@
  *
  * - Taking it is `link(2)` of a complete temp file onto `lock`: atomic, fails if it exists, and
  *   the lock file always has its full content (pid, host, process start time, a random token).
- * - A lock whose holder died (same host: the lock predates the last boot, or the pid is gone or
- *   now belongs to a process started at another time; another host: older than a minute) is stale. It is removed while holding
- *   `lock.break`, after checking again that it is still the same stale lock, so two processes
- *   recovering at once cannot remove a lock a third has just taken.
+ * - A lock whose holder died is stale: on the same host, the lock was taken in another boot (its
+ *   boot id differs), or its pid is gone or now belongs to a process started at another time;
+ *   from another host, it is older than a minute. These are facts a step of the wall clock cannot
+ *   change (only a lock without a boot id, written by an older version, falls back to comparing
+ *   its time with the boot time). It is removed while holding `lock.break`, after checking again
+ *   that it is still the same stale lock, so two processes recovering at once cannot remove a lock
+ *   a third has just taken.
+ * - Waiting for the lock, and the age of a `lock.break`, are measured on the monotonic clock.
  * - Release removes `lock` only if it still carries the holder's token.
  */
 import type { FileSystem } from "@effect/platform"
 import { StoreUnavailable } from "@secretgate/core"
 import { Effect, Option } from "effect"
+import { readFileSync } from "node:fs"
 import { hostname, uptime } from "node:os"
-import { FILE_MODE, isAlreadyExists, isNotFound, sleepLive, token, unavailable } from "./io.js"
+import type { StoreClock } from "./clock.js"
+import { FILE_MODE, isAlreadyExists, isNotFound, token, unavailable } from "./io.js"
 
 interface Owner {
   readonly pid: number
   readonly host: string
   readonly token: string
+  /** Wall-clock time the lock was taken: shown to people, and compared only for foreign hosts and old locks. */
   readonly since: number
   /** `/proc/<pid>/stat` start time, where there is one: tells a reused pid from the holder. */
   readonly start: string | null
+  /** The host's boot id (`/proc/sys/kernel/random/boot_id`), where there is one: a lock of another boot is stale. */
+  readonly boot: string | null
 }
 
 interface Holder {
@@ -36,8 +45,18 @@ export const LOCK_TEMP_STALE_MS = 60_000
 
 const HOST = hostname()
 
-/** When this host booted (ms since the epoch), from the wall clock and the uptime. */
-const bootTime = (): number => Date.now() - uptime() * 1000
+/** The boot id of this host (Linux), read once: changes at every boot, never with the clock. */
+const BOOT_ID: string | null = (() => {
+  if (process.platform !== "linux") return null
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() || null
+  } catch {
+    return null
+  }
+})()
+
+/** When this host booted (ms since the epoch), from the wall clock and the uptime: only for locks without a boot id. */
+const bootTime = (clock: StoreClock): number => clock.wallMillis() - uptime() * 1000
 /** Margin for wall-clock adjustments since boot: a lock must predate the boot by this much to count. */
 const BOOT_SLACK_MS = 10_000
 
@@ -70,7 +89,8 @@ const parseOwner = (raw: string): Owner | undefined => {
         host: value.host,
         token: value.token,
         since: value.since,
-        start: typeof value.start === "string" ? value.start : null
+        start: typeof value.start === "string" ? value.start : null,
+        boot: typeof value.boot === "string" ? value.boot : null
       }
     }
   } catch {
@@ -99,14 +119,20 @@ const isAlive = (pid: number): boolean => {
 }
 
 /** `true` when the holder is certainly gone. */
-const isStale = (fs: FileSystem.FileSystem, holder: Holder): Effect.Effect<boolean> => {
+const isStale = (fs: FileSystem.FileSystem, holder: Holder, clock: StoreClock): Effect.Effect<boolean> => {
   const owner = holder.owner
   // lock files are linked into place complete, so one without an owner is damage, not a lock being written
   if (owner === undefined) return Effect.succeed(true)
-  if (owner.host !== HOST) return Effect.succeed(Date.now() - owner.since > FOREIGN_STALE_MS)
-  // taken before this host last booted: whatever process has that pid now is not the holder
+  // another host's pid cannot be checked; its time is the only fact there is (see docs/filesystem.md)
+  if (owner.host !== HOST) return Effect.succeed(clock.wallMillis() - owner.since > FOREIGN_STALE_MS)
+  // taken in another boot of this host: whatever process has that pid now is not the holder
   // (where the start time is unknown, this is what tells a reused pid after a reboot)
-  if (owner.since < bootTime() - BOOT_SLACK_MS) return Effect.succeed(true)
+  if (owner.boot !== null && BOOT_ID !== null) {
+    if (owner.boot !== BOOT_ID) return Effect.succeed(true)
+  } else if (owner.since < bootTime(clock) - BOOT_SLACK_MS) {
+    // no boot id to compare (a lock written by an older version, or an OS without one)
+    return Effect.succeed(true)
+  }
   if (!isAlive(owner.pid)) return Effect.succeed(true)
   if (owner.start === null) return Effect.succeed(false)
   return Effect.map(processStart(fs, owner.pid), (start) => start !== null && start !== owner.start)
@@ -181,6 +207,21 @@ export const removeIfSame = (
 const BREAKER_STALE_MS = 2_000
 
 /**
+ * When this process first saw each `lock.break` it found held (by content), on the monotonic
+ * clock: a breaker's age is how long this process has watched it, which no clock step changes.
+ */
+const breakersSeen = new Map<string, number>()
+
+const heldFor = (raw: string, clock: StoreClock): number => {
+  const now = clock.monotonicMillis()
+  const first = breakersSeen.get(raw)
+  if (first !== undefined) return now - first
+  if (breakersSeen.size >= 64) breakersSeen.clear() // only ever a few; never let it grow
+  breakersSeen.set(raw, now)
+  return 0
+}
+
+/**
  * Removes the stale lock `holder`, holding `breaker` meanwhile: `false` when another live
  * process is breaking it right now (the caller waits a little), `true` otherwise.
  */
@@ -189,11 +230,12 @@ const breakStale = (
   path: string,
   breaker: string,
   holder: Holder,
-  owner: Owner
+  owner: Owner,
+  clock: StoreClock
 ): Effect.Effect<boolean, StoreUnavailable> =>
   Effect.gen(function*() {
-    // its own token and time: a breaker's age is how long it has been held
-    const content = JSON.stringify({ ...owner, token: token(16), since: Date.now() })
+    // its own token, so that its content differs from every other breaker's
+    const content = JSON.stringify({ ...owner, token: token(16), since: clock.wallMillis() })
     if (yield* tryLink(fs, breaker, content)) {
       yield* removeIfSame(fs, path, holder.raw).pipe(
         Effect.ensuring(removeIfSame(fs, breaker, content).pipe(Effect.ignore))
@@ -203,8 +245,9 @@ const breakStale = (
     // another process is breaking it; if that one died too (or left an orphan), clear its breaker
     const other = yield* readHolder(fs, breaker)
     if (other === undefined) return true
-    const orphan = other.owner !== undefined && Date.now() - other.owner.since > BREAKER_STALE_MS
-    if (orphan || (yield* isStale(fs, other))) {
+    const orphan = other.owner !== undefined && heldFor(other.raw, clock) > BREAKER_STALE_MS
+    if (orphan || (yield* isStale(fs, other, clock))) {
+      breakersSeen.delete(other.raw)
       yield* removeIfSame(fs, breaker, other.raw)
       return true
     }
@@ -216,6 +259,7 @@ export interface LockOptions {
   readonly path: string
   readonly breaker: string
   readonly timeoutMillis: number
+  readonly clock: StoreClock
 }
 
 /**
@@ -232,15 +276,17 @@ const acquireInterruptibly = (
   wait = true
 ): Effect.Effect<boolean, StoreUnavailable> =>
   Effect.gen(function*() {
+    const clock = options.clock
     const owner: Owner = {
       pid: process.pid,
       host: HOST,
       token: token(16),
-      since: Date.now(),
-      start: yield* ownStart(fs)
+      since: clock.wallMillis(),
+      start: yield* ownStart(fs),
+      boot: BOOT_ID
     }
     const content = JSON.stringify(owner)
-    const deadline = Date.now() + options.timeoutMillis
+    const deadline = clock.monotonicMillis() + options.timeoutMillis
     const take = Effect.uninterruptible(Effect.tap(tryLink(fs, options.path, content), (taken) => {
       if (taken) onTaken(content)
     }))
@@ -251,10 +297,12 @@ const acquireInterruptibly = (
       if (!wait && attempts >= 3) return false
       const holder = yield* readHolder(fs, options.path)
       if (holder === undefined) continue // released between our attempt and the read
-      const stale = yield* isStale(fs, holder)
-      if (stale && (yield* Effect.uninterruptible(breakStale(fs, options.path, options.breaker, holder, owner)))) continue
+      const stale = yield* isStale(fs, holder, clock)
+      if (stale && (yield* Effect.uninterruptible(breakStale(fs, options.path, options.breaker, holder, owner, clock)))) {
+        continue
+      }
       if (!wait) return false
-      if (Date.now() > deadline) {
+      if (clock.monotonicMillis() > deadline) {
         return yield* Effect.fail(
           new StoreUnavailable({
             message: `timed out after ${options.timeoutMillis} ms waiting for the store lock ${options.path}, held by ${
@@ -264,10 +312,10 @@ const acquireInterruptibly = (
         )
       }
       if (stale) {
-        yield* sleepLive(2) // another process is breaking it
+        yield* clock.sleep(2) // another process is breaking it
         continue
       }
-      yield* sleepLive(delay * (0.5 + Math.random()))
+      yield* clock.sleep(delay * (0.5 + Math.random()))
       delay = Math.min(delay * 2, 20)
     }
   })

@@ -44,21 +44,7 @@ export type Decoded =
   | { readonly _tag: "MissingKey"; readonly keyId: string; readonly damage: Damage }
 
 const macInput = (record: SecretRecord): string =>
-  JSON.stringify([
-    RECORD_FORMAT,
-    FORMAT_VERSION,
-    record.id,
-    record.organizationId,
-    record.name,
-    record.description ?? null,
-    record.hosts,
-    record.placeholder,
-    record.sealed.keyId,
-    record.sealed.nonce,
-    record.sealed.ciphertext,
-    record.createdAt.getTime(),
-    record.updatedAt.getTime()
-  ])
+  JSON.stringify([RECORD_FORMAT, FORMAT_VERSION, ...SecretStore.authenticatedFields(record)])
 
 const mac = (key: KeyRing.Key, record: SecretRecord): Buffer =>
   createHmac("sha256", recordMacKey(key)).update(macInput(record)).digest()

@@ -5,7 +5,7 @@
  * value. The journal tells the store which entries to reload.
  */
 import type { SecretStore } from "@secretgate/core"
-import { damaged, type Damage } from "./recordFile.js"
+import { type Claim, damaged, type Damage } from "./recordFile.js"
 
 type SecretRecord = SecretStore.SecretRecord
 
@@ -56,6 +56,16 @@ export const sameMeta = (meta: Meta, record: SecretRecord | undefined): boolean 
   sameHosts(meta.hosts, record.hosts) && meta.keyId === record.sealed.keyId &&
   meta.updatedAt.getTime() === record.updatedAt.getTime()
 
+/** The claim fields of a record's metadata or of another claim. */
+const claimOf = (known: Claim): Claim => {
+  const claim: { -readonly [K in keyof Claim]: Claim[K] } = {}
+  if (known.id !== undefined) claim.id = known.id
+  if (known.organizationId !== undefined) claim.organizationId = known.organizationId
+  if (known.name !== undefined) claim.name = known.name
+  if (known.placeholder !== undefined) claim.placeholder = known.placeholder
+  return claim
+}
+
 /** What one record file currently is. */
 export type Entry =
   | { readonly _tag: "Record"; readonly record: Meta; readonly path: string }
@@ -84,6 +94,13 @@ export class RecordIndex {
     const previous = this.entries.get(fileKey)
     if (previous !== undefined) this.forget(fileKey, previous)
     if (next === undefined) return
+    if (next._tag === "Damaged" && previous !== undefined) {
+      // what the file said while it was whole still names the record it holds: a garbled file
+      // tells nothing of itself, but its name, organization and placeholder stay taken
+      const known: Claim = previous._tag === "Record" ? previous.record : previous.damage.claim
+      const claim = { ...claimOf(known), ...next.damage.claim }
+      next = { _tag: "Damaged", damage: { ...next.damage, claim } }
+    }
     if (next._tag === "Record") {
       const { record } = next
       const names = this.namesOf(record.organizationId)
@@ -155,8 +172,11 @@ export class RecordIndex {
     return damage === undefined ? undefined : this.firstDamage(organizationId, (d) => d === damage)
   }
 
+  /** Damage that may hold the secret `name`: a damaged file whose name cannot be read may hold any. */
   damageOfName(organizationId: string, name: string): Damage | undefined {
-    return this.damaged.size === 0 ? undefined : this.firstDamage(organizationId, (d) => d.claim.name === name)
+    return this.damaged.size === 0
+      ? undefined
+      : this.firstDamage(organizationId, (d) => d.claim.name === undefined || d.claim.name === name)
   }
 
   damageOfPlaceholder(organizationId: string, placeholder: string): Damage | undefined {

@@ -3,17 +3,14 @@
  * generated key file, re-sealing records with the current key, and retiring a key. Every decision
  * that a key may go is taken from the record files themselves, read under the lock.
  */
-import type { FileSystem } from "@effect/platform"
 import { KeyRing, type StoreError } from "@secretgate/core"
 import { Effect } from "effect"
 import { KeyManagementError } from "./errors.js"
 import * as Keys from "./keys.js"
-import type { Layout } from "./layout.js"
-import type { LiveIndex } from "./liveIndex.js"
-import type { RecordFiles, Scan } from "./recordFiles.js"
+import type { Parts } from "./parts.js"
+import type { Scan } from "./recordFiles.js"
 import type { Meta } from "./recordIndex.js"
 import type { Snapshots } from "./snapshotting.js"
-import type { StoreKeys } from "./storeKeys.js"
 import type { Writer } from "./writer.js"
 
 const RESEAL_BATCH = 64
@@ -44,15 +41,7 @@ export interface Rotation {
 }
 
 /** Key management over the parts of an open store. */
-export const make = (
-  fs: FileSystem.FileSystem,
-  paths: Layout,
-  keys: StoreKeys,
-  files: RecordFiles,
-  live: LiveIndex,
-  writer: Writer,
-  snapshots: Snapshots
-): Rotation => {
+export const make = ({ files, fs, keys, live, paths }: Parts, writer: Writer, snapshots: Snapshots): Rotation => {
   const view = <A>(f: () => A) => Effect.map(writer.sync, f)
 
   const statusOf = (id: string): KeyStatus => ({

@@ -51,7 +51,11 @@ export const make = (live: LiveIndex, writer: Writer): SecretStore.SecretStore =
       > => {
         const index = live.index()
         const names = index.byOrganization.get(record.organizationId)
-        if (names?.has(record.name)) return Effect.fail(SecretNameTaken.of(record.name))
+        const sameName = names?.get(record.name)
+        if (sameName !== undefined) {
+          // its file says whether the name is taken by a record or by damage (one read, only here)
+          return Effect.zipRight(live.load(sameName), Effect.fail(SecretNameTaken.of(record.name)))
+        }
         const damagedName = index.damageOfName(record.organizationId, record.name)
         if (damagedName !== undefined) return Effect.fail(damagedName.error)
         if (

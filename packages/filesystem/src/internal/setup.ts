@@ -9,6 +9,7 @@ import * as Path from "node:path"
 import { DIRECTORY_MODE, listIfExists, removeDurably, TEMP_PREFIX, unavailable } from "./io.js"
 import * as Journal from "./journal.js"
 import * as Keys from "./keys.js"
+import type { StoreClock } from "./clock.js"
 import type { Layout } from "./layout.js"
 import * as Lock from "./lock.js"
 import type { RecordFiles } from "./recordFiles.js"
@@ -112,10 +113,12 @@ export const removeLeftovers = (
   fs: FileSystem.FileSystem,
   paths: Layout,
   temps: ReadonlyArray<string>,
-  underLock: <A, E>(body: Effect.Effect<A, E>) => Effect.Effect<A, E | StoreUnavailable>
+  underLock: <A, E>(body: Effect.Effect<A, E>) => Effect.Effect<A, E | StoreUnavailable>,
+  clock: StoreClock
 ): Effect.Effect<void, StoreUnavailable> =>
   Effect.gen(function*() {
-    const now = Date.now()
+    // compared with file modification times, which are wall-clock times
+    const now = clock.wallMillis()
     const names = yield* listIfExists(fs, paths.root)
     const rootTemps = names.filter((name) => name.startsWith(TEMP_PREFIX) || name === "journal.prev.tmp")
     const lockTemps = names.filter((name) => /^lock\.(?:break\.)?[0-9a-f]+\.(?:tmp|gone)$/.test(name))

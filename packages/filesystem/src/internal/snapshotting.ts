@@ -2,16 +2,14 @@
  * When the index snapshot is written, and how an open resumes from it instead of reading every
  * record file. The file format is `snapshot.ts`; the guarantees are in docs/filesystem.md.
  */
-import type { FileSystem } from "@effect/platform"
 import type { StoreError } from "@secretgate/core"
 import { Effect, Either } from "effect"
 import { readBounded, writeAtomic } from "./io.js"
-import { fileKeyOf, type Layout, recordPath } from "./layout.js"
-import { type LiveIndex, pendingOf } from "./liveIndex.js"
-import type { RecordFiles } from "./recordFiles.js"
+import { fileKeyOf, recordPath } from "./layout.js"
+import { pendingOf } from "./liveIndex.js"
+import type { Parts } from "./parts.js"
 import { RecordIndex } from "./recordIndex.js"
 import * as Snapshot from "./snapshot.js"
-import type { StoreKeys } from "./storeKeys.js"
 
 /** What an open from the snapshot did. */
 export interface Resumed {
@@ -44,14 +42,7 @@ export interface Snapshots {
 }
 
 /** The snapshot of the store at `paths`, of at most `maxBytes`. */
-export const make = (
-  fs: FileSystem.FileSystem,
-  paths: Layout,
-  keys: StoreKeys,
-  files: RecordFiles,
-  live: LiveIndex,
-  maxBytes: number
-): Snapshots => {
+export const make = ({ files, fs, keys, live, paths }: Parts, maxBytes: number): Snapshots => {
   const save: Effect.Effect<void> = Effect.suspend(() => {
     const notWritten = (why: string) => `snapshot ${paths.snapshot} not written: ${why}`
     const key = keys.snapshotKey(keys.ring().current.id)
@@ -96,7 +87,7 @@ export const make = (
     if (decoded._tag === "Invalid") return yield* unusable(decoded.why)
     const { snapshot } = decoded
     const since = yield* live.linesSince({ generation: snapshot.generation, offset: snapshot.offset, ino: 0, size: 0, mtimeMs: 0 })
-    if (since._tag === "Repair") return yield* unusable("the journal is missing or not a journal")
+    if (since._tag === "Repair") return yield* unusable("the journal is missing, not a journal, or was shortened")
     if (since._tag === "Lost") {
       return yield* unusable("its journal position is gone: rotated out, past the end, or followed by an unreadable line")
     }

@@ -4,18 +4,15 @@
  * the index. Also what a read does first (`sync`): catch up, and take the lock when the journal
  * needs repair or a dead writer's announcement needs closing.
  */
-import type { FileSystem } from "@effect/platform"
 import type { SecretStore, StoreError, StoreUnavailable } from "@secretgate/core"
 import { Effect, Exit, type Option } from "effect"
 import { removeDurably, writeAtomic } from "./io.js"
-import { fileKeyOf, type Layout, recordPath, shardOf } from "./layout.js"
-import type { LiveIndex } from "./liveIndex.js"
+import { fileKeyOf, recordPath, shardOf } from "./layout.js"
 import * as Lock from "./lock.js"
+import type { Parts } from "./parts.js"
 import * as RecordFile from "./recordFile.js"
-import type { RecordFiles } from "./recordFiles.js"
 import { type Entry, metaOf } from "./recordIndex.js"
 import type { Snapshots } from "./snapshotting.js"
-import type { StoreKeys } from "./storeKeys.js"
 
 type SecretRecord = SecretStore.SecretRecord
 
@@ -45,15 +42,7 @@ export interface WriterOptions {
 }
 
 /** The write path of the store at `paths`. */
-export const make = (
-  fs: FileSystem.FileSystem,
-  paths: Layout,
-  options: WriterOptions,
-  keys: StoreKeys,
-  files: RecordFiles,
-  live: LiveIndex,
-  snapshots: Snapshots
-): Writer => {
+export const make = ({ files, fs, keys, live, paths }: Parts, options: WriterOptions, snapshots: Snapshots): Writer => {
   const writeMutex = Effect.unsafeMakeSemaphore(1)
 
   const caughtUp = <A, E>(body: Effect.Effect<A, E>) =>
@@ -75,7 +64,7 @@ export const make = (
    * dead writer leaves, is broken); otherwise leaves them to the next attempt or writer.
    */
   const closeDangling: Effect.Effect<void> = Effect.suspend(() => {
-    live.closeAttempted(Date.now())
+    live.closeAttempted(options.lock.clock.monotonicMillis())
     return writeMutex.withPermitsIfAvailable(1)(Lock.tryWithLock(fs, options.lock)(caughtUp(Effect.void))).pipe(
       Effect.ignore
     )
@@ -85,7 +74,7 @@ export const make = (
     if (yield* live.isCurrent) return
     const outcome = yield* live.exclusive(live.catchUp(false))
     if (outcome === "repair") return yield* transact(Effect.void)
-    if (live.danglingTooLong(Date.now())) yield* closeDangling
+    if (live.danglingTooLong(options.lock.clock.monotonicMillis())) yield* closeDangling
   })
 
   /** Announces, performs and confirms one record file change, then updates the index. */

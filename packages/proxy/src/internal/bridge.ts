@@ -44,8 +44,11 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     const flat = responseHeaders(headers as never)
     if (statusMessage !== undefined && statusMessage !== "") this.res.writeHead(statusCode, statusMessage, flat)
     else this.res.writeHead(statusCode, flat)
-    // headers go out now, not with the first chunk: a slow stream's client sees its status at once
-    this.res.flushHeaders()
+    // A body chunk read with the headers takes them along (one write); if none comes in this turn
+    // of the event loop, the headers go out alone, so a slow stream's client sees its status at once.
+    setImmediate(() => {
+      if (!this.res.headersSent && !this.res.destroyed) this.res.flushHeaders()
+    })
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {

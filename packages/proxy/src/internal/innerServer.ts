@@ -44,13 +44,13 @@ export const makeInnerServer = (
 
   /** Cuts the connection off unless a request head arrives within `ms`. */
   const awaitHead = (socket: Duplex, ms: number) => {
+    if (socket.destroyed) return
     clearTimeout(heads.get(socket))
     const timer = setTimeout(() => {
       refuseOn(socket, 408, `the request head did not arrive within ${limits.handshakeTimeout} ms (limits.handshakeTimeout)`)
     }, ms)
     timer.unref()
     heads.set(socket, timer)
-    socket.once("close", () => clearTimeout(timer))
   }
 
   server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -82,6 +82,7 @@ export const makeInnerServer = (
     server,
     serve(socket, session) {
       sessions.set(socket, session)
+      socket.once("close", () => clearTimeout(heads.get(socket)))
       awaitHead(socket, limits.handshakeTimeout)
       server.emit("connection", socket)
     }

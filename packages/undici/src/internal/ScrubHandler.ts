@@ -88,6 +88,21 @@ const refuseEncoded = (encodings: ReadonlyArray<string>): EgressRefused =>
   })
 
 /**
+ * Why a response cannot be scrubbed, if so: a content coding, or a transfer coding other than
+ * `chunked` (undici removes only the chunked framing, so a `gzip, chunked` body arrives compressed).
+ */
+const codingRefusal = (
+  contentEncoding: string | ReadonlyArray<string> | undefined,
+  transferEncoding: string | ReadonlyArray<string> | undefined
+): EgressRefused | undefined => {
+  const codings = [
+    ...(contentEncoding === undefined ? [] : encodingsOf(contentEncoding)),
+    ...(transferEncoding === undefined ? [] : encodingsOf(transferEncoding).filter((coding) => coding !== "chunked"))
+  ]
+  return codings.length === 0 ? undefined : refuseEncoded(codings)
+}
+
+/**
  * The handshake offered no extension; a server that answers with one (compression, say) would send
  * frames that cannot be scrubbed.
  */
@@ -181,12 +196,11 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Headers, statusMessage?: string): void {
     const wrapped = this.wrap(controller)
-    const encoding = headers["content-encoding"]
-    const encodings = encoding === undefined || this.scrubber.empty ? [] : encodingsOf(encoding)
-    if (encodings.length > 0) {
+    const refused = this.scrubber.empty ? undefined : codingRefusal(headers["content-encoding"], headers["transfer-encoding"])
+    if (refused !== undefined) {
       // The value could hide in compressed bytes: refuse rather than pass it on unscrubbed.
       this.failed = true
-      controller.abort(refuseEncoded(encodings))
+      controller.abort(refused)
       return
     }
     const scrubbed = scrubHeaders(this.scrubber, headers, true)
@@ -298,14 +312,16 @@ export class LegacyScrubHandler implements LegacyHandler {
 
   onHeaders(statusCode: number, rawHeaders: Array<Buffer>, resume: () => void, statusText?: string): boolean | void {
     for (let i = 0; !this.scrubber.empty && i + 1 < rawHeaders.length; i += 2) {
-      if (!nameIs(rawHeaders[i]!, "content-encoding")) continue
-      const encodings = encodingsOf(rawHeaders[i + 1]!.toString("latin1"))
-      if (encodings.length > 0) {
+      const name = rawHeaders[i]!
+      const content = nameIs(name, "content-encoding")
+      if (!content && !nameIs(name, "transfer-encoding")) continue
+      const value = rawHeaders[i + 1]!.toString("latin1")
+      const refused = content ? codingRefusal(value, undefined) : codingRefusal(undefined, value)
+      if (refused !== undefined) {
         // The value could hide in compressed bytes: refuse rather than pass it on unscrubbed.
         this.failed = true
-        const error = refuseEncoded(encodings)
-        if (this.abort !== undefined) this.abort(error)
-        else this.onError(error)
+        if (this.abort !== undefined) this.abort(refused)
+        else this.onError(refused)
         return false
       }
     }

@@ -187,6 +187,19 @@ for (const [char, byte] of [['"', 0x22], ["\\", 0x5c], ["/", 0x2f], ["b", 8], ["
 const isAlnum = (byte: number): boolean => (byte >= 0x30 && byte <= 0x39) || ((byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7a)
 const isDigit = (byte: number, hexadecimal: boolean): boolean => (hexadecimal ? hexValue(byte) !== -1 : byte >= 0x30 && byte <= 0x39)
 
+/**
+ * Reused output space, one per layer: a decoded stream lives only while its chunk is scanned, and
+ * scanning is synchronous. Streams larger than `SCRATCH_LIMIT` get space of their own.
+ */
+const scratch: Array<Buffer> = [Buffer.allocUnsafeSlow(64 * 1024), Buffer.allocUnsafeSlow(64 * 1024)]
+const SCRATCH_LIMIT = 1024 * 1024
+
+const space = (layer: number, size: number): Buffer => {
+  if (size > SCRATCH_LIMIT) return Buffer.allocUnsafe(size)
+  if (scratch[layer]!.length < size) scratch[layer] = Buffer.allocUnsafeSlow(Math.max(size, scratch[layer]!.length * 2))
+  return scratch[layer]!
+}
+
 /** One decoding in progress: literal stretches copied, escapes recorded. */
 class Output implements Decoded {
   readonly bytes: Buffer
@@ -196,8 +209,8 @@ class Output implements Decoded {
   readonly inLength: Array<number> = []
   cut = -1
   length = 0
-  constructor(private readonly input: Buffer, readonly base: number, end: number) {
-    this.bytes = Buffer.allocUnsafe(end - base)
+  constructor(private readonly input: Buffer, readonly base: number, end: number, layer: number) {
+    this.bytes = space(layer, end - base)
   }
   literal(from: number, to: number): void {
     if (to > from) this.length += this.input.copy(this.bytes, this.length, from, to)
@@ -215,8 +228,8 @@ class Output implements Decoded {
 }
 
 /** JSON string escapes of `input[start, end)`. `atEnd`: no more input follows. */
-const decodeJson = (input: Buffer, start: number, end: number, atEnd: boolean): Decoded => {
-  const out = new Output(input, start, end)
+const decodeJson = (input: Buffer, start: number, end: number, atEnd: boolean, layer: number): Decoded => {
+  const out = new Output(input, start, end, layer)
   let pos = start
   let i = input.indexOf(0x5c, pos)
   while (i !== -1 && i < end) {
@@ -268,8 +281,8 @@ const decodeJson = (input: Buffer, start: number, end: number, atEnd: boolean): 
 }
 
 /** Percent-escapes of `input[start, end)`; `plus`: record each `+` as an escape (it may stand for a space). */
-const decodePercent = (input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean): Decoded => {
-  const out = new Output(input, start, end)
+const decodePercent = (input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean, layer: number): Decoded => {
+  const out = new Output(input, start, end, layer)
   let pos = start
   let nextPercent = input.indexOf(0x25, pos)
   let nextPlus = plus ? input.indexOf(0x2b, pos) : -1
@@ -304,8 +317,8 @@ const decodePercent = (input: Buffer, start: number, end: number, atEnd: boolean
 }
 
 /** HTML/XML character references of `input[start, end)`. */
-const decodeHtml = (input: Buffer, start: number, end: number, atEnd: boolean): Decoded => {
-  const out = new Output(input, start, end)
+const decodeHtml = (input: Buffer, start: number, end: number, atEnd: boolean, layer: number): Decoded => {
+  const out = new Output(input, start, end, layer)
   let pos = start
   let i = input.indexOf(0x26, pos)
   while (i !== -1 && i < end) {
@@ -374,10 +387,15 @@ const named = (name: string, i: number, length: number, out: Output): number => 
 
 /**
  * Decodes one layer of `syntax` in `input[start, end)`. `atEnd`: no more input follows (otherwise
- * an escape cut off by `end` is reported in `cut`); `plus`: record `+` as a percent escape.
+ * an escape cut off by `end` is reported in `cut`); `plus`: record `+` as a percent escape. `layer`
+ * (0 or 1, below `MAX_DEPTH`): the decoded bytes are valid until the next decoding of that layer.
  */
-export const decode = (syntax: Syntax, input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean): Decoded =>
-  syntax === "json" ? decodeJson(input, start, end, atEnd) : syntax === "percent" ? decodePercent(input, start, end, atEnd, plus) : decodeHtml(input, start, end, atEnd)
+export const decode = (syntax: Syntax, input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean, layer = 0): Decoded =>
+  syntax === "json"
+    ? decodeJson(input, start, end, atEnd, layer)
+    : syntax === "percent"
+    ? decodePercent(input, start, end, atEnd, plus, layer)
+    : decodeHtml(input, start, end, atEnd, layer)
 
 // --- the encoding side: every variant the decoders accept, for replacements, tests and the fuzzer
 

@@ -7,7 +7,8 @@ import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
 import type { Dispatcher } from "undici"
 import type { AuditEvent, AuditSink, Surface, WithheldReason } from "../AuditEvent.js"
-import { DisallowedValue, EgressRefused, SubstitutionBlocked, UnsafeSubstitution } from "../EgressError.js"
+import { DisallowedValue, SubstitutionBlocked, UnsafeSubstitution } from "../EgressError.js"
+import { bodyOf, RewrittenBody } from "./bodies.js"
 import { type Allowance, allowanceFor, namesTarget, NOTHING, type Target, type Targets, valuesScrubber } from "./destination.js"
 import { bodyEncoder, decodeBasic, encodeBasic, forUrl } from "./encoding.js"
 import type { Retention } from "./retention.js"
@@ -216,15 +217,12 @@ class HeaderList {
 
   constructor(private readonly rewriter: Rewriter) {}
 
-  add(name: unknown, value: unknown): void {
-    if (value === undefined || value === null) return
-    const key = typeof name === "string" ? name : Buffer.isBuffer(name) ? name.toString("latin1") : String(name)
-    if (Array.isArray(value)) for (const item of value) this.addOne(key, item)
-    else this.addOne(key, value)
+  add(name: string, values: HeaderValues): void {
+    if (typeof values === "string") this.addOne(name, values)
+    else for (const value of values) this.addOne(name, value)
   }
 
-  private addOne(name: string, value: unknown): void {
-    const text = typeof value === "string" ? value : Buffer.isBuffer(value) ? value.toString("latin1") : String(value)
+  private addOne(name: string, text: string): void {
     if (name.length === 4 && name.toLowerCase() === "host") {
       // never substituted: undici takes the TLS server name from it
       this.rewriter.withholdIn(text, "header")
@@ -237,31 +235,58 @@ class HeaderList {
   }
 }
 
-type HeaderEntry = readonly [name: string, value: unknown]
+/** A header's value or values, each turned into a string once. */
+type HeaderValues = string | ReadonlyArray<string>
+type HeaderEntry = readonly [name: string, values: HeaderValues]
 
-const nameText = (name: unknown): string =>
-  typeof name === "string" ? name : Buffer.isBuffer(name) ? name.toString("latin1") : String(name)
+/** A header name or value as text, read once (`${}` as undici coerces; bytes as Latin-1). */
+const text = (item: unknown): string =>
+  typeof item === "string" ? item : Buffer.isBuffer(item) ? item.toString("latin1") : item === null ? "" : `${item as string}`
 
-/** The caller's headers, in every form undici accepts, as `[name, value]` entries (read once). */
-const headerEntries = (headers: Dispatcher.DispatchOptions["headers"]): Array<HeaderEntry> => {
+/** undici's test for headers to iterate: an iterator of their own, not one planted on `Object.prototype`. */
+const hasSafeIterator = (headers: object): boolean => {
+  const prototype = Object.getPrototypeOf(headers) as object | null
+  return Object.prototype.hasOwnProperty.call(headers, Symbol.iterator) ||
+    (prototype !== null && prototype !== Object.prototype && typeof (headers as Iterable<unknown>)[Symbol.iterator] === "function")
+}
+
+const entry = (name: unknown, value: unknown): HeaderEntry | undefined =>
+  value === undefined ? undefined : [text(name), Array.isArray(value) ? Array.from(value as Array<unknown>, text) : text(value)]
+
+/**
+ * The caller's headers, in every form undici accepts (flat array, array of pairs, iterable such as
+ * `Headers`, plain object with getters or not), read exactly once into `[name, values]` entries of
+ * strings: the checks and what goes downstream are built from this one reading. `undefined` for a
+ * value that is not headers at all (undici refuses it).
+ */
+const headerEntries = (headers: unknown): Array<HeaderEntry> | undefined => {
   const entries: Array<HeaderEntry> = []
+  const push = (name: unknown, value: unknown) => {
+    const read = entry(name, value)
+    if (read !== undefined) entries.push(read)
+  }
   if (headers === null || headers === undefined) return entries
+  if (typeof headers !== "object") return undefined
   if (Array.isArray(headers)) {
-    if (headers.length > 0 && Array.isArray(headers[0])) for (const [name, value] of headers as unknown as Array<[unknown, unknown]>) entries.push([nameText(name), value])
-    else for (let i = 0; i < headers.length; i += 2) entries.push([nameText(headers[i]), headers[i + 1]])
-  } else if (typeof (headers as Iterable<unknown>)[Symbol.iterator] === "function") {
-    for (const [name, value] of headers as Iterable<[unknown, unknown]>) entries.push([nameText(name), value])
+    const items = Array.from(headers as Array<unknown>)
+    if (items.length > 0 && Array.isArray(items[0])) {
+      for (const pair of items) {
+        const [name, value] = Array.isArray(pair) ? pair as Array<unknown> : []
+        push(name, value)
+      }
+    } else {
+      for (let i = 0; i < items.length; i += 2) push(items[i], items[i + 1])
+    }
+  } else if (hasSafeIterator(headers)) {
+    for (const pair of headers as Iterable<unknown>) {
+      const [name, value] = Array.isArray(pair) ? pair as Array<unknown> : []
+      push(name, value)
+    }
   } else {
-    const record = headers as Record<string, unknown>
-    for (const name in record) entries.push([name, record[name]])
+    for (const name of Object.keys(headers)) push(name, (headers as Record<string, unknown>)[name])
   }
   return entries
 }
-
-const valuesOf = (value: unknown): Array<string> =>
-  value === undefined || value === null
-    ? []
-    : (Array.isArray(value) ? value : [value]).map((item) => (Buffer.isBuffer(item) ? item.toString("latin1") : String(item)))
 
 /**
  * Why nothing at all may be substituted into this request, if so: it upgrades the connection to
@@ -278,7 +303,7 @@ const restrictionOf = (
   if (options.upgrade !== undefined && options.upgrade !== null && options.upgrade !== false && !webSocket) return "unsafe-position"
   if (typeof options.method === "string" && options.method.toUpperCase() === "CONNECT") return "unsafe-position"
   for (const [name, value] of entries) {
-    if (name.length === 4 && name.toLowerCase() === "host" && valuesOf(value).some((host) => !namesTarget(target, host))) return "host-mismatch"
+    if (name.length === 4 && name.toLowerCase() === "host" && (typeof value === "string" ? [value] : value).some((host) => !namesTarget(target, host))) return "host-mismatch"
   }
   const servername = (options as { servername?: unknown }).servername
   if (servername !== undefined && servername !== null && !(typeof servername === "string" && namesTarget(target, servername))) return "host-mismatch"
@@ -305,7 +330,9 @@ const headerValue = (flat: ReadonlyArray<string>, name: string): string | undefi
  * length and absent (chunked) for a stream; and when the response will be scrubbed, no compression
  * (a compressed response could not be scrubbed, and is refused) and no storing by a cache between
  * here and the upstream (it would keep the unscrubbed response for other callers); for a WebSocket
- * handshake, no extension offered (compressed frames could not be rewritten).
+ * handshake, no extension offered (compressed frames could not be rewritten). The caller's `TE`
+ * never goes on: it could ask for a transfer coding (`gzip`) that only `chunked` framing would be
+ * removed from; only its `trailers` token is kept.
  */
 const finishHeaders = (
   flat: ReadonlyArray<string>,
@@ -316,10 +343,12 @@ const finishHeaders = (
   const out: Array<string> = []
   let hadLength = false
   let cacheControl: string | undefined
+  let trailers = false
   for (let i = 0; i < flat.length; i += 2) {
     const name = flat[i]!
     const value = flat[i + 1]!
     if (length !== undefined && is(name, "content-length")) hadLength = true
+    else if (is(name, "te")) trailers ||= value.split(",").some((coding) => coding.split(";")[0]!.trim().toLowerCase() === "trailers")
     else if (scrubbed && is(name, "accept-encoding")) continue
     // no WebSocket extension (permessage-deflate): compressed frames could not be rewritten
     else if (webSocket && is(name, "sec-websocket-extensions")) continue
@@ -327,6 +356,7 @@ const finishHeaders = (
     else out.push(name, value)
   }
   if (typeof length === "number" && hadLength) out.push("content-length", String(length))
+  if (trailers) out.push("te", "trailers")
   if (scrubbed) {
     out.push("accept-encoding", "identity")
     out.push("cache-control", cacheControl === undefined ? "no-store" : /\bno-store\b/i.test(cacheControl) ? cacheControl : `${cacheControl}, no-store`)
@@ -335,124 +365,26 @@ const finishHeaders = (
 }
 
 
-const toBytes = (chunk: unknown): Uint8Array => {
-  if (typeof chunk === "string") return Buffer.from(chunk, "utf8")
-  if (chunk instanceof Uint8Array) return chunk
-  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)
-  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk)
-  throw new EgressRefused({ message: `request body chunks must be strings or bytes, got ${typeof chunk}` })
-}
-
 /**
- * The pieces of a rewritten chunk as they go out: a large piece (the caller's bytes around a value)
- * as it is, runs of small ones (a value, the bytes between two) joined: copying a large piece costs
- * more than one more write, and a write per small piece more than copying it.
+ * The query as undici's `querystring.stringify` reads it (own enumerable keys, arrays item by item),
+ * read once into a plain copy; anything but an object is left for undici. `fromEntries` defines
+ * each field, so a `__proto__` key stays a query parameter.
  */
-const withoutCopies = (pieces: ReadonlyArray<Buffer>): Array<Buffer> => {
-  /** Pieces shorter than this are joined; longer ones go out as they are. */
-  const COPY_BELOW = 16 * 1024
-  const out: Array<Buffer> = []
-  let small: Array<Buffer> = []
-  const flush = () => {
-    if (small.length > 0) out.push(small.length === 1 ? small[0]! : Buffer.concat(small))
-    small = []
-  }
-  for (const piece of pieces) {
-    if (piece.length === 0) continue
-    if (piece.length < COPY_BELOW) {
-      small.push(piece)
-      continue
-    }
-    flush()
-    out.push(piece)
-  }
-  flush()
-  return out
+const readQuery = (query: unknown): unknown =>
+  typeof query !== "object" || query === null
+    ? query
+    : Object.fromEntries(Object.entries(query).map(([key, item]) => [key, Array.isArray(item) ? Array.from(item as Array<unknown>) : item]))
+
+/** The query copy with placeholders in values substituted, in keys reported (never substituted). */
+const rewriteQuery = (rewriter: Rewriter, query: unknown): unknown => {
+  if (typeof query !== "object" || query === null) return query
+  const value = (item: unknown): unknown =>
+    typeof item === "string" && rewriter.mayHold(item) ? rewriter.replaceText(item, Into.Query) : item
+  return Object.fromEntries(Object.entries(query).map(([key, item]) => {
+    rewriter.withholdIn(key, "url")
+    return [key, Array.isArray(item) ? item.map(value) : value(item)]
+  }))
 }
-
-/**
- * A streamed body rewritten chunk by chunk. Written out rather than as an async generator: a
- * generator pays extra turns of the microtask queue for every chunk, which a fast upload notices.
- */
-class RewrittenBody implements AsyncIterableIterator<Buffer> {
-  private readonly source: AsyncIterator<unknown> | Iterator<unknown>
-  private readonly sync: boolean
-  private done = false
-  /** Pieces of the last chunk still to go. */
-  private readonly queue: Array<Buffer> = []
-
-  constructor(source: AsyncIterable<unknown> | Iterable<unknown>, private readonly rewriter: Substitution.StreamRewriter) {
-    this.sync = !(Symbol.asyncIterator in source)
-    this.source = this.sync
-      ? (source as Iterable<unknown>)[Symbol.iterator]()
-      : (source as AsyncIterable<unknown>)[Symbol.asyncIterator]()
-  }
-
-  [Symbol.asyncIterator](): this {
-    return this
-  }
-
-  async next(): Promise<IteratorResult<Buffer, undefined>> {
-    try {
-      if (this.queue.length > 0) return { done: false, value: this.queue.shift()! }
-      while (!this.done) {
-        const step = await this.source.next()
-        if (step.done === true) {
-          this.done = true
-          const tail = this.rewriter.end()
-          if (tail.length > 0) return { done: false, value: tail }
-          break
-        }
-        // a sync iterable may yield promises of chunks, as `for await` would take them
-        const chunk = this.sync ? await step.value : step.value
-        // one write of the carry and the chunk together; the pieces go out as `withoutCopies` says
-        const pieces = this.rewriter.write(toBytes(chunk))
-        if (pieces.length === 1) {
-          if (pieces[0]!.length > 0) return { done: false, value: pieces[0]! }
-          continue
-        }
-        for (const group of withoutCopies(pieces)) this.queue.push(group)
-        if (this.queue.length > 0) return { done: false, value: this.queue.shift()! }
-      }
-      return { done: true, value: undefined }
-    } catch (error) {
-      // a refused chunk (blocked placeholder, not bytes) or a failed source: the body is over, and
-      // the source (a file stream, say) gets to close
-      await this.close()
-      throw error
-    }
-  }
-
-  /** The consumer stopped early (an aborted request): let the source clean up. */
-  async return(): Promise<IteratorResult<Buffer, undefined>> {
-    await this.close()
-    return { done: true, value: undefined }
-  }
-
-  private async close(): Promise<void> {
-    if (this.done) return
-    this.done = true
-    try {
-      await this.source.return?.()
-    } catch {
-      // the body's own failure (or the abort) is what the request reports
-    }
-  }
-}
-
-const isKnownBody = (body: unknown): body is string | Uint8Array | ArrayBuffer =>
-  typeof body === "string" || ArrayBuffer.isView(body) || body instanceof ArrayBuffer
-
-const isStreamBody = (body: unknown): body is AsyncIterable<unknown> | Iterable<unknown> =>
-  typeof body === "object" && body !== null &&
-  (typeof (body as AsyncIterable<unknown>)[Symbol.asyncIterator] === "function" ||
-    typeof (body as Iterable<unknown>)[Symbol.iterator] === "function")
-
-const isBlob = (body: unknown): body is Blob =>
-  typeof body === "object" && body !== null && typeof (body as Blob).stream === "function" && typeof (body as Blob).size === "number"
-
-const isFormData = (body: unknown): boolean =>
-  typeof body === "object" && body !== null && (body as { [Symbol.toStringTag]?: string })[Symbol.toStringTag] === "FormData"
 
 /**
  * A plain copy of the caller's own fields, each read once. `Object.assign`, not a spread: V8 makes
@@ -512,80 +444,56 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
   // copy becomes what goes downstream.
   const options = copyOnce(caller)
   const target = settings.targets.of(options.origin)
-  const past = settings.retention.observe(values, Date.now())
+  // monotonic: a step of the wall clock neither stretches nor cuts how long a rotated value is kept
+  const past = settings.retention.observe(values, performance.now())
   const allowance = target.secure && target.matchable !== undefined ? allowanceFor(values, target.matchable, past) : NOTHING
+  // read once; `undefined` when not headers at all, which undici refuses
   const entries = headerEntries(options.headers)
   const webSocket = settings.webSockets && isWebSocketHandshake(options)
-  refuseValuesInUrl(values, past, allowance, target, options.path, options.query)
-  const rewriter = new Rewriter(settings, values, allowance, target, restrictionOf(options, target, entries, webSocket))
+  // the query read once: checked as the caller wrote it, then rewritten
+  const callerQuery = readQuery(options.query)
+  refuseValuesInUrl(values, past, allowance, target, options.path, callerQuery)
+  const rewriter = new Rewriter(settings, values, allowance, target, restrictionOf(options, target, entries ?? [], webSocket))
 
   // Headers: values as they are (Basic credentials decoded and re-encoded).
   const headers = new HeaderList(rewriter)
-  for (const [name, value] of entries) headers.add(name, value)
-  let flat = headers.flat
-  // a one-shot iterable was used up reading it: send the list
-  let headersChanged = headers.changed || (options.headers !== null && typeof options.headers === "object" && !Array.isArray(options.headers) &&
-    typeof (options.headers as Iterable<unknown>)[Symbol.iterator] === "function")
+  for (const [name, value] of entries ?? []) headers.add(name, value)
+  const flat = headers.flat
 
   // Path and query: values percent-encoded (undici encodes `query` itself); never in query keys.
   const path = typeof options.path === "string" && rewriter.mayHold(options.path) ? rewriter.replaceText(options.path, Into.Url) : options.path
-  let query = options.query
-  if (query !== undefined && query !== null) {
-    const holds = (text: unknown) => typeof text === "string" && rewriter.mayHold(text)
-    if (Object.entries(query).some(([key, value]) => holds(key) || holds(value) || (Array.isArray(value) && value.some(holds)))) {
-      // `fromEntries` defines each field: a `__proto__` key stays a query parameter
-      query = Object.fromEntries(Object.entries(query).map(([key, value]) => {
-        rewriter.withholdIn(key, "url")
-        return [key, Array.isArray(value)
-          ? value.map((item: unknown) => (holds(item) ? rewriter.replaceText(item as string, Into.Query) : item))
-          : holds(value)
-          ? rewriter.replaceText(value as string, Into.Query)
-          : value]
-      }))
-    }
-  }
+  const query = rewriteQuery(rewriter, callerQuery)
 
-  // Body: values encoded for the content type; known lengths rewritten now, streams chunk by chunk.
+  // Body: read as undici would, into a copy (known length, rewritten now) or a rewritten stream.
   let body: unknown = options.body
   let length: number | "stream" | undefined
   if (body !== null && body !== undefined) {
-    if (isFormData(body)) {
-      throw new EgressRefused({ message: "FormData bodies cannot be scanned for placeholders here; use fetch (which serialises them) or pass a string, Buffer or stream" })
-    }
-    let contentType = headerValue(flat, "content-type")
-    if (contentType === undefined && isBlob(body) && body.type !== "") {
-      // a Blob carries its type; undici would send it, and the value must be encoded for it
-      contentType = body.type
-      flat.push("content-type", contentType)
-      headersChanged = true
-    }
-    const matcher = rewriter.bodyMatcher(contentType)
-    if (isKnownBody(body)) {
-      const bytes = toBytes(body)
-      const rewritten = Substitution.rewriteBytes(matcher, bytes)
-      if (!rewritten.equals(bytes)) {
-        body = rewritten
-        length = rewritten.length
+    const shape = bodyOf(body)
+    if (shape.kind !== "foreign") {
+      let contentType = headerValue(flat, "content-type")
+      if (contentType === undefined && shape.impliedType !== undefined) {
+        // undici would send the type the body implies; the value must be encoded for it
+        contentType = shape.impliedType
+        flat.push("content-type", contentType)
       }
-    } else if (isBlob(body)) {
-      body = new RewrittenBody(body.stream() as unknown as AsyncIterable<Uint8Array>, new Substitution.StreamRewriter(matcher))
-      length = "stream"
-    } else if (isStreamBody(body)) {
-      body = new RewrittenBody(body, new Substitution.StreamRewriter(matcher))
-      length = "stream"
+      const matcher = rewriter.bodyMatcher(contentType)
+      if (shape.kind === "known") {
+        const rewritten = Substitution.rewriteBytes(matcher, shape.bytes)
+        body = rewritten
+        if (!rewritten.equals(shape.bytes)) length = rewritten.length
+      } else {
+        body = new RewrittenBody(shape.source, new Substitution.StreamRewriter(matcher), settings.onDisallowed === "block", shape.whole)
+        length = "stream"
+      }
     }
   }
   const scrub = allowance.scrub === undefined ? undefined : withBasicEchoes(allowance.scrub, rewriter.basicEchoes)
-  if (length !== undefined || scrub !== undefined || webSocket) {
-    flat = finishHeaders(flat, length, scrub !== undefined, webSocket)
-    headersChanged = true
-  }
 
-  // the copy goes downstream, rewritten
+  // the copy goes downstream, rewritten: the headers, query and body it holds are this plan's own
   if (query !== options.query) options.query = query as Record<string, unknown>
   options.origin = target.origin
   if (path !== options.path) options.path = path as string
-  if (headersChanged) options.headers = flat
+  if (entries !== undefined) options.headers = finishHeaders(flat, length, scrub !== undefined, webSocket)
   if (body !== options.body) options.body = body as NonNullable<Dispatcher.DispatchOptions["body"]>
   // An inner redirect interceptor would replay the substituted request to wherever the upstream
   // points; with this it cannot. Redirects are followed by an interceptor outside this one, which

@@ -79,6 +79,11 @@ export interface Scrubber {
   readonly matcher: Substitution.Matcher
   /** Nothing to look for. */
   readonly empty: boolean
+  /**
+   * The length of the shortest pattern: fewer bytes cannot hold a match in any syntax (decoding
+   * never makes bytes longer), so a short header is passed without a scan.
+   */
+  readonly shortest: number
 }
 
 export const isLatin1 = (text: string): boolean => {
@@ -118,6 +123,7 @@ const fromSets = (sets: ReadonlyArray<PatternSet>): Scrubber => {
   const scrubber: Scrubber = {
     sets: live,
     empty: live.length === 0,
+    shortest: live.reduce((min, set) => Math.min(min, ...set.patterns.map((pattern) => pattern.length)), Infinity),
     matcher: {
       // the longest a match can be: every byte of the longest pattern under two of the widest escapes
       maxLength: longest * MAX_EXPANSION.html * MAX_EXPANSION.html,
@@ -250,6 +256,13 @@ const relevant = (automaton: Automaton.Automaton, bytes: Buffer, at: number, len
   return false
 }
 
+/**
+ * Up to this many patterns, the raw bytes are searched with the platform's `indexOf` per pattern
+ * (a few native scans beat one pass of the automaton in JavaScript); beyond, the automaton. Either
+ * way the work is bounded per byte (by this number times the pattern length, or by one step).
+ */
+const NATIVE_SEARCH_UP_TO = 8
+
 /** Every match of `bytes` under any stack, unjoined, and where to hold back. */
 const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: boolean): Candidates => {
   const found = new Candidates(bytes.length)
@@ -258,6 +271,21 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
   const plus = sets.some((set) => set.plus)
   for (const set of sets) {
     const automaton = set.automaton(loose ? Kind.Loose : Kind.Exact)
+    if (!loose && set.patterns.length <= NATIVE_SEARCH_UP_TO) {
+      // a few patterns: the platform's byte search finds each faster than a pass of the automaton;
+      // only the end, where a match may be cut off, needs the automaton's state
+      set.patterns.forEach((pattern, i) => {
+        for (let at = bytes.indexOf(pattern); at !== -1; at = bytes.indexOf(pattern, at + 1)) {
+          found.add(at, at + pattern.length, set.replacement(i, []), set.secrets[i])
+        }
+      })
+      if (!atEnd) {
+        const from = Math.max(0, bytes.length - automaton.longest + 1)
+        const state = automaton.scan(bytes, from, bytes.length, Automaton.Automaton.ROOT, () => {})
+        found.hold = Math.min(found.hold, bytes.length - automaton.depth(state))
+      }
+      continue
+    }
     const state = automaton.scan(bytes, 0, bytes.length, Automaton.Automaton.ROOT, (pattern, end) => {
       found.add(end - automaton.lengthOf(pattern), end, set.replacement(pattern, []), set.secrets[pattern])
     })
@@ -273,7 +301,7 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
     if (MAX_DEPTH < 2) continue
     for (const inner of SYNTAXES) {
       if (!hasIntroducer(inner, first.bytes, 0, first.bytes.length, plus)) continue
-      const second = decode(inner, first.bytes, 0, first.bytes.length, atEnd, plus)
+      const second = decode(inner, first.bytes, 0, first.bytes.length, atEnd, plus, 1)
       if (second.cut !== -1) found.hold = Math.min(found.hold, startOf(first, second.cut))
       const twice: Span = (start, end) => once(startOf(second, start), endOf(second, end))
       matchNearEscapes(sets, second, [outer, inner], kindOf([outer, inner]), atEnd, twice, found)
@@ -329,11 +357,11 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
 
 /** Whether the bytes hold any value in any known form. */
 export const holds = (scrubber: Scrubber, bytes: Buffer): boolean =>
-  !scrubber.empty && candidates(scrubber, bytes, true, false).starts.length > 0
+  bytes.length >= scrubber.shortest && candidates(scrubber, bytes, true, false).starts.length > 0
 
 /** The bytes scrubbed; the same buffer when there was nothing to scrub. */
 export const scrubBytes = (scrubber: Scrubber, bytes: Buffer, ignoreCase = false): Buffer => {
-  if (scrubber.empty) return bytes
+  if (bytes.length < scrubber.shortest) return bytes
   const { matches } = scan(scrubber, bytes, true, ignoreCase ? Kind.Loose : Kind.Exact)
   if (matches.length === 0) return bytes
   const pieces: Array<Buffer> = []
@@ -348,8 +376,9 @@ export const scrubBytes = (scrubber: Scrubber, bytes: Buffer, ignoreCase = false
 
 /** The secrets whose values `bytes` hold in any known form. */
 export const secretsIn = (scrubber: Scrubber, bytes: Buffer): Set<ResolvedSecret> => {
-  const found = candidates(scrubber, bytes, true, false)
   const secrets = new Set<ResolvedSecret>()
+  if (bytes.length < scrubber.shortest) return secrets
+  const found = candidates(scrubber, bytes, true, false)
   for (const secret of found.secrets) if (secret !== undefined) secrets.add(secret)
   return secrets
 }

@@ -27,13 +27,15 @@ export interface Upstream {
   readonly port: number
   readonly received: Array<Received>
   /** Request body bytes received so far, counted as they arrive (before a request ends). */
-  readonly progress: { bytes: number }
+  readonly progress: { bytes: number; heads: number }
   /** The URL of `path` on `host` (resolved to 127.0.0.1 by `testAgentOptions`). */
   url(host: string, path?: string): string
   close(): Promise<void>
 }
 
-const handle = (received: Array<Received>, progress: { bytes: number }) => (req: http.IncomingMessage, res: http.ServerResponse) => {
+const handle = (received: Array<Received>, progress: { bytes: number; heads: number }) => (req: http.IncomingMessage, res: http.ServerResponse) => {
+  // a request head arrived, whether or not its body ever ends
+  progress.heads++
   const chunks: Array<Buffer> = []
   req.on("data", (chunk: Buffer) => {
     progress.bytes += chunk.length
@@ -106,7 +108,7 @@ const handle = (received: Array<Received>, progress: { bytes: number }) => (req:
 /** Starts an upstream; `secure: false` for plain HTTP. */
 export const startUpstream = async (options: { readonly secure?: boolean } = {}): Promise<Upstream> => {
   const received: Array<Received> = []
-  const progress = { bytes: 0 }
+  const progress = { bytes: 0, heads: 0 }
   const server = options.secure === false
     ? http.createServer(handle(received, progress))
     : https.createServer({ key: tls("server.key"), cert: tls("server.pem") }, handle(received, progress))
