@@ -67,7 +67,13 @@ export class Sandbox {
    */
   intercepts(host: string): boolean | Promise<boolean> {
     if (this.settings.onDisallowed === "block") return true
-    const current = this.settings.resolver.current()
+    let current: ReturnType<SecretResolver.SecretResolver["current"]>
+    try {
+      current = this.settings.resolver.current()
+    } catch (error) {
+      // a resolver that throws (disposed, custom) must fail this connection, not the whole proxy
+      return Promise.reject(error)
+    }
     if (current instanceof Promise) return current.then((values) => indexOf(values).match(host).length > 0)
     return indexOf(current).match(host).length > 0
   }
