@@ -70,6 +70,15 @@ const run = async (
 
 const lastReceived = () => upstream.received.at(-1)!
 
+/** The upstream received the value in its Authorization header; the program saw only the placeholder. */
+const expectValueUpstreamPlaceholderBack = (result: Result) => {
+  expect(result.stderr).toContain("openai: 1 substituted")
+  expect(result.code).toBe(0)
+  expect(lastReceived().headers["authorization"]).toBe(`Bearer ${VALUE}`)
+  expect(result.stdout).toContain(`Bearer ${placeholder}`)
+  expect(result.stdout).not.toContain(VALUE)
+}
+
 describe.skipIf(!CURL)("secretgate run -- curl", () => {
   it("the allowed host receives the value; curl's output (the echo) and its environment hold the placeholder", async () => {
     const before = upstream.received.length
@@ -137,11 +146,7 @@ describe.skipIf(!PYTHON)("secretgate run -- python3", () => {
       "print(urllib.request.urlopen(req).read().decode())"
     ].join("\n")
     const result = await run(["--mount", "OPENAI_API_KEY=openai"], ["python3", "-c", script])
-    expect(result.stderr).toContain("openai: 1 substituted")
-    expect(result.code).toBe(0)
-    expect(lastReceived().headers["authorization"]).toBe(`Bearer ${VALUE}`)
-    expect(result.stdout).toContain(`Bearer ${placeholder}`)
-    expect(result.stdout).not.toContain(VALUE)
+    expectValueUpstreamPlaceholderBack(result)
   }, 300_000)
 })
 
@@ -149,11 +154,7 @@ describe("secretgate run -- node", () => {
   it("Node 20's global fetch goes through the proxy (preload), carrying the value upstream", async () => {
     const script = `const r = await fetch("${url("api.allowed.test", "/echo")}", { headers: { authorization: "Bearer " + process.env.OPENAI_API_KEY } }); console.log(await r.text())`
     const result = await run(["--mount", "OPENAI_API_KEY=openai"], [process.execPath, "--input-type=module", "-e", script])
-    expect(result.stderr).toContain("openai: 1 substituted")
-    expect(result.code).toBe(0)
-    expect(lastReceived().headers["authorization"]).toBe(`Bearer ${VALUE}`)
-    expect(result.stdout).toContain(`Bearer ${placeholder}`)
-    expect(result.stdout).not.toContain(VALUE)
+    expectValueUpstreamPlaceholderBack(result)
   }, 300_000)
 
   it("warns when no connection came through the proxy (a program that ignores HTTPS_PROXY)", async () => {
