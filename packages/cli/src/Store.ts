@@ -6,6 +6,8 @@
  *   the store's own key file);
  * - `http://` / `https://`: a secretgate server (`SECRETGATE_API_KEY`, and `SECRETGATE_RESOLVE_KEY`
  *   where values are needed);
+ * - `postgres://` / `postgresql://`: the SQL backend on a PostgreSQL server (store key from
+ *   `SECRETGATE_KEY`, required; the password from the URL or `PGPASSWORD`);
  * - `memory:`: a store that lives as long as the command (for `serve` and trying things out).
  *
  * Each backend's package is loaded only when its location is used: a command starts faster.
@@ -29,6 +31,7 @@ export type Location =
   | { readonly _tag: "Directory"; readonly directory: string }
   | { readonly _tag: "Server"; readonly url: string }
   | { readonly _tag: "Memory" }
+  | { readonly _tag: "Postgres"; readonly url: string }
 
 /**
  * The options every command takes.
@@ -39,7 +42,7 @@ export const options = {
   store: Options.text("store").pipe(
     Options.withFallbackConfig(Config.string("SECRETGATE_STORE")),
     Options.withDescription(
-      "Where secrets live: a directory (filesystem store), an http(s):// secretgate server, or memory: (env SECRETGATE_STORE)"
+      "Where secrets live: a directory (filesystem store), postgres://… (SQL store), an http(s):// secretgate server, or memory: (env SECRETGATE_STORE)"
     )
   ),
   org: Options.text("org").pipe(
@@ -71,12 +74,10 @@ export const parse = (text: string): Effect.Effect<Location, CliFailure> => {
     }
   }
   if (scheme === "file") return Effect.succeed({ _tag: "Directory", directory: fileURLToPath(value) })
-  if (scheme === "postgres" || scheme === "postgresql") {
-    return Effect.fail(CliFailure.usage("--store postgres://… needs the SQL backend (@secretgate/sql), which this build of the CLI does not include yet"))
-  }
+  if (scheme === "postgres" || scheme === "postgresql") return Effect.succeed({ _tag: "Postgres", url: value })
   // a Windows drive letter ("C:\...") is a path, not a scheme
   if (scheme !== undefined && scheme.length > 1) {
-    return Effect.fail(CliFailure.usage(`--store ${JSON.stringify(value)}: unknown scheme "${scheme}:" (a directory, http(s)://, file: or memory:)`))
+    return Effect.fail(CliFailure.usage(`--store ${JSON.stringify(value)}: unknown scheme "${scheme}:" (a directory, http(s)://, postgres://, file: or memory:)`))
   }
   return Effect.succeed({ _tag: "Directory", directory: isAbsolute(value) ? value : resolve(value) })
 }
@@ -106,6 +107,16 @@ export const layer = (
         const key = yield* configured(storeKey)
         const { FileSystemSecretStore } = yield* load(() => import("@secretgate/filesystem"))
         return FileSystemSecretStore.layer(Option.isSome(key) ? { directory: location.directory, key: key.value } : { directory: location.directory })
+      })
+    case "Postgres":
+      return Effect.gen(function*() {
+        const key = yield* configured(storeKey)
+        if (Option.isNone(key)) {
+          return yield* CliFailure.usage("a PostgreSQL store needs its store key in SECRETGATE_KEY (32 bytes, base64), the same for every replica")
+        }
+        const { SqlSecretStore } = yield* load(() => import("@secretgate/sql"))
+        const { Redacted } = yield* load(() => import("effect"))
+        return SqlSecretStore.layer({ url: Redacted.make(location.url), key: key.value })
       })
     case "Server":
       return Effect.gen(function*() {

@@ -109,7 +109,7 @@ describe("secretgate secret, on a filesystem store", () => {
     const scheme = await secretgate(["secret", "list", "--store", "ftp://example.com"], {})
     expect({ code: scheme.code, stderr: scheme.stderr.trim() }).toEqual({
       code: 2,
-      stderr: `secretgate: --store "ftp://example.com": unknown scheme "ftp:" (a directory, http(s)://, file: or memory:)`
+      stderr: `secretgate: --store "ftp://example.com": unknown scheme "ftp:" (a directory, http(s)://, postgres://, file: or memory:)`
     })
 
     const list = await secretgate(["secret", "list", "--json"], { env })
