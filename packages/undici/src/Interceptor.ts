@@ -90,14 +90,19 @@ export const make = (options: Options): Dispatcher.DispatcherComposeInterceptor 
 
   return (dispatch) =>
     function secretgateDispatch(opts, handler) {
-      const current = options.resolver.current()
+      const unavailable = (cause: unknown) =>
+        failHandler(handler, new ResolutionFailed({ message: `could not load the sandbox's secret values: ${describe(cause)}`, cause }))
+      let current: ReturnType<SecretResolver.SecretResolver["current"]>
+      try {
+        current = options.resolver.current()
+      } catch (cause) {
+        // a resolver that throws (disposed, an embedder's own) fails this request, not its caller
+        unavailable(cause)
+        return true
+      }
       // kept values are handed over synchronously: a request pays no extra turn of the event loop
       if (!(current instanceof Promise)) return send(settings, dispatch, opts, handler, current)
-      current.then(
-        (values) => send(settings, dispatch, opts, handler, values),
-        (cause: unknown) =>
-          failHandler(handler, new ResolutionFailed({ message: `could not load the sandbox's secret values: ${describe(cause)}`, cause }))
-      )
+      current.then((values) => send(settings, dispatch, opts, handler, values), unavailable)
       return true
     }
 }

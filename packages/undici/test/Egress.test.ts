@@ -271,3 +271,22 @@ describe("clients", () => {
     expect(everything(world.https)).toContain(VALUE) // earlier tests did substitute
   })
 })
+
+describe("a resolver that throws", () => {
+  it("fails the request with ResolutionFailed (request and fetch) instead of throwing out of dispatch", async () => {
+    const box = await world.sandbox({ api: [VALUE, ["api.allowed.test"]] })
+    const resolver = { mount: box.mount, current: () => { throw new Error("resolver disposed") } }
+    const agent = new SecretgateAgent({ resolver: resolver as never, agentOptions: testAgentOptions })
+    try {
+      const before = world.https.received.length
+      await expect(request(world.https.url("api.allowed.test", "/"), { dispatcher: agent })).rejects.toMatchObject({
+        code: "SECRETGATE_RESOLUTION_FAILED",
+        message: expect.stringContaining("resolver disposed")
+      })
+      await expect(undiciFetch(world.https.url("api.allowed.test", "/"), { dispatcher: agent })).rejects.toThrow()
+      expect(world.https.received.length).toBe(before)
+    } finally {
+      await agent.close()
+    }
+  })
+})
