@@ -18,7 +18,7 @@ import { Args, Command, Options } from "@effect/cli"
 import type { ProxyAuditEvent } from "@secretgate/proxy"
 import { Effect, Option } from "effect"
 import { spawn } from "node:child_process"
-import { appendFileSync, chmodSync, mkdtempSync, rmSync } from "node:fs"
+import { chmodSync, createWriteStream, mkdtempSync, rmSync } from "node:fs"
 import { constants, tmpdir } from "node:os"
 import { join } from "node:path"
 import * as ChildUser from "../ChildUser.js"
@@ -120,7 +120,20 @@ export const command = Command.make(
         secrets: new Map(sandboxMount.secrets.map((secret) => [secret.name, { substituted: 0, withheld: 0, blocked: 0 }])),
         connections: { intercepted: 0, tunnelled: 0, refused: 0 }
       }
-      const auditFile = Option.getOrUndefined(args.audit)
+      // The audit sink runs on the proxy's request path: lines go to a stream, never a synchronous
+      // write per event; it is flushed and closed after the child exits.
+      const auditPath = Option.getOrUndefined(args.audit)
+      const auditFile = auditPath === undefined ? undefined : yield* Effect.acquireRelease(
+        Effect.try({
+          try: () => {
+            const stream = createWriteStream(auditPath, { flags: "a", mode: 0o600 })
+            stream.on("error", () => undefined) // a failing audit file must not break the child's traffic
+            return stream
+          },
+          catch: (error) => CliFailure.usage(`--audit ${auditPath}: ${(error as Error).message}`)
+        }),
+        (stream) => Effect.async<void>((resume) => void stream.end(() => resume(Effect.void)))
+      )
       const audit = (event: ProxyAuditEvent.ProxyAuditEvent) => {
         if (event.type === "substituted" || event.type === "withheld" || event.type === "blocked") {
           const counts = event.secret === undefined ? undefined : tally.secrets.get(event.secret)
@@ -128,13 +141,7 @@ export const command = Command.make(
         } else if (event.type === "intercepted" || event.type === "tunnelled" || event.type === "refused") {
           tally.connections[event.type]++
         }
-        if (auditFile !== undefined) {
-          try {
-            appendFileSync(auditFile, `${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`, { mode: 0o600 })
-          } catch {
-            // an audit file that cannot be written must not break the child's traffic
-          }
-        }
+        auditFile?.write(`${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`)
       }
       // Another user must be able to read the CA files handed to the child: a directory of our own,
       // readable by all (the files hold no secret), removed at the end.
