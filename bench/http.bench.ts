@@ -5,8 +5,9 @@
  * 1. Server CPU per `GET /secret/{id}` and requests/s, `SecretServer` (memory backend) against a
  *    bare `node:http` server answering the same JSON after the same Bearer check (SHA-256 of the
  *    key, constant-time compare), undici `Pool` at concurrency 64, interleaved rounds, medians.
- * 2. `HttpSecrets` (through the Promise facade) against raw HTTP (undici `Pool` + `JSON.parse`) to
- *    the same server: client CPU per call and calls/s, interleaved rounds, medians.
+ * 2. `HttpSecrets` (through the Promise facade) against raw HTTP (undici `Pool` + `JSON.parse`,
+ *    sending the same bytes: key and organization header) to the same server, the same number of
+ *    connections on both sides: client CPU per call and calls/s, interleaved rounds, medians.
  * 3. 1,000 remote egress resolvers in this process (one `HttpSecrets`, each resolver mounting its
  *    own secret and asked for its values every 100 ms, as a sandbox's traffic would) against one
  *    server, for 30 s with one update a second: requests reaching the server with the watch and
@@ -17,7 +18,7 @@
  * runs only those parts.
  */
 import { Secretgate, SecretResolver, Secrets } from "@secretgate/core"
-import { ApiKeys, HttpSecrets, SecretServer } from "@secretgate/http"
+import { ApiKeys, HttpSecrets, SecretApi, SecretServer } from "@secretgate/http"
 import { MemorySecretStore } from "@secretgate/memory"
 import { Effect, Layer, Logger, LogLevel, ManagedRuntime, Redacted } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
@@ -37,6 +38,7 @@ const RESOLVERS = Number(process.env.SECRETGATE_BENCH_RESOLVERS ?? (QUICK ? 100 
 const WATCH_SECONDS = QUICK ? 5 : 30
 const ORG = "bench"
 const CHILD = "SECRETGATE_HTTP_BENCH_CHILD"
+const { ORGANIZATION_HEADER } = SecretApi
 
 // ---------------------------------------------------------------------------------------------
 // The children: a server that reports its CPU time and the requests it saw, by route.
@@ -159,8 +161,8 @@ const drive = async (count: number, task: () => Promise<void>) => {
   return { millis: performance.now() - started, failed }
 }
 
-const getRaw = (pool: Pool, path: string, authorization: string) => async () => {
-  const response = await pool.request({ method: "GET", path, headers: { authorization } })
+const getRaw = (pool: Pool, path: string, headers: Record<string, string>) => async () => {
+  const response = await pool.request({ method: "GET", path, headers })
   const body = await response.body.text()
   if (response.statusCode !== 200) throw new Error(`status ${response.statusCode}`)
   JSON.parse(body)
@@ -172,7 +174,7 @@ const serverCost = async (manage: string, resolve: string) => {
   const admin = new Secretgate({ layer: HttpSecrets.layer({ baseUrl: ours.url, apiKey: manage, watch: false }), organizationId: ORG })
   const id = (await admin.secret.create({ name: "bench_0", value: "value-0", hosts: ["api.example.com"] })).id
   await admin.dispose()
-  const authorization = `Bearer ${manage}`
+  const authorization = { authorization: `Bearer ${manage}` }
   const targets = [
     { name: "bare node:http (baseline)", child: bare, path: `/secret/${id}` },
     { name: "SecretServer, memory backend", child: ours, path: `/secret/${id}` }
@@ -218,14 +220,22 @@ const serverCost = async (manage: string, resolve: string) => {
 
 const clientCost = async (manage: string, resolve: string) => {
   const server = await startChild("secretgate", manage, resolve)
-  const remote = new Secretgate({ layer: HttpSecrets.layer({ baseUrl: server.url, apiKey: manage, watch: false }), organizationId: ORG })
+  // the same connections on both sides
+  const remote = new Secretgate({
+    layer: HttpSecrets.layer({ baseUrl: server.url, apiKey: manage, watch: false, maxConnections: CONCURRENCY }),
+    organizationId: ORG
+  })
   const pool = new Pool(server.url, { connections: CONCURRENCY, pipelining: 1 })
   const samples = new Map<string, { cpu: Array<number>; rps: Array<number>; ratio: Array<number> }>()
   let failed = 0
   try {
     const id = (await remote.secret.create({ name: "bench_0", value: "value-0", hosts: ["api.example.com"] })).id
     const tasks = [
-      { name: "raw HTTP: undici Pool + JSON.parse (baseline)", task: getRaw(pool, `/secret/${id}`, `Bearer ${manage}`) },
+      // the bytes HttpSecrets sends: the key and the organization header
+      {
+        name: "raw HTTP: undici Pool + JSON.parse (baseline)",
+        task: getRaw(pool, `/secret/${id}`, { authorization: `Bearer ${manage}`, [ORGANIZATION_HEADER]: ORG })
+      },
       { name: "HttpSecrets: gate.secret.get(id)", task: async () => void (await remote.secret.get(id)) }
     ]
     for (const { task } of tasks) await drive(REQUESTS / 4, task)
