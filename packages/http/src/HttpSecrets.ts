@@ -231,14 +231,30 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, No
       path: ApiCaller.CallInput["path"],
       urlParams: ApiCaller.CallInput["urlParams"],
       payload: unknown,
-      responseLimit = maxResponseBytes
+      responseLimit = maxResponseBytes,
+      share?: string
     ): Effect.Effect<A, E | StoreError> => {
       const header = authorization(organizationId)
       if (typeof header !== "string") return Effect.fail(header)
       const headers: Record<string, string> = { authorization: header }
       headers[ORGANIZATION_HEADER] = organizationId
-      return call({ path, urlParams, payload, headers, responseLimit, failure }) as Effect.Effect<A, E | StoreError>
+      return call({ path, urlParams, payload, headers, responseLimit, failure, share }) as Effect.Effect<A, E | StoreError>
     }
+    // Coalescing of resolves: a resolve of the same placeholders for the same organization joins
+    // one in flight, unless something of the organization may have changed since that one was
+    // sent: a write answered through this client, or a change announced by the watch. Each moves
+    // the organization's epoch, which is part of the sharing key.
+    const written = new Map<string, number>()
+    // (also a write that failed: it may have reached the server)
+    const wrote = <A, E>(organizationId: string, write: Effect.Effect<A, E>) =>
+      Effect.ensuring(
+        write,
+        Effect.sync(() => {
+          written.set(organizationId, (written.get(organizationId) ?? 0) + 1)
+        })
+      )
+    const epochOf = (organizationId: string) =>
+      `${written.get(organizationId) ?? 0}.${watches?.peek(organizationId)?.revision ?? 0}`
     const failureOf = (error: unknown): StoreError =>
       hasTag(error) && !(error instanceof ApiCaller.CallFailure) && STORE_ERRORS.includes(error._tag)
         ? error as StoreError
@@ -314,7 +330,7 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, No
       }),
       create: (organizationId, input) =>
         Effect.flatMap(decodeCreate(input), (payload) =>
-          remote<Secret.Secret, InvalidSecretInput | SecretNameTaken | QuotaExceeded>(
+          wrote(organizationId, remote<Secret.Secret, InvalidSecretInput | SecretNameTaken | QuotaExceeded>(
             organizationId,
             manageKey,
             createFailure,
@@ -322,7 +338,7 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, No
             undefined,
             undefined,
             payload
-          )),
+          ))),
       list: (organizationId) =>
         remote<ReadonlyArray<Secret.Secret>, never>(
           organizationId,
@@ -368,25 +384,31 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, No
       update: (organizationId, id, input) =>
         Effect.flatMap(decodeUpdate(input), (payload) =>
           withId(id, (path) =>
-            remote<Secret.Secret, InvalidSecretInput | SecretNotFound>(
+            wrote(
               organizationId,
-              manageKey,
-              updateFailure,
-              calls.secret!.update!,
-              path,
-              undefined,
-              payload
+              remote<Secret.Secret, InvalidSecretInput | SecretNotFound>(
+                organizationId,
+                manageKey,
+                updateFailure,
+                calls.secret!.update!,
+                path,
+                undefined,
+                payload
+              )
             ))),
       delete: (organizationId, id) =>
         withId(id, (path) =>
-          remote<void, SecretNotFound>(
+          wrote(
             organizationId,
-            manageKey,
-            notFoundFailure,
-            calls.secret!.delete!,
-            path,
-            undefined,
-            undefined
+            remote<void, SecretNotFound>(
+              organizationId,
+              manageKey,
+              notFoundFailure,
+              calls.secret!.delete!,
+              path,
+              undefined,
+              undefined
+            )
           )),
       resolve: (organizationId, placeholders) => {
         const unique = [...new Set(placeholders)]
@@ -394,6 +416,7 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, No
         for (let i = 0; i < unique.length; i += MAX_RESOLVE_PLACEHOLDERS) {
           batches.push(unique.slice(i, i + MAX_RESOLVE_PLACEHOLDERS))
         }
+        const epoch = epochOf(organizationId)
         return Effect.forEach(batches, (batch) =>
           remote<{ readonly secrets: ReadonlyArray<Secrets.ResolvedSecret> }, never>(
             organizationId,
@@ -403,7 +426,9 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, No
             undefined,
             undefined,
             { placeholders: batch },
-            Math.max(maxResponseBytes, batch.length * RESOLVED_SECRET_BYTES)
+            Math.max(maxResponseBytes, batch.length * RESOLVED_SECRET_BYTES),
+            // JSON: no placeholder can make two different keys equal
+            JSON.stringify([organizationId, epoch, batch])
           )).pipe(Effect.map((all) => all.flatMap((answer) => answer.secrets)))
       }
     })

@@ -38,12 +38,18 @@ export interface CallInput {
   readonly responseLimit: number
   /** Maps the endpoint's decoded error or a `CallFailure` to the error the call fails with. */
   readonly failure?: ((error: unknown) => unknown) | undefined
+  /**
+   * Coalescing: a call of the same endpoint with the same `share` key while one is in flight
+   * joins it instead of sending a request of its own, and gets the same answer. The key must
+   * determine the whole request (path, query, payload, headers); undefined: never shared.
+   */
+  readonly share?: string | undefined
 }
 
 /** A call of one endpoint. */
 export type Call = (input: CallInput) => Effect.Effect<any, unknown>
 
-/** One endpoint as derived from the API: what the resolve fast lane of the server reuses too. */
+/** One endpoint as derived from the API. */
 export interface Endpoint {
   readonly method: string
   /** The path template, `:name` for each parameter. */
@@ -144,8 +150,13 @@ const callOf = (
 ): Call => {
   const segments = segmentsOf(endpoint.path)
   const method = endpoint.method as Undici.Dispatcher.HttpMethod
+  const shared = new Map<string, AnswerHandler>()
   return (input) =>
     Effect.async<unknown, unknown>((resume) => {
+      if (input.share !== undefined) {
+        const joined = shared.get(input.share)
+        if (joined !== undefined) return joined.join(resume, input.failure ?? identity)
+      }
       let body: string | null = null
       const headers = input.headers
       if (endpoint.encodePayload !== undefined) {
@@ -165,6 +176,13 @@ const callOf = (
       const handler = new AnswerHandler(endpoint, input.responseLimit, input.failure ?? identity, resume, inFlight)
       handler.timer = setTimeout(timedOut, options.timeoutMillis, handler)
       inFlight.add(handler)
+      if (input.share !== undefined) {
+        const key = input.share
+        shared.set(key, handler)
+        handler.unshare = () => {
+          if (shared.get(key) === handler) shared.delete(key)
+        }
+      }
       options.dispatcher.dispatch({ origin, path, method, headers, body }, handler)
     })
 }
@@ -176,7 +194,11 @@ const timedOut = (handler: AnswerHandler) => handler.fail(new CallFailure({ reas
 // call's fiber resumed once.
 class AnswerHandler {
   timer: ReturnType<typeof setTimeout> | undefined
+  /** Ends the sharing of this request (set for a shared call). */
+  unshare: (() => void) | undefined
   private settled = false
+  // calls that joined this one's request: their resume and failure mapping
+  private joined: Array<{ readonly resume: (effect: Effect.Effect<unknown, unknown>) => void; readonly failure: (error: unknown) => unknown }> | undefined
   private abort: ((error?: Error) => void) | undefined
   private reason: Error | undefined
   private status = 0
@@ -191,11 +213,16 @@ class AnswerHandler {
     private readonly inFlight: Set<AnswerHandler>
   ) {}
 
+  /** Another call with the same answer: it gets this request's outcome too. */
+  join(resume: (effect: Effect.Effect<unknown, unknown>) => void, failure: (error: unknown) => unknown) {
+    ;(this.joined ??= []).push({ resume, failure })
+  }
+
   /** Ends the request: the call failed (timeout, too large, closed). */
   fail(failure: CallFailure) {
     if (this.settled) return
     this.finish()
-    this.resume(Effect.fail(this.failure(failure)))
+    this.failWith(failure)
     if (this.abort !== undefined) this.abort(failure)
     else this.reason = failure
   }
@@ -204,21 +231,33 @@ class AnswerHandler {
     this.settled = true
     clearTimeout(this.timer)
     this.inFlight.delete(this)
+    this.unshare?.()
     this.chunks = []
+  }
+
+  private succeed(value: unknown) {
+    this.resume(Effect.succeed(value))
+    if (this.joined !== undefined) for (const { resume } of this.joined) resume(Effect.succeed(value))
+  }
+
+  private failWith(error: unknown) {
+    this.resume(Effect.fail(this.failure(error)))
+    if (this.joined !== undefined) for (const { failure, resume } of this.joined) resume(Effect.fail(failure(error)))
   }
 
   private answer(status: number, text: string) {
     const decoder = this.endpoint.decoders.get(status)
-    if (decoder === undefined) return this.resume(Effect.fail(this.failure(new CallFailure({ reason: "not this API", status }))))
+    if (decoder === undefined) return this.failWith(new CallFailure({ reason: "not this API", status }))
     let json: unknown
     try {
       json = text === "" ? undefined : JSON.parse(text)
     } catch {
-      return this.resume(Effect.fail(this.failure(new CallFailure({ reason: "not this API", status }))))
+      return this.failWith(new CallFailure({ reason: "not this API", status }))
     }
     const decoded = decoder.decode(json)
-    if (Either.isLeft(decoded)) return this.resume(Effect.fail(this.failure(new CallFailure({ reason: "not this API", status }))))
-    this.resume(decoder.error ? Effect.fail(this.failure(decoded.right)) : Effect.succeed(decoded.right))
+    if (Either.isLeft(decoded)) return this.failWith(new CallFailure({ reason: "not this API", status }))
+    if (decoder.error) this.failWith(decoded.right)
+    else this.succeed(decoded.right)
   }
 
   onConnect(abort: (error?: Error) => void) {
@@ -263,6 +302,6 @@ class AnswerHandler {
   onError(cause: Error) {
     if (this.settled) return
     this.finish()
-    this.resume(Effect.fail(this.failure(new CallFailure({ reason: "unreachable", cause }))))
+    this.failWith(new CallFailure({ reason: "unreachable", cause }))
   }
 }
