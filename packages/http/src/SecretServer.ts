@@ -28,6 +28,7 @@ import * as Http from "node:http"
 import * as ApiKeys from "./ApiKeys.js"
 import { readJson } from "./internal/body.js"
 import * as FastLane from "./internal/fastLane.js"
+import * as ResolveLane from "./internal/resolveLane.js"
 import * as WatchStream from "./internal/watchStream.js"
 import {
   Caller,
@@ -124,6 +125,11 @@ const queryInput = (params: Record<string, QueryValue>): Effect.Effect<Record<st
 const getSecret = (secrets: Secrets.Secrets, caller: ApiKeys.ApiKey, path: { readonly secretId: string }) =>
   secrets.get(caller.organizationId, path.secretId)
 
+// The handler of `POST /secret/resolve` once the body is parsed, shared by the route and its fast lane.
+const resolveSecrets = (secrets: Secrets.Secrets, caller: ApiKeys.ApiKey, body: unknown) =>
+  Effect.flatMap(decodeResolve(body), ({ placeholders }) =>
+    Effect.map(secrets.resolve(caller.organizationId, placeholders), (resolved) => ({ secrets: resolved })))
+
 const handlers = (api: typeof SecretApi, maxBodyBytes: number, heartbeatMillis: number) =>
   Layer.mergeAll(
     HttpApiBuilder.group(api, "secret", (handlers) =>
@@ -162,8 +168,7 @@ const handlers = (api: typeof SecretApi, maxBodyBytes: number, heartbeatMillis: 
           .handleRaw("resolve", ({ request }) =>
             Effect.gen(function*() {
               const caller = yield* Caller
-              const { placeholders } = yield* Effect.flatMap(readJson(request, maxBodyBytes), decodeResolve)
-              return { secrets: yield* secrets.resolve(caller.organizationId, placeholders) }
+              return yield* Effect.flatMap(readJson(request, maxBodyBytes), (body) => resolveSecrets(secrets, caller, body))
             }))
           .handleRaw("watch", ({ request }) =>
             Effect.gen(function*() {
@@ -333,7 +338,7 @@ const drain = (server: Http.Server, timeout: Duration.Duration, streams: Set<Htt
 // `GET /secret/{id}`, the route a platform calls most, answered without the full application's
 // router and middleware stack (see internal/fastLane.ts); it takes the request events of the
 // server and hands whatever it does not answer to the application's own handler.
-const fastLane = (api: typeof SecretApi) =>
+const fastLane = (api: typeof SecretApi, maxBodyBytes: number) =>
   Layer.scopedDiscard(Effect.gen(function*() {
     const server = yield* NodeServer
     const secrets = yield* Secrets.Secrets
@@ -346,9 +351,20 @@ const fastLane = (api: typeof SecretApi) =>
         Effect.flatMap(authenticate(keys, ApiKeys.MANAGE, headers), (caller) => getSecret(secrets, caller, path as { readonly secretId: string })),
       runtime
     )
+    // `POST /secret/resolve`, the route every egress resolver calls (see internal/resolveLane.ts)
+    const resolveLane = ResolveLane.make(
+      api.groups.egress.endpoints.resolve,
+      {
+        authenticate: (headers) => authenticate(keys, ApiKeys.RESOLVE, headers),
+        handle: (caller, body) => resolveSecrets(secrets, caller, body)
+      },
+      runtime,
+      maxBodyBytes
+    )
     const [app, ...more] = server.listeners("request") as Array<(request: Http.IncomingMessage, response: Http.ServerResponse) => void>
     if (app === undefined || more.length > 0) return yield* Effect.dieMessage("secretgate: expected the API to be the server's one request handler")
-    const handler = (request: Http.IncomingMessage, response: Http.ServerResponse) => lane.serve(request, response, () => app(request, response))
+    const handler = (request: Http.IncomingMessage, response: Http.ServerResponse) =>
+      resolveLane.serve(request, response, (request) => lane.serve(request, response, () => app(request, response)))
     server.off("request", app)
     server.on("request", handler)
     yield* Effect.addFinalizer(() => Effect.sync(() => server.off("request", handler)))
@@ -396,7 +412,10 @@ export const layer = (
     Layer.provideMerge(httpServer),
     Layer.locally(HttpRouter.currentRouterConfig, routerConfig)
   )
-  return Layer.mergeAll(graceful, fastLane(withBasePath(normalizeBasePath(options.basePath ?? "/")))).pipe(
+  return Layer.mergeAll(
+    graceful,
+    fastLane(withBasePath(normalizeBasePath(options.basePath ?? "/")), options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES)
+  ).pipe(
     Layer.provideMerge(served),
     Layer.provideMerge(nodeServer),
     Layer.provideMerge(openStreams),
