@@ -5,11 +5,15 @@
  * watch off, by polling the journal (the guarantee).
  */
 import { describe, expect, it } from "@effect/vitest"
+import { spawn } from "node:child_process"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
 import { KeyRing, SecretChanges, Secrets } from "@secretgate/core"
 import { Effect, Redacted } from "effect"
 import { open, runChild, tempStore } from "./support.js"
 
 const ORG = "acme"
+const packageDir = Path.join(Path.dirname(fileURLToPath(import.meta.url)), "..")
 
 /** Waits until `check` holds (polling every 20 ms, for at most 20 s). */
 const eventually = (check: () => boolean) =>
@@ -38,6 +42,26 @@ describe("changes", () => {
       yield* secrets.delete(ORG, created.id)
       expect(heard).toContainEqual({ organizationId: ORG, placeholders: [created.placeholder] })
     }))
+
+  it("a store left open (never disposed) does not keep its process alive", async () => {
+    const script = [
+      `import { Secretgate } from "@secretgate/core"`,
+      `import { FileSystemSecretStore } from "@secretgate/filesystem"`,
+      `const gate = new Secretgate({ layer: FileSystemSecretStore.layer({ directory: process.argv[1] }), organizationId: "acme" })`,
+      `await gate.secret.create({ name: "left_open", value: "v" })`,
+      `console.log("created")`
+    ].join("\n")
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script, tempStore()], {
+      cwd: packageDir,
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let output = ""
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => output += chunk)
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => output += chunk)
+    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve))
+    expect(output).toContain("created")
+    expect(code).toBe(0)
+  }, 60_000)
 
   for (const watchDirectory of [true, false]) {
     it.scopedLive(

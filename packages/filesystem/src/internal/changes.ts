@@ -23,7 +23,7 @@
  */
 import type { FileSystem } from "@effect/platform"
 import { SecretChanges, type StoreError } from "@secretgate/core"
-import { Duration, Effect, Schedule, type Scope } from "effect"
+import { Duration, Effect, Runtime, type Scope } from "effect"
 import * as Fs from "node:fs"
 import { basename } from "node:path"
 import type * as Journal from "./journal.js"
@@ -143,33 +143,37 @@ export const make = (
         return ino !== position.ino || Number(info.size) !== position.size || mtimeMs !== position.mtimeMs
       }
     )
-    if (Duration.toMillis(options.pollInterval) > 0) {
-      yield* Effect.forkScoped(
-        Effect.repeat(
-          Effect.flatMap(changedSinceCheck, (changed) => changed ? check : Effect.void),
-          Schedule.spaced(options.pollInterval)
-        )
+    // checks started by timers and events: one at a time, and one more if asked meanwhile
+    const runtime = yield* Effect.runtime<never>()
+    const runPromise = Runtime.runPromise(runtime)
+    let running = false
+    let again: Effect.Effect<void> | undefined
+    const start = (task: Effect.Effect<void>) => {
+      if (running) {
+        again = again === check ? check : task
+        return
+      }
+      running = true
+      again = undefined
+      void runPromise(task).finally(() => {
+        running = false
+        if (again !== undefined) start(again)
+      })
+    }
+
+    const pollMillis = Duration.toMillis(options.pollInterval)
+    if (pollMillis > 0) {
+      const polled = Effect.flatMap(changedSinceCheck, (changed) => changed ? check : Effect.void)
+      // a plain timer, unref'd: a store left open does not keep the process alive
+      yield* Effect.acquireRelease(
+        Effect.sync(() => setInterval(() => start(polled), pollMillis).unref()),
+        (timer) => Effect.sync(() => clearInterval(timer))
       )
     }
 
-    // the fast path: events on the directory's journal files run a check (coalesced: one at a
-    // time, and one more if events came meanwhile)
+    // the fast path: events on the directory's journal files run a check
     if (options.watch) {
-      const runtime = yield* Effect.runtime<never>()
-      let running = false
-      let again = false
-      const run = () => {
-        if (running) {
-          again = true
-          return
-        }
-        running = true
-        again = false
-        void Effect.runPromiseExit(Effect.provide(check, runtime)).then(() => {
-          running = false
-          if (again) run()
-        })
-      }
+      const run = () => start(check)
       const journalName = basename(paths.journal)
       const previousName = basename(paths.journalPrevious)
       let failures = 0
