@@ -72,7 +72,11 @@ export const command = Command.make(
     ...Store.options,
     port: Options.integer("port").pipe(Options.withDefault(8080), Options.withDescription("Port to listen on (0: any free port)")),
     host: Options.text("host").pipe(Options.withDefault("127.0.0.1"), Options.withDescription("Interface to listen on")),
-    keysFile: Options.file("keys-file", { exists: "yes" }).pipe(Options.optional, Options.withDescription("API keys, JSON (see secretgate api-key new)"))
+    keysFile: Options.file("keys-file", { exists: "yes" }).pipe(Options.optional, Options.withDescription("API keys, JSON (see secretgate api-key new)")),
+    auditLog: Options.file("audit-log").pipe(
+      Options.optional,
+      Options.withDescription("Append the management audit trail (who created, updated, deleted which secret) to this file, as JSON lines (created 0600)")
+    )
   },
   (args) =>
     Effect.gen(function*() {
@@ -82,7 +86,14 @@ export const command = Command.make(
       const keys = Option.isSome(args.keysFile) ? yield* keysFromFile(args.keysFile.value) : yield* keysFromEnvironment(args.org)
       const { SecretServer } = yield* Effect.promise(() => import("@secretgate/http"))
       const server = yield* Effect.tryPromise({
-        try: () => SecretServer.serve({ port: args.port, host: args.host, backend: backend as never, keys }),
+        try: () =>
+          SecretServer.serve({
+            port: args.port,
+            host: args.host,
+            backend: backend as never,
+            keys,
+            ...(Option.isSome(args.auditLog) ? { auditLog: args.auditLog.value } : {})
+          }),
         catch: (error) => new CliFailure({ kind: "unavailable", message: `could not start the server: ${(error as Error).message}` })
       })
       yield* log("listening", { url: server.url, keys: keys.length })
