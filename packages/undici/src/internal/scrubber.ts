@@ -27,11 +27,30 @@ const enum Kind {
 const PLUS_IS_SPACE = Automaton.fold([[0x2b, 0x20]])
 const FOLDS = [Automaton.IDENTITY, PLUS_IS_SPACE, Automaton.fold([[0x2b, 0x20]], Automaton.LOWER_CASE)]
 
+/**
+ * Which byte pairs occur next to each other in some pattern (after folding), indexed by
+ * `first << 8 | second`. A match of two or more bytes that covers a byte holds that byte and one of
+ * its neighbours: an escape whose decoded bytes pair with no neighbour into such a pair is in no
+ * match, and its stream need not be scanned there.
+ */
+const pairsOf = (patterns: ReadonlyArray<Buffer>, folding: Automaton.Fold): Uint8Array => {
+  const pairs = new Uint8Array(65536)
+  for (const pattern of patterns) {
+    for (let i = 1; i < pattern.length; i++) pairs[(folding[pattern[i - 1]!]! << 8) | folding[pattern[i]!]!] = 1
+  }
+  return pairs
+}
+
 /** One automaton's patterns and what replaces each. */
 class PatternSet {
   readonly plus: boolean
+  /** The length of the shortest pattern. */
+  readonly shortest: number
   private readonly automata: Array<Automaton.Automaton | undefined> = [undefined, undefined, undefined]
+  private readonly pairTables: Array<Uint8Array | undefined> = [undefined, undefined, undefined]
   private readonly encoded = new Map<string, Buffer>()
+  /** The skip search over raw bytes (`undefined`: patterns too short for it to pay). */
+  readonly search: SkipSearch | undefined
 
   constructor(
     readonly patterns: ReadonlyArray<Buffer>,
@@ -41,7 +60,21 @@ class PatternSet {
     readonly secrets: ReadonlyArray<ResolvedSecret | undefined>
   ) {
     this.plus = patterns.some((pattern) => pattern.includes(0x20) || pattern.includes(0x2b))
+    this.shortest = patterns.reduce((min, pattern) => Math.min(min, pattern.length), Infinity)
     this.automata[Kind.Exact] = new Automaton.Automaton(patterns)
+    this.search = this.shortest >= SkipSearch.SHORTEST ? new SkipSearch(patterns) : undefined
+  }
+
+  /** The byte pairs of the patterns under the kind's folding, or `undefined` when a pattern is one byte long. */
+  pairs(kind: Kind): Uint8Array | undefined {
+    if (this.shortest < 2) return undefined
+    const k = kind === Kind.Plus && !this.plus ? Kind.Exact : kind
+    return (this.pairTables[k] ??= pairsOf(this.patterns, FOLDS[k]!))
+  }
+
+  /** The folding of the kind. */
+  folding(kind: Kind): Automaton.Fold {
+    return FOLDS[kind === Kind.Plus && !this.plus ? Kind.Exact : kind]!
   }
 
   automaton(kind: Kind): Automaton.Automaton {
@@ -67,9 +100,96 @@ class PatternSet {
     return this.automata[Kind.Exact]!.longest
   }
 
-  /** Bytes the automata scanned so far. */
+  /** Bytes the automata and the skip search examined so far. */
   work(): number {
-    return this.automata.reduce((sum, automaton) => sum + (automaton?.work ?? 0), 0)
+    return this.automata.reduce((sum, automaton) => sum + (automaton?.work ?? 0), 0) + (this.search?.work ?? 0)
+  }
+}
+
+/**
+ * Every occurrence of a few or many patterns in raw bytes, mostly without looking at each byte:
+ * the shift-table search of Wu and Manber. Each pattern's first `m` bytes (`m`: the shortest
+ * pattern's length) are all that decide where to look; a window of `m` bytes whose last `BLOCK`
+ * bytes end no such prefix can be moved on by as many bytes as the table says (up to `m - BLOCK + 1`),
+ * and a window they do end is checked against the patterns whose prefix ends that way.
+ *
+ * Its work is bounded by one check per window plus the bytes compared; where comparing would cost
+ * more than `BUDGET` times the input (inputs made of a pattern's own repetitions), the caller falls
+ * back to the automaton, whose work is one step per byte whatever the input.
+ */
+class SkipSearch {
+  /** Patterns shorter than this are searched by the automaton. */
+  static readonly SHORTEST = 4
+  private static readonly BUDGET = 2
+  /** Bytes per block: 3 for prefixes of 8 bytes or more (hashed into 16 bits), else 2. */
+  private readonly block: number
+  private readonly m: number
+  /** block hash -> how far the window may move; 0: some prefix ends with this block. */
+  private readonly shift: Uint8Array
+  /** block hash -> the patterns whose prefix ends with it. */
+  private readonly ending: Array<Array<number> | undefined>
+  /** Windows and bytes examined so far. */
+  work = 0
+
+  constructor(private readonly patterns: ReadonlyArray<Buffer>) {
+    const m = patterns.reduce((min, pattern) => Math.min(min, pattern.length), Infinity)
+    this.m = Math.min(m, 256)
+    this.block = this.m >= 8 ? 3 : 2
+    const most = this.m - this.block + 1
+    this.shift = new Uint8Array(65536).fill(most)
+    this.ending = []
+    patterns.forEach((pattern, index) => {
+      for (let end = this.block - 1; end < this.m; end++) {
+        const h = this.hash(pattern, end)
+        const shift = this.m - 1 - end
+        if (shift < this.shift[h]!) this.shift[h] = shift
+        if (shift === 0) (this.ending[h] ??= []).push(index)
+      }
+    })
+  }
+
+  private hash(bytes: Uint8Array, end: number): number {
+    return this.block === 2 ? (bytes[end - 1]! << 8) | bytes[end]! : ((bytes[end - 2]! << 10) ^ (bytes[end - 1]! << 5) ^ bytes[end]!) & 0xffff
+  }
+
+  /**
+   * Calls `onMatch` for every occurrence that ends within `bytes[0, end)`; returns false, having
+   * reported nothing, when the input is too repetitive for the search to stay cheap.
+   */
+  all(bytes: Uint8Array, end: number, onMatch: (pattern: number, start: number) => void): boolean {
+    const { m, shift, ending, patterns } = this
+    const budget = SkipSearch.BUDGET * end + 64
+    const found: Array<number> = []
+    let compared = 0
+    let windows = 0
+    const three = this.block === 3
+    for (let pos = m - 1; pos < end; ) {
+      windows++
+      const h = three ? ((bytes[pos - 2]! << 10) ^ (bytes[pos - 1]! << 5) ^ bytes[pos]!) & 0xffff : (bytes[pos - 1]! << 8) | bytes[pos]!
+      const s = shift[h]!
+      if (s !== 0) {
+        pos += s
+        continue
+      }
+      const start = pos - m + 1
+      for (const index of ending[h]!) {
+        const pattern = patterns[index]!
+        const length = pattern.length
+        if (start + length > end) continue
+        let i = 0
+        while (i < length && bytes[start + i] === pattern[i]) i++
+        compared += i + 1
+        if (i === length) found.push(index, start)
+      }
+      if (compared > budget) {
+        this.work += windows + compared
+        return false
+      }
+      pos++
+    }
+    this.work += windows + compared
+    for (let i = 0; i < found.length; i += 2) onMatch(found[i]!, found[i + 1]!)
+    return true
   }
 }
 
@@ -206,7 +326,8 @@ const matchNearEscapes = (
   kind: Kind,
   atEnd: boolean,
   span: Span,
-  found: Candidates
+  found: Candidates,
+  exhaustive: boolean
 ) => {
   const bytes = decoded.bytes
   const length = bytes.length
@@ -214,19 +335,29 @@ const matchNearEscapes = (
     const automaton = set.automaton(kind)
     const reach = automaton.longest - 1
     const scanWindow = (from: number, to: number) => {
-      const state = automaton.scan(bytes, from, to, Automaton.Automaton.ROOT, (pattern, end) => {
+      automaton.scan(bytes, from, to, Automaton.Automaton.ROOT, (pattern, end) => {
         const [start, stop] = span(end - automaton.lengthOf(pattern), end)
         found.add(start, stop, set.replacement(pattern, stack), set.secrets[pattern])
       })
+    }
+    if (!atEnd) {
+      // a proper prefix of a pattern at the end: more bytes could complete it
+      const state = automaton.scan(bytes, Math.max(0, length - reach), length, Automaton.Automaton.ROOT, () => {})
       const depth = automaton.depth(state)
-      if (!atEnd && to === length && depth > 0) found.hold = Math.min(found.hold, span(length - depth, length)[0])
+      if (depth > 0) found.hold = Math.min(found.hold, span(length - depth, length)[0])
+    }
+    if (exhaustive) {
+      if (length > 0) scanWindow(0, length)
+      continue
     }
     let windowStart = -1
     let windowEnd = -1
     const { outAt, outLength } = decoded
+    const pairs = set.pairs(kind)
+    const folding = set.folding(kind)
     for (let k = 0; k < outAt.length; k++) {
-      // an escape whose bytes occur in no pattern is in no match
-      if (!relevant(automaton, bytes, outAt[k]!, outLength[k]!)) continue
+      // an escape whose bytes pair with no neighbour as in a pattern is in no match
+      if (pairs === undefined ? !relevant(automaton, bytes, outAt[k]!, outLength[k]!) : !paired(pairs, folding, bytes, length, outAt[k]!, outLength[k]!)) continue
       const from = Math.max(0, outAt[k]! - reach)
       const to = Math.min(length, outAt[k]! + outLength[k]! + reach)
       if (from <= windowEnd) windowEnd = Math.max(windowEnd, to)
@@ -250,6 +381,22 @@ const matchNearEscapes = (
   }
 }
 
+/**
+ * Whether a byte of `bytes[at, at + count)` forms, with the byte before or after it, a pair that
+ * occurs in a pattern (`pairs`, after `folding`).
+ */
+const paired = (pairs: Uint8Array, folding: Automaton.Fold, bytes: Buffer, length: number, at: number, count: number): boolean => {
+  const from = Math.max(0, at - 1)
+  const to = Math.min(length, at + count + 1)
+  let previous = folding[bytes[from]!]!
+  for (let i = from + 1; i < to; i++) {
+    const current = folding[bytes[i]!]!
+    if (pairs[(previous << 8) | current] === 1) return true
+    previous = current
+  }
+  return false
+}
+
 /** Whether any of `bytes[at, at + length)` occurs in a pattern of the automaton. */
 const relevant = (automaton: Automaton.Automaton, bytes: Buffer, at: number, length: number): boolean => {
   for (let i = at; i < at + length; i++) if (automaton.occurs(bytes[i]!)) return true
@@ -263,15 +410,31 @@ const relevant = (automaton: Automaton.Automaton, bytes: Buffer, at: number, len
  */
 const NATIVE_SEARCH_UP_TO = 8
 
+/**
+ * Holds back a proper prefix of a pattern at the end of `bytes`: more bytes could complete it. (A
+ * pattern already whole there was found, and is not held.)
+ */
+const holdTail = (automaton: Automaton.Automaton, bytes: Buffer, found: Candidates) => {
+  const from = Math.max(0, bytes.length - automaton.longest + 1)
+  const state = automaton.scan(bytes, from, bytes.length, Automaton.Automaton.ROOT, () => {})
+  found.hold = Math.min(found.hold, bytes.length - automaton.depth(state))
+}
+
 /** Every match of `bytes` under any stack, unjoined, and where to hold back. */
-const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: boolean): Candidates => {
+const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: boolean, exhaustive = false): Candidates => {
   const found = new Candidates(bytes.length)
   const sets = scrubber.sets
   if (sets.length === 0 || bytes.length === 0) return found
   const plus = sets.some((set) => set.plus)
   for (const set of sets) {
     const automaton = set.automaton(loose ? Kind.Loose : Kind.Exact)
-    if (!loose && set.patterns.length <= NATIVE_SEARCH_UP_TO) {
+    const search = set.search
+    if (!loose && !exhaustive && search !== undefined && search.all(bytes, bytes.length, (i, at) => found.add(at, at + set.patterns[i]!.length, set.replacement(i, []), set.secrets[i]))) {
+      // only the end, where a match may be cut off, needs the automaton's state
+      if (!atEnd) holdTail(automaton, bytes, found)
+      continue
+    }
+    if (!loose && !exhaustive && set.patterns.length <= NATIVE_SEARCH_UP_TO) {
       // a few patterns: the platform's byte search finds each faster than a pass of the automaton;
       // only the end, where a match may be cut off, needs the automaton's state
       set.patterns.forEach((pattern, i) => {
@@ -279,17 +442,13 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
           found.add(at, at + pattern.length, set.replacement(i, []), set.secrets[i])
         }
       })
-      if (!atEnd) {
-        const from = Math.max(0, bytes.length - automaton.longest + 1)
-        const state = automaton.scan(bytes, from, bytes.length, Automaton.Automaton.ROOT, () => {})
-        found.hold = Math.min(found.hold, bytes.length - automaton.depth(state))
-      }
+      if (!atEnd) holdTail(automaton, bytes, found)
       continue
     }
-    const state = automaton.scan(bytes, 0, bytes.length, Automaton.Automaton.ROOT, (pattern, end) => {
+    automaton.scan(bytes, 0, bytes.length, Automaton.Automaton.ROOT, (pattern, end) => {
       found.add(end - automaton.lengthOf(pattern), end, set.replacement(pattern, []), set.secrets[pattern])
     })
-    if (!atEnd) found.hold = Math.min(found.hold, bytes.length - automaton.depth(state))
+    if (!atEnd) holdTail(automaton, bytes, found)
   }
   const kindOf = (stack: ReadonlyArray<Syntax>) => (loose ? Kind.Loose : stack.includes("percent") ? Kind.Plus : Kind.Exact)
   for (const outer of SYNTAXES) {
@@ -297,14 +456,16 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
     const first = decode(outer, bytes, 0, bytes.length, atEnd, plus)
     if (first.cut !== -1) found.hold = Math.min(found.hold, first.cut)
     const once: Span = (start, end) => [startOf(first, start), endOf(first, end)]
-    matchNearEscapes(sets, first, [outer], kindOf([outer]), atEnd, once, found)
-    if (MAX_DEPTH < 2) continue
+    matchNearEscapes(sets, first, [outer], kindOf([outer]), atEnd, once, found, exhaustive)
+    // nothing decoded and nothing cut off: the stream is the input, and every stack under this
+    // one is the same stack without it, already tried (a cut-off stream is not: it ends sooner)
+    if (MAX_DEPTH < 2 || (!exhaustive && first.outAt.length === 0 && first.cut === -1)) continue
     for (const inner of SYNTAXES) {
       if (!hasIntroducer(inner, first.bytes, 0, first.bytes.length, plus)) continue
       const second = decode(inner, first.bytes, 0, first.bytes.length, atEnd, plus, 1)
       if (second.cut !== -1) found.hold = Math.min(found.hold, startOf(first, second.cut))
       const twice: Span = (start, end) => once(startOf(second, start), endOf(second, end))
-      matchNearEscapes(sets, second, [outer, inner], kindOf([outer, inner]), atEnd, twice, found)
+      matchNearEscapes(sets, second, [outer, inner], kindOf([outer, inner]), atEnd, twice, found, exhaustive)
     }
   }
   return found
@@ -381,6 +542,18 @@ export const secretsIn = (scrubber: Scrubber, bytes: Buffer): Set<ResolvedSecret
   const found = candidates(scrubber, bytes, true, false)
   for (const secret of found.secrets) if (secret !== undefined) secrets.add(secret)
   return secrets
+}
+
+/**
+ * Which bytes of `bytes` the scrubber would replace (one flag per byte), and from where it would
+ * hold back; `exhaustive`: found without any of the shortcuts (each decoded stream scanned whole,
+ * every stack tried, no skip search), the reference the shortcuts are tested against.
+ */
+export const coverage = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, exhaustive: boolean): { readonly covered: Uint8Array; readonly hold: number } => {
+  const found = candidates(scrubber, bytes, atEnd, false, exhaustive)
+  const covered = new Uint8Array(bytes.length)
+  found.starts.forEach((start, i) => covered.fill(1, start, found.ends[i]!))
+  return { covered, hold: atEnd ? bytes.length : found.hold }
 }
 
 /** Bytes the scrubber's automata scanned so far (for tests that check the work stays linear). */
