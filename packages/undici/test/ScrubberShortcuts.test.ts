@@ -72,7 +72,7 @@ describe("the scrubber's shortcuts find exactly what the exhaustive scan finds",
           fc.array(valueOf(alphabet.values), { minLength: 1, maxLength: 12 }).chain((values) => fc.tuple(fc.constant(values), text(values, alphabet.text), fc.boolean())),
           ([values, bytes, atEnd]) => agree(values, bytes, atEnd)
         ),
-        { numRuns: 2000 }
+        { numRuns: Number(process.env.SHORTCUT_RUNS ?? 2000) }
       )
     })
 

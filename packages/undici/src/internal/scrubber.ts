@@ -13,7 +13,7 @@
 import { Automaton, type Secrets, Substitution } from "@secretgate/core"
 import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
-import { CANONICAL, decode, type Decoded, endOf, hasIntroducer, MAX_DEPTH, MAX_EXPANSION, startOf, type Syntax, SYNTAXES } from "./escapes.js"
+import { CANONICAL, decode, type Decoded, endOf, hasIntroducer, INTRODUCER, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, startOf, type Syntax, SYNTAXES } from "./escapes.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
 
@@ -204,6 +204,8 @@ export interface Scrubber {
    * never makes bytes longer), so a short header is passed without a scan.
    */
   readonly shortest: number
+  /** The length of the longest pattern (1 when none). */
+  readonly longest: number
 }
 
 export const isLatin1 = (text: string): boolean => {
@@ -243,6 +245,7 @@ const fromSets = (sets: ReadonlyArray<PatternSet>): Scrubber => {
   const scrubber: Scrubber = {
     sets: live,
     empty: live.length === 0,
+    longest,
     shortest: live.reduce((min, set) => Math.min(min, ...set.patterns.map((pattern) => pattern.length)), Infinity),
     matcher: {
       // the longest a match can be: every byte of the longest pattern under two of the widest escapes
@@ -410,6 +413,93 @@ const relevant = (automaton: Automaton.Automaton, bytes: Buffer, at: number, len
  */
 const NATIVE_SEARCH_UP_TO = 8
 
+/** The most bytes one escape of any syntax spans (`\\uD83D\\uDE00`, `&#x0001F600;`). */
+const LONGEST_ESCAPE = 12
+
+/**
+ * How far (exclusive) an escape of `syntax` at introducer `i` of `bytes` may reach, at most: a
+ * JSON escape's second byte (`\\u` is up to 12 bytes long with a surrogate pair, any other 2), a
+ * percent escape's 3 bytes, an HTML reference's `&`, `#`/`#x`, digits or name and `;`.
+ */
+const reachOf = (syntax: Syntax, bytes: Buffer, length: number, i: number): number => {
+  if (syntax === "json") return i + (bytes[i + 1] === 0x75 ? 12 : 2)
+  if (syntax === "percent") return bytes[i] === 0x2b ? i + 1 : i + 3
+  let j = i + 1
+  if (j < length && bytes[j] === 0x23) {
+    j++
+    if (j < length && (bytes[j]! | 0x20) === 0x78) j++
+  }
+  const from = j
+  while (j < length && j - from < MAX_REFERENCE_DIGITS + 1 && isAlphanumeric(bytes[j]!)) j++
+  return j < length && bytes[j] === 0x3b ? j + 1 : j
+}
+
+const isAlphanumeric = (byte: number): boolean => (byte >= 0x30 && byte <= 0x39) || ((byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7a)
+
+/**
+ * Whether decoding `inner` under the escapes of `first` can find a match that the stacks without
+ * `first`'s syntax do not. Such a match holds bytes of one of `first`'s escapes (elsewhere the
+ * decoded stream is the input, and `inner` reads it as it reads the input: from each introducer
+ * on, whatever came before; a backslash written by an escape, which could change how JSON pairs
+ * the backslashes after it, is an introducer itself). Those bytes stand in the inner layer as they
+ * are, with the bytes beside them, unless an inner escape may hold them or their neighbours: an
+ * introducer among them, up to `LONGEST_ESCAPE` bytes before them, or right after them. So the
+ * layer is needed only where such an introducer is, where the escape's bytes pair with a
+ * neighbour as in a value, where the stream is cut off or near its end (what is held back), or
+ * where a value is one byte long.
+ */
+const innerLayerNeeded = (scrubber: Scrubber, first: Decoded, inner: Syntax, kind: Kind, atEnd: boolean, plus: boolean): boolean => {
+  if (first.cut !== -1) return true
+  const bytes = first.bytes
+  const length = bytes.length
+  const { outAt, outLength } = first
+  const count = outAt.length
+  if (count === 0) return false
+  // near the end: what may be held back is decided by the layer itself
+  if (!atEnd && outAt[count - 1]! + outLength[count - 1]! + scrubber.longest + LONGEST_ESCAPE >= length) return true
+  const sets = scrubber.sets
+  const pairs: Array<Uint8Array> = []
+  const foldings: Array<Automaton.Fold> = []
+  for (const set of sets) {
+    const table = set.pairs(kind)
+    if (table === undefined) return true
+    pairs.push(table)
+    foldings.push(set.folding(kind))
+  }
+  const introducers = introducersOf(inner, bytes, length, plus)
+  let next = 0
+  for (let k = 0; k < count; k++) {
+    const at = outAt[k]!
+    const after = at + outLength[k]!
+    while (next < introducers.length && introducers[next]! < at - LONGEST_ESCAPE) next++
+    for (let q = next; q < introducers.length && introducers[q]! <= after; q++) {
+      const i = introducers[q]!
+      // right after the escape's bytes: an inner escape whose bytes are unknown here
+      if (i === after) return true
+      // before them: one that may reach the byte before them, or into them; in them: a
+      // backslash may change how JSON pairs the backslashes after it, and an HTML `&` or a `+`
+      // that can start nothing stands as it is
+      const reach = reachOf(inner, bytes, length, i)
+      if (i < at ? reach >= at : inner === "json" || reach > i + 1) return true
+    }
+    for (let s = 0; s < pairs.length; s++) if (paired(pairs[s]!, foldings[s]!, bytes, length, at, after - at)) return true
+  }
+  return false
+}
+
+/** Where the introducers of `syntax` are in `bytes` (`plus`: also each `+`, for percent), in order. */
+const introducersOf = (syntax: Syntax, bytes: Buffer, length: number, plus: boolean): Array<number> => {
+  const found: Array<number> = []
+  const introducer = INTRODUCER[syntax]
+  for (let i = bytes.indexOf(introducer); i !== -1 && i < length; i = bytes.indexOf(introducer, i + 1)) found.push(i)
+  if (syntax === "percent" && plus) {
+    const pluses: Array<number> = []
+    for (let i = bytes.indexOf(0x2b); i !== -1 && i < length; i = bytes.indexOf(0x2b, i + 1)) pluses.push(i)
+    if (pluses.length > 0) return [...found, ...pluses].sort((a, b) => a - b)
+  }
+  return found
+}
+
 /**
  * Holds back a proper prefix of a pattern at the end of `bytes`: more bytes could complete it. (A
  * pattern already whole there was found, and is not held.)
@@ -457,11 +547,10 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
     if (first.cut !== -1) found.hold = Math.min(found.hold, first.cut)
     const once: Span = (start, end) => [startOf(first, start), endOf(first, end)]
     matchNearEscapes(sets, first, [outer], kindOf([outer]), atEnd, once, found, exhaustive)
-    // nothing decoded and nothing cut off: the stream is the input, and every stack under this
-    // one is the same stack without it, already tried (a cut-off stream is not: it ends sooner)
-    if (MAX_DEPTH < 2 || (!exhaustive && first.outAt.length === 0 && first.cut === -1)) continue
+    if (MAX_DEPTH < 2) continue
     for (const inner of SYNTAXES) {
       if (!hasIntroducer(inner, first.bytes, 0, first.bytes.length, plus)) continue
+      if (!exhaustive && !innerLayerNeeded(scrubber, first, inner, kindOf([outer, inner]), atEnd, plus)) continue
       const second = decode(inner, first.bytes, 0, first.bytes.length, atEnd, plus, 1)
       if (second.cut !== -1) found.hold = Math.min(found.hold, startOf(first, second.cut))
       const twice: Span = (start, end) => once(startOf(second, start), endOf(second, end))
