@@ -190,6 +190,13 @@ const hex = (bytes: Buffer, at: number, digits: number): number => {
   return value
 }
 
+/** The decimal number written by the digits `bytes[at, end)`. */
+const decimal = (bytes: Buffer, at: number, end: number): number => {
+  let value = 0
+  for (let i = at; i < end; i++) value = value * 10 + (bytes[i]! - 0x30)
+  return value
+}
+
 /** Whether `bytes[at, end)` are all hex digits (a cut-off escape that more bytes could complete). */
 const hexPrefix = (bytes: Buffer, at: number, end: number): boolean => {
   for (let i = at; i < end; i++) if (hexValue(bytes[i]!) === -1) return false
@@ -381,7 +388,7 @@ const reference = (input: Buffer, i: number, end: number, atEnd: boolean, out: O
       return 0
     }
     if (digits === 0 || digits > MAX_REFERENCE_DIGITS) return 0
-    const cp = hexadecimal ? hex(input, digitsFrom, digits) : Number(input.toString("latin1", digitsFrom, j))
+    const cp = hexadecimal ? hex(input, digitsFrom, digits) : decimal(input, digitsFrom, j)
     const written = putUtf8(out.bytes, out.length, cp)
     if (written === 0) return 0
     const length = j - i + (input[j] === 0x3b ? 1 : 0)

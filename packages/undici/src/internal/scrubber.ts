@@ -48,7 +48,7 @@ class PatternSet {
   readonly shortest: number
   private readonly automata: Array<Automaton.Automaton | undefined> = [undefined, undefined, undefined]
   private readonly pairTables: Array<Uint8Array | undefined> = [undefined, undefined, undefined]
-  private readonly encoded = new Map<string, Buffer>()
+  private readonly encoded = new Map<number, Buffer>()
   /** The skip search over raw bytes (`undefined`: patterns too short for it to pay). */
   readonly search: SkipSearch | undefined
 
@@ -85,7 +85,10 @@ class PatternSet {
 
   /** The bytes that replace pattern `i` found under `stack` (outermost first). */
   replacement(i: number, stack: ReadonlyArray<Syntax>): Buffer {
-    const key = `${i}:${stack.join(",")}`
+    // one number per (pattern, stack): a stack of up to two syntaxes, each 1..3, in base 4
+    let key = i * 16
+    for (const syntax of stack) key = key * 4 + SYNTAXES.indexOf(syntax) + 1
+    key = key * 16 + stack.length
     let bytes = this.encoded.get(key)
     if (bytes === undefined) {
       const text = stack.reduceRight((inner, syntax) => CANONICAL[syntax](inner), this.replacements[i]!)
@@ -316,7 +319,10 @@ class Candidates {
 }
 
 /** Maps a span of a decoded stream back to the scanned bytes. */
-type Span = (start: number, end: number) => readonly [number, number]
+type Span = (start: number, end: number) => void
+
+/** Where the last `Span` call put its answer (one pair, reused: no array per match). */
+const SPAN = { start: 0, end: 0 }
 
 /**
  * Runs each set's automaton over `decoded` near its escapes (only there can a match differ from
@@ -339,15 +345,18 @@ const matchNearEscapes = (
     const reach = automaton.longest - 1
     const scanWindow = (from: number, to: number) => {
       automaton.scan(bytes, from, to, Automaton.Automaton.ROOT, (pattern, end) => {
-        const [start, stop] = span(end - automaton.lengthOf(pattern), end)
-        found.add(start, stop, set.replacement(pattern, stack), set.secrets[pattern])
+        span(end - automaton.lengthOf(pattern), end)
+        found.add(SPAN.start, SPAN.end, set.replacement(pattern, stack), set.secrets[pattern])
       })
     }
     if (!atEnd) {
       // a proper prefix of a pattern at the end: more bytes could complete it
       const state = automaton.scan(bytes, Math.max(0, length - reach), length, Automaton.Automaton.ROOT, () => {})
       const depth = automaton.depth(state)
-      if (depth > 0) found.hold = Math.min(found.hold, span(length - depth, length)[0])
+      if (depth > 0) {
+        span(length - depth, length)
+        found.hold = Math.min(found.hold, SPAN.start)
+      }
     }
     if (exhaustive) {
       if (length > 0) scanWindow(0, length)
@@ -545,7 +554,10 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
     if (!hasIntroducer(outer, bytes, 0, bytes.length, plus)) continue
     const first = decode(outer, bytes, 0, bytes.length, atEnd, plus)
     if (first.cut !== -1) found.hold = Math.min(found.hold, first.cut)
-    const once: Span = (start, end) => [startOf(first, start), endOf(first, end)]
+    const once: Span = (start, end) => {
+      SPAN.start = startOf(first, start)
+      SPAN.end = endOf(first, end)
+    }
     matchNearEscapes(sets, first, [outer], kindOf([outer]), atEnd, once, found, exhaustive)
     if (MAX_DEPTH < 2) continue
     for (const inner of SYNTAXES) {
