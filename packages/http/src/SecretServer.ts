@@ -26,21 +26,27 @@ import { Cause, Context, Duration, Effect, Layer, ManagedRuntime, Option, Redact
 import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
 import * as ApiKeys from "./ApiKeys.js"
+import * as AccessLog from "./internal/accessLog.js"
 import { readJson } from "./internal/body.js"
 import * as FastLane from "./internal/fastLane.js"
+import * as Routes from "./internal/routes.js"
 import * as WatchStream from "./internal/watchStream.js"
 import {
   Caller,
+  CreateSecretBody,
   type ErrorBody,
   InternalServerError,
   MAX_RESOLVE_PLACEHOLDERS,
   ManageAuth,
+  MethodNotAllowed,
   normalizeBasePath,
   ORGANIZATION_HEADER,
   reasonPhrase,
   ResolveAuth,
+  ResolveRequest,
   RouteNotFound,
   type SecretApi,
+  UpdateSecretBody,
   withBasePath
 } from "./SecretApi.js"
 
@@ -59,7 +65,20 @@ export interface ApiOptions {
    * clients and proxies notice a dead connection. Default 15 seconds.
    */
   readonly watchHeartbeat?: Duration.DurationInput
+  /**
+   * Most watch streams open at once per API key and per organization; one more is answered 429
+   * (`TooManyWatchStreams`). Defaults: 16 per key, 64 per organization.
+   */
+  readonly maxWatchStreams?: { readonly perKey?: number; readonly perOrganization?: number }
 }
+
+/**
+ * One access log entry: method, route template, status, duration and API key id. Never a raw
+ * path, a query string, a header or a body.
+ *
+ * @since 0.1.0
+ */
+export type AccessLogEntry = AccessLog.Entry
 
 /**
  * Settings of the Node server.
@@ -76,6 +95,11 @@ export interface ServerOptions extends ApiOptions {
    * cut. Default 10 seconds.
    */
   readonly shutdownTimeout?: Duration.DurationInput
+  /**
+   * Access logs, one entry per request once its answer has ended: `true` writes each as a JSON
+   * line to standard output, a function receives each entry. Default off.
+   */
+  readonly accessLog?: boolean | ((entry: AccessLogEntry) => void)
 }
 
 /**
@@ -84,6 +108,37 @@ export interface ServerOptions extends ApiOptions {
  * @since 0.1.0
  */
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+/**
+ * Default most watch streams open at once per API key.
+ *
+ * @since 0.1.0
+ */
+export const DEFAULT_MAX_WATCH_STREAMS_PER_KEY = 16
+
+/**
+ * Default most watch streams open at once per organization.
+ *
+ * @since 0.1.0
+ */
+export const DEFAULT_MAX_WATCH_STREAMS_PER_ORGANIZATION = 64
+
+/**
+ * How long `GET /ready` waits for the backend before answering 503.
+ *
+ * @since 0.1.0
+ */
+export const READINESS_TIMEOUT = Duration.seconds(5)
+
+// The fields each body may hold, from the API's definition: anything else is refused (400).
+const CREATE_FIELDS = Object.keys(CreateSecretBody.fields)
+const UPDATE_FIELDS = Object.keys(UpdateSecretBody.fields)
+const RESOLVE_FIELDS = Object.keys(ResolveRequest.fields)
+
+// What readiness reads: a secret no organization can hold (ids are UUIDs), so the answer is
+// `SecretNotFound` from a backend that works.
+const PROBE_ORGANIZATION = "secretgate-readiness-probe"
+const PROBE_ID = "readiness-probe"
 
 const decodeCreate = Secret.decodeInput(Secret.CreateSecretBody, "body")
 const decodeUpdate = Secret.decodeInput(Secret.UpdateSecretBody, "body")
@@ -124,7 +179,38 @@ const queryInput = (params: Record<string, QueryValue>): Effect.Effect<Record<st
 const getSecret = (secrets: Secrets.Secrets, caller: ApiKeys.ApiKey, path: { readonly secretId: string }) =>
   secrets.get(caller.organizationId, path.secretId)
 
-const handlers = (api: typeof SecretApi, maxBodyBytes: number, heartbeatMillis: number) =>
+// The backend answers a read (any answer but a failure of the store itself), within the timeout.
+const readiness = (secrets: Secrets.Secrets) =>
+  secrets.get(PROBE_ORGANIZATION, PROBE_ID).pipe(
+    Effect.catchTag("SecretNotFound", () => Effect.void),
+    Effect.timeoutFail({
+      duration: READINESS_TIMEOUT,
+      onTimeout: () => ({ _tag: "Timeout" as const, message: `no answer within ${Duration.format(READINESS_TIMEOUT)}` })
+    }),
+    Effect.catchAllDefect((defect) => Effect.fail({ _tag: "Defect" as const, message: String(defect) })),
+    Effect.as({ status: "ready" as const }),
+    // the probe needs no key, so the answer names the kind of failure only; the details go to the log
+    Effect.catchAll((error) =>
+      Effect.zipRight(
+        Effect.logWarning(`secretgate: not ready: the backend failed a read (${error._tag}: ${error.message})`),
+        Effect.fail(
+          new StoreUnavailable({
+            message: error._tag === "Timeout"
+              ? `not ready: the backend did not answer a read within ${Duration.format(READINESS_TIMEOUT)}`
+              : `not ready: the backend failed a read (${error._tag}; details in the server's log)`
+          })
+        )
+      )
+    )
+  )
+
+interface HandlerSettings {
+  readonly maxBodyBytes: number
+  readonly heartbeatMillis: number
+  readonly watchLimits: WatchStream.Limits
+}
+
+const handlers = (api: typeof SecretApi, settings: HandlerSettings) =>
   Layer.mergeAll(
     HttpApiBuilder.group(api, "secret", (handlers) =>
       Effect.gen(function*() {
@@ -133,7 +219,7 @@ const handlers = (api: typeof SecretApi, maxBodyBytes: number, heartbeatMillis: 
           .handleRaw("create", ({ request }) =>
             Effect.gen(function*() {
               const caller = yield* Caller
-              const params = yield* Effect.flatMap(readJson(request, maxBodyBytes), decodeCreate)
+              const params = yield* Effect.flatMap(readJson(request, settings.maxBodyBytes, CREATE_FIELDS), decodeCreate)
               return yield* secrets.create(caller.organizationId, params)
             }))
           .handle("list", () => Effect.flatMap(Caller, (caller) => secrets.list(caller.organizationId)))
@@ -147,7 +233,7 @@ const handlers = (api: typeof SecretApi, maxBodyBytes: number, heartbeatMillis: 
           .handleRaw("update", ({ path, request }) =>
             Effect.gen(function*() {
               const caller = yield* Caller
-              const params = yield* Effect.flatMap(readJson(request, maxBodyBytes), decodeUpdate)
+              const params = yield* Effect.flatMap(readJson(request, settings.maxBodyBytes, UPDATE_FIELDS), decodeUpdate)
               return yield* secrets.update(caller.organizationId, path.secretId, params)
             }))
           .handle("delete", ({ path }) =>
@@ -156,13 +242,21 @@ const handlers = (api: typeof SecretApi, maxBodyBytes: number, heartbeatMillis: 
     HttpApiBuilder.group(api, "egress", (handlers) =>
       Effect.gen(function*() {
         const secrets = yield* Secrets.Secrets
-        const open = Option.getOrUndefined(yield* Effect.serviceOption(WatchStream.OpenStreams))
+        const keys = yield* ApiKeys.ApiKeys
+        const open = Option.getOrElse(yield* Effect.serviceOption(WatchStream.OpenStreams), WatchStream.makeOpenStreams)
+        const { onRevoke } = keys
+        if (onRevoke !== undefined) {
+          yield* Effect.acquireRelease(
+            Effect.sync(() => onRevoke((apiKey) => WatchStream.endForKey(open, apiKey.id))),
+            (unsubscribe) => Effect.sync(unsubscribe)
+          )
+        }
         const instance = randomUUID()
         return handlers
           .handleRaw("resolve", ({ request }) =>
             Effect.gen(function*() {
               const caller = yield* Caller
-              const { placeholders } = yield* Effect.flatMap(readJson(request, maxBodyBytes), decodeResolve)
+              const { placeholders } = yield* Effect.flatMap(readJson(request, settings.maxBodyBytes, RESOLVE_FIELDS), decodeResolve)
               return { secrets: yield* secrets.resolve(caller.organizationId, placeholders) }
             }))
           .handleRaw("watch", ({ request }) =>
@@ -180,15 +274,23 @@ const handlers = (api: typeof SecretApi, maxBodyBytes: number, heartbeatMillis: 
                 secrets,
                 changes,
                 revision,
-                organizationId: caller.organizationId,
+                caller,
+                token: Redacted.make(BEARER.exec(String(request.headers.authorization))?.[1] ?? ""),
+                keys,
                 instance,
-                heartbeatMillis,
-                open
+                heartbeatMillis: settings.heartbeatMillis,
+                open,
+                limits: settings.watchLimits
               })
               // the stream has ended the response itself
               return HttpServerResponse.empty()
             }))
-      }))
+      })),
+    HttpApiBuilder.group(api, "operations", (handlers) =>
+      Effect.map(Secrets.Secrets, (secrets) =>
+        handlers
+          .handle("health", () => Effect.succeed({ status: "ok" as const }))
+          .handle("ready", () => readiness(secrets))))
   )
 
 const BEARER = /^Bearer +([^\s]+) *$/i
@@ -227,7 +329,9 @@ const authenticate = (
   })
 
 const authenticateRequest = (keys: ApiKeys.ApiKeys, scope: ApiKeys.Scope) => () =>
-  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => authenticate(keys, scope, request.headers))
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    Effect.tap(authenticate(keys, scope, request.headers), (caller) =>
+      AccessLog.noteCaller(NodeHttpServerRequest.toIncomingMessage(request), caller.id)))
 
 const authLayers = Layer.mergeAll(
   Layer.effect(ManageAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticateRequest(keys, ApiKeys.MANAGE) }))),
@@ -245,13 +349,27 @@ const errorResponse = (status: number, code: string, message: string) =>
  * requests, defects) still gets a JSON error body, and never a stack trace. Typed failures pass
  * through: the API encodes them.
  */
-const errorBodies = (app: HttpApp.Default): HttpApp.Default =>
+const errorBodies = (routes: Routes.RouteTable) => (app: HttpApp.Default): HttpApp.Default =>
   Effect.catchAllCause(app, (cause) => {
     if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
     const error = Cause.squash(cause)
     if (HttpServerError.isServerError(error)) {
       if (error._tag === "RouteNotFound") {
         const request = error.request
+        const { allowed } = routes.lookup(request.method, request.url)
+        if (allowed.length > 0) {
+          const path = routes.lookup(allowed.includes("GET") ? "GET" : allowed[0]!, request.url).template
+          return Effect.succeed(HttpServerResponse.unsafeJson(
+            {
+              statusCode: MethodNotAllowed.status,
+              message: `${request.method} is not allowed on ${path}; it takes ${allowed.join(", ")}`,
+              error: reasonPhrase(MethodNotAllowed.status),
+              code: "MethodNotAllowed",
+              allowed
+            } satisfies ErrorBody & { readonly allowed: ReadonlyArray<string> },
+            { status: MethodNotAllowed.status, headers: { allow: allowed.join(", ") } }
+          ))
+        }
         return Effect.succeed(errorResponse(
           RouteNotFound.status,
           "RouteNotFound",
@@ -286,16 +404,37 @@ export const layerApi = (options: ApiOptions = {}): Layer.Layer<HttpApi.Api, nev
   if (!(heartbeatMillis >= 1 && heartbeatMillis < 2 ** 31)) {
     throw new Error(`watchHeartbeat must be between 1 millisecond and 24 days (got ${heartbeatMillis} ms)`)
   }
+  const watchLimits: WatchStream.Limits = {
+    perKey: positiveLimit("maxWatchStreams.perKey", options.maxWatchStreams?.perKey ?? DEFAULT_MAX_WATCH_STREAMS_PER_KEY),
+    perOrganization: positiveLimit(
+      "maxWatchStreams.perOrganization",
+      options.maxWatchStreams?.perOrganization ?? DEFAULT_MAX_WATCH_STREAMS_PER_ORGANIZATION
+    )
+  }
   const apiLayer = HttpApiBuilder.api(api).pipe(
-    Layer.provide(handlers(api, maxBodyBytes, heartbeatMillis)),
+    Layer.provide(handlers(api, { maxBodyBytes, heartbeatMillis, watchLimits })),
     Layer.provide(authLayers)
   )
   const openApiLayer = HttpApiBuilder.middlewareOpenApi({
-    path: `${basePath}/openapi.json` as `/${string}`,
+    path: openApiPath(basePath),
     additionalPropertiesStrategy: "allow"
   })
-  return Layer.mergeAll(apiLayer, Layer.provide(openApiLayer, apiLayer), HttpApiBuilder.middleware(errorBodies))
+  return Layer.mergeAll(
+    apiLayer,
+    Layer.provide(openApiLayer, apiLayer),
+    HttpApiBuilder.middleware(errorBodies(routeTable(api, basePath)))
+  )
 }
+
+const positiveLimit = (name: string, value: number): number => {
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive whole number (got ${value})`)
+  return value
+}
+
+const openApiPath = (basePath: string) => `${basePath}/openapi.json` as `/${string}`
+
+// Every route served: the API's and the OpenAPI document.
+const routeTable = (api: typeof SecretApi, basePath: string) => Routes.make(api, [["GET", openApiPath(basePath)]])
 
 /**
  * The router settings the API needs: a path parameter (a secret id) may be as long as a request
@@ -313,7 +452,7 @@ class NodeServer extends Context.Tag("@secretgate/http/SecretServer/NodeServer")
 // Stops accepting connections, lets the requests in flight finish (also those arriving on open
 // keep-alive connections), closing each connection as soon as it is idle; after `timeout` the
 // remaining connections are cut.
-const drain = (server: Http.Server, timeout: Duration.Duration, streams: Set<Http.ServerResponse>) =>
+const drain = (server: Http.Server, timeout: Duration.Duration, streams: WatchStream.OpenStreams) =>
   Effect.async<void>((resume) => {
     // watch streams never finish by themselves: end them, their clients reconnect elsewhere
     WatchStream.endAll(streams)
@@ -332,8 +471,9 @@ const drain = (server: Http.Server, timeout: Duration.Duration, streams: Set<Htt
 
 // `GET /secret/{id}`, the route a platform calls most, answered without the full application's
 // router and middleware stack (see internal/fastLane.ts); it takes the request events of the
-// server and hands whatever it does not answer to the application's own handler.
-const fastLane = (api: typeof SecretApi) =>
+// server and hands whatever it does not answer to the application's own handler. Access logs, when
+// on, wrap both.
+const requestListener = (api: typeof SecretApi, basePath: string, accessLog: ((entry: AccessLogEntry) => void) | undefined) =>
   Layer.scopedDiscard(Effect.gen(function*() {
     const server = yield* NodeServer
     const secrets = yield* Secrets.Secrets
@@ -342,13 +482,17 @@ const fastLane = (api: typeof SecretApi) =>
     const lane = FastLane.make(
       api,
       api.groups.secret.endpoints.get,
-      ({ headers, path }) =>
-        Effect.flatMap(authenticate(keys, ApiKeys.MANAGE, headers), (caller) => getSecret(secrets, caller, path as { readonly secretId: string })),
+      ({ headers, path, request }) =>
+        Effect.flatMap(authenticate(keys, ApiKeys.MANAGE, headers), (caller) => {
+          AccessLog.noteCaller(request, caller.id)
+          return getSecret(secrets, caller, path as { readonly secretId: string })
+        }),
       runtime
     )
     const [app, ...more] = server.listeners("request") as Array<(request: Http.IncomingMessage, response: Http.ServerResponse) => void>
     if (app === undefined || more.length > 0) return yield* Effect.dieMessage("secretgate: expected the API to be the server's one request handler")
-    const handler = (request: Http.IncomingMessage, response: Http.ServerResponse) => lane.serve(request, response, () => app(request, response))
+    const laned = (request: Http.IncomingMessage, response: Http.ServerResponse) => lane.serve(request, response, () => app(request, response))
+    const handler = accessLog === undefined ? laned : AccessLog.wrap(routeTable(api, basePath), accessLog, laned)
     server.off("request", app)
     server.on("request", handler)
     yield* Effect.addFinalizer(() => Effect.sync(() => server.off("request", handler)))
@@ -389,14 +533,20 @@ export const layer = (
       ([server, streams]) => Effect.addFinalizer(() => drain(server, timeout, streams))
     )
   )
-  const openStreams = Layer.sync(WatchStream.OpenStreams, () => new Set<Http.ServerResponse>())
+  const openStreams = Layer.sync(WatchStream.OpenStreams, WatchStream.makeOpenStreams)
   // the router is built while this layer is, reading its config from the building fiber
   const served = HttpApiBuilder.serve().pipe(
     Layer.provide(layerApi(options)),
     Layer.provideMerge(httpServer),
     Layer.locally(HttpRouter.currentRouterConfig, routerConfig)
   )
-  return Layer.mergeAll(graceful, fastLane(withBasePath(normalizeBasePath(options.basePath ?? "/")))).pipe(
+  const basePath = normalizeBasePath(options.basePath ?? "/")
+  const accessLog = options.accessLog === true
+    ? AccessLog.stdout
+    : typeof options.accessLog === "function"
+    ? options.accessLog
+    : undefined
+  return Layer.mergeAll(graceful, requestListener(withBasePath(basePath), basePath, accessLog)).pipe(
     Layer.provideMerge(served),
     Layer.provideMerge(nodeServer),
     Layer.provideMerge(openStreams),
