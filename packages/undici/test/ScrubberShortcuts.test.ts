@@ -12,6 +12,7 @@ import { encodeLayers, type Pick, type Syntax, SYNTAXES } from "../src/internal/
 import { coverage, makeScrubber, scrubBytes, workOf } from "../src/internal/scrubber.js"
 
 const secret = (value: string, i: number) => ({
+  id: `s${i}`,
   name: `s${i}`,
   value: Redacted.make(value),
   placeholder: Placeholder.generate(),
