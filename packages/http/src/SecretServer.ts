@@ -141,6 +141,9 @@ export const DEFAULT_MAX_WATCH_STREAMS_PER_ORGANIZATION = 64
  */
 export const READINESS_TIMEOUT = Duration.seconds(5)
 
+// How long one readiness answer serves the probes that follow it.
+const READINESS_CACHE = Duration.seconds(1)
+
 // The fields each body may hold, from the API's definition: anything else is refused (400).
 const CREATE_FIELDS = Object.keys(CreateSecretBody.fields)
 const UPDATE_FIELDS = Object.keys(UpdateSecretBody.fields)
@@ -323,10 +326,14 @@ const handlers = (api: typeof SecretApi, settings: HandlerSettings) =>
             }))
       })),
     HttpApiBuilder.group(api, "operations", (handlers) =>
-      Effect.map(Secrets.Secrets, (secrets) =>
-        handlers
+      Effect.gen(function*() {
+        const secrets = yield* Secrets.Secrets
+        // anyone may ask (no key), so probes share one read a second rather than each reaching the backend
+        const ready = yield* Effect.cachedWithTTL(readiness(secrets), READINESS_CACHE)
+        return handlers
           .handle("health", () => Effect.succeed({ status: "ok" as const }))
-          .handle("ready", () => readiness(secrets))))
+          .handle("ready", () => ready)
+      }))
   )
 
 const BEARER = /^Bearer +([^\s]+) *$/i

@@ -27,7 +27,8 @@ describe("GET /ready", () => {
   it("is 200 while the backend answers and 503 with the reason once it is down; /health stays 200; no key needed", async () => {
     const registry = ApiKeys.makeRegistry()
     const upstreamKey = registry.issue({ organizationId: "secretgate-readiness-probe", scopes: ["secrets:manage"] }).key
-    const upstream = await SecretServer.serve({ backend: MemorySecretStore.layer(), keys: registry })
+    const reads: Array<SecretServer.AccessLogEntry> = []
+    const upstream = await SecretServer.serve({ backend: MemorySecretStore.layer(), keys: registry, accessLog: (entry) => reads.push(entry) })
     let upstreamOpen = true
     cleanup.push(() => (upstreamOpen ? upstream.close() : Promise.resolve()))
     // a server whose backend is the upstream server, over HTTP
@@ -37,10 +38,22 @@ describe("GET /ready", () => {
     })
     const ready = await send(`${server.url}/ready`, "GET")
     expect({ status: ready.status, json: ready.json }).toEqual({ status: 200, json: { status: "ready" } })
+    // probes share one read: 20 at once reach the backend once (twice if a second passed in between)
+    const probes = await Promise.all(Array.from({ length: 20 }, () => send(`${server.url}/ready`, "GET")))
+    expect(probes.map((probe) => probe.status)).toEqual(Array(20).fill(200))
+    expect(reads.length).toBeGreaterThanOrEqual(1)
+    expect(reads.length).toBeLessThanOrEqual(3)
+    expect(reads.every((read) => read.route === "/secret/{secretId}" && read.status === 404)).toBe(true)
 
     await upstream.close()
     upstreamOpen = false
-    const down = await send(`${server.url}/ready`, "GET")
+    // one answer serves the probes of the next second
+    const deadline = Date.now() + 10_000
+    let down = await send(`${server.url}/ready`, "GET")
+    while (down.status === 200 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      down = await send(`${server.url}/ready`, "GET")
+    }
     expectError(down, 503, "Service Unavailable", /^not ready: the backend failed a read \(StoreUnavailable; details in the server's log\)$/)
     expect(down.json.code).toBe("StoreUnavailable")
     // the probe needs no key, so it says nothing about where the backend is
