@@ -124,6 +124,7 @@ describe("POST /secret/resolve fast lane", () => {
       ["not an object", "[]", auth(resolveKey), /^HTTP\/1\.1 400 /],
       ["null", "null", auth(resolveKey), /^HTTP\/1\.1 400 /],
       ["placeholders not an array", `{"placeholders":"x"}`, auth(resolveKey), /^HTTP\/1\.1 400 [^]*must be an array of strings/],
+      ["an unknown field", `{"placeholders":[],"placeholder":"x"}`, auth(resolveKey), /^HTTP\/1\.1 400 [^]*is not a field of this request/],
       ["a placeholder not a string", `{"placeholders":[1]}`, auth(resolveKey), /^HTTP\/1\.1 400 [^]*must be a string/],
       [
         "too many placeholders",

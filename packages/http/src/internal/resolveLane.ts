@@ -21,11 +21,11 @@ import type * as Http from "node:http"
 import { Readable } from "node:stream"
 
 /**
- * What the lane asks of the route: authentication from the request headers, and the handler given
- * the authenticated caller and the parsed JSON body.
+ * What the lane asks of the route: authentication of the request (from its headers), and the
+ * handler given the authenticated caller and the parsed JSON body.
  */
 export interface Route<C, A> {
-  readonly authenticate: (headers: Http.IncomingHttpHeaders) => Effect.Effect<C, unknown>
+  readonly authenticate: (request: Http.IncomingMessage) => Effect.Effect<C, unknown>
   readonly handle: (caller: C, body: unknown) => Effect.Effect<A, unknown>
 }
 
@@ -164,7 +164,7 @@ export const make = <C, A>(
       // what the full application gets if the lane does not answer: the request untouched until
       // its body is read, a stand-in of the same bytes after
       let handOver: () => Http.IncomingMessage = () => request
-      const work = Effect.flatMap(handlers.authenticate(request.headers), (caller) =>
+      const work = Effect.flatMap(handlers.authenticate(request), (caller) =>
         Effect.flatMap(
           Effect.tapError(readBody(request, length), (body) =>
             Effect.sync(() => {
