@@ -14,6 +14,10 @@
  *    with TTL polling (ttl 1 s), and the time from an update's answer to the first resolver
  *    serving the new value (the updated secret's resolver asked every millisecond).
  *
+ * 4. Server CPU per `POST /secret/resolve` (one placeholder, resolve key): the same request with a
+ *    declared length (answered by the resolve fast lane) against chunked (which the lane leaves to
+ *    the full application), to the same server, interleaved rounds, medians.
+ *
  * `SECRETGATE_BENCH_QUICK=1` shortens every part (for a smoke run); `SECRETGATE_BENCH_PARTS=1,3`
  * runs only those parts.
  */
@@ -25,12 +29,13 @@ import { type ChildProcess, fork } from "node:child_process"
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as Http from "node:http"
 import { once } from "node:events"
+import { Readable } from "node:stream"
 import { fileURLToPath } from "node:url"
 import { Pool } from "undici"
 import { median, quantile, table } from "./support.js"
 
 const QUICK = process.env.SECRETGATE_BENCH_QUICK === "1"
-const PARTS = (process.env.SECRETGATE_BENCH_PARTS ?? "1,2,3").split(",")
+const PARTS = (process.env.SECRETGATE_BENCH_PARTS ?? "1,2,3,4").split(",")
 const ROUNDS = QUICK ? 2 : 5
 const REQUESTS = QUICK ? 1_000 : 4_000
 const CONCURRENCY = 64
@@ -367,6 +372,62 @@ const resolvers = async (manage: string, resolve: string) => {
   return failed
 }
 
+const resolveCost = async (manage: string, resolve: string) => {
+  const server = await startChild("secretgate", manage, resolve)
+  const admin = new Secretgate({ layer: HttpSecrets.layer({ baseUrl: server.url, apiKey: manage, watch: false }), organizationId: ORG })
+  const placeholder = (await admin.secret.create({ name: "bench_resolve", value: "value-0", hosts: ["api.example.com"] })).placeholder
+  await admin.dispose()
+  const body = JSON.stringify({ placeholders: [placeholder] })
+  const headers = { authorization: `Bearer ${resolve}`, "content-type": "application/json" }
+  const post = (pool: Pool, chunked: boolean) => async () => {
+    const response = await pool.request({
+      method: "POST",
+      path: "/secret/resolve",
+      headers,
+      // a stream has no declared length: sent chunked
+      body: chunked ? Readable.from([Buffer.from(body)]) : body
+    })
+    const text = await response.body.text()
+    if (response.statusCode !== 200) throw new Error(`status ${response.statusCode}`)
+    JSON.parse(text)
+  }
+  const targets = [
+    { name: "full application (chunked body)", chunked: true },
+    { name: "resolve fast lane (declared length)", chunked: false }
+  ]
+  const samples = new Map<string, { cpu: Array<number>; rps: Array<number>; ratio: Array<number> }>()
+  let failed = 0
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      const cpu: Array<number> = []
+      for (const target of targets) {
+        const pool = new Pool(server.url, { connections: CONCURRENCY, pipelining: 1 })
+        await drive(CONCURRENCY, post(pool, target.chunked))
+        const before = await server.report()
+        const run = await drive(REQUESTS, post(pool, target.chunked))
+        const after = await server.report()
+        await pool.close()
+        failed += run.failed
+        const sample = samples.get(target.name) ?? { cpu: [], rps: [], ratio: [] }
+        sample.cpu.push((after.cpuMicros - before.cpuMicros) / REQUESTS)
+        sample.rps.push(REQUESTS / run.millis * 1000)
+        cpu.push((after.cpuMicros - before.cpuMicros) / REQUESTS)
+        samples.set(target.name, sample)
+      }
+      samples.get(targets[0]!.name)!.ratio.push(1)
+      samples.get(targets[1]!.name)!.ratio.push(cpu[1]! / cpu[0]!)
+    }
+  } finally {
+    await server.stop()
+  }
+  console.log(`\n### Server CPU per POST /secret/resolve (concurrency ${CONCURRENCY}, ${ROUNDS} interleaved rounds of ${REQUESTS}, medians)\n`)
+  table(
+    ["path", "server CPU µs/request", "req/s", "CPU ratio to the full application"],
+    [...samples].map(([name, sample]) => [name, median(sample.cpu), Math.round(median(sample.rps)), median(sample.ratio)])
+  )
+  return failed
+}
+
 export default async () => {
   const manage = Redacted.value(ApiKeys.generate())
   const resolve = Redacted.value(ApiKeys.generate())
@@ -374,6 +435,7 @@ export default async () => {
   if (PARTS.includes("1")) failed += await serverCost(manage, resolve)
   if (PARTS.includes("2")) failed += await clientCost(manage, resolve)
   if (PARTS.includes("3")) failed += await resolvers(manage, resolve)
+  if (PARTS.includes("4")) failed += await resolveCost(manage, resolve)
   if (failed > 0) {
     console.log(`\n${failed} requests failed: the server must answer every request of a bounded load`)
     process.exitCode = 1
