@@ -76,8 +76,9 @@ describe("coalescing of concurrent resolves", () => {
     }
   })
 
-  it("a resolve started after a write answered through the same client does not join one sent before it", async () => {
-    // the server's first resolve waits until released: it is surely in flight during the write
+  // A server whose first resolve waits until released: that resolve is surely in flight while
+  // something changes.
+  const gatedServer = async () => {
     let release!: () => void
     const released = new Promise<void>((resolve) => release = resolve)
     let first = true
@@ -94,30 +95,70 @@ describe("coalescing of concurrent resolves", () => {
     ).pipe(Layer.provide(MemorySecretStore.layer()))
     const slow = await SecretServer.serve({ backend: gated, keys: registry })
     const slowPort = Number(new URL(slow.url).port)
-    let sent = 0
+    const counter = { sent: 0 }
     const countSlow = (message: unknown) => {
       const request = (message as { request: Http.IncomingMessage }).request
-      if (request.socket.localPort === slowPort && request.url === "/secret/resolve") sent++
+      if (request.socket.localPort === slowPort && request.url === "/secret/resolve") counter.sent++
     }
     diagnostics.subscribe("http.server.request.start", countSlow)
+    return {
+      url: slow.url,
+      counter,
+      release: () => release(),
+      close: async () => {
+        release()
+        diagnostics.unsubscribe("http.server.request.start", countSlow)
+        await slow.close()
+      }
+    }
+  }
+
+  it("a resolve started after a write answered through the same client does not join one sent before it", async () => {
+    const slow = await gatedServer()
     const runtime = ManagedRuntime.make(HttpSecrets.layer({ baseUrl: slow.url, apiKey: manage, resolveApiKey: resolveKey, watch: false }))
     try {
       const secrets = await runtime.runPromise(Secrets.Secrets)
       const created = await runtime.runPromise(secrets.create(ORG, { name: "rotated", value: Redacted.make("v-old") }))
       const resolve = () => runtime.runPromise(secrets.resolve(ORG, [created.placeholder]))
       const early = resolve()
-      while (sent === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+      while (slow.counter.sent === 0) await new Promise((resolve) => setTimeout(resolve, 5))
       await runtime.runPromise(secrets.update(ORG, created.id, { value: Redacted.make("v-new") }))
       // sent after the write's answer: a request of their own (one for the three), answered at once
       const late = await Promise.all([resolve(), resolve(), resolve()])
-      expect(sent).toBe(2)
+      expect(slow.counter.sent).toBe(2)
       for (const answer of late) expect(Redacted.value(answer[0]!.value)).toBe("v-new")
-      release()
+      slow.release()
       await early
     } finally {
-      release()
-      diagnostics.unsubscribe("http.server.request.start", countSlow)
       await runtime.dispose()
+      await slow.close()
+    }
+  })
+
+  it("a resolve started after the watch announced a change made elsewhere does not join one sent before it", async () => {
+    const slow = await gatedServer()
+    const admin = new Secretgate({ layer: HttpSecrets.layer({ baseUrl: slow.url, apiKey: manage, watch: false }), organizationId: ORG })
+    const runtime = ManagedRuntime.make(HttpSecrets.layer({ baseUrl: slow.url, apiKey: resolveKey }))
+    try {
+      const created = await admin.secret.create({ name: "announced", value: "v-old" })
+      const secrets = await runtime.runPromise(Secrets.Secrets)
+      // the watch starts with the organization's first revision asked for
+      secrets.revision!(ORG, [created.placeholder])
+      while (secrets.changes?.live(ORG) !== true) await new Promise((resolve) => setTimeout(resolve, 5))
+      const resolve = () => runtime.runPromise(secrets.resolve(ORG, [created.placeholder]))
+      const early = resolve()
+      while (slow.counter.sent === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+      const before = secrets.revision!(ORG, [created.placeholder])
+      await admin.secret.update(created.id, { value: "v-new" })
+      while (secrets.revision!(ORG, [created.placeholder]) === before) await new Promise((resolve) => setTimeout(resolve, 5))
+      const late = await Promise.all([resolve(), resolve(), resolve()])
+      expect(slow.counter.sent).toBe(2)
+      for (const answer of late) expect(Redacted.value(answer[0]!.value)).toBe("v-new")
+      slow.release()
+      await early
+    } finally {
+      await runtime.dispose()
+      await admin.dispose()
       await slow.close()
     }
   })
