@@ -15,9 +15,10 @@
  *   file systems and events `fs.watch` does not report).
  *
  * A check reads the journal lines after its own position (not the index's: a read of the store
- * catches the index up without announcing), catches the index up, and announces, by organization,
- * the placeholders of the record files the lines name, as they were before (a deleted secret) and
- * after (a created one). A file neither known before nor readable after, a journal it cannot
+ * catches the index up without announcing), reads the record files the lines name (without
+ * touching the index: the store catches up on its next read, as always), and announces, by
+ * organization, their placeholders as they were before (a deleted secret) and are now (a created
+ * one). A file neither known before nor readable after, a journal it cannot
  * follow (rewritten, too far behind, unreadable), or a check that fails announces a change of
  * every organization instead: an extra reload, never a missed one.
  */
@@ -29,6 +30,7 @@ import { basename } from "node:path"
 import type * as Journal from "./journal.js"
 import { fileKeyOf, type Layout } from "./layout.js"
 import type { LiveIndex } from "./liveIndex.js"
+import type { RecordFiles } from "./recordFiles.js"
 
 /** Settings of the feed. */
 export interface Options {
@@ -53,6 +55,7 @@ export const make = (
     readonly fs: FileSystem.FileSystem
     readonly paths: Layout
     readonly live: LiveIndex
+    readonly files: RecordFiles
     /** What a read does first: catches the index up with the journal. */
     readonly sync: Effect.Effect<void, StoreError>
   },
@@ -90,7 +93,10 @@ export const make = (
         position = since.next
         return
       }
-      yield* parts.sync
+      // each named record file as it is now, read without touching the index (this process's
+      // reads catch it up as they always do: a check changes nothing the store holds)
+      const list = [...fileKeys]
+      const read = yield* Effect.forEach(list, (fileKey) => parts.files.readEntry(fileKey), { concurrency: 8 })
       const byOrganization = new Map<string, Set<string>>()
       const add = ({ organizationId, placeholder }: Known) => {
         const set = byOrganization.get(organizationId) ?? new Set<string>()
@@ -98,10 +104,9 @@ export const make = (
         byOrganization.set(organizationId, set)
       }
       let unknown = false
-      const index = live.index()
-      for (const fileKey of fileKeys) {
+      for (const [i, fileKey] of list.entries()) {
         const before = known.get(fileKey)
-        const entry = index.get(fileKey)
+        const entry = read[i]?.entry
         const after = entry?._tag === "Record"
           ? { organizationId: entry.record.organizationId, placeholder: entry.record.placeholder }
           : undefined

@@ -136,6 +136,6 @@ export const open = (
       rotateKey: rotation.rotateKey,
       reseal: rotation.reseal,
       retireKey: rotation.retireKey,
-      changes: (changes) => Changes.make({ fs, paths, live, sync: writer.sync }, changes)
+      changes: (changes) => Changes.make({ fs, paths, live, files, sync: writer.sync }, changes)
     } satisfies Engine
   })
