@@ -21,12 +21,13 @@ import {
 } from "@effect/platform"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import { Forbidden, InvalidSecretInput, Secret, Secrets, StoreUnavailable, Unauthorized } from "@secretgate/core"
+import { Forbidden, InvalidSecretInput, Secret, SecretAudit, Secrets, StoreUnavailable, Unauthorized } from "@secretgate/core"
 import { Cause, Context, Duration, Effect, Layer, ManagedRuntime, Option, Redacted, Schema } from "effect"
 import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
 import * as ApiKeys from "./ApiKeys.js"
 import * as AccessLog from "./internal/accessLog.js"
+import * as AuditLog from "./internal/auditLog.js"
 import { readJson } from "./internal/body.js"
 import * as FastLane from "./internal/fastLane.js"
 import * as Routes from "./internal/routes.js"
@@ -70,6 +71,11 @@ export interface ApiOptions {
    * (`TooManyWatchStreams`). Defaults: 16 per key, 64 per organization.
    */
   readonly maxWatchStreams?: { readonly perKey?: number; readonly perOrganization?: number }
+  /**
+   * Receives the management audit trail: one event per create, update or delete through the API,
+   * done or refused (see `SecretAudit`), with the API key's id as the actor. Never a value.
+   */
+  readonly audit?: SecretAudit.Sink
 }
 
 /**
@@ -100,6 +106,11 @@ export interface ServerOptions extends ApiOptions {
    * line to standard output, a function receives each entry. Default off.
    */
   readonly accessLog?: boolean | ((entry: AccessLogEntry) => void)
+  /**
+   * A file the management audit trail is appended to, one JSON object per line (see
+   * `docs/operating.md`); created with mode 0600. Beside `audit`, if both are given.
+   */
+  readonly auditLog?: string
 }
 
 /**
@@ -182,6 +193,26 @@ const queryInput = (params: Record<string, QueryValue>): Effect.Effect<Record<st
 const getSecret = (secrets: Secrets.Secrets, caller: ApiKeys.ApiKey, path: { readonly secretId: string }) =>
   secrets.get(caller.organizationId, path.secretId)
 
+// A mutation's handler: run as the caller (the audit trail's actor); a body that never reaches
+// `Secrets` is reported to the audit trail here.
+const mutation = <P, EP, RP, A, E, R>(
+  audit: SecretAudit.Sink | undefined,
+  attempt: Omit<SecretAudit.Attempt, "organizationId">,
+  input: Effect.Effect<P, EP, RP>,
+  run: (caller: ApiKeys.ApiKey, params: P) => Effect.Effect<A, E, R>
+) =>
+  Effect.flatMap(Caller, (caller) =>
+    SecretAudit.withActor(
+      Effect.flatMap(
+        audit === undefined
+          ? input
+          : Effect.tapError(input, (error) => SecretAudit.rejected(audit, { ...attempt, organizationId: caller.organizationId }, error)),
+        (params) => run(caller, params)
+      ),
+      caller.id
+    ))
+
+
 // The backend answers a read (any answer but a failure of the store itself), within the timeout.
 const readiness = (secrets: Secrets.Secrets) =>
   secrets.get(PROBE_ORGANIZATION, PROBE_ID).pipe(
@@ -211,20 +242,23 @@ interface HandlerSettings {
   readonly maxBodyBytes: number
   readonly heartbeatMillis: number
   readonly watchLimits: WatchStream.Limits
+  readonly audit: SecretAudit.Sink | undefined
 }
 
 const handlers = (api: typeof SecretApi, settings: HandlerSettings) =>
   Layer.mergeAll(
     HttpApiBuilder.group(api, "secret", (handlers) =>
       Effect.gen(function*() {
-        const secrets = yield* Secrets.Secrets
+        const backend = yield* Secrets.Secrets
+        const secrets = settings.audit === undefined ? backend : SecretAudit.audited(backend, settings.audit)
         return handlers
           .handleRaw("create", ({ request }) =>
-            Effect.gen(function*() {
-              const caller = yield* Caller
-              const params = yield* Effect.flatMap(readJson(request, settings.maxBodyBytes, CREATE_FIELDS), decodeCreate)
-              return yield* secrets.create(caller.organizationId, params)
-            }))
+            mutation(
+              settings.audit,
+              { action: "create" },
+              Effect.flatMap(readJson(request, settings.maxBodyBytes, CREATE_FIELDS), decodeCreate),
+              (caller, params) => secrets.create(caller.organizationId, params)
+            ))
           .handle("list", () => Effect.flatMap(Caller, (caller) => secrets.list(caller.organizationId)))
           .handle("listPaginated", ({ urlParams }) =>
             Effect.gen(function*() {
@@ -234,13 +268,15 @@ const handlers = (api: typeof SecretApi, settings: HandlerSettings) =>
             }))
           .handle("get", ({ path }) => Effect.flatMap(Caller, (caller) => getSecret(secrets, caller, path)))
           .handleRaw("update", ({ path, request }) =>
-            Effect.gen(function*() {
-              const caller = yield* Caller
-              const params = yield* Effect.flatMap(readJson(request, settings.maxBodyBytes, UPDATE_FIELDS), decodeUpdate)
-              return yield* secrets.update(caller.organizationId, path.secretId, params)
-            }))
+            mutation(
+              settings.audit,
+              { action: "update", secretId: path.secretId },
+              Effect.flatMap(readJson(request, settings.maxBodyBytes, UPDATE_FIELDS), decodeUpdate),
+              (caller, params) => secrets.update(caller.organizationId, path.secretId, params)
+            ))
           .handle("delete", ({ path }) =>
-            Effect.flatMap(Caller, (caller) => secrets.delete(caller.organizationId, path.secretId)))
+            mutation(settings.audit, { action: "delete", secretId: path.secretId }, Effect.void, (caller) =>
+              secrets.delete(caller.organizationId, path.secretId)))
       })),
     HttpApiBuilder.group(api, "egress", (handlers) =>
       Effect.gen(function*() {
@@ -306,44 +342,60 @@ const BEARER = /^Bearer +([^\s]+) *$/i
 const authenticate = (
   keys: ApiKeys.ApiKeys,
   scope: ApiKeys.Scope,
-  headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
+  headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>,
+  refused?: (error: Unauthorized | Forbidden, key: ApiKeys.ApiKey | undefined) => Effect.Effect<void>
 ): Effect.Effect<ApiKeys.ApiKey, Unauthorized | Forbidden> =>
   Effect.gen(function*() {
+    const refuse = (error: Unauthorized | Forbidden, key?: ApiKeys.ApiKey) =>
+      refused === undefined ? Effect.fail(error) : Effect.zipRight(refused(error, key), Effect.fail(error))
     const header = headers.authorization
     if (header === undefined || header === "") {
-      return yield* new Unauthorized({ message: "missing API key: send the header `Authorization: Bearer <api key>`" })
+      return yield* refuse(new Unauthorized({ message: "missing API key: send the header `Authorization: Bearer <api key>`" }))
     }
     const match = typeof header === "string" ? BEARER.exec(header) : null
     if (match === null) {
-      return yield* new Unauthorized({ message: "malformed Authorization header: expected `Bearer <api key>`" })
+      return yield* refuse(new Unauthorized({ message: "malformed Authorization header: expected `Bearer <api key>`" }))
     }
     const key = yield* keys.authenticate(Redacted.make(match[1]!))
-    if (Option.isNone(key)) return yield* new Unauthorized({ message: "unknown or revoked API key" })
+    if (Option.isNone(key)) return yield* refuse(new Unauthorized({ message: "unknown or revoked API key" }))
     if (!key.value.scopes.includes(scope)) {
-      return yield* new Forbidden({
-        message: scope === ApiKeys.RESOLVE
-          ? `this route needs an API key with the "${ApiKeys.RESOLVE}" scope; management keys cannot read values`
-          : `this route needs an API key with the "${ApiKeys.MANAGE}" scope`
-      })
+      return yield* refuse(
+        new Forbidden({
+          message: scope === ApiKeys.RESOLVE
+            ? `this route needs an API key with the "${ApiKeys.RESOLVE}" scope; management keys cannot read values`
+            : `this route needs an API key with the "${ApiKeys.MANAGE}" scope`
+        }),
+        key.value
+      )
     }
     const organization = headers[ORGANIZATION_HEADER]
     if (organization !== undefined && organization !== key.value.organizationId) {
-      return yield* new Forbidden({
-        message: `the API key does not belong to organization ${JSON.stringify(organization)} (header X-Daytona-Organization-ID)`
-      })
+      return yield* refuse(
+        new Forbidden({
+          message: `the API key does not belong to organization ${JSON.stringify(organization)} (header X-Daytona-Organization-ID)`
+        }),
+        key.value
+      )
     }
     return key.value
   })
 
-const authenticateRequest = (keys: ApiKeys.ApiKeys, scope: ApiKeys.Scope) => () =>
-  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-    Effect.tap(authenticate(keys, scope, request.headers), (caller) =>
-      AccessLog.noteCaller(NodeHttpServerRequest.toIncomingMessage(request), caller.id)))
+// A refused management request that attempted a mutation goes to the audit trail (when there is
+// one), as the key that was refused if it is a known one.
+const authenticateRequest = (keys: ApiKeys.ApiKeys, scope: ApiKeys.Scope, audit?: SecretAudit.Sink) => () =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    const attempt = audit === undefined ? undefined : AuditLog.attemptOf(request.method, request.url)
+    const refused = audit === undefined || attempt === undefined ? undefined : (error: Unauthorized | Forbidden, key: ApiKeys.ApiKey | undefined) =>
+      SecretAudit.withActor(SecretAudit.rejected(audit, { ...attempt, organizationId: key?.organizationId }, error), key?.id)
+    return Effect.tap(authenticate(keys, scope, request.headers, refused), (caller) =>
+      AccessLog.noteCaller(NodeHttpServerRequest.toIncomingMessage(request), caller.id))
+  })
 
-const authLayers = Layer.mergeAll(
-  Layer.effect(ManageAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticateRequest(keys, ApiKeys.MANAGE) }))),
-  Layer.effect(ResolveAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticateRequest(keys, ApiKeys.RESOLVE) })))
-)
+const authLayers = (audit: SecretAudit.Sink | undefined) =>
+  Layer.mergeAll(
+    Layer.effect(ManageAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticateRequest(keys, ApiKeys.MANAGE, audit) }))),
+    Layer.effect(ResolveAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticateRequest(keys, ApiKeys.RESOLVE) })))
+  )
 
 const errorResponse = (status: number, code: string, message: string) =>
   HttpServerResponse.unsafeJson(
@@ -419,8 +471,8 @@ export const layerApi = (options: ApiOptions = {}): Layer.Layer<HttpApi.Api, nev
     )
   }
   const apiLayer = HttpApiBuilder.api(api).pipe(
-    Layer.provide(handlers(api, { maxBodyBytes, heartbeatMillis, watchLimits })),
-    Layer.provide(authLayers)
+    Layer.provide(handlers(api, { maxBodyBytes, heartbeatMillis, watchLimits, audit: options.audit })),
+    Layer.provide(authLayers(options.audit))
   )
   const openApiLayer = HttpApiBuilder.middlewareOpenApi({
     path: openApiPath(basePath),
@@ -542,8 +594,15 @@ export const layer = (
   )
   const openStreams = Layer.sync(WatchStream.OpenStreams, WatchStream.makeOpenStreams)
   // the router is built while this layer is, reading its config from the building fiber
+  const apiLayer = layerApi(options)
+  const auditLog = options.auditLog
   const served = HttpApiBuilder.serve().pipe(
-    Layer.provide(layerApi(options)),
+    Layer.provide(
+      auditLog === undefined ? apiLayer : Layer.unwrapScoped(
+        Effect.map(Effect.orDie(AuditLog.jsonLinesFile(auditLog)), (file) =>
+          layerApi({ ...options, audit: AuditLog.both(options.audit, file) }))
+      )
+    ),
     Layer.provideMerge(httpServer),
     Layer.locally(HttpRouter.currentRouterConfig, routerConfig)
   )

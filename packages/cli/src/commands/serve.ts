@@ -76,7 +76,11 @@ export const command = Command.make(
     port: Options.integer("port").pipe(Options.withDefault(8080), Options.withDescription("Port to listen on (0: any free port)")),
     host: Options.text("host").pipe(Options.withDefault("127.0.0.1"), Options.withDescription("Interface to listen on")),
     keysFile: Options.file("keys-file", { exists: "yes" }).pipe(Options.optional, Options.withDescription("API keys, JSON (see secretgate api-key new)")),
-    noAccessLog: Options.boolean("no-access-log").pipe(Options.withDescription("Do not log a JSON line per request on stderr"))
+    noAccessLog: Options.boolean("no-access-log").pipe(Options.withDescription("Do not log a JSON line per request on stderr")),
+    auditLog: Options.file("audit-log").pipe(
+      Options.optional,
+      Options.withDescription("Append the management audit trail (who created, updated, deleted which secret) to this file, as JSON lines (created 0600)")
+    )
   },
   (args) =>
     Effect.gen(function*() {
@@ -92,6 +96,7 @@ export const command = Command.make(
             host: args.host,
             backend: backend as never,
             keys,
+            ...(Option.isSome(args.auditLog) ? { auditLog: args.auditLog.value } : {}),
             ...(args.noAccessLog ? {} : { accessLog: (entry: SecretServer.AccessLogEntry) => Effect.runSync(log("request", { ...entry })) })
           }),
         catch: (error) => new CliFailure({ kind: "unavailable", message: `could not start the server: ${(error as Error).message}` })
