@@ -30,6 +30,7 @@ import {
 } from "@secretgate/core"
 import { Config, type ConfigError, Context, Data, Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
 import { constraintOf, inTransaction, retryTransient, sqlState, unavailable } from "./internal/errors.js"
+import * as Execute from "./internal/execute.js"
 import * as Freshness from "./internal/freshness.js"
 import * as Listeners from "./internal/listeners.js"
 import * as Migrations from "./internal/migrations.js"
@@ -246,8 +247,14 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
     const st = Statements.make(schema)
     const channel = `secretgate_${schema}`
 
-    const exec = (text: string, params: ReadonlyArray<unknown> = []): Effect.Effect<ReadonlyArray<Record<string, unknown>>, SqlError> =>
-      retryTransient(sql.unsafe<Record<string, unknown>>(text, params))
+    const pool = yield* Effect.serviceOption(Execute.PgPool)
+    const run: Execute.Execute = Option.isSome(pool)
+      ? Execute.pool(pool.value)
+      : Option.isSome(pglite)
+      ? Execute.pglite(pglite.value.pglite, sql)
+      : Execute.client(sql)
+    const exec = (text: string, params: ReadonlyArray<unknown> = []): Effect.Effect<Execute.Rows, SqlError> =>
+      retryTransient(run(text, params))
     /** A write's failures, with a sealing key that the store has retired said in words. */
     const writeFailure = (error: SqlError): StoreUnavailable =>
       sqlState(error) === "23503" && constraintOf(error) === "secrets_key_fkey"
@@ -610,7 +617,7 @@ export const layer = (
 ): Layer.Layer<Secrets.Secrets | Provided, StoreError> =>
   layerClient(config).pipe(
     Layer.provide(
-      PgClient.layer({ applicationName: "secretgate", ...config }).pipe(Layer.mapError(connectFailure(config)))
+      Execute.layerPg(config).pipe(Layer.mapError(connectFailure(config)))
     )
   )
 
