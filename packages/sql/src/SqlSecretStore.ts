@@ -28,7 +28,7 @@ import {
   type StoreError,
   StoreUnavailable
 } from "@secretgate/core"
-import { Config, type ConfigError, Context, Data, Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
+import { Config, type ConfigError, Context, Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
 import { constraintOf, inTransaction, retryTransient, sqlState, unavailable } from "./internal/errors.js"
 import * as Execute from "./internal/execute.js"
 import * as Freshness from "./internal/freshness.js"
@@ -85,14 +85,17 @@ export interface PgConfig extends Options, PgClient.PgClientConfig {}
 export interface PgliteConfig extends Options, PgliteClient.Options {}
 
 /**
- * A key management request that cannot be carried out: retiring the current key, a key still in
- * use, or an unknown key id. An operator's act on one store, not a wire error.
+ * Core's `KeyRing.KeyManagementError` (one class for every backend with key management): retiring
+ * the current key, a key still in use, or an unknown key id.
  *
  * @since 0.1.0
  */
-export class KeyManagementError extends Data.TaggedError("KeyManagementError")<{
-  readonly message: string
-}> {}
+export const KeyManagementError = KeyRing.KeyManagementError
+
+/**
+ * @since 0.1.0
+ */
+export type KeyManagementError = KeyRing.KeyManagementError
 
 /**
  * One key of the store.

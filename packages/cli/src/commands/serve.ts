@@ -76,7 +76,7 @@ export const command = Command.make(
   },
   (args) =>
     Effect.gen(function*() {
-      const location = yield* Store.parse(args.store)
+      const location = yield* Store.parse(args.store, args.schema)
       if (location._tag === "Server") return yield* CliFailure.usage("serve: --store is a server already; serve a directory or memory:")
       const backend = yield* Store.layer(location)
       const keys = Option.isSome(args.keysFile) ? yield* keysFromFile(args.keysFile.value) : yield* keysFromEnvironment(args.org)
