@@ -46,3 +46,12 @@ export const fromOptions = (args: { readonly resolve: ReadonlyArray<string>; rea
     })
     return { resolve, ...(ca === undefined ? {} : { ca }) }
   })
+
+/**
+ * The proxy's `allowPrivateDestinations` from `--allow-private` (`all`, or CIDRs). Shared by `run`
+ * and `proxy`.
+ *
+ * @since 0.2.0
+ */
+export const allowPrivateOf = (entries: ReadonlyArray<string>): boolean | ReadonlyArray<string> =>
+  entries.some((entry) => entry.trim().toLowerCase() === "all") ? true : entries.length === 0 ? false : entries

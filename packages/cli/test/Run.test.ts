@@ -121,6 +121,21 @@ describe.skipIf(!CURL)("secretgate run -- curl", () => {
     expect(blocked.stderr).toContain("openai: 0 substituted, 0 withheld, 1 blocked")
   }, 300_000)
 
+  it("a private destination the user did not name is refused with 403 and the flag to allow it; --allow-private allows it", async () => {
+    // localhost is not pinned with --resolve: the proxy resolves it (127.0.0.1) and refuses loopback
+    const curl = `curl -sS --noproxy '' -o /dev/null -w '%{http_code}' ${url("localhost", "/echo")}`
+    const before = upstream.received.length
+    const refused = await run(["--mount", "OPENAI_API_KEY=openai"], ["sh", "-c", `${curl} 2>&1; true`])
+    expect(refused.stdout).toMatch(/403/)
+    expect(upstream.received.length).toBe(before)
+    expect(refused.stderr).toMatch(/0 intercepted, 1 tunnelled, 1 refused/)
+    const allowed = await run(["--mount", "OPENAI_API_KEY=openai", "--allow-private", "127.0.0.1"], [
+      "sh", "-c", `cat "$CURL_CA_BUNDLE" ${CA_FILE} > "$TMPDIR/both.pem"; curl --cacert "$TMPDIR/both.pem" -sS --noproxy '' --fail -o /dev/null ${url("localhost", "/echo")}; code=$?; rm "$TMPDIR/both.pem"; exit $code`
+    ])
+    expect(allowed.code).toBe(0)
+    expect(upstream.received.length).toBe(before + 1)
+  }, 300_000)
+
   it("writes the audit events as JSON lines, without a value", async () => {
     const auditFile = join(root, "audit.jsonl")
     const result = await run(["--mount", "OPENAI_API_KEY=openai", "--audit", auditFile, "--quiet"], [

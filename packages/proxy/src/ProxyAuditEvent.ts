@@ -13,6 +13,9 @@ import type { AuditEvent } from "@secretgate/undici"
  *
  * - `unauthenticated`: no valid sandbox token (`407`)
  * - `host-not-allowed`: outside the sandbox's `allowedHosts` (`403`)
+ * - `private-destination`: the host is, or resolves to, a loopback, private, link-local (cloud
+ *   metadata) or otherwise non-public address the proxy was not told to allow
+ *   (`allowPrivateDestinations`) (`403`)
  * - `too-many-connections`: the sandbox's connection limit was reached (`429`)
  * - `bad-request`: a malformed CONNECT target or request, or a request to the proxy itself (`400`)
  * - `https-absolute-form`: an `https://` request sent in clear to the proxy; no TLS downgrade (`400`)
@@ -27,6 +30,7 @@ import type { AuditEvent } from "@secretgate/undici"
 export type RefusedReason =
   | "unauthenticated"
   | "host-not-allowed"
+  | "private-destination"
   | "too-many-connections"
   | "bad-request"
   | "https-absolute-form"

@@ -26,6 +26,7 @@ import type { Agent } from "undici"
 import * as CertificateAuthorityModule from "./CertificateAuthority.js"
 import type { CertificateAuthority } from "./CertificateAuthority.js"
 import { forward } from "./internal/bridge.js"
+import { Destinations, parseCidr } from "./internal/destinations.js"
 import { type ConnectContext, onConnect, parseTarget, PROXY_AUTHENTICATE, refuse } from "./internal/connect.js"
 import { type Bundle, environmentFor, writeBundle } from "./internal/environment.js"
 import { LeafCache } from "./internal/leafCache.js"
@@ -43,7 +44,7 @@ import { InvalidProxyOptions } from "./ProxyError.js"
  * @since 0.1.0
  */
 export interface Limits {
-  /** Open client connections (CONNECT tunnels and intercepted connections) per sandbox. Default 512. */
+  /** Open client connections (CONNECT tunnels, intercepted connections and plain-HTTP proxy connections) per sandbox. Default 512. */
   readonly connectionsPerSandbox: number
   /** Milliseconds for a client to send its request head, and to complete a TLS handshake. Default 10 s. */
   readonly handshakeTimeout: number
@@ -91,6 +92,16 @@ export interface Options {
     /** Extra CA certificates (PEM) trusted for upstream TLS, besides Node's roots. */
     readonly ca?: string | ReadonlyArray<string>
   }
+  /**
+   * Private destinations sandboxes may reach. By default the proxy refuses (`403`, `refused` with
+   * reason `private-destination`) to connect to loopback, RFC 1918, link-local (cloud metadata at
+   * 169.254.169.254), shared (100.64.0.0/10), unspecified (`0.0.0.0`), multicast and reserved
+   * addresses and their IPv6 counterparts (`::1`, `fc00::/7`, `fe80::/10`, ...), checked on the
+   * address each connection is made to, after name resolution. `true` allows them all; a list of
+   * CIDRs (`["10.1.0.0/16", "fd00::/8", "192.168.1.5"]`) allows those. Names pinned in
+   * `upstream.resolve` are trusted whatever their address.
+   */
+  readonly allowPrivateDestinations?: boolean | ReadonlyArray<string>
   /** Receives every event of every sandbox, and the events no sandbox can be named for. */
   readonly audit?: AuditSink
   readonly limits?: Partial<Limits>
@@ -225,6 +236,17 @@ export class SecretgateProxy {
       throw InvalidProxyOptions.of("upstream.ca", "must be PEM certificates (-----BEGIN CERTIFICATE-----)")
     }
 
+    const allowPrivate = options.allowPrivateDestinations ?? false
+    if (typeof allowPrivate !== "boolean" && !Array.isArray(allowPrivate)) {
+      throw InvalidProxyOptions.of("allowPrivateDestinations", "must be true, false or a list of CIDRs (\"10.0.0.0/8\", \"fd00::/8\")")
+    }
+    const cidrs = typeof allowPrivate === "boolean" ? [] : allowPrivate.map((entry, i) => {
+      const cidr = parseCidr(entry)
+      if (cidr === undefined) throw InvalidProxyOptions.of(`allowPrivateDestinations[${i}]`, `${JSON.stringify(entry)} is not an IP address or CIDR (e.g. "10.0.0.0/8", "fd00::/8")`)
+      return cidr
+    })
+    const destinations = new Destinations(allowPrivate === true, cidrs)
+
     const ca = options.ca === undefined
       ? CertificateAuthorityModule.generate()
       : options.ca instanceof CertificateAuthorityModule.CertificateAuthority
@@ -237,6 +259,7 @@ export class SecretgateProxy {
     const registry = new Registry()
     const upstream = makeUpstreamAgent({
       resolve,
+      destinations,
       ca: extraCa,
       connectTimeout: limits.connectTimeout,
       responseTimeout: limits.idleTimeout,
@@ -258,7 +281,8 @@ export class SecretgateProxy {
       leaves,
       inner: makeInnerServer(serverOptions, limits, (socket, session, reason, status, message) => refuse(context, socket, session.sandbox, session.host, reason, status, message)),
       limits,
-      lookup: lookupWith(resolve),
+      lookup: lookupWith(resolve, destinations),
+      destinations,
       audit: options.audit
     }
     const inner = context.inner.server
@@ -396,5 +420,11 @@ const plainRequest = (context: ConnectContext, req: http.IncomingMessage, res: h
   const target = parseTarget(url.host, "http", 80)
   if (target === undefined) return refusePlain("bad-request", 400, `${JSON.stringify(url.host)} is not a valid host`)
   if (!sandbox.mayReach(target.host)) return refusePlain("host-not-allowed", 403, `${target.host} is not among this sandbox's allowed hosts`, target.host)
+  const literal = context.destinations.literal(target.host)
+  if (literal !== undefined) return refusePlain("private-destination", 403, literal.message, target.host)
+  // a plain-HTTP connection counts against the limit like a CONNECT (once, for its first request)
+  if (!sandbox.admit(req.socket)) {
+    return refusePlain("too-many-connections", 429, `this sandbox already has ${sandbox.settings.maxConnections} open connections (the proxy's limits.connectionsPerSandbox)`, target.host, { connection: "close" })
+  }
   forward(sandbox, target.origin, `${url.pathname}${url.search}`, req, res)
 }

@@ -92,13 +92,18 @@ describe("values go only where they are allowed", () => {
   })
 
   it("wildcard over-match and IP literals: badexample.com and 127.0.0.1 are tunnelled for a *.example.com secret", async () => {
-    const sandbox = await world.sandbox({ token: [VALUE, ["*.example.com"]] })
-    for (const host of ["badexample.com", "127.0.0.1"]) {
-      const connected = await connectRaw(world.proxy, `${host}:${world.https.port}`, authorizationOf(sandbox.registration.proxyUrl))
-      expect(connected.status).toBe(200)
-      connected.socket.destroy()
+    const open = await makeWorld({ allowPrivateDestinations: ["127.0.0.1"] })
+    try {
+      const sandbox = await open.sandbox({ token: [VALUE, ["*.example.com"]] })
+      for (const host of ["badexample.com", "127.0.0.1"]) {
+        const connected = await connectRaw(open.proxy, `${host}:${open.https.port}`, authorizationOf(sandbox.registration.proxyUrl))
+        expect(connected.status).toBe(200)
+        connected.socket.destroy()
+      }
+      expect(sandbox.events.map((event) => event.type)).toEqual(["tunnelled", "tunnelled"])
+    } finally {
+      await open.close()
     }
-    expect(sandbox.events.map((event) => event.type)).toEqual(["tunnelled", "tunnelled"])
   })
 
   it("case and a trailing dot in the CONNECT host do not escape matching; the value goes to the normalised host", async () => {

@@ -110,6 +110,38 @@ describe("limits", () => {
     }
   })
 
+  it("plain-HTTP proxy connections count against the limit too (kept alive, mixed with CONNECTs)", async () => {
+    const limited = await makeWorld({ limits: { connectionsPerSandbox: 3 } })
+    /** One absolute-form request on a new kept-alive socket; resolves with the status once the head came. */
+    const plain = (proxyUrl: string) =>
+      new Promise<{ status: number; socket: net.Socket }>((resolve, reject) => {
+        const { hostname, port } = new URL(limited.proxy.url)
+        const socket = net.connect(Number(port), hostname)
+        let received = ""
+        socket.on("data", (chunk: Buffer) => {
+          received += chunk.toString("latin1")
+          if (received.includes("\r\n\r\n")) resolve({ status: Number(received.split(" ")[1]), socket })
+        })
+        socket.once("error", reject)
+        const url = limited.http.url("upstream.test", "/echo")
+        socket.write(`GET ${url} HTTP/1.1\r\nHost: ${new URL(url).host}\r\nProxy-Authorization: ${authorizationOf(proxyUrl)}\r\n\r\n`)
+      })
+    try {
+      const sandbox = await limited.sandbox({ token: [VALUE, ["api.allowed.test"]] })
+      const open = await Promise.all([1, 2, 3].map(() => plain(sandbox.registration.proxyUrl)))
+      expect(open.map((connected) => connected.status)).toEqual([200, 200, 200])
+      const over = await plain(sandbox.registration.proxyUrl)
+      expect(over.status).toBe(429)
+      const tunnel = await connectRaw(limited.proxy, `evil.test:${limited.https.port}`, authorizationOf(sandbox.registration.proxyUrl))
+      expect(tunnel.status).toBe(429)
+      expect(limited.events.filter((event) => event.type === "refused" && event.reason === "too-many-connections")).toHaveLength(2)
+      for (const connected of [...open, over]) connected.socket.destroy()
+      tunnel.socket.destroy()
+    } finally {
+      await limited.close()
+    }
+  })
+
   it("request headers over the limit get 431 saying which limit, on the proxy and inside a tunnel", async () => {
     const sandbox = await world.sandbox({ token: [VALUE, ["api.allowed.test"]] })
     const big = `X-Big: ${"b".repeat(4096)}\r\n`

@@ -149,15 +149,20 @@ describe("tunnel or intercept", () => {
   })
 
   it("an IP-literal CONNECT target gets a certificate for the address (no SNI) when intercepted", async () => {
-    const sandbox = await world.sandbox({ token: [VALUE] }) // unrestricted: matches IP literals too
-    const intercepted = await connectRaw(world.proxy, `127.0.0.1:${world.https.port}`, authorizationOf(sandbox.registration.proxyUrl))
-    const leaf = await tlsOver(intercepted.socket, { ca: world.proxy.ca.certificatePem, host: "127.0.0.1" })
-    expect(leaf.getPeerX509Certificate()!.checkIP("127.0.0.1")).toBe("127.0.0.1")
-    leaf.write(`GET /echo HTTP/1.1\r\nHost: 127.0.0.1:${world.https.port}\r\nAuthorization: Bearer ${sandbox.mount.env.TOKEN}\r\nConnection: close\r\n\r\n`)
-    const response = (await readBytes(leaf, () => false)).toString("utf8")
-    expect(response).toContain("200 OK")
-    expect(response).not.toContain(VALUE)
-    expect(lastReceived().headers.authorization).toBe(`Bearer ${VALUE}`)
+    const open = await makeWorld({ allowPrivateDestinations: ["127.0.0.1/32"] })
+    try {
+      const sandbox = await open.sandbox({ token: [VALUE] }) // unrestricted: matches IP literals too
+      const intercepted = await connectRaw(open.proxy, `127.0.0.1:${open.https.port}`, authorizationOf(sandbox.registration.proxyUrl))
+      const leaf = await tlsOver(intercepted.socket, { ca: open.proxy.ca.certificatePem, host: "127.0.0.1" })
+      expect(leaf.getPeerX509Certificate()!.checkIP("127.0.0.1")).toBe("127.0.0.1")
+      leaf.write(`GET /echo HTTP/1.1\r\nHost: 127.0.0.1:${open.https.port}\r\nAuthorization: Bearer ${sandbox.mount.env.TOKEN}\r\nConnection: close\r\n\r\n`)
+      const response = (await readBytes(leaf, () => false)).toString("utf8")
+      expect(response).toContain("200 OK")
+      expect(response).not.toContain(VALUE)
+      expect(open.https.received.at(-1)!.headers.authorization).toBe(`Bearer ${VALUE}`)
+    } finally {
+      await open.close()
+    }
   })
 
   it("a TLS server name other than the CONNECT host is refused: no certificate for it, nothing sent upstream", async () => {

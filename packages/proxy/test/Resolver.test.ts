@@ -29,7 +29,7 @@ describe("a resolver that throws", () => {
     expect(refused.body).toContain("could not load this sandbox's secrets")
 
     // the proxy is alive: the other sandbox's CONNECT is answered (tunnelled: nothing to substitute)
-    const other = await connectRaw(proxy, "127.0.0.1:1", authorizationOf(good.proxyUrl))
+    const other = await connectRaw(proxy, "api.allowed.test:1", authorizationOf(good.proxyUrl))
     expect(other.status).toBe(502)
     other.socket.destroy()
   }, 60_000)

@@ -101,7 +101,13 @@ export const command = Command.make(
     sandboxes: Options.file("sandboxes", { exists: "yes" }).pipe(Options.withDescription("JSON: [{ id, mount: { ENV: secret }, onDisallowed?, allowHttp?, allowedHosts?, webSockets? }]")),
     envDir: Options.directory("env-dir").pipe(Options.withDescription("Where <id>.env files are written (directory 0700, files 0600); never mount it into a sandbox")),
     bundleDir: Options.directory("bundle-dir").pipe(Options.withDescription("Where the files sandboxes read (CA, CA bundle, Node preload) are written: mount this one, read-only, at the same path")),
-    ...Upstream.options
+    ...Upstream.options,
+    allowPrivate: Options.text("allow-private").pipe(
+      Options.repeated,
+      Options.withDescription(
+        "A private destination sandboxes may reach: a CIDR or address (10.0.0.0/8, fd00::/8, 192.168.1.5), or \"all\" (repeatable). Default: none — loopback, private, link-local (cloud metadata) addresses are refused; names pinned with --resolve are trusted"
+      )
+    )
   },
   (args) =>
     Effect.gen(function*() {
@@ -131,6 +137,7 @@ export const command = Command.make(
               directory: args.bundleDir,
               ...(caDir === undefined ? {} : { ca: { directory: caDir } }),
               upstream,
+              allowPrivateDestinations: Upstream.allowPrivateOf(args.allowPrivate),
               audit: (event) => log("audit", { ...event })
             }),
           catch: (error) => new CliFailure({ kind: "unavailable", message: `could not start the proxy on ${args.listen}: ${(error as Error).message}` })

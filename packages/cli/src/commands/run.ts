@@ -90,6 +90,12 @@ export const command = Command.make(
     ),
     allowHttp: Options.text("allow-http").pipe(Options.repeated, Options.withDescription("A host whose plain-http requests may carry values (loopback tests)")),
     ...Upstream.options,
+    allowPrivate: Options.text("allow-private").pipe(
+      Options.repeated,
+      Options.withDescription(
+        "A private destination the proxied programs may reach: a CIDR or address (10.0.0.0/8, fd00::/8, 192.168.1.5), or \"all\" (repeatable). Default: none — loopback, private, link-local (cloud metadata) addresses are refused; names pinned with --resolve are trusted"
+      )
+    ),
     user: ChildUser.option,
     audit: Options.text("audit").pipe(Options.optional, Options.withDescription("Append the audit events to this file, as JSON lines")),
     quiet: Options.boolean("quiet").pipe(Options.withDescription("No summary on stderr")),
@@ -155,7 +161,7 @@ export const command = Command.make(
       )
       const proxy = yield* Effect.acquireRelease(
         Effect.tryPromise({
-          try: () => SecretgateProxy.start({ upstream, audit, directory: bundleDirectory }),
+          try: () => SecretgateProxy.start({ upstream, audit, directory: bundleDirectory, allowPrivateDestinations: Upstream.allowPrivateOf(args.allowPrivate) }),
           catch: (error) => CliFailure.usage(`could not start the proxy: ${(error as Error).message}`)
         }),
         (proxy) => Effect.promise(() => proxy.close())

@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import type { Duplex } from "node:stream"
 import type { Dispatcher } from "undici"
 import { requestHeaders, responseHeaders, trailerPairs } from "./headers.js"
+import { PRIVATE_DESTINATION } from "./destinations.js"
 import { kindOf, refuseOn, statusFor } from "./refusal.js"
 import type { Sandbox } from "./sandbox.js"
 
@@ -21,12 +22,18 @@ export const WHOLE_BODY_LIMIT = 256 * 1024
 /** Why the client's side went away, for the upstream request it aborts. */
 const clientGone = () => new Error("the client closed the connection")
 
+/** A failure the proxy itself decided (a refused destination) is audited as a refusal. */
+const reportFailure = (sandbox: Sandbox, origin: string, error: Error): void => {
+  if ((error as { code?: unknown }).code !== PRIVATE_DESTINATION) return
+  sandbox.report({ type: "refused", sandbox: sandbox.id, host: new URL(origin).hostname.replace(/^\[(.*)\]$/, "$1"), reason: "private-destination", status: 403, message: error.message })
+}
+
 /** Relays the agent's response events to the client's `ServerResponse`. */
 class ResponseRelay implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined
   private closed = false
 
-  constructor(private readonly res: ServerResponse) {
+  constructor(private readonly res: ServerResponse, private readonly sandbox: Sandbox, private readonly origin: string) {
     res.once("close", () => {
       if (res.writableFinished) return
       this.closed = true
@@ -67,6 +74,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    reportFailure(this.sandbox, this.origin, error)
     if (this.closed) return
     if (this.res.headersSent) {
       // the response began: all that can be said is that it did not end
@@ -111,7 +119,7 @@ export const forward = (sandbox: Sandbox, origin: string, path: string, req: Inc
   const chunked = req.headers["transfer-encoding"] !== undefined
   const streamed = chunked || (length !== undefined && length > WHOLE_BODY_LIMIT)
   const headers = requestHeaders(req.rawHeaders, { streamed })
-  const relay = new ResponseRelay(res)
+  const relay = new ResponseRelay(res, sandbox, origin)
   const dispatch = (body: Buffer | IncomingMessage | null) =>
     sandbox.agent.dispatch({ origin, path, method: req.method as Dispatcher.HttpMethod, headers, body }, relay)
   if (streamed) return void dispatch(req)
@@ -175,6 +183,7 @@ export const forwardUpgrade = (sandbox: Sandbox, origin: string, path: string, r
         socket.end()
       },
       onResponseError(_controller, error) {
+        reportFailure(sandbox, origin, error)
         if (socket.destroyed) return
         if (socket.writable && (socket as { bytesWritten?: number }).bytesWritten === 0) refuseOn(socket, statusFor(error), error.message, { "x-secretgate-error": kindOf(error) })
         else socket.destroy()

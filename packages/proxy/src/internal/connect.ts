@@ -10,6 +10,7 @@ import type * as http from "node:http"
 import type * as net from "node:net"
 import * as tls from "node:tls"
 import type { AuditSink, ConnectionEvent, RefusedReason } from "../ProxyAuditEvent.js"
+import { type Destinations, PRIVATE_DESTINATION } from "./destinations.js"
 import type { InnerServer, Session } from "./innerServer.js"
 import type { LeafCache } from "./leafCache.js"
 import { refuseOn } from "./refusal.js"
@@ -32,6 +33,8 @@ export interface ConnectContext {
   readonly inner: InnerServer
   readonly limits: Limits
   readonly lookup: ReturnType<typeof lookupWith>
+  /** Which addresses sandboxes may reach. */
+  readonly destinations: Destinations
   /** Events no sandbox can be named for. */
   readonly audit: AuditSink | undefined
 }
@@ -104,6 +107,8 @@ export const onConnect = (context: ConnectContext) => (req: http.IncomingMessage
   if (!sandbox.mayReach(target.host)) {
     return refuse(context, socket, sandbox, target.host, "host-not-allowed", 403, `${target.host} is not among this sandbox's allowed hosts`)
   }
+  const literal = context.destinations.literal(target.host)
+  if (literal !== undefined) return refuse(context, socket, sandbox, target.host, "private-destination", 403, literal.message)
   if (!sandbox.admit(socket)) {
     return refuse(
       context,
@@ -123,7 +128,9 @@ export const onConnect = (context: ConnectContext) => (req: http.IncomingMessage
     if (intercepted) return intercept(context, sandbox, target, socket, head)
     report(context, sandbox, { type: "tunnelled", sandbox: sandbox.id, host: target.host, port: target.port })
     tunnel(socket, head, target, { lookup: context.lookup, connectTimeout: context.limits.connectTimeout, idleTimeout: context.limits.idleTimeout }, (error) =>
-      refuse(context, socket, sandbox, target.host, "upstream-unreachable", 502, `cannot reach ${target.host}:${target.port}: ${error.message}`))
+      (error as { code?: unknown }).code === PRIVATE_DESTINATION
+        ? refuse(context, socket, sandbox, target.host, "private-destination", 403, error.message)
+        : refuse(context, socket, sandbox, target.host, "upstream-unreachable", 502, `cannot reach ${target.host}:${target.port}: ${error.message}`))
   }
   if (typeof decided === "boolean") return proceed(decided)
   decided.then(proceed, () =>

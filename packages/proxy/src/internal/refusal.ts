@@ -32,6 +32,7 @@ export const statusFor = (error: Error): number => {
   switch ((error as { code?: unknown }).code) {
     case "SECRETGATE_BLOCKED":
     case "SECRETGATE_UNSAFE_VALUE":
+    case "SECRETGATE_PRIVATE_DESTINATION":
       return 403
     case "SECRETGATE_RESOLUTION_FAILED":
       return 503

@@ -80,6 +80,7 @@ export class Sandbox {
 
   /** Counts a client connection against the limit; `false` when the limit is reached. */
   admit(socket: Socket): boolean {
+    if (this.sockets.has(socket)) return true
     if (this.sockets.size >= this.settings.maxConnections) return false
     this.sockets.add(socket)
     socket.once("close", () => this.sockets.delete(socket))
