@@ -57,7 +57,10 @@ beforeAll(async () => {
   }))
   cpSync(join(ROOT, "test", "fixtures", "consumer"), project, { recursive: true })
   await run("pnpm", ["install", "--ignore-workspace", "--prefer-offline", "--reporter=silent"], { cwd: project })
-  await run(join(project, "node_modules", ".bin", "tsc"), ["-p", "."], { cwd: project })
+  // tsc reports on stdout: say what it found
+  await run(join(project, "node_modules", ".bin", "tsc"), ["-p", "."], { cwd: project }).catch((error: { stdout?: string }) => {
+    throw new Error(`the consumer does not type-check against the packed declarations:\n${error.stdout ?? String(error)}`)
+  })
   const result = await run(process.execPath, [join(project, "out", "main.js")], {
     cwd: project,
     env: { ...process.env, TLS_DIR: join(ROOT, "packages", "undici", "test", "fixtures", "tls"), STORE_DIR: join(project, "store") }

@@ -1,3 +1,6 @@
+// PGlite's declarations use the Emscripten types without depending on them: this brings them in
+// for a program that type-checks its dependencies' declarations (skipLibCheck off)
+/// <reference types="emscripten" preserve="true" />
 /**
  * An `@effect/sql` `SqlClient` over PGlite (`@electric-sql/pglite`): real PostgreSQL compiled to
  * WebAssembly, in this process, with no server. The same SQL runs here and on a PostgreSQL server,
