@@ -21,7 +21,7 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import type * as net from "node:net"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { join, resolve as resolvePath, sep } from "node:path"
 import type { Agent } from "undici"
 import * as CertificateAuthorityModule from "./CertificateAuthority.js"
 import type { CertificateAuthority } from "./CertificateAuthority.js"
@@ -247,6 +247,16 @@ export class SecretgateProxy {
     })
     const destinations = new Destinations(allowPrivate === true, cidrs)
 
+    if (options.ca !== undefined && !(options.ca instanceof CertificateAuthorityModule.CertificateAuthority) && options.directory !== undefined) {
+      const caDirectory = resolvePath(options.ca.directory)
+      const bundleDirectory = resolvePath(options.directory)
+      if (caDirectory === bundleDirectory || caDirectory.startsWith(`${bundleDirectory}${sep}`)) {
+        throw InvalidProxyOptions.of(
+          "ca.directory",
+          `${options.ca.directory} is ${caDirectory === bundleDirectory ? "" : "inside "}the directory given to sandboxes (directory: ${options.directory}): they would read the CA's private key; keep the CA elsewhere`
+        )
+      }
+    }
     const ca = options.ca === undefined
       ? CertificateAuthorityModule.generate()
       : options.ca instanceof CertificateAuthorityModule.CertificateAuthority

@@ -10,10 +10,10 @@
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
-import type { SecretgateProxyModule } from "@secretgate/proxy"
+import type { Registration } from "@secretgate/proxy"
 import { Effect, Option, Schema } from "effect"
 import { chmodSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs"
-import { join } from "node:path"
+import { join, resolve, sep } from "node:path"
 import { randomBytes } from "node:crypto"
 import { CliFailure } from "../CliFailure.js"
 import * as Store from "../Store.js"
@@ -38,6 +38,13 @@ type SandboxEntry = typeof SandboxEntry.Type
 
 const log = (event: string, fields: Record<string, unknown> = {}) =>
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`)
+
+/** Whether `inner` is `outer` or a directory inside it. */
+const within = (inner: string, outer: string): boolean => {
+  const a = resolve(inner)
+  const b = resolve(outer)
+  return a === b || a.startsWith(`${b}${sep}`)
+}
 
 /** `host:port` → its parts. */
 const parseListen = (text: string): Effect.Effect<{ host: string; port: number }, CliFailure> => {
@@ -116,7 +123,10 @@ export const command = Command.make(
       const layer = yield* Store.layer(location, { values: true })
       const upstream = yield* Upstream.fromOptions(args)
       const caDir = Option.getOrUndefined(args.caDir)
-      if (caDir !== undefined && caDir === args.bundleDir) return yield* CliFailure.usage("--ca-dir holds the CA's private key: it must not be the --bundle-dir sandboxes read")
+      if (caDir !== undefined && within(caDir, args.bundleDir)) return yield* CliFailure.usage("--ca-dir holds the CA's private key: it must not be (or be inside) the --bundle-dir sandboxes read")
+      if (caDir !== undefined && (within(caDir, args.envDir) || within(args.envDir, caDir))) {
+        return yield* CliFailure.usage("--ca-dir holds the CA's private key and --env-dir every sandbox's token: keep them in separate directories")
+      }
       if (args.envDir === args.bundleDir) return yield* CliFailure.usage("--env-dir holds every sandbox's token: it must not be the --bundle-dir sandboxes read")
       yield* privateDirectory(args.envDir, "--env-dir")
       yield* Effect.try({
@@ -145,8 +155,8 @@ export const command = Command.make(
         (proxy) => Effect.promise(() => proxy.close())
       )
 
-      let registered: ReadonlyArray<SecretgateProxyModule.Registration> = []
-      const revokeAll = (registrations: ReadonlyArray<SecretgateProxyModule.Registration>) =>
+      let registered: ReadonlyArray<Registration> = []
+      const revokeAll = (registrations: ReadonlyArray<Registration>) =>
         Effect.promise(() => Promise.all(registrations.map((registration) => registration.revoke())))
       const register = (entry: SandboxEntry) =>
         Effect.gen(function*() {
@@ -179,7 +189,7 @@ export const command = Command.make(
             )
           )
         )
-        const next: Array<SecretgateProxyModule.Registration> = []
+        const next: Array<Registration> = []
         const written = yield* Effect.forEach(entries, (entry) => Effect.tap(register(entry), ({ registration }) => Effect.sync(() => next.push(registration)))).pipe(
           Effect.tapError(() => revokeAll(next))
         )
