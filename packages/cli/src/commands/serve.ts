@@ -8,8 +8,9 @@
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
+import { Secrets } from "@secretgate/core"
 import type { ApiKeys } from "@secretgate/http"
-import { Config, Effect, Option, Schema } from "effect"
+import { Config, Effect, type Layer, Option, Schema } from "effect"
 import { readFile } from "node:fs/promises"
 import { CliFailure } from "../CliFailure.js"
 import * as Store from "../Store.js"
@@ -72,20 +73,24 @@ export const command = Command.make(
     ...Store.options,
     port: Options.integer("port").pipe(Options.withDefault(8080), Options.withDescription("Port to listen on (0: any free port)")),
     host: Options.text("host").pipe(Options.withDefault("127.0.0.1"), Options.withDescription("Interface to listen on")),
-    keysFile: Options.file("keys-file", { exists: "yes" }).pipe(Options.optional, Options.withDescription("API keys, JSON (see secretgate api-key new)"))
+    keysFile: Options.file("keys-file", { exists: "yes" }).pipe(Options.optional, Options.withDescription("API keys, JSON (see secretgate api-key new)")),
+    requireHosts: Options.boolean("require-hosts").pipe(
+      Options.withDescription("Refuse (400) creating a secret without hosts, or updating one to have none: such a secret's value may go to any host")
+    )
   },
   (args) =>
     Effect.gen(function*() {
       const location = yield* Store.parse(args.store)
       if (location._tag === "Server") return yield* CliFailure.usage("serve: --store is a server already; serve a directory or memory:")
-      const backend = yield* Store.layer(location)
+      const store = yield* Store.layer(location)
+      const backend = args.requireHosts ? Secrets.withRequiredHosts(store as Layer.Layer<Secrets.Secrets, unknown>) : store
       const keys = Option.isSome(args.keysFile) ? yield* keysFromFile(args.keysFile.value) : yield* keysFromEnvironment(args.org)
       const { SecretServer } = yield* Effect.promise(() => import("@secretgate/http"))
       const server = yield* Effect.tryPromise({
         try: () => SecretServer.serve({ port: args.port, host: args.host, backend: backend as never, keys }),
         catch: (error) => new CliFailure({ kind: "unavailable", message: `could not start the server: ${(error as Error).message}` })
       })
-      yield* log("listening", { url: server.url, keys: keys.length })
+      yield* log("listening", { url: server.url, keys: keys.length, requireHosts: args.requireHosts })
       const signal = yield* stopSignal
       yield* log("stopping", { signal })
       yield* Effect.promise(() => server.close())
