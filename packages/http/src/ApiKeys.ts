@@ -68,6 +68,12 @@ export type KeyEntry =
 export interface ApiKeys {
   /** The key whose plaintext is `token`, if any. */
   readonly authenticate: (token: Redacted.Redacted<string>) => Effect.Effect<Option.Option<ApiKey>>
+  /**
+   * Calls `listener` with each key as it is revoked; returns the unsubscribe function. Optional:
+   * the server ends a revoked key's open watch streams at once when it is given, and otherwise
+   * notices at the stream's next heartbeat (when it authenticates the key again).
+   */
+  readonly onRevoke?: (listener: (apiKey: ApiKey) => void) => () => void
 }
 
 /**
@@ -92,8 +98,12 @@ export interface Registry extends ApiKeys {
     readonly apiKey: ApiKey
     readonly key: Redacted.Redacted<string>
   }
-  /** Removes the key with this id; true when there was one. */
+  /**
+   * Removes the key with this id; true when there was one. Requests authenticate no more with it,
+   * and the server ends the watch streams it opened.
+   */
   readonly revoke: (id: string) => boolean
+  readonly onRevoke: (listener: (apiKey: ApiKey) => void) => () => void
 }
 
 const HASH_PREFIX = "sha256:"
@@ -198,6 +208,7 @@ interface Stored {
 export const makeRegistry = (entries: Iterable<KeyEntry> = []): Registry => {
   const byDigest = new Map<string, Stored>()
   const byId = new Map<string, string>()
+  const revocationListeners = new Set<(apiKey: ApiKey) => void>()
   let counter = 0
 
   const store = (digestBytes: Buffer, options: { readonly id?: string; readonly organizationId: string; readonly scopes: ReadonlyArray<Scope> }) => {
@@ -240,9 +251,15 @@ export const makeRegistry = (entries: Iterable<KeyEntry> = []): Registry => {
     revoke: (id) => {
       const hex = byId.get(id)
       if (hex === undefined) return false
+      const stored = byDigest.get(hex)!
       byId.delete(id)
       byDigest.delete(hex)
+      for (const listener of [...revocationListeners]) listener(stored.apiKey)
       return true
+    },
+    onRevoke: (listener) => {
+      revocationListeners.add(listener)
+      return () => void revocationListeners.delete(listener)
     },
     authenticate: (token) =>
       Effect.sync(() => {

@@ -32,7 +32,15 @@ import {
   Unauthorized
 } from "@secretgate/core"
 import { Context, JSONSchema, Schema } from "effect"
+import { createRequire } from "node:module"
 import type { ApiKey } from "./ApiKeys.js"
+
+/**
+ * The version of this package, as its `package.json` says (and so the OpenAPI document).
+ *
+ * @since 0.1.0
+ */
+export const VERSION: string = (createRequire(import.meta.url)("../package.json") as { readonly version: string }).version
 
 /**
  * The request body was larger than the server accepts.
@@ -73,6 +81,34 @@ export class RouteNotFound extends Schema.TaggedError<RouteNotFound>()("RouteNot
 }
 
 /**
+ * A known route asked with a method it does not have (e.g. `PUT /secret/{id}`). The answer carries
+ * an `Allow` header, and `allowed` lists the same methods.
+ *
+ * @since 0.1.0
+ */
+export class MethodNotAllowed extends Schema.TaggedError<MethodNotAllowed>()("MethodNotAllowed", {
+  message: Schema.String,
+  allowed: Schema.Array(Schema.String)
+}) {
+  /** @since 0.1.0 */
+  static readonly status = 405
+}
+
+/**
+ * A key (or its organization) already holds as many open watch streams as the server allows.
+ * Close one, or poll `POST /secret/resolve` instead.
+ *
+ * @since 0.1.0
+ */
+export class TooManyWatchStreams extends Schema.TaggedError<TooManyWatchStreams>()("TooManyWatchStreams", {
+  message: Schema.String,
+  limit: Schema.Number
+}) {
+  /** @since 0.1.0 */
+  static readonly status = 429
+}
+
+/**
  * The HTTP reason phrase sent as `error` in error bodies.
  *
  * @since 0.1.0
@@ -84,8 +120,10 @@ const REASONS: Record<number, string> = {
   401: "Unauthorized",
   403: "Forbidden",
   404: "Not Found",
+  405: "Method Not Allowed",
   409: "Conflict",
   413: "Payload Too Large",
+  429: "Too Many Requests",
   500: "Internal Server Error",
   503: "Service Unavailable"
 }
@@ -150,7 +188,12 @@ export const Errors = {
   StoreUnavailable: wireError(StoreUnavailable, "The storage backend is unavailable"),
   PayloadTooLarge: wireError(PayloadTooLarge, "The request body is larger than the server accepts"),
   InternalServerError: wireError(InternalServerError, "An unexpected failure inside the server"),
-  RouteNotFound: wireError(RouteNotFound, "No route matches the method and path")
+  RouteNotFound: wireError(RouteNotFound, "No route matches the path"),
+  MethodNotAllowed: wireError(MethodNotAllowed, "The route exists, but not with this method; the `Allow` header and `allowed` list its methods"),
+  TooManyWatchStreams: wireError(
+    TooManyWatchStreams,
+    "The API key or its organization holds as many open watch streams as the server allows"
+  )
 } as const
 
 /**
@@ -392,11 +435,13 @@ const egressEndpoints = HttpApiGroup.make("egress")
     HttpApiEndpoint.get("watch", "/secret/watch")
       .setHeaders(OrganizationHeader)
       .addSuccess(ChangeStream)
+      .addError(Errors.TooManyWatchStreams)
       .annotate(OpenApi.Summary, "Stream the organization's changes as server-sent events (egress proxies only)")
       .annotate(
         OpenApi.Description,
         "Lets an egress proxy keep resolved values until a change is announced instead of polling. Answers 503 when the " +
-          "server's backend does not announce every change (then poll `POST /secret/resolve`)."
+          "server's backend does not announce every change (then poll `POST /secret/resolve`), and 429 when the key or " +
+          "its organization holds as many open streams as the server allows. A stream ends when its key is revoked."
       )
   )
   .middleware(ResolveAuth)
@@ -405,6 +450,39 @@ const egressEndpoints = HttpApiGroup.make("egress")
     OpenApi.Description,
     "The values behind placeholders, for an egress proxy; needs a key with the `secrets:resolve` scope, never a management key"
   )
+
+/**
+ * The answer of `GET /health`.
+ *
+ * @since 0.1.0
+ */
+export const Health = Schema.Struct({
+  status: Schema.Literal("ok")
+}).annotations({ identifier: "Health" })
+
+/**
+ * The answer of `GET /ready` when the backend answers.
+ *
+ * @since 0.1.0
+ */
+export const Readiness = Schema.Struct({
+  status: Schema.Literal("ready")
+}).annotations({ identifier: "Readiness" })
+
+const operationEndpoints = HttpApiGroup.make("operations")
+  .add(
+    HttpApiEndpoint.get("health", "/health")
+      .addSuccess(Health)
+      .annotate(OpenApi.Summary, "Liveness: the server answers requests (no API key needed)")
+  )
+  .add(
+    HttpApiEndpoint.get("ready", "/ready")
+      .addSuccess(Readiness)
+      .addError(Errors.StoreUnavailable)
+      .annotate(OpenApi.Summary, "Readiness: the backend answers a read (no API key needed); 503 with the reason when not")
+  )
+  .annotate(OpenApi.Title, "Operations")
+  .annotate(OpenApi.Description, "Probes for an orchestrator or a load balancer; they never touch a secret's data")
 
 // The builder declares its own decode error on every route. The handlers here decode requests
 // themselves (answering with `InvalidSecretInput`), so it never occurs; it is left out of the
@@ -440,25 +518,43 @@ const withChangeEvent = (spec: OpenApi.OpenAPISpec): OpenApi.OpenAPISpec => {
   return spec
 }
 
+// The server refuses unknown fields in request bodies (400 naming the field); the document says so.
+const withClosedRequestBodies = (spec: OpenApi.OpenAPISpec): OpenApi.OpenAPISpec => {
+  for (const item of Object.values(spec.paths)) {
+    for (const operation of Object.values(item) as Array<OpenApi.OpenAPISpecOperation>) {
+      const ref = (operation.requestBody?.content["application/json"]?.schema as { $ref?: string } | undefined)?.$ref
+      const name = ref?.startsWith("#/components/schemas/") ? ref.slice("#/components/schemas/".length) : undefined
+      const schema = name === undefined ? undefined : spec.components.schemas[name] as { additionalProperties?: boolean } | undefined
+      if (schema !== undefined) schema.additionalProperties = false
+    }
+  }
+  return spec
+}
+
 /**
- * The API: the `secret` group (management) and the `egress` group (resolve).
+ * The API: the `secret` group (management), the `egress` group (resolve and watch) and the
+ * `operations` group (health and readiness, without authentication).
  *
  * @since 0.1.0
  */
 export class SecretApi extends HttpApi.make("secretgate")
   .add(secretEndpoints)
   .add(egressEndpoints)
+  .add(operationEndpoints)
   .addError(Errors.InternalServerError)
   .addError(Errors.StoreCorrupted)
   .addError(Errors.DecryptionFailed)
   .addError(Errors.StoreUnavailable)
   .annotate(OpenApi.Title, "secretgate")
-  .annotate(OpenApi.Version, "0.1.0")
+  .annotate(OpenApi.Version, VERSION)
   .annotate(
     OpenApi.Description,
-    "Organization-scoped secrets that a sandbox never sees. Wire-compatible with Daytona's Secret REST API."
+    "Organization-scoped secrets that a sandbox never sees. Wire-compatible with Daytona's Secret REST API. " +
+      "A request body holding a field its route does not take is refused (400 `InvalidSecretInput` naming the field); " +
+      "a known path asked with a method it does not have gets 405 `MethodNotAllowed` with an `Allow` header."
   )
-  .annotate(OpenApi.Transform, (spec) => withChangeEvent(withoutDecodeError(spec as OpenApi.OpenAPISpec)))
+  .annotate(OpenApi.Transform, (spec) =>
+    withClosedRequestBodies(withChangeEvent(withoutDecodeError(spec as OpenApi.OpenAPISpec))))
 {}
 
 /**

@@ -21,26 +21,33 @@ import {
 } from "@effect/platform"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import { Forbidden, InvalidSecretInput, Secret, Secrets, StoreUnavailable, Unauthorized } from "@secretgate/core"
+import { Forbidden, InvalidSecretInput, Secret, SecretAudit, Secrets, StoreUnavailable, Unauthorized } from "@secretgate/core"
 import { Cause, Context, Duration, Effect, Layer, ManagedRuntime, Option, Redacted, Schema } from "effect"
 import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
 import * as ApiKeys from "./ApiKeys.js"
+import * as AccessLog from "./internal/accessLog.js"
+import * as AuditLog from "./internal/auditLog.js"
 import { readJson } from "./internal/body.js"
 import * as FastLane from "./internal/fastLane.js"
+import * as Routes from "./internal/routes.js"
 import * as WatchStream from "./internal/watchStream.js"
 import {
   Caller,
+  CreateSecretBody,
   type ErrorBody,
   InternalServerError,
   MAX_RESOLVE_PLACEHOLDERS,
   ManageAuth,
+  MethodNotAllowed,
   normalizeBasePath,
   ORGANIZATION_HEADER,
   reasonPhrase,
   ResolveAuth,
+  ResolveRequest,
   RouteNotFound,
   type SecretApi,
+  UpdateSecretBody,
   withBasePath
 } from "./SecretApi.js"
 
@@ -59,7 +66,25 @@ export interface ApiOptions {
    * clients and proxies notice a dead connection. Default 15 seconds.
    */
   readonly watchHeartbeat?: Duration.DurationInput
+  /**
+   * Most watch streams open at once per API key and per organization; one more is answered 429
+   * (`TooManyWatchStreams`). Defaults: 16 per key, 64 per organization.
+   */
+  readonly maxWatchStreams?: { readonly perKey?: number; readonly perOrganization?: number }
+  /**
+   * Receives the management audit trail: one event per create, update or delete through the API,
+   * done or refused (see `SecretAudit`), with the API key's id as the actor. Never a value.
+   */
+  readonly audit?: SecretAudit.Sink
 }
+
+/**
+ * One access log entry: method, route template, status, duration and API key id. Never a raw
+ * path, a query string, a header or a body.
+ *
+ * @since 0.1.0
+ */
+export type AccessLogEntry = AccessLog.Entry
 
 /**
  * Settings of the Node server.
@@ -76,6 +101,16 @@ export interface ServerOptions extends ApiOptions {
    * cut. Default 10 seconds.
    */
   readonly shutdownTimeout?: Duration.DurationInput
+  /**
+   * Access logs, one entry per request once its answer has ended: `true` writes each as a JSON
+   * line to standard output, a function receives each entry. Default off.
+   */
+  readonly accessLog?: boolean | ((entry: AccessLogEntry) => void)
+  /**
+   * A file the management audit trail is appended to, one JSON object per line (see
+   * `docs/operating.md`); created with mode 0600. Beside `audit`, if both are given.
+   */
+  readonly auditLog?: string
 }
 
 /**
@@ -84,6 +119,40 @@ export interface ServerOptions extends ApiOptions {
  * @since 0.1.0
  */
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+/**
+ * Default most watch streams open at once per API key.
+ *
+ * @since 0.1.0
+ */
+export const DEFAULT_MAX_WATCH_STREAMS_PER_KEY = 16
+
+/**
+ * Default most watch streams open at once per organization.
+ *
+ * @since 0.1.0
+ */
+export const DEFAULT_MAX_WATCH_STREAMS_PER_ORGANIZATION = 64
+
+/**
+ * How long `GET /ready` waits for the backend before answering 503.
+ *
+ * @since 0.1.0
+ */
+export const READINESS_TIMEOUT = Duration.seconds(5)
+
+// How long one readiness answer serves the probes that follow it.
+const READINESS_CACHE = Duration.seconds(1)
+
+// The fields each body may hold, from the API's definition: anything else is refused (400).
+const CREATE_FIELDS = Object.keys(CreateSecretBody.fields)
+const UPDATE_FIELDS = Object.keys(UpdateSecretBody.fields)
+const RESOLVE_FIELDS = Object.keys(ResolveRequest.fields)
+
+// What readiness reads: a secret no organization can hold (ids are UUIDs), so the answer is
+// `SecretNotFound` from a backend that works.
+const PROBE_ORGANIZATION = "secretgate-readiness-probe"
+const PROBE_ID = "readiness-probe"
 
 const decodeCreate = Secret.decodeInput(Secret.CreateSecretBody, "body")
 const decodeUpdate = Secret.decodeInput(Secret.UpdateSecretBody, "body")
@@ -124,18 +193,72 @@ const queryInput = (params: Record<string, QueryValue>): Effect.Effect<Record<st
 const getSecret = (secrets: Secrets.Secrets, caller: ApiKeys.ApiKey, path: { readonly secretId: string }) =>
   secrets.get(caller.organizationId, path.secretId)
 
-const handlers = (api: typeof SecretApi, maxBodyBytes: number, heartbeatMillis: number) =>
+// A mutation's handler: run as the caller (the audit trail's actor); a body that never reaches
+// `Secrets` is reported to the audit trail here.
+const mutation = <P, EP, RP, A, E, R>(
+  audit: SecretAudit.Sink | undefined,
+  attempt: Omit<SecretAudit.Attempt, "organizationId">,
+  input: Effect.Effect<P, EP, RP>,
+  run: (caller: ApiKeys.ApiKey, params: P) => Effect.Effect<A, E, R>
+) =>
+  Effect.flatMap(Caller, (caller) =>
+    SecretAudit.withActor(
+      Effect.flatMap(
+        audit === undefined
+          ? input
+          : Effect.tapError(input, (error) => SecretAudit.rejected(audit, { ...attempt, organizationId: caller.organizationId }, error)),
+        (params) => run(caller, params)
+      ),
+      caller.id
+    ))
+
+
+// The backend answers a read (any answer but a failure of the store itself), within the timeout.
+const readiness = (secrets: Secrets.Secrets) =>
+  secrets.get(PROBE_ORGANIZATION, PROBE_ID).pipe(
+    Effect.catchTag("SecretNotFound", () => Effect.void),
+    Effect.timeoutFail({
+      duration: READINESS_TIMEOUT,
+      onTimeout: () => ({ _tag: "Timeout" as const, message: `no answer within ${Duration.format(READINESS_TIMEOUT)}` })
+    }),
+    Effect.catchAllDefect((defect) => Effect.fail({ _tag: "Defect" as const, message: String(defect) })),
+    Effect.as({ status: "ready" as const }),
+    // the probe needs no key, so the answer names the kind of failure only; the details go to the log
+    Effect.catchAll((error) =>
+      Effect.zipRight(
+        Effect.logWarning(`secretgate: not ready: the backend failed a read (${error._tag}: ${error.message})`),
+        Effect.fail(
+          new StoreUnavailable({
+            message: error._tag === "Timeout"
+              ? `not ready: the backend did not answer a read within ${Duration.format(READINESS_TIMEOUT)}`
+              : `not ready: the backend failed a read (${error._tag}; details in the server's log)`
+          })
+        )
+      )
+    )
+  )
+
+interface HandlerSettings {
+  readonly maxBodyBytes: number
+  readonly heartbeatMillis: number
+  readonly watchLimits: WatchStream.Limits
+  readonly audit: SecretAudit.Sink | undefined
+}
+
+const handlers = (api: typeof SecretApi, settings: HandlerSettings) =>
   Layer.mergeAll(
     HttpApiBuilder.group(api, "secret", (handlers) =>
       Effect.gen(function*() {
-        const secrets = yield* Secrets.Secrets
+        const backend = yield* Secrets.Secrets
+        const secrets = settings.audit === undefined ? backend : SecretAudit.audited(backend, settings.audit)
         return handlers
           .handleRaw("create", ({ request }) =>
-            Effect.gen(function*() {
-              const caller = yield* Caller
-              const params = yield* Effect.flatMap(readJson(request, maxBodyBytes), decodeCreate)
-              return yield* secrets.create(caller.organizationId, params)
-            }))
+            mutation(
+              settings.audit,
+              { action: "create" },
+              Effect.flatMap(readJson(request, settings.maxBodyBytes, CREATE_FIELDS), decodeCreate),
+              (caller, params) => secrets.create(caller.organizationId, params)
+            ))
           .handle("list", () => Effect.flatMap(Caller, (caller) => secrets.list(caller.organizationId)))
           .handle("listPaginated", ({ urlParams }) =>
             Effect.gen(function*() {
@@ -145,24 +268,34 @@ const handlers = (api: typeof SecretApi, maxBodyBytes: number, heartbeatMillis: 
             }))
           .handle("get", ({ path }) => Effect.flatMap(Caller, (caller) => getSecret(secrets, caller, path)))
           .handleRaw("update", ({ path, request }) =>
-            Effect.gen(function*() {
-              const caller = yield* Caller
-              const params = yield* Effect.flatMap(readJson(request, maxBodyBytes), decodeUpdate)
-              return yield* secrets.update(caller.organizationId, path.secretId, params)
-            }))
+            mutation(
+              settings.audit,
+              { action: "update", secretId: path.secretId },
+              Effect.flatMap(readJson(request, settings.maxBodyBytes, UPDATE_FIELDS), decodeUpdate),
+              (caller, params) => secrets.update(caller.organizationId, path.secretId, params)
+            ))
           .handle("delete", ({ path }) =>
-            Effect.flatMap(Caller, (caller) => secrets.delete(caller.organizationId, path.secretId)))
+            mutation(settings.audit, { action: "delete", secretId: path.secretId }, Effect.void, (caller) =>
+              secrets.delete(caller.organizationId, path.secretId)))
       })),
     HttpApiBuilder.group(api, "egress", (handlers) =>
       Effect.gen(function*() {
         const secrets = yield* Secrets.Secrets
-        const open = Option.getOrUndefined(yield* Effect.serviceOption(WatchStream.OpenStreams))
+        const keys = yield* ApiKeys.ApiKeys
+        const open = Option.getOrElse(yield* Effect.serviceOption(WatchStream.OpenStreams), WatchStream.makeOpenStreams)
+        const { onRevoke } = keys
+        if (onRevoke !== undefined) {
+          yield* Effect.acquireRelease(
+            Effect.sync(() => onRevoke((apiKey) => WatchStream.endForKey(open, apiKey.id))),
+            (unsubscribe) => Effect.sync(unsubscribe)
+          )
+        }
         const instance = randomUUID()
         return handlers
           .handleRaw("resolve", ({ request }) =>
             Effect.gen(function*() {
               const caller = yield* Caller
-              const { placeholders } = yield* Effect.flatMap(readJson(request, maxBodyBytes), decodeResolve)
+              const { placeholders } = yield* Effect.flatMap(readJson(request, settings.maxBodyBytes, RESOLVE_FIELDS), decodeResolve)
               return { secrets: yield* secrets.resolve(caller.organizationId, placeholders) }
             }))
           .handleRaw("watch", ({ request }) =>
@@ -180,14 +313,26 @@ const handlers = (api: typeof SecretApi, maxBodyBytes: number, heartbeatMillis: 
                 secrets,
                 changes,
                 revision,
-                organizationId: caller.organizationId,
+                caller,
+                token: Redacted.make(BEARER.exec(String(request.headers.authorization))?.[1] ?? ""),
+                keys,
                 instance,
-                heartbeatMillis,
-                open
+                heartbeatMillis: settings.heartbeatMillis,
+                open,
+                limits: settings.watchLimits
               })
               // the stream has ended the response itself
               return HttpServerResponse.empty()
             }))
+      })),
+    HttpApiBuilder.group(api, "operations", (handlers) =>
+      Effect.gen(function*() {
+        const secrets = yield* Secrets.Secrets
+        // anyone may ask (no key), so probes share one read a second rather than each reaching the backend
+        const ready = yield* Effect.cachedWithTTL(readiness(secrets), READINESS_CACHE)
+        return handlers
+          .handle("health", () => Effect.succeed({ status: "ok" as const }))
+          .handle("ready", () => ready)
       }))
   )
 
@@ -197,42 +342,60 @@ const BEARER = /^Bearer +([^\s]+) *$/i
 const authenticate = (
   keys: ApiKeys.ApiKeys,
   scope: ApiKeys.Scope,
-  headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
+  headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>,
+  refused?: (error: Unauthorized | Forbidden, key: ApiKeys.ApiKey | undefined) => Effect.Effect<void>
 ): Effect.Effect<ApiKeys.ApiKey, Unauthorized | Forbidden> =>
   Effect.gen(function*() {
+    const refuse = (error: Unauthorized | Forbidden, key?: ApiKeys.ApiKey) =>
+      refused === undefined ? Effect.fail(error) : Effect.zipRight(refused(error, key), Effect.fail(error))
     const header = headers.authorization
     if (header === undefined || header === "") {
-      return yield* new Unauthorized({ message: "missing API key: send the header `Authorization: Bearer <api key>`" })
+      return yield* refuse(new Unauthorized({ message: "missing API key: send the header `Authorization: Bearer <api key>`" }))
     }
     const match = typeof header === "string" ? BEARER.exec(header) : null
     if (match === null) {
-      return yield* new Unauthorized({ message: "malformed Authorization header: expected `Bearer <api key>`" })
+      return yield* refuse(new Unauthorized({ message: "malformed Authorization header: expected `Bearer <api key>`" }))
     }
     const key = yield* keys.authenticate(Redacted.make(match[1]!))
-    if (Option.isNone(key)) return yield* new Unauthorized({ message: "unknown or revoked API key" })
+    if (Option.isNone(key)) return yield* refuse(new Unauthorized({ message: "unknown or revoked API key" }))
     if (!key.value.scopes.includes(scope)) {
-      return yield* new Forbidden({
-        message: scope === ApiKeys.RESOLVE
-          ? `this route needs an API key with the "${ApiKeys.RESOLVE}" scope; management keys cannot read values`
-          : `this route needs an API key with the "${ApiKeys.MANAGE}" scope`
-      })
+      return yield* refuse(
+        new Forbidden({
+          message: scope === ApiKeys.RESOLVE
+            ? `this route needs an API key with the "${ApiKeys.RESOLVE}" scope; management keys cannot read values`
+            : `this route needs an API key with the "${ApiKeys.MANAGE}" scope`
+        }),
+        key.value
+      )
     }
     const organization = headers[ORGANIZATION_HEADER]
     if (organization !== undefined && organization !== key.value.organizationId) {
-      return yield* new Forbidden({
-        message: `the API key does not belong to organization ${JSON.stringify(organization)} (header X-Daytona-Organization-ID)`
-      })
+      return yield* refuse(
+        new Forbidden({
+          message: `the API key does not belong to organization ${JSON.stringify(organization)} (header X-Daytona-Organization-ID)`
+        }),
+        key.value
+      )
     }
     return key.value
   })
 
-const authenticateRequest = (keys: ApiKeys.ApiKeys, scope: ApiKeys.Scope) => () =>
-  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => authenticate(keys, scope, request.headers))
+// A refused management request that attempted a mutation goes to the audit trail (when there is
+// one), as the key that was refused if it is a known one.
+const authenticateRequest = (keys: ApiKeys.ApiKeys, scope: ApiKeys.Scope, audit?: SecretAudit.Sink) => () =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    const attempt = audit === undefined ? undefined : AuditLog.attemptOf(request.method, request.url)
+    const refused = audit === undefined || attempt === undefined ? undefined : (error: Unauthorized | Forbidden, key: ApiKeys.ApiKey | undefined) =>
+      SecretAudit.withActor(SecretAudit.rejected(audit, { ...attempt, organizationId: key?.organizationId }, error), key?.id)
+    return Effect.tap(authenticate(keys, scope, request.headers, refused), (caller) =>
+      AccessLog.noteCaller(NodeHttpServerRequest.toIncomingMessage(request), caller.id))
+  })
 
-const authLayers = Layer.mergeAll(
-  Layer.effect(ManageAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticateRequest(keys, ApiKeys.MANAGE) }))),
-  Layer.effect(ResolveAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticateRequest(keys, ApiKeys.RESOLVE) })))
-)
+const authLayers = (audit: SecretAudit.Sink | undefined) =>
+  Layer.mergeAll(
+    Layer.effect(ManageAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticateRequest(keys, ApiKeys.MANAGE, audit) }))),
+    Layer.effect(ResolveAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticateRequest(keys, ApiKeys.RESOLVE) })))
+  )
 
 const errorResponse = (status: number, code: string, message: string) =>
   HttpServerResponse.unsafeJson(
@@ -245,13 +408,27 @@ const errorResponse = (status: number, code: string, message: string) =>
  * requests, defects) still gets a JSON error body, and never a stack trace. Typed failures pass
  * through: the API encodes them.
  */
-const errorBodies = (app: HttpApp.Default): HttpApp.Default =>
+const errorBodies = (routes: Routes.RouteTable) => (app: HttpApp.Default): HttpApp.Default =>
   Effect.catchAllCause(app, (cause) => {
     if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
     const error = Cause.squash(cause)
     if (HttpServerError.isServerError(error)) {
       if (error._tag === "RouteNotFound") {
         const request = error.request
+        const { allowed } = routes.lookup(request.method, request.url)
+        if (allowed.length > 0) {
+          const path = routes.lookup(allowed.includes("GET") ? "GET" : allowed[0]!, request.url).template
+          return Effect.succeed(HttpServerResponse.unsafeJson(
+            {
+              statusCode: MethodNotAllowed.status,
+              message: `${request.method} is not allowed on ${path}; it takes ${allowed.join(", ")}`,
+              error: reasonPhrase(MethodNotAllowed.status),
+              code: "MethodNotAllowed",
+              allowed
+            } satisfies ErrorBody & { readonly allowed: ReadonlyArray<string> },
+            { status: MethodNotAllowed.status, headers: { allow: allowed.join(", ") } }
+          ))
+        }
         return Effect.succeed(errorResponse(
           RouteNotFound.status,
           "RouteNotFound",
@@ -286,16 +463,37 @@ export const layerApi = (options: ApiOptions = {}): Layer.Layer<HttpApi.Api, nev
   if (!(heartbeatMillis >= 1 && heartbeatMillis < 2 ** 31)) {
     throw new Error(`watchHeartbeat must be between 1 millisecond and 24 days (got ${heartbeatMillis} ms)`)
   }
+  const watchLimits: WatchStream.Limits = {
+    perKey: positiveLimit("maxWatchStreams.perKey", options.maxWatchStreams?.perKey ?? DEFAULT_MAX_WATCH_STREAMS_PER_KEY),
+    perOrganization: positiveLimit(
+      "maxWatchStreams.perOrganization",
+      options.maxWatchStreams?.perOrganization ?? DEFAULT_MAX_WATCH_STREAMS_PER_ORGANIZATION
+    )
+  }
   const apiLayer = HttpApiBuilder.api(api).pipe(
-    Layer.provide(handlers(api, maxBodyBytes, heartbeatMillis)),
-    Layer.provide(authLayers)
+    Layer.provide(handlers(api, { maxBodyBytes, heartbeatMillis, watchLimits, audit: options.audit })),
+    Layer.provide(authLayers(options.audit))
   )
   const openApiLayer = HttpApiBuilder.middlewareOpenApi({
-    path: `${basePath}/openapi.json` as `/${string}`,
+    path: openApiPath(basePath),
     additionalPropertiesStrategy: "allow"
   })
-  return Layer.mergeAll(apiLayer, Layer.provide(openApiLayer, apiLayer), HttpApiBuilder.middleware(errorBodies))
+  return Layer.mergeAll(
+    apiLayer,
+    Layer.provide(openApiLayer, apiLayer),
+    HttpApiBuilder.middleware(errorBodies(routeTable(api, basePath)))
+  )
 }
+
+const positiveLimit = (name: string, value: number): number => {
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive whole number (got ${value})`)
+  return value
+}
+
+const openApiPath = (basePath: string) => `${basePath}/openapi.json` as `/${string}`
+
+// Every route served: the API's and the OpenAPI document.
+const routeTable = (api: typeof SecretApi, basePath: string) => Routes.make(api, [["GET", openApiPath(basePath)]])
 
 /**
  * The router settings the API needs: a path parameter (a secret id) may be as long as a request
@@ -313,7 +511,7 @@ class NodeServer extends Context.Tag("@secretgate/http/SecretServer/NodeServer")
 // Stops accepting connections, lets the requests in flight finish (also those arriving on open
 // keep-alive connections), closing each connection as soon as it is idle; after `timeout` the
 // remaining connections are cut.
-const drain = (server: Http.Server, timeout: Duration.Duration, streams: Set<Http.ServerResponse>) =>
+const drain = (server: Http.Server, timeout: Duration.Duration, streams: WatchStream.OpenStreams) =>
   Effect.async<void>((resume) => {
     // watch streams never finish by themselves: end them, their clients reconnect elsewhere
     WatchStream.endAll(streams)
@@ -332,8 +530,9 @@ const drain = (server: Http.Server, timeout: Duration.Duration, streams: Set<Htt
 
 // `GET /secret/{id}`, the route a platform calls most, answered without the full application's
 // router and middleware stack (see internal/fastLane.ts); it takes the request events of the
-// server and hands whatever it does not answer to the application's own handler.
-const fastLane = (api: typeof SecretApi) =>
+// server and hands whatever it does not answer to the application's own handler. Access logs, when
+// on, wrap both.
+const requestListener = (api: typeof SecretApi, basePath: string, accessLog: ((entry: AccessLogEntry) => void) | undefined) =>
   Layer.scopedDiscard(Effect.gen(function*() {
     const server = yield* NodeServer
     const secrets = yield* Secrets.Secrets
@@ -342,13 +541,17 @@ const fastLane = (api: typeof SecretApi) =>
     const lane = FastLane.make(
       api,
       api.groups.secret.endpoints.get,
-      ({ headers, path }) =>
-        Effect.flatMap(authenticate(keys, ApiKeys.MANAGE, headers), (caller) => getSecret(secrets, caller, path as { readonly secretId: string })),
+      ({ headers, path, request }) =>
+        Effect.flatMap(authenticate(keys, ApiKeys.MANAGE, headers), (caller) => {
+          AccessLog.noteCaller(request, caller.id)
+          return getSecret(secrets, caller, path as { readonly secretId: string })
+        }),
       runtime
     )
     const [app, ...more] = server.listeners("request") as Array<(request: Http.IncomingMessage, response: Http.ServerResponse) => void>
     if (app === undefined || more.length > 0) return yield* Effect.dieMessage("secretgate: expected the API to be the server's one request handler")
-    const handler = (request: Http.IncomingMessage, response: Http.ServerResponse) => lane.serve(request, response, () => app(request, response))
+    const laned = (request: Http.IncomingMessage, response: Http.ServerResponse) => lane.serve(request, response, () => app(request, response))
+    const handler = accessLog === undefined ? laned : AccessLog.wrap(routeTable(api, basePath), accessLog, laned)
     server.off("request", app)
     server.on("request", handler)
     yield* Effect.addFinalizer(() => Effect.sync(() => server.off("request", handler)))
@@ -389,14 +592,27 @@ export const layer = (
       ([server, streams]) => Effect.addFinalizer(() => drain(server, timeout, streams))
     )
   )
-  const openStreams = Layer.sync(WatchStream.OpenStreams, () => new Set<Http.ServerResponse>())
+  const openStreams = Layer.sync(WatchStream.OpenStreams, WatchStream.makeOpenStreams)
   // the router is built while this layer is, reading its config from the building fiber
+  const apiLayer = layerApi(options)
+  const auditLog = options.auditLog
   const served = HttpApiBuilder.serve().pipe(
-    Layer.provide(layerApi(options)),
+    Layer.provide(
+      auditLog === undefined ? apiLayer : Layer.unwrapScoped(
+        Effect.map(Effect.orDie(AuditLog.jsonLinesFile(auditLog)), (file) =>
+          layerApi({ ...options, audit: AuditLog.both(options.audit, file) }))
+      )
+    ),
     Layer.provideMerge(httpServer),
     Layer.locally(HttpRouter.currentRouterConfig, routerConfig)
   )
-  return Layer.mergeAll(graceful, fastLane(withBasePath(normalizeBasePath(options.basePath ?? "/")))).pipe(
+  const basePath = normalizeBasePath(options.basePath ?? "/")
+  const accessLog = options.accessLog === true
+    ? AccessLog.stdout
+    : typeof options.accessLog === "function"
+    ? options.accessLog
+    : undefined
+  return Layer.mergeAll(graceful, requestListener(withBasePath(basePath), basePath, accessLog)).pipe(
     Layer.provideMerge(served),
     Layer.provideMerge(nodeServer),
     Layer.provideMerge(openStreams),

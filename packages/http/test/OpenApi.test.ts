@@ -8,7 +8,7 @@ describe("OpenAPI document", () => {
     expect(readFileSync(target, "utf8")).toBe(render())
   })
 
-  it("describes the six Daytona routes, the resolve and watch routes, bearer auth and the error body", () => {
+  it("describes the six Daytona routes, the resolve and watch routes, the probes, bearer auth and the error body", () => {
     const spec = SecretApi.openApi()
     const operations = Object.entries(spec.paths).flatMap(([path, item]) => Object.keys(item).map((method) => `${method.toUpperCase()} ${path}`))
     expect(operations.sort()).toEqual([
@@ -19,7 +19,9 @@ describe("OpenAPI document", () => {
       "PATCH /secret/{secretId}",
       "POST /secret",
       "POST /secret/resolve",
-      "GET /secret/watch"
+      "GET /secret/watch",
+      "GET /health",
+      "GET /ready"
     ].sort())
     expect(spec.components.securitySchemes).toEqual({ apiKey: expect.objectContaining({ type: "http", scheme: "bearer" }) })
     const create = spec.paths["/secret"]!.post!
@@ -31,7 +33,29 @@ describe("OpenAPI document", () => {
     expect(query).toEqual(["cursor", "limit", "name", "sort", "order"])
     const watch = spec.paths["/secret/watch"]!.get!
     expect(Object.keys(watch.responses[200]!.content!)).toEqual(["text/event-stream"])
+    expect(Object.keys(watch.responses).sort()).toEqual(["200", "401", "403", "429", "500", "503"])
+    // the probes need no key
+    expect(spec.paths["/health"]!.get!.security).toEqual([])
+    expect(Object.keys(spec.paths["/ready"]!.get!.responses).sort()).toEqual(["200", "500", "503"])
     expect(spec.components.schemas.ChangeEvent).toMatchObject({ required: ["revision"], properties: { revision: { type: "string" } } })
+  })
+
+  it("says that unknown body fields are refused: every request body is closed", () => {
+    const spec = SecretApi.openApi()
+    const bodies = Object.values(spec.paths).flatMap((item) =>
+      Object.values(item).flatMap((operation: any) => operation.requestBody === undefined ? [] : [operation.requestBody.content["application/json"].schema.$ref])
+    )
+    expect(bodies.sort()).toEqual([
+      "#/components/schemas/CreateSecret",
+      "#/components/schemas/ResolveRequest",
+      "#/components/schemas/UpdateSecret"
+    ])
+    for (const ref of bodies) {
+      expect(spec.components.schemas[ref.split("/").pop()!]).toMatchObject({ additionalProperties: false })
+    }
+    // responses stay open: a later server may add fields
+    expect(spec.components.schemas.Secret).toMatchObject({ additionalProperties: true })
+    expect(spec.info.description).toMatch(/405 `MethodNotAllowed` with an `Allow` header/)
   })
 
   it("follows the base path", () => {

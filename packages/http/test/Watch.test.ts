@@ -8,7 +8,7 @@ import { Secretgate, SecretResolver, Secrets } from "@secretgate/core"
 import { FileSystemSecretStore } from "@secretgate/filesystem"
 import { ApiKeys, HttpSecrets, SecretServer } from "@secretgate/http"
 import { MemorySecretStore } from "@secretgate/memory"
-import { type Duration, Effect, Layer, Logger, ManagedRuntime, Redacted } from "effect"
+import { type Duration, Effect, Layer, Logger, ManagedRuntime, Option, Redacted } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import * as Http from "node:http"
 import * as Net from "node:net"
@@ -242,5 +242,122 @@ describe("a dropped stream", () => {
     expect(side.logs.join("\n")).toMatch(/change stream of organization "acme" is back/)
     await gate.secret.update(secret.id, { value: "v3" })
     await eventually(async () => expect((await valueOf(resolver, secret.placeholder))?.value).toBe("v3"))
+  })
+})
+
+describe("watch streams are capped, and end when their key is revoked", () => {
+  /** Opens a stream; `ended` settles when the server ends it. */
+  const open = (key: string, url: string) =>
+    new Promise<{ status: number; body: () => string; ended: Promise<void>; close: () => void }>((resolve, reject) => {
+      const request = Http.get(`${url}/secret/watch`, { headers: { authorization: `Bearer ${key}` } }, (response) => {
+        let body = ""
+        response.setEncoding("utf8")
+        response.on("data", (text: string) => (body += text))
+        response.on("error", () => {})
+        const ended = new Promise<void>((done) => response.once("end", done))
+        cleanup.push(() => request.destroy())
+        resolve({ status: response.statusCode!, body: () => body, ended, close: () => request.destroy() })
+      })
+      request.on("error", reject)
+    })
+  const within = <A>(promise: Promise<A>, what: string, ms = 10_000) =>
+    Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms).unref())])
+
+  it("a key's streams end at once when the registry revokes it; other keys' streams stay open", async () => {
+    const keys = ApiKeys.makeRegistry()
+    const doomed = keys.issue({ id: "doomed", organizationId: ORG, scopes: ["secrets:resolve"] })
+    const kept = keys.issue({ id: "kept", organizationId: ORG, scopes: ["secrets:resolve"] })
+    // a long heartbeat: the end must come from the revocation, not from a later re-check
+    const server = await SecretServer.serve({ backend: MemorySecretStore.layer(), keys, watchHeartbeat: "1 hour" })
+    cleanup.push(() => server.close())
+    const first = await open(Redacted.value(doomed.key), server.url)
+    const second = await open(Redacted.value(doomed.key), server.url)
+    const other = await open(Redacted.value(kept.key), server.url)
+    expect([first.status, second.status, other.status]).toEqual([200, 200, 200])
+    await eventually(() => expect(first.body()).toContain("event: change"))
+    keys.revoke("doomed")
+    await within(Promise.all([first.ended, second.ended]), "the revoked key's streams ended", 5_000)
+    let otherEnded = false
+    void other.ended.then(() => (otherEnded = true))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(otherEnded).toBe(false)
+    expect((await open(Redacted.value(doomed.key), server.url)).status).toBe(401)
+  })
+
+  it("with an ApiKeys that announces no revocation, a stream ends at the first heartbeat after its key stops authenticating", async () => {
+    const valid = new Map<string, ApiKeys.ApiKey>()
+    const token = "sgk_custom-key-of-a-database-0001"
+    valid.set(token, { id: "from-db", organizationId: ORG, scopes: ["secrets:resolve"] })
+    const fromDatabase: ApiKeys.ApiKeys = {
+      authenticate: (presented) => Effect.sync(() => Option.fromNullable(valid.get(Redacted.value(presented))))
+    }
+    const server = await SecretServer.serve({ backend: MemorySecretStore.layer(), keys: fromDatabase, watchHeartbeat: "50 millis" })
+    cleanup.push(() => server.close())
+    const stream = await open(token, server.url)
+    expect(stream.status).toBe(200)
+    await eventually(() => expect(stream.body()).toContain(": keep-alive"))
+    let ended = false
+    void stream.ended.then(() => (ended = true))
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(ended).toBe(false)
+    valid.delete(token)
+    await within(stream.ended, "the stream of a key that no longer authenticates ended")
+  })
+
+  it("beyond maxWatchStreams per key → 429 TooManyWatchStreams; per organization likewise; a closed stream frees its place", async () => {
+    const keys = ApiKeys.makeRegistry()
+    const a = Redacted.value(keys.issue({ organizationId: ORG, scopes: ["secrets:resolve"] }).key)
+    const b = Redacted.value(keys.issue({ organizationId: ORG, scopes: ["secrets:resolve"] }).key)
+    const c = Redacted.value(keys.issue({ organizationId: ORG, scopes: ["secrets:resolve"] }).key)
+    const elsewhere = Redacted.value(keys.issue({ organizationId: OTHER, scopes: ["secrets:resolve"] }).key)
+    const server = await SecretServer.serve({
+      backend: MemorySecretStore.layer(),
+      keys,
+      maxWatchStreams: { perKey: 2, perOrganization: 3 }
+    })
+    cleanup.push(() => server.close())
+    const a1 = await open(a, server.url)
+    const a2 = await open(a, server.url)
+    const a3 = await open(a, server.url)
+    expect([a1.status, a2.status, a3.status]).toEqual([200, 200, 429])
+    await eventually(() => expect(JSON.parse(a3.body())).toMatchObject({
+      statusCode: 429,
+      error: "Too Many Requests",
+      code: "TooManyWatchStreams",
+      limit: 2,
+      message: expect.stringMatching(/^this API key already holds 2 open watch streams, the most the server allows \(2\); close one, or poll POST \/secret\/resolve$/)
+    }))
+    const b1 = await open(b, server.url)
+    const c1 = await open(c, server.url)
+    expect([b1.status, c1.status]).toEqual([200, 429])
+    await eventually(() => expect(JSON.parse(c1.body())).toMatchObject({ code: "TooManyWatchStreams", limit: 3, message: expect.stringMatching(/^organization "acme" already holds 3/) }))
+    // another organization has its own count
+    expect((await open(elsewhere, server.url)).status).toBe(200)
+    // closing a stream frees its place
+    a1.close()
+    await eventually(async () => {
+      const again = await open(a, server.url)
+      expect(again.status).toBe(200)
+    })
+    expect(() => SecretServer.layerApi({ maxWatchStreams: { perKey: 0 } })).toThrow(/maxWatchStreams.perKey must be a positive whole number/)
+  })
+
+  it("HttpSecrets refused with 429 polls (saying so) and takes the stream once a place is free", async () => {
+    const server = await SecretServer.serve({ backend: MemorySecretStore.layer(), keys: registry, maxWatchStreams: { perKey: 1 } })
+    cleanup.push(() => server.close())
+    const holder = await open(resolveKey, server.url)
+    expect(holder.status).toBe(200)
+    const gate = admin(ORG, manage, server.url)
+    const secret = await gate.secret.create({ name: "capped", value: "v1" })
+    const { logs, resolver, secrets } = await egress(server.url)
+    const polling = await resolver(await gate.mount({ P: "capped" }), "100 millis")
+    expect(await valueOf(polling, secret.placeholder)).toEqual({ value: "v1", hosts: [] })
+    await eventually(() => expect(logs.join("\n")).toMatch(/change stream of organization "acme" .* is down \(the server answered 429\); resolvers poll every TTL/))
+    expect(secrets.changes!.live(ORG)).toBe(false)
+    await gate.secret.update(secret.id, { value: "v2" })
+    await eventually(async () => expect((await valueOf(polling, secret.placeholder))?.value).toBe("v2"))
+    holder.close()
+    await eventually(() => expect(logs.join("\n")).toMatch(/change stream of organization "acme" is back/), 20_000)
+    await eventually(() => expect(secrets.changes!.live(ORG)).toBe(true))
   })
 })

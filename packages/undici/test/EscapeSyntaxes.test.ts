@@ -307,11 +307,11 @@ describe("scrubbing costs time linear in the bytes", () => {
     expect(work(large, 256)).toBeLessThan(perByteLarge * 3)
   })
 
-  it("a clean response costs one pass over its bytes", () => {
+  it("a clean response costs at most one pass over its bytes", () => {
     const s = makeScrubber(secrets)
     const clean = Buffer.from("lorem ipsum dolor sit amet, consectetur adipiscing elit ".repeat(20_000))
     expect(scrubBytes(s, clean)).toBe(clean)
-    expect(workOf(s)).toBe(clean.length)
+    expect(workOf(s)).toBeLessThanOrEqual(clean.length)
   })
 
   it("an automaton's work is one step per byte, whatever the number of patterns", () => {

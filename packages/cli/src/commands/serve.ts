@@ -3,13 +3,16 @@
  *
  * API keys come from `--keys-file` (JSON; plaintext keys or their `sha256:` hashes, as
  * `secretgate api-key new` prints them) or, for `--org`, from `SECRETGATE_API_KEY` and
- * `SECRETGATE_RESOLVE_KEY`. Logs are JSON lines on stderr; SIGTERM and SIGINT stop it gracefully.
+ * `SECRETGATE_RESOLVE_KEY`. Logs are JSON lines on stderr: the server's life (`listening`,
+ * `stopping`, `stopped`) and one `request` line per request (method, route template, status,
+ * duration, API key id; `--no-access-log` turns them off). `GET /health` and `GET /ready` answer
+ * probes without a key. SIGTERM and SIGINT stop it gracefully.
  *
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
 import { Secrets } from "@secretgate/core"
-import type { ApiKeys } from "@secretgate/http"
+import type { ApiKeys, SecretServer } from "@secretgate/http"
 import { Config, Effect, type Layer, Option, Schema } from "effect"
 import { readFile } from "node:fs/promises"
 import { CliFailure } from "../CliFailure.js"
@@ -76,6 +79,11 @@ export const command = Command.make(
     keysFile: Options.file("keys-file", { exists: "yes" }).pipe(Options.optional, Options.withDescription("API keys, JSON (see secretgate api-key new)")),
     requireHosts: Options.boolean("require-hosts").pipe(
       Options.withDescription("Refuse (400) creating a secret without hosts, or updating one to have none: such a secret's value may go to any host")
+    ),
+    noAccessLog: Options.boolean("no-access-log").pipe(Options.withDescription("Do not log a JSON line per request on stderr")),
+    auditLog: Options.file("audit-log").pipe(
+      Options.optional,
+      Options.withDescription("Append the management audit trail (who created, updated, deleted which secret) to this file, as JSON lines (created 0600)")
     )
   },
   (args) =>
@@ -87,15 +95,24 @@ export const command = Command.make(
       const keys = Option.isSome(args.keysFile) ? yield* keysFromFile(args.keysFile.value) : yield* keysFromEnvironment(args.org)
       const { SecretServer } = yield* Effect.promise(() => import("@secretgate/http"))
       const server = yield* Effect.tryPromise({
-        try: () => SecretServer.serve({ port: args.port, host: args.host, backend: backend as never, keys }),
+        try: () =>
+          SecretServer.serve({
+            port: args.port,
+            host: args.host,
+            backend: backend as never,
+            keys,
+            ...(Option.isSome(args.auditLog) ? { auditLog: args.auditLog.value } : {}),
+            ...(args.noAccessLog ? {} : { accessLog: (entry: SecretServer.AccessLogEntry) => Effect.runSync(log("request", { ...entry })) })
+          }),
         catch: (error) => new CliFailure({ kind: "unavailable", message: `could not start the server: ${(error as Error).message}` })
       })
-      yield* log("listening", { url: server.url, keys: keys.length, requireHosts: args.requireHosts })
+      yield* log("listening", { url: server.url, keys: keys.length, health: `${server.url}/health`, ready: `${server.url}/ready`, requireHosts: args.requireHosts })
       const signal = yield* stopSignal
       yield* log("stopping", { signal })
       yield* Effect.promise(() => server.close())
       yield* log("stopped")
     })
 ).pipe(Command.withDescription(
-  "Serve the REST API over a store. Example: SECRETGATE_API_KEY=$(cat manage.key) secretgate serve --store /var/lib/secretgate --port 8080"
+  "Serve the REST API over a store, with GET /health and GET /ready for probes and a JSON access log line per request on stderr. " +
+    "Example: SECRETGATE_API_KEY=$(cat manage.key) secretgate serve --store /var/lib/secretgate --port 8080"
 ))

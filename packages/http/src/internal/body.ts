@@ -15,14 +15,39 @@ const closeAfterResponse = HttpApp.appendPreResponseHandler((_, response) =>
   Effect.succeed(HttpServerResponse.setHeader(response, "connection", "close"))
 )
 
+// A field name is echoed in the error only when it looks like one (a short identifier), so that
+// a value pasted in the wrong place is not sent back.
+const ECHOABLE_FIELD = /^[A-Za-z_$][A-Za-z0-9_$]{0,31}$/
+
+/**
+ * Fails with `InvalidSecretInput` naming the first field of `input` (a JSON object) that is not
+ * one of `known`. Anything that is not an object passes: the body's decoder answers it.
+ */
+export const refuseUnknownFields = (input: unknown, known: ReadonlyArray<string>): Effect.Effect<unknown, InvalidSecretInput> => {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) return Effect.succeed(input)
+  for (const field of Object.keys(input)) {
+    if (known.includes(field)) continue
+    const expected = `this route takes ${known.map((name) => `\`${name}\``).join(", ")}`
+    return Effect.fail(
+      ECHOABLE_FIELD.test(field)
+        ? InvalidSecretInput.of(field, `is not a field of this request; ${expected}`)
+        : InvalidSecretInput.of("body", `has a field that is not one of this request; ${expected}`)
+    )
+  }
+  return Effect.succeed(input)
+}
+
 /**
  * Reads a JSON request body of at most `limit` bytes. The platform's own reader destroys the
  * connection when a body is too large; this one stops reading, so that a 413 answer can still be
- * sent. A parse error never quotes the body (it may hold a value).
+ * sent. A parse error never quotes the body (it may hold a value). With `knownFields`, a JSON object
+ * holding any other field is refused (400 naming it), so that a misspelt or unsupported field is
+ * never silently ignored.
  */
 export const readJson = (
   request: HttpServerRequest.HttpServerRequest,
-  limit: number
+  limit: number,
+  knownFields?: ReadonlyArray<string>
 ): Effect.Effect<unknown, InvalidSecretInput | PayloadTooLarge> =>
   Effect.async<string, InvalidSecretInput | PayloadTooLarge>((resume) => {
     const source = NodeHttpServerRequest.toIncomingMessage(request)
@@ -73,5 +98,6 @@ export const readJson = (
         try: () => (text.trim() === "" ? undefined : JSON.parse(text) as unknown),
         catch: () => InvalidSecretInput.of("body", "must be valid JSON")
       })
-    )
+    ),
+    Effect.flatMap((input) => knownFields === undefined ? Effect.succeed(input) : refuseUnknownFields(input, knownFields))
   )

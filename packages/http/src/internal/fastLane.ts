@@ -46,6 +46,7 @@ const match = (segments: ReadonlyArray<Segment>, parts: ReadonlyArray<string>): 
 export type Handler<A, E> = (request: {
   readonly path: unknown
   readonly headers: Http.IncomingHttpHeaders
+  readonly request: Http.IncomingMessage
 }) => Effect.Effect<A, E>
 
 /**
@@ -124,7 +125,7 @@ export const make = <A, E>(
         path = decoded.right
       }
       if (decodeHeaders !== undefined && Either.isLeft(decodeHeaders(request.headers))) return next()
-      const fiber = runFork(handler({ path, headers: request.headers }))
+      const fiber = runFork(handler({ path, headers: request.headers, request }))
       const settle = (exit: Exit.Exit<A, E>) => {
         if (response.writableEnded || response.destroyed) return
         if (exit._tag === "Failure" || !answer(response, exit.value)) next()

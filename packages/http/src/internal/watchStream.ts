@@ -7,40 +7,112 @@
  * host hears of a change before the writer hears that it is done.
  */
 import type { Secrets } from "@secretgate/core"
-import { Context, Effect, Schema } from "effect"
+import { Context, Effect, Option, type Redacted, Schema } from "effect"
 import type * as Http from "node:http"
-import { ChangeEvent } from "../SecretApi.js"
+import type { ApiKey, ApiKeys } from "../ApiKeys.js"
+import { ChangeEvent, TooManyWatchStreams } from "../SecretApi.js"
 
 const encodeEvent = Schema.encodeSync(ChangeEvent)
 
-/**
- * The watch streams open on a server, so that a shutdown ends them rather than waiting for them.
- */
-export class OpenStreams extends Context.Tag("@secretgate/http/OpenStreams")<OpenStreams, Set<Http.ServerResponse>>() {}
-
-/** Ends every open stream (their clients fall back to polling and reconnect elsewhere). */
-export const endAll = (streams: Set<Http.ServerResponse>): void => {
-  for (const response of streams) response.end()
-  streams.clear()
+/** Most streams open at once, per API key and per organization. */
+export interface Limits {
+  readonly perKey: number
+  readonly perOrganization: number
 }
 
 /**
- * Streams the changes of `organizationId` to `response` until the client goes away, the stream is
- * ended by a shutdown, or the announcements stop being live.
+ * The watch streams open on a server: counted per key and organization (for the limits), ended by
+ * key when the key is revoked, and all ended by a shutdown rather than waited for.
+ */
+export interface OpenStreams {
+  readonly all: Set<Http.ServerResponse>
+  readonly byKey: Map<string, Set<Http.ServerResponse>>
+  readonly byOrganization: Map<string, Set<Http.ServerResponse>>
+}
+
+/** The open streams of a server. */
+export const OpenStreams = Context.GenericTag<OpenStreams>("@secretgate/http/OpenStreams")
+
+/** No stream open yet. */
+export const makeOpenStreams = (): OpenStreams => ({ all: new Set(), byKey: new Map(), byOrganization: new Map() })
+
+/** Ends every open stream (their clients fall back to polling and reconnect elsewhere). */
+export const endAll = (streams: OpenStreams): void => {
+  for (const response of streams.all) response.end()
+  streams.all.clear()
+  streams.byKey.clear()
+  streams.byOrganization.clear()
+}
+
+/** Ends the streams opened with the key `keyId` (it was revoked). */
+export const endForKey = (streams: OpenStreams, keyId: string): void => {
+  for (const response of [...(streams.byKey.get(keyId) ?? [])]) response.end()
+}
+
+const add = (index: Map<string, Set<Http.ServerResponse>>, id: string, response: Http.ServerResponse) => {
+  let set = index.get(id)
+  if (set === undefined) index.set(id, set = new Set())
+  set.add(response)
+}
+
+const remove = (index: Map<string, Set<Http.ServerResponse>>, id: string, response: Http.ServerResponse) => {
+  const set = index.get(id)
+  if (set === undefined) return
+  set.delete(response)
+  if (set.size === 0) index.delete(id)
+}
+
+// `TooManyWatchStreams` when `caller` may open no more streams.
+const refusal = (streams: OpenStreams, caller: ApiKey, limits: Limits): TooManyWatchStreams | undefined => {
+  const byKey = streams.byKey.get(caller.id)?.size ?? 0
+  if (byKey >= limits.perKey) {
+    return (
+      new TooManyWatchStreams({
+        message: `this API key already holds ${byKey} open watch streams, the most the server allows (${limits.perKey}); ` +
+          "close one, or poll POST /secret/resolve",
+        limit: limits.perKey
+      })
+    )
+  }
+  const byOrganization = streams.byOrganization.get(caller.organizationId)?.size ?? 0
+  if (byOrganization >= limits.perOrganization) {
+    return (
+      new TooManyWatchStreams({
+        message: `organization ${JSON.stringify(caller.organizationId)} already holds ${byOrganization} open watch streams, ` +
+          `the most the server allows (${limits.perOrganization}); close one, or poll POST /secret/resolve`,
+        limit: limits.perOrganization
+      })
+    )
+  }
+  return undefined
+}
+
+/**
+ * Streams the changes of the caller's organization to `response` until the client goes away, the
+ * stream is ended by a shutdown or the revocation of the caller's key, or the announcements stop
+ * being live. Fails with `TooManyWatchStreams`, before anything is written, when the caller's key or
+ * organization holds `limits` streams already.
  */
 export const serve = (options: {
   readonly response: Http.ServerResponse
   readonly secrets: Secrets.Secrets
   readonly changes: NonNullable<Secrets.Secrets["changes"]>
   readonly revision: NonNullable<Secrets.Secrets["revision"]>
-  readonly organizationId: string
+  readonly caller: ApiKey
+  /** The key as presented, re-checked at every heartbeat (for an `ApiKeys` that announces no revocation). */
+  readonly token: Redacted.Redacted<string>
+  readonly keys: ApiKeys
   /** Distinguishes this server's revisions from another's (or an earlier run's). */
   readonly instance: string
   readonly heartbeatMillis: number
-  readonly open: Set<Http.ServerResponse> | undefined
-}): Effect.Effect<void> =>
-  Effect.async<void>((resume) => {
-    const { changes, organizationId, response } = options
+  readonly open: OpenStreams
+  readonly limits: Limits
+}): Effect.Effect<void, TooManyWatchStreams> =>
+  Effect.async<void, TooManyWatchStreams>((resume) => {
+    const { caller, changes, open, response } = options
+    const refused = refusal(open, caller, options.limits)
+    if (refused !== undefined) return resume(Effect.fail(refused))
+    const organizationId = caller.organizationId
     const send = (placeholders?: ReadonlyArray<string>) => {
       const data = encodeEvent({
         revision: `${options.instance}.${options.revision(organizationId)}`,
@@ -59,12 +131,27 @@ export const serve = (options: {
       if (!changes.live(organizationId)) return response.end()
       send(change.organizationId === undefined ? undefined : change.placeholders)
     })
-    const heartbeat = setInterval(() => response.write(": keep-alive\n\n"), options.heartbeatMillis)
-    options.open?.add(response)
+    // a key revoked since the stream opened ends it (a registry announces revocations at once;
+    // any other `ApiKeys` is asked again at each heartbeat)
+    const stillValid = (key: Option.Option<ApiKey>) => Option.isSome(key) && key.value.id === caller.id
+    const heartbeat = setInterval(() => {
+      if (response.writableEnded) return
+      response.write(": keep-alive\n\n")
+      Effect.runCallback(options.keys.authenticate(options.token), {
+        onExit: (exit) => {
+          if (exit._tag === "Success" && !stillValid(exit.value)) response.end()
+        }
+      })
+    }, options.heartbeatMillis)
+    open.all.add(response)
+    add(open.byKey, caller.id, response)
+    add(open.byOrganization, organizationId, response)
     const release = () => {
       stop()
       clearInterval(heartbeat)
-      options.open?.delete(response)
+      open.all.delete(response)
+      remove(open.byKey, caller.id, response)
+      remove(open.byOrganization, organizationId, response)
       if (!response.writableEnded) response.end()
     }
     response.once("close", () => {

@@ -67,8 +67,25 @@ export const NAMED_REFERENCES: ReadonlyMap<string, string> = (() => {
 
 const LEGACY = new Set(["amp", "AMP", "lt", "LT", "gt", "GT", "quot", "QUOT", ...LATIN1_NAMES])
 const LONGEST_NAME = 8
-const LONGEST_LEGACY = 6
-const NAMED_BYTES = new Map([...NAMED_REFERENCES].map(([name, text]) => [name, Buffer.from(text, "utf8")]))
+
+/** A node of the names' trie: what the name so far stands for (with `;`, and without where HTML allows). */
+interface NameNode {
+  readonly next: Map<number, NameNode>
+  text: Buffer | undefined
+  legacy: boolean
+}
+const NAMES: NameNode = { next: new Map(), text: undefined, legacy: false }
+for (const [name, text] of NAMED_REFERENCES) {
+  let node = NAMES
+  for (let i = 0; i < name.length; i++) {
+    const byte = name.charCodeAt(i)
+    let child = node.next.get(byte)
+    if (child === undefined) node.next.set(byte, (child = { next: new Map(), text: undefined, legacy: false }))
+    node = child
+  }
+  node.text = Buffer.from(text, "utf8")
+  node.legacy = LEGACY.has(name)
+}
 
 /**
  * A decoded stream and where each of its escapes came from. Output bytes outside an escape map
@@ -173,6 +190,13 @@ const hex = (bytes: Buffer, at: number, digits: number): number => {
   return value
 }
 
+/** The decimal number written by the digits `bytes[at, end)`. */
+const decimal = (bytes: Buffer, at: number, end: number): number => {
+  let value = 0
+  for (let i = at; i < end; i++) value = value * 10 + (bytes[i]! - 0x30)
+  return value
+}
+
 /** Whether `bytes[at, end)` are all hex digits (a cut-off escape that more bytes could complete). */
 const hexPrefix = (bytes: Buffer, at: number, end: number): boolean => {
   for (let i = at; i < end; i++) if (hexValue(bytes[i]!) === -1) return false
@@ -213,7 +237,17 @@ class Output implements Decoded {
     this.bytes = space(layer, end - base)
   }
   literal(from: number, to: number): void {
-    if (to > from) this.length += this.input.copy(this.bytes, this.length, from, to)
+    const count = to - from
+    if (count <= 0) return
+    const { bytes, input } = this
+    let o = this.length
+    // short stretches (between escapes) are copied here: a native copy costs more to call
+    if (count <= 48) for (let i = from; i < to; i++) bytes[o++] = input[i]!
+    else {
+      bytes.set(input.subarray(from, to), o)
+      o += count
+    }
+    this.length = o
   }
   escape(inAt: number, inLength: number, written: number): void {
     this.outAt.push(this.length)
@@ -354,7 +388,7 @@ const reference = (input: Buffer, i: number, end: number, atEnd: boolean, out: O
       return 0
     }
     if (digits === 0 || digits > MAX_REFERENCE_DIGITS) return 0
-    const cp = hexadecimal ? hex(input, digitsFrom, digits) : Number(input.toString("latin1", digitsFrom, j))
+    const cp = hexadecimal ? hex(input, digitsFrom, digits) : decimal(input, digitsFrom, j)
     const written = putUtf8(out.bytes, out.length, cp)
     if (written === 0) return 0
     const length = j - i + (input[j] === 0x3b ? 1 : 0)
@@ -362,25 +396,30 @@ const reference = (input: Buffer, i: number, end: number, atEnd: boolean, out: O
     return length
   }
   let j = i + 1
-  while (j < end && j - i - 1 < LONGEST_NAME && isAlnum(input[j]!)) j++
+  // walk the names' trie along the run of letters and digits, keeping the longest legacy name
+  let node: NameNode | undefined = NAMES
+  let legacy: NameNode | undefined
+  let legacyEnd = 0
+  while (j < end && j - i - 1 < LONGEST_NAME && isAlnum(input[j]!)) {
+    node = node?.next.get(input[j]!)
+    j++
+    if (node?.legacy === true) {
+      legacy = node
+      legacyEnd = j
+    }
+  }
   if (j === i + 1) return 0
-  const name = input.toString("latin1", i + 1, j)
-  if (j < end && input[j] === 0x3b && NAMED_BYTES.has(name)) return named(name, i, j - i + 1, out)
+  if (j < end && input[j] === 0x3b && node?.text !== undefined) return named(node.text, i, j - i + 1, out)
   if (j >= end && !atEnd) {
     out.cut = i
     return 0
   }
   // without `;`: the longest legacy name the run starts with, as HTML reads it
-  for (let length = Math.min(name.length, LONGEST_LEGACY); length >= 2; length--) {
-    const legacy = name.slice(0, length)
-    if (LEGACY.has(legacy)) return named(legacy, i, length + 1, out)
-  }
-  return 0
+  return legacy === undefined ? 0 : named(legacy.text!, i, legacyEnd - i, out)
 }
 
-const named = (name: string, i: number, length: number, out: Output): number => {
-  const text = NAMED_BYTES.get(name)!
-  text.copy(out.bytes, out.length)
+const named = (text: Buffer, i: number, length: number, out: Output): number => {
+  for (let k = 0; k < text.length; k++) out.bytes[out.length + k] = text[k]!
   out.escape(i, length, text.length)
   return length
 }

@@ -518,8 +518,10 @@ const check = (
     const at = `${arrival.destination.name} (${arrival.method} ${arrival.url.slice(0, 80)})`
     const texts = receivedText(arrival)
     const mayReceive = (secret: number) => !restricted(arrival) && allowedAt(secret, arrival.destination)
-    // 1. values only where allowed
-    const forbidden = program.secrets.flatMap((_, i) => mayReceive(i) ? [] : [i])
+    // 1. values only where allowed (a value that is also part of a value allowed here, two secrets
+    // sharing one say, may arrive: the sandbox's placeholder of the allowed one brings it)
+    const allowedValues = program.secrets.flatMap((spec, i) => mayReceive(i) ? [spec.value] : [])
+    const forbidden = program.secrets.flatMap((spec, i) => mayReceive(i) || allowedValues.some((value) => value.includes(spec.value)) ? [] : [i])
     const reported = new Set<number>()
     for (const text of texts) {
       for (const [k, how, excerpt] of recoverAll(text, forbidden.map((i) => program.secrets[i]!.value))) {

@@ -1,0 +1,117 @@
+/**
+ * The scrubber's shortcuts (the skip search over raw bytes, decoded streams scanned only near
+ * escapes whose bytes pair as in a value, stacks skipped under a layer that decoded nothing) never
+ * change what is scrubbed: on any input, the bytes it covers and where it holds back are exactly
+ * those of the exhaustive reference, which scans every decoded stream of every stack whole.
+ */
+import { Placeholder } from "@secretgate/core"
+import { Redacted } from "effect"
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import { encodeLayers, type Pick, type Syntax, SYNTAXES } from "../src/internal/escapes.js"
+import { coverage, makeScrubber, scrubBytes, workOf } from "../src/internal/scrubber.js"
+
+const secret = (value: string, i: number) => ({
+  id: `s${i}`,
+  name: `s${i}`,
+  value: Redacted.make(value),
+  placeholder: Placeholder.generate(),
+  hosts: ["api.example.com"]
+})
+
+const picks = fc.infiniteStream(fc.nat()).map((stream) => {
+  const iterator = stream[Symbol.iterator]()
+  return ((n: number) => iterator.next().value! % n) as Pick
+})
+/**
+ * The characters values and noise are made of. Under percent-encoding the scrubber compares `+`
+ * and space as one byte, so a value's `+` also matches a space of the text (more is scrubbed than
+ * the syntax needs, which is harmless) wherever it scans; the exhaustive scan looks everywhere, the
+ * shortcuts only near escapes. So each property leaves one of the two out of the values: with
+ * spaces in values and `+` only in the text, or `+` in values and no space anywhere.
+ */
+const SPECIAL = "&<>\"'!*()/\\%;#xuX0123456789abcdefé😀"
+const alphabets = [
+  { label: "values with spaces, `+` in the text", values: SPECIAL + " ", text: SPECIAL + "+ " },
+  { label: "values with `+`, no space anywhere", values: SPECIAL + "+", text: SPECIAL + "+" }
+]
+/** Values of every length the shortcuts treat differently: one byte, under 4, under 8, longer. */
+const valueOf = (alphabet: string) => fc.string({ unit: fc.oneof(fc.constantFrom(...alphabet), fc.constantFrom(..."skq_-AZ")), minLength: 1, maxLength: 14 })
+/** Noise that looks like the start of escapes, cut-off ones included. */
+const noiseOf = (alphabet: string) => fc.oneof(
+  fc.string({ unit: fc.constantFrom(...alphabet, ..."loremipsum"), maxLength: 12 }),
+  fc.constantFrom("\\u00", "\\\\", "&#", "&#x", "&amp", "&amp;", "%2", "%25", "%5C", "\\u0026", "&quot;", "+", "\\", "&", "%")
+)
+const stack = fc.array(fc.constantFrom<Syntax>(...SYNTAXES), { maxLength: 2 })
+
+/** A text of noise and values written under random stacks, some of them cut short. */
+const text = (values: ReadonlyArray<string>, alphabet: string) =>
+  fc.array(
+    fc.oneof(
+      noiseOf(alphabet),
+      fc.tuple(fc.nat({ max: values.length - 1 }), stack, picks, fc.nat({ max: 3 })).map(([i, layers, pick, cut]) => {
+        const written = encodeLayers(values[i]!, layers, pick)
+        return cut === 0 ? written.slice(0, Math.max(1, written.length - 3)) : written
+      })
+    ),
+    { maxLength: 10 }
+  ).map((pieces) => Buffer.from(pieces.join(""), "utf8"))
+
+describe("the scrubber's shortcuts find exactly what the exhaustive scan finds", () => {
+  const agree = (values: ReadonlyArray<string>, bytes: Buffer, atEnd: boolean) => {
+    const scrubber = makeScrubber(values.map(secret))
+    const fast = coverage(scrubber, bytes, atEnd, false)
+    const reference = coverage(scrubber, bytes, atEnd, true)
+    expect(fast.hold).toBe(reference.hold)
+    expect(Buffer.from(fast.covered).toString("hex")).toBe(Buffer.from(reference.covered).toString("hex"))
+  }
+
+  for (const alphabet of alphabets) {
+    it(`on values of any length amid noise, whole or cut off, at the end of a stream or not (${alphabet.label})`, () => {
+      fc.assert(
+        fc.property(
+          fc.array(valueOf(alphabet.values), { minLength: 1, maxLength: 12 }).chain((values) => fc.tuple(fc.constant(values), text(values, alphabet.text), fc.boolean())),
+          ([values, bytes, atEnd]) => agree(values, bytes, atEnd)
+        ),
+        { numRuns: Number(process.env.SHORTCUT_RUNS ?? 2000) }
+      )
+    })
+
+    it(`with many values (the automaton's side of the search), and long ones (three-byte blocks) (${alphabet.label})`, () => {
+      fc.assert(
+        fc.property(
+          fc.array(fc.string({ unit: fc.constantFrom(...alphabet.values, ..."skq_"), minLength: 8, maxLength: 30 }), { minLength: 9, maxLength: 40 })
+            .chain((values) => fc.tuple(fc.constant(values), text(values, alphabet.text), fc.boolean())),
+          ([values, bytes, atEnd]) => agree(values, bytes, atEnd)
+        ),
+        { numRuns: 300 }
+      )
+    })
+  }
+
+  it("on an input made of a value's own repetitions (the skip search gives way to the automaton)", () => {
+    const values = ["aaaaaaaaaaaaaaaab", "aaaaaaaaaaaaaaaaaaaaaaaa"]
+    const bytes = Buffer.from("a".repeat(100_000) + "b")
+    agree(values, bytes, true)
+    agree(values, bytes, false)
+  })
+})
+
+describe("the shortcuts' work", () => {
+  it("a clean response is not looked at byte by byte", () => {
+    const scrubber = makeScrubber(Array.from({ length: 64 }, (_, i) => secret(`sk_${i}&<>"'!*()+/ é😀=${i.toString(36)}`, i)))
+    const clean = Buffer.from("lorem ipsum dolor sit amet, consectetur adipiscing elit ".repeat(20_000))
+    expect(scrubBytes(scrubber, clean)).toBe(clean)
+    // the skip search moves by many bytes at a time over text no value is made of
+    expect(workOf(scrubber)).toBeLessThan(clean.length / 4)
+  })
+
+  it("an input of a value's repetitions costs a bounded number of steps per byte", () => {
+    const scrubber = makeScrubber([secret("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab", 0)])
+    const bytes = Buffer.from("a".repeat(200_000))
+    expect(scrubBytes(scrubber, bytes)).toBe(bytes)
+    // the search gives up after its budget (two bytes compared per input byte) and the automaton
+    // takes one step per byte: without the budget this would be ~50 steps per byte
+    expect(workOf(scrubber)).toBeLessThan(bytes.length * 4)
+  })
+})
