@@ -123,6 +123,12 @@ describe.skipIf(!CURL)("secretgate proxy", () => {
     const shared = await secretgate(["proxy", "--store", "memory:", "--sandboxes", twice, "--env-dir", join(root, "same"), "--bundle-dir", join(root, "same")], {})
     expect(shared.code).toBe(2)
     expect(shared.stderr).toContain("--env-dir holds every sandbox's token: it must not be the --bundle-dir")
+    const caInBundle = await secretgate(["proxy", "--store", "memory:", "--sandboxes", twice, "--env-dir", join(root, "env-c"), "--bundle-dir", join(root, "bundle-c"), "--ca-dir", join(root, "bundle-c", "ca")], {})
+    expect(caInBundle.code).toBe(2)
+    expect(caInBundle.stderr).toContain("--ca-dir holds the CA's private key: it must not be (or be inside) the --bundle-dir")
+    const caIsEnv = await secretgate(["proxy", "--store", "memory:", "--sandboxes", twice, "--env-dir", join(root, "env-d"), "--bundle-dir", join(root, "bundle-d"), "--ca-dir", join(root, "env-d")], {})
+    expect(caIsEnv.code).toBe(2)
+    expect(caIsEnv.stderr).toContain("keep them in separate directories")
   }, 300_000)
 })
 
