@@ -318,7 +318,7 @@ describe("watch streams are capped, and end when their key is revoked", () => {
       }))
     })
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-    cleanup.push(() => new Promise((resolve) => server.close(() => resolve())))
+    cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())))
     const url = `http://127.0.0.1:${(server.address() as Net.AddressInfo).port}`
     const revoked = await open("t", url)
     await eventually(() => expect(revoked.body()).toContain("event: change"))
