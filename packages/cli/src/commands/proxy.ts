@@ -127,7 +127,7 @@ export const command = Command.make(
   (args) =>
     Effect.gen(function*() {
       const listen = yield* parseListen(args.listen)
-      const location = yield* Store.parse(args.store)
+      const location = yield* Store.parse(args.store, args.schema)
       const layer = yield* Store.layer(location, { values: true })
       const upstream = yield* Upstream.fromOptions(args)
       const caDir = Option.getOrUndefined(args.caDir)

@@ -115,7 +115,7 @@ export const command = Command.make(
       if (reserved.length > 0) {
         return yield* CliFailure.usage(`--mount ${reserved.join(", ")}: the program's proxy and CA variables are not available as mount names`)
       }
-      const location = yield* Store.parse(args.store)
+      const location = yield* Store.parse(args.store, args.schema)
       const layer = yield* Store.layer(location, { values: true })
       const upstream = yield* Upstream.fromOptions(args)
       const user = yield* ChildUser.resolve(args.user)

@@ -88,7 +88,7 @@ export const command = Command.make(
   },
   (args) =>
     Effect.gen(function*() {
-      const location = yield* Store.parse(args.store)
+      const location = yield* Store.parse(args.store, args.schema)
       if (location._tag === "Server") return yield* CliFailure.usage("serve: --store is a server already; serve a directory or memory:")
       const store = yield* Store.layer(location)
       const backend = args.requireHosts ? Secrets.withRequiredHosts(store as Layer.Layer<Secrets.Secrets, unknown>) : store
