@@ -134,7 +134,11 @@ describe("GET /secret/watch", () => {
 
   it("answers 503 over a backend that does not announce every change (and HttpSecrets then polls, saying so)", async () => {
     const directory = mkdtempSync(join(tmpdir(), "secretgate-watch-"))
-    const filesystem = await SecretServer.serve({ backend: FileSystemSecretStore.layer({ directory }), keys: registry })
+    // a filesystem store not watching its directory: other processes' writes are seen by polling only
+    const filesystem = await SecretServer.serve({
+      backend: FileSystemSecretStore.layer({ directory, watchDirectory: false }),
+      keys: registry
+    })
     cleanup.push(() => rmSync(directory, { recursive: true, force: true }))
     cleanup.push(() => filesystem.close())
     const stream = await openStream(resolveKey, filesystem.url)
