@@ -122,8 +122,8 @@ export interface RegisterOptions {
   readonly onDisallowed?: "forward" | "block"
   /**
    * As the egress agent's: whether a secret without hosts may be substituted for any host
-   * (`"allow"`, audited each time) or never (`"deny"`). Default: `"deny"` under `block`, `"allow"`
-   * under `forward`. Under `deny` such secrets make no host intercepted.
+   * (`"allow"`, audited each time) or never (`"deny"`, the default). Under `deny` such secrets make
+   * no host intercepted.
    */
   readonly unrestricted?: "allow" | "deny"
   /** Hosts whose plain-HTTP requests may carry values (loopback tests only). */

@@ -112,7 +112,7 @@ export const command = Command.make(
     unrestricted: Options.choice("unrestricted", ["allow", "deny"]).pipe(
       Options.optional,
       Options.withDescription(
-        "A secret without hosts (it may go to any host): substitute it everywhere, audited (allow), or never (deny); a sandbox's own \"unrestricted\" wins. Default: deny for sandboxes under onDisallowed block, allow under forward"
+        "A secret without hosts (it may go to any host): substitute it everywhere, audited (allow), or never (deny); a sandbox's own \"unrestricted\" wins. Default: deny"
       )
     ),
     audit: Options.text("audit").pipe(Options.optional, Options.withDescription("Append the audit events to this file (0600), as JSON lines (default: stderr, with the logs)")),
