@@ -13,6 +13,7 @@ import {
   type HttpApi,
   HttpApiBuilder,
   type HttpApp,
+  HttpMiddleware,
   HttpRouter,
   HttpServer,
   HttpServerError,
@@ -26,8 +27,10 @@ import { Cause, Context, Duration, Effect, Layer, ManagedRuntime, Option, Redact
 import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
 import * as ApiKeys from "./ApiKeys.js"
+import * as Telemetry from "./Telemetry.js"
 import * as AccessLog from "./internal/accessLog.js"
 import * as AuditLog from "./internal/auditLog.js"
+import * as RequestSpan from "./internal/requestSpan.js"
 import { readJson } from "./internal/body.js"
 import * as FastLane from "./internal/fastLane.js"
 import * as Routes from "./internal/routes.js"
@@ -76,6 +79,16 @@ export interface ApiOptions {
    * done or refused (see `SecretAudit`), with the API key's id as the actor. Never a value.
    */
   readonly audit?: SecretAudit.Sink
+  /**
+   * Traces and metrics (see `Telemetry`): a span per request and per `Secrets` operation, and the
+   * request and operation durations, for whatever tracer and metrics exporter the program
+   * provides (`Telemetry.layerOtlp`). Default off. `layerApi` instruments the `Secrets`
+   * operations only; the request spans and durations come with `layer` and `serve`. When
+   * embedding `layerApi` with a tracer, turn the platform's own request span off
+   * (`HttpMiddleware.withTracerDisabledWhen(() => true)`): it records the query string and the
+   * headers.
+   */
+  readonly telemetry?: boolean
 }
 
 /**
@@ -470,8 +483,9 @@ export const layerApi = (options: ApiOptions = {}): Layer.Layer<HttpApi.Api, nev
       options.maxWatchStreams?.perOrganization ?? DEFAULT_MAX_WATCH_STREAMS_PER_ORGANIZATION
     )
   }
+  const handlerLayer = handlers(api, { maxBodyBytes, heartbeatMillis, watchLimits, audit: options.audit })
   const apiLayer = HttpApiBuilder.api(api).pipe(
-    Layer.provide(handlers(api, { maxBodyBytes, heartbeatMillis, watchLimits, audit: options.audit })),
+    Layer.provide(options.telemetry === true ? Layer.provide(handlerLayer, Telemetry.layerSecrets) : handlerLayer),
     Layer.provide(authLayers(options.audit))
   )
   const openApiLayer = HttpApiBuilder.middlewareOpenApi({
@@ -532,7 +546,12 @@ const drain = (server: Http.Server, timeout: Duration.Duration, streams: WatchSt
 // router and middleware stack (see internal/fastLane.ts); it takes the request events of the
 // server and hands whatever it does not answer to the application's own handler. Access logs, when
 // on, wrap both.
-const requestListener = (api: typeof SecretApi, basePath: string, accessLog: ((entry: AccessLogEntry) => void) | undefined) =>
+const requestListener = (
+  api: typeof SecretApi,
+  basePath: string,
+  accessLog: ((entry: AccessLogEntry) => void) | undefined,
+  telemetry: boolean
+) =>
   Layer.scopedDiscard(Effect.gen(function*() {
     const server = yield* NodeServer
     const secrets = yield* Secrets.Secrets
@@ -550,7 +569,9 @@ const requestListener = (api: typeof SecretApi, basePath: string, accessLog: ((e
     )
     const [app, ...more] = server.listeners("request") as Array<(request: Http.IncomingMessage, response: Http.ServerResponse) => void>
     if (app === undefined || more.length > 0) return yield* Effect.dieMessage("secretgate: expected the API to be the server's one request handler")
-    const laned = (request: Http.IncomingMessage, response: Http.ServerResponse) => lane.serve(request, response, () => app(request, response))
+    // with telemetry, every request takes the application's path, so that each is traced alike
+    const laned = telemetry ? app : (request: Http.IncomingMessage, response: Http.ServerResponse) =>
+      lane.serve(request, response, () => app(request, response))
     const handler = accessLog === undefined ? laned : AccessLog.wrap(routeTable(api, basePath), accessLog, laned)
     server.off("request", app)
     server.on("request", handler)
@@ -596,7 +617,12 @@ export const layer = (
   // the router is built while this layer is, reading its config from the building fiber
   const apiLayer = layerApi(options)
   const auditLog = options.auditLog
-  const served = HttpApiBuilder.serve().pipe(
+  const basePath = normalizeBasePath(options.basePath ?? "/")
+  const routes = routeTable(withBasePath(basePath), basePath)
+  // around the whole application, so that it sees the status of the encoded answer
+  const served = HttpApiBuilder.serve(
+    options.telemetry === true ? RequestSpan.make((method, url) => routes.lookup(method, url).template) : undefined
+  ).pipe(
     Layer.provide(
       auditLog === undefined ? apiLayer : Layer.unwrapScoped(
         Effect.map(Effect.orDie(AuditLog.jsonLinesFile(auditLog)), (file) =>
@@ -604,15 +630,22 @@ export const layer = (
       )
     ),
     Layer.provideMerge(httpServer),
-    Layer.locally(HttpRouter.currentRouterConfig, routerConfig)
+    Layer.locally(HttpRouter.currentRouterConfig, routerConfig),
+    // the platform's request span records the query string and the headers: `telemetry` has its own
+    HttpMiddleware.withTracerDisabledWhen(() => true)
   )
-  const basePath = normalizeBasePath(options.basePath ?? "/")
-  const accessLog = options.accessLog === true
+  const logged = options.accessLog === true
     ? AccessLog.stdout
     : typeof options.accessLog === "function"
     ? options.accessLog
     : undefined
-  return Layer.mergeAll(graceful, requestListener(withBasePath(basePath), basePath, accessLog)).pipe(
+  const telemetry = options.telemetry === true
+  // request metrics are taken where the access log's entries are
+  const accessLog = !telemetry ? logged : logged === undefined ? Telemetry.recordRequest : (entry: AccessLogEntry) => {
+    Telemetry.recordRequest(entry)
+    logged(entry)
+  }
+  return Layer.mergeAll(graceful, requestListener(withBasePath(basePath), basePath, accessLog, telemetry)).pipe(
     Layer.provideMerge(served),
     Layer.provideMerge(nodeServer),
     Layer.provideMerge(openStreams),
@@ -630,6 +663,11 @@ export interface ServeOptions<E> extends ServerOptions {
   readonly backend: Layer.Layer<Secrets.Secrets, E>
   /** The API keys: configured entries, or a registry to issue and revoke keys at run time. */
   readonly keys: Iterable<ApiKeys.KeyEntry> | ApiKeys.ApiKeys
+  /**
+   * Exports traces and metrics to an OpenTelemetry collector over OTLP/HTTP (and turns
+   * `telemetry` on). Default: no export.
+   */
+  readonly otlp?: Telemetry.OtlpOptions
 }
 
 /**
@@ -666,10 +704,13 @@ export interface RunningServer {
  * ```
  */
 export const serve = async <E>(options: ServeOptions<E>): Promise<RunningServer> => {
-  const { backend, keys, ...serverOptions } = options
-  const runtime = ManagedRuntime.make(
-    layer(serverOptions).pipe(Layer.provide(backend), Layer.provide(ApiKeys.layer(keys)))
+  const { backend, keys, otlp, ...serverOptions } = options
+  const server = layer(otlp === undefined ? serverOptions : { ...serverOptions, telemetry: true }).pipe(
+    Layer.provide(backend),
+    Layer.provide(ApiKeys.layer(keys))
   )
+  // the exporter starts first and stops last, sending what the server's shutdown still recorded
+  const runtime = ManagedRuntime.make(otlp === undefined ? server : Layer.provide(server, Telemetry.layerOtlp(otlp)))
   try {
     const server = await runtime.runPromise(HttpServer.HttpServer)
     const address = server.address
