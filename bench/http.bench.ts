@@ -82,7 +82,10 @@ const serveChild = async (kind: string, manage: string, resolve: string) => {
     await new Promise<void>((done) => server.listen(0, "127.0.0.1", done))
     url = `http://127.0.0.1:${(server.address() as { port: number }).port}`
   } else {
+    // "secretgate-logged": with access logs on, each entry a JSON line to a file stream (/dev/null)
+    const sink = kind === "secretgate-logged" ? (await import("node:fs")).createWriteStream("/dev/null") : undefined
     const started = await SecretServer.serve({
+      ...(sink === undefined ? {} : { accessLog: (entry: SecretServer.AccessLogEntry) => void sink.write(`${JSON.stringify(entry)}\n`) }),
       backend: MemorySecretStore.layer(),
       keys: [
         { key: manage, organizationId: ORG, scopes: ["secrets:manage"] },
@@ -110,7 +113,7 @@ interface Child {
   readonly stop: () => Promise<void>
 }
 
-const startChild = async (kind: "bare" | "secretgate", manage: string, resolve: string): Promise<Child> => {
+const startChild = async (kind: "bare" | "secretgate" | "secretgate-logged", manage: string, resolve: string): Promise<Child> => {
   const child: ChildProcess = fork(fileURLToPath(import.meta.url), [], {
     env: { ...process.env, [CHILD]: JSON.stringify({ kind, manage, resolve }) },
     execArgv: process.execArgv,
@@ -169,14 +172,22 @@ const getRaw = (pool: Pool, path: string, authorization: string) => async () => 
 const serverCost = async (manage: string, resolve: string) => {
   const bare = await startChild("bare", manage, resolve)
   const ours = await startChild("secretgate", manage, resolve)
-  const admin = new Secretgate({ layer: HttpSecrets.layer({ baseUrl: ours.url, apiKey: manage, watch: false }), organizationId: ORG })
-  const id = (await admin.secret.create({ name: "bench_0", value: "value-0", hosts: ["api.example.com"] })).id
-  await admin.dispose()
+  const logged = await startChild("secretgate-logged", manage, resolve)
+  const create = async (url: string) => {
+    const admin = new Secretgate({ layer: HttpSecrets.layer({ baseUrl: url, apiKey: manage, watch: false }), organizationId: ORG })
+    const id = (await admin.secret.create({ name: "bench_0", value: "value-0", hosts: ["api.example.com"] })).id
+    await admin.dispose()
+    return id
+  }
+  const id = await create(ours.url)
+  const loggedId = await create(logged.url)
   const authorization = `Bearer ${manage}`
   const targets = [
     { name: "bare node:http (baseline)", child: bare, path: `/secret/${id}` },
-    { name: "SecretServer, memory backend", child: ours, path: `/secret/${id}` }
+    { name: "SecretServer, memory backend", child: ours, path: `/secret/${id}` },
+    { name: "SecretServer, memory backend, access log on", child: logged, path: `/secret/${loggedId}` }
   ]
+  const logCost: Array<number> = []
   const samples = new Map<string, { cpu: Array<number>; rps: Array<number>; ratio: Array<number> }>()
   let failed = 0
   try {
@@ -202,17 +213,21 @@ const serverCost = async (manage: string, resolve: string) => {
         samples.set(target.name, sample)
       }
       samples.get(targets[1]!.name)!.ratio.push(rps[1]! / rps[0]!)
+      samples.get(targets[2]!.name)!.ratio.push(rps[2]! / rps[0]!)
       samples.get(targets[0]!.name)!.ratio.push(1)
+      logCost.push(samples.get(targets[2]!.name)!.cpu.at(-1)! / samples.get(targets[1]!.name)!.cpu.at(-1)!)
     }
   } finally {
     await bare.stop()
     await ours.stop()
+    await logged.stop()
   }
   console.log(`### Server CPU per GET /secret/{id} (concurrency ${CONCURRENCY}, ${ROUNDS} interleaved rounds of ${REQUESTS}, medians)\n`)
   table(
     ["server", "server CPU µs/request", "req/s", "req/s ratio to bare"],
     [...samples].map(([name, sample]) => [name, median(sample.cpu), Math.round(median(sample.rps)), median(sample.ratio)])
   )
+  console.log(`\nServer CPU per request with the access log on, against off (same round): ${median(logCost).toFixed(2)}×\n`)
   return failed
 }
 

@@ -383,7 +383,7 @@ export const wireSuite = (name: string, connect: () => WireTarget | Promise<Wire
           expect(answer.status).toBe(201)
           all.push(answer.json)
         }
-      })
+      }, 120_000) // 250 writes: a server on a disk store, on a loaded machine, takes a while
 
       const walk = async (query: string) => {
         const items: Array<{ id: string; name: string; createdAt: string }> = []
