@@ -13,19 +13,21 @@
  * the store's own code and inserted in batches; the rest of the table is filler rows in other
  * organizations made by one `INSERT ... SELECT FROM generate_series` (never read, they only make
  * the table and its indexes big). The store operates at the `SecretStore` level, so both sides do
- * the same statements with the same parameters; the store adds `@effect/sql`, row decoding and the
- * MAC check.
+ * the same statements with the same parameters, and on PostgreSQL the same named (prepared)
+ * statements, as the store's own pool does; the store adds its Effect runtime, row decoding and the
+ * MAC check. One more row, "get (bare unprepared)", compares the store's get with the bare driver
+ * sending the text unnamed (parsed and planned each time, as `pool.query(text, params)` does).
  *
  * Needs a PostgreSQL server: `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
  * Works in a schema of its own and drops it at the end.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { KeyRing, Placeholder, SecretCipher, SecretStore } from "@secretgate/core"
-import * as PgClient from "@effect/sql-pg/PgClient"
 import { PgliteClient, SqlSecretStore } from "@secretgate/sql"
 import { Context, Effect, Layer, Redacted, Runtime, type Scope } from "effect"
 import { randomBytes, randomUUID } from "node:crypto"
 import pg from "pg"
+import { statementName } from "../packages/sql/src/internal/execute.js"
 import { makeMac } from "../packages/sql/src/internal/records.js"
 import * as Statements from "../packages/sql/src/internal/statements.js"
 import { load, median, quantile, table } from "./support.js"
@@ -34,7 +36,10 @@ const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:
 const ORG = "bench-org"
 const OWN = 1_000
 const SIZES = [1_000, 1_000_000] as const
-const ROUNDS = 5
+/** Rounds of the latency measurements: many short ones, so that both sides see the same load. */
+const ROUNDS = 20
+/** Rounds of the throughput measurement. */
+const THROUGHPUT_ROUNDS = 5
 const POOL = 10
 const key = KeyRing.keyFromBase64("bench", randomBytes(32).toString("base64"))
 const ring = KeyRing.make([key])
@@ -113,6 +118,8 @@ const seed = async (bare: Bare, schema: string, size: number, own: ReadonlyArray
 interface Engine {
   readonly name: string
   readonly bare: Bare
+  /** The bare driver sending statements unnamed (PostgreSQL only). */
+  readonly unprepared?: Bare
   readonly store: SqlSecretStore.SqlSecretStore
   readonly run: <A>(effect: Effect.Effect<A, unknown>) => Promise<A>
   readonly schema: string
@@ -140,6 +147,13 @@ const benchEngine = async (engine: Engine) => {
         bare: (i) => engine.bare(st.findById, [ORG, own[(i * 7919) % OWN]!.id]),
         store: (i) => engine.run(engine.store.findById(ORG, own[(i * 7919) % OWN]!.id))
       },
+      ...(engine.unprepared === undefined ? {} : {
+        "get (bare unprepared)": {
+          count: 500,
+          bare: (i: number) => engine.unprepared!(st.findById, [ORG, own[(i * 7919) % OWN]!.id]),
+          store: (i: number) => engine.run(engine.store.findById(ORG, own[(i * 7919) % OWN]!.id))
+        }
+      }),
       create: {
         count: 100,
         bare: () => engine.bare(st.insert, insertParams(channel, record(`c_${size}_${created++}`))),
@@ -188,7 +202,7 @@ const benchEngine = async (engine: Engine) => {
   }
   // creates at concurrency 16: throughput, interleaved rounds
   const throughput = { bare: [] as Array<number>, store: [] as Array<number> }
-  for (let round = 0; round < ROUNDS; round++) {
+  for (let round = 0; round < THROUGHPUT_ROUNDS; round++) {
     throughput.bare.push((await load(200, 16, async () => {
       await engine.bare(st.insert, insertParams(channel, record(`t_${created++}`)))
     })).rps)
@@ -224,7 +238,10 @@ export default async () => {
     return
   }
   await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-    const context = yield* storeOver(PgClient.layer({ url: Redacted.make(DATABASE_URL), maxConnections: POOL }), schema)
+    // the store's production layer: its own pool (of the same size as the bare one)
+    const context = yield* Layer.build(
+      SqlSecretStore.layer({ url: Redacted.make(DATABASE_URL), maxConnections: POOL, keyRing: ring, schema })
+    )
     const store = Context.get(context, SqlSecretStore.SqlSecretStore)
     const runtime = yield* Effect.runtime<never>()
     const run = <A>(effect: Effect.Effect<A, unknown>) => Runtime.runPromise(runtime)(effect)
@@ -235,7 +252,8 @@ export default async () => {
         sizes: SIZES,
         store,
         run,
-        bare: async (text, params) => (await pool.query(text, params as Array<unknown>)).rows
+        bare: async (text, params) => (await pool.query({ name: statementName(text), text, values: params as Array<unknown> })).rows,
+        unprepared: async (text, params) => (await pool.query(text, params as Array<unknown>)).rows
       })
     )
   }))).finally(async () => {

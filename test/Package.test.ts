@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 
 const run = promisify(execFile)
 const ROOT = fileURLToPath(new URL("..", import.meta.url))
-const PACKAGES = ["core", "memory", "filesystem", "http", "undici"] as const
+const PACKAGES = ["core", "memory", "filesystem", "http", "undici", "sql"] as const
 const VALUE = "sk-published-Zq9xV2bN7"
 
 let project: string
@@ -25,6 +25,7 @@ let output: {
   placeholder: string
   storedNames: Array<string>
   remote: { name: string; hosts: Array<string>; json: string }
+  embedded: { name: string; hosts: Array<string>; json: string; keyManagementError: string }
 }
 
 beforeAll(async () => {
@@ -36,7 +37,9 @@ beforeAll(async () => {
   for (const name of PACKAGES) await run("pnpm", ["pack", "--pack-destination", tarballs], { cwd: join(ROOT, "packages", name) })
   const tarball = (name: string) => `file:${join(tarballs, readdirSync(tarballs).find((file) => file.startsWith(`secretgate-${name}-`))!)}`
   const workspace = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { devDependencies: Record<string, string> }
-  const pinned = (name: string) => workspace.devDependencies[name]!
+  // the SQL package's peers, at the versions it is developed against
+  const sql = JSON.parse(readFileSync(join(ROOT, "packages", "sql", "package.json"), "utf8")) as { devDependencies: Record<string, string> }
+  const pinned = (name: string) => workspace.devDependencies[name] ?? sql.devDependencies[name]!
   const ours = Object.fromEntries(PACKAGES.map((name) => [`@secretgate/${name}`, tarball(name)]))
   writeFileSync(join(project, "package.json"), JSON.stringify({
     name: "published-consumer",
@@ -44,14 +47,20 @@ beforeAll(async () => {
     type: "module",
     dependencies: {
       ...ours,
-      ...Object.fromEntries(["effect", "@effect/platform", "@effect/platform-node", "undici", "typescript", "@types/node"].map((name) => [name, pinned(name)]))
+      ...Object.fromEntries(
+        ["effect", "@effect/platform", "@effect/platform-node", "undici", "typescript", "@types/node", "@effect/sql", "@effect/sql-pg", "@effect/experimental"]
+          .map((name) => [name, pinned(name)])
+      )
     },
     // one package's dependency on another resolves to its tarball too, not to the registry
     pnpm: { overrides: ours }
   }))
   cpSync(join(ROOT, "test", "fixtures", "consumer"), project, { recursive: true })
   await run("pnpm", ["install", "--ignore-workspace", "--prefer-offline", "--reporter=silent"], { cwd: project })
-  await run(join(project, "node_modules", ".bin", "tsc"), ["-p", "."], { cwd: project })
+  // tsc reports on stdout: say what it found
+  await run(join(project, "node_modules", ".bin", "tsc"), ["-p", "."], { cwd: project }).catch((error: { stdout?: string }) => {
+    throw new Error(`the consumer does not type-check against the packed declarations:\n${error.stdout ?? String(error)}`)
+  })
   const result = await run(process.execPath, [join(project, "out", "main.js")], {
     cwd: project,
     env: { ...process.env, TLS_DIR: join(ROOT, "packages", "undici", "test", "fixtures", "tls"), STORE_DIR: join(project, "store") }
@@ -106,5 +115,12 @@ describe("the published packages, installed outside the workspace and run by pla
     expect(output.remote.name).toBe("remote")
     expect(output.remote.hosts).toEqual(["api.allowed.test"])
     expect(output.remote.json).not.toContain(VALUE)
+  })
+
+  it("create and read a secret on the SQL backend, embedded (PGlite), with its errors exported", () => {
+    expect(output.embedded.name).toBe("embedded")
+    expect(output.embedded.hosts).toEqual(["api.allowed.test"])
+    expect(output.embedded.json).not.toContain(VALUE)
+    expect(output.embedded.keyManagementError).toBe("KeyManagementError")
   })
 })

@@ -4,7 +4,7 @@
  * @since 0.1.0
  */
 import { type Secret, Secrets } from "@secretgate/core"
-import { Effect } from "effect"
+import { Effect, type Option } from "effect"
 import type { CliFailure } from "./CliFailure.js"
 import * as Store from "./Store.js"
 
@@ -16,6 +16,8 @@ import * as Store from "./Store.js"
 export interface StoreArgs {
   readonly store: string
   readonly org: string
+  /** `--schema` (or `SECRETGATE_SCHEMA`), for a PostgreSQL store. */
+  readonly schema: Option.Option<string>
 }
 
 /**
@@ -29,7 +31,7 @@ export const withSecrets = <A, E>(
   needs: { readonly values?: boolean } = {}
 ): Effect.Effect<A, E | CliFailure | unknown> =>
   Effect.gen(function*() {
-    const location = yield* Store.parse(args.store)
+    const location = yield* Store.parse(args.store, args.schema)
     const layer = yield* Store.layer(location, needs)
     return yield* Effect.flatMap(Secrets.Secrets, (secrets) => work(secrets, args.org)).pipe(
       Effect.provide(layer as never),

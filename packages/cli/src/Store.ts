@@ -7,17 +7,21 @@
  * - `http://` / `https://`: a secretgate server (`SECRETGATE_API_KEY`, and `SECRETGATE_RESOLVE_KEY`
  *   where values are needed);
  * - `postgres://` / `postgresql://`: the SQL backend on a PostgreSQL server (store key from
- *   `SECRETGATE_KEY`, required; the password from the URL or `PGPASSWORD`);
+ *   `SECRETGATE_KEY`, required; the password from the URL or `PGPASSWORD`), in the schema of
+ *   `--schema` (or `SECRETGATE_SCHEMA`; default `secretgate`);
  * - `memory:`: a store that lives as long as the command (for `serve` and trying things out).
+ *
+ * `SECRETGATE_KEY` holds one key (32 bytes, base64; its id is `primary`) or, for rotation, a key
+ * ring: `id:base64` entries separated by commas, oldest first, the last one sealing.
  *
  * Each backend's package is loaded only when its location is used: a command starts faster.
  *
  * @since 0.1.0
  */
 import { Options } from "@effect/cli"
-import type { Secrets } from "@secretgate/core"
+import { KeyRing, type Secrets } from "@secretgate/core"
 import type { FileSystemSecretStore } from "@secretgate/filesystem"
-import { Config, Effect, type Layer, Option, type Redacted } from "effect"
+import { Config, Effect, type Layer, Option, Redacted } from "effect"
 import { isAbsolute, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { CliFailure } from "./CliFailure.js"
@@ -31,7 +35,7 @@ export type Location =
   | { readonly _tag: "Directory"; readonly directory: string }
   | { readonly _tag: "Server"; readonly url: string }
   | { readonly _tag: "Memory" }
-  | { readonly _tag: "Postgres"; readonly url: string }
+  | { readonly _tag: "Postgres"; readonly url: string; readonly schema: string | undefined }
 
 /**
  * The options every command takes.
@@ -49,6 +53,11 @@ export const options = {
     Options.withFallbackConfig(Config.string("SECRETGATE_ORGANIZATION")),
     Options.withDefault("default"),
     Options.withDescription("The organization to act for (env SECRETGATE_ORGANIZATION; default \"default\")")
+  ),
+  schema: Options.text("schema").pipe(
+    Options.withFallbackConfig(Config.string("SECRETGATE_SCHEMA")),
+    Options.optional,
+    Options.withDescription("The schema of a postgres:// store's tables (env SECRETGATE_SCHEMA; default \"secretgate\"); other stores ignore it")
   )
 } as const
 
@@ -57,7 +66,7 @@ export const options = {
  *
  * @since 0.1.0
  */
-export const parse = (text: string): Effect.Effect<Location, CliFailure> => {
+export const parse = (text: string, schema: Option.Option<string> = Option.none()): Effect.Effect<Location, CliFailure> => {
   const value = text.trim()
   if (value === "") return Effect.fail(CliFailure.usage("--store is empty: give a directory, an http(s):// server URL or memory:"))
   if (value === "memory:") return Effect.succeed({ _tag: "Memory" })
@@ -74,7 +83,15 @@ export const parse = (text: string): Effect.Effect<Location, CliFailure> => {
     }
   }
   if (scheme === "file") return Effect.succeed({ _tag: "Directory", directory: fileURLToPath(value) })
-  if (scheme === "postgres" || scheme === "postgresql") return Effect.succeed({ _tag: "Postgres", url: value })
+  if (scheme === "postgres" || scheme === "postgresql") {
+    const name = Option.getOrUndefined(schema)?.trim()
+    if (name !== undefined && !/^[a-z_][a-z0-9_]{0,47}$/.test(name)) {
+      return Effect.fail(
+        CliFailure.usage(`--schema ${JSON.stringify(name)} must be 1-48 characters of a-z, 0-9 and _, not starting with a digit`)
+      )
+    }
+    return Effect.succeed({ _tag: "Postgres", url: value, schema: name })
+  }
   // a Windows drive letter ("C:\...") is a path, not a scheme
   if (scheme !== undefined && scheme.length > 1) {
     return Effect.fail(CliFailure.usage(`--store ${JSON.stringify(value)}: unknown scheme "${scheme}:" (a directory, http(s)://, postgres://, file: or memory:)`))
@@ -105,8 +122,9 @@ export const layer = (
     case "Directory":
       return Effect.gen(function*() {
         const key = yield* configured(storeKey)
+        const keys = Option.isSome(key) ? yield* keyOptions(key.value) : {}
         const { FileSystemSecretStore } = yield* load(() => import("@secretgate/filesystem"))
-        return FileSystemSecretStore.layer(Option.isSome(key) ? { directory: location.directory, key: key.value } : { directory: location.directory })
+        return FileSystemSecretStore.layer({ directory: location.directory, ...keys })
       })
     case "Postgres":
       return Effect.gen(function*() {
@@ -114,9 +132,14 @@ export const layer = (
         if (Option.isNone(key)) {
           return yield* CliFailure.usage("a PostgreSQL store needs its store key in SECRETGATE_KEY (32 bytes, base64), the same for every replica")
         }
+        const keys = yield* keyOptions(key.value)
         const { SqlSecretStore } = yield* load(() => import("@secretgate/sql"))
         const { Redacted } = yield* load(() => import("effect"))
-        return SqlSecretStore.layer({ url: Redacted.make(location.url), key: key.value })
+        return SqlSecretStore.layer({
+          url: Redacted.make(location.url),
+          ...keys,
+          ...(location.schema === undefined ? {} : { schema: location.schema })
+        })
       })
     case "Server":
       return Effect.gen(function*() {
@@ -139,6 +162,31 @@ export const layer = (
         })
       })
   }
+}
+
+/**
+ * `SECRETGATE_KEY` as a backend's key options: one key, or a ring (`id:base64,id:base64`, oldest
+ * first). A message names the entry at fault, never its bytes.
+ */
+const keyOptions = (
+  value: Redacted.Redacted<string>
+): Effect.Effect<{ readonly key: Redacted.Redacted<string> } | { readonly keyRing: KeyRing.KeyRing }, CliFailure> => {
+  const text = Redacted.value(value)
+  if (!text.includes(":")) return Effect.succeed({ key: value })
+  return Effect.try({
+    try: () => {
+      const keys = text.split(",").map((entry, index) => {
+        const colon = entry.indexOf(":")
+        if (colon < 1) throw new Error(`entry ${index + 1} is not id:base64`)
+        return KeyRing.keyFromBase64(entry.slice(0, colon).trim(), entry.slice(colon + 1))
+      })
+      return { keyRing: KeyRing.make(keys) }
+    },
+    catch: (error) =>
+      CliFailure.usage(
+        `SECRETGATE_KEY is not one key (32 bytes, base64) nor a key ring (id:base64,id:base64, oldest first): ${(error as Error).message}`
+      )
+  })
 }
 
 const load = <A>(module: () => Promise<A>) => Effect.promise(module)

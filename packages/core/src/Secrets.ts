@@ -20,7 +20,7 @@ import {
 import * as SecretChanges from "./SecretChanges.js"
 import { SecretCipher } from "./SecretCipher.js"
 import {
-  type InvalidSecretInput,
+  InvalidSecretInput,
   type QuotaExceeded,
   type SecretNameTaken,
   SecretNotFound,
@@ -103,6 +103,13 @@ export interface Options {
   readonly quota?: number
   /** Prefix of generated placeholders. Default `sg_secret_`. */
   readonly placeholderPrefix?: string
+  /**
+   * Refuse secrets without hosts (which may go to any host): `create` without `hosts` (or with
+   * `[]`) and an `update` that would leave a secret without hosts fail with `InvalidSecretInput`
+   * on `hosts`. Default `false`: omitted hosts mean "unrestricted", as the API says. See
+   * `requireHosts` to apply it to any `Secrets` (a remote one, a backend's layer).
+   */
+  readonly requireHosts?: boolean
 }
 
 /**
@@ -256,10 +263,54 @@ export const make = (options: Options = {}): Effect.Effect<Secrets, never, Secre
     })
   })
 
+const REQUIRE_HOSTS =
+  "this server requires every secret to name the hosts its value may be sent to (a secret without hosts may go to any host); give hosts, e.g. [\"api.example.com\"]"
+
+/**
+ * `secrets` refusing secrets without hosts: a `create` whose `hosts` is missing or empty, and an
+ * `update` that sets `hosts: []` or leaves a secret that has none without any, fail with
+ * `InvalidSecretInput` (field `hosts`, `400` on the wire) before anything is stored. Every other
+ * operation is `secrets`' own. One wrapper for every backend (and `SecretServer` over it): see
+ * `withRequiredHosts` for a layer.
+ *
+ * @since 0.2.0
+ */
+export const requireHosts = (secrets: Secrets): Secrets => {
+  const lacksHosts = (hosts: unknown) => hosts === undefined || (Array.isArray(hosts) && hosts.length === 0)
+  const refuse = Effect.fail(InvalidSecretInput.of("hosts", REQUIRE_HOSTS))
+  return Secrets.of({
+    ...secrets,
+    create: (organizationId, params) =>
+      typeof params === "object" && params !== null && lacksHosts((params as { hosts?: unknown }).hosts) ? refuse : secrets.create(organizationId, params),
+    update: (organizationId, id, params) => {
+      const hosts = typeof params === "object" && params !== null ? (params as { hosts?: unknown }).hosts : undefined
+      if (Array.isArray(hosts)) return hosts.length === 0 ? refuse : secrets.update(organizationId, id, params)
+      if (hosts !== undefined) return secrets.update(organizationId, id, params) // not a list: the service says what is wrong
+      // no hosts given: the secret keeps its own, which must not be none
+      return Effect.flatMap(secrets.get(organizationId, id), (current) => current.hosts.length === 0 ? refuse : secrets.update(organizationId, id, params))
+    }
+  })
+}
+
+/**
+ * A layer whose `Secrets` refuses secrets without hosts (`requireHosts`), over any layer that
+ * provides `Secrets` (a backend's, `HttpSecrets`'); the layer's other services pass through.
+ *
+ * @since 0.2.0
+ * @example
+ * ```ts
+ * import { Secrets } from "@secretgate/core"
+ * import { MemorySecretStore } from "@secretgate/memory"
+ * const backend = Secrets.withRequiredHosts(MemorySecretStore.layer())
+ * ```
+ */
+export const withRequiredHosts = <ROut, E, RIn>(layer: Layer.Layer<ROut | Secrets, E, RIn>): Layer.Layer<ROut | Secrets, E, RIn> =>
+  Layer.map(layer, (context) => Context.add(context, Secrets, requireHosts(Context.get(context, Secrets))))
+
 /**
  * Provides `Secrets` over whatever `SecretStore` and `SecretCipher` are provided.
  *
  * @since 0.1.0
  */
 export const layer = (options: Options = {}): Layer.Layer<Secrets, never, SecretStore | SecretCipher> =>
-  Layer.effect(Secrets, make(options))
+  Layer.effect(Secrets, options.requireHosts === true ? Effect.map(make(options), requireHosts) : make(options))

@@ -71,6 +71,9 @@ describe("key rotation", () => {
         expect((yield* failure(store.retireKey("nope"))).message).toMatch(/no key "nope"/)
         const rotate = yield* failure(store.rotateKey)
         expect(rotate._tag).toBe("KeyManagementError")
+        // one class for every backend: core's, re-exported here
+        expect(rotate).toBeInstanceOf(KeyRing.KeyManagementError)
+        expect(FileSystemSecretStore.KeyManagementError).toBe(KeyRing.KeyManagementError)
         expect(rotate.message).toMatch(/add the new key to the configured key ring/)
       }))
     }))

@@ -10,6 +10,7 @@
  */
 import { Buffer } from "node:buffer"
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, randomBytes, X509Certificate } from "node:crypto"
+import { constants } from "node:fs"
 import { chmod, mkdir, open, readFile, rename, stat, unlink } from "node:fs/promises"
 import { join } from "node:path"
 import { authorityCertificate, keyIdentifier, leafCertificate, pem, subjectOf } from "./internal/certificate.js"
@@ -127,8 +128,10 @@ export const generate = (now: Date = new Date()): CertificateAuthority => {
 /**
  * The CA kept in `directory` (`ca.pem`, `ca-key.pem`), created there (valid ten years; the
  * directory `0700`, the key `0600`) when the directory holds neither file. Fails with
- * `CertificateAuthorityError` when only one file is there, a file is not what it should be, the
- * key is readable by other users, or the certificate has expired.
+ * `CertificateAuthorityError` when the directory is not this user's own (owned by another user, or
+ * writable by its group or others: someone else could swap the CA), the key is a symbolic link or
+ * readable by other users, only one file is there, a file is not what it should be, or the
+ * certificate has expired.
  *
  * @since 0.1.0
  * @example
@@ -139,10 +142,13 @@ export const generate = (now: Date = new Date()): CertificateAuthority => {
 export const loadOrCreate = async (directory: string, now: Date = new Date()): Promise<CertificateAuthority> => {
   const certificateFile = join(directory, CERTIFICATE_FILE)
   const keyFile = join(directory, KEY_FILE)
-  const [certificateText, keyText] = await Promise.all([readIfThere(certificateFile), readIfThere(keyFile)])
+  await mkdir(directory, { recursive: true, mode: 0o700 }).catch((error: Error) => {
+    throw new CertificateAuthorityError({ message: `cannot create the CA directory ${directory}: ${error.message}` })
+  })
+  await checkDirectory(directory)
+  const [certificateText, keyText] = await Promise.all([readIfThere(certificateFile), readKey(keyFile)])
   if (certificateText === undefined && keyText === undefined) {
     const { der, key } = create(PERSISTED_LIFETIME, now)
-    await mkdir(directory, { recursive: true, mode: 0o700 })
     await writeAtomically(keyFile, key.export({ type: "pkcs8", format: "pem" }) as string, 0o600)
     await writeAtomically(certificateFile, pem("CERTIFICATE", der), 0o644)
     return new CertificateAuthority(der, key)
@@ -152,12 +158,6 @@ export const loadOrCreate = async (directory: string, now: Date = new Date()): P
       message: `${directory} holds ${certificateText === undefined ? KEY_FILE : CERTIFICATE_FILE} but not ${
         certificateText === undefined ? CERTIFICATE_FILE : KEY_FILE
       }; restore the missing file, or remove both to create a new CA (sandboxes must then trust the new one)`
-    })
-  }
-  const mode = (await stat(keyFile)).mode & 0o777
-  if ((mode & 0o077) !== 0) {
-    throw new CertificateAuthorityError({
-      message: `${keyFile} is readable by other users (mode ${mode.toString(8).padStart(4, "0")}); run chmod 600 on it`
     })
   }
   let key: KeyObject
@@ -182,6 +182,63 @@ export const loadOrCreate = async (directory: string, now: Date = new Date()): P
     throw new CertificateAuthorityError({ message: `the CA in ${certificateFile} expires ${certificate.validTo}; remove both files to create a new CA` })
   }
   return new CertificateAuthority(certificate.raw, key)
+}
+
+const octal = (mode: number) => (mode & 0o777).toString(8).padStart(4, "0")
+
+/**
+ * The directory must be this user's own: a directory of another user, or one its group or others
+ * may write to, lets someone else replace the CA (and so read every intercepted request).
+ */
+const checkDirectory = async (directory: string): Promise<void> => {
+  const info = await stat(directory).catch((error: Error) => {
+    throw new CertificateAuthorityError({ message: `cannot read the CA directory ${directory}: ${error.message}` })
+  })
+  if (!info.isDirectory()) throw new CertificateAuthorityError({ message: `${directory} is not a directory; give the CA a directory of its own` })
+  const uid = process.getuid?.()
+  if (uid !== undefined && info.uid !== uid) {
+    throw new CertificateAuthorityError({
+      message: `the CA directory ${directory} is owned by uid ${info.uid}, not by this user (uid ${uid}): its owner could replace the CA; use a directory of your own (or chown it)`
+    })
+  }
+  if ((info.mode & 0o022) !== 0) {
+    throw new CertificateAuthorityError({
+      message: `the CA directory ${directory} is writable by its group or other users (mode ${octal(info.mode)}): they could replace the CA; run chmod 700 on it`
+    })
+  }
+}
+
+/**
+ * The key file's text, read without following a symbolic link (`O_NOFOLLOW`: a link planted at the
+ * name could point the proxy at another key), from a regular file of this user readable by no one
+ * else; `undefined` when there is none.
+ */
+const readKey = async (file: string): Promise<string | undefined> => {
+  let handle: Awaited<ReturnType<typeof open>>
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === "ENOENT") return undefined
+    if (code === "ELOOP") {
+      throw new CertificateAuthorityError({ message: `${file} is a symbolic link; the CA key must be a regular file in the CA directory (copy the key there, mode 0600)` })
+    }
+    throw new CertificateAuthorityError({ message: `cannot read ${file}: ${(error as Error).message}` })
+  }
+  try {
+    const info = await handle.stat()
+    if (!info.isFile()) throw new CertificateAuthorityError({ message: `${file} is not a regular file` })
+    const uid = process.getuid?.()
+    if (uid !== undefined && info.uid !== uid) {
+      throw new CertificateAuthorityError({ message: `${file} is owned by uid ${info.uid}, not by this user (uid ${uid}); the CA key must be this user's own` })
+    }
+    if ((info.mode & 0o077) !== 0) {
+      throw new CertificateAuthorityError({ message: `${file} is readable by other users (mode ${octal(info.mode)}); run chmod 600 on it` })
+    }
+    return await handle.readFile("utf8")
+  } finally {
+    await handle.close()
+  }
 }
 
 const readIfThere = async (file: string): Promise<string | undefined> => {

@@ -1,8 +1,9 @@
 /**
  * What the proxy reports: the egress agent's events (`substituted`, `withheld`, `blocked`) for the
  * requests it forwarded, and its own events about connections — `intercepted`, `tunnelled`,
- * `refused` and `tls-rejected`. Every event names the sandbox (`undefined` when the client did not
- * say which, e.g. a missing token); none holds a value or a token.
+ * `refused` and `tls-rejected`. Every event has its `time` (ISO 8601) and names the sandbox
+ * (`undefined` when the client did not say which, e.g. a missing token); none holds a value, a
+ * token or a query string. The schema is in `docs/egress.md` and `docs/proxy.md`.
  *
  * @since 0.1.0
  */
@@ -45,7 +46,7 @@ export type RefusedReason =
  *
  * @since 0.1.0
  */
-export type ConnectionEvent =
+export type ConnectionEvent = ConnectionEventFields & (
   | {
     /** TLS terminated: the sandbox has a secret that may go to this host, or `block` inspects every host. */
     readonly type: "intercepted"
@@ -82,6 +83,24 @@ export type ConnectionEvent =
     readonly alert: string | undefined
     readonly message: string
   }
+)
+
+/**
+ * What every event of the proxy itself has.
+ *
+ * @since 0.2.0
+ */
+export interface ConnectionEventFields {
+  /** When it happened, ISO 8601. */
+  readonly time: string
+}
+
+/**
+ * An event as the proxy's code reports it: the time is added when it is reported.
+ *
+ * @since 0.2.0
+ */
+export type UntimedConnectionEvent = ConnectionEvent extends infer E ? E extends unknown ? Omit<E, "time"> : never : never
 
 /**
  * Any event the proxy reports: its own, or the egress agent's with the sandbox named.

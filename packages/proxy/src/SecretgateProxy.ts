@@ -21,13 +21,14 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import type * as net from "node:net"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { join, resolve as resolvePath, sep } from "node:path"
+import { Interceptor } from "@secretgate/undici"
 import type { Agent } from "undici"
 import * as CertificateAuthorityModule from "./CertificateAuthority.js"
 import type { CertificateAuthority } from "./CertificateAuthority.js"
 import { forward } from "./internal/bridge.js"
 import { Destinations, parseCidr } from "./internal/destinations.js"
-import { type ConnectContext, onConnect, parseTarget, PROXY_AUTHENTICATE, refuse } from "./internal/connect.js"
+import { type ConnectContext, onConnect, parseTarget, PROXY_AUTHENTICATE, refuse, report } from "./internal/connect.js"
 import { type Bundle, environmentFor, writeBundle } from "./internal/environment.js"
 import { LeafCache } from "./internal/leafCache.js"
 import { makeInnerServer } from "./internal/innerServer.js"
@@ -119,6 +120,12 @@ export interface RegisterOptions {
   readonly id?: string
   /** As the egress agent's: `"forward"` (default) or `"block"`. Under `block` every host is intercepted. */
   readonly onDisallowed?: "forward" | "block"
+  /**
+   * As the egress agent's: whether a secret without hosts may be substituted for any host
+   * (`"allow"`, audited each time) or never (`"deny"`). Default: `"deny"` under `block`, `"allow"`
+   * under `forward`. Under `deny` such secrets make no host intercepted.
+   */
+  readonly unrestricted?: "allow" | "deny"
   /** Hosts whose plain-HTTP requests may carry values (loopback tests only). */
   readonly allowHttp?: ReadonlyArray<string>
   /** Values in WebSocket handshakes and messages on intercepted hosts (frames scrubbed). Default false. */
@@ -247,6 +254,16 @@ export class SecretgateProxy {
     })
     const destinations = new Destinations(allowPrivate === true, cidrs)
 
+    if (options.ca !== undefined && !(options.ca instanceof CertificateAuthorityModule.CertificateAuthority) && options.directory !== undefined) {
+      const caDirectory = resolvePath(options.ca.directory)
+      const bundleDirectory = resolvePath(options.directory)
+      if (caDirectory === bundleDirectory || caDirectory.startsWith(`${bundleDirectory}${sep}`)) {
+        throw InvalidProxyOptions.of(
+          "ca.directory",
+          `${options.ca.directory} is ${caDirectory === bundleDirectory ? "" : "inside "}the directory given to sandboxes (directory: ${options.directory}): they would read the CA's private key; keep the CA elsewhere`
+        )
+      }
+    }
     const ca = options.ca === undefined
       ? CertificateAuthorityModule.generate()
       : options.ca instanceof CertificateAuthorityModule.CertificateAuthority
@@ -334,6 +351,9 @@ export class SecretgateProxy {
     if (options.onDisallowed !== undefined && options.onDisallowed !== "forward" && options.onDisallowed !== "block") {
       throw InvalidProxyOptions.of("onDisallowed", `must be "forward" or "block", got ${JSON.stringify(options.onDisallowed)}`)
     }
+    if (options.unrestricted !== undefined && options.unrestricted !== "allow" && options.unrestricted !== "deny") {
+      throw InvalidProxyOptions.of("unrestricted", `must be "allow" or "deny", got ${JSON.stringify(options.unrestricted)}`)
+    }
     let allowedHosts: Array<string> | undefined
     if (options.allowedHosts !== undefined) {
       allowedHosts = options.allowedHosts.map((entry, i) => {
@@ -348,6 +368,7 @@ export class SecretgateProxy {
         id,
         resolver: options.resolver,
         onDisallowed: options.onDisallowed ?? "forward",
+        unrestricted: Interceptor.unrestrictedPolicy(options),
         allowHttp: options.allowHttp ?? [],
         webSockets: options.webSockets === true,
         allowedHosts,
@@ -397,9 +418,7 @@ const plainRequest = (context: ConnectContext, req: http.IncomingMessage, res: h
     res.end(`secretgate proxy: ${message}\n`)
   }
   const refusePlain = (reason: import("./ProxyAuditEvent.js").RefusedReason, status: number, message: string, host?: string, headers?: Record<string, string>) => {
-    const event = { type: "refused", sandbox: sandbox?.id, host, reason, status, message } as const
-    if (sandbox !== undefined) sandbox.report(event)
-    else context.audit?.(event)
+    report(context, sandbox, { type: "refused", sandbox: sandbox?.id, host, reason, status, message })
     answer(status, message, headers)
   }
   if (sandbox === undefined) {

@@ -10,4 +10,9 @@ export * as CertificateAuthority from "./CertificateAuthority.js"
 export * as ProxyAuditEvent from "./ProxyAuditEvent.js"
 export * from "./ProxyError.js"
 export { SecretgateProxy } from "./SecretgateProxy.js"
-export * as SecretgateProxyModule from "./SecretgateProxy.js"
+export type {
+  Limits as SecretgateProxyLimits,
+  Options as SecretgateProxyOptions,
+  Registration,
+  RegisterOptions
+} from "./SecretgateProxy.js"

@@ -4,12 +4,12 @@
  * the CA kept on disk with a 0600 key, and every kind of bad CA directory refused with a clear error.
  */
 import { X509Certificate } from "node:crypto"
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { chmodSync, chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { inspect } from "node:util"
 import { afterEach, describe, expect, it } from "vitest"
-import { CertificateAuthority, CertificateAuthorityError } from "../src/index.js"
+import { CertificateAuthority, CertificateAuthorityError, InvalidProxyOptions, SecretgateProxy } from "../src/index.js"
 import { installed, run } from "./support/world.js"
 
 const directories: Array<string> = []
@@ -127,5 +127,61 @@ describe("a CA kept on disk", () => {
     await expectRefusal(old, /expires .*; remove both files to create a new CA/)
     // nothing was changed by a refusal
     expect(readFileSync(join(source, CertificateAuthority.KEY_FILE), "utf8")).toBe(keyText)
+  })
+})
+
+describe("a CA directory that is not this user's own", () => {
+  const expectRefusal = async (directory: string, message: RegExp) => {
+    const error = await CertificateAuthority.loadOrCreate(directory).then(() => undefined, (e: unknown) => e)
+    expect(error).toBeInstanceOf(CertificateAuthorityError)
+    expect((error as Error).message).toMatch(message)
+  }
+
+  it("refuses a directory writable by its group or others, existing CA or not, and changes nothing", async () => {
+    const empty = tempDir()
+    chmodSync(empty, 0o777)
+    await expectRefusal(empty, /writable by its group or other users \(mode 0777\): they could replace the CA; run chmod 700/)
+    expect(readdirSync(empty)).toEqual([])
+    const kept = join(tempDir(), "ca")
+    await CertificateAuthority.loadOrCreate(kept)
+    chmodSync(kept, 0o770)
+    await expectRefusal(kept, /mode 0770/)
+    chmodSync(kept, 0o700)
+    await expect(CertificateAuthority.loadOrCreate(kept)).resolves.toBeInstanceOf(CertificateAuthority.CertificateAuthority)
+  })
+
+  it.skipIf(process.getuid?.() !== 0)("refuses a directory, or a key, owned by another user (run as root: chowned to nobody)", async () => {
+    const kept = join(tempDir(), "ca")
+    await CertificateAuthority.loadOrCreate(kept)
+    chownSync(kept, 65534, 65534)
+    await expectRefusal(kept, /owned by uid 65534, not by this user \(uid 0\)/)
+    chownSync(kept, 0, 0)
+    chownSync(join(kept, CertificateAuthority.KEY_FILE), 65534, 65534)
+    await expectRefusal(kept, /ca-key\.pem is owned by uid 65534/)
+  })
+
+  it("refuses a key file that is a symbolic link (to a key that would otherwise load)", async () => {
+    const source = join(tempDir(), "ca")
+    await CertificateAuthority.loadOrCreate(source)
+    const linked = tempDir()
+    writeFileSync(join(linked, CertificateAuthority.CERTIFICATE_FILE), readFileSync(join(source, CertificateAuthority.CERTIFICATE_FILE)))
+    symlinkSync(join(source, CertificateAuthority.KEY_FILE), join(linked, CertificateAuthority.KEY_FILE))
+    await expectRefusal(linked, /ca-key\.pem is a symbolic link/)
+    // a dangling link is not taken for "no key": nothing is created over it
+    const dangling = tempDir()
+    symlinkSync(join(dangling, "elsewhere.pem"), join(dangling, CertificateAuthority.KEY_FILE))
+    await expectRefusal(dangling, /is a symbolic link/)
+    expect(readdirSync(dangling)).toEqual([CertificateAuthority.KEY_FILE])
+  })
+
+  it("the proxy refuses ca.directory equal to, or inside, the directory it gives sandboxes", async () => {
+    const bundle = tempDir()
+    for (const caDirectory of [bundle, join(bundle, "ca"), `${bundle}/./`]) {
+      const error = await SecretgateProxy.start({ ca: { directory: caDirectory }, directory: bundle }).then((proxy) => proxy.close(), (e: unknown) => e)
+      expect(error).toBeInstanceOf(InvalidProxyOptions)
+      expect((error as InvalidProxyOptions).option).toBe("ca.directory")
+      expect((error as Error).message).toMatch(/they would read the CA's private key/)
+    }
+    expect(readdirSync(bundle)).toEqual([])
   })
 })

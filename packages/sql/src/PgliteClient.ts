@@ -1,3 +1,6 @@
+// PGlite's declarations use the Emscripten types without depending on them: this brings them in
+// for a program that type-checks its dependencies' declarations (skipLibCheck off)
+/// <reference types="emscripten" preserve="true" />
 /**
  * An `@effect/sql` `SqlClient` over PGlite (`@electric-sql/pglite`): real PostgreSQL compiled to
  * WebAssembly, in this process, with no server. The same SQL runs here and on a PostgreSQL server,
@@ -16,6 +19,7 @@ import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { Context, Effect, Layer, Stream } from "effect"
+import { pgliteLock } from "./internal/execute.js"
 
 /**
  * The PGlite client: a `SqlClient` plus the PGlite instance (for `LISTEN`, dumps, closing).
@@ -56,9 +60,6 @@ export interface Options {
   readonly pglite?: PGlite
 }
 
-// one lock per PGlite instance, whichever clients use it
-const locks = new WeakMap<PGlite, Effect.Semaphore>()
-
 const failed = (message: string) => (cause: unknown) => new SqlError({ cause, message })
 
 /**
@@ -82,12 +83,7 @@ export const make = (
       (db) => Effect.promise(() => db.close())
     ))
     // one connection: a permit per statement, or per transaction for its whole length
-    let lock = locks.get(pglite)
-    if (lock === undefined) {
-      lock = yield* Effect.makeSemaphore(1)
-      locks.set(pglite, lock)
-    }
-    const permits = lock
+    const permits = pgliteLock(pglite)
     const exclusive = Effect.acquireRelease(permits.take(1), () => permits.release(1))
 
     const query = (sql: string, params: ReadonlyArray<unknown>, rowMode?: "array") =>

@@ -28,8 +28,9 @@ import {
   type StoreError,
   StoreUnavailable
 } from "@secretgate/core"
-import { Config, type ConfigError, Context, Data, Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
+import { Config, type ConfigError, Context, Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
 import { constraintOf, inTransaction, retryTransient, sqlState, unavailable } from "./internal/errors.js"
+import * as Execute from "./internal/execute.js"
 import * as Freshness from "./internal/freshness.js"
 import * as Listeners from "./internal/listeners.js"
 import * as Migrations from "./internal/migrations.js"
@@ -84,14 +85,17 @@ export interface PgConfig extends Options, PgClient.PgClientConfig {}
 export interface PgliteConfig extends Options, PgliteClient.Options {}
 
 /**
- * A key management request that cannot be carried out: retiring the current key, a key still in
- * use, or an unknown key id. An operator's act on one store, not a wire error.
+ * Core's `KeyRing.KeyManagementError` (one class for every backend with key management): retiring
+ * the current key, a key still in use, or an unknown key id.
  *
  * @since 0.1.0
  */
-export class KeyManagementError extends Data.TaggedError("KeyManagementError")<{
-  readonly message: string
-}> {}
+export const KeyManagementError = KeyRing.KeyManagementError
+
+/**
+ * @since 0.1.0
+ */
+export type KeyManagementError = KeyRing.KeyManagementError
 
 /**
  * One key of the store.
@@ -246,8 +250,14 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
     const st = Statements.make(schema)
     const channel = `secretgate_${schema}`
 
-    const exec = (text: string, params: ReadonlyArray<unknown> = []): Effect.Effect<ReadonlyArray<Record<string, unknown>>, SqlError> =>
-      retryTransient(sql.unsafe<Record<string, unknown>>(text, params))
+    const pool = yield* Effect.serviceOption(Execute.PgPool)
+    const run: Execute.Execute = Option.isSome(pool)
+      ? Execute.pool(pool.value)
+      : Option.isSome(pglite)
+      ? Execute.pglite(pglite.value.pglite, sql)
+      : Execute.client(sql)
+    const exec = (text: string, params: ReadonlyArray<unknown> = []): Effect.Effect<Execute.Rows, SqlError> =>
+      retryTransient(run(text, params))
     /** A write's failures, with a sealing key that the store has retired said in words. */
     const writeFailure = (error: SqlError): StoreUnavailable =>
       sqlState(error) === "23503" && constraintOf(error) === "secrets_key_fkey"
@@ -610,7 +620,7 @@ export const layer = (
 ): Layer.Layer<Secrets.Secrets | Provided, StoreError> =>
   layerClient(config).pipe(
     Layer.provide(
-      PgClient.layer({ applicationName: "secretgate", ...config }).pipe(Layer.mapError(connectFailure(config)))
+      Execute.layerPg(config).pipe(Layer.mapError(connectFailure(config)))
     )
   )
 

@@ -142,6 +142,9 @@ for (const engine of engines) {
         const secrets = after.unsafeMap.get(Secrets.Secrets.key) as Secrets.Secrets
         const inUse = yield* failure(store.retireKey(testKey.id))
         expect(inUse._tag).toBe("KeyManagementError")
+        // one class for every backend: core's, re-exported here
+        expect(inUse).toBeInstanceOf(KeyRing.KeyManagementError)
+        expect(SqlSecretStore.KeyManagementError).toBe(KeyRing.KeyManagementError)
         expect(inUse.message).toBe(`7 record(s) are still sealed with key "test-key": run reseal first`)
         expect((yield* failure(store.retireKey(newKey.id))).message).toMatch(/is current and cannot be retired/)
         expect((yield* failure(store.retireKey("nope"))).message).toMatch(/"nope" is not known to this store/)

@@ -6,9 +6,9 @@
  */
 import { PGlite } from "@electric-sql/pglite"
 import type * as SqlClient from "@effect/sql/SqlClient"
-import * as PgClient from "@effect/sql-pg/PgClient"
 import { KeyRing } from "@secretgate/core"
 import { PgliteClient, SqlSecretStore } from "@secretgate/sql"
+import * as Execute from "../src/internal/execute.js"
 import { testKey } from "./fixtures/testKey.js"
 import { Effect, Layer, Redacted } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
@@ -122,10 +122,13 @@ export const pglite: Engine = {
   layer: (options = {}) => storeOver(pglite.client(), options)
 }
 
-/** The PostgreSQL server, with a small pool (the server is shared with other runs). */
+/**
+ * The PostgreSQL server, with a small pool (the server is shared with other runs), opened as
+ * `SqlSecretStore.layer` opens it: the store sends its statements on the pool directly.
+ */
 export const postgres: Engine = {
   name: "postgres",
-  client: () => PgClient.layer({ url: Redacted.make(databaseUrl!), maxConnections: 4, applicationName: "secretgate-test" }),
+  client: () => Execute.layerPg({ url: Redacted.make(databaseUrl!), maxConnections: 4, applicationName: "secretgate-test" }),
   layer: (options = {}) => storeOver(postgres.client(), options)
 }
 

@@ -40,7 +40,25 @@ export interface Options {
    * unchanged (default, as Daytona does) or `"block"` the request with `SubstitutionBlocked`.
    */
   readonly onDisallowed?: "forward" | "block"
-  /** Receives `substituted` / `withheld` / `blocked` events (never a value). */
+  /**
+   * What to do with a secret that has no hosts (created without `hosts`: on the wire, "unrestricted",
+   * may go to any host). `"allow"`: substitute it for every `https:` host, with an audit event
+   * (`substituted`, `unrestricted: true`) each time. `"deny"`: never substitute it (`withheld`, or
+   * `blocked` under `block`, reason `unrestricted`) until it is given hosts.
+   *
+   * Default: `"deny"` under `onDisallowed: "block"` (whoever asks that placeholders be blocked where
+   * they may not go expects a secret without hosts to be blocked too, not sent everywhere) and
+   * `"allow"` under `"forward"` (the Daytona-compatible default, where an unrestricted secret means
+   * what the API says).
+   */
+  readonly unrestricted?: "allow" | "deny"
+  /** Names the sandbox in audit events (`sandbox`); the proxy passes its registration's id. */
+  readonly sandbox?: string
+  /**
+   * Receives `substituted` / `withheld` / `blocked` events: time, sandbox, method, host, port, path
+   * without the query, surface, secret, decision and reason (never a value, never a query). Write
+   * them to a file with `AuditFile.open`.
+   */
   readonly audit?: AuditSink
   /**
    * Substitute values into WebSocket connections (`upgrade: "websocket"`, e.g. undici's `WebSocket`
@@ -83,7 +101,9 @@ export const make = (options: Options): Dispatcher.DispatcherComposeInterceptor 
     mounted: new Map(mount.secrets.map((secret) => [secret.placeholder, secret.name])),
     targets: new Targets(new Set((options.allowHttp ?? []).map(allowHttpHost))),
     onDisallowed: options.onDisallowed ?? "forward",
+    unrestricted: unrestrictedPolicy(options),
     audit: options.audit,
+    sandbox: options.sandbox,
     webSockets: options.webSockets === true,
     retention: new Retention(options.retainValuesFor === undefined ? DEFAULT_RETENTION_MS : Duration.toMillis(Duration.decode(options.retainValuesFor)))
   }
@@ -129,6 +149,18 @@ const send = (
     failHandler(handler, error instanceof Error ? sanitizeError(scrub, error) : new Error(String(error)))
     return true
   }
+}
+
+/**
+ * The `unrestricted` policy options ask for: as given, else `"deny"` under `onDisallowed: "block"`
+ * and `"allow"` under `"forward"`. Throws a `TypeError` for anything but `"allow"` or `"deny"`.
+ *
+ * @since 0.2.0
+ */
+export const unrestrictedPolicy = (options: Pick<Options, "unrestricted" | "onDisallowed">): "allow" | "deny" => {
+  const policy = options.unrestricted ?? (options.onDisallowed === "block" ? "deny" : "allow")
+  if (policy !== "allow" && policy !== "deny") throw new TypeError(`unrestricted must be "allow" or "deny", got ${JSON.stringify(policy)}`)
+  return policy
 }
 
 /** An `allowHttp` entry as a normalised host; anything else is a mistake worth stopping for. */

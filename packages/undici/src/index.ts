@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 export * as AuditEvent from "./AuditEvent.js"
+export * as AuditFile from "./AuditFile.js"
 export * from "./EgressError.js"
 export * as Interceptor from "./Interceptor.js"
 export { SecretgateAgent } from "./SecretgateAgent.js"

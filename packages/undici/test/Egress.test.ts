@@ -28,7 +28,7 @@ describe("substitution surfaces", () => {
     await response.body.text()
     expect(last(world.https).headers.authorization).toBe(`Bearer ${VALUE}`)
     expect(last(world.https).headers["x-other"]).toBe("plain")
-    expect(box.events).toEqual([{ type: "substituted", secret: "api", host: "api.allowed.test", surface: "header" }])
+    expect(box.events).toEqual([expect.objectContaining({ type: "substituted", secret: "api", host: "api.allowed.test", surface: "header" })])
   })
 
   it("decodes, substitutes and re-encodes Authorization: Basic", async () => {

@@ -311,7 +311,7 @@ describe("2. misdirection: the request goes elsewhere than the dispatch origin s
     })
     expect(holds(await response.body.text())).toBe(false)
     expect(specialSince(since).map((r) => r.headers["x-key"])).toEqual([VALUE])
-    expect(box.events).toEqual([{ type: "substituted", secret: "key", host: "api.allowed.test", surface: "header" }])
+    expect(box.events).toEqual([expect.objectContaining({ type: "substituted", secret: "key", host: "api.allowed.test", surface: "header" })])
   })
 })
 

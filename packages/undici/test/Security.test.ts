@@ -45,7 +45,7 @@ describe("redirects", () => {
     expect(receivedBy("evil.test").length).toBeGreaterThan(0)
     expect(sawValue("evil.test")).toBe(false)
     expect(last(world.https).headers["x-key"]).toBe(box.env.KEY)
-    expect(box.events).toContainEqual({ type: "withheld", secret: "key", host: "evil.test", surface: "header", reason: "host-not-allowed" })
+    expect(box.events).toContainEqual(expect.objectContaining({ type: "withheld", secret: "key", host: "evil.test", surface: "header", reason: "host-not-allowed" }))
   })
 
   for (const status of [307, 308]) {
@@ -140,7 +140,7 @@ describe("destination matching", () => {
     const received = last(world.https)
     expect(received.headers["x-key"]).toBe(box.env.KEY)
     expect(received.host).toBe("api.allowed.test")
-    expect(box.events).toEqual([{ type: "withheld", secret: "key", host: "evil.test", surface: "header", reason: "host-mismatch" }])
+    expect(box.events).toEqual([expect.objectContaining({ type: "withheld", secret: "key", host: "evil.test", surface: "header", reason: "host-mismatch" })])
   })
 
   it("wildcard over-match: *.example.com admits example.com and subdomains only", async () => {
@@ -181,7 +181,7 @@ describe("destination matching", () => {
     const box = await world.sandbox({ key: [VALUE, []] })
     await get(world.http.url("api.allowed.test", "/"), box.agent, { "x-key": box.env.KEY! })
     expect(last(world.http).headers["x-key"]).toBe(box.env.KEY)
-    expect(box.events).toContainEqual({ type: "withheld", secret: "key", host: "api.allowed.test", surface: "header", reason: "insecure-scheme" })
+    expect(box.events).toContainEqual(expect.objectContaining({ type: "withheld", secret: "key", host: "api.allowed.test", surface: "header", reason: "insecure-scheme" }))
     const optedIn = await world.sandbox({ key: [VALUE, []] }, { allowHttp: ["127.0.0.1"] })
     await get(world.http.url("127.0.0.1", "/"), optedIn.agent, { "x-key": optedIn.env.KEY! })
     expect(last(world.http).headers["x-key"]).toBe(VALUE)
@@ -195,7 +195,7 @@ describe("destination matching", () => {
     await get(world.https.url("api.allowed.test", "/"), mine.agent, { "x-theirs": theirs.placeholder, "x-mine": mine.env.MINE! })
     expect(last(world.https).headers["x-theirs"]).toBe(theirs.placeholder)
     expect(last(world.https).headers["x-mine"]).toBe("mine-value-1")
-    expect(mine.events).toContainEqual({ type: "withheld", secret: undefined, host: "api.allowed.test", surface: "header", reason: "not-mounted" })
+    expect(mine.events).toContainEqual(expect.objectContaining({ type: "withheld", secret: undefined, host: "api.allowed.test", surface: "header", reason: "not-mounted" }))
   })
 
   it("placeholders back to back or glued to text are all substituted", async () => {
@@ -381,7 +381,7 @@ describe("values that must not be sent", () => {
       `request to evil.test blocked: its body holds the placeholder of secret "key_${/_(\d+)$/.exec(box.mount.secrets[0]!.name)![1]}", which may not be sent there (host-not-allowed)`
     )
     expect(world.https.received.length).toBe(before)
-    expect(box.events).toEqual([{ type: "blocked", secret: "key", host: "evil.test", surface: "body", reason: "host-not-allowed" }])
+    expect(box.events).toEqual([expect.objectContaining({ type: "blocked", secret: "key", host: "evil.test", surface: "body", reason: "host-not-allowed" })])
     // an allowed host still works
     await get(world.https.url("api.allowed.test", "/"), box.agent, { "x-key": box.env.KEY! })
     expect(last(world.https).headers["x-key"]).toBe(VALUE)
@@ -416,7 +416,7 @@ describe("freshness", () => {
     await world.gate.secret.delete(box.ids.key!)
     await get(world.https.url("other.test", "/"), box.agent, { "x-key": box.env.KEY! })
     expect(last(world.https).headers["x-key"]).toBe(box.env.KEY)
-    expect(box.events.at(-1)).toEqual({ type: "withheld", secret: "key", host: "other.test", surface: "header", reason: "unavailable" })
+    expect(box.events.at(-1)).toEqual(expect.objectContaining({ type: "withheld", secret: "key", host: "other.test", surface: "header", reason: "unavailable" }))
   })
 })
 

@@ -98,8 +98,8 @@ describe("WebSocket handshakes (webSockets: true)", () => {
     expect(ws.handshakes.at(-1)!.headers.authorization).toBe(`Bearer ${VALUE}`)
     expect(ws.messages.at(-1)).toBe(`again ${VALUE}`)
     expect(result.messages).toEqual([`you sent Bearer ${box.env.KEY}`, `again ${box.env.KEY}`])
-    expect(box.events).toContainEqual({ type: "substituted", secret: "key", host: "api.allowed.test", surface: "header" })
-    expect(box.events).toContainEqual({ type: "substituted", secret: "key", host: "api.allowed.test", surface: "message" })
+    expect(box.events).toContainEqual(expect.objectContaining({ type: "substituted", secret: "key", host: "api.allowed.test", surface: "header" }))
+    expect(box.events).toContainEqual(expect.objectContaining({ type: "substituted", secret: "key", host: "api.allowed.test", surface: "message" }))
   })
 
   it("a placeholder the client splits across masked fragments and writes is substituted (every split point)", async () => {
@@ -133,14 +133,14 @@ describe("WebSocket handshakes (webSockets: true)", () => {
     const sent = await converse(ws.url("api.allowed.test", "/ws/echo"), forward.agent, "none", [`k=${forward.env.OTHER}`], 2)
     expect(ws.messages.at(-1)).toBe(`k=${forward.env.OTHER}`)
     expect(sent.messages).toEqual(["you sent none", `k=${forward.env.OTHER}`])
-    expect(forward.events).toContainEqual({ type: "withheld", secret: "other", host: "api.allowed.test", surface: "message", reason: "host-not-allowed" })
+    expect(forward.events).toContainEqual(expect.objectContaining({ type: "withheld", secret: "other", host: "api.allowed.test", surface: "message", reason: "host-not-allowed" }))
 
     const block = await world.sandbox({ key: [VALUE, ["api.allowed.test"]], other: ["other-value", ["other.test"]] }, { webSockets: true, onDisallowed: "block" })
     const before = ws.messages.length
     const blocked = await converse(ws.url("api.allowed.test", "/ws/echo"), block.agent, "none", [`k=${block.env.OTHER}`])
     expect(ws.messages.length).toBe(before)
     expect(blocked.closed?.code).not.toBe(1000)
-    expect(block.events).toContainEqual({ type: "blocked", secret: "other", host: "api.allowed.test", surface: "message", reason: "host-not-allowed" })
+    expect(block.events).toContainEqual(expect.objectContaining({ type: "blocked", secret: "other", host: "api.allowed.test", surface: "message", reason: "host-not-allowed" }))
   })
 
   it("a placeholder in a client's control frame is never substituted: withheld, or with block the connection closes", async () => {
@@ -160,7 +160,7 @@ describe("WebSocket handshakes (webSockets: true)", () => {
       socket.on("error", (error: Error) => errors.push(error))
       socket.write(ping(`p ${box.env.KEY}`))
       const event = { type: onDisallowed === "block" ? "blocked" : "withheld", secret: "key", host: "api.allowed.test", surface: "message", reason: "unsafe-position" }
-      await expect.poll(() => box.events).toContainEqual(event)
+      await expect.poll(() => box.events).toContainEqual(expect.objectContaining(event))
       if (onDisallowed === "block") await expect.poll(() => errors.map((error) => error.message)).toEqual([expect.stringMatching(/blocked/)])
       else expect(errors).toEqual([])
       socket.destroy()
@@ -302,14 +302,14 @@ describe("WebSocket handshakes (webSockets: true)", () => {
     expect(ws.handshakes.at(-1)!.headers.authorization).toBe(`Bearer ${box.env.KEY}`)
     expect(ws.messages.at(-1)).toBe(`again ${box.env.KEY}`)
     expect(result.messages).toEqual([`you sent Bearer ${box.env.KEY}`, `again ${box.env.KEY}`])
-    expect(box.events).toContainEqual({ type: "withheld", secret: "key", host: "evil.test", surface: "message", reason: "host-not-allowed" })
+    expect(box.events).toContainEqual(expect.objectContaining({ type: "withheld", secret: "key", host: "evil.test", surface: "message", reason: "host-not-allowed" }))
   })
 
   it("without webSockets (the default) a handshake carries the placeholder only", async () => {
     const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })
     await converse(ws.url("api.allowed.test", "/ws/echo"), box.agent, `Bearer ${box.env.KEY}`, [], 1)
     expect(ws.handshakes.at(-1)!.headers.authorization).toBe(`Bearer ${box.env.KEY}`)
-    expect(box.events).toContainEqual({ type: "withheld", secret: "key", host: "api.allowed.test", surface: "header", reason: "unsafe-position" })
+    expect(box.events).toContainEqual(expect.objectContaining({ type: "withheld", secret: "key", host: "api.allowed.test", surface: "header", reason: "unsafe-position" }))
   })
 
   it("a CONNECT, a non-WebSocket upgrade or a WebSocket upgrade that is not a GET still carries no value", async () => {

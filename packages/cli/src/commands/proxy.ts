@@ -10,10 +10,10 @@
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
-import type { SecretgateProxyModule } from "@secretgate/proxy"
+import type { ProxyAuditEvent, Registration } from "@secretgate/proxy"
 import { Effect, Option, Schema } from "effect"
 import { chmodSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs"
-import { join } from "node:path"
+import { join, resolve, sep } from "node:path"
 import { randomBytes } from "node:crypto"
 import { CliFailure } from "../CliFailure.js"
 import * as Store from "../Store.js"
@@ -23,6 +23,7 @@ const SandboxEntry = Schema.Struct({
   id: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9_.-]{1,64}$/)),
   mount: Schema.Record({ key: Schema.String, value: Schema.String }),
   onDisallowed: Schema.optionalWith(Schema.Literal("forward", "block"), { exact: true }),
+  unrestricted: Schema.optionalWith(Schema.Literal("allow", "deny"), { exact: true }),
   allowHttp: Schema.optionalWith(Schema.Array(Schema.String), { exact: true }),
   allowedHosts: Schema.optionalWith(Schema.Array(Schema.String), { exact: true }),
   webSockets: Schema.optionalWith(Schema.Boolean, { exact: true })
@@ -38,6 +39,13 @@ type SandboxEntry = typeof SandboxEntry.Type
 
 const log = (event: string, fields: Record<string, unknown> = {}) =>
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`)
+
+/** Whether `inner` is `outer` or a directory inside it. */
+const within = (inner: string, outer: string): boolean => {
+  const a = resolve(inner)
+  const b = resolve(outer)
+  return a === b || a.startsWith(`${b}${sep}`)
+}
 
 /** `host:port` → its parts. */
 const parseListen = (text: string): Effect.Effect<{ host: string; port: number }, CliFailure> => {
@@ -98,9 +106,16 @@ export const command = Command.make(
     ...Store.options,
     listen: Options.text("listen").pipe(Options.withDefault("127.0.0.1:8443"), Options.withDescription("host:port to listen on")),
     caDir: Options.directory("ca-dir").pipe(Options.optional, Options.withDescription("Keep the proxy's CA here (key 0600), so sandboxes keep trusting it across restarts; default: a new CA each start")),
-    sandboxes: Options.file("sandboxes", { exists: "yes" }).pipe(Options.withDescription("JSON: [{ id, mount: { ENV: secret }, onDisallowed?, allowHttp?, allowedHosts?, webSockets? }]")),
+    sandboxes: Options.file("sandboxes", { exists: "yes" }).pipe(Options.withDescription("JSON: [{ id, mount: { ENV: secret }, onDisallowed?, unrestricted?, allowHttp?, allowedHosts?, webSockets? }]")),
     envDir: Options.directory("env-dir").pipe(Options.withDescription("Where <id>.env files are written (directory 0700, files 0600); never mount it into a sandbox")),
     bundleDir: Options.directory("bundle-dir").pipe(Options.withDescription("Where the files sandboxes read (CA, CA bundle, Node preload) are written: mount this one, read-only, at the same path")),
+    unrestricted: Options.choice("unrestricted", ["allow", "deny"]).pipe(
+      Options.optional,
+      Options.withDescription(
+        "A secret without hosts (it may go to any host): substitute it everywhere, audited (allow), or never (deny); a sandbox's own \"unrestricted\" wins. Default: deny for sandboxes under onDisallowed block, allow under forward"
+      )
+    ),
+    audit: Options.text("audit").pipe(Options.optional, Options.withDescription("Append the audit events to this file (0600), as JSON lines (default: stderr, with the logs)")),
     ...Upstream.options,
     allowPrivate: Options.text("allow-private").pipe(
       Options.repeated,
@@ -112,18 +127,32 @@ export const command = Command.make(
   (args) =>
     Effect.gen(function*() {
       const listen = yield* parseListen(args.listen)
-      const location = yield* Store.parse(args.store)
+      const location = yield* Store.parse(args.store, args.schema)
       const layer = yield* Store.layer(location, { values: true })
       const upstream = yield* Upstream.fromOptions(args)
       const caDir = Option.getOrUndefined(args.caDir)
-      if (caDir !== undefined && caDir === args.bundleDir) return yield* CliFailure.usage("--ca-dir holds the CA's private key: it must not be the --bundle-dir sandboxes read")
+      if (caDir !== undefined && within(caDir, args.bundleDir)) return yield* CliFailure.usage("--ca-dir holds the CA's private key: it must not be (or be inside) the --bundle-dir sandboxes read")
+      if (caDir !== undefined && (within(caDir, args.envDir) || within(args.envDir, caDir))) {
+        return yield* CliFailure.usage("--ca-dir holds the CA's private key and --env-dir every sandbox's token: keep them in separate directories")
+      }
       if (args.envDir === args.bundleDir) return yield* CliFailure.usage("--env-dir holds every sandbox's token: it must not be the --bundle-dir sandboxes read")
       yield* privateDirectory(args.envDir, "--env-dir")
       yield* Effect.try({
         try: () => mkdirSync(args.bundleDir, { recursive: true, mode: 0o755 }),
         catch: (error) => CliFailure.usage(`--bundle-dir ${args.bundleDir}: ${(error as Error).message}`)
       })
-      const [{ Secretgate }, { SecretgateProxy }] = yield* Effect.promise(() => Promise.all([import("@secretgate/core"), import("@secretgate/proxy")]))
+      const [{ Secretgate }, { SecretgateProxy }, { AuditFile }] = yield* Effect.promise(() =>
+        Promise.all([import("@secretgate/core"), import("@secretgate/proxy"), import("@secretgate/undici")])
+      )
+      const unrestrictedOf = (entry: SandboxEntry) => entry.unrestricted ?? Option.getOrUndefined(args.unrestricted)
+      const auditPath = Option.getOrUndefined(args.audit)
+      const auditFile = auditPath === undefined ? undefined : yield* Effect.acquireRelease(
+        Effect.try({
+          try: () => AuditFile.open<ProxyAuditEvent.ProxyAuditEvent>(auditPath),
+          catch: (error) => CliFailure.usage(`--audit ${auditPath}: ${(error as Error).message}`)
+        }),
+        (file) => Effect.promise(() => file.close())
+      )
       const gate = yield* Effect.acquireRelease(
         Effect.sync(() => new Secretgate({ layer: layer as never, organizationId: args.org })),
         (gate) => Effect.promise(() => gate.dispose())
@@ -138,15 +167,15 @@ export const command = Command.make(
               ...(caDir === undefined ? {} : { ca: { directory: caDir } }),
               upstream,
               allowPrivateDestinations: Upstream.allowPrivateOf(args.allowPrivate),
-              audit: (event) => log("audit", { ...event })
+              audit: auditFile === undefined ? (event) => log("audit", { ...event }) : auditFile.write
             }),
           catch: (error) => new CliFailure({ kind: "unavailable", message: `could not start the proxy on ${args.listen}: ${(error as Error).message}` })
         }),
         (proxy) => Effect.promise(() => proxy.close())
       )
 
-      let registered: ReadonlyArray<SecretgateProxyModule.Registration> = []
-      const revokeAll = (registrations: ReadonlyArray<SecretgateProxyModule.Registration>) =>
+      let registered: ReadonlyArray<Registration> = []
+      const revokeAll = (registrations: ReadonlyArray<Registration>) =>
         Effect.promise(() => Promise.all(registrations.map((registration) => registration.revoke())))
       const register = (entry: SandboxEntry) =>
         Effect.gen(function*() {
@@ -158,6 +187,7 @@ export const command = Command.make(
                 id: entry.id,
                 resolver,
                 ...(entry.onDisallowed === undefined ? {} : { onDisallowed: entry.onDisallowed }),
+                ...(unrestrictedOf(entry) === undefined ? {} : { unrestricted: unrestrictedOf(entry)! }),
                 ...(entry.allowHttp === undefined ? {} : { allowHttp: entry.allowHttp }),
                 ...(entry.allowedHosts === undefined ? {} : { allowedHosts: entry.allowedHosts }),
                 ...(entry.webSockets === undefined ? {} : { webSockets: entry.webSockets })
@@ -173,13 +203,13 @@ export const command = Command.make(
         const entries = yield* Schema.decodeUnknown(SandboxesFile)(text).pipe(
           Effect.mapError((error) =>
             CliFailure.usage(
-              `--sandboxes ${args.sandboxes} is not a JSON array of { id, mount: { ENV: secret-name }, onDisallowed?, allowHttp?, allowedHosts?, webSockets? } with distinct ids (${
+              `--sandboxes ${args.sandboxes} is not a JSON array of { id, mount: { ENV: secret-name }, onDisallowed?, unrestricted?, allowHttp?, allowedHosts?, webSockets? } with distinct ids (${
                 error.message.split("\n").at(-1)?.trim()
               })`
             )
           )
         )
-        const next: Array<SecretgateProxyModule.Registration> = []
+        const next: Array<Registration> = []
         const written = yield* Effect.forEach(entries, (entry) => Effect.tap(register(entry), ({ registration }) => Effect.sync(() => next.push(registration)))).pipe(
           Effect.tapError(() => revokeAll(next))
         )

@@ -18,7 +18,7 @@ import { Args, Command, Options } from "@effect/cli"
 import type { ProxyAuditEvent } from "@secretgate/proxy"
 import { Effect, Option } from "effect"
 import { spawn } from "node:child_process"
-import { chmodSync, createWriteStream, mkdtempSync, rmSync } from "node:fs"
+import { chmodSync, mkdtempSync, rmSync } from "node:fs"
 import { constants, tmpdir } from "node:os"
 import { join } from "node:path"
 import * as ChildUser from "../ChildUser.js"
@@ -65,7 +65,7 @@ export const childEnvironment = (parent: NodeJS.ProcessEnv, sandbox: Readonly<Re
  * @since 0.1.0
  */
 export interface Tally {
-  readonly secrets: Map<string, { substituted: number; withheld: number; blocked: number }>
+  readonly secrets: Map<string, { substituted: number; withheld: number; blocked: number; unrestricted?: number }>
   readonly connections: { intercepted: number; tunnelled: number; refused: number }
 }
 
@@ -88,6 +88,12 @@ export const command = Command.make(
       Options.withDefault("forward" as const),
       Options.withDescription("A placeholder headed for a host its secret is not allowed for: forward it unchanged, or block the request")
     ),
+    unrestricted: Options.choice("unrestricted", ["allow", "deny"]).pipe(
+      Options.optional,
+      Options.withDescription(
+        "A secret without hosts (it may go to any host): substitute it everywhere, audited (allow), or never (deny). Default: deny under --on-disallowed block, allow under forward"
+      )
+    ),
     allowHttp: Options.text("allow-http").pipe(Options.repeated, Options.withDescription("A host whose plain-http requests may carry values (loopback tests)")),
     ...Upstream.options,
     allowPrivate: Options.text("allow-private").pipe(
@@ -109,7 +115,7 @@ export const command = Command.make(
       if (reserved.length > 0) {
         return yield* CliFailure.usage(`--mount ${reserved.join(", ")}: the program's proxy and CA variables are not available as mount names`)
       }
-      const location = yield* Store.parse(args.store)
+      const location = yield* Store.parse(args.store, args.schema)
       const layer = yield* Store.layer(location, { values: true })
       const upstream = yield* Upstream.fromOptions(args)
       const user = yield* ChildUser.resolve(args.user)
@@ -126,28 +132,26 @@ export const command = Command.make(
         secrets: new Map(sandboxMount.secrets.map((secret) => [secret.name, { substituted: 0, withheld: 0, blocked: 0 }])),
         connections: { intercepted: 0, tunnelled: 0, refused: 0 }
       }
-      // The audit sink runs on the proxy's request path: lines go to a stream, never a synchronous
-      // write per event; it is flushed and closed after the child exits.
+      // The audit sink runs on the proxy's request path: lines go to a stream (AuditFile), never a
+      // synchronous write per event; it is flushed and closed after the child exits.
       const auditPath = Option.getOrUndefined(args.audit)
+      const { AuditFile } = yield* Effect.promise(() => import("@secretgate/undici"))
       const auditFile = auditPath === undefined ? undefined : yield* Effect.acquireRelease(
         Effect.try({
-          try: () => {
-            const stream = createWriteStream(auditPath, { flags: "a", mode: 0o600 })
-            stream.on("error", () => undefined) // a failing audit file must not break the child's traffic
-            return stream
-          },
+          try: () => AuditFile.open<ProxyAuditEvent.ProxyAuditEvent>(auditPath!),
           catch: (error) => CliFailure.usage(`--audit ${auditPath}: ${(error as Error).message}`)
         }),
-        (stream) => Effect.async<void>((resume) => void stream.end(() => resume(Effect.void)))
+        (file) => Effect.promise(() => file.close())
       )
       const audit = (event: ProxyAuditEvent.ProxyAuditEvent) => {
         if (event.type === "substituted" || event.type === "withheld" || event.type === "blocked") {
           const counts = event.secret === undefined ? undefined : tally.secrets.get(event.secret)
           if (counts !== undefined) counts[event.type]++
+          if (counts !== undefined && event.type === "substituted" && event.unrestricted) counts.unrestricted = (counts.unrestricted ?? 0) + 1
         } else if (event.type === "intercepted" || event.type === "tunnelled" || event.type === "refused") {
           tally.connections[event.type]++
         }
-        auditFile?.write(`${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`)
+        auditFile?.write(event)
       }
       // Another user must be able to read the CA files handed to the child: a directory of our own,
       // readable by all (the files hold no secret), removed at the end.
@@ -166,7 +170,8 @@ export const command = Command.make(
         }),
         (proxy) => Effect.promise(() => proxy.close())
       )
-      const sandbox = proxy.register({ resolver, onDisallowed: args.onDisallowed, allowHttp: args.allowHttp })
+      const unrestricted = Option.getOrUndefined(args.unrestricted)
+      const sandbox = proxy.register({ resolver, onDisallowed: args.onDisallowed, allowHttp: args.allowHttp, ...(unrestricted === undefined ? {} : { unrestricted }) })
 
       const [program, ...programArgs] = args.command
       const exit = yield* Effect.async<{ code: number | null; signal: NodeJS.Signals | null }, CliFailure>((resume) => {
@@ -220,7 +225,9 @@ export const summary = (tally: Tally): string => {
   const lines = [`secretgate: ${connections} connection(s) through the proxy: ${intercepted} intercepted, ${tunnelled} tunnelled, ${refused} refused`]
   for (const [name, counts] of tally.secrets) {
     const used = counts.substituted + counts.withheld + counts.blocked > 0
-    const warning = used ? "" : connections === 0
+    const warning = (counts.unrestricted ?? 0) > 0
+      ? " — the secret has no hosts: its value went to every host asked for (give it hosts, or --unrestricted deny)"
+      : used ? "" : connections === 0
       ? " — never used, and no connection came through the proxy: does the program ignore HTTPS_PROXY?"
       : " — never used"
     lines.push(`  ${name}: ${counts.substituted} substituted, ${counts.withheld} withheld, ${counts.blocked} blocked${warning}`)

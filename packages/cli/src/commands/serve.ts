@@ -11,8 +11,9 @@
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
+import { Secrets } from "@secretgate/core"
 import type { ApiKeys, SecretServer } from "@secretgate/http"
-import { Config, Effect, Option, Schema } from "effect"
+import { Config, Effect, type Layer, Option, Schema } from "effect"
 import { readFile } from "node:fs/promises"
 import { CliFailure } from "../CliFailure.js"
 import * as Store from "../Store.js"
@@ -76,6 +77,9 @@ export const command = Command.make(
     port: Options.integer("port").pipe(Options.withDefault(8080), Options.withDescription("Port to listen on (0: any free port)")),
     host: Options.text("host").pipe(Options.withDefault("127.0.0.1"), Options.withDescription("Interface to listen on")),
     keysFile: Options.file("keys-file", { exists: "yes" }).pipe(Options.optional, Options.withDescription("API keys, JSON (see secretgate api-key new)")),
+    requireHosts: Options.boolean("require-hosts").pipe(
+      Options.withDescription("Refuse (400) creating a secret without hosts, or updating one to have none: such a secret's value may go to any host")
+    ),
     noAccessLog: Options.boolean("no-access-log").pipe(Options.withDescription("Do not log a JSON line per request on stderr")),
     auditLog: Options.file("audit-log").pipe(
       Options.optional,
@@ -89,9 +93,10 @@ export const command = Command.make(
   },
   (args) =>
     Effect.gen(function*() {
-      const location = yield* Store.parse(args.store)
+      const location = yield* Store.parse(args.store, args.schema)
       if (location._tag === "Server") return yield* CliFailure.usage("serve: --store is a server already; serve a directory or memory:")
-      const backend = yield* Store.layer(location)
+      const store = yield* Store.layer(location)
+      const backend = args.requireHosts ? Secrets.withRequiredHosts(store as Layer.Layer<Secrets.Secrets, unknown>) : store
       const keys = Option.isSome(args.keysFile) ? yield* keysFromFile(args.keysFile.value) : yield* keysFromEnvironment(args.org)
       const { SecretServer } = yield* Effect.promise(() => import("@secretgate/http"))
       const server = yield* Effect.tryPromise({
@@ -111,7 +116,7 @@ export const command = Command.make(
             ? CliFailure.usage(error.message)
             : new CliFailure({ kind: "unavailable", message: `could not start the server: ${(error as Error).message}` })
       })
-      yield* log("listening", { url: server.url, keys: keys.length, health: `${server.url}/health`, ready: `${server.url}/ready` })
+      yield* log("listening", { url: server.url, keys: keys.length, health: `${server.url}/health`, ready: `${server.url}/ready`, requireHosts: args.requireHosts })
       const signal = yield* stopSignal
       yield* log("stopping", { signal })
       yield* Effect.promise(() => server.close())

@@ -1,12 +1,15 @@
-import { Data } from "effect"
+import { KeyRing } from "@secretgate/core"
 
 /**
- * A key management request that cannot be carried out: rotating keys that come from configuration,
- * retiring the current key, a key still in use, or an unknown key id. Not a wire error: key
- * management is an operator's act on one store.
+ * Core's `KeyRing.KeyManagementError` (one class for every backend with key management): rotating
+ * keys that come from configuration, retiring the current key, a key still in use, or an unknown
+ * key id.
  *
  * @since 0.1.0
  */
-export class KeyManagementError extends Data.TaggedError("KeyManagementError")<{
-  readonly message: string
-}> {}
+export const KeyManagementError = KeyRing.KeyManagementError
+
+/**
+ * @since 0.1.0
+ */
+export type KeyManagementError = KeyRing.KeyManagementError

@@ -5,7 +5,7 @@
 import type { FileSystem } from "@effect/platform"
 import { DecryptionFailed, KeyRing, StoreCorrupted, type StoreUnavailable } from "@secretgate/core"
 import { Effect, Redacted } from "effect"
-import { createHmac, timingSafeEqual } from "node:crypto"
+import { Buffer } from "node:buffer"
 import { FILE_MODE, readIfExists, unavailable, writeAtomic } from "./io.js"
 import { FORMAT_VERSION, type Layout, STORE_FORMAT } from "./layout.js"
 
@@ -32,18 +32,17 @@ export interface Manifest {
   readonly retired: ReadonlyArray<string>
 }
 
-const derive = (key: KeyRing.Key, purpose: string): Buffer =>
-  createHmac("sha256", Redacted.value(key.bytes)).update(`secretgate/filesystem/v${FORMAT_VERSION}/${purpose}`).digest()
+/** What each derived value is for: core's `KeyRing.keyCheck` under a purpose of this format. */
+const purpose = (name: string): string => `secretgate/filesystem/v${FORMAT_VERSION}/${name}`
+
+const derive = (key: KeyRing.Key, name: string): Buffer => Buffer.from(KeyRing.keyCheck(key, purpose(name)), "base64")
 
 /** A value that tells whether a key is the one the store was written with, revealing nothing of it. */
-export const keyCheck = (key: KeyRing.Key): string => derive(key, "key-check").toString("base64")
+export const keyCheck = (key: KeyRing.Key): string => KeyRing.keyCheck(key, purpose("key-check"))
 
 /** `true` when `key` matches the stored check, compared in constant time. */
-export const checkMatches = (key: KeyRing.Key, check: string): boolean => {
-  const expected = Buffer.from(keyCheck(key), "base64")
-  const actual = Buffer.from(check, "base64")
-  return actual.length === expected.length && timingSafeEqual(actual, expected)
-}
+export const checkMatches = (key: KeyRing.Key, check: string): boolean =>
+  KeyRing.keyCheckMatches(key, purpose("key-check"), check)
 
 /** `derive(key, purpose)`, computed once per key. */
 const derivedFor = (purpose: string) => {

@@ -9,14 +9,14 @@ import type { Duplex } from "node:stream"
 import type * as http from "node:http"
 import type * as net from "node:net"
 import * as tls from "node:tls"
-import type { AuditSink, ConnectionEvent, RefusedReason } from "../ProxyAuditEvent.js"
+import type { AuditSink, RefusedReason, UntimedConnectionEvent } from "../ProxyAuditEvent.js"
 import { type Destinations, PRIVATE_DESTINATION } from "./destinations.js"
 import type { InnerServer, Session } from "./innerServer.js"
 import type { LeafCache } from "./leafCache.js"
 import { refuseOn } from "./refusal.js"
 import type { Registry } from "./registry.js"
 import { Replayed } from "./replayed.js"
-import type { Sandbox } from "./sandbox.js"
+import { type Sandbox, timed } from "./sandbox.js"
 import { tunnel } from "./tunnel.js"
 import type { lookupWith } from "./upstream.js"
 
@@ -60,10 +60,10 @@ export const parseTarget = (authority: string, scheme: "https" | "http", default
 }
 
 /** Reports an event for a sandbox, or to the proxy's sink when none is known. */
-export const report = (context: ConnectContext, sandbox: Sandbox | undefined, event: ConnectionEvent): void => {
+export const report = (context: ConnectContext, sandbox: Sandbox | undefined, event: UntimedConnectionEvent): void => {
   if (sandbox !== undefined) return sandbox.report(event)
   try {
-    context.audit?.(event)
+    context.audit?.(timed(event))
   } catch {
     // an audit sink must not break the proxy
   }

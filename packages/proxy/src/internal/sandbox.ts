@@ -7,12 +7,13 @@ import { HostPattern, type SecretResolver, type Secrets } from "@secretgate/core
 import { SecretgateAgent } from "@secretgate/undici"
 import type { Socket } from "node:net"
 import type { Dispatcher } from "undici"
-import type { AuditSink, ConnectionEvent, ProxyAuditEvent } from "../ProxyAuditEvent.js"
+import type { AuditSink, ProxyAuditEvent, UntimedConnectionEvent } from "../ProxyAuditEvent.js"
 
 export interface SandboxSettings {
   readonly id: string
   readonly resolver: SecretResolver.SecretResolver
   readonly onDisallowed: "forward" | "block"
+  readonly unrestricted: "allow" | "deny"
   readonly allowHttp: ReadonlyArray<string>
   readonly webSockets: boolean
   /** Normalised patterns; `undefined` lets every host through. */
@@ -23,14 +24,19 @@ export interface SandboxSettings {
 
 type Values = ReadonlyMap<string, Secrets.ResolvedSecret>
 
-/** Host indexes per snapshot of values (a resolver hands out a new map after every change). */
-const indexes = new WeakMap<Values, HostPattern.HostIndex<true>>()
+/**
+ * Host indexes per snapshot of values (a resolver hands out a new map after every change), with
+ * secrets without hosts and without them (those are never substituted under `unrestricted: "deny"`,
+ * so they make no host intercepted).
+ */
+const indexes = { allow: new WeakMap<Values, HostPattern.HostIndex<true>>(), deny: new WeakMap<Values, HostPattern.HostIndex<true>>() }
 
-const indexOf = (values: Values): HostPattern.HostIndex<true> => {
-  let index = indexes.get(values)
+const indexOf = (values: Values, unrestricted: "allow" | "deny"): HostPattern.HostIndex<true> => {
+  let index = indexes[unrestricted].get(values)
   if (index === undefined) {
-    index = new HostPattern.HostIndex([...values.values()].map((secret) => ({ hosts: secret.hosts, value: true as const })))
-    indexes.set(values, index)
+    const secrets = [...values.values()].filter((secret) => unrestricted === "allow" || secret.hosts.length > 0)
+    index = new HostPattern.HostIndex(secrets.map((secret) => ({ hosts: secret.hosts, value: true as const })))
+    indexes[unrestricted].set(values, index)
   }
   return index
 }
@@ -45,6 +51,8 @@ export class Sandbox {
     this.agent = new SecretgateAgent({
       resolver: settings.resolver,
       onDisallowed: settings.onDisallowed,
+      unrestricted: settings.unrestricted,
+      sandbox: settings.id,
       allowHttp: settings.allowHttp,
       webSockets: settings.webSockets,
       dispatcher: upstream,
@@ -74,8 +82,9 @@ export class Sandbox {
       // a resolver that throws (disposed, custom) must fail this connection, not the whole proxy
       return Promise.reject(error)
     }
-    if (current instanceof Promise) return current.then((values) => indexOf(values).match(host).length > 0)
-    return indexOf(current).match(host).length > 0
+    const unrestricted = this.settings.unrestricted
+    if (current instanceof Promise) return current.then((values) => indexOf(values, unrestricted).match(host).length > 0)
+    return indexOf(current, unrestricted).match(host).length > 0
   }
 
   /** Counts a client connection against the limit; `false` when the limit is reached. */
@@ -87,7 +96,8 @@ export class Sandbox {
     return true
   }
 
-  report(event: ProxyAuditEvent | ConnectionEvent): void {
+  report(untimed: ProxyAuditEvent | UntimedConnectionEvent): void {
+    const event = timed(untimed)
     for (const sink of [this.settings.audit, this.proxyAudit]) {
       if (sink === undefined) continue
       try {
@@ -104,3 +114,7 @@ export class Sandbox {
     await this.agent.close()
   }
 }
+
+/** The event with its time (the agent's events have theirs). */
+export const timed = (event: ProxyAuditEvent | UntimedConnectionEvent): ProxyAuditEvent =>
+  "time" in event ? event : ({ time: new Date().toISOString(), ...event } as ProxyAuditEvent)

@@ -7,10 +7,10 @@ import * as net from "node:net"
 import * as tls from "node:tls"
 import { ProxyAgent } from "undici"
 import { CA } from "../../../undici/test/support/upstream.js"
-import type { SecretgateProxy, SecretgateProxyModule } from "../../src/index.js"
+import type { Registration, SecretgateProxy } from "../../src/index.js"
 
 /** A `ProxyAgent` for a registration, trusting the proxy's CA and the upstream's test CA. */
-export const proxyAgent = (proxy: SecretgateProxy, registration: SecretgateProxyModule.Registration): ProxyAgent =>
+export const proxyAgent = (proxy: SecretgateProxy, registration: Registration): ProxyAgent =>
   new ProxyAgent({ uri: registration.proxyUrl, requestTls: { ca: [proxy.ca.certificatePem, CA.toString("utf8")] } })
 
 export interface Connected {

@@ -7,7 +7,7 @@ import { type SandboxMount, Secretgate } from "@secretgate/core"
 import { MemorySecretStore } from "@secretgate/memory"
 import { spawn, spawnSync } from "node:child_process"
 import { CA, startUpstream, type Upstream } from "../../../undici/test/support/upstream.js"
-import { SecretgateProxy, type SecretgateProxyModule } from "../../src/index.js"
+import { SecretgateProxy, type Registration, type RegisterOptions, type SecretgateProxyOptions } from "../../src/index.js"
 import type { ProxyAuditEvent } from "../../src/index.js"
 
 /** The names the tests use; the proxy's upstream resolver sends them all to 127.0.0.1. */
@@ -23,14 +23,14 @@ export interface World {
   /** Creates secrets (name → [value, hosts]), mounts them under their upper-cased names, registers the sandbox. */
   sandbox(
     secrets: Record<string, readonly [value: string, hosts?: ReadonlyArray<string>]>,
-    options?: Partial<Omit<SecretgateProxyModule.RegisterOptions, "resolver">>
+    options?: Partial<Omit<RegisterOptions, "resolver">>
   ): Promise<Sandbox>
   close(): Promise<void>
 }
 
 export interface Sandbox {
   readonly mount: SandboxMount.SandboxMount
-  readonly registration: SecretgateProxyModule.Registration
+  readonly registration: Registration
   /** The registration's environment on top of this process's (PATH, HOME, ...). */
   readonly env: NodeJS.ProcessEnv
   /** This sandbox's events, secret names without the test's suffix. */
@@ -39,7 +39,7 @@ export interface Sandbox {
 
 let counter = 0
 
-export const makeWorld = async (options: Partial<SecretgateProxyModule.Options> = {}): Promise<World> => {
+export const makeWorld = async (options: Partial<SecretgateProxyOptions> = {}): Promise<World> => {
   const gate = new Secretgate({ layer: MemorySecretStore.layer(), organizationId: "acme" })
   const https = await startUpstream()
   const http = await startUpstream({ secure: false })

@@ -69,12 +69,15 @@ const describe = (error: SqlError, where: string): string => {
 export const unavailable = (where: string) => (error: SqlError): StoreUnavailable =>
   new StoreUnavailable({ message: describe(error, where) })
 
-/** Retries serialization failures and deadlocks (a few times, with jittered backoff). */
+const backoff = Schedule.exponential(Duration.millis(5), 2).pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(8)))
+
+/**
+ * Retries serialization failures and deadlocks (a few times, with jittered backoff). The retry is
+ * set up only once a statement has failed: a schedule's driver per statement cost a get by id as
+ * much CPU as decoding its row.
+ */
 export const retryTransient = <A, R>(effect: Effect.Effect<A, SqlError, R>): Effect.Effect<A, SqlError, R> =>
-  Effect.retry(effect, {
-    while: isTransient,
-    schedule: Schedule.exponential(Duration.millis(5), 2).pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(8)))
-  })
+  Effect.catchIf(effect, isTransient, () => Effect.retry(effect, { while: isTransient, schedule: backoff }))
 
 /**
  * `withTransaction`, with a failed `COMMIT` (a connection lost at that moment) as a failure

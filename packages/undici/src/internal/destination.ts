@@ -18,6 +18,8 @@ export interface Target {
   readonly origin: string
   /** The normalised host, as audit events name it and other names of the request are compared to. */
   readonly host: string
+  /** The port connected to, for audit events. */
+  readonly port: number
   /** The host to match secrets' patterns against, or `undefined` when it cannot be parsed. */
   readonly matchable: string | undefined
   /** `https:`, or `http:` to a host opted in with `allowHttp`. */
@@ -50,6 +52,7 @@ export class Targets {
       target = {
         origin: url.origin,
         host: normal?.host ?? url.hostname,
+        port: url.port !== "" ? Number(url.port) : url.protocol === "http:" ? 80 : 443,
         matchable: normal === undefined ? undefined : url.hostname,
         secure: url.protocol === "https:" || (url.protocol === "http:" && normal !== undefined && this.allowHttp.has(normal.host))
       }

@@ -6,13 +6,13 @@ import { type Placeholder, type Secrets, Substitution } from "@secretgate/core"
 import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
 import type { Dispatcher } from "undici"
-import type { AuditEvent, AuditSink, Surface, WithheldReason } from "../AuditEvent.js"
+import type { AuditEvent, AuditSink, RequestFields, Surface, WithheldReason } from "../AuditEvent.js"
 import { DisallowedValue, SubstitutionBlocked, UnsafeSubstitution } from "../EgressError.js"
 import { bodyOf, RewrittenBody } from "./bodies.js"
 import { type Allowance, allowanceFor, namesTarget, NOTHING, type Target, type Targets, valuesScrubber } from "./destination.js"
 import { bodyEncoder, decodeBasic, encodeBasic, forUrl } from "./encoding.js"
 import type { Retention } from "./retention.js"
-import { type Scrubber, secretsIn, withBasicEchoes } from "./scrubber.js"
+import { type Scrubber, scrubBytes, secretsIn, withBasicEchoes } from "./scrubber.js"
 import type { Outgoing } from "./WebSocketScrub.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
@@ -24,7 +24,11 @@ export interface Settings {
   readonly mounted: ReadonlyMap<string, string>
   readonly targets: Targets
   readonly onDisallowed: "forward" | "block"
+  /** Whether a secret without hosts (unrestricted) may be substituted for any host. */
+  readonly unrestricted: "allow" | "deny"
   readonly audit: AuditSink | undefined
+  /** Names the sandbox in audit events. */
+  readonly sandbox: string | undefined
   /** Whether WebSocket handshakes may carry values (their frames are then scrubbed). */
   readonly webSockets: boolean
   /** The values this agent held that are no longer current, still scrubbed (see `retention.ts`). */
@@ -66,8 +70,32 @@ class Rewriter {
     private readonly allowance: Allowance,
     private readonly target: Target,
     /** Set when nothing may be substituted anywhere in this request, and why. */
-    private readonly restricted: WithheldReason | undefined
+    private readonly restricted: WithheldReason | undefined,
+    /** The request as audit events describe it (read once from the caller's copy). */
+    private readonly request: { readonly method: unknown; readonly path: unknown },
+    private readonly past: ReadonlyArray<ResolvedSecret>
   ) {}
+
+  private fields: Omit<RequestFields, "surface"> | undefined
+
+  /** What the request's events say about it, built on the first event. */
+  private requestFields(): Omit<RequestFields, "surface"> {
+    if (this.fields !== undefined) return this.fields
+    const raw = typeof this.request.path === "string" ? this.request.path : "/"
+    const cut = raw.search(/[?#]/)
+    let path = cut === -1 ? raw : raw.slice(0, cut)
+    // the sandbox never holds a value; one in its path came from an echo (a redirect): never logged
+    if (this.values.size > 0 || this.past.length > 0) path = scrubBytes(valuesScrubber(this.values, this.past), Buffer.from(path, "utf8")).toString("utf8")
+    this.fields = {
+      time: new Date().toISOString(),
+      sandbox: this.settings.sandbox,
+      method: typeof this.request.method === "string" ? this.request.method.toUpperCase() : "GET",
+      host: this.target.host,
+      port: this.target.port,
+      path
+    }
+    return this.fields
+  }
 
   /** The secret whose value replaces `placeholder` here, or `undefined` to leave it (or throws to block). */
   secretFor(placeholder: string, surface: Surface): ResolvedSecret | undefined {
@@ -80,9 +108,13 @@ class Rewriter {
       ? "insecure-scheme"
       : !this.allowance.allowed.has(secret)
       ? "host-not-allowed"
+      : secret.hosts.length === 0 && this.settings.unrestricted === "deny"
+      ? "unrestricted"
       : undefined
     if (reason === undefined) {
-      if (this.settings.audit !== undefined) this.emit({ type: "substituted", secret: secret!.name, host: this.target.host, surface })
+      if (this.settings.audit !== undefined) {
+        this.emit({ ...this.requestFields(), type: "substituted", secret: secret!.name, surface, unrestricted: secret!.hosts.length === 0 })
+      }
       return secret
     }
     this.withhold(secret?.name ?? this.settings.mounted.get(placeholder), surface, reason)
@@ -93,13 +125,15 @@ class Rewriter {
   private withhold(name: string | undefined, surface: Surface, reason: WithheldReason): void {
     const blocked = this.settings.onDisallowed === "block"
     if (this.settings.audit !== undefined) {
-      this.emit({ type: blocked ? "blocked" : "withheld", secret: name, host: this.target.host, surface, reason })
+      this.emit({ ...this.requestFields(), type: blocked ? "blocked" : "withheld", secret: name, surface, reason })
     }
     if (blocked) {
       throw new SubstitutionBlocked({
         message: `request to ${this.target.host} blocked: its ${surface} holds the placeholder of ${
           name === undefined ? "a secret not mounted for this sandbox" : `secret ${JSON.stringify(name)}`
-        }, which may not be sent there (${reason})`,
+        }, which may not be sent there (${reason}${
+          reason === "unrestricted" ? ": the secret has no hosts, and this agent's unrestricted policy is \"deny\"; give the secret hosts" : ""
+        })`,
         secret: name,
         host: this.target.host,
         surface,
@@ -203,7 +237,8 @@ class Rewriter {
     if (this.emitted.has(key)) return
     this.emitted.add(key)
     try {
-      this.settings.audit!(event)
+      // the time of this event (a WebSocket's message events come after its handshake's)
+      this.settings.audit!({ ...event, time: new Date().toISOString() })
     } catch {
       // an audit sink must not break egress
     }
@@ -453,7 +488,7 @@ export const plan = (settings: Settings, values: ReadonlyMap<string, ResolvedSec
   // the query read once: checked as the caller wrote it, then rewritten
   const callerQuery = readQuery(options.query)
   refuseValuesInUrl(values, past, allowance, target, options.path, callerQuery)
-  const rewriter = new Rewriter(settings, values, allowance, target, restrictionOf(options, target, entries ?? [], webSocket))
+  const rewriter = new Rewriter(settings, values, allowance, target, restrictionOf(options, target, entries ?? [], webSocket), { method: options.method, path: options.path }, past)
 
   // Headers: values as they are (Basic credentials decoded and re-encoded).
   const headers = new HeaderList(rewriter)

@@ -506,7 +506,10 @@ const check = (
   const allowedAt = (secret: number, destination: Destination): boolean => {
     const spec = program.secrets[secret]!
     const secure = destination.secure || ALLOW_HTTP.includes(destination.host)
-    const hostOk = spec.hosts.length === 0 || (!isIp(destination.host) && spec.hosts.some((pattern) => matches(pattern, destination.host)))
+    // a secret without hosts goes anywhere under the default unrestricted policy of forward ("allow"), nowhere under block's ("deny")
+    const hostOk = spec.hosts.length === 0
+      ? program.onDisallowed === "forward"
+      : !isIp(destination.host) && spec.hosts.some((pattern) => matches(pattern, destination.host))
     return spec.mounted && secure && hostOk
   }
   const secretOf = new Map(placeholders.map((placeholder, i) => [placeholder, i]))
