@@ -81,13 +81,13 @@ export interface ApiOptions {
    */
   readonly audit?: SecretAudit.Sink
   /**
-   * Traces and metrics (see `Telemetry`): a span per request and per `Secrets` operation, and the
-   * request and operation durations, for whatever tracer and metrics exporter the program
-   * provides (`Telemetry.layerOtlp`). Default off. `layerApi` instruments the `Secrets`
-   * operations only; the request spans and durations come with `layer` and `serve`. When
-   * embedding `layerApi` with a tracer, turn the platform's own request span off
-   * (`HttpMiddleware.withTracerDisabledWhen(() => true)`): it records the query string and the
-   * headers.
+   * Traces and metrics (see `Telemetry`): a span per `Secrets` operation, the request and
+   * operation durations, and every request through the application (so that each has its span),
+   * for whatever tracer and metrics exporter the program provides (`Telemetry.layerOtlp`).
+   * Default off. `layerApi` instruments the `Secrets` operations only; the request spans and
+   * durations come with `layer` and `serve`. When embedding `layerApi` with a tracer, turn the
+   * platform's own request span off (`HttpMiddleware.withTracerDisabledWhen(() => true)`): it
+   * records the query string and the headers.
    */
   readonly telemetry?: boolean
 }
@@ -643,10 +643,9 @@ export const layer = (
   const auditLog = options.auditLog
   const basePath = normalizeBasePath(options.basePath ?? "/")
   const routes = routeTable(withBasePath(basePath), basePath)
-  // around the whole application, so that it sees the status of the encoded answer
-  const served = HttpApiBuilder.serve(
-    options.telemetry === true ? RequestSpan.make((method, url) => routes.lookup(method, url).template) : undefined
-  ).pipe(
+  // the request span, in place of the platform's (which records the query string and the
+  // headers); around the whole application, so that it sees the status of the encoded answer
+  const served = HttpApiBuilder.serve(RequestSpan.make((method, url) => routes.lookup(method, url).template)).pipe(
     Layer.provide(
       auditLog === undefined ? apiLayer : Layer.unwrapScoped(
         Effect.map(Effect.orDie(AuditLog.jsonLinesFile(auditLog)), (file) =>
@@ -655,7 +654,6 @@ export const layer = (
     ),
     Layer.provideMerge(httpServer),
     Layer.locally(HttpRouter.currentRouterConfig, routerConfig),
-    // the platform's request span records the query string and the headers: `telemetry` has its own
     HttpMiddleware.withTracerDisabledWhen(() => true)
   )
   const logged = options.accessLog === true

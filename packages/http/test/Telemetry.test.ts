@@ -8,7 +8,8 @@ import { Secretgate } from "@secretgate/core"
 import { ApiKeys, SecretServer, Telemetry } from "@secretgate/http"
 import { MemorySecretStore } from "@secretgate/memory"
 import { SecretgateAgent } from "@secretgate/undici"
-import { Effect, Layer, Redacted } from "effect"
+import { HttpServer } from "@effect/platform"
+import { Effect, Layer, ManagedRuntime, Redacted, Tracer } from "effect"
 import { Buffer } from "node:buffer"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -248,5 +249,45 @@ describe("layerOtlp", () => {
   it("refuses an endpoint that is not an http(s) URL, naming what it got", () => {
     expect(() => Telemetry.layerOtlp({ endpoint: "localhost:4318" })).toThrow(/must be an http\(s\) URL .*localhost:4318/)
     expect(() => Telemetry.layerOtlp({ endpoint: "not a url" })).toThrow(TypeError)
+  })
+})
+
+describe("the request span without telemetry", () => {
+  it("an embedder's own tracer sees one span per request with the route template, never the query string or a header", async () => {
+    const recorded: Array<{ name: string; attributes: Map<string, unknown> }> = []
+    const native = Effect.runSync(Effect.tracer)
+    const recording = Tracer.make({
+      span: (name, ...rest) => {
+        const span = native.span(name, ...rest)
+        recorded.push({ name, attributes: span.attributes as Map<string, unknown> })
+        return span
+      },
+      context: native.context
+    })
+    const registry = ApiKeys.makeRegistry()
+    const key = Redacted.value(registry.issue({ organizationId: "acme", scopes: ["secrets:manage"] }).key)
+    const runtime = ManagedRuntime.make(
+      SecretServer.layer().pipe(
+        Layer.provide(MemorySecretStore.layer()),
+        Layer.provide(ApiKeys.layer(registry)),
+        Layer.provide(Layer.setTracer(recording))
+      )
+    )
+    try {
+      const address = (await runtime.runPromise(Effect.map(HttpServer.HttpServer, (server) => server.address))) as HttpServer.TcpAddress
+      const response = await request(`http://127.0.0.1:${address.port}/secret/paginated?limit=5&cursor=${QUERY_MARK}`, {
+        headers: { authorization: `Bearer ${key}`, "x-custom": QUERY_MARK },
+        dispatcher
+      })
+      await response.body.text()
+    } finally {
+      await runtime.dispose()
+    }
+    const server = recorded.filter((span) => span.name.startsWith("http.server"))
+    expect(server.map((span) => span.name)).toEqual(["http.server GET /secret/paginated"])
+    const everything = JSON.stringify(recorded.map((span) => [span.name, [...span.attributes.entries()]]))
+    expect(everything).not.toContain(QUERY_MARK)
+    expect(everything).not.toContain(key)
+    expect(everything).not.toContain("limit=5")
   })
 })
