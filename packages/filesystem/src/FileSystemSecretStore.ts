@@ -23,7 +23,7 @@ import {
   type StoreError,
   StoreUnavailable
 } from "@secretgate/core"
-import { Context, Duration, Effect, Layer, type Redacted, type Scope } from "effect"
+import { Context, Duration, Effect, Layer, Option, type Redacted, type Scope } from "effect"
 import * as Engine from "./internal/engine.js"
 import type { KeyManagementError } from "./internal/errors.js"
 import { FORMAT_VERSION as CURRENT_FORMAT_VERSION } from "./internal/layout.js"
@@ -201,8 +201,19 @@ export const announcing = (
   Effect.gen(function*() {
     const engine = engines.get(store)
     if (engine === undefined) return yield* Effect.dieMessage("FileSystemSecretStore.announcing: not a store opened by make")
+    const pollInterval = Duration.decodeUnknown(options.pollInterval ?? "1 second")
+    // (a negative or NaN number of milliseconds would decode as 0: refused, not taken as "off")
+    const given = options.pollInterval
+    const pollMillis = typeof given === "number" && !(given >= 0)
+      ? Number.NaN
+      : Option.match(pollInterval, { onNone: () => Number.NaN, onSome: Duration.toMillis })
+    if (!(pollMillis >= 0 && pollMillis < 2 ** 31)) {
+      return yield* Effect.dieMessage(
+        `FileSystemSecretStore: pollInterval must be a duration from 0 (no polling) to 24 days (got ${String(options.pollInterval)})`
+      )
+    }
     const feed = yield* engine.changes({
-      pollInterval: Duration.decode(options.pollInterval ?? "1 second"),
+      pollInterval: Duration.millis(pollMillis),
       watch: options.watchDirectory ?? true
     })
     const announced = FileSystemSecretStore.of({

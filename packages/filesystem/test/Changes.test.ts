@@ -9,7 +9,7 @@ import { spawn } from "node:child_process"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { KeyRing, SecretChanges, Secrets } from "@secretgate/core"
-import { Effect, Redacted } from "effect"
+import { Cause, type Duration, Effect, type Exit, Redacted } from "effect"
 import { open, runChild, tempStore } from "./support.js"
 
 const ORG = "acme"
@@ -62,6 +62,15 @@ describe("changes", () => {
     expect(output).toContain("created")
     expect(code).toBe(0)
   }, 60_000)
+
+  it.scopedLive("a pollInterval that is not a duration from 0 to 24 days is refused at open, saying which", () =>
+    Effect.gen(function*() {
+      for (const pollInterval of [-1, Number.NaN, "soon", 2 ** 31] as Array<Duration.DurationInput>) {
+        const exit = yield* Effect.exit(open({ directory: tempStore(), pollInterval }))
+        expect(exit._tag).toBe("Failure")
+        expect(String(Cause.squash((exit as Exit.Failure<unknown, unknown>).cause))).toMatch(/pollInterval must be a duration from 0/)
+      }
+    }))
 
   for (const watchDirectory of [true, false]) {
     it.scopedLive(
