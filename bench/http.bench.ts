@@ -5,31 +5,37 @@
  * 1. Server CPU per `GET /secret/{id}` and requests/s, `SecretServer` (memory backend) against a
  *    bare `node:http` server answering the same JSON after the same Bearer check (SHA-256 of the
  *    key, constant-time compare), undici `Pool` at concurrency 64, interleaved rounds, medians.
- * 2. `HttpSecrets` (through the Promise facade) against raw HTTP (undici `Pool` + `JSON.parse`) to
- *    the same server: client CPU per call and calls/s, interleaved rounds, medians.
+ * 2. `HttpSecrets` (through the Promise facade) against raw HTTP (undici `Pool` + `JSON.parse`,
+ *    sending the same bytes: key and organization header) to the same server, the same number of
+ *    connections on both sides: client CPU per call and calls/s, interleaved rounds, medians.
  * 3. 1,000 remote egress resolvers in this process (one `HttpSecrets`, each resolver mounting its
  *    own secret and asked for its values every 100 ms, as a sandbox's traffic would) against one
  *    server, for 30 s with one update a second: requests reaching the server with the watch and
  *    with TTL polling (ttl 1 s), and the time from an update's answer to the first resolver
  *    serving the new value (the updated secret's resolver asked every millisecond).
  *
+ * 4. Server CPU per `POST /secret/resolve` (one placeholder, resolve key): the same request with a
+ *    declared length (answered by the resolve fast lane) against chunked (which the lane leaves to
+ *    the full application), to the same server, interleaved rounds, medians.
+ *
  * `SECRETGATE_BENCH_QUICK=1` shortens every part (for a smoke run); `SECRETGATE_BENCH_PARTS=1,3`
  * runs only those parts.
  */
 import { Secretgate, SecretResolver, Secrets } from "@secretgate/core"
-import { ApiKeys, HttpSecrets, SecretServer } from "@secretgate/http"
+import { ApiKeys, HttpSecrets, SecretApi, SecretServer } from "@secretgate/http"
 import { MemorySecretStore } from "@secretgate/memory"
 import { Effect, Layer, Logger, LogLevel, ManagedRuntime, Redacted } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as Http from "node:http"
 import { once } from "node:events"
+import { Readable } from "node:stream"
 import { fileURLToPath } from "node:url"
 import { Pool } from "undici"
 import { median, quantile, table } from "./support.js"
 
 const QUICK = process.env.SECRETGATE_BENCH_QUICK === "1"
-const PARTS = (process.env.SECRETGATE_BENCH_PARTS ?? "1,2,3").split(",")
+const PARTS = (process.env.SECRETGATE_BENCH_PARTS ?? "1,2,3,4").split(",")
 const ROUNDS = QUICK ? 2 : 5
 const REQUESTS = QUICK ? 1_000 : 4_000
 const CONCURRENCY = 64
@@ -37,6 +43,7 @@ const RESOLVERS = Number(process.env.SECRETGATE_BENCH_RESOLVERS ?? (QUICK ? 100 
 const WATCH_SECONDS = QUICK ? 5 : 30
 const ORG = "bench"
 const CHILD = "SECRETGATE_HTTP_BENCH_CHILD"
+const { ORGANIZATION_HEADER } = SecretApi
 
 // ---------------------------------------------------------------------------------------------
 // The children: a server that reports its CPU time and the requests it saw, by route.
@@ -162,8 +169,8 @@ const drive = async (count: number, task: () => Promise<void>) => {
   return { millis: performance.now() - started, failed }
 }
 
-const getRaw = (pool: Pool, path: string, authorization: string) => async () => {
-  const response = await pool.request({ method: "GET", path, headers: { authorization } })
+const getRaw = (pool: Pool, path: string, headers: Record<string, string>) => async () => {
+  const response = await pool.request({ method: "GET", path, headers })
   const body = await response.body.text()
   if (response.statusCode !== 200) throw new Error(`status ${response.statusCode}`)
   JSON.parse(body)
@@ -181,7 +188,7 @@ const serverCost = async (manage: string, resolve: string) => {
   }
   const id = await create(ours.url)
   const loggedId = await create(logged.url)
-  const authorization = `Bearer ${manage}`
+  const authorization = { authorization: `Bearer ${manage}` }
   const targets = [
     { name: "bare node:http (baseline)", child: bare, path: `/secret/${id}` },
     { name: "SecretServer, memory backend", child: ours, path: `/secret/${id}` },
@@ -233,14 +240,22 @@ const serverCost = async (manage: string, resolve: string) => {
 
 const clientCost = async (manage: string, resolve: string) => {
   const server = await startChild("secretgate", manage, resolve)
-  const remote = new Secretgate({ layer: HttpSecrets.layer({ baseUrl: server.url, apiKey: manage, watch: false }), organizationId: ORG })
+  // the same connections on both sides
+  const remote = new Secretgate({
+    layer: HttpSecrets.layer({ baseUrl: server.url, apiKey: manage, watch: false, maxConnections: CONCURRENCY }),
+    organizationId: ORG
+  })
   const pool = new Pool(server.url, { connections: CONCURRENCY, pipelining: 1 })
   const samples = new Map<string, { cpu: Array<number>; rps: Array<number>; ratio: Array<number> }>()
   let failed = 0
   try {
     const id = (await remote.secret.create({ name: "bench_0", value: "value-0", hosts: ["api.example.com"] })).id
     const tasks = [
-      { name: "raw HTTP: undici Pool + JSON.parse (baseline)", task: getRaw(pool, `/secret/${id}`, `Bearer ${manage}`) },
+      // the bytes HttpSecrets sends: the key and the organization header
+      {
+        name: "raw HTTP: undici Pool + JSON.parse (baseline)",
+        task: getRaw(pool, `/secret/${id}`, { authorization: `Bearer ${manage}`, [ORGANIZATION_HEADER]: ORG })
+      },
       { name: "HttpSecrets: gate.secret.get(id)", task: async () => void (await remote.secret.get(id)) }
     ]
     for (const { task } of tasks) await drive(REQUESTS / 4, task)
@@ -372,6 +387,62 @@ const resolvers = async (manage: string, resolve: string) => {
   return failed
 }
 
+const resolveCost = async (manage: string, resolve: string) => {
+  const server = await startChild("secretgate", manage, resolve)
+  const admin = new Secretgate({ layer: HttpSecrets.layer({ baseUrl: server.url, apiKey: manage, watch: false }), organizationId: ORG })
+  const placeholder = (await admin.secret.create({ name: "bench_resolve", value: "value-0", hosts: ["api.example.com"] })).placeholder
+  await admin.dispose()
+  const body = JSON.stringify({ placeholders: [placeholder] })
+  const headers = { authorization: `Bearer ${resolve}`, "content-type": "application/json" }
+  const post = (pool: Pool, chunked: boolean) => async () => {
+    const response = await pool.request({
+      method: "POST",
+      path: "/secret/resolve",
+      headers,
+      // a stream has no declared length: sent chunked
+      body: chunked ? Readable.from([Buffer.from(body)]) : body
+    })
+    const text = await response.body.text()
+    if (response.statusCode !== 200) throw new Error(`status ${response.statusCode}`)
+    JSON.parse(text)
+  }
+  const targets = [
+    { name: "full application (chunked body)", chunked: true },
+    { name: "resolve fast lane (declared length)", chunked: false }
+  ]
+  const samples = new Map<string, { cpu: Array<number>; rps: Array<number>; ratio: Array<number> }>()
+  let failed = 0
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      const cpu: Array<number> = []
+      for (const target of targets) {
+        const pool = new Pool(server.url, { connections: CONCURRENCY, pipelining: 1 })
+        await drive(CONCURRENCY, post(pool, target.chunked))
+        const before = await server.report()
+        const run = await drive(REQUESTS, post(pool, target.chunked))
+        const after = await server.report()
+        await pool.close()
+        failed += run.failed
+        const sample = samples.get(target.name) ?? { cpu: [], rps: [], ratio: [] }
+        sample.cpu.push((after.cpuMicros - before.cpuMicros) / REQUESTS)
+        sample.rps.push(REQUESTS / run.millis * 1000)
+        cpu.push((after.cpuMicros - before.cpuMicros) / REQUESTS)
+        samples.set(target.name, sample)
+      }
+      samples.get(targets[0]!.name)!.ratio.push(1)
+      samples.get(targets[1]!.name)!.ratio.push(cpu[1]! / cpu[0]!)
+    }
+  } finally {
+    await server.stop()
+  }
+  console.log(`\n### Server CPU per POST /secret/resolve (concurrency ${CONCURRENCY}, ${ROUNDS} interleaved rounds of ${REQUESTS}, medians)\n`)
+  table(
+    ["path", "server CPU µs/request", "req/s", "CPU ratio to the full application"],
+    [...samples].map(([name, sample]) => [name, median(sample.cpu), Math.round(median(sample.rps)), median(sample.ratio)])
+  )
+  return failed
+}
+
 export default async () => {
   const manage = Redacted.value(ApiKeys.generate())
   const resolve = Redacted.value(ApiKeys.generate())
@@ -379,6 +450,7 @@ export default async () => {
   if (PARTS.includes("1")) failed += await serverCost(manage, resolve)
   if (PARTS.includes("2")) failed += await clientCost(manage, resolve)
   if (PARTS.includes("3")) failed += await resolvers(manage, resolve)
+  if (PARTS.includes("4")) failed += await resolveCost(manage, resolve)
   if (failed > 0) {
     console.log(`\n${failed} requests failed: the server must answer every request of a bounded load`)
     process.exitCode = 1

@@ -16,13 +16,14 @@ import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import {
   DecryptionFailed,
   KeyRing,
+  SecretChanges,
   SecretCipher,
   Secrets,
   SecretStore,
   type StoreError,
   StoreUnavailable
 } from "@secretgate/core"
-import { Context, Duration, Effect, Layer, type Redacted } from "effect"
+import { Context, Duration, Effect, Layer, Option, type Redacted, type Scope } from "effect"
 import * as Engine from "./internal/engine.js"
 import type { KeyManagementError } from "./internal/errors.js"
 import { FORMAT_VERSION as CURRENT_FORMAT_VERSION } from "./internal/layout.js"
@@ -64,6 +65,18 @@ export interface Options extends Secrets.Options {
   readonly lockTimeout?: Duration.DurationInput
   /** Size at which the change journal starts a new generation. Default 4 MiB. */
   readonly journalLimitBytes?: number
+  /**
+   * How often the journal is checked for other processes' writes, the guarantee behind watching
+   * the directory (`layer` and `layerStore` announce every write as `SecretChanges`). Default 1
+   * second; 0 turns polling off.
+   */
+  readonly pollInterval?: Duration.DurationInput
+  /**
+   * Watch the store directory (`fs.watch`) to see other processes' writes at once; while the
+   * watch runs the store says it announces every change (`SecretChanges.live`), so resolvers keep
+   * values until one is announced and the REST server offers its watch route. Default true.
+   */
+  readonly watchDirectory?: boolean
 }
 
 /**
@@ -158,7 +171,7 @@ export const make = (
       lockTimeoutMillis: Duration.toMillis(Duration.decode(options.lockTimeout ?? Duration.seconds(10))),
       journalLimitBytes: options.journalLimitBytes ?? 4 * 1024 * 1024
     })
-    return FileSystemSecretStore.of({
+    const store = FileSystemSecretStore.of({
       ...engine.store,
       directory: engine.paths.root,
       cipher: engine.cipher,
@@ -167,23 +180,74 @@ export const make = (
       reseal: engine.reseal,
       retireKey: engine.retireKey
     })
+    engines.set(store, engine)
+    return store
+  })
+
+// the engine behind each store `make` opened, for `announcing`
+const engines = new WeakMap<FileSystemSecretStore, Engine.Engine>()
+
+/**
+ * The store with its changes announced: `SecretChanges` for every write, this process's (before
+ * the write's effect completes) and other processes' on the same directory (see `pollInterval`
+ * and `watchDirectory`), until the scope closes.
+ *
+ * @since 0.1.0
+ */
+export const announcing = (
+  store: FileSystemSecretStore,
+  options: Pick<Options, "pollInterval" | "watchDirectory"> = {}
+): Effect.Effect<{ readonly store: FileSystemSecretStore; readonly changes: SecretChanges.SecretChanges }, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const engine = engines.get(store)
+    if (engine === undefined) return yield* Effect.dieMessage("FileSystemSecretStore.announcing: not a store opened by make")
+    const pollInterval = Duration.decodeUnknown(options.pollInterval ?? "1 second")
+    // (a negative or NaN number of milliseconds would decode as 0: refused, not taken as "off")
+    const given = options.pollInterval
+    const pollMillis = typeof given === "number" && !(given >= 0)
+      ? Number.NaN
+      : Option.match(pollInterval, { onNone: () => Number.NaN, onSome: Duration.toMillis })
+    if (!(pollMillis >= 0 && pollMillis < 2 ** 31)) {
+      return yield* Effect.dieMessage(
+        `FileSystemSecretStore: pollInterval must be a duration from 0 (no polling) to 24 days (got ${String(options.pollInterval)})`
+      )
+    }
+    const feed = yield* engine.changes({
+      pollInterval: Duration.millis(pollMillis),
+      watch: options.watchDirectory ?? true
+    })
+    const announced = FileSystemSecretStore.of({
+      ...store,
+      insert: (record, quota) => Effect.ensuring(store.insert(record, quota), feed.check),
+      update: (organizationId, id, change) => Effect.ensuring(store.update(organizationId, id, change), feed.check),
+      delete: (organizationId, id) => Effect.ensuring(store.delete(organizationId, id), feed.check)
+    })
+    engines.set(announced, engine)
+    return { store: announced, changes: feed.changes }
   })
 
 /**
- * Provides the `SecretStore` (also as `FileSystemSecretStore`) and the `SecretCipher` over the
- * store's keys, on whatever `FileSystem` is provided.
+ * Provides the `SecretStore` (also as `FileSystemSecretStore`), the `SecretCipher` over the
+ * store's keys and the store's `SecretChanges` (see `announcing`), on whatever `FileSystem` is
+ * provided.
  *
  * @since 0.1.0
  */
 export const layerStore = (
   options: Options
-): Layer.Layer<FileSystemSecretStore | SecretStore.SecretStore | SecretCipher.SecretCipher, StoreError, FileSystem.FileSystem> =>
-  Layer.effectContext(
-    Effect.map(make(options), (store) =>
-      Context.make(FileSystemSecretStore, store).pipe(
-        Context.add(SecretStore.SecretStore, store),
-        Context.add(SecretCipher.SecretCipher, store.cipher)
-      ))
+): Layer.Layer<
+  FileSystemSecretStore | SecretStore.SecretStore | SecretCipher.SecretCipher | SecretChanges.SecretChanges,
+  StoreError,
+  FileSystem.FileSystem
+> =>
+  Layer.scopedContext(
+    Effect.flatMap(make(options), (opened) =>
+      Effect.map(announcing(opened, options), ({ changes, store }) =>
+        Context.make(FileSystemSecretStore, store).pipe(
+          Context.add(SecretStore.SecretStore, store),
+          Context.add(SecretCipher.SecretCipher, store.cipher),
+          Context.add(SecretChanges.SecretChanges, changes)
+        )))
   )
 
 /**
@@ -209,7 +273,7 @@ export const layerStore = (
 export const layer = (
   options: Options
 ): Layer.Layer<
-  Secrets.Secrets | SecretStore.SecretStore | FileSystemSecretStore | SecretCipher.SecretCipher,
+  Secrets.Secrets | SecretStore.SecretStore | FileSystemSecretStore | SecretCipher.SecretCipher | SecretChanges.SecretChanges,
   StoreError
 > =>
   Secrets.layer(options).pipe(

@@ -2,7 +2,7 @@
  * Helpers shared by the filesystem tests: temp directories, opening a store as a scoped context,
  * walking the directory, and running fixture scripts as real child processes.
  */
-import { type Secrets, type SecretStore, type StoreError } from "@secretgate/core"
+import { type SecretChanges, type Secrets, type SecretStore, type StoreError } from "@secretgate/core"
 import { FileSystemSecretStore } from "@secretgate/filesystem"
 import { Effect, Either, Layer, type Scope } from "effect"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
@@ -25,7 +25,11 @@ export const tempStore = (): string => {
 }
 
 /** What a test gets from an open store. */
-export type Opened = Secrets.Secrets | SecretStore.SecretStore | FileSystemSecretStore.FileSystemSecretStore
+export type Opened =
+  | Secrets.Secrets
+  | SecretStore.SecretStore
+  | FileSystemSecretStore.FileSystemSecretStore
+  | SecretChanges.SecretChanges
 
 /** Opens the store for the duration of the scope. */
 export const open = (options: FileSystemSecretStore.Options): Effect.Effect<

@@ -105,17 +105,24 @@ export const DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 // 100 hosts of 253 characters, a 255-character name, and the rest.
 const RESOLVED_SECRET_BYTES = 512 * 1024
 
-const keyFor = (credential: Credential, organizationId: string): Effect.Effect<Redacted.Redacted<string>, Unauthorized> =>
-  Effect.suspend(() => {
-    const given = typeof credential === "function" ? credential(organizationId) : credential
-    const key = typeof given === "string" ? Redacted.make(given) : given
-    try {
-      checkKeyCharacters(Redacted.value(key), `the API key for organization ${JSON.stringify(organizationId)}`)
-    } catch (error) {
-      return Effect.fail(new Unauthorized({ message: (error as Error).message }))
-    }
-    return Effect.succeed(key)
-  })
+// The `Authorization` header for an organization's key, or why there is none.
+const authorizationOf = (credential: Credential, organizationId: string): string | Unauthorized => {
+  const given = typeof credential === "function" ? credential(organizationId) : credential
+  const key = typeof given === "string" ? given : Redacted.value(given)
+  try {
+    checkKeyCharacters(key, `the API key for organization ${JSON.stringify(organizationId)}`)
+  } catch (error) {
+    return new Unauthorized({ message: (error as Error).message })
+  }
+  return `Bearer ${key}`
+}
+
+// A fixed key is checked once (by `make`); a function is asked on every call.
+const authorizer = (credential: Credential): (organizationId: string) => string | Unauthorized => {
+  if (typeof credential === "function") return (organizationId) => authorizationOf(credential, organizationId)
+  const header = `Bearer ${typeof credential === "string" ? credential : Redacted.value(credential)}`
+  return () => header
+}
 
 // `URL` has already normalised the host: IPv4 in dotted decimal (`127.1` → `127.0.0.1`), IPv6 in
 // brackets and compressed, names in lower case.
@@ -182,10 +189,12 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, No
     if (!Number.isSafeInteger(maxResponseBytes) || maxResponseBytes < 1) {
       return yield* Effect.dieMessage(`HttpSecrets: maxResponseBytes must be a positive whole number (got ${maxResponseBytes})`)
     }
-    const manageKey = options.apiKey
-    const resolveKey = options.resolveApiKey ?? options.apiKey
+    const manageKey = authorizer(options.apiKey)
+    const resolveKey = authorizer(options.resolveApiKey ?? options.apiKey)
     const dispatcher = yield* NodeHttpClient.Dispatcher
-    const calls = ApiCaller.make(SecretApi, { baseUrl: url, dispatcher, timeoutMillis: Duration.toMillis(timeout) })
+    const { abortAll, calls } = ApiCaller.make(SecretApi, { baseUrl: url, dispatcher, timeoutMillis: Duration.toMillis(timeout) })
+    // requests still in flight when the service closes end with it
+    yield* Effect.addFinalizer(() => Effect.sync(abortAll))
 
     const unavailable = (error: unknown): StoreUnavailable => {
       const server = `the secretgate server at ${baseUrl}`
@@ -211,54 +220,78 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, No
     }
 
     // Runs one request: with the key and organization header, bounded by the timeout; the errors
-    // the operation declares (`keep`) and the store errors (auth errors included: `Unauthorized`,
-    // `Forbidden`) pass through, everything else becomes `StoreUnavailable`.
+    // the operation declares (kept by `failure`) and the store errors (auth errors included: `Unauthorized`,
+    // `Forbidden`) pass through, everything else becomes `StoreUnavailable`. One `Effect.async`
+    // per call: the error is mapped before it reaches the fiber.
     const remote = <A, E>(
       organizationId: string,
-      credential: Credential,
-      keep: ReadonlyArray<string>,
+      authorization: (organizationId: string) => string | Unauthorized,
+      failure: (error: unknown) => unknown,
       call: ApiCaller.Call,
-      input: Omit<ApiCaller.CallInput, "headers" | "responseLimit">,
-      responseLimit = maxResponseBytes
-    ): Effect.Effect<A, E | StoreError> =>
-      Effect.flatMap(keyFor(credential, organizationId), (key) =>
-        call({
-          ...input,
-          headers: { authorization: `Bearer ${Redacted.value(key)}`, [ORGANIZATION_HEADER]: organizationId },
-          responseLimit
-        })).pipe(
-          Effect.catchAll((error): Effect.Effect<never, E | StoreError> => {
-            if (hasTag(error) && !(error instanceof ApiCaller.CallFailure)) {
-              if (keep.includes(error._tag) || STORE_ERRORS.includes(error._tag)) return Effect.fail(error as E | StoreError)
-            }
-            return Effect.fail(unavailable(error))
-          })
-        )
+      path: ApiCaller.CallInput["path"],
+      urlParams: ApiCaller.CallInput["urlParams"],
+      payload: unknown,
+      responseLimit = maxResponseBytes,
+      share?: string
+    ): Effect.Effect<A, E | StoreError> => {
+      const header = authorization(organizationId)
+      if (typeof header !== "string") return Effect.fail(header)
+      const headers: Record<string, string> = { authorization: header }
+      headers[ORGANIZATION_HEADER] = organizationId
+      return call({ path, urlParams, payload, headers, responseLimit, failure, share }) as Effect.Effect<A, E | StoreError>
+    }
+    // Coalescing of resolves: a resolve of the same placeholders for the same organization joins
+    // one in flight, unless something of the organization may have changed since that one was
+    // sent: a write answered through this client, or a change announced by the watch. Each moves
+    // the organization's epoch, which is part of the sharing key.
+    const written = new Map<string, number>()
+    // (also a write that failed: it may have reached the server)
+    const wrote = <A, E>(organizationId: string, write: Effect.Effect<A, E>) =>
+      Effect.ensuring(
+        write,
+        Effect.sync(() => {
+          written.set(organizationId, (written.get(organizationId) ?? 0) + 1)
+        })
+      )
+    const epochOf = (organizationId: string) =>
+      `${written.get(organizationId) ?? 0}.${watches?.peek(organizationId)?.revision ?? 0}`
+    const failureOf = (error: unknown): StoreError =>
+      hasTag(error) && !(error instanceof ApiCaller.CallFailure) && STORE_ERRORS.includes(error._tag)
+        ? error as StoreError
+        : unavailable(error)
+    // The failure mapping of an operation that declares the errors `keep`.
+    const keeping = (...keep: ReadonlyArray<string>) => (error: unknown): unknown =>
+      hasTag(error) && !(error instanceof ApiCaller.CallFailure) && keep.includes(error._tag) ? error : failureOf(error)
+    const createFailure = keeping("InvalidSecretInput", "SecretNameTaken", "QuotaExceeded")
+    const inputFailure = keeping("InvalidSecretInput")
+    const notFoundFailure = keeping("SecretNotFound")
+    const updateFailure = keeping("InvalidSecretInput", "SecretNotFound")
 
-    const path = (id: string) => ({ secretId: encodeURIComponent(id) })
     // Ids that cannot travel as one path segment are answered here: "", "." and ".." (URL
     // normalisation turns `/secret/..` into `/`, and `%2E%2E` is a dot segment too) and ids too
     // long for a request line. No backend makes such ids (they are UUIDs), so none exists.
-    const withId = <A, E>(id: string, use: (id: string) => Effect.Effect<A, E | StoreError>) =>
-      id === "" || id === "." || id === ".." || encodeURIComponent(id).length > MAX_ENCODED_ID_LENGTH
+    const withId = <A, E>(id: string, use: (path: { readonly secretId: string }) => Effect.Effect<A, E | StoreError>) => {
+      const encoded = encodeURIComponent(id)
+      return id === "" || id === "." || id === ".." || encoded.length > MAX_ENCODED_ID_LENGTH
         ? Effect.fail(SecretNotFound.byId(id.length > 200 ? `${id.slice(0, 200)}…` : id))
-        : use(id)
+        : use({ secretId: encoded })
+    }
 
     const listPage = (organizationId: string, query: Secret.ListQuery) =>
       remote<Secret.SecretPage, InvalidSecretInput>(
         organizationId,
         manageKey,
-        ["InvalidSecretInput"],
+        inputFailure,
         calls.secret!.listPaginated!,
+        undefined,
         {
-          urlParams: {
             ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
             ...(query.limit === undefined ? {} : { limit: String(query.limit) }),
             ...(query.name === undefined ? {} : { name: query.name }),
             ...(query.sort === undefined ? {} : { sort: query.sort }),
             ...(query.order === undefined ? {} : { order: query.order })
-          }
-        }
+        },
+        undefined
       )
 
     // The watches start with the first resolver of each organization and end with this service.
@@ -269,9 +302,9 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, No
     const watches = options.watch === false ? undefined : WatchClient.make({
       url: new URL(`${baseUrl}${SecretApi.groups.egress.endpoints.watch.path}`),
       authorization: (organizationId) => {
-        const key = Effect.runSyncExit(keyFor(resolveKey, organizationId))
-        return key._tag === "Success"
-          ? { header: `Bearer ${Redacted.value(key.value)}` }
+        const header = resolveKey(organizationId)
+        return typeof header === "string"
+          ? { header }
           : { problem: `no usable API key for organization ${JSON.stringify(organizationId)}` }
       },
       idleMillis: Duration.toMillis(Duration.decode(options.watchIdleTimeout ?? "45 seconds")),
@@ -297,30 +330,36 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, No
       }),
       create: (organizationId, input) =>
         Effect.flatMap(decodeCreate(input), (payload) =>
-          remote<Secret.Secret, InvalidSecretInput | SecretNameTaken | QuotaExceeded>(
+          wrote(organizationId, remote<Secret.Secret, InvalidSecretInput | SecretNameTaken | QuotaExceeded>(
             organizationId,
             manageKey,
-            ["InvalidSecretInput", "SecretNameTaken", "QuotaExceeded"],
+            createFailure,
             calls.secret!.create!,
-            { payload }
-          )),
+            undefined,
+            undefined,
+            payload
+          ))),
       list: (organizationId) =>
         remote<ReadonlyArray<Secret.Secret>, never>(
           organizationId,
           manageKey,
-          [],
+          failureOf,
           calls.secret!.list!,
-          {}
+          undefined,
+          undefined,
+          undefined
         ),
       listPage: (organizationId, input = {}) => Effect.flatMap(decodeQuery(input), (query) => listPage(organizationId, query)),
       get: (organizationId, id) =>
-        withId(id, () =>
+        withId(id, (path) =>
           remote<Secret.Secret, SecretNotFound>(
             organizationId,
             manageKey,
-            ["SecretNotFound"],
+            notFoundFailure,
             calls.secret!.get!,
-            { path: path(id) }
+            path,
+            undefined,
+            undefined
           )),
       // The API has no lookup by name (Daytona's has none either): walk the pages filtered by the
       // name, which the first page nearly always settles.
@@ -344,22 +383,32 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, No
         }),
       update: (organizationId, id, input) =>
         Effect.flatMap(decodeUpdate(input), (payload) =>
-          withId(id, () =>
-            remote<Secret.Secret, InvalidSecretInput | SecretNotFound>(
+          withId(id, (path) =>
+            wrote(
               organizationId,
-              manageKey,
-              ["InvalidSecretInput", "SecretNotFound"],
-              calls.secret!.update!,
-              { path: path(id), payload }
+              remote<Secret.Secret, InvalidSecretInput | SecretNotFound>(
+                organizationId,
+                manageKey,
+                updateFailure,
+                calls.secret!.update!,
+                path,
+                undefined,
+                payload
+              )
             ))),
       delete: (organizationId, id) =>
-        withId(id, () =>
-          remote<void, SecretNotFound>(
+        withId(id, (path) =>
+          wrote(
             organizationId,
-            manageKey,
-            ["SecretNotFound"],
-            calls.secret!.delete!,
-            { path: path(id) }
+            remote<void, SecretNotFound>(
+              organizationId,
+              manageKey,
+              notFoundFailure,
+              calls.secret!.delete!,
+              path,
+              undefined,
+              undefined
+            )
           )),
       resolve: (organizationId, placeholders) => {
         const unique = [...new Set(placeholders)]
@@ -367,14 +416,19 @@ export const make = (options: Options): Effect.Effect<Secrets.Secrets, never, No
         for (let i = 0; i < unique.length; i += MAX_RESOLVE_PLACEHOLDERS) {
           batches.push(unique.slice(i, i + MAX_RESOLVE_PLACEHOLDERS))
         }
+        const epoch = epochOf(organizationId)
         return Effect.forEach(batches, (batch) =>
           remote<{ readonly secrets: ReadonlyArray<Secrets.ResolvedSecret> }, never>(
             organizationId,
             resolveKey,
-            [],
+            failureOf,
             calls.egress!.resolve!,
-            { payload: { placeholders: batch } },
-            Math.max(maxResponseBytes, batch.length * RESOLVED_SECRET_BYTES)
+            undefined,
+            undefined,
+            { placeholders: batch },
+            Math.max(maxResponseBytes, batch.length * RESOLVED_SECRET_BYTES),
+            // JSON: no placeholder can make two different keys equal
+            JSON.stringify([organizationId, epoch, batch])
           )).pipe(Effect.map((all) => all.flatMap((answer) => answer.secrets)))
       }
     })

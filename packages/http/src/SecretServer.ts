@@ -28,8 +28,9 @@ import * as Http from "node:http"
 import * as ApiKeys from "./ApiKeys.js"
 import * as AccessLog from "./internal/accessLog.js"
 import * as AuditLog from "./internal/auditLog.js"
-import { readJson } from "./internal/body.js"
+import { readJson, refuseUnknownFields } from "./internal/body.js"
 import * as FastLane from "./internal/fastLane.js"
+import * as ResolveLane from "./internal/resolveLane.js"
 import * as Routes from "./internal/routes.js"
 import * as WatchStream from "./internal/watchStream.js"
 import {
@@ -245,6 +246,12 @@ interface HandlerSettings {
   readonly audit: SecretAudit.Sink | undefined
 }
 
+// The handler of `POST /secret/resolve` once the body is parsed (and its fields checked), shared
+// by the route and its fast lane.
+const resolveSecrets = (secrets: Secrets.Secrets, caller: ApiKeys.ApiKey, body: unknown) =>
+  Effect.flatMap(decodeResolve(body), ({ placeholders }) =>
+    Effect.map(secrets.resolve(caller.organizationId, placeholders), (resolved) => ({ secrets: resolved })))
+
 const handlers = (api: typeof SecretApi, settings: HandlerSettings) =>
   Layer.mergeAll(
     HttpApiBuilder.group(api, "secret", (handlers) =>
@@ -295,8 +302,10 @@ const handlers = (api: typeof SecretApi, settings: HandlerSettings) =>
           .handleRaw("resolve", ({ request }) =>
             Effect.gen(function*() {
               const caller = yield* Caller
-              const { placeholders } = yield* Effect.flatMap(readJson(request, settings.maxBodyBytes, RESOLVE_FIELDS), decodeResolve)
-              return { secrets: yield* secrets.resolve(caller.organizationId, placeholders) }
+              return yield* Effect.flatMap(
+                readJson(request, settings.maxBodyBytes, RESOLVE_FIELDS),
+                (body) => resolveSecrets(secrets, caller, body)
+              )
             }))
           .handleRaw("watch", ({ request }) =>
             Effect.gen(function*() {
@@ -532,7 +541,12 @@ const drain = (server: Http.Server, timeout: Duration.Duration, streams: WatchSt
 // router and middleware stack (see internal/fastLane.ts); it takes the request events of the
 // server and hands whatever it does not answer to the application's own handler. Access logs, when
 // on, wrap both.
-const requestListener = (api: typeof SecretApi, basePath: string, accessLog: ((entry: AccessLogEntry) => void) | undefined) =>
+const requestListener = (
+  api: typeof SecretApi,
+  basePath: string,
+  accessLog: ((entry: AccessLogEntry) => void) | undefined,
+  maxBodyBytes: number
+) =>
   Layer.scopedDiscard(Effect.gen(function*() {
     const server = yield* NodeServer
     const secrets = yield* Secrets.Secrets
@@ -550,7 +564,22 @@ const requestListener = (api: typeof SecretApi, basePath: string, accessLog: ((e
     )
     const [app, ...more] = server.listeners("request") as Array<(request: Http.IncomingMessage, response: Http.ServerResponse) => void>
     if (app === undefined || more.length > 0) return yield* Effect.dieMessage("secretgate: expected the API to be the server's one request handler")
-    const laned = (request: Http.IncomingMessage, response: Http.ServerResponse) => lane.serve(request, response, () => app(request, response))
+    // `POST /secret/resolve`, the route every egress resolver calls (see internal/resolveLane.ts)
+    const resolveLane = ResolveLane.make(
+      api.groups.egress.endpoints.resolve,
+      {
+        authenticate: (request) =>
+          Effect.map(authenticate(keys, ApiKeys.RESOLVE, request.headers), (caller) => {
+            AccessLog.noteCaller(request, caller.id)
+            return caller
+          }),
+        handle: (caller, body) => Effect.flatMap(refuseUnknownFields(body, RESOLVE_FIELDS), (known) => resolveSecrets(secrets, caller, known))
+      },
+      runtime,
+      maxBodyBytes
+    )
+    const laned = (request: Http.IncomingMessage, response: Http.ServerResponse) =>
+      resolveLane.serve(request, response, (request) => lane.serve(request, response, () => app(request, response)))
     const handler = accessLog === undefined ? laned : AccessLog.wrap(routeTable(api, basePath), accessLog, laned)
     server.off("request", app)
     server.on("request", handler)
@@ -612,7 +641,10 @@ export const layer = (
     : typeof options.accessLog === "function"
     ? options.accessLog
     : undefined
-  return Layer.mergeAll(graceful, requestListener(withBasePath(basePath), basePath, accessLog)).pipe(
+  return Layer.mergeAll(
+    graceful,
+    requestListener(withBasePath(basePath), basePath, accessLog, options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES)
+  ).pipe(
     Layer.provideMerge(served),
     Layer.provideMerge(nodeServer),
     Layer.provideMerge(openStreams),

@@ -325,6 +325,86 @@ describe("a server that is unreachable, slow or broken → StoreUnavailable", ()
   })
 })
 
+describe("the lean caller", () => {
+  it("sends, for every operation, exactly the bytes of an undici request (method, path, header order, body)", async () => {
+    const seen: Array<string> = []
+    const raw = Net.createServer((socket) => {
+      let buffer = ""
+      socket.on("data", (data) => {
+        buffer += data.toString("latin1")
+        const end = buffer.indexOf("\r\n\r\n")
+        if (end < 0) return
+        const length = Number(/content-length: (\d+)/i.exec(buffer)?.[1] ?? 0)
+        if (buffer.length < end + 4 + length) return
+        seen.push(buffer)
+        buffer = ""
+        socket.write("HTTP/1.1 500 Internal Server Error\r\ncontent-length: 2\r\n\r\nno")
+      })
+    })
+    await new Promise<void>((resolve) => raw.listen(0, "127.0.0.1", resolve))
+    const host = `127.0.0.1:${(raw.address() as Net.AddressInfo).port}`
+    try {
+      const gate = new Secretgate({
+        layer: HttpSecrets.layer({ baseUrl: `http://${host}/api`, apiKey: "k".repeat(40), resolveApiKey: "r".repeat(40), watch: false }),
+        organizationId: ORG
+      })
+      await gate.secret.get("a b/c").catch(() => {})
+      await gate.secret.create({ name: "n", value: "v", hosts: ["x.com"] }).catch(() => {})
+      await gate.secret.update("id1", { description: null }).catch(() => {})
+      await gate.secret.delete("id1").catch(() => {})
+      await gate.secret.list().catch(() => {})
+      await gate.secret.listPaginated({ limit: 5, name: "a&b" }).catch(() => {})
+      await gate.runtime.runPromise(Effect.flatMap(Secrets.Secrets, (s) => s.resolve(ORG, ["sg_a", "sg_b"]))).catch(() => {})
+      await gate.dispose()
+      const head = (request: string, key = "k") =>
+        `${request} HTTP/1.1\r\nhost: ${host}\r\nconnection: keep-alive\r\nauthorization: Bearer ${key.repeat(40)}\r\n` +
+        `x-daytona-organization-id: ${ORG}\r\n`
+      const json = (body: string) => `content-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`
+      expect(seen).toEqual([
+        `${head("GET /api/secret/a%20b%2Fc")}\r\n`,
+        `${head("POST /api/secret")}${json(`{"name":"n","value":"v","hosts":["x.com"]}`)}`,
+        `${head("PATCH /api/secret/id1")}${json(`{"description":null}`)}`,
+        `${head("DELETE /api/secret/id1")}\r\n`,
+        `${head("GET /api/secret")}\r\n`,
+        `${head("GET /api/secret/paginated?limit=5&name=a%26b")}\r\n`,
+        `${head("POST /api/secret/resolve", "r")}${json(`{"placeholders":["sg_a","sg_b"]}`)}`
+      ])
+    } finally {
+      await new Promise((resolve) => raw.close(resolve))
+    }
+  })
+
+  it("closing the service ends the requests still in flight (with a dispatcher of the caller's own)", async () => {
+    let arrived!: () => void
+    const requestArrived = new Promise<void>((resolve) => arrived = resolve)
+    let closed!: () => void
+    const socketClosed = new Promise<void>((resolve) => closed = resolve)
+    await withServer((request) => {
+      request.socket.once("close", () => closed())
+      arrived()
+    }, async (url) => {
+      const agent = new Agent()
+      try {
+        const gate = new Secretgate({
+          layer: HttpSecrets.layerWithoutClient({ baseUrl: url, apiKey: manage, watch: false, timeout: "10 minutes" }).pipe(
+            Layer.provide(Layer.succeed(NodeHttpClient.Dispatcher, agent))
+          ),
+          organizationId: ORG
+        })
+        const pending = rejection(gate.secret.list())
+        await requestArrived
+        await gate.dispose()
+        const error = await pending
+        expect(error).toBeInstanceOf(StoreUnavailable)
+        expect((error as StoreUnavailable).message).toMatch(/the client was closed/)
+        await socketClosed
+      } finally {
+        await agent.destroy()
+      }
+    })
+  })
+})
+
 describe("graceful shutdown", () => {
   it("finishes the requests in flight, then stops accepting connections", async () => {
     let release!: () => void

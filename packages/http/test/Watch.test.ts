@@ -15,6 +15,7 @@ import * as Net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as WatchStream from "../src/internal/watchStream.js"
 
 const ORG = "acme"
 const OTHER = "globex"
@@ -133,7 +134,11 @@ describe("GET /secret/watch", () => {
 
   it("answers 503 over a backend that does not announce every change (and HttpSecrets then polls, saying so)", async () => {
     const directory = mkdtempSync(join(tmpdir(), "secretgate-watch-"))
-    const filesystem = await SecretServer.serve({ backend: FileSystemSecretStore.layer({ directory }), keys: registry })
+    // a filesystem store not watching its directory: other processes' writes are seen by polling only
+    const filesystem = await SecretServer.serve({
+      backend: FileSystemSecretStore.layer({ directory, watchDirectory: false }),
+      keys: registry
+    })
     cleanup.push(() => rmSync(directory, { recursive: true, force: true }))
     cleanup.push(() => filesystem.close())
     const stream = await openStream(resolveKey, filesystem.url)
@@ -282,6 +287,72 @@ describe("watch streams are capped, and end when their key is revoked", () => {
     await new Promise((resolve) => setTimeout(resolve, 100))
     expect(otherEnded).toBe(false)
     expect((await open(Redacted.value(doomed.key), server.url)).status).toBe(401)
+  })
+
+  it("a change announced after a stream was ended (its key revoked, the server shutting down) writes nothing: the server stays up", async () => {
+    // the window between a stream's end and its close is as long as its client takes to read the
+    // end (forever, for one that stopped reading); a change announced in it once wrote after the
+    // end, and the unhandled error took the process down
+    const subscribers = new Set<(change: { organizationId?: string; placeholders?: ReadonlyArray<string> }) => void>()
+    const changes = {
+      subscribe: (f: (change: { organizationId?: string; placeholders?: ReadonlyArray<string> }) => void) => {
+        subscribers.add(f)
+        return () => void subscribers.delete(f)
+      },
+      live: () => true
+    }
+    const announce = () => {
+      for (const f of [...subscribers]) f({ organizationId: ORG, placeholders: ["sg_secret_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"] })
+    }
+    const streams = WatchStream.makeOpenStreams()
+    const caller = { id: "k1", organizationId: ORG, scopes: ["secrets:resolve"] } as unknown as ApiKeys.ApiKey
+    const server = Http.createServer((_, response) => {
+      Effect.runFork(WatchStream.serve({
+        response,
+        secrets: {} as never,
+        changes: changes as never,
+        revision: () => 1,
+        caller,
+        token: Redacted.make("t"),
+        keys: { authenticate: () => Effect.succeed(Option.none()) } as never,
+        instance: "i",
+        heartbeatMillis: 3_600_000,
+        open: streams,
+        limits: { perKey: 16, perOrganization: 64 }
+      }))
+    })
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+    cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())))
+    const url = `http://127.0.0.1:${(server.address() as Net.AddressInfo).port}`
+    const revoked = await open("t", url)
+    await eventually(() => expect(revoked.body()).toContain("event: change"))
+    WatchStream.endForKey(streams, "k1")
+    announce()
+    const shut = await open("t", url)
+    await eventually(() => expect(shut.body()).toContain("event: change"))
+    WatchStream.endAll(streams)
+    announce()
+    await within(Promise.all([revoked.ended, shut.ended]), "both streams ended", 5_000)
+    // nothing after the end, and the listeners are gone
+    expect(revoked.body().match(/event: change/g)).toHaveLength(1)
+    expect(subscribers.size).toBe(0)
+
+    // a client that stops reading while changes go on is cut off, not buffered for without bound
+    const stalled = await new Promise<Http.IncomingMessage>((resolve, reject) => {
+      const request = Http.get(`${url}/secret/watch`, (response) => {
+        response.pause()
+        resolve(response)
+      })
+      request.on("error", reject)
+      cleanup.push(() => request.destroy())
+    })
+    stalled.on("error", () => {})
+    await eventually(() => expect(subscribers.size).toBe(1))
+    let sent = 0
+    for (; sent < 300_000 && subscribers.size > 0; sent++) announce()
+    // cut off once a MiB waited unsent (each event is about a hundred bytes; the sockets hold some)
+    expect(subscribers.size).toBe(0)
+    expect(sent).toBeLessThan(300_000)
   })
 
   it("with an ApiKeys that announces no revocation, a stream ends at the first heartbeat after its key stops authenticating", async () => {

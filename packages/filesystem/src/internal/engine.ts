@@ -9,12 +9,14 @@
  * - `snapshotting`: writing the snapshot, and an open that resumes from it;
  * - `rotation`: key statuses, registration, rotation, reseal, retirement;
  * - `setup`: directories, a new store's files, leftovers;
- * - `secretStore`: the `SecretStore` over all of it.
+ * - `secretStore`: the `SecretStore` over all of it;
+ * - `changes`: announcements of every write, this process's and other processes' (`SecretChanges`).
  */
 import type { FileSystem } from "@effect/platform"
 import { DecryptionFailed, type SecretCipher, type SecretStore, type StoreError } from "@secretgate/core"
-import { Effect, Option } from "effect"
+import { Effect, Option, type Scope } from "effect"
 import * as Path from "node:path"
+import * as Changes from "./changes.js"
 import * as Clock from "./clock.js"
 import type { StoreClock } from "./clock.js"
 import type { KeyManagementError } from "./errors.js"
@@ -58,6 +60,8 @@ export interface Engine {
   readonly rotateKey: Effect.Effect<KeyStatus, KeyManagementError | StoreError>
   readonly reseal: Effect.Effect<number, StoreError>
   readonly retireKey: (keyId: string) => Effect.Effect<void, KeyManagementError | StoreError>
+  /** Starts announcing the store's changes, this process's and others' (see `changes`). */
+  readonly changes: (options: Changes.Options) => Effect.Effect<Changes.Feed, never, Scope.Scope>
 }
 
 /** An open from the snapshot that had to re-read more record files than this writes a fresh snapshot. */
@@ -131,6 +135,7 @@ export const open = (
       keys: rotation.keys,
       rotateKey: rotation.rotateKey,
       reseal: rotation.reseal,
-      retireKey: rotation.retireKey
+      retireKey: rotation.retireKey,
+      changes: (changes) => Changes.make({ fs, paths, live, files, sync: writer.sync }, changes)
     } satisfies Engine
   })

@@ -174,6 +174,8 @@ export const make = (options: Options) => {
       }
       return watch
     },
+    /** The organization's watch if one was started (without starting one). */
+    peek: (organizationId: string): Watch | undefined => watches.get(organizationId),
     /** Whether the organization's stream is up (without starting one). */
     live: (organizationId: string): boolean => watches.get(organizationId)?.live === true,
     close: () => {

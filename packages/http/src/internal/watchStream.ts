@@ -36,9 +36,27 @@ export const OpenStreams = Context.GenericTag<OpenStreams>("@secretgate/http/Ope
 /** No stream open yet. */
 export const makeOpenStreams = (): OpenStreams => ({ all: new Set(), byKey: new Map(), byOrganization: new Map() })
 
+/**
+ * How long an ended stream's client has to read the end before its connection is destroyed (a
+ * client that stopped reading would otherwise keep the connection, and its place under the limits,
+ * forever).
+ */
+const GRACE_MILLIS = 2_000
+
+/**
+ * The most bytes a stream may hold unsent: a client that stops reading while changes go on is cut
+ * off (it falls back to polling), rather than buffered for without bound.
+ */
+const MAX_UNSENT_BYTES = 1024 * 1024
+
+/** How each open stream is finished: its subscription and heartbeat stopped first, then ended. */
+const finishers = new WeakMap<Http.ServerResponse, () => void>()
+
+const finish = (response: Http.ServerResponse) => (finishers.get(response) ?? (() => response.end()))()
+
 /** Ends every open stream (their clients fall back to polling and reconnect elsewhere). */
 export const endAll = (streams: OpenStreams): void => {
-  for (const response of streams.all) response.end()
+  for (const response of [...streams.all]) finish(response)
   streams.all.clear()
   streams.byKey.clear()
   streams.byOrganization.clear()
@@ -46,7 +64,7 @@ export const endAll = (streams: OpenStreams): void => {
 
 /** Ends the streams opened with the key `keyId` (it was revoked). */
 export const endForKey = (streams: OpenStreams, keyId: string): void => {
-  for (const response of [...(streams.byKey.get(keyId) ?? [])]) response.end()
+  for (const response of [...(streams.byKey.get(keyId) ?? [])]) finish(response)
 }
 
 const add = (index: Map<string, Set<Http.ServerResponse>>, id: string, response: Http.ServerResponse) => {
@@ -113,46 +131,68 @@ export const serve = (options: {
     const refused = refusal(open, caller, options.limits)
     if (refused !== undefined) return resume(Effect.fail(refused))
     const organizationId = caller.organizationId
+    // nothing is written once the stream is ended (by a revocation, a shutdown or announcements no
+    // longer complete): a write after the end would fail the response, and the process with it
+    let ended = false
+    const write = (text: string) => {
+      if (ended || response.writableEnded || response.destroyed) return
+      if (response.writableLength > MAX_UNSENT_BYTES) {
+        end()
+        return void response.destroy()
+      }
+      response.write(text)
+    }
     const send = (placeholders?: ReadonlyArray<string>) => {
       const data = encodeEvent({
         revision: `${options.instance}.${options.revision(organizationId)}`,
         ...(placeholders === undefined ? {} : { placeholders })
       })
-      response.write(`event: change\ndata: ${JSON.stringify(data)}\n\n`)
+      write(`event: change\ndata: ${JSON.stringify(data)}\n\n`)
       // Node corks a response's socket until the next tick after a write; the event must leave now,
       // before the answer to the write that caused it
       response.socket?.uncork()
     }
+    // a socket error after the client went away is the end of the stream, not the server's
+    response.on("error", () => {})
     response.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", "x-accel-buffering": "no" })
     send()
     const stop = changes.subscribe((change) => {
       if (change.organizationId !== undefined && change.organizationId !== organizationId) return
       // announcements that are no longer complete: end, so that the client polls instead
-      if (!changes.live(organizationId)) return response.end()
+      if (!changes.live(organizationId)) return end()
       send(change.organizationId === undefined ? undefined : change.placeholders)
     })
     // a key revoked since the stream opened ends it (a registry announces revocations at once;
     // any other `ApiKeys` is asked again at each heartbeat)
     const stillValid = (key: Option.Option<ApiKey>) => Option.isSome(key) && key.value.id === caller.id
     const heartbeat = setInterval(() => {
-      if (response.writableEnded) return
-      response.write(": keep-alive\n\n")
+      if (ended) return
+      write(": keep-alive\n\n")
       Effect.runCallback(options.keys.authenticate(options.token), {
         onExit: (exit) => {
-          if (exit._tag === "Success" && !stillValid(exit.value)) response.end()
+          if (exit._tag === "Success" && !stillValid(exit.value)) end()
         }
       })
     }, options.heartbeatMillis)
+    // the one way a stream is ended from here: subscription and heartbeat stopped, then the end
+    // sent, and the connection destroyed if the client has not read it within the grace period
+    function end() {
+      if (ended) return
+      ended = true
+      stop()
+      clearInterval(heartbeat)
+      if (!response.writableEnded && !response.destroyed) response.end()
+      setTimeout(() => response.destroy(), GRACE_MILLIS).unref()
+    }
+    finishers.set(response, end)
     open.all.add(response)
     add(open.byKey, caller.id, response)
     add(open.byOrganization, organizationId, response)
     const release = () => {
-      stop()
-      clearInterval(heartbeat)
+      end()
       open.all.delete(response)
       remove(open.byKey, caller.id, response)
       remove(open.byOrganization, organizationId, response)
-      if (!response.writableEnded) response.end()
     }
     response.once("close", () => {
       release()
