@@ -245,6 +245,35 @@ describe("egress metrics from the agent's audit events", () => {
   }, 60_000)
 })
 
+describe("a collector that is down", () => {
+  it("changes nothing for the server's clients, and the server still stops", async () => {
+    const closed = await startReceiver()
+    await closed.close()
+    const registry = ApiKeys.makeRegistry()
+    const key = Redacted.value(registry.issue({ organizationId: "acme", scopes: ["secrets:manage"] }).key)
+    const server = await SecretServer.serve({
+      backend: MemorySecretStore.layer(),
+      keys: registry,
+      otlp: { endpoint: closed.url, exportInterval: "10 millis" }
+    })
+    try {
+      for (let i = 0; i < 3; i++) {
+        const response = await request(`${server.url}/secret`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+          body: JSON.stringify({ name: `S${i}`, value: VALUE }),
+          dispatcher
+        })
+        await response.body.text()
+        expect(response.statusCode).toBe(201)
+        await new Promise((resolve) => setTimeout(resolve, 30))
+      }
+    } finally {
+      await server.close()
+    }
+  }, 60_000)
+})
+
 describe("layerOtlp", () => {
   it("refuses an endpoint that is not an http(s) URL, naming what it got", () => {
     expect(() => Telemetry.layerOtlp({ endpoint: "localhost:4318" })).toThrow(/must be an http\(s\) URL .*localhost:4318/)
