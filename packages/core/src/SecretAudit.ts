@@ -77,6 +77,14 @@ export interface ManagementEvent {
   readonly fields: ReadonlyArray<Field>
   /** The failure's tag (`SecretNotFound`, `Forbidden`, …); `undefined` when `ok`. */
   readonly error: string | undefined
+  /**
+   * How many attempts this event stands for, when a writer folds several into one (the REST
+   * server writes at most one `unauthenticated` event a second: this one and those before it
+   * that got no event of their own); `undefined` for an event that stands for itself alone.
+   *
+   * @since 0.2.0
+   */
+  readonly attempts?: number | undefined
 }
 
 /**
@@ -292,7 +300,7 @@ export const toPubSub = (pubsub: PubSub.PubSub<ManagementEvent>): Sink => (event
 
 /**
  * The event as one JSON line (no trailing newline): every field present, `null` when unknown,
- * `time` in ISO 8601.
+ * `time` in ISO 8601; `attempts` only on an event that stands for several.
  *
  * @since 0.1.0
  */
@@ -306,5 +314,6 @@ export const toJsonLine = (event: ManagementEvent): string =>
     secretId: event.secretId ?? null,
     secretName: event.secretName ?? null,
     fields: event.fields,
-    error: event.error ?? null
+    error: event.error ?? null,
+    ...(event.attempts === undefined ? {} : { attempts: event.attempts })
   })

@@ -413,9 +413,18 @@ const authenticateRequest = (keys: ApiKeys.ApiKeys, scope: ApiKeys.Scope, audit?
       AccessLog.noteCaller(NodeHttpServerRequest.toIncomingMessage(request), caller.id))
   })
 
+// refusals of keyless callers are folded (no caller-chosen text, at most one line a second): anyone
+// can send them, and they must not fill the disk
 const authLayers = (audit: SecretAudit.Sink | undefined) =>
   Layer.mergeAll(
-    Layer.effect(ManageAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticateRequest(keys, ApiKeys.MANAGE, audit) }))),
+    Layer.scoped(
+      ManageAuth,
+      Effect.gen(function*() {
+        const keys = yield* ApiKeys.ApiKeys
+        const refusals = audit === undefined ? undefined : yield* AuditLog.foldKeyless(audit)
+        return { apiKey: authenticateRequest(keys, ApiKeys.MANAGE, refusals) }
+      })
+    ),
     Layer.effect(ResolveAuth, Effect.map(ApiKeys.ApiKeys, (keys) => ({ apiKey: authenticateRequest(keys, ApiKeys.RESOLVE) })))
   )
 

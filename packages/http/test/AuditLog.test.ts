@@ -8,7 +8,7 @@ import { ApiKeys, SecretServer } from "@secretgate/http"
 import { MemorySecretStore } from "@secretgate/memory"
 import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { chmodSync, linkSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Agent, request } from "undici"
@@ -105,11 +105,9 @@ describe("SecretServer auditLog", () => {
     await expect1(call("POST", "/secret", { key: Redacted.value(resolve.key), body: { name: "SNEAKY", value: VALUE } }), 403, {
       organizationId: "acme", actor: "egress-key", action: "create", outcome: "denied", secretId: null, secretName: null, fields: [], error: "Forbidden"
     })
+    // keyless: no secret id from the path (the caller chose it); the first of the second gets a line
     await expect1(call("DELETE", `/secret/${created.id}`, { key: null }), 401, {
-      organizationId: null, actor: null, action: "delete", outcome: "unauthenticated", secretId: created.id, secretName: null, fields: [], error: "Unauthorized"
-    })
-    await expect1(call("DELETE", `/secret/${created.id}`, { key: `sgk_${"a".repeat(40)}` }), 401, {
-      organizationId: null, actor: null, action: "delete", outcome: "unauthenticated", secretId: created.id, secretName: null, fields: [], error: "Unauthorized"
+      organizationId: null, actor: null, action: "delete", outcome: "unauthenticated", secretId: null, secretName: null, fields: [], error: "Unauthorized", attempts: 1
     })
     await expect1(call("DELETE", `/secret/${created.id}`), 204, {
       ...org, action: "delete", outcome: "ok", secretId: created.id, secretName: "STRIPE_KEY", fields: [], error: null
@@ -122,7 +120,8 @@ describe("SecretServer auditLog", () => {
     expect(written).toHaveLength(expected.length)
     for (const [index, line] of written.entries()) {
       expect(line).toMatchObject(expected[index]!)
-      expect(Object.keys(line).sort()).toEqual(["action", "actor", "error", "fields", "organizationId", "outcome", "secretId", "secretName", "time"])
+      const keys = ["action", "actor", "error", "fields", "organizationId", "outcome", "secretId", "secretName", "time"]
+      expect(Object.keys(line).sort()).toEqual(line.outcome === "unauthenticated" ? [...keys, "attempts"].sort() : keys)
       expect(Date.parse(line.time as string)).not.toBeNaN()
     }
   })
@@ -159,6 +158,61 @@ describe("SecretServer auditLog", () => {
 
   it("refuses to start when the file cannot be opened, naming it", async () => {
     await expect(SecretServer.serve({ backend: MemorySecretStore.layer(), keys: registry, auditLog: join(dir, "missing", "audit.jsonl") }))
-      .rejects.toThrow(/could not open the audit log .*missing/)
+      .rejects.toThrow(/the audit log .*missing.* cannot be opened/)
+  })
+
+  // the opener is core's PrivateFile.openAppend (its own tests cover FIFOs, owners, hard links)
+  it("refuses a symbolic link or a hard-linked file at the path, leaving the target untouched", async () => {
+    const target = join(dir, "someone-elses.txt")
+    writeFileSync(target, "theirs\n")
+    chmodSync(target, 0o644)
+    const link = join(dir, "link.jsonl")
+    symlinkSync(target, link)
+    await expect(SecretServer.serve({ backend: MemorySecretStore.layer(), keys: registry, auditLog: link }))
+      .rejects.toThrow(/the audit log .*link\.jsonl is a symbolic link/)
+    const hard = join(dir, "hard.jsonl")
+    linkSync(target, hard)
+    await expect(SecretServer.serve({ backend: MemorySecretStore.layer(), keys: registry, auditLog: hard }))
+      .rejects.toThrow(/the audit log .*hard\.jsonl has 2 links/)
+    expect(readFileSync(target, "utf8")).toBe("theirs\n")
+    expect(statSync(target).mode & 0o777).toBe(0o644)
+  })
+
+  it("folds keyless attempts: no caller-chosen text, at most one line a second, every attempt counted", async () => {
+    const keyless = join(dir, "keyless.jsonl")
+    const other = await SecretServer.serve({ backend: MemorySecretStore.layer(), keys: registry, auditLog: keyless })
+    const MARK = "caller-chosen-Xq7"
+    const COUNT = 30
+    const started = Date.now()
+    try {
+      const answers = await Promise.all(Array.from({ length: COUNT }, async (_, index) => {
+        const method = (["DELETE", "PATCH", "POST"] as const)[index % 3]!
+        const path = method === "POST" ? "/secret" : `/secret/${MARK}-${index}`
+        const headers: Record<string, string> = { "content-type": "application/json" }
+        if (index % 2 === 1) headers.authorization = `Bearer sgk_${"b".repeat(40)}`
+        const body = method === "DELETE" ? null : JSON.stringify({ name: `${MARK}-name`, value: VALUE })
+        const response = await request(`${other.url}${path}`, { method, headers, body, dispatcher })
+        await response.body.text()
+        return response.statusCode
+      }))
+      expect(answers).toEqual(Array(COUNT).fill(401))
+    } finally {
+      await other.close()
+    }
+    const elapsedSeconds = (Date.now() - started) / 1000
+    const text = readFileSync(keyless, "utf8")
+    expect(text).not.toContain(MARK)
+    for (const form of FORMS(VALUE)) expect(text).not.toContain(form)
+    const written = text.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line) as Record<string, unknown>)
+    // the folded ones are written by the time the server has closed
+    expect(written.reduce((sum, line) => sum + (line.attempts as number), 0)).toBe(COUNT)
+    // one line when the first came, then at most one a second (the last one at closing)
+    expect(written.length).toBeLessThanOrEqual(Math.floor(elapsedSeconds) + 2)
+    for (const line of written) {
+      expect(line).toMatchObject({
+        organizationId: null, actor: null, outcome: "unauthenticated", secretId: null, secretName: null, fields: [], error: "Unauthorized"
+      })
+      expect(["create", "update", "delete"]).toContain(line.action)
+    }
   })
 })

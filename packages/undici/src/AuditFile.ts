@@ -1,25 +1,29 @@
 /**
  * `AuditFile`: a ready audit sink that appends events to a file as JSON Lines, one object per line,
  * through a write stream (the sink runs on the request path: it never writes synchronously). The
- * file is created `0600`; an existing one is appended to, narrowed to `0600` if it was wider, and
- * refused if it is a symbolic link or not a regular file. Fields that are `undefined` are written
+ * file is opened with core's `PrivateFile.openAppend`: created `0600`; an existing one is appended
+ * to and narrowed to `0600`, and refused if it is a symbolic link, not a regular file (a FIFO is
+ * refused without blocking), another user's, or hard-linked. Fields that are `undefined` are written
  * as `null`, so every line of one event type has the same keys. The schema is in `docs/egress.md`.
  *
  * @since 0.2.0
  */
+import { PrivateFile } from "@secretgate/core"
 import { Data } from "effect"
-import { closeSync, constants, createWriteStream, fchmodSync, fstatSync, openSync } from "node:fs"
+import { createWriteStream } from "node:fs"
 import type { AuditEvent } from "./AuditEvent.js"
 
 /**
- * The audit file cannot be opened: a symbolic link, not a regular file, another user's, or an
- * error of the file system (the message says which).
+ * The audit file cannot be opened: a symbolic link, not a regular file, another user's, hard-linked,
+ * or an error of the file system (`reason` and the message say which).
  *
  * @since 0.2.0
  */
 export class AuditFileError extends Data.TaggedError("AuditFileError")<{
   readonly message: string
   readonly path: string
+  /** @since 0.2.0 */
+  readonly reason: PrivateFile.Reason
 }> {}
 
 /**
@@ -56,25 +60,10 @@ const line = (event: object): string => `${JSON.stringify(event, (_key, value: u
 export const open = <E extends object = AuditEvent>(path: string): AuditFile<E> => {
   let fd: number
   try {
-    fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
+    fd = PrivateFile.openAppend(path, "the audit file")
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    throw new AuditFileError({
-      message: code === "ELOOP"
-        ? `the audit file ${path} is a symbolic link; give the path of a regular file`
-        : `cannot open the audit file ${path}: ${(error as Error).message}`,
-      path
-    })
-  }
-  try {
-    const info = fstatSync(fd)
-    if (!info.isFile()) throw new AuditFileError({ message: `the audit file ${path} is not a regular file`, path })
-    // events name secrets, hosts and paths: an existing file readable by others is narrowed
-    if ((info.mode & 0o077) !== 0) fchmodSync(fd, 0o600)
-  } catch (error) {
-    closeSync(fd)
-    if (error instanceof AuditFileError) throw error
-    throw new AuditFileError({ message: `cannot make the audit file ${path} private (mode 0600): ${(error as Error).message}`, path })
+    const { message, reason } = error as PrivateFile.PrivateFileError
+    throw new AuditFileError({ message, path, reason })
   }
   const stream = createWriteStream("", { fd, flags: "a" })
   let failure: Error | undefined

@@ -5,7 +5,7 @@
  * files in a temporary directory.
  */
 import { AuditFile, SecretgateAgent, SubstitutionBlocked } from "@secretgate/undici"
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs"
+import { chmodSync, chownSync, linkSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { request } from "undici"
@@ -145,5 +145,22 @@ describe("AuditFile", () => {
     expect(() => AuditFile.open(link)).toThrow(AuditFile.AuditFileError)
     expect(() => AuditFile.open(link)).toThrow(/is a symbolic link/)
     expect(() => AuditFile.open(directory)).toThrow(AuditFile.AuditFileError)
+  })
+
+  // opened with core's PrivateFile.openAppend (its tests cover FIFOs without blocking)
+  it("refuses a hard-linked file and another user's file, leaving them untouched", () => {
+    const linked = join(directory, "linked.jsonl")
+    writeFileSync(linked, "")
+    linkSync(linked, join(directory, "linked-elsewhere"))
+    expect(() => AuditFile.open(linked)).toThrow(/has 2 links/)
+    expect(() => AuditFile.open(linked)).toThrow(expect.objectContaining({ _tag: "AuditFileError", path: linked, reason: "hard-linked" }))
+    if (process.getuid?.() !== 0) return // chown to another user needs root
+    const planted = join(directory, "planted.jsonl")
+    writeFileSync(planted, "")
+    chmodSync(planted, 0o600)
+    chownSync(planted, 65534, 65534)
+    expect(() => AuditFile.open(planted)).toThrow(expect.objectContaining({ _tag: "AuditFileError", path: planted, reason: "other-owner" }))
+    expect(statSync(planted).uid).toBe(65534)
+    expect(readFileSync(planted, "utf8")).toBe("")
   })
 })
