@@ -91,8 +91,11 @@ const serveChild = async (kind: string, manage: string, resolve: string) => {
   } else {
     // "secretgate-logged": with access logs on, each entry a JSON line to a file stream (/dev/null)
     const sink = kind === "secretgate-logged" ? (await import("node:fs")).createWriteStream("/dev/null") : undefined
+    // "secretgate-telemetry": traces and metrics exported over OTLP to a receiver in the parent
+    const otlp = kind === "secretgate-telemetry" ? process.env.SECRETGATE_HTTP_BENCH_OTLP : undefined
     const started = await SecretServer.serve({
       ...(sink === undefined ? {} : { accessLog: (entry: SecretServer.AccessLogEntry) => void sink.write(`${JSON.stringify(entry)}\n`) }),
+      ...(otlp === undefined ? {} : { otlp: { endpoint: otlp } }),
       backend: MemorySecretStore.layer(),
       keys: [
         { key: manage, organizationId: ORG, scopes: ["secrets:manage"] },
@@ -120,7 +123,11 @@ interface Child {
   readonly stop: () => Promise<void>
 }
 
-const startChild = async (kind: "bare" | "secretgate" | "secretgate-logged", manage: string, resolve: string): Promise<Child> => {
+const startChild = async (
+  kind: "bare" | "secretgate" | "secretgate-logged" | "secretgate-telemetry",
+  manage: string,
+  resolve: string
+): Promise<Child> => {
   const child: ChildProcess = fork(fileURLToPath(import.meta.url), [], {
     env: { ...process.env, [CHILD]: JSON.stringify({ kind, manage, resolve }) },
     execArgv: process.execArgv,
@@ -180,6 +187,14 @@ const serverCost = async (manage: string, resolve: string) => {
   const bare = await startChild("bare", manage, resolve)
   const ours = await startChild("secretgate", manage, resolve)
   const logged = await startChild("secretgate-logged", manage, resolve)
+  // an OTLP receiver in this process (its CPU is not the server's): answers every export 200
+  const collector = Http.createServer((request, response) => {
+    request.resume()
+    request.on("end", () => response.end("{}"))
+  })
+  await new Promise<void>((done) => collector.listen(0, "127.0.0.1", done))
+  process.env.SECRETGATE_HTTP_BENCH_OTLP = `http://127.0.0.1:${(collector.address() as { port: number }).port}`
+  const traced = await startChild("secretgate-telemetry", manage, resolve)
   const create = async (url: string) => {
     const admin = new Secretgate({ layer: HttpSecrets.layer({ baseUrl: url, apiKey: manage, watch: false }), organizationId: ORG })
     const id = (await admin.secret.create({ name: "bench_0", value: "value-0", hosts: ["api.example.com"] })).id
@@ -188,13 +203,16 @@ const serverCost = async (manage: string, resolve: string) => {
   }
   const id = await create(ours.url)
   const loggedId = await create(logged.url)
+  const tracedId = await create(traced.url)
   const authorization = { authorization: `Bearer ${manage}` }
   const targets = [
     { name: "bare node:http (baseline)", child: bare, path: `/secret/${id}` },
     { name: "SecretServer, memory backend", child: ours, path: `/secret/${id}` },
-    { name: "SecretServer, memory backend, access log on", child: logged, path: `/secret/${loggedId}` }
+    { name: "SecretServer, memory backend, access log on", child: logged, path: `/secret/${loggedId}` },
+    { name: "SecretServer, memory backend, telemetry on (OTLP export)", child: traced, path: `/secret/${tracedId}` }
   ]
   const logCost: Array<number> = []
+  const telemetryCost: Array<number> = []
   const samples = new Map<string, { cpu: Array<number>; rps: Array<number>; ratio: Array<number> }>()
   let failed = 0
   try {
@@ -221,6 +239,8 @@ const serverCost = async (manage: string, resolve: string) => {
       }
       samples.get(targets[1]!.name)!.ratio.push(rps[1]! / rps[0]!)
       samples.get(targets[2]!.name)!.ratio.push(rps[2]! / rps[0]!)
+      samples.get(targets[3]!.name)!.ratio.push(rps[3]! / rps[0]!)
+      telemetryCost.push(samples.get(targets[3]!.name)!.cpu.at(-1)! / samples.get(targets[1]!.name)!.cpu.at(-1)!)
       samples.get(targets[0]!.name)!.ratio.push(1)
       logCost.push(samples.get(targets[2]!.name)!.cpu.at(-1)! / samples.get(targets[1]!.name)!.cpu.at(-1)!)
     }
@@ -228,13 +248,16 @@ const serverCost = async (manage: string, resolve: string) => {
     await bare.stop()
     await ours.stop()
     await logged.stop()
+    await traced.stop()
+    await new Promise<void>((done) => collector.close(() => done()))
   }
   console.log(`### Server CPU per GET /secret/{id} (concurrency ${CONCURRENCY}, ${ROUNDS} interleaved rounds of ${REQUESTS}, medians)\n`)
   table(
     ["server", "server CPU µs/request", "req/s", "req/s ratio to bare"],
     [...samples].map(([name, sample]) => [name, median(sample.cpu), Math.round(median(sample.rps)), median(sample.ratio)])
   )
-  console.log(`\nServer CPU per request with the access log on, against off (same round): ${median(logCost).toFixed(2)}×\n`)
+  console.log(`\nServer CPU per request with the access log on, against off (same round): ${median(logCost).toFixed(2)}×`)
+  console.log(`Server CPU per request with telemetry on (OTLP export; no fast lane), against off (same round): ${median(telemetryCost).toFixed(2)}×\n`)
   return failed
 }
 

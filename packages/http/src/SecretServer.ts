@@ -13,6 +13,7 @@ import {
   type HttpApi,
   HttpApiBuilder,
   type HttpApp,
+  HttpMiddleware,
   HttpRouter,
   HttpServer,
   HttpServerError,
@@ -26,8 +27,10 @@ import { Cause, Context, Duration, Effect, Layer, ManagedRuntime, Option, Redact
 import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
 import * as ApiKeys from "./ApiKeys.js"
+import * as Telemetry from "./Telemetry.js"
 import * as AccessLog from "./internal/accessLog.js"
 import * as AuditLog from "./internal/auditLog.js"
+import * as RequestSpan from "./internal/requestSpan.js"
 import { readJson, refuseUnknownFields } from "./internal/body.js"
 import * as FastLane from "./internal/fastLane.js"
 import * as ResolveLane from "./internal/resolveLane.js"
@@ -77,6 +80,16 @@ export interface ApiOptions {
    * done or refused (see `SecretAudit`), with the API key's id as the actor. Never a value.
    */
   readonly audit?: SecretAudit.Sink
+  /**
+   * Traces and metrics (see `Telemetry`): a span per `Secrets` operation, the request and
+   * operation durations, and every request through the application (so that each has its span),
+   * for whatever tracer and metrics exporter the program provides (`Telemetry.layerOtlp`).
+   * Default off. `layerApi` instruments the `Secrets` operations only; the request spans and
+   * durations come with `layer` and `serve`. When embedding `layerApi` with a tracer, turn the
+   * platform's own request span off (`HttpMiddleware.withTracerDisabledWhen(() => true)`): it
+   * records the query string and the headers.
+   */
+  readonly telemetry?: boolean
 }
 
 /**
@@ -479,8 +492,9 @@ export const layerApi = (options: ApiOptions = {}): Layer.Layer<HttpApi.Api, nev
       options.maxWatchStreams?.perOrganization ?? DEFAULT_MAX_WATCH_STREAMS_PER_ORGANIZATION
     )
   }
+  const handlerLayer = handlers(api, { maxBodyBytes, heartbeatMillis, watchLimits, audit: options.audit })
   const apiLayer = HttpApiBuilder.api(api).pipe(
-    Layer.provide(handlers(api, { maxBodyBytes, heartbeatMillis, watchLimits, audit: options.audit })),
+    Layer.provide(options.telemetry === true ? Layer.provide(handlerLayer, Telemetry.layerSecrets) : handlerLayer),
     Layer.provide(authLayers(options.audit))
   )
   const openApiLayer = HttpApiBuilder.middlewareOpenApi({
@@ -545,7 +559,8 @@ const requestListener = (
   api: typeof SecretApi,
   basePath: string,
   accessLog: ((entry: AccessLogEntry) => void) | undefined,
-  maxBodyBytes: number
+  maxBodyBytes: number,
+  telemetry: boolean
 ) =>
   Layer.scopedDiscard(Effect.gen(function*() {
     const server = yield* NodeServer
@@ -578,7 +593,8 @@ const requestListener = (
       runtime,
       maxBodyBytes
     )
-    const laned = (request: Http.IncomingMessage, response: Http.ServerResponse) =>
+    // with telemetry, every request takes the application's path, so that each is traced alike
+    const laned = telemetry ? app : (request: Http.IncomingMessage, response: Http.ServerResponse) =>
       resolveLane.serve(request, response, (request) => lane.serve(request, response, () => app(request, response)))
     const handler = accessLog === undefined ? laned : AccessLog.wrap(routeTable(api, basePath), accessLog, laned)
     server.off("request", app)
@@ -625,7 +641,11 @@ export const layer = (
   // the router is built while this layer is, reading its config from the building fiber
   const apiLayer = layerApi(options)
   const auditLog = options.auditLog
-  const served = HttpApiBuilder.serve().pipe(
+  const basePath = normalizeBasePath(options.basePath ?? "/")
+  const routes = routeTable(withBasePath(basePath), basePath)
+  // the request span, in place of the platform's (which records the query string and the
+  // headers); around the whole application, so that it sees the status of the encoded answer
+  const served = HttpApiBuilder.serve(RequestSpan.make((method, url) => routes.lookup(method, url).template)).pipe(
     Layer.provide(
       auditLog === undefined ? apiLayer : Layer.unwrapScoped(
         Effect.map(Effect.orDie(AuditLog.jsonLinesFile(auditLog)), (file) =>
@@ -633,17 +653,23 @@ export const layer = (
       )
     ),
     Layer.provideMerge(httpServer),
-    Layer.locally(HttpRouter.currentRouterConfig, routerConfig)
+    Layer.locally(HttpRouter.currentRouterConfig, routerConfig),
+    HttpMiddleware.withTracerDisabledWhen(() => true)
   )
-  const basePath = normalizeBasePath(options.basePath ?? "/")
-  const accessLog = options.accessLog === true
+  const logged = options.accessLog === true
     ? AccessLog.stdout
     : typeof options.accessLog === "function"
     ? options.accessLog
     : undefined
+  const telemetry = options.telemetry === true
+  // request metrics are taken where the access log's entries are
+  const accessLog = !telemetry ? logged : logged === undefined ? Telemetry.recordRequest : (entry: AccessLogEntry) => {
+    Telemetry.recordRequest(entry)
+    logged(entry)
+  }
   return Layer.mergeAll(
     graceful,
-    requestListener(withBasePath(basePath), basePath, accessLog, options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES)
+    requestListener(withBasePath(basePath), basePath, accessLog, options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, telemetry)
   ).pipe(
     Layer.provideMerge(served),
     Layer.provideMerge(nodeServer),
@@ -662,6 +688,11 @@ export interface ServeOptions<E> extends ServerOptions {
   readonly backend: Layer.Layer<Secrets.Secrets, E>
   /** The API keys: configured entries, or a registry to issue and revoke keys at run time. */
   readonly keys: Iterable<ApiKeys.KeyEntry> | ApiKeys.ApiKeys
+  /**
+   * Exports traces and metrics to an OpenTelemetry collector over OTLP/HTTP (and turns
+   * `telemetry` on). Default: no export.
+   */
+  readonly otlp?: Telemetry.OtlpOptions
 }
 
 /**
@@ -698,10 +729,13 @@ export interface RunningServer {
  * ```
  */
 export const serve = async <E>(options: ServeOptions<E>): Promise<RunningServer> => {
-  const { backend, keys, ...serverOptions } = options
-  const runtime = ManagedRuntime.make(
-    layer(serverOptions).pipe(Layer.provide(backend), Layer.provide(ApiKeys.layer(keys)))
+  const { backend, keys, otlp, ...serverOptions } = options
+  const server = layer(otlp === undefined ? serverOptions : { ...serverOptions, telemetry: true }).pipe(
+    Layer.provide(backend),
+    Layer.provide(ApiKeys.layer(keys))
   )
+  // the exporter starts first and stops last, sending what the server's shutdown still recorded
+  const runtime = ManagedRuntime.make(otlp === undefined ? server : Layer.provide(server, Telemetry.layerOtlp(otlp)))
   try {
     const server = await runtime.runPromise(HttpServer.HttpServer)
     const address = server.address

@@ -84,6 +84,11 @@ export const command = Command.make(
     auditLog: Options.file("audit-log").pipe(
       Options.optional,
       Options.withDescription("Append the management audit trail (who created, updated, deleted which secret) to this file, as JSON lines (created 0600)")
+    ),
+    otelEndpoint: Options.text("otel-endpoint").pipe(
+      Options.withFallbackConfig(Config.string("OTEL_EXPORTER_OTLP_ENDPOINT")),
+      Options.optional,
+      Options.withDescription("Export traces and metrics to this OpenTelemetry collector over OTLP/HTTP, e.g. http://127.0.0.1:4318 (env OTEL_EXPORTER_OTLP_ENDPOINT)")
     )
   },
   (args) =>
@@ -102,9 +107,14 @@ export const command = Command.make(
             backend: backend as never,
             keys,
             ...(Option.isSome(args.auditLog) ? { auditLog: args.auditLog.value } : {}),
+            ...(Option.isSome(args.otelEndpoint) ? { otlp: { endpoint: args.otelEndpoint.value } } : {}),
             ...(args.noAccessLog ? {} : { accessLog: (entry: SecretServer.AccessLogEntry) => Effect.runSync(log("request", { ...entry })) })
           }),
-        catch: (error) => new CliFailure({ kind: "unavailable", message: `could not start the server: ${(error as Error).message}` })
+        catch: (error) =>
+          // a TypeError is a setting refused before anything started (an OTLP endpoint that is no URL)
+          error instanceof TypeError
+            ? CliFailure.usage(error.message)
+            : new CliFailure({ kind: "unavailable", message: `could not start the server: ${(error as Error).message}` })
       })
       yield* log("listening", { url: server.url, keys: keys.length, health: `${server.url}/health`, ready: `${server.url}/ready`, requireHosts: args.requireHosts })
       const signal = yield* stopSignal
