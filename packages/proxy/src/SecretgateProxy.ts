@@ -32,7 +32,7 @@ import { type ConnectContext, onConnect, parseTarget, PROXY_AUTHENTICATE, refuse
 import { type Bundle, environmentFor, writeBundle } from "./internal/environment.js"
 import { LeafCache } from "./internal/leafCache.js"
 import { makeInnerServer } from "./internal/innerServer.js"
-import { onClientError } from "./internal/refusal.js"
+import { onClientError, quoteTarget } from "./internal/refusal.js"
 import { Registry, USER } from "./internal/registry.js"
 import { Sandbox } from "./internal/sandbox.js"
 import { lookupWith, makeUpstreamAgent } from "./internal/upstream.js"
@@ -426,7 +426,7 @@ const plainRequest = (context: ConnectContext, req: http.IncomingMessage, res: h
   }
   const url = URL.canParse(req.url ?? "") ? new URL(req.url!) : undefined
   if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
-    return refusePlain("bad-request", 400, `this is a proxy: send absolute-form http:// requests (http_proxy) or CONNECT (https_proxy), not ${JSON.stringify(req.url)}`)
+    return refusePlain("bad-request", 400, `this is a proxy: send absolute-form http:// requests (http_proxy) or CONNECT (https_proxy), not ${quoteTarget(req.url)}`)
   }
   if (url.protocol === "https:") {
     return refusePlain(
@@ -437,7 +437,7 @@ const plainRequest = (context: ConnectContext, req: http.IncomingMessage, res: h
     )
   }
   const target = parseTarget(url.host, "http", 80)
-  if (target === undefined) return refusePlain("bad-request", 400, `${JSON.stringify(url.host)} is not a valid host`)
+  if (target === undefined) return refusePlain("bad-request", 400, `${quoteTarget(url.host)} is not a valid host`)
   if (!sandbox.mayReach(target.host)) return refusePlain("host-not-allowed", 403, `${target.host} is not among this sandbox's allowed hosts`, target.host)
   const literal = context.destinations.literal(target.host)
   if (literal !== undefined) return refusePlain("private-destination", 403, literal.message, target.host)

@@ -13,7 +13,7 @@ import type { AuditSink, RefusedReason, UntimedConnectionEvent } from "../ProxyA
 import { type Destinations, PRIVATE_DESTINATION } from "./destinations.js"
 import type { InnerServer, Session } from "./innerServer.js"
 import type { LeafCache } from "./leafCache.js"
-import { refuseOn } from "./refusal.js"
+import { quoteTarget, refuseOn } from "./refusal.js"
 import type { Registry } from "./registry.js"
 import { Replayed } from "./replayed.js"
 import { type Sandbox, timed } from "./sandbox.js"
@@ -102,7 +102,7 @@ export const onConnect = (context: ConnectContext) => (req: http.IncomingMessage
     )
   }
   if (target === undefined) {
-    return refuse(context, socket, sandbox, undefined, "bad-request", 400, `CONNECT target ${JSON.stringify(req.url)} is not host:port`)
+    return refuse(context, socket, sandbox, undefined, "bad-request", 400, `CONNECT target ${quoteTarget(req.url)} is not host:port`)
   }
   if (!sandbox.mayReach(target.host)) {
     return refuse(context, socket, sandbox, target.host, "host-not-allowed", 403, `${target.host} is not among this sandbox's allowed hosts`)
