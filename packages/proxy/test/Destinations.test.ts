@@ -69,11 +69,22 @@ describe("by default", () => {
     const ran = await curl(world, sandbox.env, sandbox.registration.proxyUrl, [world.https.url("localhost", "/echo")])
     expect(ran.code).not.toBe(0)
     expect(ran.stderr).toMatch(/403/)
+    expect(ran.stderr).not.toContain("127.0.0.1")
     expect(world.https.received.length).toBe(before)
     expect(sandbox.events).toContainEqual(expect.objectContaining({ type: "tunnelled", sandbox: sandbox.registration.id, host: "localhost", port: world.https.port }))
     const [refused] = refusals(sandbox.events)
     expect(refused).toMatchObject({ host: "localhost", status: 403 })
     expect(refused!.message).toContain("localhost resolves to 127.0.0.1, which is a loopback address")
+  })
+
+  it("a refused tunnel's answer names the host, not the address it resolves to (the audit event does)", async () => {
+    const sandbox = await world.sandbox({ token: [VALUE, ["api.allowed.test"]] })
+    const answer = await connectRaw(world.proxy, `localhost:${world.https.port}`, authorizationOf(sandbox.registration.proxyUrl))
+    expect(answer.status).toBe(403)
+    expect(answer.body).toContain("localhost resolves to a non-public address")
+    expect(answer.body).toContain("--resolve localhost:<address>")
+    expect(answer.body).not.toContain("127.0.0.1")
+    expect(refusals(sandbox.events)[0]!.message).toContain("localhost resolves to 127.0.0.1, which is a loopback address")
   })
 
   it.skipIf(!hasCurl)("refuses an intercepted request to a name that resolves to loopback: 403 with the reason, nothing sent", async () => {
@@ -82,12 +93,17 @@ describe("by default", () => {
     const ran = await curl(world, sandbox.env, sandbox.registration.proxyUrl, ["-H", `Authorization: Bearer ${sandbox.mount.env.TOKEN}`, "-w", "\n%{http_code}", world.https.url("localhost", "/echo")])
     expect(ran.code).toBe(0)
     expect(ran.stdout).toMatch(/403$/)
-    expect(ran.stdout).toContain("a loopback address")
-    expect(ran.stdout).toContain("--allow-private 127.0.0.1/32")
+    // the sandbox learns the name is refused and how to allow it, not what it resolves to
+    expect(ran.stdout).toContain("localhost resolves to a non-public address")
+    expect(ran.stdout).toContain("--allow-private")
+    expect(ran.stdout).not.toContain("127.0.0.1")
     expect(ran.stdout).not.toContain(VALUE)
     expect(world.https.received.length).toBe(before)
     expect(sandbox.events).toContainEqual(expect.objectContaining({ type: "intercepted", sandbox: sandbox.registration.id, host: "localhost", port: world.https.port }))
     expect(refusals(sandbox.events)).toEqual([expect.objectContaining({ host: "localhost", status: 403 })])
+    // the operator's audit event names the address and the exact option
+    expect(refusals(sandbox.events)[0]!.message).toContain("localhost resolves to 127.0.0.1, which is a loopback address")
+    expect(refusals(sandbox.events)[0]!.message).toContain("--allow-private 127.0.0.1/32")
   })
 
   it.skipIf(!hasCurl)("refuses plain-HTTP absolute-form requests to a loopback name and to the metadata address", async () => {
@@ -95,7 +111,9 @@ describe("by default", () => {
     const before = world.http.received.length
     const local = await curl(world, sandbox.env, sandbox.registration.proxyUrl, ["-w", "\n%{http_code}", world.http.url("localhost", "/echo")])
     expect(local.stdout).toMatch(/403$/)
-    expect(local.stdout).toContain("localhost resolves to 127.0.0.1")
+    expect(local.stdout).toContain("localhost resolves to a non-public address")
+    expect(local.stdout).not.toContain("127.0.0.1")
+    expect(refusals(sandbox.events)[0]!.message).toContain("localhost resolves to 127.0.0.1")
     const metadata = await curl(world, sandbox.env, sandbox.registration.proxyUrl, ["-w", "\n%{http_code}", "http://169.254.169.254/latest/meta-data/"])
     expect(metadata.stdout).toMatch(/403$/)
     expect(metadata.stdout).toContain("169.254.169.254 is a link-local")

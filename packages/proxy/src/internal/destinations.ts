@@ -16,14 +16,22 @@ import { BlockList, isIP } from "node:net"
 /** The error a refused destination fails a connection with (tunnels and the upstream agent). */
 export const PRIVATE_DESTINATION = "SECRETGATE_PRIVATE_DESTINATION"
 
-/** An `Error` carrying the code above; its message says what to do. */
+/**
+ * An `Error` carrying the code above. Its `message` is what the sandbox is answered with: it names
+ * the host and what to do, never the address a name resolved to (the sandbox would learn the
+ * internal network's layout by asking); `audited` says the same with the address, for the operator.
+ */
 export class PrivateDestinationError extends Error {
   readonly code = "SECRETGATE_PRIVATE_DESTINATION"
-  constructor(message: string) {
+  constructor(message: string, readonly audited: string = message) {
     super(message)
     this.name = "PrivateDestination"
   }
 }
+
+/** The message of a refusal for its audit event: with the resolved address where there is one. */
+export const auditedMessage = (error: Error): string =>
+  error instanceof PrivateDestinationError ? error.audited : error.message
 
 const RANGES: ReadonlyArray<readonly [label: string, ranges: ReadonlyArray<readonly [string, number]>]> = [
   ["loopback", [["127.0.0.0", 8], ["::1", 128]]],
@@ -144,10 +152,15 @@ export class Destinations {
   error(host: string, address: string, kind: string): PrivateDestinationError {
     const named = host === address ? address : `${host} resolves to ${address}, which`
     const cidr = `${address}/${familyOf(address) === "ipv4" ? 32 : 128}`
+    const audited = `${named} is a ${kind} address: the proxy does not connect sandboxes to loopback, private, link-local or metadata addresses. ` +
+      `If this destination is intended, start the proxy with allowPrivateDestinations: [${JSON.stringify(cidr)}] ` +
+      `(secretgate run/proxy: --allow-private ${cidr}), or pin the name to the address with upstream.resolve (--resolve ${host === address ? "<name>" : host}:${address})`
+    if (host === address) return new PrivateDestinationError(audited)
     return new PrivateDestinationError(
-      `${named} is a ${kind} address: the proxy does not connect sandboxes to loopback, private, link-local or metadata addresses. ` +
-        `If this destination is intended, start the proxy with allowPrivateDestinations: [${JSON.stringify(cidr)}] ` +
-        `(secretgate run/proxy: --allow-private ${cidr}), or pin the name to the address with upstream.resolve (--resolve ${host === address ? "<name>" : host}:${address})`
+      `${host} resolves to a non-public address: the proxy does not connect sandboxes to loopback, private, link-local or metadata addresses. ` +
+        `If this destination is intended, start the proxy with allowPrivateDestinations (secretgate run/proxy: --allow-private <CIDR>), ` +
+        `or pin the name with upstream.resolve (--resolve ${host}:<address>); the proxy's audit log names the address`,
+      audited
     )
   }
 
