@@ -21,7 +21,7 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import type * as net from "node:net"
 import { tmpdir } from "node:os"
-import { join, resolve as resolvePath, sep } from "node:path"
+import { join } from "node:path"
 import { Interceptor } from "@secretgate/undici"
 import type { Agent } from "undici"
 import * as CertificateAuthorityModule from "./CertificateAuthority.js"
@@ -32,6 +32,7 @@ import { type ConnectContext, onConnect, parseTarget, PROXY_AUTHENTICATE, refuse
 import { type Bundle, environmentFor, writeBundle } from "./internal/environment.js"
 import { LeafCache } from "./internal/leafCache.js"
 import { makeInnerServer } from "./internal/innerServer.js"
+import { isWithin, realPathOf } from "./internal/paths.js"
 import { onClientError, quoteTarget } from "./internal/refusal.js"
 import { Registry, USER } from "./internal/registry.js"
 import { Sandbox } from "./internal/sandbox.js"
@@ -255,9 +256,10 @@ export class SecretgateProxy {
     const destinations = new Destinations(allowPrivate === true, cidrs)
 
     if (options.ca !== undefined && !(options.ca instanceof CertificateAuthorityModule.CertificateAuthority) && options.directory !== undefined) {
-      const caDirectory = resolvePath(options.ca.directory)
-      const bundleDirectory = resolvePath(options.directory)
-      if (caDirectory === bundleDirectory || caDirectory.startsWith(`${bundleDirectory}${sep}`)) {
+      // real paths: a symbolic link to the bundle directory (or into it) is the bundle directory
+      const caDirectory = realPathOf(options.ca.directory)
+      const bundleDirectory = realPathOf(options.directory)
+      if (isWithin(caDirectory, bundleDirectory)) {
         throw InvalidProxyOptions.of(
           "ca.directory",
           `${options.ca.directory} is ${caDirectory === bundleDirectory ? "" : "inside "}the directory given to sandboxes (directory: ${options.directory}): they would read the CA's private key; keep the CA elsewhere`
