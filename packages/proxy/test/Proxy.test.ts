@@ -151,7 +151,7 @@ describe("tunnel or intercept", () => {
   it("an IP-literal CONNECT target gets a certificate for the address (no SNI) when intercepted", async () => {
     const open = await makeWorld({ allowPrivateDestinations: ["127.0.0.1/32"] })
     try {
-      const sandbox = await open.sandbox({ token: [VALUE] }) // unrestricted: matches IP literals too
+      const sandbox = await open.sandbox({ token: [VALUE] }, { unrestricted: "allow" }) // unrestricted: matches IP literals too
       const intercepted = await connectRaw(open.proxy, `127.0.0.1:${open.https.port}`, authorizationOf(sandbox.registration.proxyUrl))
       const leaf = await tlsOver(intercepted.socket, { ca: open.proxy.ca.certificatePem, host: "127.0.0.1" })
       expect(leaf.getPeerX509Certificate()!.checkIP("127.0.0.1")).toBe("127.0.0.1")

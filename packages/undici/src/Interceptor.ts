@@ -46,10 +46,9 @@ export interface Options {
    * (`substituted`, `unrestricted: true`) each time. `"deny"`: never substitute it (`withheld`, or
    * `blocked` under `block`, reason `unrestricted`) until it is given hosts.
    *
-   * Default: `"deny"` under `onDisallowed: "block"` (whoever asks that placeholders be blocked where
-   * they may not go expects a secret without hosts to be blocked too, not sent everywhere) and
-   * `"allow"` under `"forward"` (the Daytona-compatible default, where an unrestricted secret means
-   * what the API says).
+   * Default: `"deny"`, under `forward` as under `block`: a secret nobody scoped to a host goes
+   * nowhere until the embedder says it may go everywhere (the API keeps "no hosts" meaning "any
+   * host" on the wire; it is the egress that asks to be told).
    */
   readonly unrestricted?: "allow" | "deny"
   /** Names the sandbox in audit events (`sandbox`); the proxy passes its registration's id. */
@@ -152,13 +151,14 @@ const send = (
 }
 
 /**
- * The `unrestricted` policy options ask for: as given, else `"deny"` under `onDisallowed: "block"`
- * and `"allow"` under `"forward"`. Throws a `TypeError` for anything but `"allow"` or `"deny"`.
+ * The `unrestricted` policy options ask for: as given, else `"deny"` (a secret nobody scoped to a
+ * host goes nowhere until the embedder says it may go everywhere). Throws a `TypeError` for
+ * anything but `"allow"` or `"deny"`.
  *
  * @since 0.2.0
  */
 export const unrestrictedPolicy = (options: Pick<Options, "unrestricted" | "onDisallowed">): "allow" | "deny" => {
-  const policy = options.unrestricted ?? (options.onDisallowed === "block" ? "deny" : "allow")
+  const policy = options.unrestricted ?? "deny"
   if (policy !== "allow" && policy !== "deny") throw new TypeError(`unrestricted must be "allow" or "deny", got ${JSON.stringify(policy)}`)
   return policy
 }

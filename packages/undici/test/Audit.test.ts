@@ -1,7 +1,6 @@
 /**
  * Secrets without hosts (unrestricted) and what the agent reports: the `unrestricted` policy
- * (`allow` audited on every substitution, `deny` withholding or blocking; the default following
- * `onDisallowed`), the fields every audit event carries (time, sandbox, method, host, port, path
+ * (`allow` audited on every substitution, `deny`, the default, withholding or blocking), the fields every audit event carries (time, sandbox, method, host, port, path
  * without the query) and `AuditFile`, the JSON Lines sink. Real HTTPS upstream on 127.0.0.1, real
  * files in a temporary directory.
  */
@@ -33,12 +32,19 @@ const send = async (box: { readonly agent: SecretgateAgent; readonly env: Readon
 }
 
 describe("a secret without hosts (unrestricted)", () => {
-  it("under forward (default allow) goes to any host, and every substitution says so in its event", async () => {
+  it("by default (deny) is withheld under forward: the placeholder goes on, never the value, and the event says why", async () => {
     const box = await world.sandbox({ any: [VALUE] })
+    await send(box, "evil.test")
+    expect(last(world.https).headers.authorization).toBe(`Bearer ${box.env.ANY}`)
+    expect(box.events).toEqual([expect.objectContaining({ type: "withheld", secret: "any", host: "evil.test", reason: "unrestricted" })])
+  })
+
+  it("under unrestricted: \"allow\" goes to any host, and every substitution says so in its event", async () => {
+    const box = await world.sandbox({ any: [VALUE] }, { unrestricted: "allow" })
     await send(box, "evil.test")
     expect(last(world.https).headers.authorization).toBe(`Bearer ${VALUE}`)
     expect(box.events).toEqual([expect.objectContaining({ type: "substituted", secret: "any", host: "evil.test", unrestricted: true })])
-    const restricted = await world.sandbox({ any: [VALUE, ["api.allowed.test"]] })
+    const restricted = await world.sandbox({ any: [VALUE, ["api.allowed.test"]] }, { unrestricted: "allow" })
     await send(restricted, "api.allowed.test")
     expect(restricted.events).toEqual([expect.objectContaining({ type: "substituted", unrestricted: false })])
   })
@@ -54,7 +60,7 @@ describe("a secret without hosts (unrestricted)", () => {
     expect(box.events).toEqual([expect.objectContaining({ type: "blocked", secret: "any", reason: "unrestricted" })])
   })
 
-  it("unrestricted: \"deny\" under forward withholds it (the placeholder goes, never the value); \"allow\" under block substitutes it", async () => {
+  it("unrestricted: \"deny\" said outright withholds it under forward; \"allow\" under block substitutes it", async () => {
     const denied = await world.sandbox({ any: [VALUE] }, { unrestricted: "deny" })
     await send(denied, "api.allowed.test")
     expect(last(world.https).headers.authorization).toBe(`Bearer ${denied.env.ANY}`)

@@ -171,18 +171,18 @@ describe("destination matching", () => {
   })
 
   it("an IP-literal destination gets only unrestricted secrets", async () => {
-    const box = await world.sandbox({ open: ["open-value-123", []], scoped: [VALUE, ["api.allowed.test"]] })
+    const box = await world.sandbox({ open: ["open-value-123", []], scoped: [VALUE, ["api.allowed.test"]] }, { unrestricted: "allow" })
     await get(world.https.url("127.0.0.1", "/"), box.agent, { "x-open": box.env.OPEN!, "x-scoped": box.env.SCOPED! })
     expect(last(world.https).headers["x-open"]).toBe("open-value-123")
     expect(last(world.https).headers["x-scoped"]).toBe(box.env.SCOPED)
   })
 
   it("plain http: never without opt-in, only for the hosts opted in", async () => {
-    const box = await world.sandbox({ key: [VALUE, []] })
+    const box = await world.sandbox({ key: [VALUE, []] }, { unrestricted: "allow" })
     await get(world.http.url("api.allowed.test", "/"), box.agent, { "x-key": box.env.KEY! })
     expect(last(world.http).headers["x-key"]).toBe(box.env.KEY)
     expect(box.events).toContainEqual(expect.objectContaining({ type: "withheld", secret: "key", host: "api.allowed.test", surface: "header", reason: "insecure-scheme" }))
-    const optedIn = await world.sandbox({ key: [VALUE, []] }, { allowHttp: ["127.0.0.1"] })
+    const optedIn = await world.sandbox({ key: [VALUE, []] }, { allowHttp: ["127.0.0.1"], unrestricted: "allow" })
     await get(world.http.url("127.0.0.1", "/"), optedIn.agent, { "x-key": optedIn.env.KEY! })
     expect(last(world.http).headers["x-key"]).toBe(VALUE)
     await get(world.http.url("api.allowed.test", "/"), optedIn.agent, { "x-key": optedIn.env.KEY! })
@@ -190,7 +190,7 @@ describe("destination matching", () => {
   })
 
   it("a secret not mounted for this sandbox is never substituted, even if its placeholder is known", async () => {
-    const mine = await world.sandbox({ mine: ["mine-value-1", []] })
+    const mine = await world.sandbox({ mine: ["mine-value-1", []] }, { unrestricted: "allow" })
     const theirs = await world.gate.secret.create({ name: "someone-elses", value: "theirs-value-1" })
     await get(world.https.url("api.allowed.test", "/"), mine.agent, { "x-theirs": theirs.placeholder, "x-mine": mine.env.MINE! })
     expect(last(world.https).headers["x-theirs"]).toBe(theirs.placeholder)
@@ -200,7 +200,7 @@ describe("destination matching", () => {
 
   it("placeholders back to back or glued to text are all substituted", async () => {
     const VALUE2 = "sk-live-2second2value"
-    const box = await world.sandbox({ key: [VALUE, []], key2: [VALUE2, []] })
+    const box = await world.sandbox({ key: [VALUE, []], key2: [VALUE2, []] }, { unrestricted: "allow" })
     await get(world.https.url("api.allowed.test", "/"), box.agent, {
       "x-a": `${box.env.KEY}a`,
       "x-b": `${box.env.KEY}${box.env.KEY2}`,

@@ -91,7 +91,7 @@ export const command = Command.make(
     unrestricted: Options.choice("unrestricted", ["allow", "deny"]).pipe(
       Options.optional,
       Options.withDescription(
-        "A secret without hosts (it may go to any host): substitute it everywhere, audited (allow), or never (deny). Default: deny under --on-disallowed block, allow under forward"
+        "A secret without hosts (it may go to any host): substitute it everywhere, audited (allow), or never (deny). Default: deny"
       )
     ),
     allowHttp: Options.text("allow-http").pipe(Options.repeated, Options.withDescription("A host whose plain-http requests may carry values (loopback tests)")),
@@ -226,7 +226,7 @@ export const summary = (tally: Tally): string => {
   for (const [name, counts] of tally.secrets) {
     const used = counts.substituted + counts.withheld + counts.blocked > 0
     const warning = (counts.unrestricted ?? 0) > 0
-      ? " — the secret has no hosts: its value went to every host asked for (give it hosts, or --unrestricted deny)"
+      ? " — the secret has no hosts: its value went to every host asked for (give it hosts, and drop --unrestricted allow)"
       : used ? "" : connections === 0
       ? " — never used, and no connection came through the proxy: does the program ignore HTTPS_PROXY?"
       : " — never used"

@@ -23,7 +23,9 @@ const create = Command.make(
   (args) =>
     Effect.gen(function*() {
       if (args.hosts.length === 0) {
-        yield* Output.note(`warning: ${args.name} has no --host: its value will be substituted for EVERY host, attackers' included`)
+        yield* Output.note(
+          `warning: ${args.name} has no --host: an egress told --unrestricted allow substitutes it for EVERY host, attackers' included; by default it substitutes it nowhere`
+        )
       }
       const value = yield* Value.read(args.valueFile, args.name)
       const created = yield* withSecrets(args, (secrets, org) =>

@@ -146,6 +146,8 @@ export interface RequestSpec {
 export interface Program {
   readonly secrets: ReadonlyArray<SecretSpec>
   readonly onDisallowed: "forward" | "block"
+  /** The agent's policy for secrets without hosts (`undefined`: its default, `deny`). */
+  readonly unrestricted: "allow" | "deny" | undefined
   readonly maxRedirections: 0 | 3
   readonly requests: ReadonlyArray<RequestSpec>
 }
@@ -234,6 +236,7 @@ export const programArbitrary = (escapers: ReadonlyArray<Escaper>): fc.Arbitrary
     fc.record({
       secrets: fc.array(secret, { minLength: count, maxLength: count }),
       onDisallowed: fc.constantFrom<Program["onDisallowed"]>("forward", "block"),
+      unrestricted: fc.constantFrom<Program["unrestricted"]>(undefined, "allow", "deny"),
       maxRedirections: fc.constantFrom<Program["maxRedirections"]>(0, 3),
       requests: fc.array(requestArbitrary(count, escapers), { minLength: 1, maxLength: 3 })
     })
@@ -297,6 +300,7 @@ export const runProgram = async (fuzzer: Fuzzer, program: Program): Promise<Arra
   const agent = new SecretgateAgent({
     resolver: await gate.resolver(mount),
     onDisallowed: program.onDisallowed,
+    ...(program.unrestricted === undefined ? {} : { unrestricted: program.unrestricted }),
     maxRedirections: program.maxRedirections,
     allowHttp: ALLOW_HTTP,
     dispatcher: fuzzer.pool
@@ -506,9 +510,9 @@ const check = (
   const allowedAt = (secret: number, destination: Destination): boolean => {
     const spec = program.secrets[secret]!
     const secure = destination.secure || ALLOW_HTTP.includes(destination.host)
-    // a secret without hosts goes anywhere under the default unrestricted policy of forward ("allow"), nowhere under block's ("deny")
+    // a secret without hosts goes anywhere under unrestricted: "allow", nowhere under "deny" (the default)
     const hostOk = spec.hosts.length === 0
-      ? program.onDisallowed === "forward"
+      ? program.unrestricted === "allow"
       : !isIp(destination.host) && spec.hosts.some((pattern) => matches(pattern, destination.host))
     return spec.mounted && secure && hostOk
   }
