@@ -4,7 +4,7 @@
  * substituted upstream; SIGHUP issues new tokens (the old one is refused); SIGTERM stops it.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -131,13 +131,26 @@ describe.skipIf(!CURL)("secretgate proxy", () => {
     expect(duplicate.stderr).toContain(`sandbox id "a" appears twice`)
     const shared = await secretgate(["proxy", "--store", "memory:", "--sandboxes", twice, "--env-dir", join(root, "same"), "--bundle-dir", join(root, "same")], {})
     expect(shared.code).toBe(2)
-    expect(shared.stderr).toContain("--env-dir holds every sandbox's token: it must not be the --bundle-dir")
+    expect(shared.stderr).toContain("--env-dir holds every sandbox's token: it must not be (or be inside) the --bundle-dir")
     const caInBundle = await secretgate(["proxy", "--store", "memory:", "--sandboxes", twice, "--env-dir", join(root, "env-c"), "--bundle-dir", join(root, "bundle-c"), "--ca-dir", join(root, "bundle-c", "ca")], {})
     expect(caInBundle.code).toBe(2)
     expect(caInBundle.stderr).toContain("--ca-dir holds the CA's private key: it must not be (or be inside) the --bundle-dir")
     const caIsEnv = await secretgate(["proxy", "--store", "memory:", "--sandboxes", twice, "--env-dir", join(root, "env-d"), "--bundle-dir", join(root, "bundle-d"), "--ca-dir", join(root, "env-d")], {})
     expect(caIsEnv.code).toBe(2)
     expect(caIsEnv.stderr).toContain("keep them in separate directories")
+    // paths compare as real paths: a link to the bundle directory is the bundle directory
+    mkdirSync(join(root, "bundle-e"))
+    symlinkSync(join(root, "bundle-e"), join(root, "alias-e"))
+    const caViaAlias = await secretgate(["proxy", "--store", "memory:", "--sandboxes", twice, "--env-dir", join(root, "env-e"), "--bundle-dir", join(root, "bundle-e"), "--ca-dir", join(root, "alias-e", "ca")], {})
+    expect(caViaAlias.code).toBe(2)
+    expect(caViaAlias.stderr).toContain("--ca-dir holds the CA's private key: it must not be (or be inside) the --bundle-dir")
+    const envViaAlias = await secretgate(["proxy", "--store", "memory:", "--sandboxes", twice, "--env-dir", join(root, "alias-e", "env"), "--bundle-dir", join(root, "bundle-e")], {})
+    expect(envViaAlias.code).toBe(2)
+    expect(envViaAlias.stderr).toContain("--env-dir holds every sandbox's token: it must not be (or be inside) the --bundle-dir")
+    const bundleViaAlias = await secretgate(["proxy", "--store", "memory:", "--sandboxes", twice, "--env-dir", join(root, "env-f"), "--bundle-dir", join(root, "alias-e"), "--ca-dir", join(root, "bundle-e", "ca")], {})
+    expect(bundleViaAlias.code).toBe(2)
+    expect(bundleViaAlias.stderr).toContain("--ca-dir holds the CA's private key")
+    expect(readdirSync(join(root, "bundle-e"))).toEqual([])
   }, 300_000)
 })
 

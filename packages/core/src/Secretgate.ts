@@ -175,7 +175,14 @@ export class Secretgate<R = Secrets> {
    * const status = await gate.run(Effect.flatMap(FileSystemSecretStore.FileSystemSecretStore, (store) => store.rotateKey))
    * ```
    */
-  readonly run: Run<R> = (effect) => this.runtime.runPromiseExit(effect).then(unwrap)
+  readonly run: Run<R> = (effect) =>
+    // One fiber observed straight into one promise: no intermediate promise of the exit
+    new Promise((resolve, reject) => {
+      this.runtime.runFork(effect).addObserver((exit) => {
+        if (Exit.isSuccess(exit)) resolve(exit.value)
+        else reject(failureOf(exit.cause))
+      })
+    })
 
   /** The constructor's `ProvidesSecrets` check is what makes an effect needing `Secrets` runnable here. */
   private readonly runSecrets: Run<Secrets> = (effect) => this.run(effect as Effect.Effect<never, never, never>)
@@ -217,9 +224,14 @@ export class Secretgate<R = Secrets> {
  */
 export const unwrap = <A, E>(exit: Exit.Exit<A, E>): A => {
   if (Exit.isSuccess(exit)) return exit.value
-  const failure = Cause.failureOption(exit.cause)
-  if (failure._tag === "Some") throw failure.value
+  throw failureOf(exit.cause)
+}
+
+// What a failed exit rejects with: its typed error itself, or its defect as an `Error`.
+const failureOf = (cause: Cause.Cause<unknown>): unknown => {
+  const failure = Cause.failureOption(cause)
+  if (failure._tag === "Some") return failure.value
   // A defect need not be an Error (a disposed runtime dies with a string); reject with one anyway.
-  const defect = Cause.squash(exit.cause)
-  throw defect instanceof Error ? defect : new Error(typeof defect === "string" ? defect : Cause.pretty(exit.cause))
+  const defect = Cause.squash(cause)
+  return defect instanceof Error ? defect : new Error(typeof defect === "string" ? defect : Cause.pretty(cause))
 }

@@ -21,7 +21,7 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import type * as net from "node:net"
 import { tmpdir } from "node:os"
-import { join, resolve as resolvePath, sep } from "node:path"
+import { join } from "node:path"
 import { Interceptor } from "@secretgate/undici"
 import type { Agent } from "undici"
 import * as CertificateAuthorityModule from "./CertificateAuthority.js"
@@ -32,7 +32,8 @@ import { type ConnectContext, onConnect, parseTarget, PROXY_AUTHENTICATE, refuse
 import { type Bundle, environmentFor, writeBundle } from "./internal/environment.js"
 import { LeafCache } from "./internal/leafCache.js"
 import { makeInnerServer } from "./internal/innerServer.js"
-import { onClientError } from "./internal/refusal.js"
+import { isWithin, realPathOf } from "./internal/paths.js"
+import { onClientError, quoteTarget } from "./internal/refusal.js"
 import { Registry, USER } from "./internal/registry.js"
 import { Sandbox } from "./internal/sandbox.js"
 import { lookupWith, makeUpstreamAgent } from "./internal/upstream.js"
@@ -255,9 +256,10 @@ export class SecretgateProxy {
     const destinations = new Destinations(allowPrivate === true, cidrs)
 
     if (options.ca !== undefined && !(options.ca instanceof CertificateAuthorityModule.CertificateAuthority) && options.directory !== undefined) {
-      const caDirectory = resolvePath(options.ca.directory)
-      const bundleDirectory = resolvePath(options.directory)
-      if (caDirectory === bundleDirectory || caDirectory.startsWith(`${bundleDirectory}${sep}`)) {
+      // real paths: a symbolic link to the bundle directory (or into it) is the bundle directory
+      const caDirectory = realPathOf(options.ca.directory)
+      const bundleDirectory = realPathOf(options.directory)
+      if (isWithin(caDirectory, bundleDirectory)) {
         throw InvalidProxyOptions.of(
           "ca.directory",
           `${options.ca.directory} is ${caDirectory === bundleDirectory ? "" : "inside "}the directory given to sandboxes (directory: ${options.directory}): they would read the CA's private key; keep the CA elsewhere`
@@ -426,7 +428,7 @@ const plainRequest = (context: ConnectContext, req: http.IncomingMessage, res: h
   }
   const url = URL.canParse(req.url ?? "") ? new URL(req.url!) : undefined
   if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
-    return refusePlain("bad-request", 400, `this is a proxy: send absolute-form http:// requests (http_proxy) or CONNECT (https_proxy), not ${JSON.stringify(req.url)}`)
+    return refusePlain("bad-request", 400, `this is a proxy: send absolute-form http:// requests (http_proxy) or CONNECT (https_proxy), not ${quoteTarget(req.url)}`)
   }
   if (url.protocol === "https:") {
     return refusePlain(
@@ -437,7 +439,7 @@ const plainRequest = (context: ConnectContext, req: http.IncomingMessage, res: h
     )
   }
   const target = parseTarget(url.host, "http", 80)
-  if (target === undefined) return refusePlain("bad-request", 400, `${JSON.stringify(url.host)} is not a valid host`)
+  if (target === undefined) return refusePlain("bad-request", 400, `${quoteTarget(url.host)} is not a valid host`)
   if (!sandbox.mayReach(target.host)) return refusePlain("host-not-allowed", 403, `${target.host} is not among this sandbox's allowed hosts`, target.host)
   const literal = context.destinations.literal(target.host)
   if (literal !== undefined) return refusePlain("private-destination", 403, literal.message, target.host)

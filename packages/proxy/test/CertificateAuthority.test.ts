@@ -4,7 +4,7 @@
  * the CA kept on disk with a 0600 key, and every kind of bad CA directory refused with a clear error.
  */
 import { X509Certificate } from "node:crypto"
-import { chmodSync, chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs"
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { inspect } from "node:util"
@@ -183,5 +183,26 @@ describe("a CA directory that is not this user's own", () => {
       expect((error as Error).message).toMatch(/they would read the CA's private key/)
     }
     expect(readdirSync(bundle)).toEqual([])
+  })
+
+  it("the proxy compares real paths: a symbolic link to the sandboxes' directory (or into it) is that directory", async () => {
+    const root = tempDir()
+    const bundle = join(root, "bundle")
+    mkdirSync(bundle)
+    symlinkSync(bundle, join(root, "alias"))
+    // the CA through the alias (existing or not yet), and the bundle through the alias
+    for (const [caDirectory, directory] of [[join(root, "alias", "ca"), bundle], [join(root, "alias"), bundle], [join(root, "alias", "new", "ca"), bundle], [join(bundle, "ca"), join(root, "alias")]] as const) {
+      const error = await SecretgateProxy.start({ ca: { directory: caDirectory }, directory }).then((proxy) => proxy.close(), (e: unknown) => e)
+      expect(error).toBeInstanceOf(InvalidProxyOptions)
+      expect((error as InvalidProxyOptions).option).toBe("ca.directory")
+    }
+    expect(readdirSync(bundle)).toEqual([])
+    // a CA beside the bundle, named through a link, is still fine
+    mkdirSync(join(root, "keys"))
+    symlinkSync(join(root, "keys"), join(root, "keys-alias"))
+    const proxy = await SecretgateProxy.start({ ca: { directory: join(root, "keys-alias", "ca") }, directory: join(root, "alias") })
+    await proxy.close()
+    expect(readdirSync(bundle)).not.toContain(CertificateAuthority.KEY_FILE)
+    expect(readdirSync(join(root, "keys", "ca"))).toContain(CertificateAuthority.KEY_FILE)
   })
 })

@@ -9,6 +9,7 @@ import { writeFile } from "node:fs/promises"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { CA } from "../../undici/test/support/upstream.js"
 import { InvalidProxyOptions, type ProxyAuditEvent, SecretgateProxy } from "../src/index.js"
+import { Destinations, embeddedIpv4, kindOf } from "../src/internal/destinations.js"
 import { authorizationOf, connectRaw } from "./support/client.js"
 import { installed, makeWorld, run, type World } from "./support/world.js"
 
@@ -47,7 +48,11 @@ describe("by default", () => {
     ["[::1]", "loopback"],
     ["[fd12::1]", "unique-local"],
     ["[fe80::1]", "link-local"],
-    ["[::ffff:127.0.0.1]", "loopback"]
+    ["[::ffff:127.0.0.1]", "loopback"],
+    ["[64:ff9b::127.0.0.1]", "loopback"],
+    ["[64:ff9b::a9fe:a9fe]", "link-local"],
+    ["[2002:a00:1::1]", "private"],
+    ["[::ffff:0:192.168.0.1]", "private"]
   ])("refuses CONNECT to the IP literal %s with 403 before connecting (%s)", async (host, kind) => {
     const sandbox = await world.sandbox({ token: [VALUE, ["api.allowed.test"]] })
     const answer = await connectRaw(world.proxy, `${host}:443`, authorizationOf(sandbox.registration.proxyUrl))
@@ -64,11 +69,22 @@ describe("by default", () => {
     const ran = await curl(world, sandbox.env, sandbox.registration.proxyUrl, [world.https.url("localhost", "/echo")])
     expect(ran.code).not.toBe(0)
     expect(ran.stderr).toMatch(/403/)
+    expect(ran.stderr).not.toContain("127.0.0.1")
     expect(world.https.received.length).toBe(before)
     expect(sandbox.events).toContainEqual(expect.objectContaining({ type: "tunnelled", sandbox: sandbox.registration.id, host: "localhost", port: world.https.port }))
     const [refused] = refusals(sandbox.events)
     expect(refused).toMatchObject({ host: "localhost", status: 403 })
     expect(refused!.message).toContain("localhost resolves to 127.0.0.1, which is a loopback address")
+  })
+
+  it("a refused tunnel's answer names the host, not the address it resolves to (the audit event does)", async () => {
+    const sandbox = await world.sandbox({ token: [VALUE, ["api.allowed.test"]] })
+    const answer = await connectRaw(world.proxy, `localhost:${world.https.port}`, authorizationOf(sandbox.registration.proxyUrl))
+    expect(answer.status).toBe(403)
+    expect(answer.body).toContain("localhost resolves to a non-public address")
+    expect(answer.body).toContain("--resolve localhost:<address>")
+    expect(answer.body).not.toContain("127.0.0.1")
+    expect(refusals(sandbox.events)[0]!.message).toContain("localhost resolves to 127.0.0.1, which is a loopback address")
   })
 
   it.skipIf(!hasCurl)("refuses an intercepted request to a name that resolves to loopback: 403 with the reason, nothing sent", async () => {
@@ -77,12 +93,17 @@ describe("by default", () => {
     const ran = await curl(world, sandbox.env, sandbox.registration.proxyUrl, ["-H", `Authorization: Bearer ${sandbox.mount.env.TOKEN}`, "-w", "\n%{http_code}", world.https.url("localhost", "/echo")])
     expect(ran.code).toBe(0)
     expect(ran.stdout).toMatch(/403$/)
-    expect(ran.stdout).toContain("a loopback address")
-    expect(ran.stdout).toContain("--allow-private 127.0.0.1/32")
+    // the sandbox learns the name is refused and how to allow it, not what it resolves to
+    expect(ran.stdout).toContain("localhost resolves to a non-public address")
+    expect(ran.stdout).toContain("--allow-private")
+    expect(ran.stdout).not.toContain("127.0.0.1")
     expect(ran.stdout).not.toContain(VALUE)
     expect(world.https.received.length).toBe(before)
     expect(sandbox.events).toContainEqual(expect.objectContaining({ type: "intercepted", sandbox: sandbox.registration.id, host: "localhost", port: world.https.port }))
     expect(refusals(sandbox.events)).toEqual([expect.objectContaining({ host: "localhost", status: 403 })])
+    // the operator's audit event names the address and the exact option
+    expect(refusals(sandbox.events)[0]!.message).toContain("localhost resolves to 127.0.0.1, which is a loopback address")
+    expect(refusals(sandbox.events)[0]!.message).toContain("--allow-private 127.0.0.1/32")
   })
 
   it.skipIf(!hasCurl)("refuses plain-HTTP absolute-form requests to a loopback name and to the metadata address", async () => {
@@ -90,7 +111,9 @@ describe("by default", () => {
     const before = world.http.received.length
     const local = await curl(world, sandbox.env, sandbox.registration.proxyUrl, ["-w", "\n%{http_code}", world.http.url("localhost", "/echo")])
     expect(local.stdout).toMatch(/403$/)
-    expect(local.stdout).toContain("localhost resolves to 127.0.0.1")
+    expect(local.stdout).toContain("localhost resolves to a non-public address")
+    expect(local.stdout).not.toContain("127.0.0.1")
+    expect(refusals(sandbox.events)[0]!.message).toContain("localhost resolves to 127.0.0.1")
     const metadata = await curl(world, sandbox.env, sandbox.registration.proxyUrl, ["-w", "\n%{http_code}", "http://169.254.169.254/latest/meta-data/"])
     expect(metadata.stdout).toMatch(/403$/)
     expect(metadata.stdout).toContain("169.254.169.254 is a link-local")
@@ -145,5 +168,44 @@ describe("allowPrivateDestinations", () => {
     const error = await SecretgateProxy.start({ allowPrivateDestinations: value as never }).then(() => undefined, (e: unknown) => e)
     expect(error).toBeInstanceOf(InvalidProxyOptions)
     expect((error as InvalidProxyOptions).option).toMatch(/^allowPrivateDestinations/)
+  })
+})
+
+describe("address classification", () => {
+  it.each([
+    ["64:ff9b::127.0.0.1", "127.0.0.1", "loopback"],
+    ["64:ff9b::7f00:1", "127.0.0.1", "loopback"],
+    ["64:ff9b::a9fe:a9fe", "169.254.169.254", "link-local"],
+    ["64:ff9b::10.0.0.1", "10.0.0.1", "private"],
+    ["64:ff9b:1::c0a8:1", "192.168.0.1", "private"],
+    ["2002:7f00:1::1", "127.0.0.1", "loopback"],
+    ["2002:a9fe:a9fe:1::5", "169.254.169.254", "link-local"],
+    ["2002:ac14:1::", "172.20.0.1", "private"],
+    ["::ffff:0:127.0.0.1", "127.0.0.1", "loopback"],
+    ["::ffff:0:6440:1", "100.64.0.1", "shared"],
+    ["2001:0:4136:e378:8000:63bf:80ff:fffe", "127.0.0.1", "loopback"]
+  ])("%s carries %s and is refused as %s", (address, embedded, kind) => {
+    expect(embeddedIpv4(address)).toBe(embedded)
+    expect(kindOf(address)).toContain(kind)
+    expect(new Destinations(false, []).refusalOf(address)).toContain(kind)
+  })
+
+  it.each([["::127.0.0.1", "IETF-reserved"], ["::ffff:127.0.0.1", "loopback"], ["::ffff:7f00:1", "loopback"]])("%s (IPv4-compatible/-mapped) is refused as %s", (address, kind) => {
+    expect(kindOf(address)).toContain(kind)
+  })
+
+  it.each(["64:ff9b::8.8.8.8", "64:ff9b:1::808:808", "2002:808:808::1", "::ffff:0:8.8.8.8", "2001:0:4136:e378:8000:63bf:f7f7:f7f7", "2606:4700:4700::1111", "8.8.8.8"])(
+    "%s (a public IPv4 address inside, or none) is public",
+    (address) => {
+      expect(kindOf(address)).toBeUndefined()
+      expect(new Destinations(false, []).refusalOf(address)).toBeUndefined()
+    }
+  )
+
+  it("allowing the IPv4 range allows the IPv6 forms that carry it", () => {
+    const destinations = new Destinations(false, [{ network: "10.0.0.0", prefix: 8, family: "ipv4" }])
+    expect(destinations.refusalOf("64:ff9b::10.1.2.3")).toBeUndefined()
+    expect(destinations.refusalOf("2002:a01:203::1")).toBeUndefined()
+    expect(destinations.refusalOf("64:ff9b::127.0.0.1")).toContain("loopback")
   })
 })

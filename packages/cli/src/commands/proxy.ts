@@ -12,8 +12,8 @@
 import { Command, Options } from "@effect/cli"
 import type { ProxyAuditEvent, Registration } from "@secretgate/proxy"
 import { Effect, Option, Schema } from "effect"
-import { chmodSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs"
-import { join, resolve, sep } from "node:path"
+import { chmodSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, writeSync } from "node:fs"
+import { basename, dirname, join, resolve, sep } from "node:path"
 import { randomBytes } from "node:crypto"
 import { CliFailure } from "../CliFailure.js"
 import * as Store from "../Store.js"
@@ -40,11 +40,28 @@ type SandboxEntry = typeof SandboxEntry.Type
 const log = (event: string, fields: Record<string, unknown> = {}) =>
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`)
 
-/** Whether `inner` is `outer` or a directory inside it. */
+/**
+ * The real path of `path` (symbolic links followed): of the path itself, or, while it does not
+ * exist yet, of its nearest existing parent with the rest appended.
+ */
+const realPathOf = (path: string): string => {
+  const absolute = resolve(path)
+  const rest: Array<string> = []
+  for (let current = absolute;; current = dirname(current)) {
+    try {
+      return join(realpathSync(current), ...rest.reverse())
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT" || dirname(current) === current) return absolute
+      rest.push(basename(current))
+    }
+  }
+}
+
+/** Whether `inner` is `outer` or a directory inside it, as real paths (`alias -> bundle` is `bundle`). */
 const within = (inner: string, outer: string): boolean => {
-  const a = resolve(inner)
-  const b = resolve(outer)
-  return a === b || a.startsWith(`${b}${sep}`)
+  const a = realPathOf(inner)
+  const b = realPathOf(outer)
+  return a === b || a.startsWith(b.endsWith(sep) ? b : `${b}${sep}`)
 }
 
 /** `host:port` → its parts. */
@@ -135,7 +152,7 @@ export const command = Command.make(
       if (caDir !== undefined && (within(caDir, args.envDir) || within(args.envDir, caDir))) {
         return yield* CliFailure.usage("--ca-dir holds the CA's private key and --env-dir every sandbox's token: keep them in separate directories")
       }
-      if (args.envDir === args.bundleDir) return yield* CliFailure.usage("--env-dir holds every sandbox's token: it must not be the --bundle-dir sandboxes read")
+      if (within(args.envDir, args.bundleDir)) return yield* CliFailure.usage("--env-dir holds every sandbox's token: it must not be (or be inside) the --bundle-dir sandboxes read")
       yield* privateDirectory(args.envDir, "--env-dir")
       yield* Effect.try({
         try: () => mkdirSync(args.bundleDir, { recursive: true, mode: 0o755 }),

@@ -2,7 +2,9 @@
  * A lean client of an `HttpApi`, derived from its definition the way `HttpApiClient` derives one
  * (`HttpApi.reflect`: each endpoint's method and path, its payload schema, and its success and
  * error schemas by status), but sending each request with one undici `dispatch` and decoding the
- * answer with one schema decode, all inside one `Effect.async`: no per-request `HttpClient`
+ * answer with one decode (a plain decoder compiled from the schema for plain JSON answers, the
+ * schema's own decode for the rest and for any answer the plain one does not accept), all inside
+ * one `Effect.async`: no per-request `HttpClient`
  * pipeline, tracing span, racing timeout fiber, `AbortController` or body stream. `HttpSecrets`
  * uses it for every call.
  *
@@ -15,6 +17,7 @@ import { HttpApi, type HttpApiGroup } from "@effect/platform"
 import type * as Undici from "@effect/platform-node/Undici"
 import { Data, Effect, Either, Option, Schema, type SchemaAST } from "effect"
 import { Buffer } from "node:buffer"
+import * as PlainDecoder from "./plainDecoder.js"
 
 /**
  * Why a call has no API answer.
@@ -62,10 +65,21 @@ export interface Endpoint {
 
 type Decoder = (body: unknown) => Either.Either<unknown, unknown>
 
+// The schema's decode, with a plain decoder compiled from the same schema in front of it when the
+// schema is plain JSON (a secret, a page, a list): an input the plain decoder does not accept is
+// decoded by the schema, which gives the same answer for it (or its error).
 const decoderOf = (ast: Option.Option<SchemaAST.AST>): Decoder =>
   Option.match(ast, {
     onNone: () => () => Either.right(undefined),
-    onSome: (ast) => Schema.decodeUnknownEither(Schema.make(ast)) as Decoder
+    onSome: (ast) => {
+      const decode = Schema.decodeUnknownEither(Schema.make(ast)) as Decoder
+      const plain = PlainDecoder.compile(ast)
+      if (plain === undefined) return decode
+      return (body) => {
+        const decoded = plain(body)
+        return decoded === PlainDecoder.MISMATCH ? decode(body) : Either.right(decoded)
+      }
+    }
   })
 
 const PARAM = /:(\w+)/g

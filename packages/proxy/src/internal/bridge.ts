@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import type { Duplex } from "node:stream"
 import type { Dispatcher } from "undici"
 import { requestHeaders, responseHeaders, trailerPairs } from "./headers.js"
-import { PRIVATE_DESTINATION } from "./destinations.js"
+import { auditedMessage, PRIVATE_DESTINATION } from "./destinations.js"
 import { kindOf, refuseOn, statusFor } from "./refusal.js"
 import type { Sandbox } from "./sandbox.js"
 
@@ -25,7 +25,7 @@ const clientGone = () => new Error("the client closed the connection")
 /** A failure the proxy itself decided (a refused destination) is audited as a refusal. */
 const reportFailure = (sandbox: Sandbox, origin: string, error: Error): void => {
   if ((error as { code?: unknown }).code !== PRIVATE_DESTINATION) return
-  sandbox.report({ type: "refused", sandbox: sandbox.id, host: new URL(origin).hostname.replace(/^\[(.*)\]$/, "$1"), reason: "private-destination", status: 403, message: error.message })
+  sandbox.report({ type: "refused", sandbox: sandbox.id, host: new URL(origin).hostname.replace(/^\[(.*)\]$/, "$1"), reason: "private-destination", status: 403, message: auditedMessage(error) })
 }
 
 /** Relays the agent's response events to the client's `ServerResponse`. */

@@ -10,10 +10,10 @@ import type * as http from "node:http"
 import type * as net from "node:net"
 import * as tls from "node:tls"
 import type { AuditSink, RefusedReason, UntimedConnectionEvent } from "../ProxyAuditEvent.js"
-import { type Destinations, PRIVATE_DESTINATION } from "./destinations.js"
+import { auditedMessage, type Destinations, PRIVATE_DESTINATION } from "./destinations.js"
 import type { InnerServer, Session } from "./innerServer.js"
 import type { LeafCache } from "./leafCache.js"
-import { refuseOn } from "./refusal.js"
+import { quoteTarget, refuseOn } from "./refusal.js"
 import type { Registry } from "./registry.js"
 import { Replayed } from "./replayed.js"
 import { type Sandbox, timed } from "./sandbox.js"
@@ -78,9 +78,10 @@ export const refuse = (
   reason: RefusedReason,
   status: number,
   message: string,
-  headers?: Readonly<Record<string, string>>
+  headers?: Readonly<Record<string, string>>,
+  audited: string = message
 ): void => {
-  report(context, sandbox, { type: "refused", sandbox: sandbox?.id, host, reason, status, message })
+  report(context, sandbox, { type: "refused", sandbox: sandbox?.id, host, reason, status, message: audited })
   refuseOn(socket, status, message, headers)
 }
 
@@ -102,7 +103,7 @@ export const onConnect = (context: ConnectContext) => (req: http.IncomingMessage
     )
   }
   if (target === undefined) {
-    return refuse(context, socket, sandbox, undefined, "bad-request", 400, `CONNECT target ${JSON.stringify(req.url)} is not host:port`)
+    return refuse(context, socket, sandbox, undefined, "bad-request", 400, `CONNECT target ${quoteTarget(req.url)} is not host:port`)
   }
   if (!sandbox.mayReach(target.host)) {
     return refuse(context, socket, sandbox, target.host, "host-not-allowed", 403, `${target.host} is not among this sandbox's allowed hosts`)
@@ -129,7 +130,7 @@ export const onConnect = (context: ConnectContext) => (req: http.IncomingMessage
     report(context, sandbox, { type: "tunnelled", sandbox: sandbox.id, host: target.host, port: target.port })
     tunnel(socket, head, target, { lookup: context.lookup, connectTimeout: context.limits.connectTimeout, idleTimeout: context.limits.idleTimeout }, (error) =>
       (error as { code?: unknown }).code === PRIVATE_DESTINATION
-        ? refuse(context, socket, sandbox, target.host, "private-destination", 403, error.message)
+        ? refuse(context, socket, sandbox, target.host, "private-destination", 403, error.message, undefined, auditedMessage(error))
         : refuse(context, socket, sandbox, target.host, "upstream-unreachable", 502, `cannot reach ${target.host}:${target.port}: ${error.message}`))
   }
   if (typeof decided === "boolean") return proceed(decided)

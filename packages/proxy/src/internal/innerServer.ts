@@ -10,7 +10,7 @@ import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import type { RefusedReason } from "../ProxyAuditEvent.js"
 import { forward, forwardUpgrade } from "./bridge.js"
-import { onClientError, refuseOn } from "./refusal.js"
+import { onClientError, quoteTarget, refuseOn } from "./refusal.js"
 import type { Sandbox } from "./sandbox.js"
 
 /** An intercepted connection: whose it is and where its requests go. */
@@ -62,7 +62,7 @@ export const makeInnerServer = (
     res.once("finish", () => awaitHead(req.socket, keepAlive + limits.handshakeTimeout))
     if (!(req.url ?? "").startsWith("/")) {
       res.writeHead(400, { "content-type": "text/plain; charset=utf-8" })
-      return void res.end(`secretgate proxy: requests inside a CONNECT tunnel to ${session.host} must use origin-form targets (/path), got ${JSON.stringify(req.url)}\n`)
+      return void res.end(`secretgate proxy: requests inside a CONNECT tunnel to ${session.host} must use origin-form targets (/path), got ${quoteTarget(req.url)}\n`)
     }
     forward(session.sandbox, session.origin, req.url!, req, res)
   })

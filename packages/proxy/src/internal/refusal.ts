@@ -6,6 +6,21 @@
 import { STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
 
+/** The longest request target a refusal quotes (what is cut off ends in `…`). */
+export const QUOTED_TARGET_LIMIT = 200
+
+/**
+ * A request target (`req.url`, a CONNECT authority) as a refusal quotes it: cut at the first `?`
+ * or `#` (a query string may carry a key; audit events never hold one) and at
+ * `QUOTED_TARGET_LIMIT` characters, then JSON-quoted.
+ */
+export const quoteTarget = (target: string | undefined): string => {
+  const text = target ?? ""
+  const cut = text.search(/[?#]/)
+  const path = cut === -1 ? text : `${text.slice(0, cut)}${text[cut]}…`
+  return JSON.stringify(path.length > QUOTED_TARGET_LIMIT ? `${path.slice(0, QUOTED_TARGET_LIMIT)}…` : path)
+}
+
 /** A complete `Connection: close` response as bytes. */
 export const rawResponse = (status: number, message: string, headers: Readonly<Record<string, string>> = {}): string => {
   const body = `secretgate proxy: ${message}\n`
