@@ -62,7 +62,8 @@ describe("egress over HttpSecrets", () => {
     const mount = await gate.mount({ TOKEN: "upstream_token" })
     const resolver = await gate.resolver(mount, { ttl: `${TTL_MS} millis` })
     const events: Array<AuditEvent.AuditEvent> = []
-    const agent = new SecretgateAgent({ resolver, allowHttp: ["127.0.0.1"], audit: (event) => events.push(event) })
+    // (an IP-literal destination matches only secrets without hosts, which must be allowed outright)
+    const agent = new SecretgateAgent({ resolver, allowHttp: ["127.0.0.1"], unrestricted: "allow", audit: (event) => events.push(event) })
     try {
       const send = async () => {
         const response = await request(upstreamUrl, {
@@ -100,7 +101,7 @@ describe("egress over HttpSecrets", () => {
   it("within the TTL, requests share one resolution instead of a round trip each", async () => {
     await gate.secret.create({ name: "shared_token", value: "tok-shared" })
     const mount = await gate.mount({ TOKEN: "shared_token" })
-    const agent = new SecretgateAgent({ resolver: await gate.resolver(mount, { ttl: "10 seconds" }), allowHttp: ["127.0.0.1"] })
+    const agent = new SecretgateAgent({ resolver: await gate.resolver(mount, { ttl: "10 seconds" }), allowHttp: ["127.0.0.1"], unrestricted: "allow" })
     const before = resolveCalls
     try {
       for (let i = 0; i < 20; i++) {
