@@ -40,6 +40,36 @@ const match = (segments: ReadonlyArray<Segment>, parts: ReadonlyArray<string>): 
 }
 
 /**
+ * Writes an endpoint's success answer as the platform would: its status, its JSON encoding and the
+ * same headers in the same order. Returns false, having written nothing, when the value does not
+ * encode (the caller then hands the request to the full application). Throws at build time for an
+ * endpoint whose success is not a JSON body. Shared by the lanes.
+ */
+export const jsonAnswer = <A>(endpoint: HttpApiEndpoint.HttpApiEndpoint.AnyWithProps, lane: string) => {
+  const success = endpoint.successSchema as Schema.Schema<any, unknown>
+  const encode = Schema.encodeEither(success as Schema.Schema<A, unknown>)
+  const status = HttpApiSchema.getStatusSuccess(success)
+  const encoding = HttpApiSchema.getEncoding(success.ast)
+  if (encoding.kind !== "Json" || HttpApiSchema.isVoid(success.ast)) {
+    throw new Error(`${lane}: ${endpoint.name} does not answer with a JSON body`)
+  }
+  const contentType = encoding.contentType
+  return (response: Http.ServerResponse, value: A): boolean => {
+    const encoded = encode(value)
+    if (Either.isLeft(encoded)) return false
+    let body: string
+    try {
+      body = JSON.stringify(encoded.right)
+    } catch {
+      return false
+    }
+    response.writeHead(status, { "content-type": contentType, "content-length": String(Buffer.byteLength(body)) })
+    response.end(body)
+    return true
+  }
+}
+
+/**
  * What the lane asks of the route: its handler, given the decoded path and the request headers
  * (authentication included: the handler runs the same check as the route's middleware).
  */
@@ -83,30 +113,8 @@ export const make = <A, E>(
   const decoder = (schema: Schema.Schema<any, unknown, any>) => Schema.decodeUnknownEither(schema as Schema.Schema<unknown>)
   const decodePath = endpoint.pathSchema._tag === "Some" ? decoder(endpoint.pathSchema.value) : undefined
   const decodeHeaders = endpoint.headersSchema._tag === "Some" ? decoder(endpoint.headersSchema.value) : undefined
-  const success = endpoint.successSchema as Schema.Schema<any, unknown>
-  const encode = Schema.encodeEither(success as Schema.Schema<A, unknown>)
-  const status = HttpApiSchema.getStatusSuccess(success)
-  const encoding = HttpApiSchema.getEncoding(success.ast)
-  if (encoding.kind !== "Json" || HttpApiSchema.isVoid(success.ast)) {
-    throw new Error(`fast lane: ${endpoint.name} does not answer with a JSON body`)
-  }
-  const contentType = encoding.contentType
+  const answer = jsonAnswer<A>(endpoint, "fast lane")
   const runFork = Runtime.runFork(runtime)
-
-  const answer = (response: Http.ServerResponse, value: A): boolean => {
-    const encoded = encode(value)
-    if (Either.isLeft(encoded)) return false
-    let body: string
-    try {
-      body = JSON.stringify(encoded.right)
-    } catch {
-      return false
-    }
-    // the same headers, in the same order, as the platform's JSON response
-    response.writeHead(status, { "content-type": contentType, "content-length": String(Buffer.byteLength(body)) })
-    response.end(body)
-    return true
-  }
 
   return {
     serve: (request, response, next) => {

@@ -14,11 +14,12 @@
  *   goes on with the body read so far handed over as it came (a stream of the same bytes, with the
  *   request's method, URL, headers and socket).
  */
-import { type HttpApiEndpoint, HttpApiSchema } from "@effect/platform"
+import type { HttpApiEndpoint } from "@effect/platform"
 import { Effect, Either, type Exit, FiberId, Runtime, Schema } from "effect"
 import { Buffer } from "node:buffer"
 import type * as Http from "node:http"
 import { Readable } from "node:stream"
+import { jsonAnswer } from "./fastLane.js"
 
 /**
  * What the lane asks of the route: authentication of the request (from its headers), and the
@@ -100,30 +101,8 @@ export const make = <C, A>(
   const decodeHeaders = endpoint.headersSchema._tag === "Some"
     ? Schema.decodeUnknownEither(endpoint.headersSchema.value as Schema.Schema<unknown>)
     : undefined
-  const success = endpoint.successSchema as Schema.Schema<any, unknown>
-  const encode = Schema.encodeEither(success as Schema.Schema<A, unknown>)
-  const status = HttpApiSchema.getStatusSuccess(success)
-  const encoding = HttpApiSchema.getEncoding(success.ast)
-  if (encoding.kind !== "Json" || HttpApiSchema.isVoid(success.ast)) {
-    throw new Error(`resolve lane: ${endpoint.name} does not answer with a JSON body`)
-  }
-  const contentType = encoding.contentType
+  const answer = jsonAnswer<A>(endpoint, "resolve lane")
   const runFork = Runtime.runFork(runtime)
-
-  const answer = (response: Http.ServerResponse, value: A): boolean => {
-    const encoded = encode(value)
-    if (Either.isLeft(encoded)) return false
-    let body: string
-    try {
-      body = JSON.stringify(encoded.right)
-    } catch {
-      return false
-    }
-    // the same headers, in the same order, as the platform's JSON response
-    response.writeHead(status, { "content-type": contentType, "content-length": String(Buffer.byteLength(body)) })
-    response.end(body)
-    return true
-  }
 
   // Reads the whole body (its length is declared and within the limit).
   const readBody = (request: Http.IncomingMessage, length: number) =>
