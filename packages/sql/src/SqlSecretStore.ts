@@ -29,7 +29,7 @@ import {
   StoreUnavailable
 } from "@secretgate/core"
 import { Config, type ConfigError, Context, Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
-import { constraintOf, inTransaction, retryTransient, sqlState, unavailable } from "./internal/errors.js"
+import { constraintOf, inTransaction, isTransient, retryAgain, retryTransient, sqlState, unavailable } from "./internal/errors.js"
 import * as Execute from "./internal/execute.js"
 import * as Freshness from "./internal/freshness.js"
 import * as Listeners from "./internal/listeners.js"
@@ -256,8 +256,23 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
       : Option.isSome(pglite)
       ? Execute.pglite(pglite.value.pglite, sql)
       : Execute.client(sql)
+    /**
+     * Runs a statement and continues with its rows, or with its failure once serialization failures
+     * and deadlocks have been retried (the retry is set up only then).
+     */
+    const query = <A, E>(
+      text: string,
+      params: ReadonlyArray<unknown>,
+      onRows: (rows: Execute.Rows) => Effect.Effect<A, E>,
+      onError: (error: SqlError) => Effect.Effect<A, E>
+    ): Effect.Effect<A, E> =>
+      run(text, params, onRows, (error) =>
+        isTransient(error)
+          ? Effect.matchEffect(retryAgain(run(text, params, Effect.succeed, Effect.fail)), { onFailure: onError, onSuccess: onRows })
+          : onError(error))
     const exec = (text: string, params: ReadonlyArray<unknown> = []): Effect.Effect<Execute.Rows, SqlError> =>
-      retryTransient(run(text, params))
+      query(text, params, Effect.succeed, Effect.fail)
+    const failed = (error: SqlError): Effect.Effect<never, StoreError> => Effect.fail(fail(error))
     /** A write's failures, with a sealing key that the store has retired said in words. */
     const writeFailure = (error: SqlError): StoreUnavailable =>
       sqlState(error) === "23503" && constraintOf(error) === "secrets_key_fkey"
@@ -318,16 +333,20 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
       forgetAfter: Duration.minutes(10)
     })
 
+    /** The row of a statement that reads at most one, checked against its MAC, as `pick` has it. */
+    const one = <A>(rows: Execute.Rows, pick: (read: Versioned) => A): Effect.Effect<Option.Option<A>, StoreError> => {
+      const row = rows[0]
+      if (row === undefined) return Effect.succeedNone
+      const read = toVersioned(row)
+      if (read instanceof StoreCorrupted) return Effect.fail(read)
+      const problem = mac.verify(read.record, read.mac)
+      return problem === undefined ? Effect.succeed(Option.some(pick(read))) : Effect.fail(problem)
+    }
     const readOne = (text: string, params: ReadonlyArray<unknown>): Effect.Effect<Option.Option<Versioned>, StoreError> =>
-      Effect.flatMap(Effect.mapError(exec(text, params), fail), (rows) => {
-        const row = rows[0]
-        if (row === undefined) return Effect.succeed(Option.none())
-        const read = toVersioned(row)
-        if (read instanceof StoreCorrupted) return Effect.fail(read)
-        const problem = mac.verify(read.versioned.record, read.mac)
-        return problem === undefined ? Effect.succeed(Option.some(read.versioned)) : Effect.fail(problem)
-      })
-    const recordOf = (found: Option.Option<Versioned>) => Option.map(found, (versioned) => versioned.record)
+      query(text, params, (rows) => one(rows, (read) => read), failed)
+    /** A get: decoded and checked in the statement's continuation, with no further effect. */
+    const findOne = (text: string, params: ReadonlyArray<unknown>): Effect.Effect<Option.Option<SecretRecord>, StoreError> =>
+      query(text, params, (rows) => one(rows, (read) => read.record), failed)
 
     const insert = (
       record: SecretRecord,
@@ -415,7 +434,7 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
           for (const row of rows) {
             const read = toVersioned(row)
             if (read instanceof StoreCorrupted) return yield* Effect.fail(read)
-            const { record, version } = read.versioned
+            const { record, version } = read
             const problem = mac.verify(record, read.mac)
             if (problem !== undefined) return yield* Effect.fail(problem)
             const binding = { organizationId: record.organizationId, secretId: record.id }
@@ -482,10 +501,9 @@ export const make = (options: Options = {}): Effect.Effect<SqlSecretStore, Store
       changes: freshness.changes,
       refresh: Effect.mapError(freshness.poll, fail),
       insert: (record, { quota }) => insert(record, quota),
-      findById: (organizationId, id) => Effect.map(readOne(st.findById, [organizationId, id]), recordOf),
-      findByName: (organizationId, name) => Effect.map(readOne(st.findByName, [organizationId, name]), recordOf),
-      findByPlaceholder: (organizationId, placeholder) =>
-        Effect.map(readOne(st.findByPlaceholder, [organizationId, placeholder]), recordOf),
+      findById: (organizationId, id) => findOne(st.findById, [organizationId, id]),
+      findByName: (organizationId, name) => findOne(st.findByName, [organizationId, name]),
+      findByPlaceholder: (organizationId, placeholder) => findOne(st.findByPlaceholder, [organizationId, placeholder]),
       listAll: (organizationId) =>
         Effect.flatMap(Effect.mapError(exec(st.listAll, [organizationId]), fail), (rows) =>
           Effect.forEach(rows, (row) => {

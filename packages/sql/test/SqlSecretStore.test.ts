@@ -81,6 +81,8 @@ for (const engine of engines) {
         const other = yield* secrets.create(o, { name: "other", value: Redacted.make("plain-value-456") })
         const dump = JSON.stringify(yield* sql.unsafe(`SELECT * FROM ${store.schema}.secrets`))
         expect(dump).not.toContain("plain-value")
+        // read (and so verified) once unchanged: a row changed after that is refused all the same
+        expect((yield* secrets.get(o, victim.id)).hosts).toEqual(["api.example.com"])
         yield* sql.unsafe(`UPDATE ${store.schema}.secrets SET hosts = '{}' WHERE id = $1`, [victim.id])
         const tampered = yield* failure(secrets.resolve(o, [victim.placeholder]))
         expect(tampered._tag).toBe("StoreCorrupted")

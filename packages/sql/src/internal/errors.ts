@@ -30,7 +30,7 @@ export const constraintOf = (error: SqlError): string | undefined => {
 }
 
 /** `40001` serialization failure, `40P01` deadlock: the statement may simply run again. */
-const isTransient = (error: SqlError): boolean => {
+export const isTransient = (error: SqlError): boolean => {
   const state = sqlState(error)
   return state === "40001" || state === "40P01"
 }
@@ -77,7 +77,11 @@ const backoff = Schedule.exponential(Duration.millis(5), 2).pipe(Schedule.jitter
  * much CPU as decoding its row.
  */
 export const retryTransient = <A, R>(effect: Effect.Effect<A, SqlError, R>): Effect.Effect<A, SqlError, R> =>
-  Effect.catchIf(effect, isTransient, () => Effect.retry(effect, { while: isTransient, schedule: backoff }))
+  Effect.catchIf(effect, isTransient, () => retryAgain(effect))
+
+/** After a first transient failure: `effect` again at once, then with backoff while transient. */
+export const retryAgain = <A, R>(effect: Effect.Effect<A, SqlError, R>): Effect.Effect<A, SqlError, R> =>
+  Effect.retry(effect, { while: isTransient, schedule: backoff })
 
 /**
  * `withTransaction`, with a failed `COMMIT` (a connection lost at that moment) as a failure

@@ -10,6 +10,11 @@
  * - PGlite: `pglite.query` under the instance's lock (the one `PgliteClient` takes), and through
  *   `@effect/sql` when the fiber is inside one of its transactions (whose connection it must use);
  * - any other `SqlClient` (an embedder's own): `sql.unsafe`, as before.
+ *
+ * A statement is run with its continuations (`onRows`, `onError`): on the store's own pool they
+ * are called in the driver's callback, so a get suspends the caller's fiber once and resumes it with
+ * its answer, with no further effect per statement (each layer of `flatMap`/`mapError`/`catchIf`
+ * around a statement was CPU on every get).
  */
 import type { PGlite } from "@electric-sql/pglite"
 import * as Reactivity from "@effect/experimental/Reactivity"
@@ -23,8 +28,16 @@ import pg from "pg"
 /** Rows as the drivers return them. */
 export type Rows = ReadonlyArray<Record<string, unknown>>
 
-/** Runs one statement (text with `$n` parameters). */
-export type Execute = (text: string, params: ReadonlyArray<unknown>) => Effect.Effect<Rows, SqlError>
+/**
+ * Runs one statement (text with `$n` parameters) and continues with `onRows` when it succeeds or
+ * `onError` when it fails (a failure of `onRows`'s effect is not handed to `onError`).
+ */
+export type Execute = <A, E>(
+  text: string,
+  params: ReadonlyArray<unknown>,
+  onRows: (rows: Rows) => Effect.Effect<A, E>,
+  onError: (error: SqlError) => Effect.Effect<A, E>
+) => Effect.Effect<A, E>
 
 const names = new Map<string, string>()
 
@@ -55,13 +68,29 @@ const failed = (cause: unknown) => new SqlError({ cause, message: "Failed to exe
  * the server: it finishes and its connection returns to the pool (every statement of the store is
  * one short, atomic statement).
  */
-export const pool = (pool: pg.Pool): Execute => (text, params) =>
-  Effect.async<Rows, SqlError>((resume) => {
+export const pool = (pool: pg.Pool): Execute => (text, params, onRows, onError) =>
+  Effect.async((resume) => {
     pool.query<Record<string, unknown>>(
       { name: statementName(text), text, values: params as Array<unknown> },
-      (error, result) => resume(error ? Effect.fail(failed(error)) : Effect.succeed(result.rows))
+      (error, result) => {
+        let next
+        try {
+          next = error ? onError(failed(error)) : onRows(result.rows)
+        } catch (defect) {
+          // thrown in the driver's callback, it would escape the fiber: a defect, as in `Effect.map`
+          next = Effect.die(defect)
+        }
+        resume(next)
+      }
     )
   })
+
+/** `onRows` and `onError` after a statement that is an effect. */
+const continued = <A, E>(
+  statement: Effect.Effect<Rows, SqlError>,
+  onRows: (rows: Rows) => Effect.Effect<A, E>,
+  onError: (error: SqlError) => Effect.Effect<A, E>
+): Effect.Effect<A, E> => Effect.matchEffect(statement, { onFailure: onError, onSuccess: onRows })
 
 // one lock per PGlite instance, whichever clients use it (PgliteClient takes it too)
 const locks = new WeakMap<PGlite, Effect.Semaphore>()
@@ -79,18 +108,23 @@ export const pgliteLock = (db: PGlite): Effect.Semaphore => {
 /** Statements on a PGlite instance, under its lock; inside a transaction, through `@effect/sql`. */
 export const pglite = (db: PGlite, sql: SqlClient.SqlClient): Execute => {
   const lock = pgliteLock(db)
-  return (text, params) =>
-    Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) =>
-      Option.isSome(transaction)
-        ? sql.unsafe<Record<string, unknown>>(text, params)
-        : lock.withPermits(1)(Effect.tryPromise({
-          try: () => db.query<Record<string, unknown>>(text, params as Array<unknown>).then((result) => result.rows),
-          catch: failed
-        })))
+  return (text, params, onRows, onError) =>
+    continued(
+      Effect.flatMap(Effect.serviceOption(SqlClient.TransactionConnection), (transaction) =>
+        Option.isSome(transaction)
+          ? sql.unsafe<Record<string, unknown>>(text, params)
+          : lock.withPermits(1)(Effect.tryPromise({
+            try: () => db.query<Record<string, unknown>>(text, params as Array<unknown>).then((result) => result.rows),
+            catch: failed
+          }))),
+      onRows,
+      onError
+    )
 }
 
 /** Statements through `@effect/sql`. */
-export const client = (sql: SqlClient.SqlClient): Execute => (text, params) => sql.unsafe<Record<string, unknown>>(text, params)
+export const client = (sql: SqlClient.SqlClient): Execute => (text, params, onRows, onError) =>
+  continued(sql.unsafe<Record<string, unknown>>(text, params), onRows, onError)
 
 /**
  * Opens a `pg` pool the way `@effect/sql-pg`'s `PgClient.layer` does (its settings, a first
