@@ -105,7 +105,18 @@ export interface Decoded {
    * -1. The decoded stream then ends where that escape begins.
    */
   readonly cut: number
+  /**
+   * Where the decoded bytes are all written from (0 unless decoded `sparse`): before it, only the
+   * `EDGE` bytes on either side of each escape's bytes are.
+   */
+  readonly exactFrom: number
 }
+
+/**
+ * In a sparse decoding, how many bytes of a literal stretch are written next to each escape: more
+ * than anything that looks at an escape's neighbourhood reads (`LONGEST_ESCAPE` and one more).
+ */
+export const EDGE = 16
 
 /** The byte that may start an escape of the syntax (besides `+` for percent). */
 export const INTRODUCER: Readonly<Record<Syntax, number>> = { json: 0x5c, percent: 0x25, html: 0x26 }
@@ -218,6 +229,14 @@ const isDigit = (byte: number, hexadecimal: boolean): boolean => (hexadecimal ? 
 const scratch: Array<Buffer> = [Buffer.allocUnsafeSlow(64 * 1024), Buffer.allocUnsafeSlow(64 * 1024)]
 const SCRATCH_LIMIT = 1024 * 1024
 
+/**
+ * Fills the reused output space with `byte` (for tests: bytes a sparse decoding did not write then
+ * hold that, not what an earlier decoding of the same input left there).
+ */
+export const fillScratch = (byte: number): void => {
+  for (const buffer of scratch) buffer.fill(byte)
+}
+
 const space = (layer: number, size: number): Buffer => {
   if (size > SCRATCH_LIMIT) return Buffer.allocUnsafe(size)
   if (scratch[layer]!.length < size) scratch[layer] = Buffer.allocUnsafeSlow(Math.max(size, scratch[layer]!.length * 2))
@@ -233,12 +252,22 @@ class Output implements Decoded {
   readonly inLength: Array<number> = []
   cut = -1
   length = 0
-  constructor(private readonly input: Buffer, readonly base: number, end: number, layer: number) {
+  exactFrom = 0
+  constructor(private readonly input: Buffer, readonly base: number, end: number, layer: number, private readonly sparseUpTo: number) {
     this.bytes = space(layer, end - base)
   }
   literal(from: number, to: number): void {
-    const count = to - from
+    let count = to - from
     if (count <= 0) return
+    if (count > 2 * EDGE && from + EDGE < this.sparseUpTo) {
+      // sparse: the stretch's first and last `EDGE` bytes (and all from `sparseUpTo` on)
+      this.literal(from, from + EDGE)
+      const skipTo = Math.min(to - EDGE, Math.max(from + EDGE, this.sparseUpTo))
+      this.length += skipTo - from - EDGE
+      this.exactFrom = this.length
+      from = skipTo
+      count = to - from
+    }
     const { bytes, input } = this
     let o = this.length
     // short stretches (between escapes) are copied here: a native copy costs more to call
@@ -257,13 +286,14 @@ class Output implements Decoded {
     this.length += written
   }
   done(): Decoded {
-    return { bytes: this.bytes.subarray(0, this.length), base: this.base, outAt: this.outAt, outLength: this.outLength, inAt: this.inAt, inLength: this.inLength, cut: this.cut }
+    const { outAt, outLength, inAt, inLength, cut, exactFrom } = this
+    return { bytes: this.bytes.subarray(0, this.length), base: this.base, outAt, outLength, inAt, inLength, cut, exactFrom }
   }
 }
 
 /** JSON string escapes of `input[start, end)`. `atEnd`: no more input follows. */
-const decodeJson = (input: Buffer, start: number, end: number, atEnd: boolean, layer: number): Decoded => {
-  const out = new Output(input, start, end, layer)
+const decodeJson = (input: Buffer, start: number, end: number, atEnd: boolean, layer: number, sparseUpTo: number): Decoded => {
+  const out = new Output(input, start, end, layer, sparseUpTo)
   let pos = start
   let i = input.indexOf(0x5c, pos)
   while (i !== -1 && i < end) {
@@ -315,8 +345,8 @@ const decodeJson = (input: Buffer, start: number, end: number, atEnd: boolean, l
 }
 
 /** Percent-escapes of `input[start, end)`; `plus`: record each `+` as an escape (it may stand for a space). */
-const decodePercent = (input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean, layer: number): Decoded => {
-  const out = new Output(input, start, end, layer)
+const decodePercent = (input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean, layer: number, sparseUpTo: number): Decoded => {
+  const out = new Output(input, start, end, layer, sparseUpTo)
   let pos = start
   let nextPercent = input.indexOf(0x25, pos)
   let nextPlus = plus ? input.indexOf(0x2b, pos) : -1
@@ -351,8 +381,8 @@ const decodePercent = (input: Buffer, start: number, end: number, atEnd: boolean
 }
 
 /** HTML/XML character references of `input[start, end)`. */
-const decodeHtml = (input: Buffer, start: number, end: number, atEnd: boolean, layer: number): Decoded => {
-  const out = new Output(input, start, end, layer)
+const decodeHtml = (input: Buffer, start: number, end: number, atEnd: boolean, layer: number, sparseUpTo: number): Decoded => {
+  const out = new Output(input, start, end, layer, sparseUpTo)
   let pos = start
   let i = input.indexOf(0x26, pos)
   while (i !== -1 && i < end) {
@@ -428,13 +458,15 @@ const named = (text: Buffer, i: number, length: number, out: Output): number => 
  * Decodes one layer of `syntax` in `input[start, end)`. `atEnd`: no more input follows (otherwise
  * an escape cut off by `end` is reported in `cut`); `plus`: record `+` as a percent escape. `layer`
  * (0 or 1, below `MAX_DEPTH`): the decoded bytes are valid until the next decoding of that layer.
+ * `sparseUpTo`: before this input index, literal stretches are written only `EDGE` bytes deep
+ * from each end (the escapes and the positions of all bytes are as ever; see `exactFrom`).
  */
-export const decode = (syntax: Syntax, input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean, layer = 0): Decoded =>
+export const decode = (syntax: Syntax, input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean, layer = 0, sparseUpTo = -1): Decoded =>
   syntax === "json"
-    ? decodeJson(input, start, end, atEnd, layer)
+    ? decodeJson(input, start, end, atEnd, layer, sparseUpTo)
     : syntax === "percent"
-    ? decodePercent(input, start, end, atEnd, plus, layer)
-    : decodeHtml(input, start, end, atEnd, layer)
+    ? decodePercent(input, start, end, atEnd, plus, layer, sparseUpTo)
+    : decodeHtml(input, start, end, atEnd, layer, sparseUpTo)
 
 // --- the encoding side: every variant the decoders accept, for replacements, tests and the fuzzer
 

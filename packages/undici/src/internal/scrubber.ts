@@ -336,7 +336,9 @@ const matchNearEscapes = (
   atEnd: boolean,
   span: Span,
   found: Candidates,
-  exhaustive: boolean
+  exhaustive: boolean,
+  /** No escape of the stream pairs with a neighbour as in a pattern: only its end is looked at. */
+  endOnly = false
 ) => {
   const bytes = decoded.bytes
   const length = bytes.length
@@ -362,6 +364,7 @@ const matchNearEscapes = (
       if (length > 0) scanWindow(0, length)
       continue
     }
+    if (endOnly) continue
     let windowStart = -1
     let windowEnd = -1
     const { outAt, outLength } = decoded
@@ -521,14 +524,17 @@ const innerLayersNeeded = (scrubber: Scrubber, first: Decoded, kind: Kind, plus:
  * off at the end) come from what is decoded, and at a place no inner escape spans or changes how
  * it is read: no introducer in the `LONGEST_ESCAPE` bytes before it. Matches there need no more:
  * one that holds bytes of an escape of `first` is found wherever `innerLayersNeeded` says so, and
- * elsewhere the stream is the input, which the stack of `inner` alone reads.
+ * elsewhere the stream is the input, which the stack of `inner` alone reads. -1: that place is
+ * before `exactFrom`, among bytes a sparse decoding did not write.
  */
-const tailFrom = (inner: Syntax, bytes: Buffer, longest: number, plus: boolean): number => {
+const tailFrom = (inner: Syntax, bytes: Buffer, exactFrom: number, longest: number, plus: boolean): number => {
   let at = Math.max(0, bytes.length - longest * MAX_EXPANSION[inner] - LONGEST_ESCAPE)
   const introducer = INTRODUCER[inner]
   const pluses = inner === "percent" && plus
   for (;;) {
     if (at <= 0) return 0
+    // bytes before `exactFrom` may not be written: the layer is to be decoded whole
+    if (Math.max(0, at - LONGEST_ESCAPE) < exactFrom) return -1
     // the last introducer before `at`, if it is within reach of it
     const from = Math.max(0, at - LONGEST_ESCAPE)
     let last = bytes.lastIndexOf(introducer, at - 1)
@@ -579,25 +585,36 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
     if (!atEnd) holdTail(automaton, bytes, found)
   }
   const kindOf = (stack: ReadonlyArray<Syntax>) => (loose ? Kind.Loose : stack.includes("percent") ? Kind.Plus : Kind.Exact)
+  // the bytes at the end of a first layer that are looked at whatever its escapes: what is held
+  // back there, and the tail an inner layer is decoded over (see `tailFrom`), with room to spare
+  const tail = 2 * (scrubber.longest * MAX_EXPANSION.html + 2 * LONGEST_ESCAPE)
   for (const outer of SYNTAXES) {
     if (!hasIntroducer(outer, bytes, 0, bytes.length, plus)) continue
-    const first = decode(outer, bytes, 0, bytes.length, atEnd, plus)
+    // at first decoded sparse (only near escapes and at the end): in a clean response no escape
+    // pairs with a neighbour as in a value, and nothing more is looked at
+    let first = decode(outer, bytes, 0, bytes.length, atEnd, plus, 0, exhaustive ? -1 : bytes.length - tail)
+    const whole = () => (first = decode(outer, bytes, 0, bytes.length, atEnd, plus))
     if (first.cut !== -1) found.hold = Math.min(found.hold, first.cut)
+    // the pairs under `+` as space too: a superset of those of any stack with `outer`; none
+    // needed: no escape pairs with a neighbour, and the first layer is looked at only at its end
+    const needed = exhaustive ? ALL_LAYERS : innerLayersNeeded(scrubber, first, loose ? Kind.Loose : Kind.Plus, plus)
+    if (needed !== 0 && first.exactFrom > 0) whole()
     const once: Span = (start, end) => {
       SPAN.start = startOf(first, start)
       SPAN.end = endOf(first, end)
     }
-    matchNearEscapes(sets, first, [outer], kindOf([outer]), atEnd, once, found, exhaustive)
+    matchNearEscapes(sets, first, [outer], kindOf([outer]), atEnd, once, found, exhaustive, needed === 0)
     if (MAX_DEPTH < 2) continue
-    // the pairs under `+` as space too: a superset of those of any stack with `outer`
-    const needed = exhaustive ? ALL_LAYERS : innerLayersNeeded(scrubber, first, loose ? Kind.Loose : Kind.Plus, plus)
     // cut off, with escapes near the end: what the inner layers hold back there
     const count = first.outAt.length
     const nearEnd = !atEnd && (first.cut !== -1 || (count > 0 && first.outAt[count - 1]! + first.outLength[count - 1]! + scrubber.longest + LONGEST_ESCAPE >= first.bytes.length))
     if (needed === 0 && !nearEnd) continue
     for (const [bit, inner] of SYNTAXES.entries()) {
-      const from = (needed & (1 << bit)) !== 0 ? 0 : nearEnd ? tailFrom(inner, first.bytes, scrubber.longest, plus) : -1
-      if (from === -1 || !hasIntroducer(inner, first.bytes, from, first.bytes.length, plus)) continue
+      const all = (needed & (1 << bit)) !== 0
+      if (!all && !nearEnd) continue
+      let from = all ? 0 : tailFrom(inner, first.bytes, first.exactFrom, scrubber.longest, plus)
+      if (from === -1) from = tailFrom(inner, whole().bytes, 0, scrubber.longest, plus)
+      if (!hasIntroducer(inner, first.bytes, from, first.bytes.length, plus)) continue
       const second = decode(inner, first.bytes, from, first.bytes.length, atEnd, plus, 1)
       if (second.cut !== -1) found.hold = Math.min(found.hold, startOf(first, second.cut))
       const twice: Span = (start, end) => once(startOf(second, start), endOf(second, end))
