@@ -105,18 +105,7 @@ export interface Decoded {
    * -1. The decoded stream then ends where that escape begins.
    */
   readonly cut: number
-  /**
-   * Where the decoded bytes are all written from (0 unless decoded `sparse`): before it, only the
-   * `EDGE` bytes on either side of each escape's bytes are.
-   */
-  readonly exactFrom: number
 }
-
-/**
- * In a sparse decoding, how many bytes of a literal stretch are written next to each escape: more
- * than anything that looks at an escape's neighbourhood reads (`LONGEST_ESCAPE` and one more).
- */
-export const EDGE = 16
 
 /** The byte that may start an escape of the syntax (besides `+` for percent). */
 export const INTRODUCER: Readonly<Record<Syntax, number>> = { json: 0x5c, percent: 0x25, html: 0x26 }
@@ -131,7 +120,7 @@ export const hasIntroducer = (syntax: Syntax, bytes: Buffer, start: number, end:
 }
 
 /** Index of the last escape whose output starts at or before `d`, or -1. */
-const escapeAt = (decoded: Decoded, d: number): number => {
+const lastEscapeAt = (decoded: Decoded, d: number): number => {
   const outAt = decoded.outAt
   let low = 0
   let high = outAt.length - 1
@@ -148,7 +137,7 @@ const escapeAt = (decoded: Decoded, d: number): number => {
 
 /** Input index where output byte `d` comes from (the start of its escape); `d` may be the output's length. */
 export const startOf = (decoded: Decoded, d: number): number => {
-  const k = escapeAt(decoded, d)
+  const k = lastEscapeAt(decoded, d)
   if (k === -1) return decoded.base + d
   const after = decoded.outAt[k]! + decoded.outLength[k]!
   return d < after ? decoded.inAt[k]! : decoded.inAt[k]! + decoded.inLength[k]! + (d - after)
@@ -157,7 +146,7 @@ export const startOf = (decoded: Decoded, d: number): number => {
 /** Input index just past where output byte `d - 1` comes from. */
 export const endOf = (decoded: Decoded, d: number): number => {
   if (d === 0) return decoded.base
-  const k = escapeAt(decoded, d - 1)
+  const k = lastEscapeAt(decoded, d - 1)
   if (k === -1) return decoded.base + d
   const after = decoded.outAt[k]! + decoded.outLength[k]!
   return d - 1 < after ? decoded.inAt[k]! + decoded.inLength[k]! : decoded.inAt[k]! + decoded.inLength[k]! + (d - after)
@@ -229,14 +218,6 @@ const isDigit = (byte: number, hexadecimal: boolean): boolean => (hexadecimal ? 
 const scratch: Array<Buffer> = [Buffer.allocUnsafeSlow(64 * 1024), Buffer.allocUnsafeSlow(64 * 1024)]
 const SCRATCH_LIMIT = 1024 * 1024
 
-/**
- * Fills the reused output space with `byte` (for tests: bytes a sparse decoding did not write then
- * hold that, not what an earlier decoding of the same input left there).
- */
-export const fillScratch = (byte: number): void => {
-  for (const buffer of scratch) buffer.fill(byte)
-}
-
 const space = (layer: number, size: number): Buffer => {
   if (size > SCRATCH_LIMIT) return Buffer.allocUnsafe(size)
   if (scratch[layer]!.length < size) scratch[layer] = Buffer.allocUnsafeSlow(Math.max(size, scratch[layer]!.length * 2))
@@ -252,22 +233,12 @@ class Output implements Decoded {
   readonly inLength: Array<number> = []
   cut = -1
   length = 0
-  exactFrom = 0
-  constructor(private readonly input: Buffer, readonly base: number, end: number, layer: number, private readonly sparseUpTo: number) {
+  constructor(private readonly input: Buffer, readonly base: number, end: number, layer: number) {
     this.bytes = space(layer, end - base)
   }
   literal(from: number, to: number): void {
-    let count = to - from
+    const count = to - from
     if (count <= 0) return
-    if (count > 2 * EDGE && from + EDGE < this.sparseUpTo) {
-      // sparse: the stretch's first and last `EDGE` bytes (and all from `sparseUpTo` on)
-      this.literal(from, from + EDGE)
-      const skipTo = Math.min(to - EDGE, Math.max(from + EDGE, this.sparseUpTo))
-      this.length += skipTo - from - EDGE
-      this.exactFrom = this.length
-      from = skipTo
-      count = to - from
-    }
     const { bytes, input } = this
     let o = this.length
     // short stretches (between escapes) are copied here: a native copy costs more to call
@@ -286,126 +257,70 @@ class Output implements Decoded {
     this.length += written
   }
   done(): Decoded {
-    const { outAt, outLength, inAt, inLength, cut, exactFrom } = this
-    return { bytes: this.bytes.subarray(0, this.length), base: this.base, outAt, outLength, inAt, inLength, cut, exactFrom }
+    return { bytes: this.bytes.subarray(0, this.length), base: this.base, outAt: this.outAt, outLength: this.outLength, inAt: this.inAt, inLength: this.inLength, cut: this.cut }
   }
 }
 
-/** JSON string escapes of `input[start, end)`. `atEnd`: no more input follows. */
-const decodeJson = (input: Buffer, start: number, end: number, atEnd: boolean, layer: number, sparseUpTo: number): Decoded => {
-  const out = new Output(input, start, end, layer, sparseUpTo)
-  let pos = start
-  let i = input.indexOf(0x5c, pos)
-  while (i !== -1 && i < end) {
-    out.literal(pos, i)
-    pos = i + 1 // unless an escape is recognised: the backslash is literal
-    if (i + 1 >= end) {
-      if (!atEnd) out.cut = i
-    } else {
-      const c = input[i + 1]!
-      const short = SHORT_ESCAPES[c]!
-      if (short !== -1) {
-        out.bytes[out.length] = short
-        out.escape(i, 2, 1)
-        pos = i + 2
-      } else if (c === 0x75) {
-        const available = Math.min(end, i + 6)
-        if (available < i + 6) {
-          if (!atEnd && hexPrefix(input, i + 2, available)) out.cut = i
-        } else {
-          const unit = hex(input, i + 2, 4)
-          if (unit >= 0xd800 && unit <= 0xdbff) {
-            // a high surrogate: a character only with the low one after it
-            const low = i + 12 <= end && input[i + 6] === 0x5c && input[i + 7] === 0x75 ? hex(input, i + 8, 4) : -1
-            if (low >= 0xdc00 && low <= 0xdfff) {
-              out.escape(i, 12, putUtf8(out.bytes, out.length, 0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00)))
-              pos = i + 12
-            } else if (i + 12 > end && !atEnd) {
-              out.cut = i
-            }
-          } else if (unit !== -1) {
-            const written = putUtf8(out.bytes, out.length, unit)
-            if (written > 0) {
-              out.escape(i, 6, written)
-              pos = i + 6
-            }
-          }
-        }
-      }
-    }
-    // an escape cut off by the end: the stream ends before it (more input decides it)
-    if (out.cut !== -1) return out.done()
-    if (pos === i + 1) {
-      out.bytes[out.length++] = 0x5c
-    }
-    i = input.indexOf(0x5c, pos)
-  }
-  out.literal(pos, end)
-  return out.done()
+/** What `escapeAt` answers for an introducer that stands for itself. */
+export const LITERAL = 0
+/** What `escapeAt` answers for an escape cut off by the end of the input (more input could complete it). */
+export const CUT = -1
+/** How many bytes the last escape `escapeAt` recognised wrote (one object, reused: no allocation per escape). */
+export const PARSED = { written: 0 }
+
+/**
+ * The escape of `syntax` whose introducer is `input[i]`, as every decoding reads it: how many input
+ * bytes it spans (its decoded bytes written to `into` at `o`, their count in `PARSED.written`), or
+ * `LITERAL` (the introducer stands for itself, and reading goes on at the next byte), or `CUT`
+ * (the input ends inside what may be an escape and `atEnd` is false). `into` has room for 4 bytes.
+ */
+export const escapeAt = (syntax: Syntax, input: Buffer, i: number, end: number, atEnd: boolean, into: Buffer, o: number): number =>
+  syntax === "json" ? jsonEscape(input, i, end, atEnd, into, o) : syntax === "percent" ? percentEscape(input, i, end, atEnd, into, o) : reference(input, i, end, atEnd, into, o)
+
+const written = (count: number, length: number): number => {
+  PARSED.written = count
+  return count === 0 ? LITERAL : length
 }
 
-/** Percent-escapes of `input[start, end)`; `plus`: record each `+` as an escape (it may stand for a space). */
-const decodePercent = (input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean, layer: number, sparseUpTo: number): Decoded => {
-  const out = new Output(input, start, end, layer, sparseUpTo)
-  let pos = start
-  let nextPercent = input.indexOf(0x25, pos)
-  let nextPlus = plus ? input.indexOf(0x2b, pos) : -1
-  for (;;) {
-    const i = nextPlus === -1 || (nextPercent !== -1 && nextPercent < nextPlus) ? nextPercent : nextPlus
-    if (i === -1 || i >= end) break
-    out.literal(pos, i)
-    if (input[i] === 0x2b) {
-      out.bytes[out.length] = 0x2b
-      out.escape(i, 1, 1)
-      pos = i + 1
-      nextPlus = input.indexOf(0x2b, pos)
-      continue
-    }
-    const byte = i + 3 <= end ? hex(input, i + 1, 2) : -1
-    if (byte !== -1) {
-      out.bytes[out.length] = byte
-      out.escape(i, 3, 1)
-      pos = i + 3
-    } else {
-      if (i + 3 > end && !atEnd && hexPrefix(input, i + 1, end)) {
-        out.cut = i
-        return out.done()
-      }
-      out.bytes[out.length++] = 0x25
-      pos = i + 1
-    }
-    nextPercent = input.indexOf(0x25, pos)
+/** A JSON string escape: `\uXXXX` (a surrogate pair as one), or a short escape. */
+const jsonEscape = (input: Buffer, i: number, end: number, atEnd: boolean, into: Buffer, o: number): number => {
+  if (i + 1 >= end) return atEnd ? LITERAL : CUT
+  const c = input[i + 1]!
+  const short = SHORT_ESCAPES[c]!
+  if (short !== -1) {
+    into[o] = short
+    return written(1, 2)
   }
-  out.literal(pos, end)
-  return out.done()
+  if (c !== 0x75) return LITERAL
+  const available = Math.min(end, i + 6)
+  if (available < i + 6) return !atEnd && hexPrefix(input, i + 2, available) ? CUT : LITERAL
+  const unit = hex(input, i + 2, 4)
+  if (unit >= 0xd800 && unit <= 0xdbff) {
+    // a high surrogate: a character only with the low one after it
+    const low = i + 12 <= end && input[i + 6] === 0x5c && input[i + 7] === 0x75 ? hex(input, i + 8, 4) : -1
+    if (low >= 0xdc00 && low <= 0xdfff) return written(putUtf8(into, o, 0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00)), 12)
+    return i + 12 > end && !atEnd ? CUT : LITERAL
+  }
+  return unit === -1 ? LITERAL : written(putUtf8(into, o, unit), 6)
 }
 
-/** HTML/XML character references of `input[start, end)`. */
-const decodeHtml = (input: Buffer, start: number, end: number, atEnd: boolean, layer: number, sparseUpTo: number): Decoded => {
-  const out = new Output(input, start, end, layer, sparseUpTo)
-  let pos = start
-  let i = input.indexOf(0x26, pos)
-  while (i !== -1 && i < end) {
-    out.literal(pos, i)
-    const length = reference(input, i, end, atEnd, out)
-    if (out.cut !== -1) return out.done()
-    if (length > 0) pos = i + length
-    else {
-      out.bytes[out.length++] = 0x26
-      pos = i + 1
-    }
-    i = input.indexOf(0x26, pos)
+/** A percent escape `%XX`, or a `+` (recorded as an escape: it may stand for a space). */
+const percentEscape = (input: Buffer, i: number, end: number, atEnd: boolean, into: Buffer, o: number): number => {
+  if (input[i] === 0x2b) {
+    into[o] = 0x2b
+    return written(1, 1)
   }
-  out.literal(pos, end)
-  return out.done()
+  const byte = i + 3 <= end ? hex(input, i + 1, 2) : -1
+  if (byte !== -1) {
+    into[o] = byte
+    return written(1, 3)
+  }
+  return i + 3 > end && !atEnd && hexPrefix(input, i + 1, end) ? CUT : LITERAL
 }
 
-/** Decodes the reference at `input[i]` (an `&`) into `out`; its input length, or 0 when there is none. */
-const reference = (input: Buffer, i: number, end: number, atEnd: boolean, out: Output): number => {
-  if (i + 1 >= end) {
-    if (!atEnd) out.cut = i
-    return 0
-  }
+/** An HTML character reference at `input[i]` (an `&`). */
+const reference = (input: Buffer, i: number, end: number, atEnd: boolean, into: Buffer, o: number): number => {
+  if (i + 1 >= end) return atEnd ? LITERAL : CUT
   if (input[i + 1] === 0x23) {
     let j = i + 2
     const hexadecimal = j < end && (input[j]! | 0x20) === 0x78
@@ -413,17 +328,10 @@ const reference = (input: Buffer, i: number, end: number, atEnd: boolean, out: O
     const digitsFrom = j
     while (j < end && j - digitsFrom <= MAX_REFERENCE_DIGITS && isDigit(input[j]!, hexadecimal)) j++
     const digits = j - digitsFrom
-    if (j >= end && !atEnd && digits <= MAX_REFERENCE_DIGITS) {
-      out.cut = i
-      return 0
-    }
-    if (digits === 0 || digits > MAX_REFERENCE_DIGITS) return 0
+    if (j >= end && !atEnd && digits <= MAX_REFERENCE_DIGITS) return CUT
+    if (digits === 0 || digits > MAX_REFERENCE_DIGITS) return LITERAL
     const cp = hexadecimal ? hex(input, digitsFrom, digits) : decimal(input, digitsFrom, j)
-    const written = putUtf8(out.bytes, out.length, cp)
-    if (written === 0) return 0
-    const length = j - i + (input[j] === 0x3b ? 1 : 0)
-    out.escape(i, length, written)
-    return length
+    return written(putUtf8(into, o, cp), j - i + (input[j] === 0x3b ? 1 : 0))
   }
   let j = i + 1
   // walk the names' trie along the run of letters and digits, keeping the longest legacy name
@@ -438,35 +346,63 @@ const reference = (input: Buffer, i: number, end: number, atEnd: boolean, out: O
       legacyEnd = j
     }
   }
-  if (j === i + 1) return 0
-  if (j < end && input[j] === 0x3b && node?.text !== undefined) return named(node.text, i, j - i + 1, out)
-  if (j >= end && !atEnd) {
-    out.cut = i
-    return 0
-  }
+  if (j === i + 1) return LITERAL
+  if (j < end && input[j] === 0x3b && node?.text !== undefined) return named(node.text, j - i + 1, into, o)
+  if (j >= end && !atEnd) return CUT
   // without `;`: the longest legacy name the run starts with, as HTML reads it
-  return legacy === undefined ? 0 : named(legacy.text!, i, legacyEnd - i, out)
+  return legacy === undefined ? LITERAL : named(legacy.text!, legacyEnd - i, into, o)
 }
 
-const named = (text: Buffer, i: number, length: number, out: Output): number => {
-  for (let k = 0; k < text.length; k++) out.bytes[out.length + k] = text[k]!
-  out.escape(i, length, text.length)
-  return length
+const named = (text: Buffer, length: number, into: Buffer, o: number): number => {
+  for (let k = 0; k < text.length; k++) into[o + k] = text[k]!
+  return written(text.length, length)
+}
+
+/**
+ * Where the next introducer of `syntax` is at or after `from` (`plus`: a `+` counts for percent),
+ * or -1. `cursor` keeps, for percent, where the next `%` and `+` are, so that each is searched once.
+ */
+export const nextIntroducer = (syntax: Syntax, input: Buffer, from: number, plus: boolean, cursor: { percent: number; plus: number }): number => {
+  if (syntax !== "percent") return input.indexOf(INTRODUCER[syntax], from)
+  if (cursor.percent !== -1 && cursor.percent < from) cursor.percent = input.indexOf(0x25, from)
+  if (plus && cursor.plus !== -1 && cursor.plus < from) cursor.plus = input.indexOf(0x2b, from)
+  const { percent, plus: p } = cursor
+  return !plus || p === -1 ? percent : percent === -1 ? p : Math.min(percent, p)
+}
+
+/** One layer of `syntax` over `input[start, end)`. */
+const decodeLayer = (syntax: Syntax, input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean, layer: number): Decoded => {
+  const out = new Output(input, start, end, layer)
+  // -2: not searched yet; -1: none left
+  const cursor = { percent: -2, plus: -2 }
+  let pos = start
+  for (let i = nextIntroducer(syntax, input, pos, plus, cursor); i !== -1 && i < end; i = nextIntroducer(syntax, input, pos, plus, cursor)) {
+    out.literal(pos, i)
+    const length = escapeAt(syntax, input, i, end, atEnd, out.bytes, out.length)
+    if (length === CUT) {
+      // cut off by the end: the stream ends before it (more input decides it)
+      out.cut = i
+      return out.done()
+    }
+    if (length === LITERAL) {
+      out.bytes[out.length++] = input[i]!
+      pos = i + 1
+    } else {
+      out.escape(i, length, PARSED.written)
+      pos = i + length
+    }
+  }
+  out.literal(pos, end)
+  return out.done()
 }
 
 /**
  * Decodes one layer of `syntax` in `input[start, end)`. `atEnd`: no more input follows (otherwise
  * an escape cut off by `end` is reported in `cut`); `plus`: record `+` as a percent escape. `layer`
  * (0 or 1, below `MAX_DEPTH`): the decoded bytes are valid until the next decoding of that layer.
- * `sparseUpTo`: before this input index, literal stretches are written only `EDGE` bytes deep
- * from each end (the escapes and the positions of all bytes are as ever; see `exactFrom`).
  */
-export const decode = (syntax: Syntax, input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean, layer = 0, sparseUpTo = -1): Decoded =>
-  syntax === "json"
-    ? decodeJson(input, start, end, atEnd, layer, sparseUpTo)
-    : syntax === "percent"
-    ? decodePercent(input, start, end, atEnd, plus, layer, sparseUpTo)
-    : decodeHtml(input, start, end, atEnd, layer, sparseUpTo)
+export const decode = (syntax: Syntax, input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean, layer = 0): Decoded =>
+  decodeLayer(syntax, input, start, end, atEnd, plus, layer)
 
 // --- the encoding side: every variant the decoders accept, for replacements, tests and the fuzzer
 

@@ -13,7 +13,7 @@
 import { Automaton, type Secrets, Substitution } from "@secretgate/core"
 import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
-import { CANONICAL, decode, type Decoded, endOf, hasIntroducer, INTRODUCER, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, startOf, type Syntax, SYNTAXES } from "./escapes.js"
+import { CANONICAL, CUT, decode, type Decoded, endOf, escapeAt, hasIntroducer, INTRODUCER, LITERAL, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, nextIntroducer, PARSED, startOf, type Syntax, SYNTAXES } from "./escapes.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
 
@@ -336,9 +336,7 @@ const matchNearEscapes = (
   atEnd: boolean,
   span: Span,
   found: Candidates,
-  exhaustive: boolean,
-  /** No escape of the stream pairs with a neighbour as in a pattern: only its end is looked at. */
-  endOnly = false
+  exhaustive: boolean
 ) => {
   const bytes = decoded.bytes
   const length = bytes.length
@@ -364,7 +362,6 @@ const matchNearEscapes = (
       if (length > 0) scanWindow(0, length)
       continue
     }
-    if (endOnly) continue
     let windowStart = -1
     let windowEnd = -1
     const { outAt, outLength } = decoded
@@ -524,23 +521,139 @@ const innerLayersNeeded = (scrubber: Scrubber, first: Decoded, kind: Kind, plus:
  * off at the end) come from what is decoded, and at a place no inner escape spans or changes how
  * it is read: no introducer in the `LONGEST_ESCAPE` bytes before it. Matches there need no more:
  * one that holds bytes of an escape of `first` is found wherever `innerLayersNeeded` says so, and
- * elsewhere the stream is the input, which the stack of `inner` alone reads. -1: that place is
- * before `exactFrom`, among bytes a sparse decoding did not write.
+ * elsewhere the stream is the input, which the stack of `inner` alone reads.
  */
-const tailFrom = (inner: Syntax, bytes: Buffer, exactFrom: number, longest: number, plus: boolean): number => {
+const tailFrom = (inner: Syntax, bytes: Buffer, longest: number, plus: boolean): number => {
   let at = Math.max(0, bytes.length - longest * MAX_EXPANSION[inner] - LONGEST_ESCAPE)
   const introducer = INTRODUCER[inner]
   const pluses = inner === "percent" && plus
   for (;;) {
     if (at <= 0) return 0
-    // bytes before `exactFrom` may not be written: the layer is to be decoded whole
-    if (Math.max(0, at - LONGEST_ESCAPE) < exactFrom) return -1
     // the last introducer before `at`, if it is within reach of it
     const from = Math.max(0, at - LONGEST_ESCAPE)
     let last = bytes.lastIndexOf(introducer, at - 1)
     if (pluses) last = Math.max(last, bytes.lastIndexOf(0x2b, at - 1))
     if (last < from) return at
     at = last
+  }
+}
+
+/** Whether `byte` introduces an escape of some syntax (`+` only where values hold a space or `+`). */
+const isIntroducer = (byte: number, plus: boolean): boolean => INTRODUCES[byte] !== 0 || (plus && byte === 0x2b)
+
+/** Whether `byte` introduces an escape of `syntax` itself. */
+const introduces = (syntax: Syntax, byte: number, plus: boolean): boolean => byte === INTRODUCER[syntax] || (plus && syntax === "percent" && byte === 0x2b)
+
+/** The byte pairs of every pattern of the scrubber with `+` as space, or `undefined` when a pattern is one byte long. */
+const unionPairs = (() => {
+  const known = new WeakMap<Scrubber, Uint8Array | null>()
+  return (scrubber: Scrubber): Uint8Array | undefined => {
+    let table = known.get(scrubber)
+    if (table === undefined) {
+      table = scrubber.shortest < 2 ? null : pairsOf(scrubber.sets.flatMap((set) => set.patterns), PLUS_IS_SPACE)
+      known.set(scrubber, table)
+    }
+    return table ?? undefined
+  }
+})()
+
+/** Decoded bytes of one escape (4 at most). */
+const ONE = Buffer.alloc(4)
+
+/**
+ * Whether no escape of the first layer of `syntax` over `bytes` can be part of a match that the
+ * stacks without that layer miss, nor need an inner layer (`innerLayersNeeded`), found without
+ * decoding the layer: each escape is read where it stands (`escapeAt`, as every decoding reads
+ * it), its decoded bytes looked at with the input's bytes beside them. It answers false, and the
+ * layer is decoded, where an escape:
+ * - pairs with the byte before it, within itself or with the byte after it as in a value (`pairs`:
+ *   of every pattern, `+` as space: more than any one stack's);
+ * - writes an introducer of any syntax, or is followed by one (an introducer of `syntax` itself
+ *   only if it does not start an escape that writes none);
+ * - is reached by an escape of any syntax that an introducer up to `LONGEST_ESCAPE` bytes before
+ *   it may start (in the stretch of input since the previous escape: what comes before that
+ *   escape was looked at with it, and its decoded bytes introduce nothing);
+ * - is cut off by the end of the input.
+ * Between escapes the decoded stream is the input, byte for byte, so the bytes looked at are the
+ * decoded ones, or (where an escape begins right after) more than those.
+ */
+const cleanLayer = (syntax: Syntax, bytes: Buffer, atEnd: boolean, plus: boolean, pairs: Uint8Array): boolean => {
+  const end = bytes.length
+  const folding = PLUS_IS_SPACE
+  // -2: not searched yet (see `nextIntroducer`)
+  const cursor = { percent: -2, plus: -2 }
+  let previousEnd = -1
+  let previousLast = 0
+  let ownAfter = -1
+  let pos = 0
+  for (let i = nextIntroducer(syntax, bytes, 0, plus, cursor); i !== -1; i = nextIntroducer(syntax, bytes, pos, plus, cursor)) {
+    const length = escapeAt(syntax, bytes, i, end, atEnd, ONE, 0)
+    if (length === CUT) return false
+    if (length === LITERAL) {
+      // an introducer standing for itself right after an escape
+      if (i === ownAfter) return false
+      pos = i + 1
+      continue
+    }
+    const count = PARSED.written
+    let previous = i === previousEnd ? folding[previousLast]! : i > 0 ? folding[bytes[i - 1]!]! : -1
+    const after = i + length
+    for (let k = 0; k < count; k++) {
+      const byte = ONE[k]!
+      // (an introducer is one byte, the whole of what its escape writes)
+      if (isIntroducer(byte, plus) && !standsAlone(syntax, byte, bytes, after, plus)) return false
+      const current = folding[byte]!
+      if (previous !== -1 && pairs[(previous << 8) | current] === 1) return false
+      previous = current
+    }
+    if (after < end) {
+      const next = bytes[after]!
+      if (pairs[(previous << 8) | folding[next]!] === 1) return false
+      if (isIntroducer(next, plus)) {
+        if (!introduces(syntax, next, plus)) return false
+        ownAfter = after
+      }
+    }
+    for (let q = Math.max(0, i - LONGEST_ESCAPE, previousEnd); q < i; q++) {
+      const byte = bytes[q]!
+      if (!isIntroducer(byte, plus)) continue
+      // (read in the input: where it stops before the escape, so would the decoded stream's)
+      for (const inner of SYNTAXES) if (introduces(inner, byte, plus) && reachOf(inner, bytes, end, q) >= i) return false
+    }
+    previousEnd = after
+    previousLast = ONE[count - 1]!
+    pos = after
+  }
+  return true
+}
+
+/**
+ * Whether an introducer an escape wrote (`byte`, followed in the decoded stream by the input from
+ * `after`) can start no escape of an inner layer that reaches past it: a `+` (it stands for a space
+ * or itself), or an `&` that no `#`, `;`, letter or digit follows (when the input there starts an
+ * escape of `syntax`, what follows is unknown here).
+ */
+const standsAlone = (syntax: Syntax, byte: number, bytes: Buffer, after: number, plus: boolean): boolean => {
+  if (byte === 0x2b) return true
+  if (byte !== 0x26) return false
+  if (after >= bytes.length) return true
+  const next = bytes[after]!
+  return !introduces(syntax, next, plus) && next !== 0x23 && next !== 0x3b && !isAlphanumeric(next)
+}
+
+/**
+ * A place at or before `at` where every stack reads the input in step with a reading from its
+ * start: no introducer in the `2 * LONGEST_ESCAPE` bytes before it, so that no escape of a first
+ * layer spans it nor ends within `LONGEST_ESCAPE` bytes of it, and none of an inner layer can.
+ */
+const inStepBefore = (bytes: Buffer, at: number, plus: boolean): number => {
+  for (;;) {
+    if (at <= 0) return 0
+    const stop = Math.max(0, at - 2 * LONGEST_ESCAPE)
+    let q = at - 1
+    while (q >= stop && !isIntroducer(bytes[q]!, plus)) q--
+    if (q < stop) return at
+    at = q
   }
 }
 
@@ -585,36 +698,34 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
     if (!atEnd) holdTail(automaton, bytes, found)
   }
   const kindOf = (stack: ReadonlyArray<Syntax>) => (loose ? Kind.Loose : stack.includes("percent") ? Kind.Plus : Kind.Exact)
-  // the bytes at the end of a first layer that are looked at whatever its escapes: what is held
-  // back there, and the tail an inner layer is decoded over (see `tailFrom`), with room to spare
-  const tail = 2 * (scrubber.longest * MAX_EXPANSION.html + 2 * LONGEST_ESCAPE)
+  const pairs = loose || exhaustive ? undefined : unionPairs(scrubber)
   for (const outer of SYNTAXES) {
     if (!hasIntroducer(outer, bytes, 0, bytes.length, plus)) continue
-    // at first decoded sparse (only near escapes and at the end): in a clean response no escape
-    // pairs with a neighbour as in a value, and nothing more is looked at
-    let first = decode(outer, bytes, 0, bytes.length, atEnd, plus, 0, exhaustive ? -1 : bytes.length - tail)
-    const whole = () => (first = decode(outer, bytes, 0, bytes.length, atEnd, plus))
+    let from = 0
+    if (pairs !== undefined && cleanLayer(outer, bytes, atEnd, plus, pairs)) {
+      // no escape of the layer matters: nothing to find in it but what is held back at its end,
+      // which is decoded from a place every stack reads in step, early enough for a value under
+      // the widest escapes (an inner escape's bytes are not a first-layer escape's here)
+      if (atEnd) continue
+      from = inStepBefore(bytes, bytes.length - scrubber.longest * MAX_EXPANSION.html - 3 * LONGEST_ESCAPE, plus)
+    }
+    const first = decode(outer, bytes, from, bytes.length, atEnd, plus)
     if (first.cut !== -1) found.hold = Math.min(found.hold, first.cut)
-    // the pairs under `+` as space too: a superset of those of any stack with `outer`; none
-    // needed: no escape pairs with a neighbour, and the first layer is looked at only at its end
-    const needed = exhaustive ? ALL_LAYERS : innerLayersNeeded(scrubber, first, loose ? Kind.Loose : Kind.Plus, plus)
-    if (needed !== 0 && first.exactFrom > 0) whole()
     const once: Span = (start, end) => {
       SPAN.start = startOf(first, start)
       SPAN.end = endOf(first, end)
     }
-    matchNearEscapes(sets, first, [outer], kindOf([outer]), atEnd, once, found, exhaustive, needed === 0)
+    matchNearEscapes(sets, first, [outer], kindOf([outer]), atEnd, once, found, exhaustive)
     if (MAX_DEPTH < 2) continue
+    // the pairs under `+` as space too: a superset of those of any stack with `outer`
+    const needed = exhaustive ? ALL_LAYERS : innerLayersNeeded(scrubber, first, loose ? Kind.Loose : Kind.Plus, plus)
     // cut off, with escapes near the end: what the inner layers hold back there
     const count = first.outAt.length
     const nearEnd = !atEnd && (first.cut !== -1 || (count > 0 && first.outAt[count - 1]! + first.outLength[count - 1]! + scrubber.longest + LONGEST_ESCAPE >= first.bytes.length))
     if (needed === 0 && !nearEnd) continue
     for (const [bit, inner] of SYNTAXES.entries()) {
-      const all = (needed & (1 << bit)) !== 0
-      if (!all && !nearEnd) continue
-      let from = all ? 0 : tailFrom(inner, first.bytes, first.exactFrom, scrubber.longest, plus)
-      if (from === -1) from = tailFrom(inner, whole().bytes, 0, scrubber.longest, plus)
-      if (!hasIntroducer(inner, first.bytes, from, first.bytes.length, plus)) continue
+      const from = (needed & (1 << bit)) !== 0 ? 0 : nearEnd ? tailFrom(inner, first.bytes, scrubber.longest, plus) : -1
+      if (from === -1 || !hasIntroducer(inner, first.bytes, from, first.bytes.length, plus)) continue
       const second = decode(inner, first.bytes, from, first.bytes.length, atEnd, plus, 1)
       if (second.cut !== -1) found.hold = Math.min(found.hold, startOf(first, second.cut))
       const twice: Span = (start, end) => once(startOf(second, start), endOf(second, end))

@@ -1,0 +1,661 @@
+/**
+ * What scrubbing looks for, and the scan that finds it: each value of a snapshot (as UTF-8 and as
+ * Latin-1 bytes) and each re-encoded Basic credential, under any stack of up to `MAX_DEPTH` escape
+ * syntaxes of `escapes.ts`, each with what replaces it. Used by the response handlers
+ * (`ScrubHandler.ts`), the WebSocket frames (`WebSocketScrub.ts`) and the check of outgoing URLs
+ * (`plan.ts`).
+ *
+ * Decode-and-match: one automaton per snapshot (built once, shared by every request and host) runs
+ * over the raw bytes, and over each decoded stream of each stack near its escapes only; a match in
+ * a decoded stream is mapped back to the span of the original bytes it came from. The work is
+ * linear in the bytes: one automaton pass, plus copies and short windows around escapes.
+ */
+import { Automaton, type Secrets, Substitution } from "@secretgate/core"
+import { Redacted } from "effect"
+import { Buffer } from "node:buffer"
+import { CANONICAL, decode, type Decoded, endOf, hasIntroducer, INTRODUCER, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, startOf, type Syntax, SYNTAXES } from "./escapes.js"
+
+type ResolvedSecret = Secrets.ResolvedSecret
+
+/** How input bytes are compared: as they are; `+` as space (under percent-encoding); also ignoring case (header names). */
+const enum Kind {
+  Exact = 0,
+  Plus = 1,
+  Loose = 2
+}
+
+const PLUS_IS_SPACE = Automaton.fold([[0x2b, 0x20]])
+const FOLDS = [Automaton.IDENTITY, PLUS_IS_SPACE, Automaton.fold([[0x2b, 0x20]], Automaton.LOWER_CASE)]
+
+/**
+ * Which byte pairs occur next to each other in some pattern (after folding), indexed by
+ * `first << 8 | second`. A match of two or more bytes that covers a byte holds that byte and one of
+ * its neighbours: an escape whose decoded bytes pair with no neighbour into such a pair is in no
+ * match, and its stream need not be scanned there.
+ */
+const pairsOf = (patterns: ReadonlyArray<Buffer>, folding: Automaton.Fold): Uint8Array => {
+  const pairs = new Uint8Array(65536)
+  for (const pattern of patterns) {
+    for (let i = 1; i < pattern.length; i++) pairs[(folding[pattern[i - 1]!]! << 8) | folding[pattern[i]!]!] = 1
+  }
+  return pairs
+}
+
+/** One automaton's patterns and what replaces each. */
+class PatternSet {
+  readonly plus: boolean
+  /** The length of the shortest pattern. */
+  readonly shortest: number
+  private readonly automata: Array<Automaton.Automaton | undefined> = [undefined, undefined, undefined]
+  private readonly pairTables: Array<Uint8Array | undefined> = [undefined, undefined, undefined]
+  private readonly encoded = new Map<number, Buffer>()
+  /** The skip search over raw bytes (`undefined`: patterns too short for it to pay). */
+  readonly search: SkipSearch | undefined
+
+  constructor(
+    readonly patterns: ReadonlyArray<Buffer>,
+    /** Per pattern: the text that replaces it, before it is written in the syntaxes it was found under. */
+    private readonly replacements: ReadonlyArray<string>,
+    /** Per pattern: the secret whose value it is (`undefined` for Basic credentials). */
+    readonly secrets: ReadonlyArray<ResolvedSecret | undefined>
+  ) {
+    this.plus = patterns.some((pattern) => pattern.includes(0x20) || pattern.includes(0x2b))
+    this.shortest = patterns.reduce((min, pattern) => Math.min(min, pattern.length), Infinity)
+    this.automata[Kind.Exact] = new Automaton.Automaton(patterns)
+    this.search = this.shortest >= SkipSearch.SHORTEST ? new SkipSearch(patterns) : undefined
+  }
+
+  /** The byte pairs of the patterns under the kind's folding, or `undefined` when a pattern is one byte long. */
+  pairs(kind: Kind): Uint8Array | undefined {
+    if (this.shortest < 2) return undefined
+    const k = kind === Kind.Plus && !this.plus ? Kind.Exact : kind
+    return (this.pairTables[k] ??= pairsOf(this.patterns, FOLDS[k]!))
+  }
+
+  /** The folding of the kind. */
+  folding(kind: Kind): Automaton.Fold {
+    return FOLDS[kind === Kind.Plus && !this.plus ? Kind.Exact : kind]!
+  }
+
+  automaton(kind: Kind): Automaton.Automaton {
+    // `+` equals space only matters if some pattern holds one
+    const k = kind === Kind.Plus && !this.plus ? Kind.Exact : kind
+    return (this.automata[k] ??= new Automaton.Automaton(this.patterns, FOLDS[k]))
+  }
+
+  /** The bytes that replace pattern `i` found under `stack` (outermost first). */
+  replacement(i: number, stack: ReadonlyArray<Syntax>): Buffer {
+    // one number per (pattern, stack): a stack of up to two syntaxes, each 1..3, in base 4
+    let key = i * 16
+    for (const syntax of stack) key = key * 4 + SYNTAXES.indexOf(syntax) + 1
+    key = key * 16 + stack.length
+    let bytes = this.encoded.get(key)
+    if (bytes === undefined) {
+      const text = stack.reduceRight((inner, syntax) => CANONICAL[syntax](inner), this.replacements[i]!)
+      bytes = Buffer.from(text, "utf8")
+      if (this.encoded.size < 4096) this.encoded.set(key, bytes)
+    }
+    return bytes
+  }
+
+  /** The longest pattern length (0 when none). */
+  get longest(): number {
+    return this.automata[Kind.Exact]!.longest
+  }
+
+  /** Bytes the automata and the skip search examined so far. */
+  work(): number {
+    return this.automata.reduce((sum, automaton) => sum + (automaton?.work ?? 0), 0) + (this.search?.work ?? 0)
+  }
+}
+
+/**
+ * Every occurrence of a few or many patterns in raw bytes, mostly without looking at each byte:
+ * the shift-table search of Wu and Manber. Each pattern's first `m` bytes (`m`: the shortest
+ * pattern's length) are all that decide where to look; a window of `m` bytes whose last `BLOCK`
+ * bytes end no such prefix can be moved on by as many bytes as the table says (up to `m - BLOCK + 1`),
+ * and a window they do end is checked against the patterns whose prefix ends that way.
+ *
+ * Its work is bounded by one check per window plus the bytes compared; where comparing would cost
+ * more than `BUDGET` times the input (inputs made of a pattern's own repetitions), the caller falls
+ * back to the automaton, whose work is one step per byte whatever the input.
+ */
+class SkipSearch {
+  /** Patterns shorter than this are searched by the automaton. */
+  static readonly SHORTEST = 4
+  private static readonly BUDGET = 2
+  /** Bytes per block: 3 for prefixes of 8 bytes or more (hashed into 16 bits), else 2. */
+  private readonly block: number
+  private readonly m: number
+  /** block hash -> how far the window may move; 0: some prefix ends with this block. */
+  private readonly shift: Uint8Array
+  /** block hash -> the patterns whose prefix ends with it. */
+  private readonly ending: Array<Array<number> | undefined>
+  /** Windows and bytes examined so far. */
+  work = 0
+
+  constructor(private readonly patterns: ReadonlyArray<Buffer>) {
+    const m = patterns.reduce((min, pattern) => Math.min(min, pattern.length), Infinity)
+    this.m = Math.min(m, 256)
+    this.block = this.m >= 8 ? 3 : 2
+    const most = this.m - this.block + 1
+    this.shift = new Uint8Array(65536).fill(most)
+    this.ending = []
+    patterns.forEach((pattern, index) => {
+      for (let end = this.block - 1; end < this.m; end++) {
+        const h = this.hash(pattern, end)
+        const shift = this.m - 1 - end
+        if (shift < this.shift[h]!) this.shift[h] = shift
+        if (shift === 0) (this.ending[h] ??= []).push(index)
+      }
+    })
+  }
+
+  private hash(bytes: Uint8Array, end: number): number {
+    return this.block === 2 ? (bytes[end - 1]! << 8) | bytes[end]! : ((bytes[end - 2]! << 10) ^ (bytes[end - 1]! << 5) ^ bytes[end]!) & 0xffff
+  }
+
+  /**
+   * Calls `onMatch` for every occurrence that ends within `bytes[0, end)`; returns false, having
+   * reported nothing, when the input is too repetitive for the search to stay cheap.
+   */
+  all(bytes: Uint8Array, end: number, onMatch: (pattern: number, start: number) => void): boolean {
+    const { m, shift, ending, patterns } = this
+    const budget = SkipSearch.BUDGET * end + 64
+    const found: Array<number> = []
+    let compared = 0
+    let windows = 0
+    const three = this.block === 3
+    for (let pos = m - 1; pos < end; ) {
+      windows++
+      const h = three ? ((bytes[pos - 2]! << 10) ^ (bytes[pos - 1]! << 5) ^ bytes[pos]!) & 0xffff : (bytes[pos - 1]! << 8) | bytes[pos]!
+      const s = shift[h]!
+      if (s !== 0) {
+        pos += s
+        continue
+      }
+      const start = pos - m + 1
+      for (const index of ending[h]!) {
+        const pattern = patterns[index]!
+        const length = pattern.length
+        if (start + length > end) continue
+        let i = 0
+        while (i < length && bytes[start + i] === pattern[i]) i++
+        compared += i + 1
+        if (i === length) found.push(index, start)
+      }
+      if (compared > budget) {
+        this.work += windows + compared
+        return false
+      }
+      pos++
+    }
+    this.work += windows + compared
+    for (let i = 0; i < found.length; i += 2) onMatch(found[i]!, found[i + 1]!)
+    return true
+  }
+}
+
+/** How to scrub one response. */
+export interface Scrubber {
+  readonly sets: ReadonlyArray<PatternSet>
+  readonly matcher: Substitution.Matcher
+  /** Nothing to look for. */
+  readonly empty: boolean
+  /**
+   * The length of the shortest pattern: fewer bytes cannot hold a match in any syntax (decoding
+   * never makes bytes longer), so a short header is passed without a scan.
+   */
+  readonly shortest: number
+  /** The length of the longest pattern (1 when none). */
+  readonly longest: number
+}
+
+export const isLatin1 = (text: string): boolean => {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0xff) return false
+  return true
+}
+
+/** A value's byte forms: UTF-8, and Latin-1 when that differs (header values travel as Latin-1). */
+const byteForms = (text: string): Array<Buffer> => {
+  const utf8 = Buffer.from(text, "utf8")
+  if (!isLatin1(text)) return [utf8]
+  const latin1 = Buffer.from(text, "latin1")
+  return latin1.equals(utf8) ? [utf8] : [utf8, latin1]
+}
+
+const patternSet = (entries: ReadonlyArray<readonly [from: string, to: string, secret: ResolvedSecret | undefined]>): PatternSet => {
+  const seen = new Set<string>()
+  const patterns: Array<Buffer> = []
+  const replacements: Array<string> = []
+  const secrets: Array<ResolvedSecret | undefined> = []
+  for (const [from, to, secret] of entries) {
+    for (const bytes of byteForms(from)) {
+      const key = bytes.toString("latin1")
+      if (bytes.length === 0 || seen.has(key)) continue
+      seen.add(key)
+      patterns.push(bytes)
+      replacements.push(to)
+      secrets.push(secret)
+    }
+  }
+  return new PatternSet(patterns, replacements, secrets)
+}
+
+const fromSets = (sets: ReadonlyArray<PatternSet>): Scrubber => {
+  const live = sets.filter((set) => set.patterns.length > 0)
+  const longest = live.reduce((max, set) => Math.max(max, set.longest), 1)
+  const scrubber: Scrubber = {
+    sets: live,
+    empty: live.length === 0,
+    longest,
+    shortest: live.reduce((min, set) => Math.min(min, ...set.patterns.map((pattern) => pattern.length)), Infinity),
+    matcher: {
+      // the longest a match can be: every byte of the longest pattern under two of the widest escapes
+      maxLength: longest * MAX_EXPANSION.html * MAX_EXPANSION.html,
+      find(bytes, from, end, atEnd) {
+        const { matches } = scan(scrubber, end === bytes.length ? bytes : bytes.subarray(0, end), atEnd, Kind.Exact)
+        return matches.find((match) => match.index >= from)
+      },
+      scan: (bytes, atEnd) => scan(scrubber, bytes, atEnd, Kind.Exact)
+    }
+  }
+  return scrubber
+}
+
+/**
+ * The scrubber for these secrets: each value → its placeholder.
+ */
+export const makeScrubber = (secrets: Iterable<ResolvedSecret>): Scrubber => {
+  const entries: Array<readonly [string, string, ResolvedSecret]> = []
+  for (const secret of secrets) entries.push([Redacted.value(secret.value), secret.placeholder, secret])
+  return fromSets([patternSet(entries)])
+}
+
+const basicSets = new WeakMap<Scrubber, Map<string, PatternSet>>()
+
+/**
+ * The scrubber plus re-encoded Basic credentials → the caller's original ones (written in the
+ * syntaxes the echo was found under). The credentials' patterns are kept per scrubber (bounded).
+ */
+export const withBasicEchoes = (scrubber: Scrubber, basicEchoes: ReadonlyArray<readonly [sent: string, original: string]>): Scrubber => {
+  if (basicEchoes.length === 0) return scrubber
+  let known = basicSets.get(scrubber)
+  if (known === undefined) basicSets.set(scrubber, (known = new Map()))
+  const key = basicEchoes.map(([sent, original]) => `${sent}\n${original}`).join("\n\n")
+  let set = known.get(key)
+  if (set === undefined) {
+    const token = (header: string) => header.trim().split(/\s+/)[1] ?? ""
+    set = patternSet(basicEchoes.flatMap(([sent, original]) => [[sent, original, undefined], [token(sent), token(original), undefined]] as const))
+    if (known.size >= 256) known.clear()
+    known.set(key, set)
+  }
+  return fromSets([...scrubber.sets, set])
+}
+
+/**
+ * Nothing to scrub: for a WebSocket connection to a host no mounted secret is allowed for, whose
+ * outgoing messages are still checked for placeholders (audit, `block`).
+ */
+export const NOTHING_TO_SCRUB: Scrubber = fromSets([])
+
+/** Matches found, as spans of the scanned bytes, before overlapping ones are joined. */
+class Candidates {
+  readonly starts: Array<number> = []
+  readonly ends: Array<number> = []
+  readonly replacements: Array<Buffer> = []
+  readonly secrets: Array<ResolvedSecret | undefined> = []
+  /** Where a match could still begin once more bytes arrive (the earliest such place). */
+  hold: number
+  constructor(end: number) {
+    this.hold = end
+  }
+  add(start: number, end: number, replacement: Buffer, secret: ResolvedSecret | undefined) {
+    this.starts.push(start)
+    this.ends.push(end)
+    this.replacements.push(replacement)
+    this.secrets.push(secret)
+  }
+}
+
+/** Maps a span of a decoded stream back to the scanned bytes. */
+type Span = (start: number, end: number) => void
+
+/** Where the last `Span` call put its answer (one pair, reused: no array per match). */
+const SPAN = { start: 0, end: 0 }
+
+/**
+ * Runs each set's automaton over `decoded` near its escapes (only there can a match differ from
+ * one in the stream it was decoded from), and at its end (for what must be held back).
+ */
+const matchNearEscapes = (
+  sets: ReadonlyArray<PatternSet>,
+  decoded: Decoded,
+  stack: ReadonlyArray<Syntax>,
+  kind: Kind,
+  atEnd: boolean,
+  span: Span,
+  found: Candidates,
+  exhaustive: boolean
+) => {
+  const bytes = decoded.bytes
+  const length = bytes.length
+  for (const set of sets) {
+    const automaton = set.automaton(kind)
+    const reach = automaton.longest - 1
+    const scanWindow = (from: number, to: number) => {
+      automaton.scan(bytes, from, to, Automaton.Automaton.ROOT, (pattern, end) => {
+        span(end - automaton.lengthOf(pattern), end)
+        found.add(SPAN.start, SPAN.end, set.replacement(pattern, stack), set.secrets[pattern])
+      })
+    }
+    if (!atEnd) {
+      // a proper prefix of a pattern at the end: more bytes could complete it
+      const state = automaton.scan(bytes, Math.max(0, length - reach), length, Automaton.Automaton.ROOT, () => {})
+      const depth = automaton.depth(state)
+      if (depth > 0) {
+        span(length - depth, length)
+        found.hold = Math.min(found.hold, SPAN.start)
+      }
+    }
+    if (exhaustive) {
+      if (length > 0) scanWindow(0, length)
+      continue
+    }
+    let windowStart = -1
+    let windowEnd = -1
+    const { outAt, outLength } = decoded
+    const pairs = set.pairs(kind)
+    const folding = set.folding(kind)
+    for (let k = 0; k < outAt.length; k++) {
+      // an escape whose bytes pair with no neighbour as in a pattern is in no match
+      if (pairs === undefined ? !relevant(automaton, bytes, outAt[k]!, outLength[k]!) : !paired(pairs, folding, bytes, length, outAt[k]!, outLength[k]!)) continue
+      const from = Math.max(0, outAt[k]! - reach)
+      const to = Math.min(length, outAt[k]! + outLength[k]! + reach)
+      if (from <= windowEnd) windowEnd = Math.max(windowEnd, to)
+      else {
+        if (windowEnd > windowStart) scanWindow(windowStart, windowEnd)
+        windowStart = from
+        windowEnd = to
+      }
+    }
+    // the end of the stream: a partial match there must be held back
+    if (!atEnd) {
+      const from = Math.max(0, length - reach)
+      if (from <= windowEnd) windowEnd = Math.max(windowEnd, length)
+      else {
+        if (windowEnd > windowStart) scanWindow(windowStart, windowEnd)
+        windowStart = from
+        windowEnd = length
+      }
+    }
+    if (windowEnd > windowStart) scanWindow(windowStart, windowEnd)
+  }
+}
+
+/**
+ * Whether a byte of `bytes[at, at + count)` forms, with the byte before or after it, a pair that
+ * occurs in a pattern (`pairs`, after `folding`).
+ */
+const paired = (pairs: Uint8Array, folding: Automaton.Fold, bytes: Buffer, length: number, at: number, count: number): boolean => {
+  const from = Math.max(0, at - 1)
+  const to = Math.min(length, at + count + 1)
+  let previous = folding[bytes[from]!]!
+  for (let i = from + 1; i < to; i++) {
+    const current = folding[bytes[i]!]!
+    if (pairs[(previous << 8) | current] === 1) return true
+    previous = current
+  }
+  return false
+}
+
+/** Whether any of `bytes[at, at + length)` occurs in a pattern of the automaton. */
+const relevant = (automaton: Automaton.Automaton, bytes: Buffer, at: number, length: number): boolean => {
+  for (let i = at; i < at + length; i++) if (automaton.occurs(bytes[i]!)) return true
+  return false
+}
+
+/**
+ * Up to this many patterns, the raw bytes are searched with the platform's `indexOf` per pattern
+ * (a few native scans beat one pass of the automaton in JavaScript); beyond, the automaton. Either
+ * way the work is bounded per byte (by this number times the pattern length, or by one step).
+ */
+const NATIVE_SEARCH_UP_TO = 8
+
+/** The most bytes one escape of any syntax spans (`\\uD83D\\uDE00`, `&#x0001F600;`). */
+const LONGEST_ESCAPE = 12
+
+/**
+ * How far (exclusive) an escape of `syntax` at introducer `i` of `bytes` may reach, at most: a
+ * JSON escape's second byte (`\\u` is up to 12 bytes long with a surrogate pair, any other 2), a
+ * percent escape's 3 bytes, an HTML reference's `&`, `#`/`#x`, digits or name and `;`.
+ */
+const reachOf = (syntax: Syntax, bytes: Buffer, length: number, i: number): number => {
+  if (syntax === "json") return i + (bytes[i + 1] === 0x75 ? 12 : 2)
+  if (syntax === "percent") return bytes[i] === 0x2b ? i + 1 : i + 3
+  let j = i + 1
+  if (j < length && bytes[j] === 0x23) {
+    j++
+    if (j < length && (bytes[j]! | 0x20) === 0x78) j++
+  }
+  const from = j
+  while (j < length && j - from < MAX_REFERENCE_DIGITS + 1 && isAlphanumeric(bytes[j]!)) j++
+  return j < length && bytes[j] === 0x3b ? j + 1 : j
+}
+
+const isAlphanumeric = (byte: number): boolean => (byte >= 0x30 && byte <= 0x39) || ((byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7a)
+
+/**
+ * Whether decoding `inner` under the escapes of `first` can find a match that the stacks without
+ * `first`'s syntax do not. Such a match holds bytes of one of `first`'s escapes (elsewhere the
+ * decoded stream is the input, and `inner` reads it as it reads the input: from each introducer
+ * on, whatever came before; a backslash written by an escape, which could change how JSON pairs
+ * the backslashes after it, is an introducer itself). Those bytes stand in the inner layer as they
+ * are, with the bytes beside them, unless an inner escape may hold them or their neighbours: an
+ * introducer among them, up to `LONGEST_ESCAPE` bytes before them, or right after them. So the
+ * layer is needed only where such an introducer is, where the escape's bytes pair with a
+ * neighbour as in a value, where the stream is cut off or near its end (what is held back), or
+ * where a value is one byte long.
+ */
+const innerLayerNeeded = (scrubber: Scrubber, first: Decoded, inner: Syntax, kind: Kind, atEnd: boolean, plus: boolean): boolean => {
+  if (first.cut !== -1) return true
+  const bytes = first.bytes
+  const length = bytes.length
+  const { outAt, outLength } = first
+  const count = outAt.length
+  if (count === 0) return false
+  // near the end: what may be held back is decided by the layer itself
+  if (!atEnd && outAt[count - 1]! + outLength[count - 1]! + scrubber.longest + LONGEST_ESCAPE >= length) return true
+  const sets = scrubber.sets
+  const pairs: Array<Uint8Array> = []
+  const foldings: Array<Automaton.Fold> = []
+  for (const set of sets) {
+    const table = set.pairs(kind)
+    if (table === undefined) return true
+    pairs.push(table)
+    foldings.push(set.folding(kind))
+  }
+  const introducers = introducersOf(inner, bytes, length, plus)
+  let next = 0
+  for (let k = 0; k < count; k++) {
+    const at = outAt[k]!
+    const after = at + outLength[k]!
+    while (next < introducers.length && introducers[next]! < at - LONGEST_ESCAPE) next++
+    for (let q = next; q < introducers.length && introducers[q]! <= after; q++) {
+      const i = introducers[q]!
+      // right after the escape's bytes: an inner escape whose bytes are unknown here
+      if (i === after) return true
+      // before them: one that may reach the byte before them, or into them; in them: a
+      // backslash may change how JSON pairs the backslashes after it, and an HTML `&` or a `+`
+      // that can start nothing stands as it is
+      const reach = reachOf(inner, bytes, length, i)
+      if (i < at ? reach >= at : inner === "json" || reach > i + 1) return true
+    }
+    for (let s = 0; s < pairs.length; s++) if (paired(pairs[s]!, foldings[s]!, bytes, length, at, after - at)) return true
+  }
+  return false
+}
+
+/** Where the introducers of `syntax` are in `bytes` (`plus`: also each `+`, for percent), in order. */
+const introducersOf = (syntax: Syntax, bytes: Buffer, length: number, plus: boolean): Array<number> => {
+  const found: Array<number> = []
+  const introducer = INTRODUCER[syntax]
+  for (let i = bytes.indexOf(introducer); i !== -1 && i < length; i = bytes.indexOf(introducer, i + 1)) found.push(i)
+  if (syntax === "percent" && plus) {
+    const pluses: Array<number> = []
+    for (let i = bytes.indexOf(0x2b); i !== -1 && i < length; i = bytes.indexOf(0x2b, i + 1)) pluses.push(i)
+    if (pluses.length > 0) return [...found, ...pluses].sort((a, b) => a - b)
+  }
+  return found
+}
+
+/**
+ * Holds back a proper prefix of a pattern at the end of `bytes`: more bytes could complete it. (A
+ * pattern already whole there was found, and is not held.)
+ */
+const holdTail = (automaton: Automaton.Automaton, bytes: Buffer, found: Candidates) => {
+  const from = Math.max(0, bytes.length - automaton.longest + 1)
+  const state = automaton.scan(bytes, from, bytes.length, Automaton.Automaton.ROOT, () => {})
+  found.hold = Math.min(found.hold, bytes.length - automaton.depth(state))
+}
+
+/** Every match of `bytes` under any stack, unjoined, and where to hold back. */
+const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: boolean, exhaustive = false): Candidates => {
+  const found = new Candidates(bytes.length)
+  const sets = scrubber.sets
+  if (sets.length === 0 || bytes.length === 0) return found
+  const plus = sets.some((set) => set.plus)
+  for (const set of sets) {
+    const automaton = set.automaton(loose ? Kind.Loose : Kind.Exact)
+    const search = set.search
+    if (!loose && !exhaustive && search !== undefined && search.all(bytes, bytes.length, (i, at) => found.add(at, at + set.patterns[i]!.length, set.replacement(i, []), set.secrets[i]))) {
+      // only the end, where a match may be cut off, needs the automaton's state
+      if (!atEnd) holdTail(automaton, bytes, found)
+      continue
+    }
+    if (!loose && !exhaustive && set.patterns.length <= NATIVE_SEARCH_UP_TO) {
+      // a few patterns: the platform's byte search finds each faster than a pass of the automaton;
+      // only the end, where a match may be cut off, needs the automaton's state
+      set.patterns.forEach((pattern, i) => {
+        for (let at = bytes.indexOf(pattern); at !== -1; at = bytes.indexOf(pattern, at + 1)) {
+          found.add(at, at + pattern.length, set.replacement(i, []), set.secrets[i])
+        }
+      })
+      if (!atEnd) holdTail(automaton, bytes, found)
+      continue
+    }
+    automaton.scan(bytes, 0, bytes.length, Automaton.Automaton.ROOT, (pattern, end) => {
+      found.add(end - automaton.lengthOf(pattern), end, set.replacement(pattern, []), set.secrets[pattern])
+    })
+    if (!atEnd) holdTail(automaton, bytes, found)
+  }
+  const kindOf = (stack: ReadonlyArray<Syntax>) => (loose ? Kind.Loose : stack.includes("percent") ? Kind.Plus : Kind.Exact)
+  for (const outer of SYNTAXES) {
+    if (!hasIntroducer(outer, bytes, 0, bytes.length, plus)) continue
+    const first = decode(outer, bytes, 0, bytes.length, atEnd, plus)
+    if (first.cut !== -1) found.hold = Math.min(found.hold, first.cut)
+    const once: Span = (start, end) => {
+      SPAN.start = startOf(first, start)
+      SPAN.end = endOf(first, end)
+    }
+    matchNearEscapes(sets, first, [outer], kindOf([outer]), atEnd, once, found, exhaustive)
+    if (MAX_DEPTH < 2) continue
+    for (const inner of SYNTAXES) {
+      if (!hasIntroducer(inner, first.bytes, 0, first.bytes.length, plus)) continue
+      if (!exhaustive && !innerLayerNeeded(scrubber, first, inner, kindOf([outer, inner]), atEnd, plus)) continue
+      const second = decode(inner, first.bytes, 0, first.bytes.length, atEnd, plus, 1)
+      if (second.cut !== -1) found.hold = Math.min(found.hold, startOf(first, second.cut))
+      const twice: Span = (start, end) => once(startOf(second, start), endOf(second, end))
+      matchNearEscapes(sets, second, [outer, inner], kindOf([outer, inner]), atEnd, twice, found, exhaustive)
+    }
+  }
+  return found
+}
+
+/**
+ * The matches to replace, joined where they overlap (a span covered by any match is replaced, by
+ * the replacements of the matches that make it up, in order), and where to hold back: nothing
+ * that a match still growing with more bytes could overlap is committed.
+ */
+const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Substitution.Scan => {
+  const found = candidates(scrubber, bytes, atEnd, kind === Kind.Loose)
+  const count = found.starts.length
+  const hold = atEnd ? bytes.length : found.hold
+  if (count === 0) return { matches: [], holdFrom: hold }
+  const order = Array.from({ length: count }, (_, i) => i)
+  order.sort((a, b) => found.starts[a]! - found.starts[b]! || found.ends[b]! - found.ends[a]!)
+  const matches: Array<Substitution.Match> = []
+  let start = -1
+  let end = -1
+  let pieces: Array<Buffer> = []
+  let holdFrom = hold
+  const commit = () => {
+    if (start === -1) return true
+    if (end > hold) {
+      // a match still growing may join this one: keep it all back
+      holdFrom = Math.min(hold, start)
+      return false
+    }
+    matches.push({ index: start, length: end - start, replacement: pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces) })
+    return true
+  }
+  for (const i of order) {
+    const s = found.starts[i]!
+    const e = found.ends[i]!
+    if (s >= hold) break
+    if (s >= end) {
+      if (!commit()) return { matches, holdFrom }
+      start = s
+      end = e
+      pieces = [found.replacements[i]!]
+    } else if (e > end) {
+      end = e
+      pieces.push(found.replacements[i]!)
+    }
+  }
+  commit()
+  return { matches, holdFrom }
+}
+
+/** Whether the bytes hold any value in any known form. */
+export const holds = (scrubber: Scrubber, bytes: Buffer): boolean =>
+  bytes.length >= scrubber.shortest && candidates(scrubber, bytes, true, false).starts.length > 0
+
+/** The bytes scrubbed; the same buffer when there was nothing to scrub. */
+export const scrubBytes = (scrubber: Scrubber, bytes: Buffer, ignoreCase = false): Buffer => {
+  if (bytes.length < scrubber.shortest) return bytes
+  const { matches } = scan(scrubber, bytes, true, ignoreCase ? Kind.Loose : Kind.Exact)
+  if (matches.length === 0) return bytes
+  const pieces: Array<Buffer> = []
+  let at = 0
+  for (const match of matches) {
+    pieces.push(bytes.subarray(at, match.index), match.replacement as Buffer)
+    at = match.index + match.length
+  }
+  pieces.push(bytes.subarray(at))
+  return Buffer.concat(pieces)
+}
+
+/** The secrets whose values `bytes` hold in any known form. */
+export const secretsIn = (scrubber: Scrubber, bytes: Buffer): Set<ResolvedSecret> => {
+  const secrets = new Set<ResolvedSecret>()
+  if (bytes.length < scrubber.shortest) return secrets
+  const found = candidates(scrubber, bytes, true, false)
+  for (const secret of found.secrets) if (secret !== undefined) secrets.add(secret)
+  return secrets
+}
+
+/**
+ * Which bytes of `bytes` the scrubber would replace (one flag per byte), and from where it would
+ * hold back; `exhaustive`: found without any of the shortcuts (each decoded stream scanned whole,
+ * every stack tried, no skip search), the reference the shortcuts are tested against.
+ */
+export const coverage = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, exhaustive: boolean): { readonly covered: Uint8Array; readonly hold: number } => {
+  const found = candidates(scrubber, bytes, atEnd, false, exhaustive)
+  const covered = new Uint8Array(bytes.length)
+  found.starts.forEach((start, i) => covered.fill(1, start, found.ends[i]!))
+  return { covered, hold: atEnd ? bytes.length : found.hold }
+}
+
+/** Bytes the scrubber's automata scanned so far (for tests that check the work stays linear). */
+export const workOf = (scrubber: Scrubber): number => scrubber.sets.reduce((sum, set) => sum + set.work(), 0)
