@@ -120,7 +120,7 @@ export const hasIntroducer = (syntax: Syntax, bytes: Buffer, start: number, end:
 }
 
 /** Index of the last escape whose output starts at or before `d`, or -1. */
-const escapeAt = (decoded: Decoded, d: number): number => {
+const lastEscapeAt = (decoded: Decoded, d: number): number => {
   const outAt = decoded.outAt
   let low = 0
   let high = outAt.length - 1
@@ -137,7 +137,7 @@ const escapeAt = (decoded: Decoded, d: number): number => {
 
 /** Input index where output byte `d` comes from (the start of its escape); `d` may be the output's length. */
 export const startOf = (decoded: Decoded, d: number): number => {
-  const k = escapeAt(decoded, d)
+  const k = lastEscapeAt(decoded, d)
   if (k === -1) return decoded.base + d
   const after = decoded.outAt[k]! + decoded.outLength[k]!
   return d < after ? decoded.inAt[k]! : decoded.inAt[k]! + decoded.inLength[k]! + (d - after)
@@ -146,7 +146,7 @@ export const startOf = (decoded: Decoded, d: number): number => {
 /** Input index just past where output byte `d - 1` comes from. */
 export const endOf = (decoded: Decoded, d: number): number => {
   if (d === 0) return decoded.base
-  const k = escapeAt(decoded, d - 1)
+  const k = lastEscapeAt(decoded, d - 1)
   if (k === -1) return decoded.base + d
   const after = decoded.outAt[k]! + decoded.outLength[k]!
   return d - 1 < after ? decoded.inAt[k]! + decoded.inLength[k]! : decoded.inAt[k]! + decoded.inLength[k]! + (d - after)
@@ -261,121 +261,66 @@ class Output implements Decoded {
   }
 }
 
-/** JSON string escapes of `input[start, end)`. `atEnd`: no more input follows. */
-const decodeJson = (input: Buffer, start: number, end: number, atEnd: boolean, layer: number): Decoded => {
-  const out = new Output(input, start, end, layer)
-  let pos = start
-  let i = input.indexOf(0x5c, pos)
-  while (i !== -1 && i < end) {
-    out.literal(pos, i)
-    pos = i + 1 // unless an escape is recognised: the backslash is literal
-    if (i + 1 >= end) {
-      if (!atEnd) out.cut = i
-    } else {
-      const c = input[i + 1]!
-      const short = SHORT_ESCAPES[c]!
-      if (short !== -1) {
-        out.bytes[out.length] = short
-        out.escape(i, 2, 1)
-        pos = i + 2
-      } else if (c === 0x75) {
-        const available = Math.min(end, i + 6)
-        if (available < i + 6) {
-          if (!atEnd && hexPrefix(input, i + 2, available)) out.cut = i
-        } else {
-          const unit = hex(input, i + 2, 4)
-          if (unit >= 0xd800 && unit <= 0xdbff) {
-            // a high surrogate: a character only with the low one after it
-            const low = i + 12 <= end && input[i + 6] === 0x5c && input[i + 7] === 0x75 ? hex(input, i + 8, 4) : -1
-            if (low >= 0xdc00 && low <= 0xdfff) {
-              out.escape(i, 12, putUtf8(out.bytes, out.length, 0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00)))
-              pos = i + 12
-            } else if (i + 12 > end && !atEnd) {
-              out.cut = i
-            }
-          } else if (unit !== -1) {
-            const written = putUtf8(out.bytes, out.length, unit)
-            if (written > 0) {
-              out.escape(i, 6, written)
-              pos = i + 6
-            }
-          }
-        }
-      }
-    }
-    // an escape cut off by the end: the stream ends before it (more input decides it)
-    if (out.cut !== -1) return out.done()
-    if (pos === i + 1) {
-      out.bytes[out.length++] = 0x5c
-    }
-    i = input.indexOf(0x5c, pos)
-  }
-  out.literal(pos, end)
-  return out.done()
+/** What `escapeAt` answers for an introducer that stands for itself. */
+export const LITERAL = 0
+/** What `escapeAt` answers for an escape cut off by the end of the input (more input could complete it). */
+export const CUT = -1
+/** How many bytes the last escape `escapeAt` recognised wrote (one object, reused: no allocation per escape). */
+export const PARSED = { written: 0 }
+
+/**
+ * The escape of `syntax` whose introducer is `input[i]`, as every decoding reads it: how many input
+ * bytes it spans (its decoded bytes written to `into` at `o`, their count in `PARSED.written`), or
+ * `LITERAL` (the introducer stands for itself, and reading goes on at the next byte), or `CUT`
+ * (the input ends inside what may be an escape and `atEnd` is false). `into` has room for 4 bytes.
+ */
+export const escapeAt = (syntax: Syntax, input: Buffer, i: number, end: number, atEnd: boolean, into: Buffer, o: number): number =>
+  syntax === "json" ? jsonEscape(input, i, end, atEnd, into, o) : syntax === "percent" ? percentEscape(input, i, end, atEnd, into, o) : reference(input, i, end, atEnd, into, o)
+
+const written = (count: number, length: number): number => {
+  PARSED.written = count
+  return count === 0 ? LITERAL : length
 }
 
-/** Percent-escapes of `input[start, end)`; `plus`: record each `+` as an escape (it may stand for a space). */
-const decodePercent = (input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean, layer: number): Decoded => {
-  const out = new Output(input, start, end, layer)
-  let pos = start
-  let nextPercent = input.indexOf(0x25, pos)
-  let nextPlus = plus ? input.indexOf(0x2b, pos) : -1
-  for (;;) {
-    const i = nextPlus === -1 || (nextPercent !== -1 && nextPercent < nextPlus) ? nextPercent : nextPlus
-    if (i === -1 || i >= end) break
-    out.literal(pos, i)
-    if (input[i] === 0x2b) {
-      out.bytes[out.length] = 0x2b
-      out.escape(i, 1, 1)
-      pos = i + 1
-      nextPlus = input.indexOf(0x2b, pos)
-      continue
-    }
-    const byte = i + 3 <= end ? hex(input, i + 1, 2) : -1
-    if (byte !== -1) {
-      out.bytes[out.length] = byte
-      out.escape(i, 3, 1)
-      pos = i + 3
-    } else {
-      if (i + 3 > end && !atEnd && hexPrefix(input, i + 1, end)) {
-        out.cut = i
-        return out.done()
-      }
-      out.bytes[out.length++] = 0x25
-      pos = i + 1
-    }
-    nextPercent = input.indexOf(0x25, pos)
+/** A JSON string escape: `\uXXXX` (a surrogate pair as one), or a short escape. */
+const jsonEscape = (input: Buffer, i: number, end: number, atEnd: boolean, into: Buffer, o: number): number => {
+  if (i + 1 >= end) return atEnd ? LITERAL : CUT
+  const c = input[i + 1]!
+  const short = SHORT_ESCAPES[c]!
+  if (short !== -1) {
+    into[o] = short
+    return written(1, 2)
   }
-  out.literal(pos, end)
-  return out.done()
+  if (c !== 0x75) return LITERAL
+  const available = Math.min(end, i + 6)
+  if (available < i + 6) return !atEnd && hexPrefix(input, i + 2, available) ? CUT : LITERAL
+  const unit = hex(input, i + 2, 4)
+  if (unit >= 0xd800 && unit <= 0xdbff) {
+    // a high surrogate: a character only with the low one after it
+    const low = i + 12 <= end && input[i + 6] === 0x5c && input[i + 7] === 0x75 ? hex(input, i + 8, 4) : -1
+    if (low >= 0xdc00 && low <= 0xdfff) return written(putUtf8(into, o, 0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00)), 12)
+    return i + 12 > end && !atEnd ? CUT : LITERAL
+  }
+  return unit === -1 ? LITERAL : written(putUtf8(into, o, unit), 6)
 }
 
-/** HTML/XML character references of `input[start, end)`. */
-const decodeHtml = (input: Buffer, start: number, end: number, atEnd: boolean, layer: number): Decoded => {
-  const out = new Output(input, start, end, layer)
-  let pos = start
-  let i = input.indexOf(0x26, pos)
-  while (i !== -1 && i < end) {
-    out.literal(pos, i)
-    const length = reference(input, i, end, atEnd, out)
-    if (out.cut !== -1) return out.done()
-    if (length > 0) pos = i + length
-    else {
-      out.bytes[out.length++] = 0x26
-      pos = i + 1
-    }
-    i = input.indexOf(0x26, pos)
+/** A percent escape `%XX`, or a `+` (recorded as an escape: it may stand for a space). */
+const percentEscape = (input: Buffer, i: number, end: number, atEnd: boolean, into: Buffer, o: number): number => {
+  if (input[i] === 0x2b) {
+    into[o] = 0x2b
+    return written(1, 1)
   }
-  out.literal(pos, end)
-  return out.done()
+  const byte = i + 3 <= end ? hex(input, i + 1, 2) : -1
+  if (byte !== -1) {
+    into[o] = byte
+    return written(1, 3)
+  }
+  return i + 3 > end && !atEnd && hexPrefix(input, i + 1, end) ? CUT : LITERAL
 }
 
-/** Decodes the reference at `input[i]` (an `&`) into `out`; its input length, or 0 when there is none. */
-const reference = (input: Buffer, i: number, end: number, atEnd: boolean, out: Output): number => {
-  if (i + 1 >= end) {
-    if (!atEnd) out.cut = i
-    return 0
-  }
+/** An HTML character reference at `input[i]` (an `&`). */
+const reference = (input: Buffer, i: number, end: number, atEnd: boolean, into: Buffer, o: number): number => {
+  if (i + 1 >= end) return atEnd ? LITERAL : CUT
   if (input[i + 1] === 0x23) {
     let j = i + 2
     const hexadecimal = j < end && (input[j]! | 0x20) === 0x78
@@ -383,17 +328,10 @@ const reference = (input: Buffer, i: number, end: number, atEnd: boolean, out: O
     const digitsFrom = j
     while (j < end && j - digitsFrom <= MAX_REFERENCE_DIGITS && isDigit(input[j]!, hexadecimal)) j++
     const digits = j - digitsFrom
-    if (j >= end && !atEnd && digits <= MAX_REFERENCE_DIGITS) {
-      out.cut = i
-      return 0
-    }
-    if (digits === 0 || digits > MAX_REFERENCE_DIGITS) return 0
+    if (j >= end && !atEnd && digits <= MAX_REFERENCE_DIGITS) return CUT
+    if (digits === 0 || digits > MAX_REFERENCE_DIGITS) return LITERAL
     const cp = hexadecimal ? hex(input, digitsFrom, digits) : decimal(input, digitsFrom, j)
-    const written = putUtf8(out.bytes, out.length, cp)
-    if (written === 0) return 0
-    const length = j - i + (input[j] === 0x3b ? 1 : 0)
-    out.escape(i, length, written)
-    return length
+    return written(putUtf8(into, o, cp), j - i + (input[j] === 0x3b ? 1 : 0))
   }
   let j = i + 1
   // walk the names' trie along the run of letters and digits, keeping the longest legacy name
@@ -408,20 +346,54 @@ const reference = (input: Buffer, i: number, end: number, atEnd: boolean, out: O
       legacyEnd = j
     }
   }
-  if (j === i + 1) return 0
-  if (j < end && input[j] === 0x3b && node?.text !== undefined) return named(node.text, i, j - i + 1, out)
-  if (j >= end && !atEnd) {
-    out.cut = i
-    return 0
-  }
+  if (j === i + 1) return LITERAL
+  if (j < end && input[j] === 0x3b && node?.text !== undefined) return named(node.text, j - i + 1, into, o)
+  if (j >= end && !atEnd) return CUT
   // without `;`: the longest legacy name the run starts with, as HTML reads it
-  return legacy === undefined ? 0 : named(legacy.text!, i, legacyEnd - i, out)
+  return legacy === undefined ? LITERAL : named(legacy.text!, legacyEnd - i, into, o)
 }
 
-const named = (text: Buffer, i: number, length: number, out: Output): number => {
-  for (let k = 0; k < text.length; k++) out.bytes[out.length + k] = text[k]!
-  out.escape(i, length, text.length)
-  return length
+const named = (text: Buffer, length: number, into: Buffer, o: number): number => {
+  for (let k = 0; k < text.length; k++) into[o + k] = text[k]!
+  return written(text.length, length)
+}
+
+/**
+ * Where the next introducer of `syntax` is at or after `from` (`plus`: a `+` counts for percent),
+ * or -1. `cursor` keeps, for percent, where the next `%` and `+` are, so that each is searched once.
+ */
+export const nextIntroducer = (syntax: Syntax, input: Buffer, from: number, plus: boolean, cursor: { percent: number; plus: number }): number => {
+  if (syntax !== "percent") return input.indexOf(INTRODUCER[syntax], from)
+  if (cursor.percent !== -1 && cursor.percent < from) cursor.percent = input.indexOf(0x25, from)
+  if (plus && cursor.plus !== -1 && cursor.plus < from) cursor.plus = input.indexOf(0x2b, from)
+  const { percent, plus: p } = cursor
+  return !plus || p === -1 ? percent : percent === -1 ? p : Math.min(percent, p)
+}
+
+/** One layer of `syntax` over `input[start, end)`. */
+const decodeLayer = (syntax: Syntax, input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean, layer: number): Decoded => {
+  const out = new Output(input, start, end, layer)
+  // -2: not searched yet; -1: none left
+  const cursor = { percent: -2, plus: -2 }
+  let pos = start
+  for (let i = nextIntroducer(syntax, input, pos, plus, cursor); i !== -1 && i < end; i = nextIntroducer(syntax, input, pos, plus, cursor)) {
+    out.literal(pos, i)
+    const length = escapeAt(syntax, input, i, end, atEnd, out.bytes, out.length)
+    if (length === CUT) {
+      // cut off by the end: the stream ends before it (more input decides it)
+      out.cut = i
+      return out.done()
+    }
+    if (length === LITERAL) {
+      out.bytes[out.length++] = input[i]!
+      pos = i + 1
+    } else {
+      out.escape(i, length, PARSED.written)
+      pos = i + length
+    }
+  }
+  out.literal(pos, end)
+  return out.done()
 }
 
 /**
@@ -430,11 +402,7 @@ const named = (text: Buffer, i: number, length: number, out: Output): number => 
  * (0 or 1, below `MAX_DEPTH`): the decoded bytes are valid until the next decoding of that layer.
  */
 export const decode = (syntax: Syntax, input: Buffer, start: number, end: number, atEnd: boolean, plus: boolean, layer = 0): Decoded =>
-  syntax === "json"
-    ? decodeJson(input, start, end, atEnd, layer)
-    : syntax === "percent"
-    ? decodePercent(input, start, end, atEnd, plus, layer)
-    : decodeHtml(input, start, end, atEnd, layer)
+  decodeLayer(syntax, input, start, end, atEnd, plus, layer)
 
 // --- the encoding side: every variant the decoders accept, for replacements, tests and the fuzzer
 

@@ -13,7 +13,7 @@
 import { Automaton, type Secrets, Substitution } from "@secretgate/core"
 import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
-import { CANONICAL, decode, type Decoded, endOf, hasIntroducer, INTRODUCER, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, startOf, type Syntax, SYNTAXES } from "./escapes.js"
+import { CANONICAL, CUT, decode, type Decoded, endOf, escapeAt, hasIntroducer, INTRODUCER, LITERAL, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, nextIntroducer, PARSED, startOf, type Syntax, SYNTAXES } from "./escapes.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
 
@@ -445,68 +445,216 @@ const reachOf = (syntax: Syntax, bytes: Buffer, length: number, i: number): numb
 
 const isAlphanumeric = (byte: number): boolean => (byte >= 0x30 && byte <= 0x39) || ((byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7a)
 
+/** A bit per syntax of `SYNTAXES`, in a mask of the inner layers to decode. */
+const ALL_LAYERS = (1 << SYNTAXES.length) - 1
+
+/** Per byte: the bits of the syntaxes it introduces an escape of (`+` apart: it counts for percent only where a value holds a space or `+`). */
+const INTRODUCES = (() => {
+  const table = new Uint8Array(256)
+  SYNTAXES.forEach((syntax, bit) => (table[INTRODUCER[syntax]] |= 1 << bit))
+  return table
+})()
+const PERCENT_BIT = 1 << SYNTAXES.indexOf("percent")
+
 /**
- * Whether decoding `inner` under the escapes of `first` can find a match that the stacks without
- * `first`'s syntax do not. Such a match holds bytes of one of `first`'s escapes (elsewhere the
- * decoded stream is the input, and `inner` reads it as it reads the input: from each introducer
- * on, whatever came before; a backslash written by an escape, which could change how JSON pairs
- * the backslashes after it, is an introducer itself). Those bytes stand in the inner layer as they
- * are, with the bytes beside them, unless an inner escape may hold them or their neighbours: an
- * introducer among them, up to `LONGEST_ESCAPE` bytes before them, or right after them. So the
- * layer is needed only where such an introducer is, where the escape's bytes pair with a
- * neighbour as in a value, where the stream is cut off or near its end (what is held back), or
- * where a value is one byte long.
+ * Which inner syntaxes (a mask of bits of `SYNTAXES`) decoding under the escapes of `first` can find
+ * a match in that the stacks without `first`'s syntax do not. Such a match holds bytes of one of
+ * `first`'s escapes (elsewhere the decoded stream is the input, and an inner syntax reads it as it
+ * reads the input: from each introducer on, whatever came before; a backslash written by an escape,
+ * which could change how JSON pairs the backslashes after it, is an introducer itself). Those bytes
+ * stand in the inner layer as they are, with the bytes beside them, unless an inner escape may hold
+ * them or their neighbours: an introducer among them, up to `LONGEST_ESCAPE` bytes before them, or
+ * right after them. So an inner layer is needed only where such an introducer is, where the
+ * escape's bytes pair with a neighbour as in a value (then every inner layer is), or where a value
+ * is one byte long. (What is held back at the end of a stream cut off is the caller's: see
+ * `tailFrom`.)
+ *
+ * It reads the decoded stream only within `LONGEST_ESCAPE + 1` bytes of an escape's bytes.
  */
-const innerLayerNeeded = (scrubber: Scrubber, first: Decoded, inner: Syntax, kind: Kind, atEnd: boolean, plus: boolean): boolean => {
-  if (first.cut !== -1) return true
+const innerLayersNeeded = (scrubber: Scrubber, first: Decoded, kind: Kind, plus: boolean): number => {
   const bytes = first.bytes
   const length = bytes.length
   const { outAt, outLength } = first
   const count = outAt.length
-  if (count === 0) return false
-  // near the end: what may be held back is decided by the layer itself
-  if (!atEnd && outAt[count - 1]! + outLength[count - 1]! + scrubber.longest + LONGEST_ESCAPE >= length) return true
+  if (count === 0) return 0
   const sets = scrubber.sets
   const pairs: Array<Uint8Array> = []
   const foldings: Array<Automaton.Fold> = []
   for (const set of sets) {
     const table = set.pairs(kind)
-    if (table === undefined) return true
+    if (table === undefined) return ALL_LAYERS
     pairs.push(table)
     foldings.push(set.folding(kind))
   }
-  const introducers = introducersOf(inner, bytes, length, plus)
-  let next = 0
+  const plusBit = plus ? PERCENT_BIT : 0
+  let needed = 0
   for (let k = 0; k < count; k++) {
     const at = outAt[k]!
     const after = at + outLength[k]!
-    while (next < introducers.length && introducers[next]! < at - LONGEST_ESCAPE) next++
-    for (let q = next; q < introducers.length && introducers[q]! <= after; q++) {
-      const i = introducers[q]!
-      // right after the escape's bytes: an inner escape whose bytes are unknown here
-      if (i === after) return true
-      // before them: one that may reach the byte before them, or into them; in them: a
-      // backslash may change how JSON pairs the backslashes after it, and an HTML `&` or a `+`
-      // that can start nothing stands as it is
-      const reach = reachOf(inner, bytes, length, i)
-      if (i < at ? reach >= at : inner === "json" || reach > i + 1) return true
+    for (let s = 0; s < pairs.length; s++) if (paired(pairs[s]!, foldings[s]!, bytes, length, at, after - at)) return ALL_LAYERS
+    const to = Math.min(length - 1, after)
+    for (let i = Math.max(0, at - LONGEST_ESCAPE); i <= to; i++) {
+      const byte = bytes[i]!
+      const bits = (INTRODUCES[byte]! | (byte === 0x2b ? plusBit : 0)) & ~needed
+      if (bits === 0) continue
+      for (let bit = 0; bit < SYNTAXES.length; bit++) {
+        if ((bits & (1 << bit)) === 0) continue
+        const inner = SYNTAXES[bit]!
+        // right after the escape's bytes: an inner escape whose bytes are unknown here; before
+        // them: one that may reach the byte before them, or into them; in them: a backslash may
+        // change how JSON pairs the backslashes after it, and an HTML `&` or a `+` that can start
+        // nothing stands as it is
+        if (i === after || (i < at ? reachOf(inner, bytes, length, i) >= at : inner === "json" || reachOf(inner, bytes, length, i) > i + 1)) {
+          needed |= 1 << bit
+          if (needed === ALL_LAYERS) return needed
+        }
+      }
     }
-    for (let s = 0; s < pairs.length; s++) if (paired(pairs[s]!, foldings[s]!, bytes, length, at, after - at)) return true
   }
-  return false
+  return needed
 }
 
-/** Where the introducers of `syntax` are in `bytes` (`plus`: also each `+`, for percent), in order. */
-const introducersOf = (syntax: Syntax, bytes: Buffer, length: number, plus: boolean): Array<number> => {
-  const found: Array<number> = []
-  const introducer = INTRODUCER[syntax]
-  for (let i = bytes.indexOf(introducer); i !== -1 && i < length; i = bytes.indexOf(introducer, i + 1)) found.push(i)
-  if (syntax === "percent" && plus) {
-    const pluses: Array<number> = []
-    for (let i = bytes.indexOf(0x2b); i !== -1 && i < length; i = bytes.indexOf(0x2b, i + 1)) pluses.push(i)
-    if (pluses.length > 0) return [...found, ...pluses].sort((a, b) => a - b)
+/**
+ * Where to start decoding `inner` over `first` (a stream cut off by the end of its input, whose
+ * last escapes are near that end) so that what is held back at the end is what decoding it whole
+ * would hold: early enough that the inner stream's last `longest` bytes (and an inner escape cut
+ * off at the end) come from what is decoded, and at a place no inner escape spans or changes how
+ * it is read: no introducer in the `LONGEST_ESCAPE` bytes before it. Matches there need no more:
+ * one that holds bytes of an escape of `first` is found wherever `innerLayersNeeded` says so, and
+ * elsewhere the stream is the input, which the stack of `inner` alone reads.
+ */
+const tailFrom = (inner: Syntax, bytes: Buffer, longest: number, plus: boolean): number => {
+  let at = Math.max(0, bytes.length - longest * MAX_EXPANSION[inner] - LONGEST_ESCAPE)
+  const introducer = INTRODUCER[inner]
+  const pluses = inner === "percent" && plus
+  for (;;) {
+    if (at <= 0) return 0
+    // the last introducer before `at`, if it is within reach of it
+    const from = Math.max(0, at - LONGEST_ESCAPE)
+    let last = bytes.lastIndexOf(introducer, at - 1)
+    if (pluses) last = Math.max(last, bytes.lastIndexOf(0x2b, at - 1))
+    if (last < from) return at
+    at = last
   }
-  return found
+}
+
+/** Whether `byte` introduces an escape of some syntax (`+` only where values hold a space or `+`). */
+const isIntroducer = (byte: number, plus: boolean): boolean => INTRODUCES[byte] !== 0 || (plus && byte === 0x2b)
+
+/** Whether `byte` introduces an escape of `syntax` itself. */
+const introduces = (syntax: Syntax, byte: number, plus: boolean): boolean => byte === INTRODUCER[syntax] || (plus && syntax === "percent" && byte === 0x2b)
+
+/** The byte pairs of every pattern of the scrubber with `+` as space, or `undefined` when a pattern is one byte long. */
+const unionPairs = (() => {
+  const known = new WeakMap<Scrubber, Uint8Array | null>()
+  return (scrubber: Scrubber): Uint8Array | undefined => {
+    let table = known.get(scrubber)
+    if (table === undefined) {
+      table = scrubber.shortest < 2 ? null : pairsOf(scrubber.sets.flatMap((set) => set.patterns), PLUS_IS_SPACE)
+      known.set(scrubber, table)
+    }
+    return table ?? undefined
+  }
+})()
+
+/** Decoded bytes of one escape (4 at most). */
+const ONE = Buffer.alloc(4)
+
+/**
+ * Whether no escape of the first layer of `syntax` over `bytes` can be part of a match that the
+ * stacks without that layer miss, nor need an inner layer (`innerLayersNeeded`), found without
+ * decoding the layer: each escape is read where it stands (`escapeAt`, as every decoding reads
+ * it), its decoded bytes looked at with the input's bytes beside them. It answers false, and the
+ * layer is decoded, where an escape:
+ * - pairs with the byte before it, within itself or with the byte after it as in a value (`pairs`:
+ *   of every pattern, `+` as space: more than any one stack's);
+ * - writes an introducer of any syntax, or is followed by one (an introducer of `syntax` itself
+ *   only if it does not start an escape that writes none);
+ * - is reached by an escape of any syntax that an introducer up to `LONGEST_ESCAPE` bytes before
+ *   it may start (in the stretch of input since the previous escape: what comes before that
+ *   escape was looked at with it, and its decoded bytes introduce nothing);
+ * - is cut off by the end of the input.
+ * Between escapes the decoded stream is the input, byte for byte, so the bytes looked at are the
+ * decoded ones, or (where an escape begins right after) more than those.
+ */
+const cleanLayer = (syntax: Syntax, bytes: Buffer, atEnd: boolean, plus: boolean, pairs: Uint8Array): boolean => {
+  const end = bytes.length
+  const folding = PLUS_IS_SPACE
+  // -2: not searched yet (see `nextIntroducer`)
+  const cursor = { percent: -2, plus: -2 }
+  let previousEnd = -1
+  let previousLast = 0
+  let ownAfter = -1
+  let pos = 0
+  for (let i = nextIntroducer(syntax, bytes, 0, plus, cursor); i !== -1; i = nextIntroducer(syntax, bytes, pos, plus, cursor)) {
+    const length = escapeAt(syntax, bytes, i, end, atEnd, ONE, 0)
+    if (length === CUT) return false
+    if (length === LITERAL) {
+      // an introducer standing for itself right after an escape
+      if (i === ownAfter) return false
+      pos = i + 1
+      continue
+    }
+    const count = PARSED.written
+    let previous = i === previousEnd ? folding[previousLast]! : i > 0 ? folding[bytes[i - 1]!]! : -1
+    const after = i + length
+    for (let k = 0; k < count; k++) {
+      const byte = ONE[k]!
+      // (an introducer is one byte, the whole of what its escape writes)
+      if (isIntroducer(byte, plus) && !standsAlone(syntax, byte, bytes, after, plus)) return false
+      const current = folding[byte]!
+      if (previous !== -1 && pairs[(previous << 8) | current] === 1) return false
+      previous = current
+    }
+    if (after < end) {
+      const next = bytes[after]!
+      if (pairs[(previous << 8) | folding[next]!] === 1) return false
+      if (isIntroducer(next, plus)) {
+        if (!introduces(syntax, next, plus)) return false
+        ownAfter = after
+      }
+    }
+    for (let q = Math.max(0, i - LONGEST_ESCAPE, previousEnd); q < i; q++) {
+      const byte = bytes[q]!
+      if (!isIntroducer(byte, plus)) continue
+      // (read in the input: where it stops before the escape, so would the decoded stream's)
+      for (const inner of SYNTAXES) if (introduces(inner, byte, plus) && reachOf(inner, bytes, end, q) >= i) return false
+    }
+    previousEnd = after
+    previousLast = ONE[count - 1]!
+    pos = after
+  }
+  return true
+}
+
+/**
+ * Whether an introducer an escape wrote (`byte`, followed in the decoded stream by the input from
+ * `after`) can start no escape of an inner layer that reaches past it: a `+` (it stands for a space
+ * or itself), or an `&` that no `#`, `;`, letter or digit follows (when the input there starts an
+ * escape of `syntax`, what follows is unknown here).
+ */
+const standsAlone = (syntax: Syntax, byte: number, bytes: Buffer, after: number, plus: boolean): boolean => {
+  if (byte === 0x2b) return true
+  if (byte !== 0x26) return false
+  if (after >= bytes.length) return true
+  const next = bytes[after]!
+  return !introduces(syntax, next, plus) && next !== 0x23 && next !== 0x3b && !isAlphanumeric(next)
+}
+
+/**
+ * A place at or before `at` where every stack reads the input in step with a reading from its
+ * start: no introducer in the `2 * LONGEST_ESCAPE` bytes before it, so that no escape of a first
+ * layer spans it nor ends within `LONGEST_ESCAPE` bytes of it, and none of an inner layer can.
+ */
+const inStepBefore = (bytes: Buffer, at: number, plus: boolean): number => {
+  for (;;) {
+    if (at <= 0) return 0
+    const stop = Math.max(0, at - 2 * LONGEST_ESCAPE)
+    let q = at - 1
+    while (q >= stop && !isIntroducer(bytes[q]!, plus)) q--
+    if (q < stop) return at
+    at = q
+  }
 }
 
 /**
@@ -550,9 +698,18 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
     if (!atEnd) holdTail(automaton, bytes, found)
   }
   const kindOf = (stack: ReadonlyArray<Syntax>) => (loose ? Kind.Loose : stack.includes("percent") ? Kind.Plus : Kind.Exact)
+  const pairs = loose || exhaustive ? undefined : unionPairs(scrubber)
   for (const outer of SYNTAXES) {
     if (!hasIntroducer(outer, bytes, 0, bytes.length, plus)) continue
-    const first = decode(outer, bytes, 0, bytes.length, atEnd, plus)
+    let from = 0
+    if (pairs !== undefined && cleanLayer(outer, bytes, atEnd, plus, pairs)) {
+      // no escape of the layer matters: nothing to find in it but what is held back at its end,
+      // which is decoded from a place every stack reads in step, early enough for a value under
+      // the widest escapes (an inner escape's bytes are not a first-layer escape's here)
+      if (atEnd) continue
+      from = inStepBefore(bytes, bytes.length - scrubber.longest * MAX_EXPANSION.html - 3 * LONGEST_ESCAPE, plus)
+    }
+    const first = decode(outer, bytes, from, bytes.length, atEnd, plus)
     if (first.cut !== -1) found.hold = Math.min(found.hold, first.cut)
     const once: Span = (start, end) => {
       SPAN.start = startOf(first, start)
@@ -560,10 +717,16 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
     }
     matchNearEscapes(sets, first, [outer], kindOf([outer]), atEnd, once, found, exhaustive)
     if (MAX_DEPTH < 2) continue
-    for (const inner of SYNTAXES) {
-      if (!hasIntroducer(inner, first.bytes, 0, first.bytes.length, plus)) continue
-      if (!exhaustive && !innerLayerNeeded(scrubber, first, inner, kindOf([outer, inner]), atEnd, plus)) continue
-      const second = decode(inner, first.bytes, 0, first.bytes.length, atEnd, plus, 1)
+    // the pairs under `+` as space too: a superset of those of any stack with `outer`
+    const needed = exhaustive ? ALL_LAYERS : innerLayersNeeded(scrubber, first, loose ? Kind.Loose : Kind.Plus, plus)
+    // cut off, with escapes near the end: what the inner layers hold back there
+    const count = first.outAt.length
+    const nearEnd = !atEnd && (first.cut !== -1 || (count > 0 && first.outAt[count - 1]! + first.outLength[count - 1]! + scrubber.longest + LONGEST_ESCAPE >= first.bytes.length))
+    if (needed === 0 && !nearEnd) continue
+    for (const [bit, inner] of SYNTAXES.entries()) {
+      const from = (needed & (1 << bit)) !== 0 ? 0 : nearEnd ? tailFrom(inner, first.bytes, scrubber.longest, plus) : -1
+      if (from === -1 || !hasIntroducer(inner, first.bytes, from, first.bytes.length, plus)) continue
+      const second = decode(inner, first.bytes, from, first.bytes.length, atEnd, plus, 1)
       if (second.cut !== -1) found.hold = Math.min(found.hold, startOf(first, second.cut))
       const twice: Span = (start, end) => once(startOf(second, start), endOf(second, end))
       matchNearEscapes(sets, second, [outer, inner], kindOf([outer, inner]), atEnd, twice, found, exhaustive)
