@@ -68,24 +68,38 @@ export const NAMED_REFERENCES: ReadonlyMap<string, string> = (() => {
 const LEGACY = new Set(["amp", "AMP", "lt", "LT", "gt", "GT", "quot", "QUOT", ...LATIN1_NAMES])
 const LONGEST_NAME = 8
 
-/** A node of the names' trie: what the name so far stands for (with `;`, and without where HTML allows). */
-interface NameNode {
-  readonly next: Map<number, NameNode>
-  text: Buffer | undefined
-  legacy: boolean
-}
-const NAMES: NameNode = { next: new Map(), text: undefined, legacy: false }
-for (const [name, text] of NAMED_REFERENCES) {
-  let node = NAMES
-  for (let i = 0; i < name.length; i++) {
-    const byte = name.charCodeAt(i)
-    let child = node.next.get(byte)
-    if (child === undefined) node.next.set(byte, (child = { next: new Map(), text: undefined, legacy: false }))
-    node = child
+/**
+ * The names' trie, flat: node 1 is the root (0: no node), `NEXT[node * 64 + SYMBOL[byte]]` its child
+ * along a letter or digit, `TEXT[node]` what the name so far stands for (with `;`), `LEGACY[node]`
+ * whether HTML also reads it without `;`.
+ */
+const SYMBOL = new Uint8Array(256).fill(0xff)
+for (const [i, c] of [..."0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"].entries()) SYMBOL[c.charCodeAt(0)] = i
+const TEXT: Array<Buffer | undefined> = [undefined, undefined]
+const LEGACY_NODE: Array<boolean> = [false, false]
+const NEXT = (() => {
+  let next = new Uint16Array(64 * 512)
+  for (const [name, text] of NAMED_REFERENCES) {
+    let node = 1
+    for (let i = 0; i < name.length; i++) {
+      const at = node * 64 + SYMBOL[name.charCodeAt(i)]!
+      if (next[at] === 0) {
+        next[at] = TEXT.length
+        TEXT.push(undefined)
+        LEGACY_NODE.push(false)
+        if (TEXT.length * 64 > next.length) {
+          const grown = new Uint16Array(next.length * 2)
+          grown.set(next)
+          next = grown
+        }
+      }
+      node = next[at]!
+    }
+    TEXT[node] = Buffer.from(text, "utf8")
+    LEGACY_NODE[node] = LEGACY.has(name)
   }
-  node.text = Buffer.from(text, "utf8")
-  node.legacy = LEGACY.has(name)
-}
+  return next.slice(0, TEXT.length * 64)
+})()
 
 /**
  * A decoded stream and where each of its escapes came from. Output bytes outside an escape map
@@ -208,7 +222,6 @@ for (const [char, byte] of [['"', 0x22], ["\\", 0x5c], ["/", 0x2f], ["b", 8], ["
   SHORT_ESCAPES[char.charCodeAt(0)] = byte
 }
 
-const isAlnum = (byte: number): boolean => (byte >= 0x30 && byte <= 0x39) || ((byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7a)
 const isDigit = (byte: number, hexadecimal: boolean): boolean => (hexadecimal ? hexValue(byte) !== -1 : byte >= 0x30 && byte <= 0x39)
 
 /**
@@ -335,22 +348,24 @@ const reference = (input: Buffer, i: number, end: number, atEnd: boolean, into: 
   }
   let j = i + 1
   // walk the names' trie along the run of letters and digits, keeping the longest legacy name
-  let node: NameNode | undefined = NAMES
-  let legacy: NameNode | undefined
+  let node = 1
+  let legacy = 0
   let legacyEnd = 0
-  while (j < end && j - i - 1 < LONGEST_NAME && isAlnum(input[j]!)) {
-    node = node?.next.get(input[j]!)
+  while (j < end && j - i - 1 < LONGEST_NAME) {
+    const symbol = SYMBOL[input[j]!]!
+    if (symbol === 0xff) break
+    if (node !== 0) node = NEXT[node * 64 + symbol]!
     j++
-    if (node?.legacy === true) {
+    if (node !== 0 && LEGACY_NODE[node] === true) {
       legacy = node
       legacyEnd = j
     }
   }
   if (j === i + 1) return LITERAL
-  if (j < end && input[j] === 0x3b && node?.text !== undefined) return named(node.text, j - i + 1, into, o)
+  if (j < end && input[j] === 0x3b && node !== 0 && TEXT[node] !== undefined) return named(TEXT[node]!, j - i + 1, into, o)
   if (j >= end && !atEnd) return CUT
   // without `;`: the longest legacy name the run starts with, as HTML reads it
-  return legacy === undefined ? LITERAL : named(legacy.text!, legacyEnd - i, into, o)
+  return legacy === 0 ? LITERAL : named(TEXT[legacy]!, legacyEnd - i, into, o)
 }
 
 const named = (text: Buffer, length: number, into: Buffer, o: number): number => {

@@ -538,11 +538,15 @@ const tailFrom = (inner: Syntax, bytes: Buffer, longest: number, plus: boolean):
   }
 }
 
+/** Per byte, the syntaxes (bits of `SYNTAXES`) it introduces an escape of, `+` counting for percent. */
+const INTRODUCES_PLUS = INTRODUCES.map((bits, byte) => (byte === 0x2b ? bits | PERCENT_BIT : bits))
+
 /** Whether `byte` introduces an escape of some syntax (`+` only where values hold a space or `+`). */
-const isIntroducer = (byte: number, plus: boolean): boolean => INTRODUCES[byte] !== 0 || (plus && byte === 0x2b)
+const isIntroducer = (byte: number, plus: boolean): boolean => (plus ? INTRODUCES_PLUS : INTRODUCES)[byte] !== 0
 
 /** Whether `byte` introduces an escape of `syntax` itself. */
-const introduces = (syntax: Syntax, byte: number, plus: boolean): boolean => byte === INTRODUCER[syntax] || (plus && syntax === "percent" && byte === 0x2b)
+const introduces = (syntax: Syntax, byte: number, plus: boolean): boolean =>
+  ((plus ? INTRODUCES_PLUS : INTRODUCES)[byte]! & (1 << SYNTAXES.indexOf(syntax))) !== 0
 
 /** The byte pairs of every pattern of the scrubber with `+` as space, or `undefined` when a pattern is one byte long. */
 const unionPairs = (() => {
@@ -580,6 +584,8 @@ const ONE = Buffer.alloc(4)
 const cleanLayer = (syntax: Syntax, bytes: Buffer, atEnd: boolean, plus: boolean, pairs: Uint8Array): boolean => {
   const end = bytes.length
   const folding = PLUS_IS_SPACE
+  const introducersOf = plus ? INTRODUCES_PLUS : INTRODUCES
+  const own = 1 << SYNTAXES.indexOf(syntax)
   // -2: not searched yet (see `nextIntroducer`)
   const cursor = { percent: -2, plus: -2 }
   let previousEnd = -1
@@ -601,7 +607,7 @@ const cleanLayer = (syntax: Syntax, bytes: Buffer, atEnd: boolean, plus: boolean
     for (let k = 0; k < count; k++) {
       const byte = ONE[k]!
       // (an introducer is one byte, the whole of what its escape writes)
-      if (isIntroducer(byte, plus) && !standsAlone(syntax, byte, bytes, after, plus)) return false
+      if (introducersOf[byte] !== 0 && !standsAlone(syntax, byte, bytes, after, plus)) return false
       const current = folding[byte]!
       if (previous !== -1 && pairs[(previous << 8) | current] === 1) return false
       previous = current
@@ -609,16 +615,17 @@ const cleanLayer = (syntax: Syntax, bytes: Buffer, atEnd: boolean, plus: boolean
     if (after < end) {
       const next = bytes[after]!
       if (pairs[(previous << 8) | folding[next]!] === 1) return false
-      if (isIntroducer(next, plus)) {
-        if (!introduces(syntax, next, plus)) return false
+      const bits = introducersOf[next]!
+      if (bits !== 0) {
+        if (bits !== own) return false
         ownAfter = after
       }
     }
     for (let q = Math.max(0, i - LONGEST_ESCAPE, previousEnd); q < i; q++) {
-      const byte = bytes[q]!
-      if (!isIntroducer(byte, plus)) continue
+      const bits = introducersOf[bytes[q]!]!
+      if (bits === 0) continue
       // (read in the input: where it stops before the escape, so would the decoded stream's)
-      for (const inner of SYNTAXES) if (introduces(inner, byte, plus) && reachOf(inner, bytes, end, q) >= i) return false
+      for (let bit = 0; bit < SYNTAXES.length; bit++) if ((bits & (1 << bit)) !== 0 && reachOf(SYNTAXES[bit]!, bytes, end, q) >= i) return false
     }
     previousEnd = after
     previousLast = ONE[count - 1]!
@@ -707,6 +714,12 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
       // which is decoded from a place every stack reads in step, early enough for a value under
       // the widest escapes (an inner escape's bytes are not a first-layer escape's here)
       if (atEnd) continue
+      if (!hasIntroducer(outer, bytes, Math.max(0, bytes.length - scrubber.longest - 2 * LONGEST_ESCAPE - 1), bytes.length, plus)) {
+        // and no escape near the end: there the layer is the input itself, whose end the raw
+        // search held back already (under `+` as space too, for percent)
+        if (outer === "percent") for (const set of sets) if (set.plus) holdTail(set.automaton(Kind.Plus), bytes, found)
+        continue
+      }
       from = inStepBefore(bytes, bytes.length - scrubber.longest * MAX_EXPANSION.html - 3 * LONGEST_ESCAPE, plus)
     }
     const first = decode(outer, bytes, from, bytes.length, atEnd, plus)
