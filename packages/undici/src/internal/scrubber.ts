@@ -544,10 +544,6 @@ const INTRODUCES_PLUS = INTRODUCES.map((bits, byte) => (byte === 0x2b ? bits | P
 /** Whether `byte` introduces an escape of some syntax (`+` only where values hold a space or `+`). */
 const isIntroducer = (byte: number, plus: boolean): boolean => (plus ? INTRODUCES_PLUS : INTRODUCES)[byte] !== 0
 
-/** Whether `byte` introduces an escape of `syntax` itself. */
-const introduces = (syntax: Syntax, byte: number, plus: boolean): boolean =>
-  ((plus ? INTRODUCES_PLUS : INTRODUCES)[byte]! & (1 << SYNTAXES.indexOf(syntax))) !== 0
-
 /** The byte pairs of every pattern of the scrubber with `+` as space, or `undefined` when a pattern is one byte long. */
 const unionPairs = (() => {
   const known = new WeakMap<Scrubber, Uint8Array | null>()
@@ -607,7 +603,7 @@ const cleanLayer = (syntax: Syntax, bytes: Buffer, atEnd: boolean, plus: boolean
     for (let k = 0; k < count; k++) {
       const byte = ONE[k]!
       // (an introducer is one byte, the whole of what its escape writes)
-      if (introducersOf[byte] !== 0 && !standsAlone(syntax, byte, bytes, after, plus)) return false
+      if (introducersOf[byte] !== 0 && !standsAlone(own, byte, bytes, after, introducersOf)) return false
       const current = folding[byte]!
       if (previous !== -1 && pairs[(previous << 8) | current] === 1) return false
       previous = current
@@ -638,14 +634,14 @@ const cleanLayer = (syntax: Syntax, bytes: Buffer, atEnd: boolean, plus: boolean
  * Whether an introducer an escape wrote (`byte`, followed in the decoded stream by the input from
  * `after`) can start no escape of an inner layer that reaches past it: a `+` (it stands for a space
  * or itself), or an `&` that no `#`, `;`, letter or digit follows (when the input there starts an
- * escape of `syntax`, what follows is unknown here).
+ * escape of the layer's own syntax, `own` in `introducersOf`, what follows is unknown here).
  */
-const standsAlone = (syntax: Syntax, byte: number, bytes: Buffer, after: number, plus: boolean): boolean => {
+const standsAlone = (own: number, byte: number, bytes: Buffer, after: number, introducersOf: Uint8Array): boolean => {
   if (byte === 0x2b) return true
   if (byte !== 0x26) return false
   if (after >= bytes.length) return true
   const next = bytes[after]!
-  return !introduces(syntax, next, plus) && next !== 0x23 && next !== 0x3b && !isAlphanumeric(next)
+  return introducersOf[next] !== own && next !== 0x23 && next !== 0x3b && !isAlphanumeric(next)
 }
 
 /**
