@@ -100,6 +100,37 @@ describe("sql records", () => {
     expect(mac.verify({ ...original, hosts: [...original.hosts, "evil.example"] }, signed)?._tag).toBe("StoreCorrupted")
   })
 
+  it("a MAC not written as the store writes it is refused, also after the row was read with its own", () => {
+    const mac = makeMac(ring)
+    const original = record()
+    const signed = mac.sign(original)
+    // base64 decoding skips spaces and junk: a padded MAC would otherwise pass, and be remembered apart
+    const respelled = [`${signed}${" ".repeat(1_000)}`, ` ${signed}`, `${signed}\n`, signed.replace(/=$/, ""), `${signed.slice(0, 20)}\n${signed.slice(20)}`]
+    for (const other of respelled) expect(mac.verify(original, other)?._tag).toBe("StoreCorrupted")
+    expect(mac.verify(original, signed)).toBeUndefined()
+    for (const other of respelled) expect(mac.verify(original, other)?._tag).toBe("StoreCorrupted")
+  })
+
+  it("a row moved to another key of the ring is refused, also after it was read under its own", () => {
+    const second = KeyRing.keyFromBase64("second", Buffer.alloc(32, 7).toString("base64"))
+    const mac = makeMac(KeyRing.make([testKey, second]))
+    const original = record()
+    const signed = mac.sign(original)
+    const moved = { ...original, sealed: { ...original.sealed, keyId: "second" } }
+    expect(mac.verify(moved, signed)?._tag).toBe("StoreCorrupted")
+    expect(mac.verify(original, signed)).toBeUndefined()
+    expect(mac.verify(moved, signed)?._tag).toBe("StoreCorrupted")
+    // each key keeps its own space: signing under both, interleaved, stays right
+    for (const length of [0, 10, 2_000, 5]) {
+      const a = record({ description: "x".repeat(length) })
+      const b = { ...a, sealed: { ...a.sealed, keyId: "second" } }
+      expect(mac.verify(a, mac.sign(a))).toBeUndefined()
+      expect(mac.verify(b, mac.sign(b))).toBeUndefined()
+      expect(mac.sign(a)).toBe(reference(a))
+      expect(mac.sign(b)).not.toBe(mac.sign(a))
+    }
+  })
+
   it("a row sealed with a key not on the ring is DecryptionFailed", () => {
     const mac = makeMac(ring)
     const other = record({ sealed: { keyId: "gone", nonce: "bm9uY2U=", ciphertext: "Y2lwaGVydGV4dA==" } })
