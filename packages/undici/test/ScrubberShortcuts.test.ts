@@ -111,7 +111,7 @@ describe("the scrubber's shortcuts find exactly what the exhaustive scan finds",
     )
   })
 
-  it("on long texts decoded sparse, where an inner escape holds bytes a first-layer escape wrote", () => {
+  it("on long texts whose first layers are looked at without decoding, where an inner escape holds bytes a first-layer escape wrote", () => {
     // values without digits, `#`, `x` or `;`: a first-layer escape inside an inner numeric
     // reference pairs with nothing, and only the introducer before it says the inner layer is needed
     const plain = fc.string({ unit: fc.constantFrom(..."abcdefghijklmnopqrstuvwyz"), minLength: 40, maxLength: 120 })
