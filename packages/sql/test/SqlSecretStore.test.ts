@@ -70,6 +70,46 @@ for (const engine of engines) {
         yield* SqlClientOf(client).unsafe(`DROP SCHEMA ${schema} CASCADE`)
       }).pipe(Effect.scoped))
 
+    it.live("a statement failed by a serialization failure or a deadlock runs again; one that keeps failing is StoreUnavailable, saying so", () =>
+      Effect.gen(function*() {
+        const context = yield* Layer.build(engine.layer())
+        const store = context.unsafeMap.get(SqlSecretStore.SqlSecretStore.key) as SqlSecretStore.SqlSecretStore
+        const sql = SqlClientOf(context)
+        const secrets = context.unsafeMap.get(Secrets.Secrets.key) as Secrets.Secrets
+        const s = store.schema
+        // the database itself fails the inserts: a trigger raises 40001 and 40P01 in turn while a
+        // sequence (not rolled back with the failed statement) is under a bound
+        yield* sql.unsafe(`CREATE SEQUENCE ${s}.flaky`)
+        yield* sql.unsafe(`CREATE TABLE ${s}.flaky_bound (n bigint)`)
+        yield* sql.unsafe(`INSERT INTO ${s}.flaky_bound VALUES (2)`)
+        yield* sql.unsafe(`CREATE FUNCTION ${s}.flaky() RETURNS trigger LANGUAGE plpgsql AS $$
+          DECLARE attempt bigint := nextval('${s}.flaky');
+          BEGIN
+            IF attempt <= (SELECT n FROM ${s}.flaky_bound) THEN
+              IF attempt % 2 = 1 THEN RAISE EXCEPTION 'injected' USING ERRCODE = '40001'; END IF;
+              RAISE EXCEPTION 'injected' USING ERRCODE = '40P01';
+            END IF;
+            RETURN NEW;
+          END $$`)
+        yield* sql.unsafe(`CREATE TRIGGER flaky BEFORE INSERT ON ${s}.secrets FOR EACH ROW EXECUTE FUNCTION ${s}.flaky()`)
+        const attempts = () => Effect.map(sql.unsafe<{ last_value: string }>(`SELECT last_value FROM ${s}.flaky`), ([row]) => Number(row!.last_value))
+        const o = org()
+        const created = yield* secrets.create(o, { name: "after_two_failures", value: Redacted.make("retried-value"), hosts: ["api.example.com"] })
+        expect(yield* attempts()).toBe(3)
+        expect((yield* secrets.get(o, created.id)).name).toBe("after_two_failures")
+        // failing for good: given up after its retries, nothing written, the quota untouched
+        yield* sql.unsafe(`UPDATE ${s}.flaky_bound SET n = 1000000`)
+        const before = yield* attempts()
+        const failed = yield* failure(secrets.create(o, { name: "never", value: Redacted.make("never-value") }))
+        expect(failed._tag).toBe("StoreUnavailable")
+        expect(failed.message).toMatch(/serialization failure or deadlock \(SQLSTATE 40(001|P01)\) .*retry/)
+        expect(failed.message).not.toContain("never-value")
+        expect((yield* attempts()) - before).toBeGreaterThan(2)
+        expect((yield* secrets.list(o)).map((secret) => secret.name)).toEqual(["after_two_failures"])
+        const [quota] = yield* sql.unsafe<{ secret_count: string }>(`SELECT secret_count FROM ${s}.organizations WHERE id = $1`, [o])
+        expect(Number(quota!.secret_count)).toBe(1)
+      }).pipe(Effect.scoped))
+
     it.live("values are sealed in the database; a row changed without the key is refused, other rows still work", () =>
       Effect.gen(function*() {
         const context = yield* Layer.build(engine.layer())

@@ -58,6 +58,9 @@ const describe = (error: SqlError, where: string): string => {
     return `the database ${where} refused the credentials (SQLSTATE ${state}): check the user and password of the connection settings`
   }
   if (state === "3D000") return `the database ${where} does not exist (SQLSTATE 3D000): create it or fix the connection settings`
+  if (state === "40001" || state === "40P01") {
+    return `the database ${where} kept failing the statement with a serialization failure or deadlock (SQLSTATE ${state}) after it was run again several times: too many writers at once; retry`
+  }
   if (LOST.test(text) || LOST.test(error.message)) {
     return `the connection to the database ${where} was lost or timed out: the operation may or may not have been applied; retry it once the database is back`
   }
