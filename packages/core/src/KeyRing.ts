@@ -150,8 +150,19 @@ export const keyCheck = (key: Key, purpose: string): string =>
  *
  * @since 0.1.0
  */
-export const keyCheckMatches = (key: Key, purpose: string, check: string): boolean => {
-  const expected = Buffer.from(keyCheck(key, purpose), "base64")
-  const actual = Buffer.from(check, "base64")
-  return expected.length === actual.length && timingSafeEqual(expected, actual)
+export const keyCheckMatches = (key: Key, purpose: string, check: string): boolean =>
+  macMatches(Buffer.from(keyCheck(key, purpose), "base64"), check)
+
+/**
+ * `true` when `stored` is `expected` written as base64 exactly as `Buffer.toString("base64")`
+ * writes it (base64 decoding skips spaces and junk, so any other spelling is refused: stored
+ * integrity values are written by this code and read back as they were), compared in constant
+ * time. For the MACs and key checks the backends keep beside their data.
+ *
+ * @since 0.1.0
+ */
+export const macMatches = (expected: Uint8Array, stored: string): boolean => {
+  if (stored.length !== Math.ceil(expected.length / 3) * 4) return false
+  const actual = Buffer.from(stored, "base64")
+  return actual.length === expected.length && timingSafeEqual(actual, expected) && actual.toString("base64") === stored
 }

@@ -3,9 +3,9 @@
  * MAC (HMAC-SHA256 under a key derived from the sealing key) covers every field, so a changed host
  * list, a swapped ciphertext or a flipped bit is caught when the file is read.
  */
-import { DecryptionFailed, type KeyRing, StoreCorrupted, SecretStore } from "@secretgate/core"
+import { DecryptionFailed, KeyRing, StoreCorrupted, SecretStore } from "@secretgate/core"
 import { Either, Schema } from "effect"
-import { createHmac, timingSafeEqual } from "node:crypto"
+import { createHmac } from "node:crypto"
 import { recordMacKey } from "./keys.js"
 import { fileKeyOf, FORMAT_VERSION } from "./layout.js"
 
@@ -143,9 +143,7 @@ export const decode = (
       }
     }
   }
-  const stored = typeof body["mac"] === "string" ? Buffer.from(body["mac"], "base64") : Buffer.alloc(0)
-  const expected = mac(key, record)
-  if (stored.length !== expected.length || !timingSafeEqual(stored, expected)) {
+  if (typeof body["mac"] !== "string" || !KeyRing.macMatches(mac(key, record), body["mac"])) {
     return fail("it fails its integrity check: tampered with or damaged")
   }
   return { _tag: "Record", record }

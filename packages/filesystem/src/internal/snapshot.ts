@@ -10,8 +10,8 @@
  *
  * The MAC is `HMAC-SHA256(snapshotMacKey(key), "secretgate-snapshot 1\n" + second line)`.
  */
-import type { KeyRing } from "@secretgate/core"
-import { createHmac, timingSafeEqual } from "node:crypto"
+import { KeyRing } from "@secretgate/core"
+import { createHmac } from "node:crypto"
 import { snapshotMacKey } from "./keys.js"
 import { isFileKey } from "./layout.js"
 import type { Meta } from "./recordIndex.js"
@@ -123,9 +123,7 @@ export const decode = (text: string, keyFor: (keyId: string) => KeyRing.Key | un
   const key = keyFor(keyId)
   if (key === undefined) return invalid(`written under key ${JSON.stringify(keyId)}, which this process cannot use`)
   const payload = text.slice(newline + 1, -1)
-  const stored = Buffer.from(mac, "base64")
-  const expected = macOf(key, payload)
-  if (stored.length !== expected.length || !timingSafeEqual(stored, expected)) return invalid("it fails its MAC")
+  if (!KeyRing.macMatches(macOf(key, payload), mac)) return invalid("it fails its MAC")
   let body: unknown
   try {
     body = JSON.parse(payload)
