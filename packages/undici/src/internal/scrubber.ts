@@ -456,6 +456,9 @@ const INTRODUCES = (() => {
 })()
 const PERCENT_BIT = 1 << SYNTAXES.indexOf("percent")
 
+/** Per byte, the syntaxes (bits of `SYNTAXES`) it introduces an escape of, `+` counting for percent. */
+const INTRODUCES_PLUS = INTRODUCES.map((bits, byte) => (byte === 0x2b ? bits | PERCENT_BIT : bits))
+
 /**
  * Which inner syntaxes (a mask of bits of `SYNTAXES`) decoding under the escapes of `first` can find
  * a match in that the stacks without `first`'s syntax do not. Such a match holds bytes of one of
@@ -486,7 +489,7 @@ const innerLayersNeeded = (scrubber: Scrubber, first: Decoded, kind: Kind, plus:
     pairs.push(table)
     foldings.push(set.folding(kind))
   }
-  const plusBit = plus ? PERCENT_BIT : 0
+  const introducersOf = plus ? INTRODUCES_PLUS : INTRODUCES
   let needed = 0
   for (let k = 0; k < count; k++) {
     const at = outAt[k]!
@@ -495,7 +498,7 @@ const innerLayersNeeded = (scrubber: Scrubber, first: Decoded, kind: Kind, plus:
     const to = Math.min(length - 1, after)
     for (let i = Math.max(0, at - LONGEST_ESCAPE); i <= to; i++) {
       const byte = bytes[i]!
-      const bits = (INTRODUCES[byte]! | (byte === 0x2b ? plusBit : 0)) & ~needed
+      const bits = introducersOf[byte]! & ~needed
       if (bits === 0) continue
       for (let bit = 0; bit < SYNTAXES.length; bit++) {
         if ((bits & (1 << bit)) === 0) continue
@@ -537,9 +540,6 @@ const tailFrom = (inner: Syntax, bytes: Buffer, longest: number, plus: boolean):
     at = last
   }
 }
-
-/** Per byte, the syntaxes (bits of `SYNTAXES`) it introduces an escape of, `+` counting for percent. */
-const INTRODUCES_PLUS = INTRODUCES.map((bits, byte) => (byte === 0x2b ? bits | PERCENT_BIT : bits))
 
 /** Whether `byte` introduces an escape of some syntax (`+` only where values hold a space or `+`). */
 const isIntroducer = (byte: number, plus: boolean): boolean => (plus ? INTRODUCES_PLUS : INTRODUCES)[byte] !== 0
