@@ -72,10 +72,7 @@ for (const engine of engines) {
 
     it.live("a statement failed by a serialization failure or a deadlock runs again; one that keeps failing is StoreUnavailable, saying so", () =>
       Effect.gen(function*() {
-        const context = yield* Layer.build(engine.layer())
-        const store = context.unsafeMap.get(SqlSecretStore.SqlSecretStore.key) as SqlSecretStore.SqlSecretStore
-        const sql = SqlClientOf(context)
-        const secrets = context.unsafeMap.get(Secrets.Secrets.key) as Secrets.Secrets
+        const { secrets, sql, store } = yield* opened(engine.layer())
         const s = store.schema
         // the database itself fails the inserts: a trigger raises 40001 and 40P01 in turn while a
         // sequence (not rolled back with the failed statement) is under a bound
@@ -112,10 +109,7 @@ for (const engine of engines) {
 
     it.live("values are sealed in the database; a row changed without the key is refused, other rows still work", () =>
       Effect.gen(function*() {
-        const context = yield* Layer.build(engine.layer())
-        const store = context.unsafeMap.get(SqlSecretStore.SqlSecretStore.key) as SqlSecretStore.SqlSecretStore
-        const sql = SqlClientOf(context)
-        const secrets = context.unsafeMap.get(Secrets.Secrets.key) as Secrets.Secrets
+        const { secrets, sql, store } = yield* opened(engine.layer())
         const o = org()
         const victim = yield* secrets.create(o, { name: "victim", value: Redacted.make("plain-value-123"), hosts: ["api.example.com"] })
         const other = yield* secrets.create(o, { name: "other", value: Redacted.make("plain-value-456") })
@@ -135,10 +129,7 @@ for (const engine of engines) {
 
     it.live("keyset pagination stays exact while rows are inserted between pages (equal timestamps too)", () =>
       Effect.gen(function*() {
-        const context = yield* Layer.build(engine.layer())
-        const secrets = context.unsafeMap.get(Secrets.Secrets.key) as Secrets.Secrets
-        const store = context.unsafeMap.get(SqlSecretStore.SqlSecretStore.key) as SqlSecretStore.SqlSecretStore
-        const sql = SqlClientOf(context)
+        const { secrets, sql, store } = yield* opened(engine.layer())
         const o = org()
         const original: Array<Secret.Secret> = []
         for (let i = 0; i < 12; i++) original.push(yield* secrets.create(o, { name: `s${i}`, value: Redacted.make("v") }))
@@ -283,6 +274,14 @@ describe("sql: a database that cannot be reached", () => {
 })
 
 /** The `SqlClient` of a built context. */
+/** A store of the engine opened in the test's scope: its services and the SQL client under it. */
+const opened = <E>(layer: Layer.Layer<any, E>) =>
+  Effect.map(Layer.build(layer), (context) => ({
+    secrets: context.unsafeMap.get(Secrets.Secrets.key) as Secrets.Secrets,
+    store: context.unsafeMap.get(SqlSecretStore.SqlSecretStore.key) as SqlSecretStore.SqlSecretStore,
+    sql: SqlClientOf(context)
+  }))
+
 function SqlClientOf(context: import("effect").Context.Context<any>): SqlClient.SqlClient {
   return context.unsafeMap.get(SqlClient.SqlClient.key) as SqlClient.SqlClient
 }
