@@ -65,7 +65,9 @@ export const NAMED_REFERENCES: ReadonlyMap<string, string> = (() => {
   return names
 })()
 
-const LEGACY = new Set(["amp", "AMP", "lt", "LT", "gt", "GT", "quot", "QUOT", ...LATIN1_NAMES])
+/** The names HTML also reads without `;`. */
+export const LEGACY_NAMES: ReadonlySet<string> = new Set(["amp", "AMP", "lt", "LT", "gt", "GT", "quot", "QUOT", ...LATIN1_NAMES])
+const LEGACY = LEGACY_NAMES
 const LONGEST_NAME = 8
 
 /**
@@ -167,7 +169,7 @@ export const endOf = (decoded: Decoded, d: number): number => {
 }
 
 /** A code point as UTF-8 into `out` at `o`; returns how many bytes, or 0 when it is not a character. */
-const putUtf8 = (out: Buffer, o: number, cp: number): number => {
+export const putUtf8 = (out: Buffer, o: number, cp: number): number => {
   if (cp < 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0
   if (cp < 0x80) {
     out[o] = cp
@@ -191,7 +193,8 @@ const putUtf8 = (out: Buffer, o: number, cp: number): number => {
   return 4
 }
 
-const hexValue = (byte: number): number =>
+/** The value of a hex digit (either case), or -1. */
+export const hexValue = (byte: number): number =>
   byte >= 0x30 && byte <= 0x39 ? byte - 0x30 : byte >= 0x61 && byte <= 0x66 ? byte - 0x57 : byte >= 0x41 && byte <= 0x46 ? byte - 0x37 : -1
 
 const hex = (bytes: Buffer, at: number, digits: number): number => {
@@ -217,7 +220,8 @@ const hexPrefix = (bytes: Buffer, at: number, end: number): boolean => {
   return true
 }
 
-const SHORT_ESCAPES = new Int16Array(256).fill(-1)
+/** Per byte after a backslash: the byte its JSON short escape stands for, or -1. */
+export const SHORT_ESCAPES = new Int16Array(256).fill(-1)
 for (const [char, byte] of [['"', 0x22], ["\\", 0x5c], ["/", 0x2f], ["b", 8], ["f", 12], ["n", 10], ["r", 13], ["t", 9], ["'", 0x27]] as const) {
   SHORT_ESCAPES[char.charCodeAt(0)] = byte
 }

@@ -13,6 +13,7 @@
 import { Automaton, type Secrets, Substitution } from "@secretgate/core"
 import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
+import { ALLOWANCE, GAVE_UP, readable, Readings, STACKS } from "./readings.js"
 import { CANONICAL, CUT, decode, type Decoded, endOf, escapeAt, hasIntroducer, INTRODUCER, LITERAL, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, nextIntroducer, PARSED, startOf, type Syntax, SYNTAXES } from "./escapes.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
@@ -307,6 +308,8 @@ class Candidates {
   readonly secrets: Array<ResolvedSecret | undefined> = []
   /** Where a match could still begin once more bytes arrive (the earliest such place). */
   hold: number
+  /** Whether the readings automaton found them (rather than the stacks). */
+  read = false
   constructor(end: number) {
     this.hold = end
   }
@@ -670,12 +673,70 @@ const holdTail = (automaton: Automaton.Automaton, bytes: Buffer, found: Candidat
   found.hold = Math.min(found.hold, bytes.length - automaton.depth(state))
 }
 
+/**
+ * The readings automata, shared by every scrubber of the same patterns (a resolver hands out a new
+ * snapshot, and so new scrubbers, after every change; what the automaton has built stays), the
+ * most recently used kept.
+ */
+const sharedReadings = new Map<string, Readings>()
+const SHARED_READINGS = 4
+
+/** The readings automaton of a scrubber's patterns, and which set and pattern each is (`null`: patterns it cannot read). */
+const readingsOf = (() => {
+  const known = new WeakMap<Scrubber, { readings: Readings; owners: Array<readonly [PatternSet, number]> } | null>()
+  return (scrubber: Scrubber) => {
+    let entry = known.get(scrubber)
+    if (entry === undefined) {
+      const owners = scrubber.sets.flatMap((set) => set.patterns.map((_, i) => [set, i] as const))
+      const patterns = owners.map(([set, i]) => set.patterns[i]!)
+      if (readable(patterns)) {
+        const key = patterns.map((pattern) => pattern.toString("hex")).join(",")
+        let readings = sharedReadings.get(key)
+        if (readings === undefined) readings = new Readings(patterns, READINGS_BUDGET.allowance)
+        else sharedReadings.delete(key)
+        sharedReadings.set(key, readings)
+        if (sharedReadings.size > SHARED_READINGS) sharedReadings.delete(sharedReadings.keys().next().value!)
+        entry = { readings, owners }
+      } else entry = null
+      known.set(scrubber, entry)
+    }
+    return entry ?? undefined
+  }
+})()
+
+/**
+ * How many reading steps building the readings automaton may cost per chunk (`base`, plus
+ * `perByte` per byte of it, plus what is left of a new automaton's one-time `allowance`) before the
+ * chunk is scanned stack by stack instead: about what that scan costs, so that no input costs much
+ * more than it did. (Tests change it.)
+ */
+export const READINGS_BUDGET = { base: 2000, perByte: 0.5, allowance: ALLOWANCE }
+
+/** Every match by the readings automaton (false: it gave up on this chunk). */
+const readAll = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, found: Candidates): boolean => {
+  const entry = readingsOf(scrubber)
+  if (entry === undefined) return false
+  const { readings, owners } = entry
+  const hold = readings.scan(bytes, bytes.length, atEnd, READINGS_BUDGET.base + bytes.length * READINGS_BUDGET.perByte, (stack, pattern, start, end) => {
+    const [set, i] = owners[pattern]!
+    found.add(start, end, set.replacement(i, STACKS[stack]!), set.secrets[i])
+  })
+  if (hold === GAVE_UP) return false
+  found.hold = Math.min(found.hold, hold)
+  found.read = true
+  return true
+}
+
 /** Every match of `bytes` under any stack, unjoined, and where to hold back. */
-const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: boolean, exhaustive = false): Candidates => {
+const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: boolean, exhaustive = false, readings = true): Candidates => {
   const found = new Candidates(bytes.length)
   const sets = scrubber.sets
   if (sets.length === 0 || bytes.length === 0) return found
   const plus = sets.some((set) => set.plus)
+  const pairs = loose || exhaustive ? undefined : unionPairs(scrubber)
+  // per layer: whether none of its escapes matters (then the shortcuts below apply)
+  const clean = SYNTAXES.map((outer) => !hasIntroducer(outer, bytes, 0, bytes.length, plus) || (pairs !== undefined && cleanLayer(outer, bytes, atEnd, plus, pairs)))
+  if (readings && !loose && !exhaustive && clean.includes(false) && readAll(scrubber, bytes, atEnd, found)) return found
   for (const set of sets) {
     const automaton = set.automaton(loose ? Kind.Loose : Kind.Exact)
     const search = set.search
@@ -701,11 +762,10 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
     if (!atEnd) holdTail(automaton, bytes, found)
   }
   const kindOf = (stack: ReadonlyArray<Syntax>) => (loose ? Kind.Loose : stack.includes("percent") ? Kind.Plus : Kind.Exact)
-  const pairs = loose || exhaustive ? undefined : unionPairs(scrubber)
-  for (const outer of SYNTAXES) {
+  for (const [layer, outer] of SYNTAXES.entries()) {
     if (!hasIntroducer(outer, bytes, 0, bytes.length, plus)) continue
     let from = 0
-    if (pairs !== undefined && cleanLayer(outer, bytes, atEnd, plus, pairs)) {
+    if (pairs !== undefined && clean[layer]) {
       // no escape of the layer matters: nothing to find in it but what is held back at its end,
       // which is decoded from a place every stack reads in step, early enough for a value under
       // the widest escapes (an inner escape's bytes are not a first-layer escape's here)
@@ -818,15 +878,21 @@ export const secretsIn = (scrubber: Scrubber, bytes: Buffer): Set<ResolvedSecret
 }
 
 /**
- * Which bytes of `bytes` the scrubber would replace (one flag per byte), and from where it would
- * hold back; `exhaustive`: found without any of the shortcuts (each decoded stream scanned whole,
- * every stack tried, no skip search), the reference the shortcuts are tested against.
+ * How `coverage` finds matches: `"exhaustive"`, each decoded stream of each stack scanned whole (the
+ * reference the others are tested against); `"stacks"`, the stacks with their shortcuts; `"scrub"`,
+ * as scrubbing does (the readings automaton where a layer's escapes matter, else the stacks).
  */
-export const coverage = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, exhaustive: boolean): { readonly covered: Uint8Array; readonly hold: number } => {
-  const found = candidates(scrubber, bytes, atEnd, false, exhaustive)
+export type Engine = "exhaustive" | "stacks" | "scrub"
+
+/**
+ * Which bytes of `bytes` the scrubber would replace (one flag per byte), and from where it would
+ * hold back, found by `engine`.
+ */
+export const coverage = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, engine: Engine): { readonly covered: Uint8Array; readonly hold: number; readonly read: boolean } => {
+  const found = candidates(scrubber, bytes, atEnd, false, engine === "exhaustive", engine === "scrub")
   const covered = new Uint8Array(bytes.length)
   found.starts.forEach((start, i) => covered.fill(1, start, found.ends[i]!))
-  return { covered, hold: atEnd ? bytes.length : found.hold }
+  return { covered, hold: atEnd ? bytes.length : found.hold, read: found.read }
 }
 
 /** Bytes the scrubber's automata scanned so far (for tests that check the work stays linear). */

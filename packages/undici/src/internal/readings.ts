@@ -1,0 +1,651 @@
+/**
+ * Every reading of the escapes at once: one automaton over the raw bytes that finds a value under
+ * every stack of up to `MAX_DEPTH` escape syntaxes in a single pass. The scrubber uses it for the
+ * chunks whose escapes matter (a chunk none of whose escapes can hold a value takes the shortcuts
+ * of `scrubber.ts`).
+ *
+ * Each stack reads the bytes as a chain: the outer syntax's decoder, the inner one's, then the
+ * patterns. A decoder here reads each escape as the decoders of `escapes.ts` do, but at every
+ * introducer it also goes on reading the introducer as itself: it follows every way the bytes can
+ * be read, not only the one a decoder from the start of the stream picks. So it finds every match
+ * the stacks of `escapes.ts` find and, where the bytes can be read more than one way, the other
+ * readings' too: a superset, which only ever scrubs more.
+ *
+ * A thread is one such reading in progress with its age (the bytes it has read). The set of
+ * threads alive after a byte is a state of a deterministic automaton built lazily, as RE2's and
+ * Rust's regex engines build theirs, and cached per set of patterns: a byte the automaton has seen
+ * the like of in that state costs one table step. A match completed on entering a state starts
+ * where its thread's age says, and what must be held back at the end of a chunk is the span of
+ * the oldest thread alive.
+ *
+ * Building a state costs far more than stepping through one. `scan` gives up (and the scrubber
+ * scans the chunk stack by stack instead) once building for a chunk would cost more than a budget
+ * in proportion to it, so no input costs more than a small multiple of that scan.
+ */
+import { Buffer } from "node:buffer"
+import { hexValue, LEGACY_NAMES, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, NAMED_REFERENCES, putUtf8, SHORT_ESCAPES, type Syntax, SYNTAXES } from "./escapes.js"
+
+/** Every stack, in the order the scrubber reports matches found under several (raw first). */
+export const STACKS: ReadonlyArray<ReadonlyArray<Syntax>> = (() => {
+  const stacks: Array<ReadonlyArray<Syntax>> = [[]]
+  for (const outer of SYNTAXES) {
+    stacks.push([outer])
+    if (MAX_DEPTH >= 2) for (const inner of SYNTAXES) stacks.push([outer, inner])
+  }
+  return stacks
+})()
+
+/** Decoder states: a tag times `T` plus a payload. 0 is "between escapes". */
+const T = 2 ** 40
+const IDLE = 0
+
+// --- the decoders
+
+/** A trie over names: children per byte, the text a node's name stands for. */
+interface Trie {
+  readonly next: Array<Map<number, number>>
+  readonly text: Array<Buffer | undefined>
+}
+const trieOf = (names: Iterable<readonly [string, string]>): Trie => {
+  const trie: Trie = { next: [new Map(), new Map()], text: [undefined, undefined] }
+  for (const [name, text] of names) {
+    let node = 1
+    for (let i = 0; i < name.length; i++) {
+      const byte = name.charCodeAt(i)
+      let child = trie.next[node]!.get(byte)
+      if (child === undefined) {
+        child = trie.next.length
+        trie.next.push(new Map())
+        trie.text.push(undefined)
+        trie.next[node]!.set(byte, child)
+      }
+      node = child
+    }
+    trie.text[node] = Buffer.from(text, "utf8")
+  }
+  return trie
+}
+/** Names read forwards. */
+const NAMES_FORWARD = trieOf(NAMED_REFERENCES)
+
+const UTF8 = Buffer.alloc(4)
+/** A code point's UTF-8 bytes, or undefined when it is not a character. */
+const utf8 = (cp: number): Array<number> | undefined => {
+  if (cp > 0x10ffff) return undefined
+  const n = putUtf8(UTF8, 0, cp)
+  if (n === 0) return undefined
+  const bytes = Array.from(UTF8.subarray(0, n))
+  return bytes
+}
+const isDecimal = (byte: number) => byte >= 0x30 && byte <= 0x39
+
+/**
+ * One step of a decoder of a syntax in `state` reading `byte`: each way to go on, as a next state
+ * and what it writes (`undefined`: nothing yet). Every decoder reads the introducer as itself, too.
+ */
+type Step = (state: number, byte: number, out: Array<number | Array<number> | undefined>) => void
+
+/** Pushes `(state, written)` onto `out`, two entries per way. */
+const way = (out: Array<number | Array<number> | undefined>, state: number, written: Array<number> | undefined) => {
+  out.push(state, written)
+}
+
+const jsonForward: Step = (state, byte, out) => {
+  const tag = Math.floor(state / T)
+  const v = state % T
+  if (state === IDLE) {
+    way(out, IDLE, [byte])
+    if (byte === 0x5c) way(out, 1 * T, undefined)
+    return
+  }
+  if (tag === 1) {
+    // after `\`
+    const short = SHORT_ESCAPES[byte]!
+    if (short !== -1) way(out, IDLE, [short])
+    else if (byte === 0x75) way(out, 2 * T, undefined)
+    return
+  }
+  const h = hexValue(byte)
+  if (h === -1) {
+    if (tag === 6 && byte === 0x5c) way(out, 7 * T + v, undefined)
+    else if (tag === 7 && byte === 0x75) way(out, 8 * T + v * 65536, undefined)
+    return
+  }
+  if (tag >= 2 && tag <= 5) {
+    // `\u` and tag - 2 digits so far
+    const unit = v * 16 + h
+    if (tag < 5) way(out, (tag + 1) * T + unit, undefined)
+    else if (unit >= 0xd800 && unit <= 0xdbff) way(out, 6 * T + unit, undefined)
+    else if (unit < 0xdc00 || unit > 0xdfff) way(out, IDLE, utf8(unit))
+    return
+  }
+  if (tag >= 8 && tag <= 11) {
+    // a low surrogate after `\uD8xx\u`, tag - 8 digits so far
+    const high = Math.floor(v / 65536)
+    const low = (v % 65536) * 16 + h
+    if (tag < 11) way(out, (tag + 1) * T + high * 65536 + low, undefined)
+    else if (low >= 0xdc00 && low <= 0xdfff) way(out, IDLE, utf8(0x10000 + ((high - 0xd800) << 10) + (low - 0xdc00)))
+  }
+}
+
+const percentForward: Step = (state, byte, out) => {
+  if (state === IDLE) {
+    way(out, IDLE, [byte])
+    if (byte === 0x25) way(out, 1 * T, undefined)
+    return
+  }
+  const h = hexValue(byte)
+  if (h === -1) return
+  if (state === 1 * T) way(out, 2 * T + h, undefined)
+  else way(out, IDLE, [(state % T) * 16 + h])
+}
+
+/** A numeric reference's digits so far, forwards: tag `DECIMAL + count` or `HEXADECIMAL + count`. */
+const DECIMAL = 10
+const HEXADECIMAL = 20
+const NAME = 30
+
+const htmlForward: Step = (state, byte, out) => {
+  if (state === IDLE) {
+    way(out, IDLE, [byte])
+    if (byte === 0x26) way(out, 1 * T, undefined)
+    return
+  }
+  const tag = Math.floor(state / T)
+  const v = state % T
+  if (tag === 1) {
+    // after `&`: a number or a name
+    if (byte === 0x23) way(out, 2 * T, undefined)
+    else nameForward(1, byte, out)
+    return
+  }
+  if (tag === 2) {
+    // after `&#`
+    if ((byte | 0x20) === 0x78) way(out, 3 * T, undefined)
+    else if (isDecimal(byte)) digitForward(DECIMAL, 0, 0, byte - 0x30, 10, out)
+    return
+  }
+  if (tag === 3) {
+    const h = hexValue(byte)
+    if (h !== -1) digitForward(HEXADECIMAL, 0, 0, h, 16, out)
+    return
+  }
+  if (tag === NAME) {
+    if (byte === 0x3b) {
+      const text = NAMES_FORWARD.text[v]
+      if (text !== undefined) way(out, IDLE, Array.from(text))
+    } else nameForward(v, byte, out)
+    return
+  }
+  const decimal = tag > DECIMAL && tag <= DECIMAL + MAX_REFERENCE_DIGITS
+  const count = tag - (decimal ? DECIMAL : HEXADECIMAL)
+  if (byte === 0x3b) {
+    const bytes = utf8(v)
+    if (bytes !== undefined) way(out, IDLE, bytes)
+    return
+  }
+  const d = decimal ? (isDecimal(byte) ? byte - 0x30 : -1) : hexValue(byte)
+  if (d !== -1 && count < MAX_REFERENCE_DIGITS) digitForward(decimal ? DECIMAL : HEXADECIMAL, count, v, d, decimal ? 10 : 16, out)
+}
+
+/** One more digit of a numeric reference: go on reading, or end it here without `;`. */
+const digitForward = (base: number, count: number, value: number, digit: number, radix: number, out: Array<number | Array<number> | undefined>) => {
+  const next = value * radix + digit
+  if (next > 0x10ffff) return
+  way(out, (base + count + 1) * T + next, undefined)
+  const bytes = utf8(next)
+  if (bytes !== undefined) way(out, IDLE, bytes)
+}
+
+/** One more letter of a name: go on reading it, or end it here without `;` (where HTML allows that). */
+const nameForward = (node: number, byte: number, out: Array<number | Array<number> | undefined>) => {
+  const child = NAMES_FORWARD.next[node]!.get(byte)
+  if (child === undefined) return
+  way(out, NAME * T + child, undefined)
+  const legacy = legacyText(child)
+  if (legacy !== undefined) way(out, IDLE, legacy)
+}
+
+/** The text a name node stands for without `;`, if HTML reads that name without one. */
+const LEGACY_TEXT: Array<Array<number> | undefined> = (() => {
+  const texts: Array<Array<number> | undefined> = []
+  const walk = (node: number, name: string) => {
+    const text = NAMES_FORWARD.text[node]
+    if (text !== undefined && LEGACY_NAMES.has(name)) texts[node] = Array.from(text)
+    for (const [byte, child] of NAMES_FORWARD.next[node]!) walk(child, name + String.fromCharCode(byte))
+  }
+  walk(1, "")
+  return texts
+})()
+const legacyText = (node: number) => LEGACY_TEXT[node]
+
+const FORWARD: Readonly<Record<Syntax, Step>> = { json: jsonForward, percent: percentForward, html: htmlForward }
+
+/** The most input bytes one decoded byte of the stack comes from (and one escape of any syntax spans). */
+const expansionOf = (stack: ReadonlyArray<Syntax>) => stack.reduce((product, syntax) => product * MAX_EXPANSION[syntax], 1)
+const LONGEST_ESCAPE = 12
+
+/** `+` compared as a space (under stacks with percent-encoding), as `scrubber.ts` compares them. */
+const plusFold = (byte: number) => (byte === 0x2b ? 0x20 : byte)
+
+/**
+ * Whether every pattern starts and ends where a decoded character does: no pattern begins with a
+ * UTF-8 continuation byte, nor ends inside a character's bytes. (Only Latin-1 forms of values can
+ * break this; then a match could begin or end inside one escape's decoded bytes, which the
+ * readings here do not follow, and the scrubber keeps to its stacks.)
+ */
+export const readable = (patterns: ReadonlyArray<Buffer>): boolean =>
+  patterns.every((pattern) => {
+    if (pattern.length === 0 || (pattern[0]! & 0xc0) === 0x80) return false
+    // the last lead byte among the last three: enough continuation bytes after it?
+    for (let back = 1; back <= Math.min(3, pattern.length); back++) {
+      const byte = pattern[pattern.length - back]!
+      if ((byte & 0xc0) === 0x80) continue
+      const length = byte < 0x80 ? 1 : byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1
+      return back >= length
+    }
+    return true
+  })
+
+/** A pattern completed: which stack read it, which pattern, and where its bytes were. */
+export type OnMatch = (stack: number, pattern: number, start: number, end: number) => void
+
+/** What `scan` answers when building would cost more than the chunk's budget. */
+export const GAVE_UP = -1
+
+/** More distinct decoder states or trie nodes than a thread's number can hold: start afresh. */
+class Saturated extends Error {}
+const LIMIT_16 = 65536
+
+/** Byte strings decoders write, interned (an id per distinct string). */
+class Written {
+  private readonly ids = new Map<string, number>()
+  readonly bytes: Array<ReadonlyArray<number>> = []
+  idOf(bytes: ReadonlyArray<number>): number {
+    const key = String.fromCharCode(...bytes)
+    let id = this.ids.get(key)
+    if (id === undefined) {
+      id = this.bytes.length
+      this.bytes.push(bytes)
+      this.ids.set(key, id)
+    }
+    return id
+  }
+}
+
+/** A decoder's states, interned (0 is between escapes), and its steps, memoized per state and byte. */
+class Decoder {
+  private readonly ids = new Map<number, number>([[IDLE, 0]])
+  private readonly values: Array<number> = [IDLE]
+  private readonly memo = new Map<number, Int32Array>()
+  private readonly out: Array<number | Array<number> | undefined> = []
+  constructor(private readonly step: Step, private readonly written: Written) {}
+
+  /** The ways on from state `id` on `byte`: pairs of (next state, written string or -1). */
+  ways(id: number, byte: number): Int32Array {
+    const at = id * 256 + byte
+    let ways = this.memo.get(at)
+    if (ways === undefined) {
+      const out = this.out
+      out.length = 0
+      this.step(this.values[id]!, byte, out)
+      ways = new Int32Array(out.length)
+      for (let w = 0; w < out.length; w += 2) {
+        ways[w] = this.idOf(out[w] as number)
+        const written = out[w + 1] as Array<number> | undefined
+        ways[w + 1] = written === undefined ? -1 : this.written.idOf(written)
+      }
+      this.memo.set(at, ways)
+    }
+    return ways
+  }
+
+  private idOf(value: number): number {
+    let id = this.ids.get(value)
+    if (id === undefined) {
+      id = this.values.length
+      if (id >= LIMIT_16) throw new Saturated()
+      this.values.push(value)
+      this.ids.set(value, id)
+    }
+    return id
+  }
+}
+
+/**
+ * Sorted lists of distinct numbers interned as states (hashed, then compared): `find` answers the
+ * state's number, or `-1 - number` for a list seen for the first time.
+ */
+class States {
+  private readonly buckets = new Map<number, Array<number>>()
+  readonly members: Array<Float64Array> = []
+  find(list: Float64Array): number {
+    let h = list.length
+    for (let i = 0; i < list.length; i++) h = Math.imul(h ^ (list[i]! | 0) ^ ((list[i]! / 4294967296) | 0), 0x9e3779b1) >>> 0
+    let bucket = this.buckets.get(h)
+    if (bucket === undefined) this.buckets.set(h, (bucket = []))
+    for (const id of bucket) {
+      const other = this.members[id]!
+      if (other.length !== list.length) continue
+      let i = 0
+      while (i < list.length && other[i] === list[i]) i++
+      if (i === list.length) return id
+    }
+    const id = this.members.length
+    bucket.push(id)
+    this.members.push(list)
+    return -1 - id
+  }
+}
+
+/** States one `Readings` may build before its automaton is dropped and built afresh. */
+const MAX_STATES = 30_000
+/**
+ * Reading steps one `Readings` may spend building beyond the budgets of the chunks it scans, once
+ * in its life (about a second of CPU time): what the automaton for a set of values needs to
+ * read dense echoes of them without the stacks. It is not given again after the automaton is
+ * dropped, so an input made to need new states everywhere costs this once, then each chunk's
+ * budget.
+ */
+export const ALLOWANCE = 250_000
+/** A thread in a state: its reading (a number below `2 ** 32`) times `AGE`, plus the input bytes it has read. */
+const AGE = 2 ** 20
+
+/**
+ * The automaton for one list of patterns (each pattern's index is what `OnMatch` reports).
+ *
+ * A reading is (stack, outer decoder state, inner decoder state, trie node); a thread is a reading
+ * and its age, the input bytes it has read since it began. States are sets of threads, so a match
+ * completed on entering a state starts where its thread's age says: no second pass finds it, and
+ * what to hold back at the end of a chunk is known exactly (the oldest thread still alive).
+ */
+export class Readings {
+  /** Byte → class: bytes no decoder nor pattern tells apart share one. */
+  private readonly classOf = new Uint8Array(256)
+  /** A byte of each class. */
+  private readonly sample: Array<number> = []
+  private readonly width: number
+  /** Trie of the patterns (exact, and with `+` as space): children, the pattern ending at a node. */
+  private readonly kids: Array<Map<number, number>> = [new Map()]
+  private readonly ends: Array<number> = [-1]
+  private readonly roots: [number, number]
+  private readonly folds: ReadonlyArray<boolean>
+  /** Per stack: the most input bytes a match can span (older threads can complete nothing). */
+  private readonly oldest: ReadonlyArray<number>
+
+  private fresh!: {
+    written: Written
+    decoders: Record<Syntax, Decoder>
+    readingIds: Map<number, number>
+    stacks: Array<number>
+    outers: Array<number>
+    inners: Array<number>
+    nodes: Array<number>
+    /** Per reading and class: the readings it becomes. */
+    steps: Map<number, Int32Array>
+    roots: Array<number>
+    states: States
+    /** Per state: (stack, pattern, age) of each match completed on entering it, by stack. */
+    accepts: Array<Int32Array | undefined>
+    /** Per state: the age of its oldest thread that may still grow into a match (0: none). */
+    back: Array<number>
+    /** `state * width + class` → 0 (not built), `next * width + 1`, or its negation when `next` completes matches. */
+    table: Int32Array
+    start: number
+  }
+
+  /** Work done building (reading steps), for the budget and for tests. */
+  built = 0
+  /** What is left of the one-time allowance. */
+  private allowance: number
+
+  constructor(readonly patterns: ReadonlyArray<Buffer>, allowance = ALLOWANCE) {
+    this.allowance = allowance
+    const distinct = new Set<number>([0x5c, 0x25, 0x26, 0x23, 0x3b, 0x22, 0x2f, 0x27, 0x2b, 0x20])
+    for (let b = 0; b < 256; b++) if ((b >= 0x30 && b <= 0x39) || ((b | 0x20) >= 0x61 && (b | 0x20) <= 0x7a)) distinct.add(b)
+    for (const pattern of patterns) for (const byte of pattern) distinct.add(byte)
+    let other = -1
+    for (let b = 0; b < 256 && other === -1; b++) if (!distinct.has(b)) other = b
+    this.sample.push(other === -1 ? 0 : other)
+    for (const b of [...distinct].sort((x, y) => x - y)) {
+      this.classOf[b] = this.sample.length
+      this.sample.push(b)
+    }
+    this.width = this.sample.length
+    this.roots = [this.trie(patterns, false), this.trie(patterns, true)]
+    this.folds = STACKS.map((stack) => stack.includes("percent"))
+    const longest = patterns.reduce((max, pattern) => Math.max(max, pattern.length), 0)
+    this.oldest = STACKS.map((stack) => longest * expansionOf(stack) + LONGEST_ESCAPE)
+    this.reset()
+  }
+
+  /** Drops every state built: the next scans build afresh. */
+  private reset() {
+    const written = new Written()
+    this.fresh = {
+      written,
+      decoders: Object.fromEntries(SYNTAXES.map((syntax) => [syntax, new Decoder(FORWARD[syntax], written)])) as Record<Syntax, Decoder>,
+      readingIds: new Map(),
+      stacks: [],
+      outers: [],
+      inners: [],
+      nodes: [],
+      steps: new Map(),
+      roots: [],
+      states: new States(),
+      accepts: [],
+      back: [],
+      table: new Int32Array(this.width * 1024),
+      start: 0
+    }
+    this.fresh.roots = STACKS.map((_, stack) => this.readingOf(stack, 0, 0, this.roots[this.folds[stack] ? 1 : 0]))
+    this.fresh.start = this.stateOf(Float64Array.from(this.fresh.roots, (reading) => reading * AGE).sort()) * this.width
+  }
+
+  private trie(patterns: ReadonlyArray<Buffer>, fold: boolean): number {
+    const root = this.kids.length
+    this.kids.push(new Map())
+    this.ends.push(-1)
+    patterns.forEach((pattern, index) => {
+      let node = root
+      for (const raw of pattern) {
+        const byte = fold ? plusFold(raw) : raw
+        let child = this.kids[node]!.get(byte)
+        if (child === undefined) {
+          child = this.kids.length
+          this.kids.push(new Map())
+          this.ends.push(-1)
+          this.kids[node]!.set(byte, child)
+        }
+        node = child
+      }
+      if (this.ends[node] === -1) this.ends[node] = index
+    })
+    return root
+  }
+
+  private readingOf(stack: number, outer: number, inner: number, node: number): number {
+    const f = this.fresh
+    const key = ((node * LIMIT_16 + inner) * LIMIT_16 + outer) * 16 + stack
+    let id = f.readingIds.get(key)
+    if (id === undefined) {
+      id = f.stacks.length
+      if (id >= 2 ** 32 / AGE * 4096) throw new Saturated()
+      f.stacks.push(stack)
+      f.outers.push(outer)
+      f.inners.push(inner)
+      f.nodes.push(node)
+      f.readingIds.set(key, id)
+    }
+    return id
+  }
+
+  /** The readings `reading` becomes on a byte of class `cls` (memoized). */
+  private step(reading: number, cls: number): Int32Array {
+    const f = this.fresh
+    const at = reading * 256 + cls
+    const known = f.steps.get(at)
+    if (known !== undefined) return known
+    this.built++
+    const next: Array<number> = []
+    const stack = f.stacks[reading]!
+    const layers = STACKS[stack]!
+    const fold = this.folds[stack]!
+    const byte = this.sample[cls]!
+    if (layers.length === 0) {
+      const child = this.kids[f.nodes[reading]!]!.get(fold ? plusFold(byte) : byte)
+      if (child !== undefined) next.push(this.readingOf(stack, 0, 0, child))
+    } else {
+      const ways = f.decoders[layers[0]!].ways(f.outers[reading]!, byte)
+      for (let w = 0; w < ways.length; w += 2) {
+        const written = ways[w + 1]!
+        if (written === -1) next.push(this.readingOf(stack, ways[w]!, f.inners[reading]!, f.nodes[reading]!))
+        else this.feed(next, stack, layers, fold, ways[w]!, f.inners[reading]!, f.nodes[reading]!, f.written.bytes[written]!, 0)
+      }
+    }
+    const result = Int32Array.from(next)
+    f.steps.set(at, result)
+    return result
+  }
+
+  /** Feeds decoded `bytes[i..]` to the inner layer (or the patterns), pushing the readings that result. */
+  private feed(next: Array<number>, stack: number, layers: ReadonlyArray<Syntax>, fold: boolean, outer: number, inner: number, node: number, bytes: ReadonlyArray<number>, i: number) {
+    if (i === bytes.length) {
+      next.push(this.readingOf(stack, outer, inner, node))
+      return
+    }
+    if (layers.length < 2) {
+      const child = this.kids[node]!.get(fold ? plusFold(bytes[i]!) : bytes[i]!)
+      if (child !== undefined) this.feed(next, stack, layers, fold, outer, inner, child, bytes, i + 1)
+      return
+    }
+    const f = this.fresh
+    const ways = f.decoders[layers[1]!].ways(inner, bytes[i]!)
+    for (let w = 0; w < ways.length; w += 2) {
+      const written = ways[w + 1]!
+      let to = node
+      if (written !== -1) {
+        const text = f.written.bytes[written]!
+        for (let k = 0; k < text.length && to !== -1; k++) to = this.kids[to]!.get(fold ? plusFold(text[k]!) : text[k]!) ?? -1
+        if (to === -1) continue
+      }
+      this.feed(next, stack, layers, fold, outer, ways[w]!, to, bytes, i + 1)
+    }
+  }
+
+  /** The state for a sorted list of distinct threads (built on first sight). */
+  private stateOf(threads: Float64Array): number {
+    const f = this.fresh
+    const found = f.states.find(threads)
+    if (found >= 0) return found
+    const id = -1 - found
+    let accepted: Array<[number, number, number]> | undefined
+    let back = 0
+    for (const thread of threads) {
+      const reading = Math.floor(thread / AGE)
+      const age = thread % AGE
+      const node = f.nodes[reading]!
+      const idle = f.outers[reading] === 0 && f.inners[reading] === 0
+      if (idle && this.ends[node] !== -1) {
+        // a match: the oldest thread of its stack and pattern gives the widest span
+        const stack = f.stacks[reading]!
+        const pattern = this.ends[node]!
+        const same = accepted?.find(([s, p]) => s === stack && p === pattern)
+        if (same === undefined) (accepted ??= []).push([stack, pattern, age])
+        else same[2] = Math.max(same[2], age)
+      }
+      back = Math.max(back, age)
+    }
+    f.accepts[id] = accepted === undefined ? undefined : Int32Array.from(accepted.sort((a, b) => a[0] - b[0] || a[1] - b[1]).flat())
+    f.back[id] = back
+    if ((id + 1) * this.width > f.table.length) {
+      const grown = new Int32Array(Math.max((id + 1) * this.width, f.table.length * 2))
+      grown.set(f.table)
+      f.table = grown
+    }
+    return id
+  }
+
+  /** Builds the transition of (premultiplied) `state` on class `cls`; returns the table entry. */
+  private build(state: number, cls: number): number {
+    const f = this.fresh
+    const threads = new Set<number>()
+    for (const thread of f.states.members[state / this.width]!) {
+      const reading = Math.floor(thread / AGE)
+      const age = thread % AGE + 1
+      for (const next of this.step(reading, cls)) {
+        // a thread older than any match of its stack can be is dropped; one back between escapes
+        // at the root has read nothing of a pattern
+        if (age > this.oldest[f.stacks[next]!]!) continue
+        const root = f.nodes[next] === this.roots[this.folds[f.stacks[next]!] ? 1 : 0] && f.outers[next] === 0 && f.inners[next] === 0
+        if (!root) threads.add(next * AGE + age)
+      }
+    }
+    for (const root of f.roots) threads.add(root * AGE)
+    const target = this.stateOf(Float64Array.from(threads).sort())
+    const entry = target * this.width + 1
+    const value = f.accepts[target] === undefined ? entry : -entry
+    f.table[state + cls] = value
+    return value
+  }
+
+  /** States built so far (for tests). */
+  get states(): number {
+    return this.fresh.states.members.length
+  }
+
+  private readonly found: Array<number> = []
+
+  /**
+   * Reports every match in `bytes[0, end)` (`onMatch`, in order of their ends) and returns where to
+   * hold back from (`end` when `atEnd` or nothing could still grow into a match), or `GAVE_UP`,
+   * having reported nothing, when building states for this input would cost more than `budget`
+   * reading steps (and what is left of the automaton's one-time `ALLOWANCE`).
+   */
+  scan(bytes: Uint8Array, end: number, atEnd: boolean, budget: number, onMatch: OnMatch): number {
+    if (this.fresh.states.members.length > MAX_STATES) this.reset()
+    let state: number
+    const before = this.built
+    try {
+      state = this.forward(bytes, end, before + budget + this.allowance)
+    } catch (error) {
+      if (!(error instanceof Saturated)) throw error
+      this.reset()
+      state = GAVE_UP
+    }
+    this.allowance = Math.max(0, this.allowance - Math.max(0, this.built - before - budget))
+    if (state === GAVE_UP) return GAVE_UP
+    const { found, width } = this
+    const accepts = this.fresh.accepts
+    for (let k = 0; k < found.length; k += 2) {
+      const matches = accepts[found[k]! / width]!
+      const matchEnd = found[k + 1]!
+      for (let m = 0; m < matches.length; m += 3) onMatch(matches[m]!, matches[m + 1]!, matchEnd - matches[m + 2]!, matchEnd)
+    }
+    if (atEnd) return end
+    return end - this.fresh.back[state / width]!
+  }
+
+  /** The automaton over `bytes[0, end)`: the last state (premultiplied), matches in `found`. */
+  private forward(bytes: Uint8Array, end: number, limit: number): number {
+    const { classOf, found } = this
+    found.length = 0
+    let table = this.fresh.table
+    let state = this.fresh.start
+    for (let i = 0; i < end; i++) {
+      const cls = classOf[bytes[i]!]!
+      let value = table[state + cls]!
+      if (value === 0) {
+        if (this.built > limit) return GAVE_UP
+        value = this.build(state, cls)
+        table = this.fresh.table
+      }
+      if (value > 0) state = value - 1
+      else {
+        state = -value - 1
+        found.push(state, i + 1)
+      }
+    }
+    return state
+  }
+}

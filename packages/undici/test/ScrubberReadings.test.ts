@@ -1,0 +1,167 @@
+/**
+ * The readings automaton (`readings.ts`), which scrubs the chunks whose escapes matter, finds at
+ * least what the exhaustive reference finds (every byte it covers, and holding back at least as
+ * much), on every input; on texts made of whole values in escape syntaxes and clean text, exactly
+ * that. It gives up within its budget, and the chunk is then scanned stack by stack.
+ */
+import fc from "fast-check"
+import { afterEach, describe, expect, it } from "vitest"
+import { encodeLayers, type Syntax, SYNTAXES } from "../src/internal/escapes.js"
+import { readable, Readings } from "../src/internal/readings.js"
+import { coverage, makeScrubber, READINGS_BUDGET, scrubBytes } from "../src/internal/scrubber.js"
+import { alphabets, picks, secret, text, valueOf } from "./support/scrubberInputs.js"
+
+const RUNS = Number(process.env.SHORTCUT_RUNS ?? 2000)
+
+/**
+ * The bytes scrubbing replaces when `bytes` arrive in chunks cut at `cuts` (as `StreamRewriter`
+ * does: what a scan holds back is scanned again with the next chunk).
+ */
+const streamed = (scrubber: ReturnType<typeof makeScrubber>, bytes: Buffer, cuts: ReadonlyArray<number>): Uint8Array => {
+  const covered = new Uint8Array(bytes.length)
+  const ends = [...new Set(cuts.map((cut) => cut % (bytes.length + 1)))].sort((a, b) => a - b).concat(bytes.length)
+  let from = 0
+  for (const end of ends) {
+    if (end < from) continue
+    const atEnd = end === bytes.length
+    const { matches, holdFrom } = scrubber.matcher.scan!(bytes.subarray(from, end), atEnd)
+    const keep = atEnd ? end - from : holdFrom
+    let emitted = 0
+    for (const match of matches) {
+      if (match.index >= keep) break
+      covered.fill(1, from + match.index, from + match.index + match.length)
+      emitted = match.index + match.length
+    }
+    from += Math.max(emitted, keep)
+  }
+  return covered
+}
+
+/** Checks the readings against the reference; returns whether the readings scanned the input. */
+const coversAll = (values: ReadonlyArray<string>, bytes: Buffer, atEnd: boolean, exactly = false, cuts: ReadonlyArray<number> = []): boolean => {
+  const scrubber = makeScrubber(values.map(secret))
+  const scrub = coverage(scrubber, bytes, atEnd, "scrub")
+  const reference = coverage(scrubber, bytes, atEnd, "exhaustive")
+  const missed = reference.covered.findIndex((covered, i) => covered === 1 && scrub.covered[i] !== 1)
+  expect(missed).toBe(-1)
+  if (atEnd) {
+    // whatever the chunks, no byte the reference covers in the whole is let through
+    const chunked = streamed(scrubber, bytes, cuts)
+    expect(reference.covered.findIndex((covered, i) => covered === 1 && chunked[i] !== 1)).toBe(-1)
+  }
+  if (exactly) {
+    expect(scrub.hold).toBe(reference.hold)
+    expect(Buffer.from(scrub.covered).toString("hex")).toBe(Buffer.from(reference.covered).toString("hex"))
+  }
+  return scrub.read
+}
+
+describe("the readings automaton finds everything the stacks find", () => {
+  for (const alphabet of alphabets) {
+    it(`on values of any length amid noise, whole or cut off, at the end of a stream or not (${alphabet.label})`, () => {
+      let read = 0
+      fc.assert(
+        fc.property(
+          fc.array(valueOf(alphabet.values), { minLength: 1, maxLength: 12 }).chain((values) =>
+            fc.tuple(fc.constant(values), text(values, alphabet.text), fc.boolean(), fc.array(fc.nat(), { maxLength: 6 }))),
+          ([values, bytes, atEnd, cuts]) => {
+            if (coversAll(values, bytes, atEnd, false, cuts)) read++
+          }
+        ),
+        { numRuns: RUNS }
+      )
+      // (inputs with no escape that matters, or values it cannot read, take the stacks)
+      expect(read).toBeGreaterThan(RUNS / 4)
+    })
+
+    it(`with many values, and long ones (${alphabet.label})`, () => {
+      fc.assert(
+        fc.property(
+          fc.array(fc.string({ unit: fc.constantFrom(...alphabet.values, ..."skq_"), minLength: 8, maxLength: 30 }), { minLength: 9, maxLength: 40 })
+            .chain((values) => fc.tuple(fc.constant(values), text(values, alphabet.text), fc.boolean())),
+          ([values, bytes, atEnd]) => {
+            coversAll(values, bytes, atEnd)
+          }
+        ),
+        { numRuns: 300 }
+      )
+    })
+  }
+
+  it("exactly what the stacks find, on whole values written under any stack between clean words", () => {
+    // one way to read each escape: the readings agree with a decoder from the start of the stream
+    const word = fc.string({ unit: fc.constantFrom(..."lorem ipsum"), minLength: 1, maxLength: 12 })
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ unit: fc.constantFrom(..."<>\"'!*()/ é😀=sk_0123456789"), minLength: 4, maxLength: 16 }), { minLength: 1, maxLength: 6 }).chain((values) =>
+          fc.tuple(
+            fc.constant(values),
+            fc.array(fc.tuple(word, fc.nat({ max: values.length - 1 }), fc.array(fc.constantFrom<Syntax>(...SYNTAXES), { maxLength: 2 }), picks), { minLength: 1, maxLength: 8 }),
+            fc.array(fc.nat(), { maxLength: 6 })
+          )),
+        ([values, pieces, cuts]) => {
+          const bytes = Buffer.from(pieces.map(([before, i, layers, pick]) => `${before} ${encodeLayers(values[i]!, layers, pick)} `).join(""), "utf8")
+          coversAll(values, bytes, true, true, cuts)
+        }
+      ),
+      { numRuns: RUNS / 4 }
+    )
+  })
+
+  it("the benchmark's dense echo: every form of 64 values, scrubbed as the stacks scrub it", () => {
+    const values = Array.from({ length: 64 }, (_, i) => `sk_${i}&<>"'!*()+/ é😀=${(i * 7919).toString(36)}x${"z".repeat(i % 9)}`)
+    const json = (t: string) => JSON.stringify(t).slice(1, -1)
+    const forms = (v: string) => [
+      json(v).replace(/[&<>]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`),
+      encodeURIComponent(v).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16)}`).toLowerCase(),
+      [...v].map((c) => (/[a-z0-9]/i.test(c) ? c : `&#${c.codePointAt(0)};`)).join(""),
+      json(json(v)),
+      json(encodeURIComponent(v))
+    ]
+    const bytes = Buffer.from(values.flatMap(forms).join(" "), "utf8")
+    const scrubber = makeScrubber(values.map(secret))
+    const scrub = coverage(scrubber, bytes, true, "scrub")
+    expect(scrub.read).toBe(true)
+    expect(Buffer.from(scrub.covered).toString("hex")).toBe(Buffer.from(coverage(scrubber, bytes, true, "exhaustive").covered).toString("hex"))
+    expect(scrubBytes(scrubber, bytes).toString("utf8")).not.toMatch(/sk_\d/)
+  })
+})
+
+describe("the readings automaton's cost", () => {
+  const saved = { ...READINGS_BUDGET }
+  afterEach(() => Object.assign(READINGS_BUDGET, saved))
+
+  it("a chunk whose building would pass the budget is scanned by the stacks, with the same result", () => {
+    Object.assign(READINGS_BUDGET, { base: 0, perByte: 0, allowance: 0 })
+    // (values no other test uses: a new automaton, with no allowance)
+    const values = ["sk_budget&<>\"'x", "tok en+/é😀 budget"]
+    const bytes = Buffer.from(`a \\u0026 ${encodeLayers(values[0]!, ["json"], () => 0)} and ${encodeLayers(values[1]!, ["html", "percent"], () => 1)} b`, "utf8")
+    const scrubber = makeScrubber(values.map(secret))
+    const scrub = coverage(scrubber, bytes, false, "scrub")
+    expect(scrub.read).toBe(false)
+    const stacks = coverage(scrubber, bytes, false, "stacks")
+    expect(scrub.hold).toBe(stacks.hold)
+    expect(Buffer.from(scrub.covered).toString("hex")).toBe(Buffer.from(stacks.covered).toString("hex"))
+    expect(scrub.covered.includes(1)).toBe(true)
+  })
+
+  it("building stops within the budget on input made to need a new state at every byte", () => {
+    const readings = new Readings([Buffer.from("sk_0&<>\"'!*()+/ é😀=zzzz")], 0)
+    // every escape of a different character: a thread in a new decoder state at each step
+    const soup = Buffer.from(Array.from({ length: 20_000 }, (_, i) => `\\u${(0x100 + i).toString(16).padStart(4, "0")}&#${i};`).join(""), "utf8")
+    const before = readings.built
+    const answer = readings.scan(soup, soup.length, true, 5000, () => {})
+    expect(answer).toBe(-1)
+    // a build started within the budget finishes its state: a few dozen steps more at most
+    expect(readings.built - before).toBeLessThan(5000 + 200)
+  })
+
+  it("does not read patterns that could begin or end inside one escape's bytes (Latin-1 forms)", () => {
+    expect(readable([Buffer.from("sk_live", "utf8"), Buffer.from("é😀", "utf8")])).toBe(true)
+    // a Latin-1 `é` (0xe9) at the end: the first byte of a three-byte character
+    expect(readable([Buffer.from("café", "latin1")])).toBe(false)
+    // a Latin-1 `©` (0xa9) at the start: a continuation byte
+    expect(readable([Buffer.from("©x", "latin1")])).toBe(false)
+    expect(readable([Buffer.from("aéb", "latin1")])).toBe(true)
+  })
+})
