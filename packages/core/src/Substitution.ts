@@ -159,6 +159,16 @@ const EMPTY = Buffer.alloc(0)
 const asBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 
+/** Copies `from[start, end)` into `out` at `o`; returns where it ended (short runs by hand: a native call costs more). */
+const copyInto = (out: Buffer, o: number, from: Uint8Array, start: number, end: number): number => {
+  if (end - start > 64) {
+    out.set(from.subarray(start, end), o)
+    return o + end - start
+  }
+  for (let i = start; i < end; i++) out[o++] = from[i]!
+  return o
+}
+
 const join = (pieces: ReadonlyArray<Buffer>): Buffer =>
   pieces.length === 0 ? EMPTY : pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)
 
@@ -186,7 +196,10 @@ export class StreamRewriter {
 
   /** Rewrites the next chunk; returns the bytes now final. @since 0.1.0 */
   push(chunk: Uint8Array): Buffer {
-    return join(this.write(chunk))
+    if (this.matcher.scan === undefined) return join(this.write(chunk))
+    // a whole-buffer scan: the final bytes written into one buffer, no piece per match
+    const input = asBuffer(chunk)
+    return this.scannedInto(this.carry.length === 0 ? input : Buffer.concat([this.carry, input]), false)
   }
 
   /**
@@ -218,7 +231,37 @@ export class StreamRewriter {
     const bytes = this.carry
     this.carry = EMPTY
     if (bytes.length === 0) return EMPTY
-    return join(this.matcher.scan !== undefined ? this.scanned(bytes, true) : this.run(bytes, true))
+    return this.matcher.scan !== undefined ? this.scannedInto(bytes, true) : join(this.run(bytes, true))
+  }
+
+  /** `scanned`, its pieces written into one buffer (the chunk itself when nothing is replaced). */
+  private scannedInto(bytes: Buffer, atEnd: boolean): Buffer {
+    const { matches, holdFrom } = this.matcher.scan!(bytes, atEnd)
+    const keepFrom = atEnd ? bytes.length : holdFrom
+    let size = 0
+    let emitted = 0
+    let count = 0
+    for (const match of matches) {
+      if (match.index >= keepFrom) break
+      size += match.index - emitted + (match.replacement === undefined ? match.length : match.replacement.length)
+      emitted = match.index + match.length
+      count++
+    }
+    const holdAt = Math.max(emitted, keepFrom)
+    this.carry = holdAt < bytes.length ? Buffer.from(bytes.subarray(holdAt)) : EMPTY
+    this.matches += count
+    if (count === 0) return holdAt === bytes.length ? bytes : bytes.subarray(0, holdAt)
+    const out = Buffer.allocUnsafe(size + holdAt - emitted)
+    let o = 0
+    emitted = 0
+    for (let k = 0; k < count; k++) {
+      const match = matches[k]!
+      o = copyInto(out, o, bytes, emitted, match.index)
+      o = match.replacement === undefined ? copyInto(out, o, bytes, match.index, match.index + match.length) : copyInto(out, o, match.replacement, 0, match.replacement.length)
+      emitted = match.index + match.length
+    }
+    copyInto(out, o, bytes, emitted, holdAt)
+    return out
   }
 
   /** A whole-buffer scan: the matches replaced, the bytes from `holdFrom` on carried. */

@@ -312,6 +312,50 @@ class Decoder {
   }
 }
 
+/** Tuples of four small numbers interned as 0, 1, 2, ... (open addressing: no allocation per lookup). */
+class Tuples {
+  private slots = new Int32Array(1 << 12).fill(-1)
+  /** Per id: its four numbers. */
+  values = new Int32Array(1 << 12)
+  size = 0
+  idOf(a: number, b: number, c: number, d: number): number {
+    const mask = this.slots.length - 1
+    let h = (Math.imul(a, 0x9e3779b1) ^ Math.imul(b, 0x85ebca6b) ^ Math.imul(c, 0xc2b2ae35) ^ Math.imul(d, 0x27d4eb2f)) >>> 0
+    for (;;) {
+      h &= mask
+      const id = this.slots[h]!
+      if (id === -1) break
+      const at = id * 4
+      if (this.values[at] === a && this.values[at + 1] === b && this.values[at + 2] === c && this.values[at + 3] === d) return id
+      h++
+    }
+    const id = this.size++
+    if (id * 4 + 4 > this.values.length) {
+      const grown = new Int32Array(this.values.length * 2)
+      grown.set(this.values)
+      this.values = grown
+    }
+    this.values.set([a, b, c, d], id * 4)
+    this.slots[h] = id
+    if (this.size * 2 > this.slots.length) this.rehash()
+    return id
+  }
+  private rehash() {
+    this.slots = new Int32Array(this.slots.length * 2).fill(-1)
+    const mask = this.slots.length - 1
+    for (let id = 0; id < this.size; id++) {
+      const at = id * 4
+      let h = (Math.imul(this.values[at]!, 0x9e3779b1) ^ Math.imul(this.values[at + 1]!, 0x85ebca6b) ^ Math.imul(this.values[at + 2]!, 0xc2b2ae35) ^ Math.imul(this.values[at + 3]!, 0x27d4eb2f)) >>> 0
+      for (;;) {
+        h &= mask
+        if (this.slots[h] === -1) break
+        h++
+      }
+      this.slots[h] = id
+    }
+  }
+}
+
 /**
  * Sorted lists of distinct numbers interned as states (hashed, then compared): `find` answers the
  * state's number, or `-1 - number` for a list seen for the first time.
@@ -338,16 +382,17 @@ class States {
   }
 }
 
-/** States one `Readings` may build before its automaton is dropped and built afresh. */
+/** States one `Readings` may build before its automaton is dropped and built afresh (below `ACCEPTS`). */
 const MAX_STATES = 30_000
+const ACCEPTS = 0x8000
 /**
  * Reading steps one `Readings` may spend building beyond the budgets of the chunks it scans, once
- * in its life (about a second of CPU time): what the automaton for a set of values needs to
- * read dense echoes of them without the stacks. It is not given again after the automaton is
+ * in its life (well under a second of CPU time): about what the automaton for 64 values needs to
+ * read a dense echo of them in every escape form of the benchmark. It is not given again after the automaton is
  * dropped, so an input made to need new states everywhere costs this once, then each chunk's
  * budget.
  */
-export const ALLOWANCE = 250_000
+export const ALLOWANCE = 150_000
 /** A thread in a state: its reading (a number below `2 ** 32`) times `AGE`, plus the input bytes it has read. */
 const AGE = 2 ** 20
 
@@ -376,21 +421,32 @@ export class Readings {
   private fresh!: {
     written: Written
     decoders: Record<Syntax, Decoder>
-    readingIds: Map<number, number>
-    stacks: Array<number>
-    outers: Array<number>
-    inners: Array<number>
-    nodes: Array<number>
-    /** Per reading and class: the readings it becomes. */
-    steps: Map<number, Int32Array>
+    /** Readings: (stack, outer decoder state, inner decoder state, trie node). */
+    readings: Tuples
+    /** Per reading: whether it has read nothing (the root, between escapes); how old a thread of it may grow. */
+    idle: Array<boolean>
+    oldest: Array<number>
+    /** Per reading and class: where in `arena` the readings it becomes are (their count, then them). */
+    steps: Map<number, number>
+    arena: Int32Array
+    used: number
     roots: Array<number>
     states: States
     /** Per state: (stack, pattern, age) of each match completed on entering it, by stack. */
     accepts: Array<Int32Array | undefined>
     /** Per state: the age of its oldest thread that may still grow into a match (0: none). */
     back: Array<number>
-    /** `state * width + class` → 0 (not built), `next * width + 1`, or its negation when `next` completes matches. */
-    table: Int32Array
+    /**
+     * `state * width + class` → 0 (not built), or `next + 1`, plus `ACCEPTS` when `next` completes
+     * matches (16 bits a step: the table a dense input walks stays small enough for the caches).
+     */
+    table: Uint16Array
+    /**
+     * Per state: the class of the transition last taken from it (above the low 16 bits) and its
+     * entry (the low 16), or -1: most states of a repetitive input go on the same way each time, and this small array
+     * stays in the processor's cache where the table does not.
+     */
+    last: Int32Array
     start: number
   }
 
@@ -425,21 +481,22 @@ export class Readings {
     this.fresh = {
       written,
       decoders: Object.fromEntries(SYNTAXES.map((syntax) => [syntax, new Decoder(FORWARD[syntax], written)])) as Record<Syntax, Decoder>,
-      readingIds: new Map(),
-      stacks: [],
-      outers: [],
-      inners: [],
-      nodes: [],
+      readings: new Tuples(),
+      idle: [],
+      oldest: [],
       steps: new Map(),
+      arena: new Int32Array(1 << 16),
+      used: 0,
       roots: [],
       states: new States(),
       accepts: [],
       back: [],
-      table: new Int32Array(this.width * 1024),
+      table: new Uint16Array(this.width * 1024),
+      last: new Int32Array(1024).fill(-1),
       start: 0
     }
     this.fresh.roots = STACKS.map((_, stack) => this.readingOf(stack, 0, 0, this.roots[this.folds[stack] ? 1 : 0]))
-    this.fresh.start = this.stateOf(Float64Array.from(this.fresh.roots, (reading) => reading * AGE).sort()) * this.width
+    this.fresh.start = this.stateOf(Float64Array.from(this.fresh.roots, (reading) => reading * AGE).sort())
   }
 
   private trie(patterns: ReadonlyArray<Buffer>, fold: boolean): number {
@@ -466,46 +523,54 @@ export class Readings {
 
   private readingOf(stack: number, outer: number, inner: number, node: number): number {
     const f = this.fresh
-    const key = ((node * LIMIT_16 + inner) * LIMIT_16 + outer) * 16 + stack
-    let id = f.readingIds.get(key)
-    if (id === undefined) {
-      id = f.stacks.length
-      if (id >= 2 ** 32 / AGE * 4096) throw new Saturated()
-      f.stacks.push(stack)
-      f.outers.push(outer)
-      f.inners.push(inner)
-      f.nodes.push(node)
-      f.readingIds.set(key, id)
+    const size = f.readings.size
+    const id = f.readings.idOf(stack, outer, inner, node)
+    if (id === size) {
+      if (id >= 2 ** 32) throw new Saturated()
+      f.idle.push(outer === 0 && inner === 0 && node === this.roots[this.folds[stack] ? 1 : 0])
+      f.oldest.push(this.oldest[stack]!)
     }
     return id
   }
 
-  /** The readings `reading` becomes on a byte of class `cls` (memoized). */
-  private step(reading: number, cls: number): Int32Array {
+  /** Where in the arena the readings `reading` becomes on a byte of class `cls` are (memoized): their count, then them. */
+  private step(reading: number, cls: number): number {
     const f = this.fresh
     const at = reading * 256 + cls
     const known = f.steps.get(at)
     if (known !== undefined) return known
     this.built++
     const next: Array<number> = []
-    const stack = f.stacks[reading]!
+    const values = f.readings.values
+    const stack = values[reading * 4]!
+    const outer = values[reading * 4 + 1]!
+    const inner = values[reading * 4 + 2]!
+    const node = values[reading * 4 + 3]!
     const layers = STACKS[stack]!
     const fold = this.folds[stack]!
     const byte = this.sample[cls]!
     if (layers.length === 0) {
-      const child = this.kids[f.nodes[reading]!]!.get(fold ? plusFold(byte) : byte)
+      const child = this.kids[node]!.get(fold ? plusFold(byte) : byte)
       if (child !== undefined) next.push(this.readingOf(stack, 0, 0, child))
     } else {
-      const ways = f.decoders[layers[0]!].ways(f.outers[reading]!, byte)
+      const ways = f.decoders[layers[0]!].ways(outer, byte)
       for (let w = 0; w < ways.length; w += 2) {
         const written = ways[w + 1]!
-        if (written === -1) next.push(this.readingOf(stack, ways[w]!, f.inners[reading]!, f.nodes[reading]!))
-        else this.feed(next, stack, layers, fold, ways[w]!, f.inners[reading]!, f.nodes[reading]!, f.written.bytes[written]!, 0)
+        if (written === -1) next.push(this.readingOf(stack, ways[w]!, inner, node))
+        else this.feed(next, stack, layers, fold, ways[w]!, inner, node, f.written.bytes[written]!, 0)
       }
     }
-    const result = Int32Array.from(next)
-    f.steps.set(at, result)
-    return result
+    if (f.used + next.length + 1 > f.arena.length) {
+      const grown = new Int32Array(f.arena.length * 2)
+      grown.set(f.arena)
+      f.arena = grown
+    }
+    const start = f.used
+    f.arena[start] = next.length
+    for (let k = 0; k < next.length; k++) f.arena[start + 1 + k] = next[k]!
+    f.used += next.length + 1
+    f.steps.set(at, start)
+    return start
   }
 
   /** Feeds decoded `bytes[i..]` to the inner layer (or the patterns), pushing the readings that result. */
@@ -541,51 +606,65 @@ export class Readings {
     const id = -1 - found
     let accepted: Array<[number, number, number]> | undefined
     let back = 0
+    const values = f.readings.values
     for (const thread of threads) {
       const reading = Math.floor(thread / AGE)
       const age = thread % AGE
-      const node = f.nodes[reading]!
-      const idle = f.outers[reading] === 0 && f.inners[reading] === 0
+      const node = values[reading * 4 + 3]!
+      const idle = values[reading * 4 + 1] === 0 && values[reading * 4 + 2] === 0
       if (idle && this.ends[node] !== -1) {
-        // a match: the oldest thread of its stack and pattern gives the widest span
-        const stack = f.stacks[reading]!
+        // a match; of those of one pattern ending here, the widest holds the others (and of equally
+        // wide ones, the first stack's is the one the scrubber would keep)
+        const stack = values[reading * 4]!
         const pattern = this.ends[node]!
-        const same = accepted?.find(([s, p]) => s === stack && p === pattern)
+        const same = accepted?.find(([, p]) => p === pattern)
         if (same === undefined) (accepted ??= []).push([stack, pattern, age])
-        else same[2] = Math.max(same[2], age)
+        else if (age > same[2] || (age === same[2] && stack < same[0])) {
+          same[0] = stack
+          same[2] = age
+        }
       }
       back = Math.max(back, age)
     }
     f.accepts[id] = accepted === undefined ? undefined : Int32Array.from(accepted.sort((a, b) => a[0] - b[0] || a[1] - b[1]).flat())
     f.back[id] = back
     if ((id + 1) * this.width > f.table.length) {
-      const grown = new Int32Array(Math.max((id + 1) * this.width, f.table.length * 2))
+      const grown = new Uint16Array(Math.max((id + 1) * this.width, Math.min(f.table.length * 2, (MAX_STATES + 64) * this.width)))
       grown.set(f.table)
       f.table = grown
+    }
+    if (id >= f.last.length) {
+      const grown = new Int32Array(Math.max(id + 1, f.last.length * 2)).fill(-1)
+      grown.set(f.last)
+      f.last = grown
     }
     return id
   }
 
-  /** Builds the transition of (premultiplied) `state` on class `cls`; returns the table entry. */
+  /** Builds the transition of `state` on class `cls`; returns the table entry. */
   private build(state: number, cls: number): number {
     const f = this.fresh
-    const threads = new Set<number>()
-    for (const thread of f.states.members[state / this.width]!) {
+    const members = f.states.members[state]!
+    const next: Array<number> = []
+    for (const thread of members) {
       const reading = Math.floor(thread / AGE)
-      const age = thread % AGE + 1
-      for (const next of this.step(reading, cls)) {
+      const age = (thread % AGE) + 1
+      const at = this.step(reading, cls)
+      const arena = f.arena
+      for (let k = at + 1; k <= at + arena[at]!; k++) {
+        const to = arena[k]!
         // a thread older than any match of its stack can be is dropped; one back between escapes
-        // at the root has read nothing of a pattern
-        if (age > this.oldest[f.stacks[next]!]!) continue
-        const root = f.nodes[next] === this.roots[this.folds[f.stacks[next]!] ? 1 : 0] && f.outers[next] === 0 && f.inners[next] === 0
-        if (!root) threads.add(next * AGE + age)
+        // at the root has read nothing (the root's own thread is in every state)
+        if (age <= f.oldest[to]! && !f.idle[to]!) next.push(to * AGE + age)
       }
     }
-    for (const root of f.roots) threads.add(root * AGE)
-    const target = this.stateOf(Float64Array.from(threads).sort())
-    const entry = target * this.width + 1
-    const value = f.accepts[target] === undefined ? entry : -entry
-    f.table[state + cls] = value
+    for (const root of f.roots) next.push(root * AGE)
+    const sorted = Float64Array.from(next).sort()
+    let distinct = 0
+    for (let i = 0; i < sorted.length; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) sorted[distinct++] = sorted[i]!
+    const target = this.stateOf(distinct === sorted.length ? sorted : sorted.slice(0, distinct))
+    const value = (target + 1) | (f.accepts[target] === undefined ? 0 : ACCEPTS)
+    f.table[state * this.width + cls] = value
     return value
   }
 
@@ -615,36 +694,40 @@ export class Readings {
     }
     this.allowance = Math.max(0, this.allowance - Math.max(0, this.built - before - budget))
     if (state === GAVE_UP) return GAVE_UP
-    const { found, width } = this
+    const found = this.found
     const accepts = this.fresh.accepts
     for (let k = 0; k < found.length; k += 2) {
-      const matches = accepts[found[k]! / width]!
+      const matches = accepts[found[k]!]!
       const matchEnd = found[k + 1]!
       for (let m = 0; m < matches.length; m += 3) onMatch(matches[m]!, matches[m + 1]!, matchEnd - matches[m + 2]!, matchEnd)
     }
     if (atEnd) return end
-    return end - this.fresh.back[state / width]!
+    return end - this.fresh.back[state]!
   }
 
-  /** The automaton over `bytes[0, end)`: the last state (premultiplied), matches in `found`. */
+  /** The automaton over `bytes[0, end)`: the last state, matches in `found` (state, end). */
   private forward(bytes: Uint8Array, end: number, limit: number): number {
-    const { classOf, found } = this
+    const { classOf, found, width } = this
     found.length = 0
-    let table = this.fresh.table
+    let { table, last } = this.fresh
     let state = this.fresh.start
     for (let i = 0; i < end; i++) {
       const cls = classOf[bytes[i]!]!
-      let value = table[state + cls]!
-      if (value === 0) {
-        if (this.built > limit) return GAVE_UP
-        value = this.build(state, cls)
-        table = this.fresh.table
-      }
-      if (value > 0) state = value - 1
+      const hint = last[state]!
+      let value: number
+      if (hint >> 16 === cls) value = hint & 0xffff
       else {
-        state = -value - 1
-        found.push(state, i + 1)
+        value = table[state * width + cls]!
+        if (value === 0) {
+          if (this.built > limit || this.fresh.states.members.length > MAX_STATES) return GAVE_UP
+          value = this.build(state, cls)
+          table = this.fresh.table
+          last = this.fresh.last
+        }
+        last[state] = (cls << 16) | value
       }
+      state = (value & (ACCEPTS - 1)) - 1
+      if (value >= ACCEPTS) found.push(state, i + 1)
     }
     return state
   }

@@ -84,6 +84,14 @@ class PatternSet {
     return (this.automata[k] ??= new Automaton.Automaton(this.patterns, FOLDS[k]))
   }
 
+  private readonly byStack: Array<Array<Buffer | undefined>> = []
+
+  /** The bytes that replace pattern `i` found under the stack `STACKS[stack]`. */
+  replacementUnder(i: number, stack: number): Buffer {
+    const known = (this.byStack[stack] ??= [])
+    return (known[i] ??= this.replacement(i, STACKS[stack]!))
+  }
+
   /** The bytes that replace pattern `i` found under `stack` (outermost first). */
   replacement(i: number, stack: ReadonlyArray<Syntax>): Buffer {
     // one number per (pattern, stack): a stack of up to two syntaxes, each 1..3, in base 4
@@ -196,6 +204,8 @@ class SkipSearch {
     return true
   }
 }
+
+const EMPTY = Buffer.alloc(0)
 
 /** How to scrub one response. */
 export interface Scrubber {
@@ -707,10 +717,33 @@ const readingsOf = (() => {
 /**
  * How many reading steps building the readings automaton may cost per chunk (`base`, plus
  * `perByte` per byte of it, plus what is left of a new automaton's one-time `allowance`) before the
- * chunk is scanned stack by stack instead: about what that scan costs, so that no input costs much
- * more than it did. (Tests change it.)
+ * chunk is scanned stack by stack instead. A step costs a few microseconds; the stacks cost up to
+ * ~200 ns per byte of a dense echo: so a chunk the automaton gives up on costs at most about twice
+ * what the stacks alone cost. (Tests change it.)
  */
-export const READINGS_BUDGET = { base: 2000, perByte: 0.5, allowance: ALLOWANCE }
+export const READINGS_BUDGET = { base: 200, perByte: 0.05, allowance: ALLOWANCE }
+
+/**
+ * Introducers per byte from which a chunk whose escapes matter is read by the readings automaton
+ * rather than the stacks: its table step (a few nanoseconds a byte) beats the stacks where escapes
+ * are this dense (an echo made of escapes costs the stacks ~200 ns a byte), and loses to them on
+ * text whose escapes are few (~2 ns a byte for a JSON document with an escape every 80 bytes).
+ */
+const DENSE = 1 / 24
+
+/** The bytes `dense` looks at: the start of a chunk stands for the rest. */
+const DENSE_SAMPLE = 4096
+
+/** Whether the start of `bytes` holds at least `DENSE` introducers per byte (counted up to that many only). */
+const dense = (bytes: Buffer, plus: boolean): boolean => {
+  const sample = Math.min(bytes.length, DENSE_SAMPLE)
+  const needed = Math.max(1, Math.floor(sample * DENSE))
+  let count = 0
+  for (const introducer of plus ? [0x5c, 0x25, 0x26, 0x2b] : [0x5c, 0x25, 0x26]) {
+    for (let at = bytes.indexOf(introducer); at !== -1 && at < sample; at = bytes.indexOf(introducer, at + 1)) if (++count >= needed) return true
+  }
+  return false
+}
 
 /** Every match by the readings automaton (false: it gave up on this chunk). */
 const readAll = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, found: Candidates): boolean => {
@@ -719,7 +752,7 @@ const readAll = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, found: Candi
   const { readings, owners } = entry
   const hold = readings.scan(bytes, bytes.length, atEnd, READINGS_BUDGET.base + bytes.length * READINGS_BUDGET.perByte, (stack, pattern, start, end) => {
     const [set, i] = owners[pattern]!
-    found.add(start, end, set.replacement(i, STACKS[stack]!), set.secrets[i])
+    found.add(start, end, set.replacementUnder(i, stack), set.secrets[i])
   })
   if (hold === GAVE_UP) return false
   found.hold = Math.min(found.hold, hold)
@@ -736,7 +769,7 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
   const pairs = loose || exhaustive ? undefined : unionPairs(scrubber)
   // per layer: whether none of its escapes matters (then the shortcuts below apply)
   const clean = SYNTAXES.map((outer) => !hasIntroducer(outer, bytes, 0, bytes.length, plus) || (pairs !== undefined && cleanLayer(outer, bytes, atEnd, plus, pairs)))
-  if (readings && !loose && !exhaustive && clean.includes(false) && readAll(scrubber, bytes, atEnd, found)) return found
+  if (readings && !loose && !exhaustive && clean.includes(false) && dense(bytes, plus) && readAll(scrubber, bytes, atEnd, found)) return found
   for (const set of sets) {
     const automaton = set.automaton(loose ? Kind.Loose : Kind.Exact)
     const search = set.search
@@ -814,12 +847,16 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
   const count = found.starts.length
   const hold = atEnd ? bytes.length : found.hold
   if (count === 0) return { matches: [], holdFrom: hold }
-  const order = Array.from({ length: count }, (_, i) => i)
-  order.sort((a, b) => found.starts[a]! - found.starts[b]! || found.ends[b]! - found.ends[a]!)
+  // (the readings automaton's come in order already: then no order is built)
+  let sorted = true
+  for (let i = 1; i < count && sorted; i++) sorted = found.starts[i - 1]! < found.starts[i]! || (found.starts[i - 1] === found.starts[i] && found.ends[i - 1]! >= found.ends[i]!)
+  const order = sorted ? undefined : Array.from({ length: count }, (_, i) => i).sort((a, b) => found.starts[a]! - found.starts[b]! || found.ends[b]! - found.ends[a]!)
   const matches: Array<Substitution.Match> = []
   let start = -1
   let end = -1
-  let pieces: Array<Buffer> = []
+  // the replacement of the group's first match, and of the others that make it longer (rare)
+  let first: Buffer = EMPTY
+  let more: Array<Buffer> | undefined
   let holdFrom = hold
   const commit = () => {
     if (start === -1) return true
@@ -828,10 +865,11 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
       holdFrom = Math.min(hold, start)
       return false
     }
-    matches.push({ index: start, length: end - start, replacement: pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces) })
+    matches.push({ index: start, length: end - start, replacement: more === undefined ? first : Buffer.concat([first, ...more]) })
     return true
   }
-  for (const i of order) {
+  for (let k = 0; k < count; k++) {
+    const i = order === undefined ? k : order[k]!
     const s = found.starts[i]!
     const e = found.ends[i]!
     if (s >= hold) break
@@ -839,10 +877,11 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
       if (!commit()) return { matches, holdFrom }
       start = s
       end = e
-      pieces = [found.replacements[i]!]
+      first = found.replacements[i]!
+      more = undefined
     } else if (e > end) {
       end = e
-      pieces.push(found.replacements[i]!)
+      ;(more ??= []).push(found.replacements[i]!)
     }
   }
   commit()
