@@ -270,16 +270,18 @@ const scrubbingBench = async (plain: Agent, port: number) => {
   ])
   const echoRows: Array<Array<string | number>> = []
   for (const [i, path] of echoPaths.entries()) {
+    // the first response builds the readings automaton's states for these values (reported apart)
+    const first = await fetchFile(agent, path)
     const rounds: Array<number> = []
-    for (let round = 0; round < 3; round++) {
+    for (let round = 0; round < 5; round++) {
       const { mbps, body } = await fetchFile(agent, path)
       if (specialValues.some((value) => body.includes(value))) throw new Error("a value came back unscrubbed")
       rounds.push(mbps)
     }
-    echoRows.push([`${ECHO_KIB[i]} KiB`, median(rounds)])
+    echoRows.push([`${ECHO_KIB[i]} KiB`, first.mbps, median(rounds)])
   }
-  console.log(`\ndense adversarial echo: the 64 values in ${echoes("x").length} escape forms back to back, over https, median of 3`)
-  table(["size", "MB/s (goal >= 50, same at both sizes)"], echoRows)
+  console.log(`\ndense adversarial echo: the 64 values in ${echoes("x").length} escape forms back to back, over https, the first response and the median of the next 5`)
+  table(["size", "first response MB/s", "MB/s (goal >= 50, same at both sizes)"], echoRows)
   rmSync(dir, { recursive: true, force: true })
   return { gate, agent }
 }

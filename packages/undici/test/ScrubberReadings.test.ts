@@ -5,13 +5,13 @@
  * that. It gives up within its budget, and the chunk is then scanned stack by stack.
  */
 import fc from "fast-check"
-import { afterEach, describe, expect, it } from "vitest"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { encodeLayers, type Syntax, SYNTAXES } from "../src/internal/escapes.js"
-import { readable, Readings } from "../src/internal/readings.js"
+import { ALLOWANCE, readable, Readings } from "../src/internal/readings.js"
 import { coverage, makeScrubber, READINGS_BUDGET, scrubBytes } from "../src/internal/scrubber.js"
 import { alphabets, picks, secret, text, valueOf } from "./support/scrubberInputs.js"
 
-const RUNS = Number(process.env.SHORTCUT_RUNS ?? 2000)
+const RUNS = Number(process.env.SHORTCUT_RUNS ?? 2000) / 2
 
 /**
  * The bytes scrubbing replaces when `bytes` arrive in chunks cut at `cuts` (as `StreamRewriter`
@@ -55,6 +55,11 @@ const coversAll = (values: ReadonlyArray<string>, bytes: Buffer, atEnd: boolean,
   }
   return scrub.read
 }
+
+// the properties build automata for thousands of value sets: they may take what they need
+const savedAllowance = { ...ALLOWANCE }
+beforeEach(() => Object.assign(ALLOWANCE, { cap: 1e12, left: 1e12 }))
+afterEach(() => Object.assign(ALLOWANCE, savedAllowance, { at: Date.now() }))
 
 describe("the readings automaton finds everything the stacks find", () => {
   for (const alphabet of alphabets) {
@@ -132,8 +137,9 @@ describe("the readings automaton's cost", () => {
   afterEach(() => Object.assign(READINGS_BUDGET, saved))
 
   it("a chunk whose building would pass the budget is scanned by the stacks, with the same result", () => {
-    Object.assign(READINGS_BUDGET, { base: 0, perByte: 0, allowance: 0 })
-    // (values no other test uses: a new automaton, with no allowance)
+    Object.assign(READINGS_BUDGET, { base: 0, perByte: 0 })
+    Object.assign(ALLOWANCE, { cap: 0, left: 0 })
+    // (values no other test uses: a new automaton)
     const values = ["sk_budget&<>\"'x", "tok en+/é😀 budget"]
     const bytes = Buffer.from(`a \\u0026 ${encodeLayers(values[0]!, ["json"], () => 0)} and ${encodeLayers(values[1]!, ["html", "percent"], () => 1)} b`, "utf8")
     const scrubber = makeScrubber(values.map(secret))
@@ -146,7 +152,8 @@ describe("the readings automaton's cost", () => {
   })
 
   it("building stops within the budget on input made to need a new state at every byte", () => {
-    const readings = new Readings([Buffer.from("sk_0&<>\"'!*()+/ é😀=zzzz")], 0)
+    Object.assign(ALLOWANCE, { cap: 0, left: 0 })
+    const readings = new Readings([Buffer.from("sk_0&<>\"'!*()+/ é😀=zzzz")])
     // every escape of a different character: a thread in a new decoder state at each step
     const soup = Buffer.from(Array.from({ length: 20_000 }, (_, i) => `\\u${(0x100 + i).toString(16).padStart(4, "0")}&#${i};`).join(""), "utf8")
     const before = readings.built
@@ -154,6 +161,22 @@ describe("the readings automaton's cost", () => {
     expect(answer).toBe(-1)
     // a build started within the budget finishes its state: a few dozen steps more at most
     expect(readings.built - before).toBeLessThan(5000 + 200)
+  })
+
+  it("the allowance beyond each chunk's budget is shared by every automaton, and refills over time", () => {
+    Object.assign(ALLOWANCE, { cap: 20_000, perSecond: 0, left: 20_000, at: Date.now() })
+    const soup = Buffer.from(Array.from({ length: 4000 }, (_, i) => `\\u${(0x100 + i).toString(16).padStart(4, "0")}&#${i};`).join(""), "utf8")
+    // two sets of values: the second gets only what the first left
+    const first = new Readings([Buffer.from("sk_first&<>\"'é😀")])
+    expect(first.scan(soup, soup.length, true, 0, () => {})).toBe(-1)
+    expect(ALLOWANCE.left).toBe(0)
+    const second = new Readings([Buffer.from("sk_second&<>\"'é😀")])
+    const before = second.built
+    expect(second.scan(soup, soup.length, true, 0, () => {})).toBe(-1)
+    expect(second.built - before).toBeLessThan(200)
+    // refilled at its rate
+    Object.assign(ALLOWANCE, { perSecond: 1000, at: Date.now() - 5000 })
+    expect(second.scan(soup.subarray(0, 100), 100, true, 0, () => {})).not.toBe(-1)
   })
 
   it("does not read patterns that could begin or end inside one escape's bytes (Latin-1 forms)", () => {

@@ -65,9 +65,7 @@ export const NAMED_REFERENCES: ReadonlyMap<string, string> = (() => {
   return names
 })()
 
-/** The names HTML also reads without `;`. */
-export const LEGACY_NAMES: ReadonlySet<string> = new Set(["amp", "AMP", "lt", "LT", "gt", "GT", "quot", "QUOT", ...LATIN1_NAMES])
-const LEGACY = LEGACY_NAMES
+const LEGACY = new Set(["amp", "AMP", "lt", "LT", "gt", "GT", "quot", "QUOT", ...LATIN1_NAMES])
 const LONGEST_NAME = 8
 
 /**
@@ -102,6 +100,17 @@ const NEXT = (() => {
   }
   return next.slice(0, TEXT.length * 64)
 })()
+
+/** The names' trie, for readers of their own (`readings.ts`): the root, a node's child along a byte (0: none). */
+export const NAME_ROOT = 1
+export const nameChild = (node: number, byte: number): number => {
+  const symbol = SYMBOL[byte]!
+  return symbol === 0xff ? 0 : NEXT[node * 64 + symbol]!
+}
+/** What the name at `node` stands for (with `;`), if it is a name. */
+export const nameText = (node: number): Buffer | undefined => TEXT[node]
+/** Whether HTML also reads the name at `node` without `;`. */
+export const nameIsLegacy = (node: number): boolean => LEGACY_NODE[node] === true
 
 /**
  * A decoded stream and where each of its escapes came from. Output bytes outside an escape map

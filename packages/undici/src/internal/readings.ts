@@ -20,10 +20,11 @@
  *
  * Building a state costs far more than stepping through one. `scan` gives up (and the scrubber
  * scans the chunk stack by stack instead) once building for a chunk would cost more than a budget
- * in proportion to it, so no input costs more than a small multiple of that scan.
+ * in proportion to it (plus what is left of an allowance shared by the process), so no input costs
+ * more than a small multiple of that scan.
  */
 import { Buffer } from "node:buffer"
-import { hexValue, LEGACY_NAMES, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, NAMED_REFERENCES, putUtf8, SHORT_ESCAPES, type Syntax, SYNTAXES } from "./escapes.js"
+import { hexValue, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, NAME_ROOT, nameChild, nameIsLegacy, nameText, putUtf8, SHORT_ESCAPES, type Syntax, SYNTAXES } from "./escapes.js"
 
 /** Every stack, in the order the scrubber reports matches found under several (raw first). */
 export const STACKS: ReadonlyArray<ReadonlyArray<Syntax>> = (() => {
@@ -40,33 +41,6 @@ const T = 2 ** 40
 const IDLE = 0
 
 // --- the decoders
-
-/** A trie over names: children per byte, the text a node's name stands for. */
-interface Trie {
-  readonly next: Array<Map<number, number>>
-  readonly text: Array<Buffer | undefined>
-}
-const trieOf = (names: Iterable<readonly [string, string]>): Trie => {
-  const trie: Trie = { next: [new Map(), new Map()], text: [undefined, undefined] }
-  for (const [name, text] of names) {
-    let node = 1
-    for (let i = 0; i < name.length; i++) {
-      const byte = name.charCodeAt(i)
-      let child = trie.next[node]!.get(byte)
-      if (child === undefined) {
-        child = trie.next.length
-        trie.next.push(new Map())
-        trie.text.push(undefined)
-        trie.next[node]!.set(byte, child)
-      }
-      node = child
-    }
-    trie.text[node] = Buffer.from(text, "utf8")
-  }
-  return trie
-}
-/** Names read forwards. */
-const NAMES_FORWARD = trieOf(NAMED_REFERENCES)
 
 const UTF8 = Buffer.alloc(4)
 /** A code point's UTF-8 bytes, or undefined when it is not a character. */
@@ -90,7 +64,7 @@ const way = (out: Array<number | Array<number> | undefined>, state: number, writ
   out.push(state, written)
 }
 
-const jsonForward: Step = (state, byte, out) => {
+const readJson: Step = (state, byte, out) => {
   const tag = Math.floor(state / T)
   const v = state % T
   if (state === IDLE) {
@@ -128,7 +102,7 @@ const jsonForward: Step = (state, byte, out) => {
   }
 }
 
-const percentForward: Step = (state, byte, out) => {
+const readPercent: Step = (state, byte, out) => {
   if (state === IDLE) {
     way(out, IDLE, [byte])
     if (byte === 0x25) way(out, 1 * T, undefined)
@@ -145,7 +119,7 @@ const DECIMAL = 10
 const HEXADECIMAL = 20
 const NAME = 30
 
-const htmlForward: Step = (state, byte, out) => {
+const readHtml: Step = (state, byte, out) => {
   if (state === IDLE) {
     way(out, IDLE, [byte])
     if (byte === 0x26) way(out, 1 * T, undefined)
@@ -156,25 +130,25 @@ const htmlForward: Step = (state, byte, out) => {
   if (tag === 1) {
     // after `&`: a number or a name
     if (byte === 0x23) way(out, 2 * T, undefined)
-    else nameForward(1, byte, out)
+    else nameStep(NAME_ROOT, byte, out)
     return
   }
   if (tag === 2) {
     // after `&#`
     if ((byte | 0x20) === 0x78) way(out, 3 * T, undefined)
-    else if (isDecimal(byte)) digitForward(DECIMAL, 0, 0, byte - 0x30, 10, out)
+    else if (isDecimal(byte)) digitStep(DECIMAL, 0, 0, byte - 0x30, 10, out)
     return
   }
   if (tag === 3) {
     const h = hexValue(byte)
-    if (h !== -1) digitForward(HEXADECIMAL, 0, 0, h, 16, out)
+    if (h !== -1) digitStep(HEXADECIMAL, 0, 0, h, 16, out)
     return
   }
   if (tag === NAME) {
     if (byte === 0x3b) {
-      const text = NAMES_FORWARD.text[v]
+      const text = nameText(v)
       if (text !== undefined) way(out, IDLE, Array.from(text))
-    } else nameForward(v, byte, out)
+    } else nameStep(v, byte, out)
     return
   }
   const decimal = tag > DECIMAL && tag <= DECIMAL + MAX_REFERENCE_DIGITS
@@ -185,11 +159,11 @@ const htmlForward: Step = (state, byte, out) => {
     return
   }
   const d = decimal ? (isDecimal(byte) ? byte - 0x30 : -1) : hexValue(byte)
-  if (d !== -1 && count < MAX_REFERENCE_DIGITS) digitForward(decimal ? DECIMAL : HEXADECIMAL, count, v, d, decimal ? 10 : 16, out)
+  if (d !== -1 && count < MAX_REFERENCE_DIGITS) digitStep(decimal ? DECIMAL : HEXADECIMAL, count, v, d, decimal ? 10 : 16, out)
 }
 
 /** One more digit of a numeric reference: go on reading, or end it here without `;`. */
-const digitForward = (base: number, count: number, value: number, digit: number, radix: number, out: Array<number | Array<number> | undefined>) => {
+const digitStep = (base: number, count: number, value: number, digit: number, radix: number, out: Array<number | Array<number> | undefined>) => {
   const next = value * radix + digit
   if (next > 0x10ffff) return
   way(out, (base + count + 1) * T + next, undefined)
@@ -198,28 +172,14 @@ const digitForward = (base: number, count: number, value: number, digit: number,
 }
 
 /** One more letter of a name: go on reading it, or end it here without `;` (where HTML allows that). */
-const nameForward = (node: number, byte: number, out: Array<number | Array<number> | undefined>) => {
-  const child = NAMES_FORWARD.next[node]!.get(byte)
-  if (child === undefined) return
+const nameStep = (node: number, byte: number, out: Array<number | Array<number> | undefined>) => {
+  const child = nameChild(node, byte)
+  if (child === 0) return
   way(out, NAME * T + child, undefined)
-  const legacy = legacyText(child)
-  if (legacy !== undefined) way(out, IDLE, legacy)
+  if (nameIsLegacy(child)) way(out, IDLE, Array.from(nameText(child)!))
 }
 
-/** The text a name node stands for without `;`, if HTML reads that name without one. */
-const LEGACY_TEXT: Array<Array<number> | undefined> = (() => {
-  const texts: Array<Array<number> | undefined> = []
-  const walk = (node: number, name: string) => {
-    const text = NAMES_FORWARD.text[node]
-    if (text !== undefined && LEGACY_NAMES.has(name)) texts[node] = Array.from(text)
-    for (const [byte, child] of NAMES_FORWARD.next[node]!) walk(child, name + String.fromCharCode(byte))
-  }
-  walk(1, "")
-  return texts
-})()
-const legacyText = (node: number) => LEGACY_TEXT[node]
-
-const FORWARD: Readonly<Record<Syntax, Step>> = { json: jsonForward, percent: percentForward, html: htmlForward }
+const READERS: Readonly<Record<Syntax, Step>> = { json: readJson, percent: readPercent, html: readHtml }
 
 /** The most input bytes one decoded byte of the stack comes from (and one escape of any syntax spans). */
 const expansionOf = (stack: ReadonlyArray<Syntax>) => stack.reduce((product, syntax) => product * MAX_EXPANSION[syntax], 1)
@@ -386,13 +346,22 @@ class States {
 const MAX_STATES = 30_000
 const ACCEPTS = 0x8000
 /**
- * Reading steps one `Readings` may spend building beyond the budgets of the chunks it scans, once
- * in its life (well under a second of CPU time): about what the automaton for 64 values needs to
- * read a dense echo of them in every escape form of the benchmark. It is not given again after the automaton is
- * dropped, so an input made to need new states everywhere costs this once, then each chunk's
- * budget.
+ * Reading steps the automata may spend building beyond the budgets of the chunks they scan, shared
+ * by every automaton of the process: up to `cap` (about what the automaton for 64 values needs to
+ * read a dense echo of them in every form of the benchmark, some 0.5 s of CPU time), refilled at
+ * `perSecond`. A new set of values (a Basic credential echoed makes one) gets nothing of its own,
+ * so input made to need new states everywhere costs at most this much more over time, and each
+ * chunk its budget. (Tests change it.)
  */
-export const ALLOWANCE = 150_000
+export const ALLOWANCE = { cap: 150_000, perSecond: 2_500, left: 150_000, at: Date.now() }
+
+/** What is left of the allowance now. */
+const allowanceLeft = (): number => {
+  const now = Date.now()
+  ALLOWANCE.left = Math.min(ALLOWANCE.cap, ALLOWANCE.left + (Math.max(0, now - ALLOWANCE.at) / 1000) * ALLOWANCE.perSecond)
+  ALLOWANCE.at = now
+  return ALLOWANCE.left
+}
 /** A thread in a state: its reading (a number below `2 ** 32`) times `AGE`, plus the input bytes it has read. */
 const AGE = 2 ** 20
 
@@ -452,11 +421,8 @@ export class Readings {
 
   /** Work done building (reading steps), for the budget and for tests. */
   built = 0
-  /** What is left of the one-time allowance. */
-  private allowance: number
 
-  constructor(readonly patterns: ReadonlyArray<Buffer>, allowance = ALLOWANCE) {
-    this.allowance = allowance
+  constructor(readonly patterns: ReadonlyArray<Buffer>) {
     const distinct = new Set<number>([0x5c, 0x25, 0x26, 0x23, 0x3b, 0x22, 0x2f, 0x27, 0x2b, 0x20])
     for (let b = 0; b < 256; b++) if ((b >= 0x30 && b <= 0x39) || ((b | 0x20) >= 0x61 && (b | 0x20) <= 0x7a)) distinct.add(b)
     for (const pattern of patterns) for (const byte of pattern) distinct.add(byte)
@@ -480,7 +446,7 @@ export class Readings {
     const written = new Written()
     this.fresh = {
       written,
-      decoders: Object.fromEntries(SYNTAXES.map((syntax) => [syntax, new Decoder(FORWARD[syntax], written)])) as Record<Syntax, Decoder>,
+      decoders: Object.fromEntries(SYNTAXES.map((syntax) => [syntax, new Decoder(READERS[syntax], written)])) as Record<Syntax, Decoder>,
       readings: new Tuples(),
       idle: [],
       oldest: [],
@@ -679,20 +645,20 @@ export class Readings {
    * Reports every match in `bytes[0, end)` (`onMatch`, in order of their ends) and returns where to
    * hold back from (`end` when `atEnd` or nothing could still grow into a match), or `GAVE_UP`,
    * having reported nothing, when building states for this input would cost more than `budget`
-   * reading steps (and what is left of the automaton's one-time `ALLOWANCE`).
+   * reading steps (and what is left of the `ALLOWANCE` shared by all automata).
    */
   scan(bytes: Uint8Array, end: number, atEnd: boolean, budget: number, onMatch: OnMatch): number {
     if (this.fresh.states.members.length > MAX_STATES) this.reset()
     let state: number
     const before = this.built
     try {
-      state = this.forward(bytes, end, before + budget + this.allowance)
+      state = this.forward(bytes, end, before + budget + allowanceLeft())
     } catch (error) {
       if (!(error instanceof Saturated)) throw error
       this.reset()
       state = GAVE_UP
     }
-    this.allowance = Math.max(0, this.allowance - Math.max(0, this.built - before - budget))
+    ALLOWANCE.left = Math.max(0, ALLOWANCE.left - Math.max(0, this.built - before - budget))
     if (state === GAVE_UP) return GAVE_UP
     const found = this.found
     const accepts = this.fresh.accepts

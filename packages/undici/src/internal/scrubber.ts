@@ -13,7 +13,7 @@
 import { Automaton, type Secrets, Substitution } from "@secretgate/core"
 import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
-import { ALLOWANCE, GAVE_UP, readable, Readings, STACKS } from "./readings.js"
+import { GAVE_UP, readable, Readings, STACKS } from "./readings.js"
 import { CANONICAL, CUT, decode, type Decoded, endOf, escapeAt, hasIntroducer, INTRODUCER, LITERAL, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, nextIntroducer, PARSED, startOf, type Syntax, SYNTAXES } from "./escapes.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
@@ -702,7 +702,7 @@ const readingsOf = (() => {
       if (readable(patterns)) {
         const key = patterns.map((pattern) => pattern.toString("hex")).join(",")
         let readings = sharedReadings.get(key)
-        if (readings === undefined) readings = new Readings(patterns, READINGS_BUDGET.allowance)
+        if (readings === undefined) readings = new Readings(patterns)
         else sharedReadings.delete(key)
         sharedReadings.set(key, readings)
         if (sharedReadings.size > SHARED_READINGS) sharedReadings.delete(sharedReadings.keys().next().value!)
@@ -716,12 +716,12 @@ const readingsOf = (() => {
 
 /**
  * How many reading steps building the readings automaton may cost per chunk (`base`, plus
- * `perByte` per byte of it, plus what is left of a new automaton's one-time `allowance`) before the
- * chunk is scanned stack by stack instead. A step costs a few microseconds; the stacks cost up to
- * ~200 ns per byte of a dense echo: so a chunk the automaton gives up on costs at most about twice
- * what the stacks alone cost. (Tests change it.)
+ * `perByte` per byte of it, plus what is left of the allowance `readings.ts` shares among all
+ * automata) before the chunk is scanned stack by stack instead. A step costs a few microseconds;
+ * the stacks cost up to ~200 ns per byte of a dense echo: so a chunk the automaton gives up on
+ * costs at most about twice what the stacks alone cost. (Tests change it.)
  */
-export const READINGS_BUDGET = { base: 200, perByte: 0.05, allowance: ALLOWANCE }
+export const READINGS_BUDGET = { base: 200, perByte: 0.05 }
 
 /**
  * Introducers per byte from which a chunk whose escapes matter is read by the readings automaton
