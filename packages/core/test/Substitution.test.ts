@@ -410,3 +410,59 @@ describe("streaming equals whole-buffer equals the reference", () => {
     )
   })
 })
+
+describe("StreamRewriter with a whole-buffer scan", () => {
+  /**
+   * A literal matcher that answers whole-buffer scans: leftmost longest matches, replaced (or,
+   * for `keep`, left in place), and held back from where a literal could still begin.
+   */
+  const scanning = (pairs: ReadonlyArray<readonly [string, string | undefined]>): Substitution.Matcher => {
+    const literal = Substitution.literalMatcher(pairs.map(([from, to]) => [bytes(from), bytes(to ?? from)] as const))
+    const keep = new Set(pairs.filter(([, to]) => to === undefined).map(([from]) => from))
+    return {
+      ...literal,
+      scan(data, atEnd) {
+        const matches: Array<Substitution.Match> = []
+        let holdFrom = data.length
+        for (let from = 0; ;) {
+          const match = literal.find(data, from, data.length, atEnd)
+          if (match === undefined) break
+          const found = text(data.subarray(match.index, match.index + match.length))
+          matches.push(keep.has(found) ? { index: match.index, length: match.length } : match)
+          from = match.index + match.length
+        }
+        if (!atEnd) {
+          const lastEnd = matches.length === 0 ? 0 : matches[matches.length - 1]!.index + matches[matches.length - 1]!.length
+          for (let at = Math.max(lastEnd, data.length - literal.maxLength + 1); at < data.length; at++) {
+            const tail = text(data.subarray(at))
+            if (pairs.some(([from]) => from.startsWith(tail))) {
+              holdFrom = at
+              break
+            }
+          }
+        }
+        return { matches, holdFrom }
+      }
+    }
+  }
+
+  it("streamed in any chunks, writes what the whole buffer becomes, in one buffer per chunk", () => {
+    const pairs = [["secret", "[S]"], ["sec", "<short and longer>"], ["tok", undefined], ["xy", ""]] as const
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom(..."secrtokxy ab"), maxLength: 120 }), fc.array(fc.nat({ max: 120 }), { maxLength: 8 }), (input, offsets) => {
+        const data = bytes(input)
+        const whole = Substitution.rewriteBytes(scanning(pairs), data)
+        const streamed = stream(scanning(pairs), cut(data, offsets.map((o) => o % (data.length + 1))))
+        expect(text(streamed.out)).toBe(text(whole))
+        expect(text(whole)).toBe(input.replace(/secret|sec|xy/g, (m) => (m === "secret" ? "[S]" : m === "sec" ? "<short and longer>" : "")))
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
+  it("passes a chunk with nothing to replace or hold back as it is", () => {
+    const rewriter = new Substitution.StreamRewriter(scanning([["secret", "[S]"]]))
+    const chunk = bytes("nothing to see here")
+    expect(rewriter.push(chunk)).toBe(chunk)
+  })
+})
