@@ -189,12 +189,15 @@ const LONGEST_ESCAPE = 12
 const plusFold = (byte: number) => (byte === 0x2b ? 0x20 : byte)
 
 /**
- * Whether every pattern starts and ends where a decoded character does: no pattern begins with a
- * UTF-8 continuation byte, nor ends inside a character's bytes. (Only Latin-1 forms of values can
- * break this; then a match could begin or end inside one escape's decoded bytes, which the
- * readings here do not follow, and the scrubber keeps to its stacks.)
+ * Whether the automaton can read these patterns: every pattern starts and ends where a decoded
+ * character does (no pattern begins with a UTF-8 continuation byte, nor ends inside a character's
+ * bytes: only Latin-1 forms of values can break this, and then a match could begin or end inside
+ * one escape's decoded bytes, which the readings do not follow), and the patterns hold fewer than
+ * 160 distinct bytes (so that the classes of bytes fit in the hints' 8 bits). Otherwise the
+ * scrubber keeps to its stacks.
  */
 export const readable = (patterns: ReadonlyArray<Buffer>): boolean =>
+  new Set(patterns.flatMap((pattern) => [...pattern])).size < 160 &&
   patterns.every((pattern) => {
     if (pattern.length === 0 || (pattern[0]! & 0xc0) === 0x80) return false
     // the last lead byte among the last three: enough continuation bytes after it?
