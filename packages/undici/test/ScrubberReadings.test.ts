@@ -179,6 +179,20 @@ describe("the readings automaton's cost", () => {
     expect(second.scan(soup.subarray(0, 100), 100, true, 0, () => {})).not.toBe(-1)
   })
 
+  it("text whose escapes are few is scanned by the stacks (cheaper there), a value in it found all the same", () => {
+    const values = ["sk_sparse&<>\"'é😀"]
+    const words = "lorem ipsum dolor sit amet ".repeat(200)
+    const bytes = Buffer.from(`${words}${encodeLayers(values[0]!, ["json"], () => 0)}${words}`, "utf8")
+    const scrubber = makeScrubber(values.map(secret))
+    const scrub = coverage(scrubber, bytes, true, "scrub")
+    expect(scrub.read).toBe(false)
+    expect(scrub.covered.includes(1)).toBe(true)
+    expect(Buffer.from(scrub.covered).toString("hex")).toBe(Buffer.from(coverage(scrubber, bytes, true, "exhaustive").covered).toString("hex"))
+    // the same value amid escapes as dense as an echo of values is read by the automaton
+    const dense = Buffer.from(Array.from({ length: 40 }, () => encodeLayers(values[0]!, ["json"], () => 0)).join(" "), "utf8")
+    expect(coverage(scrubber, dense, true, "scrub").read).toBe(true)
+  })
+
   it("does not read patterns that could begin or end inside one escape's bytes (Latin-1 forms)", () => {
     expect(readable([Buffer.from("sk_live", "utf8"), Buffer.from("é😀", "utf8")])).toBe(true)
     // a Latin-1 `é` (0xe9) at the end: the first byte of a three-byte character
