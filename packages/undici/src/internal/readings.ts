@@ -321,7 +321,7 @@ class Tuples {
 
 /**
  * Sorted lists of distinct numbers interned as states (hashed, then compared): `find` answers the
- * state's number, or `-1 - number` for a list seen for the first time.
+ * state's number, or `-1 - number` for a list seen for the first time (which it keeps a copy of).
  */
 class States {
   private readonly buckets = new Map<number, Array<number>>()
@@ -340,7 +340,7 @@ class States {
     }
     const id = this.members.length
     bucket.push(id)
-    this.members.push(list)
+    this.members.push(list.slice())
     return -1 - id
   }
 }
@@ -610,32 +610,45 @@ export class Readings {
     return id
   }
 
+  /** Threads of the state being built (reused: most transitions lead to a state already known). */
+  private scratch = new Float64Array(256)
+
   /** Builds the transition of `state` on class `cls`; returns the table entry. */
   private build(state: number, cls: number): number {
     const f = this.fresh
     const members = f.states.members[state]!
-    const next: Array<number> = []
+    let scratch = this.scratch
+    let count = 0
+    const add = (thread: number) => {
+      if (count === scratch.length) {
+        const grown = new Float64Array(scratch.length * 2)
+        grown.set(scratch)
+        this.scratch = scratch = grown
+      }
+      scratch[count++] = thread
+    }
     for (const thread of members) {
       const reading = Math.floor(thread / AGE)
-      const age = (thread % AGE) + 1
+      const age = thread - reading * AGE + 1
       const at = this.step(reading, cls)
       const arena = f.arena
       for (let k = at + 1; k <= at + arena[at]!; k++) {
         const to = arena[k]!
         // a thread older than any match of its stack can be is dropped; one back between escapes
         // at the root has read nothing (the root's own thread is in every state)
-        if (age <= f.oldest[to]! && !f.idle[to]!) next.push(to * AGE + age)
+        if (age <= f.oldest[to]! && !f.idle[to]!) add(to * AGE + age)
       }
     }
-    for (const root of f.roots) next.push(root * AGE)
-    const sorted = Float64Array.from(next).sort()
+    for (const root of f.roots) add(root * AGE)
+    const sorted = scratch.subarray(0, count).sort()
     let distinct = 0
-    for (let i = 0; i < sorted.length; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) sorted[distinct++] = sorted[i]!
-    const target = this.stateOf(distinct === sorted.length ? sorted : sorted.slice(0, distinct))
+    for (let i = 0; i < count; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) sorted[distinct++] = sorted[i]!
+    const target = this.stateOf(sorted.subarray(0, distinct))
     const value = (target + 1) | (f.accepts[target] === undefined ? 0 : ACCEPTS)
     f.table[state * this.width + cls] = value
     return value
   }
+
 
   /** States built so far (for tests). */
   get states(): number {
