@@ -200,5 +200,8 @@ describe("the readings automaton's cost", () => {
     // a Latin-1 `©` (0xa9) at the start: a continuation byte
     expect(readable([Buffer.from("©x", "latin1")])).toBe(false)
     expect(readable([Buffer.from("aéb", "latin1")])).toBe(true)
+    // a value so long that a thread's age would not fit its number; one whose bytes are too varied
+    expect(readable([Buffer.alloc(8000, "a")])).toBe(false)
+    expect(readable([Buffer.from(Array.from({ length: 200 }, (_, i) => i + 32))])).toBe(false)
   })
 })

@@ -36,6 +36,9 @@ export const STACKS: ReadonlyArray<ReadonlyArray<Syntax>> = (() => {
   return stacks
 })()
 
+/** A thread in a state: its reading (a number below `2 ** 32`) times `AGE`, plus the input bytes it has read. */
+const AGE = 2 ** 20
+
 /** Decoder states: a tag times `T` plus a payload. 0 is "between escapes". */
 const T = 2 ** 40
 const IDLE = 0
@@ -192,12 +195,14 @@ const plusFold = (byte: number) => (byte === 0x2b ? 0x20 : byte)
  * Whether the automaton can read these patterns: every pattern starts and ends where a decoded
  * character does (no pattern begins with a UTF-8 continuation byte, nor ends inside a character's
  * bytes: only Latin-1 forms of values can break this, and then a match could begin or end inside
- * one escape's decoded bytes, which the readings do not follow), and the patterns hold fewer than
- * 160 distinct bytes (so that the classes of bytes fit in the hints' 8 bits). Otherwise the
- * scrubber keeps to its stacks.
+ * one escape's decoded bytes, which the readings do not follow), the patterns hold fewer than 160
+ * distinct bytes (so that the classes of bytes fit in the hints' 8 bits), and none is so long
+ * (over 7,000 bytes) that a thread's age could pass `AGE`. Otherwise the scrubber keeps to its
+ * stacks.
  */
 export const readable = (patterns: ReadonlyArray<Buffer>): boolean =>
   new Set(patterns.flatMap((pattern) => [...pattern])).size < 160 &&
+  patterns.every((pattern) => pattern.length * expansionOf(["html", "html"]) + LONGEST_ESCAPE < AGE) &&
   patterns.every((pattern) => {
     if (pattern.length === 0 || (pattern[0]! & 0xc0) === 0x80) return false
     // the last lead byte among the last three: enough continuation bytes after it?
@@ -365,8 +370,6 @@ const allowanceLeft = (): number => {
   ALLOWANCE.at = now
   return ALLOWANCE.left
 }
-/** A thread in a state: its reading (a number below `2 ** 32`) times `AGE`, plus the input bytes it has read. */
-const AGE = 2 ** 20
 
 /**
  * The automaton for one list of patterns (each pattern's index is what `OnMatch` reports).
