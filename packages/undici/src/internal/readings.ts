@@ -50,9 +50,7 @@ const UTF8 = Buffer.alloc(4)
 const utf8 = (cp: number): Array<number> | undefined => {
   if (cp > 0x10ffff) return undefined
   const n = putUtf8(UTF8, 0, cp)
-  if (n === 0) return undefined
-  const bytes = Array.from(UTF8.subarray(0, n))
-  return bytes
+  return n === 0 ? undefined : Array.from(UTF8.subarray(0, n))
 }
 const isDecimal = (byte: number) => byte >= 0x30 && byte <= 0x39
 
@@ -221,9 +219,9 @@ export type OnMatch = (stack: number, pattern: number, start: number, end: numbe
 /** What `scan` answers when building would cost more than the chunk's budget. */
 export const GAVE_UP = -1
 
-/** More distinct decoder states or trie nodes than a thread's number can hold: start afresh. */
+/** A decoder reached `MAX_DECODER_STATES` (input made of ever new escapes): the automaton starts afresh. */
 class Saturated extends Error {}
-const LIMIT_16 = 65536
+const MAX_DECODER_STATES = 65536
 
 /** Byte strings decoders write, interned (an id per distinct string). */
 class Written {
@@ -272,7 +270,7 @@ class Decoder {
     let id = this.ids.get(value)
     if (id === undefined) {
       id = this.values.length
-      if (id >= LIMIT_16) throw new Saturated()
+      if (id >= MAX_DECODER_STATES) throw new Saturated()
       this.values.push(value)
       this.ids.set(value, id)
     }
@@ -498,7 +496,6 @@ export class Readings {
     const size = f.readings.size
     const id = f.readings.idOf(stack, outer, inner, node)
     if (id === size) {
-      if (id >= 2 ** 32) throw new Saturated()
       f.idle.push(outer === 0 && inner === 0 && node === this.roots[this.folds[stack] ? 1 : 0])
       f.oldest.push(this.oldest[stack]!)
     }
