@@ -428,7 +428,7 @@ describe("StreamRewriter with a whole-buffer scan", () => {
           const match = literal.find(data, from, data.length, atEnd)
           if (match === undefined) break
           const found = text(data.subarray(match.index, match.index + match.length))
-          matches.push(keep.has(found) ? { index: match.index, length: match.length } : match)
+          matches.push(keep.has(found) ? { index: match.index, length: match.length, replacement: undefined } : match)
           from = match.index + match.length
         }
         if (!atEnd) {
