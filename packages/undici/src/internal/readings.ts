@@ -331,7 +331,9 @@ class States {
   readonly members: Array<Float64Array> = []
   find(list: Float64Array): number {
     let h = list.length
-    for (let i = 0; i < list.length; i++) h = Math.imul(h ^ (list[i]! | 0) ^ ((list[i]! / 4294967296) | 0), 0x9e3779b1) >>> 0
+    for (let i = 0; i < list.length; i++) h = Math.imul(h ^ (list[i]! | 0) ^ ((list[i]! / 4294967296) | 0), 0x9e3779b1)
+    // (a small integer: a key the map hashes without boxing it)
+    h &= 0x3fffffff
     let bucket = this.buckets.get(h)
     if (bucket === undefined) this.buckets.set(h, (bucket = []))
     for (const id of bucket) {

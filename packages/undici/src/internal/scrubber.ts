@@ -8,7 +8,9 @@
  * Decode-and-match: one automaton per snapshot (built once, shared by every request and host) runs
  * over the raw bytes, and over each decoded stream of each stack near its escapes only; a match in
  * a decoded stream is mapped back to the span of the original bytes it came from. The work is
- * linear in the bytes: one automaton pass, plus copies and short windows around escapes.
+ * linear in the bytes: one automaton pass, plus copies and short windows around escapes. A chunk
+ * dense with escapes that matter is read instead by the readings automaton (`readings.ts`), which
+ * follows every stack in one pass over the raw bytes.
  */
 import { Automaton, type Secrets, Substitution } from "@secretgate/core"
 import { Redacted } from "effect"
