@@ -32,6 +32,9 @@ export const MAX_DEPTH = 2
 /** The most digits (leading zeros included) a numeric character reference may have. */
 export const MAX_REFERENCE_DIGITS = 8
 
+/** The most bytes one escape of any syntax spans (`\\uD83D\\uDE00`, `&#x0001F600;`). */
+export const LONGEST_ESCAPE = 12
+
 /** The most bytes one escape writes per byte it stands for, per syntax (`&#x00000026;` is 12). */
 export const MAX_EXPANSION: Readonly<Record<Syntax, number>> = { json: 6, percent: 3, html: 12 }
 

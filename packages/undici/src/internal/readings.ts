@@ -24,7 +24,7 @@
  * more than a small multiple of that scan.
  */
 import { Buffer } from "node:buffer"
-import { hexValue, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, NAME_ROOT, nameChild, nameIsLegacy, nameText, putUtf8, SHORT_ESCAPES, type Syntax, SYNTAXES } from "./escapes.js"
+import { hexValue, LONGEST_ESCAPE, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, NAME_ROOT, nameChild, nameIsLegacy, nameText, putUtf8, SHORT_ESCAPES, type Syntax, SYNTAXES } from "./escapes.js"
 
 /** Every stack, in the order the scrubber reports matches found under several (raw first). */
 export const STACKS: ReadonlyArray<ReadonlyArray<Syntax>> = (() => {
@@ -184,7 +184,6 @@ const READERS: Readonly<Record<Syntax, Step>> = { json: readJson, percent: readP
 
 /** The most input bytes one decoded byte of the stack comes from (and one escape of any syntax spans). */
 const expansionOf = (stack: ReadonlyArray<Syntax>) => stack.reduce((product, syntax) => product * MAX_EXPANSION[syntax], 1)
-const LONGEST_ESCAPE = 12
 
 /** `+` compared as a space (under stacks with percent-encoding), as `scrubber.ts` compares them. */
 const plusFold = (byte: number) => (byte === 0x2b ? 0x20 : byte)
@@ -278,6 +277,9 @@ class Decoder {
   }
 }
 
+const hashOf = (a: number, b: number, c: number, d: number): number =>
+  (Math.imul(a, 0x9e3779b1) ^ Math.imul(b, 0x85ebca6b) ^ Math.imul(c, 0xc2b2ae35) ^ Math.imul(d, 0x27d4eb2f)) >>> 0
+
 /** Tuples of four small numbers interned as 0, 1, 2, ... (open addressing: no allocation per lookup). */
 class Tuples {
   private slots = new Int32Array(1 << 12).fill(-1)
@@ -286,7 +288,7 @@ class Tuples {
   size = 0
   idOf(a: number, b: number, c: number, d: number): number {
     const mask = this.slots.length - 1
-    let h = (Math.imul(a, 0x9e3779b1) ^ Math.imul(b, 0x85ebca6b) ^ Math.imul(c, 0xc2b2ae35) ^ Math.imul(d, 0x27d4eb2f)) >>> 0
+    let h = hashOf(a, b, c, d)
     for (;;) {
       h &= mask
       const id = this.slots[h]!
@@ -301,7 +303,11 @@ class Tuples {
       grown.set(this.values)
       this.values = grown
     }
-    this.values.set([a, b, c, d], id * 4)
+    const at = id * 4
+    this.values[at] = a
+    this.values[at + 1] = b
+    this.values[at + 2] = c
+    this.values[at + 3] = d
     this.slots[h] = id
     if (this.size * 2 > this.slots.length) this.rehash()
     return id
@@ -311,7 +317,7 @@ class Tuples {
     const mask = this.slots.length - 1
     for (let id = 0; id < this.size; id++) {
       const at = id * 4
-      let h = (Math.imul(this.values[at]!, 0x9e3779b1) ^ Math.imul(this.values[at + 1]!, 0x85ebca6b) ^ Math.imul(this.values[at + 2]!, 0xc2b2ae35) ^ Math.imul(this.values[at + 3]!, 0x27d4eb2f)) >>> 0
+      let h = hashOf(this.values[at]!, this.values[at + 1]!, this.values[at + 2]!, this.values[at + 3]!)
       for (;;) {
         h &= mask
         if (this.slots[h] === -1) break

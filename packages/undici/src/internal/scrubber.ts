@@ -16,7 +16,7 @@ import { Automaton, type Secrets, Substitution } from "@secretgate/core"
 import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
 import { GAVE_UP, readable, Readings, STACKS } from "./readings.js"
-import { CANONICAL, CUT, decode, type Decoded, endOf, escapeAt, hasIntroducer, INTRODUCER, LITERAL, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, nextIntroducer, PARSED, startOf, type Syntax, SYNTAXES } from "./escapes.js"
+import { CANONICAL, CUT, decode, type Decoded, endOf, escapeAt, hasIntroducer, INTRODUCER, LITERAL, LONGEST_ESCAPE, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, nextIntroducer, PARSED, startOf, type Syntax, SYNTAXES } from "./escapes.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
 
@@ -437,8 +437,6 @@ const relevant = (automaton: Automaton.Automaton, bytes: Buffer, at: number, len
  */
 const NATIVE_SEARCH_UP_TO = 8
 
-/** The most bytes one escape of any syntax spans (`\\uD83D\\uDE00`, `&#x0001F600;`). */
-const LONGEST_ESCAPE = 12
 
 /**
  * How far (exclusive) an escape of `syntax` at introducer `i` of `bytes` may reach, at most: a
@@ -767,8 +765,10 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
   if (sets.length === 0 || bytes.length === 0) return found
   const plus = sets.some((set) => set.plus)
   const pairs = loose || exhaustive ? undefined : unionPairs(scrubber)
-  // per layer: whether none of its escapes matters (then the shortcuts below apply)
-  const clean = SYNTAXES.map((outer) => !hasIntroducer(outer, bytes, 0, bytes.length, plus) || (pairs !== undefined && cleanLayer(outer, bytes, atEnd, plus, pairs)))
+  // per layer: whether it has an escape at all, and whether none of them matters (then the
+  // shortcuts below apply)
+  const present = SYNTAXES.map((outer) => hasIntroducer(outer, bytes, 0, bytes.length, plus))
+  const clean = SYNTAXES.map((outer, layer) => !present[layer] || (pairs !== undefined && cleanLayer(outer, bytes, atEnd, plus, pairs)))
   if (readings && !loose && !exhaustive && clean.includes(false) && dense(bytes, plus) && readAll(scrubber, bytes, atEnd, found)) return found
   for (const set of sets) {
     const automaton = set.automaton(loose ? Kind.Loose : Kind.Exact)
@@ -796,7 +796,7 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
   }
   const kindOf = (stack: ReadonlyArray<Syntax>) => (loose ? Kind.Loose : stack.includes("percent") ? Kind.Plus : Kind.Exact)
   for (const [layer, outer] of SYNTAXES.entries()) {
-    if (!hasIntroducer(outer, bytes, 0, bytes.length, plus)) continue
+    if (!present[layer]) continue
     let from = 0
     if (pairs !== undefined && clean[layer]) {
       // no escape of the layer matters: nothing to find in it but what is held back at its end,
