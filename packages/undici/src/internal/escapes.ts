@@ -114,6 +114,8 @@ export const nameChild = (node: number, byte: number): number => {
 export const nameText = (node: number): Buffer | undefined => TEXT[node]
 /** Whether HTML also reads the name at `node` without `;`. */
 export const nameIsLegacy = (node: number): boolean => LEGACY_NODE[node] === true
+/** The names' trie as flat tables, for the compiled clean check (`clean.ts`): `NEXT` is indexed by `node * 64 + SYMBOL[byte]`. */
+export const NAMES = { SYMBOL, NEXT, nodes: TEXT.length, LONGEST_NAME } as const
 
 /**
  * A decoded stream and where each of its escapes came from. Output bytes outside an escape map

@@ -15,6 +15,7 @@
 import { Automaton, type Secrets, Substitution } from "@secretgate/core"
 import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
+import { type CleanCheck, makeCleanCheck } from "./clean.js"
 import { GAVE_UP, readable, Readings, STACKS } from "./readings.js"
 import { CANONICAL, CUT, decode, type Decoded, endOf, escapeAt, hasIntroducer, INTRODUCER, LITERAL, LONGEST_ESCAPE, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, nextIntroducer, PARSED, startOf, type Syntax, SYNTAXES } from "./escapes.js"
 
@@ -558,7 +559,7 @@ const tailFrom = (inner: Syntax, bytes: Buffer, longest: number, plus: boolean):
 const isIntroducer = (byte: number, plus: boolean): boolean => (plus ? INTRODUCES_PLUS : INTRODUCES)[byte] !== 0
 
 /** The byte pairs of every pattern of the scrubber with `+` as space, or `undefined` when a pattern is one byte long. */
-const unionPairs = (() => {
+export const unionPairs = (() => {
   const known = new WeakMap<Scrubber, Uint8Array | null>()
   return (scrubber: Scrubber): Uint8Array | undefined => {
     let table = known.get(scrubber)
@@ -641,6 +642,28 @@ const cleanLayer = (syntax: Syntax, bytes: Buffer, atEnd: boolean, plus: boolean
     pos = after
   }
   return true
+}
+
+/** The compiled clean check (`clean.ts`), made when first needed; `undefined` where it cannot run. */
+let compiled: CleanCheck | undefined | null = null
+
+/**
+ * For each syntax `s` of `SYNTAXES`: bit `s` set when `bytes` hold an introducer of it, bit `s + 4`
+ * when that layer holds none or is clean (`cleanLayer`; never without `pairs`). Found by the
+ * compiled check where it can run (`compiledToo`, for tests that compare the two), else here.
+ */
+export const layersOf = (bytes: Buffer, atEnd: boolean, plus: boolean, pairs: Uint8Array | undefined, compiledToo = true): number => {
+  if (pairs !== undefined && compiledToo) {
+    if (compiled === null) compiled = makeCleanCheck({ introduces: INTRODUCES, introducesPlus: INTRODUCES_PLUS, fold: PLUS_IS_SPACE })
+    const answer = compiled?.layers(bytes, atEnd, plus, pairs)
+    if (answer !== undefined) return answer
+  }
+  let layers = 0
+  SYNTAXES.forEach((syntax, layer) => {
+    if (!hasIntroducer(syntax, bytes, 0, bytes.length, plus)) layers |= 16 << layer
+    else layers |= pairs !== undefined && cleanLayer(syntax, bytes, atEnd, plus, pairs) ? 17 << layer : 1 << layer
+  })
+  return layers
 }
 
 /**
@@ -767,8 +790,9 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
   const pairs = loose || exhaustive ? undefined : unionPairs(scrubber)
   // per layer: whether it has an escape at all, and whether none of them matters (then the
   // shortcuts below apply)
-  const present = SYNTAXES.map((outer) => hasIntroducer(outer, bytes, 0, bytes.length, plus))
-  const clean = SYNTAXES.map((outer, layer) => !present[layer] || (pairs !== undefined && cleanLayer(outer, bytes, atEnd, plus, pairs)))
+  const layers = layersOf(bytes, atEnd, plus, pairs)
+  const present = SYNTAXES.map((_, layer) => (layers & (1 << layer)) !== 0)
+  const clean = SYNTAXES.map((_, layer) => (layers & (16 << layer)) !== 0)
   if (readings && !loose && !exhaustive && clean.includes(false) && dense(bytes, plus) && readAll(scrubber, bytes, atEnd, found)) return found
   for (const set of sets) {
     const automaton = set.automaton(loose ? Kind.Loose : Kind.Exact)

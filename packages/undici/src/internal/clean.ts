@@ -1,0 +1,96 @@
+/**
+ * The scrubber's clean check (`cleanLayer` of `scrubber.ts`), compiled: `wasm/clean.c`, built into
+ * `cleanWasm.ts`. One pass finds every introducer sixteen bytes at a time, then each layer's
+ * escapes are read as `escapeAt` reads them, with the same tables (written into the module's
+ * memory from `escapes.ts` and `scrubber.ts` when it is first used). For a chunk of ordinary JSON
+ * it costs a fraction of the TypeScript check, which stays the reference (`CleanWasm.test.ts`
+ * compares the two) and the fallback where WebAssembly with SIMD is not available.
+ */
+import { Buffer } from "node:buffer"
+import { CLEAN_WASM } from "./cleanWasm.js"
+import { INTRODUCER, LONGEST_ESCAPE, MAX_REFERENCE_DIGITS, NAMES, nameIsLegacy, nameText, SHORT_ESCAPES, SYNTAXES } from "./escapes.js"
+
+/** The tables of `scrubber.ts` the check reads. */
+export interface CleanTables {
+  /** Per byte: the bits (of `SYNTAXES`) of the syntaxes it introduces an escape of, without and with `+` for percent. */
+  readonly introduces: Uint8Array
+  readonly introducesPlus: Uint8Array
+  /** `+` as a space. */
+  readonly fold: Uint8Array
+}
+
+/** Chunks longer than this are checked in TypeScript: the module's memory grows to hold the chunk and never shrinks. */
+const LONGEST_CHUNK = 1 << 20
+
+/** The module's trie has room for this many nodes (`NODES` in `clean.c`). */
+const NODES = 2048
+
+export interface CleanCheck {
+  /**
+   * For each syntax `s` of `SYNTAXES`: bit `s` set when `bytes` hold an introducer of it, bit
+   * `s + 4` when that layer is clean (`cleanLayer`) or holds none. `undefined` for a chunk too long.
+   */
+  readonly layers: (bytes: Buffer, atEnd: boolean, plus: boolean, pairs: Uint8Array) => number | undefined
+}
+
+/** What this file uses of WebAssembly (the TypeScript library of this package does not declare it). */
+interface Wasm {
+  readonly Module: new (bytes: Uint8Array) => unknown
+  readonly Instance: new (module: unknown) => { readonly exports: unknown }
+}
+
+interface Exports {
+  readonly memory: { readonly buffer: ArrayBuffer; grow(pages: number): number }
+  readonly table: (which: number) => number
+  readonly configure: (escape: number, digits: number, name: number, json: number, percent: number, html: number) => void
+  readonly layers: (length: number, atEnd: number, plus: number) => number
+}
+
+/** The compiled check, or `undefined` where this runtime cannot instantiate it (no WebAssembly SIMD). */
+export const makeCleanCheck = (tables: CleanTables): CleanCheck | undefined => {
+  let exports: Exports
+  try {
+    const wasm = (globalThis as unknown as { readonly WebAssembly: Wasm }).WebAssembly
+    exports = new wasm.Instance(new wasm.Module(Buffer.from(CLEAN_WASM, "base64"))).exports as Exports
+  } catch {
+    return undefined
+  }
+  if (NAMES.nodes > NODES || SYNTAXES.join() !== "json,percent,html") return undefined
+  const bytesAt = (which: number, length: number) => new Uint8Array(exports.memory.buffer, exports.table(which), length)
+  bytesAt(1, 256).set(tables.introduces)
+  bytesAt(2, 256).set(tables.introducesPlus)
+  bytesAt(3, 256).set(tables.fold)
+  bytesAt(4, 256).set(SHORT_ESCAPES.map((byte) => (byte === -1 ? 0xff : byte)))
+  bytesAt(5, 256).set(NAMES.SYMBOL)
+  new Uint16Array(exports.memory.buffer, exports.table(6), NAMES.NEXT.length).set(NAMES.NEXT)
+  const text = bytesAt(7, NODES * 4)
+  const textLength = bytesAt(8, NODES)
+  const legacy = bytesAt(9, NODES)
+  for (let node = 0; node < NAMES.nodes; node++) {
+    const written = nameText(node)
+    if (written !== undefined) {
+      text.set(written, node * 4)
+      textLength[node] = written.length
+    }
+    legacy[node] = nameIsLegacy(node) ? 1 : 0
+  }
+  exports.configure(LONGEST_ESCAPE, MAX_REFERENCE_DIGITS, NAMES.LONGEST_NAME, INTRODUCER.json, INTRODUCER.percent, INTRODUCER.html)
+  const base = exports.table(10)
+  let loaded: Uint8Array | undefined
+  return {
+    layers(bytes, atEnd, plus, pairs) {
+      const length = bytes.length
+      if (length > LONGEST_CHUNK) return undefined
+      // the chunk, then a position per introducer (16-byte aligned)
+      const needed = base + length + 16 + 4 * (length + 1)
+      const memory = exports.memory
+      if (needed > memory.buffer.byteLength) memory.grow(Math.ceil((needed - memory.buffer.byteLength) / 65536))
+      if (pairs !== loaded) {
+        new Uint8Array(memory.buffer, exports.table(0), 65536).set(pairs)
+        loaded = pairs
+      }
+      new Uint8Array(memory.buffer, base, length).set(bytes)
+      return exports.layers(length, atEnd ? 1 : 0, plus ? 1 : 0)
+    }
+  }
+}

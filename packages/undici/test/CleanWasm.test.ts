@@ -1,0 +1,94 @@
+/**
+ * The compiled clean check (`wasm/clean.c`, `src/internal/clean.ts`) answers exactly what the
+ * TypeScript one (`cleanLayer` of `scrubber.ts`) answers, on any input; and the module committed is
+ * the one `wasm/build.sh` builds from the source.
+ */
+import fc from "fast-check"
+import { execFileSync, spawnSync } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { describe, expect, it } from "vitest"
+import { NAMED_REFERENCES } from "../src/internal/escapes.js"
+import { layersOf, makeScrubber, unionPairs } from "../src/internal/scrubber.js"
+import { alphabets, secret, text, valueOf } from "./support/scrubberInputs.js"
+
+const agree = (values: ReadonlyArray<string>, bytes: Buffer, atEnd: boolean) => {
+  const scrubber = makeScrubber(values.map(secret))
+  const pairs = unionPairs(scrubber)
+  if (pairs === undefined) return
+  const plus = scrubber.sets.some((set) => set.plus)
+  expect(layersOf(bytes, atEnd, plus, pairs, true).toString(2)).toBe(layersOf(bytes, atEnd, plus, pairs, false).toString(2))
+}
+
+/** Bytes made of escapes' pieces: every branch of every syntax's reading, cut off anywhere. */
+const escapeNoise = fc
+  .array(
+    fc.oneof(
+      fc.constantFrom("\\", "\\u", "\\u00", "\\uD83D", "\\uDE00", "\\uD83D\\uDE00", "\\\\", "\\\"", "\\n", "\\/", "\\'", "\\x"),
+      fc.constantFrom("%", "%2", "%2F", "%2f", "%25", "%5C", "%26", "+", "%zz"),
+      fc.constantFrom("&", "&#", "&#x", "&#X", "&#38;", "&#x26", "&#0000000038;", "&#123456789;", "&#x110000;", "&#xD800;", "&amp", "&amp;", "&ampx", "&notin;", "&not", "&copy", "&lt;", "&;"),
+      fc.constantFrom(...[...NAMED_REFERENCES.keys()].slice(0, 40).map((name) => `&${name}`)),
+      fc.string({ unit: fc.constantFrom(..."sk_-&<>\"'!*()+/ 09afAFxu#;é😀"), maxLength: 6 })
+    ),
+    { maxLength: 40 }
+  )
+  .map((pieces) => Buffer.from(pieces.join(""), "utf8"))
+
+describe("the compiled clean check", () => {
+  for (const alphabet of alphabets) {
+    it(`answers what the TypeScript check answers, on values amid noise and escaped values (${alphabet.label})`, () => {
+      fc.assert(
+        fc.property(
+          fc.array(valueOf(alphabet.values), { minLength: 1, maxLength: 8 }).chain((values) => fc.tuple(fc.constant(values), text(values, alphabet.text), fc.boolean())),
+          ([values, bytes, atEnd]) => agree(values, bytes, atEnd)
+        ),
+        { numRuns: Number(process.env.SHORTCUT_RUNS ?? 2000) }
+      )
+    })
+  }
+
+  it("answers what the TypeScript check answers on every piece of every escape, cut off anywhere", () => {
+    fc.assert(
+      fc.property(fc.array(valueOf(alphabets[0]!.values), { minLength: 1, maxLength: 4 }), escapeNoise, fc.boolean(), (values, bytes, atEnd) => agree(values, bytes, atEnd)),
+      { numRuns: Number(process.env.SHORTCUT_RUNS ?? 2000) }
+    )
+  })
+
+  it("finds clean layers and dirty ones (the answers are not all alike)", () => {
+    const scrubber = makeScrubber([secret(`sk_1&<>"'!*()+/ é`, 0)])
+    const pairs = unionPairs(scrubber)!
+    // JSON with escapes that write nothing of the value: every layer present and clean
+    const clean = Buffer.from(`{"note":"a \\"quoted\\" word\\nnext &amp; more","url":"https://x.test/?q=c%2Fd&page=2"}`)
+    expect(layersOf(clean, true, true, pairs).toString(2)).toBe("1110111")
+    // a JSON escape writing `<` next to `&`: the JSON layer is not clean
+    const dirty = Buffer.from(`text &\\u003c more words here, then %41 and &amp; fine`)
+    expect(layersOf(dirty, true, true, pairs).toString(2)).toBe("1100111")
+    expect(layersOf(dirty, true, true, pairs, false).toString(2)).toBe("1100111")
+    // cut off inside an escape: not clean until more bytes come
+    expect(layersOf(Buffer.from("abc %2"), false, true, pairs) & 0b100000).toBe(0)
+    expect(layersOf(Buffer.from("abc %2"), true, true, pairs) & 0b100000).not.toBe(0)
+  })
+
+  it("gives a chunk longer than its memory holds to the TypeScript check, with the same answer", () => {
+    const scrubber = makeScrubber([secret(`sk_1&<>"'!*()+/ é`, 0)])
+    const pairs = unionPairs(scrubber)!
+    const long = Buffer.from(`a \\"b\\" &amp; %2F `.repeat(80_000) + "&\\u003c")
+    expect(long.length).toBeGreaterThan(1 << 20)
+    expect(layersOf(long, true, true, pairs)).toBe(layersOf(long, true, true, pairs, false))
+    expect(layersOf(long, true, true, pairs) & 0b10000).toBe(0)
+  })
+
+  const clang = spawnSync("clang", ["--version"]).status === 0 && spawnSync("wasm-ld", ["--version"]).status === 0
+  it.skipIf(!clang)("is built from its source: wasm/build.sh writes the committed module (needs clang and lld)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "secretgate-wasm-"))
+    try {
+      const out = join(dir, "cleanWasm.ts")
+      execFileSync(fileURLToPath(new URL("../wasm/build.sh", import.meta.url)), [out])
+      expect(readFileSync(out, "utf8")).toBe(readFileSync(fileURLToPath(new URL("../src/internal/cleanWasm.ts", import.meta.url)), "utf8"))
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})

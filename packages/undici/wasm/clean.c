@@ -1,0 +1,338 @@
+/*
+ * The clean check of `scrubber.ts` (`cleanLayer`), compiled to WebAssembly with SIMD: for each escape
+ * syntax, whether a chunk holds an escape of it at all, and whether none of its escapes can be part
+ * of a match that the stacks without that layer miss. It answers what `cleanLayer` answers, byte for
+ * byte the same reading (`escapeAt` of `escapes.ts`); the tables it reads (introducers, folding,
+ * short escapes, the names' trie, a scrubber's byte pairs) are written into its memory by
+ * `clean.ts` from the TypeScript that defines them, so the grammar's data lives in one place.
+ *
+ * Built by `wasm/build.sh` (clang, wasm32, -msimd128, no libc) into `src/internal/cleanWasm.ts`.
+ */
+#include <stdint.h>
+#include <wasm_simd128.h>
+
+typedef uint8_t u8;
+
+#define LITERAL 0
+#define CUT (-1)
+#define JSON 0
+#define PERCENT 1
+#define HTML 2
+#define NODES 2048
+
+/* Tables written by `clean.ts`. */
+static u8 PAIRS[65536];
+static u8 INTRODUCES[256];
+static u8 INTRODUCES_PLUS[256];
+static u8 FOLD[256];
+static u8 SHORT[256];
+static u8 SYMBOL[256];
+static uint16_t NEXT[NODES * 64];
+static u8 TEXT[NODES * 4];
+static u8 TEXT_LENGTH[NODES];
+static u8 LEGACY[NODES];
+
+static int longest_escape;
+static int max_digits;
+static int longest_name;
+static u8 introducer[3];
+
+/* The chunk, then every introducer's position in it (`__heap_base` on; `clean.ts` grows the memory). */
+extern u8 __heap_base;
+
+/* The addresses of the tables, for `clean.ts` to fill. */
+__attribute__((export_name("table"))) uintptr_t table(int which) {
+  switch (which) {
+    case 0: return (uintptr_t)PAIRS;
+    case 1: return (uintptr_t)INTRODUCES;
+    case 2: return (uintptr_t)INTRODUCES_PLUS;
+    case 3: return (uintptr_t)FOLD;
+    case 4: return (uintptr_t)SHORT;
+    case 5: return (uintptr_t)SYMBOL;
+    case 6: return (uintptr_t)NEXT;
+    case 7: return (uintptr_t)TEXT;
+    case 8: return (uintptr_t)TEXT_LENGTH;
+    case 9: return (uintptr_t)LEGACY;
+    default: return (uintptr_t)&__heap_base;
+  }
+}
+
+__attribute__((export_name("configure"))) void configure(int escape, int digits, int name, int json, int percent, int html) {
+  longest_escape = escape;
+  max_digits = digits;
+  longest_name = name;
+  introducer[JSON] = (u8)json;
+  introducer[PERCENT] = (u8)percent;
+  introducer[HTML] = (u8)html;
+}
+
+/* How many bytes the last escape wrote, and the bytes (4 at most). */
+static int written_count;
+static u8 one[4];
+
+static int written(int count, int length) {
+  written_count = count;
+  return count == 0 ? LITERAL : length;
+}
+
+static int hex_value(u8 byte) {
+  if (byte >= '0' && byte <= '9') return byte - '0';
+  if (byte >= 'a' && byte <= 'f') return byte - 'a' + 10;
+  if (byte >= 'A' && byte <= 'F') return byte - 'A' + 10;
+  return -1;
+}
+
+static int64_t hex(const u8 *bytes, int at, int digits) {
+  int64_t value = 0;
+  for (int i = at; i < at + digits; i++) {
+    int h = hex_value(bytes[i]);
+    if (h == -1) return -1;
+    value = value * 16 + h;
+  }
+  return value;
+}
+
+static int hex_prefix(const u8 *bytes, int at, int end) {
+  for (int i = at; i < end; i++)
+    if (hex_value(bytes[i]) == -1) return 0;
+  return 1;
+}
+
+static int put_utf8(int64_t cp) {
+  if (cp < 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  if (cp < 0x80) {
+    one[0] = (u8)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    one[0] = (u8)(0xc0 | (cp >> 6));
+    one[1] = (u8)(0x80 | (cp & 63));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    one[0] = (u8)(0xe0 | (cp >> 12));
+    one[1] = (u8)(0x80 | ((cp >> 6) & 63));
+    one[2] = (u8)(0x80 | (cp & 63));
+    return 3;
+  }
+  one[0] = (u8)(0xf0 | (cp >> 18));
+  one[1] = (u8)(0x80 | ((cp >> 12) & 63));
+  one[2] = (u8)(0x80 | ((cp >> 6) & 63));
+  one[3] = (u8)(0x80 | (cp & 63));
+  return 4;
+}
+
+static int json_escape(const u8 *in, int i, int end, int at_end) {
+  if (i + 1 >= end) return at_end ? LITERAL : CUT;
+  u8 c = in[i + 1];
+  if (SHORT[c] != 0xff) {
+    one[0] = SHORT[c];
+    return written(1, 2);
+  }
+  if (c != 'u') return LITERAL;
+  int available = end < i + 6 ? end : i + 6;
+  if (available < i + 6) return !at_end && hex_prefix(in, i + 2, available) ? CUT : LITERAL;
+  int64_t unit = hex(in, i + 2, 4);
+  if (unit >= 0xd800 && unit <= 0xdbff) {
+    int64_t low = i + 12 <= end && in[i + 6] == '\\' && in[i + 7] == 'u' ? hex(in, i + 8, 4) : -1;
+    if (low >= 0xdc00 && low <= 0xdfff) return written(put_utf8(0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00)), 12);
+    return i + 12 > end && !at_end ? CUT : LITERAL;
+  }
+  return unit == -1 ? LITERAL : written(put_utf8(unit), 6);
+}
+
+static int percent_escape(const u8 *in, int i, int end, int at_end) {
+  if (in[i] == '+') {
+    one[0] = '+';
+    return written(1, 1);
+  }
+  int64_t byte = i + 3 <= end ? hex(in, i + 1, 2) : -1;
+  if (byte != -1) {
+    one[0] = (u8)byte;
+    return written(1, 3);
+  }
+  return i + 3 > end && !at_end && hex_prefix(in, i + 1, end) ? CUT : LITERAL;
+}
+
+static int is_digit(u8 byte, int hexadecimal) {
+  return hexadecimal ? hex_value(byte) != -1 : byte >= '0' && byte <= '9';
+}
+
+static int named(int node, int length) {
+  int count = TEXT_LENGTH[node];
+  for (int k = 0; k < count; k++) one[k] = TEXT[node * 4 + k];
+  return written(count, length);
+}
+
+static int reference(const u8 *in, int i, int end, int at_end) {
+  if (i + 1 >= end) return at_end ? LITERAL : CUT;
+  if (in[i + 1] == '#') {
+    int j = i + 2;
+    int hexadecimal = j < end && (in[j] | 0x20) == 'x';
+    if (hexadecimal) j++;
+    int from = j;
+    while (j < end && j - from <= max_digits && is_digit(in[j], hexadecimal)) j++;
+    int digits = j - from;
+    if (j >= end && !at_end && digits <= max_digits) return CUT;
+    if (digits == 0 || digits > max_digits) return LITERAL;
+    int64_t cp = 0;
+    if (hexadecimal) cp = hex(in, from, digits);
+    else
+      for (int k = from; k < j; k++) cp = cp * 10 + (in[k] - '0');
+    return written(put_utf8(cp), j - i + (j < end && in[j] == ';' ? 1 : 0));
+  }
+  int j = i + 1;
+  int node = 1;
+  int legacy = 0;
+  int legacy_end = 0;
+  while (j < end && j - i - 1 < longest_name) {
+    u8 symbol = SYMBOL[in[j]];
+    if (symbol == 0xff) break;
+    if (node != 0) node = NEXT[node * 64 + symbol];
+    j++;
+    if (node != 0 && LEGACY[node]) {
+      legacy = node;
+      legacy_end = j;
+    }
+  }
+  if (j == i + 1) return LITERAL;
+  if (j < end && in[j] == ';' && node != 0 && TEXT_LENGTH[node] != 0) return named(node, j - i + 1);
+  if (j >= end && !at_end) return CUT;
+  return legacy == 0 ? LITERAL : named(legacy, legacy_end - i);
+}
+
+static int escape_at(int syntax, const u8 *in, int i, int end, int at_end) {
+  return syntax == JSON ? json_escape(in, i, end, at_end) : syntax == PERCENT ? percent_escape(in, i, end, at_end) : reference(in, i, end, at_end);
+}
+
+static int is_alphanumeric(u8 byte) {
+  return (byte >= '0' && byte <= '9') || ((byte | 0x20) >= 'a' && (byte | 0x20) <= 'z');
+}
+
+/* How far (exclusive) an escape of `syntax` at introducer `i` may reach, at most (`reachOf`). */
+static int reach_of(int syntax, const u8 *b, int length, int i) {
+  if (syntax == JSON) return i + (i + 1 < length && b[i + 1] == 'u' ? 12 : 2);
+  if (syntax == PERCENT) return b[i] == '+' ? i + 1 : i + 3;
+  int j = i + 1;
+  if (j < length && b[j] == '#') {
+    j++;
+    if (j < length && (b[j] | 0x20) == 'x') j++;
+  }
+  int from = j;
+  while (j < length && j - from < max_digits + 1 && is_alphanumeric(b[j])) j++;
+  return j < length && b[j] == ';' ? j + 1 : j;
+}
+
+/* `standsAlone` of `scrubber.ts`. */
+static int stands_alone(int own, u8 byte, const u8 *b, int end, int after, const u8 *introduces) {
+  if (byte == '+') return 1;
+  if (byte != '&') return 0;
+  if (after >= end) return 1;
+  u8 next = b[after];
+  return introduces[next] != own && next != '#' && next != ';' && !is_alphanumeric(next);
+}
+
+/*
+ * Writes the position of every introducer (of any syntax; `+` when `plus`) of `b[0, length)` to
+ * `at`, sixteen bytes at a time; returns how many.
+ */
+static int introducers(const u8 *b, int length, int plus, uint32_t *at) {
+  v128_t j = wasm_i8x16_splat((int8_t)introducer[JSON]);
+  v128_t p = wasm_i8x16_splat((int8_t)introducer[PERCENT]);
+  v128_t h = wasm_i8x16_splat((int8_t)introducer[HTML]);
+  v128_t q = wasm_i8x16_splat(plus ? '+' : (int8_t)introducer[JSON]);
+  int count = 0;
+  int i = 0;
+  for (; i + 16 <= length; i += 16) {
+    v128_t block = wasm_v128_load(b + i);
+    v128_t hit = wasm_v128_or(wasm_v128_or(wasm_i8x16_eq(block, j), wasm_i8x16_eq(block, p)), wasm_v128_or(wasm_i8x16_eq(block, h), wasm_i8x16_eq(block, q)));
+    uint32_t mask = wasm_i8x16_bitmask(hit);
+    while (mask != 0) {
+      at[count++] = (uint32_t)(i + __builtin_ctz(mask));
+      mask &= mask - 1;
+    }
+  }
+  const u8 *introduces = plus ? INTRODUCES_PLUS : INTRODUCES;
+  for (; i < length; i++)
+    if (introduces[b[i]] != 0) at[count++] = (uint32_t)i;
+  return count;
+}
+
+/*
+ * `cleanLayer` over the introducers `at[0, count)` of `b[0, end)`: the layer's own are read as
+ * escapes, every one is looked at as a neighbour that may reach an escape.
+ */
+static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, const uint32_t *at, int count) {
+  const u8 *introduces = plus ? INTRODUCES_PLUS : INTRODUCES;
+  int own = 1 << syntax;
+  int previous_end = -1;
+  int previous_last = 0;
+  int own_after = -1;
+  int pos = 0;
+  /* `at[seen]` is the first introducer not yet passed as a neighbour */
+  int seen = 0;
+  for (int k = 0; k < count; k++) {
+    int i = (int)at[k];
+    if (i < pos || (introduces[b[i]] & own) == 0) continue;
+    int length = escape_at(syntax, b, i, end, at_end);
+    if (length == CUT) return 0;
+    if (length == LITERAL) {
+      if (i == own_after) return 0;
+      pos = i + 1;
+      continue;
+    }
+    int n = written_count;
+    int previous = i == previous_end ? FOLD[previous_last] : i > 0 ? FOLD[b[i - 1]] : -1;
+    int after = i + length;
+    for (int w = 0; w < n; w++) {
+      u8 byte = one[w];
+      if (introduces[byte] != 0 && !stands_alone(own, byte, b, end, after, introduces)) return 0;
+      int current = FOLD[byte];
+      if (previous != -1 && PAIRS[(previous << 8) | current]) return 0;
+      previous = current;
+    }
+    if (after < end) {
+      u8 next = b[after];
+      if (PAIRS[(previous << 8) | FOLD[next]]) return 0;
+      int bits = introduces[next];
+      if (bits != 0) {
+        if (bits != own) return 0;
+        own_after = after;
+      }
+    }
+    /* an introducer up to `longest_escape` bytes before, since the previous escape, whose escape may reach this one */
+    int from = i - longest_escape;
+    if (from < previous_end) from = previous_end;
+    if (from < 0) from = 0;
+    while (seen < count && (int)at[seen] < from) seen++;
+    for (int s = seen; s < count && (int)at[s] < i; s++) {
+      int q = (int)at[s];
+      int bits = introduces[b[q]];
+      for (int bit = 0; bit < 3; bit++)
+        if ((bits & (1 << bit)) != 0 && reach_of(bit, b, end, q) >= i) return 0;
+    }
+    previous_end = after;
+    previous_last = one[n - 1];
+    pos = after;
+  }
+  return 1;
+}
+
+/*
+ * For the chunk at `__heap_base` (`length` bytes): bit `s` set when it holds an introducer of
+ * syntax `s`, bit `s + 4` when that layer is clean (or holds none).
+ */
+__attribute__((export_name("layers"))) int layers(int length, int at_end, int plus) {
+  const u8 *b = &__heap_base;
+  uint32_t *at = (uint32_t *)(((uintptr_t)(b + length) + 15) & ~(uintptr_t)15);
+  int count = introducers(b, length, plus, at);
+  const u8 *introduces = plus ? INTRODUCES_PLUS : INTRODUCES;
+  int present = 0;
+  for (int k = 0; k < count && present != 7; k++) present |= introduces[b[at[k]]];
+  int answer = present;
+  for (int syntax = 0; syntax < 3; syntax++) {
+    int bit = 1 << syntax;
+    if ((present & bit) == 0 || clean_layer(syntax, b, length, at_end, plus, at, count)) answer |= bit << 4;
+  }
+  return answer;
+}
