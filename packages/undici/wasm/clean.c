@@ -275,7 +275,7 @@ static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, c
     int i = (int)at[k];
     if (i < pos || (introduces[b[i]] & own) == 0) continue;
     int length = escape_at(syntax, b, i, end, at_end);
-    if (length == CUT) return 0;
+    if (length == CUT) return 1; /* the tail, which `candidates` decodes, holds it back */
     if (length == LITERAL) {
       if (i == own_after) return 0;
       pos = i + 1;

@@ -586,8 +586,10 @@ const ONE = Buffer.alloc(4)
  *   only if it does not start an escape that writes none);
  * - is reached by an escape of any syntax that an introducer up to `LONGEST_ESCAPE` bytes before
  *   it may start (in the stretch of input since the previous escape: what comes before that
- *   escape was looked at with it, and its decoded bytes introduce nothing);
- * - is cut off by the end of the input.
+ *   escape was looked at with it, and its decoded bytes introduce nothing).
+ * An escape cut off by the end of the input (more bytes could complete it) ends the reading: no
+ * match holds it yet, and what is held back for it is found where `candidates` decodes the last
+ * bytes of every layer that a stream cut off has (it lies within `LONGEST_ESCAPE` bytes of the end).
  * Between escapes the decoded stream is the input, byte for byte, so the bytes looked at are the
  * decoded ones, or (where an escape begins right after) more than those.
  */
@@ -604,7 +606,7 @@ const cleanLayer = (syntax: Syntax, bytes: Buffer, atEnd: boolean, plus: boolean
   let pos = 0
   for (let i = nextIntroducer(syntax, bytes, 0, plus, cursor); i !== -1; i = nextIntroducer(syntax, bytes, pos, plus, cursor)) {
     const length = escapeAt(syntax, bytes, i, end, atEnd, ONE, 0)
-    if (length === CUT) return false
+    if (length === CUT) return true
     if (length === LITERAL) {
       // an introducer standing for itself right after an escape
       if (i === ownAfter) return false
