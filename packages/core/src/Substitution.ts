@@ -169,6 +169,20 @@ const copyInto = (out: Buffer, o: number, from: Uint8Array, start: number, end: 
   return o
 }
 
+/**
+ * A copy of what a rewriter holds back, in memory of its own: never Node's shared pool (a small
+ * `Buffer.from`), which any other pooled buffer's `buffer` reaches, since the start of a value may
+ * be what is held back.
+ */
+const privately = (bytes: Uint8Array): Buffer => {
+  const copy = Buffer.allocUnsafeSlow(bytes.length)
+  copy.set(bytes)
+  return copy
+}
+
+/** The size of a `StreamRewriter`'s slab (see `space`). */
+const SLAB = 128 * 1024
+
 const join = (pieces: ReadonlyArray<Buffer>): Buffer =>
   pieces.length === 0 ? EMPTY : pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)
 
@@ -191,6 +205,9 @@ export class StreamRewriter {
   private carry: Buffer = EMPTY
   /** How many matches were found so far (replaced or not). @since 0.1.0 */
   matches = 0
+  /** Where `push` writes what it joins or rewrites (see `space`), and how much of it is taken. */
+  private slab: Buffer = EMPTY
+  private slabUsed = 0
 
   constructor(private readonly matcher: Matcher) {}
 
@@ -199,7 +216,29 @@ export class StreamRewriter {
     if (this.matcher.scan === undefined) return join(this.write(chunk))
     // a whole-buffer scan: the final bytes written into one buffer, no piece per match
     const input = asBuffer(chunk)
-    return this.scannedInto(this.carry.length === 0 ? input : Buffer.concat([this.carry, input]), false)
+    if (this.carry.length === 0) return this.scannedInto(input, false, false)
+    const joint = this.space(this.carry.length + input.length)
+    joint.set(this.carry, 0)
+    joint.set(input, this.carry.length)
+    return this.scannedInto(joint, false, true)
+  }
+
+  /**
+   * Space for `size` bytes that `push` hands on, cut from a slab of this rewriter's own: a fresh
+   * allocation per chunk costs more than the copy. Large ones get their own. What is handed on is
+   * a view, whose `buffer` reaches the whole slab: so every byte of it that is not handed on (an
+   * unreplaced value in a joint, bytes held back) is wiped (`wipe`).
+   */
+  private space(size: number): Buffer {
+    if (size > SLAB / 2) return Buffer.allocUnsafeSlow(size)
+    if (this.slabUsed + size > this.slab.length) {
+      // zeroed: uninitialised memory may hold what freed buffers held
+      this.slab = Buffer.alloc(SLAB)
+      this.slabUsed = 0
+    }
+    const out = this.slab.subarray(this.slabUsed, this.slabUsed + size)
+    this.slabUsed += size
+    return out
   }
 
   /**
@@ -231,11 +270,14 @@ export class StreamRewriter {
     const bytes = this.carry
     this.carry = EMPTY
     if (bytes.length === 0) return EMPTY
-    return this.matcher.scan !== undefined ? this.scannedInto(bytes, true) : join(this.run(bytes, true))
+    return this.matcher.scan !== undefined ? this.scannedInto(bytes, true, false) : join(this.run(bytes, true))
   }
 
-  /** `scanned`, its pieces written into one buffer (the chunk itself when nothing is replaced). */
-  private scannedInto(bytes: Buffer, atEnd: boolean): Buffer {
+  /**
+   * `scanned`, its pieces written into one buffer (the chunk itself when nothing is replaced);
+   * `own`: `bytes` were cut from the slab, and what of them is not handed on is wiped.
+   */
+  private scannedInto(bytes: Buffer, atEnd: boolean, own: boolean): Buffer {
     const { matches, holdFrom } = this.matcher.scan!(bytes, atEnd)
     const keepFrom = atEnd ? bytes.length : holdFrom
     let size = 0
@@ -248,10 +290,13 @@ export class StreamRewriter {
       count++
     }
     const holdAt = Math.max(emitted, keepFrom)
-    this.carry = holdAt < bytes.length ? Buffer.from(bytes.subarray(holdAt)) : EMPTY
+    this.carry = holdAt < bytes.length ? privately(bytes.subarray(holdAt)) : EMPTY
     this.matches += count
-    if (count === 0) return holdAt === bytes.length ? bytes : bytes.subarray(0, holdAt)
-    const out = Buffer.allocUnsafe(size + holdAt - emitted)
+    if (count === 0) {
+      if (own) bytes.fill(0, holdAt)
+      return holdAt === bytes.length ? bytes : bytes.subarray(0, holdAt)
+    }
+    const out = this.space(size + holdAt - emitted)
     let o = 0
     emitted = 0
     for (let k = 0; k < count; k++) {
@@ -261,6 +306,7 @@ export class StreamRewriter {
       emitted = match.index + match.length
     }
     copyInto(out, o, bytes, emitted, holdAt)
+    if (own) bytes.fill(0)
     return out
   }
 
@@ -280,7 +326,7 @@ export class StreamRewriter {
     }
     const holdAt = Math.max(emitted, keepFrom)
     if (holdAt > emitted) pieces.push(emitted === 0 && holdAt === bytes.length ? bytes : bytes.subarray(emitted, holdAt))
-    this.carry = holdAt < bytes.length ? Buffer.from(bytes.subarray(holdAt)) : EMPTY
+    this.carry = holdAt < bytes.length ? privately(bytes.subarray(holdAt)) : EMPTY
     return pieces
   }
 
@@ -318,7 +364,7 @@ export class StreamRewriter {
     // (the common case, a chunk with nothing to replace or hold back, passes as it is)
     if (keepFrom > emitted) pieces.push(emitted === 0 && keepFrom === bytes.length ? bytes : bytes.subarray(emitted, keepFrom))
     // Copy the carry so it never pins the caller's (possibly large) chunk.
-    this.carry = keepFrom < bytes.length ? Buffer.from(bytes.subarray(keepFrom)) : EMPTY
+    this.carry = keepFrom < bytes.length ? privately(bytes.subarray(keepFrom)) : EMPTY
     return pieces
   }
 }

@@ -460,6 +460,31 @@ describe("StreamRewriter with a whole-buffer scan", () => {
     )
   })
 
+  it("hands on nothing whose memory holds more than what was handed on (a replaced value, bytes held back)", () => {
+    // a joint of what was held back and the next chunk is written into space shared by the
+    // chunks handed on: whatever of it is not handed on (the value, bytes held back) is wiped
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom("secret", "se", "cret", "sec", " ", "ab", "s"), { maxLength: 40 }), fc.array(fc.nat({ max: 200 }), { maxLength: 12 }), (words, offsets) => {
+        const data = bytes(words.join(""))
+        const rewriter = new Substitution.StreamRewriter(scanning([["secret", "[S]"]]))
+        const handed: Array<Buffer> = []
+        for (const chunk of cut(data, offsets.map((o) => o % (data.length + 1)))) handed.push(rewriter.push(chunk))
+        handed.push(rewriter.end())
+        // the whole memory of each chunk handed on (what its `buffer` reaches), the caller's own
+        // chunks apart, holds what was handed on and zeros, nothing else
+        const views = new Map<ArrayBufferLike, Array<Buffer>>()
+        for (const out of handed) if (out.buffer !== data.buffer && out.length > 0) views.set(out.buffer, [...(views.get(out.buffer) ?? []), out])
+        for (const [memory, outs] of views) {
+          const rest = Buffer.from(new Uint8Array(memory))
+          for (const out of outs) rest.fill(0, out.byteOffset, out.byteOffset + out.length)
+          expect(rest.every((byte) => byte === 0)).toBe(true)
+        }
+        expect(text(Buffer.concat(handed))).toBe(text(data).replaceAll("secret", "[S]"))
+      }),
+      { numRuns: 1000 }
+    )
+  })
+
   it("passes a chunk with nothing to replace or hold back as it is", () => {
     const rewriter = new Substitution.StreamRewriter(scanning([["secret", "[S]"]]))
     const chunk = bytes("nothing to see here")
