@@ -864,6 +864,21 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
 }
 
 /**
+ * Two replacements joined, per scrubber, the same pairs kept: a dense echo joins the same two at
+ * every value, where an allocation each would cost more than finding them.
+ */
+const joinedPairs = new WeakMap<Scrubber, Map<Buffer, Map<Buffer, Buffer>>>()
+const joined = (scrubber: Scrubber, first: Buffer, second: Buffer): Buffer => {
+  let pairs = joinedPairs.get(scrubber)
+  if (pairs === undefined) joinedPairs.set(scrubber, (pairs = new Map()))
+  let known = pairs.get(first)
+  if (known === undefined) pairs.set(first, (known = new Map()))
+  let both = known.get(second)
+  if (both === undefined) known.set(second, (both = Buffer.concat([first, second])))
+  return both
+}
+
+/**
  * The matches to replace, joined where they overlap (a span covered by any match is replaced, by
  * the replacements of the matches that make it up, in order), and where to hold back: nothing
  * that a match still growing with more bytes could overlap is committed.
@@ -880,8 +895,9 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
   const matches: Array<Substitution.Match> = []
   let start = -1
   let end = -1
-  // the replacement of the group's first match, and of the others that make it longer (rare)
+  // the replacement of the group's first match, and of the others that make it longer
   let first: Buffer = EMPTY
+  let second: Buffer | undefined
   let more: Array<Buffer> | undefined
   let holdFrom = hold
   const commit = () => {
@@ -891,7 +907,8 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
       holdFrom = Math.min(hold, start)
       return false
     }
-    matches.push({ index: start, length: end - start, replacement: more === undefined ? first : Buffer.concat([first, ...more]) })
+    const replacement = second === undefined ? first : more === undefined ? joined(scrubber, first, second) : Buffer.concat([first, second, ...more])
+    matches.push({ index: start, length: end - start, replacement })
     return true
   }
   for (let k = 0; k < count; k++) {
@@ -904,10 +921,11 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
       start = s
       end = e
       first = found.replacements[i]!
-      more = undefined
+      second = more = undefined
     } else if (e > end) {
       end = e
-      ;(more ??= []).push(found.replacements[i]!)
+      if (second === undefined) second = found.replacements[i]!
+      else (more ??= []).push(found.replacements[i]!)
     }
   }
   commit()
