@@ -43,7 +43,8 @@ export interface Matcher {
    * once (in order, not overlapping, each with a replacement), and from where the bytes must be
    * held back because more bytes could still make or extend a match (`bytes.length` when none;
    * ignored when `atEnd`). A matcher that scans once per buffer this way stays linear however
-   * many matches there are.
+   * many matches there are. What it returns may be reused by its next call (or `find`): read it
+   * before calling again.
    *
    * @since 0.2.0
    */

@@ -864,19 +864,21 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
 }
 
 /**
- * Two replacements joined, per scrubber, the same pairs kept: a dense echo joins the same two at
- * every value, where an allocation each would cost more than finding them.
+ * Two replacements joined, kept per scrubber (first → second → both): a dense echo joins the same
+ * two at every value, where an allocation each would cost more than finding them.
  */
 const joinedPairs = new WeakMap<Scrubber, Map<Buffer, Map<Buffer, Buffer>>>()
-const joined = (scrubber: Scrubber, first: Buffer, second: Buffer): Buffer => {
-  let pairs = joinedPairs.get(scrubber)
-  if (pairs === undefined) joinedPairs.set(scrubber, (pairs = new Map()))
-  let known = pairs.get(first)
-  if (known === undefined) pairs.set(first, (known = new Map()))
-  let both = known.get(second)
-  if (both === undefined) known.set(second, (both = Buffer.concat([first, second])))
-  return both
-}
+
+/**
+ * The matches `scan` returns, reused from one call to the next, as `Matcher.scan` allows (its caller
+ * reads them before scanning again): a dense echo has some 16,000 per MiB, and an object each, with
+ * the readings automaton's states filling the heap, cost more than finding them. Up to `POOLED`
+ * are kept.
+ */
+const MATCHES: Array<Substitution.Match> = []
+const POOL: Array<{ index: number; length: number; replacement: Buffer }> = []
+const POOLED = 4096
+const NO_MATCHES: ReadonlyArray<Substitution.Match> = Object.freeze([])
 
 /**
  * The matches to replace, joined where they overlap (a span covered by any match is replaced, by
@@ -887,12 +889,13 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
   const found = candidates(scrubber, bytes, atEnd, kind === Kind.Loose)
   const count = found.starts.length
   const hold = atEnd ? bytes.length : found.hold
-  if (count === 0) return { matches: [], holdFrom: hold }
+  if (count === 0) return { matches: NO_MATCHES, holdFrom: hold }
   // (the readings automaton's come in order already: then no order is built)
   let sorted = true
   for (let i = 1; i < count && sorted; i++) sorted = found.starts[i - 1]! < found.starts[i]! || (found.starts[i - 1] === found.starts[i] && found.ends[i - 1]! >= found.ends[i]!)
   const order = sorted ? undefined : Array.from({ length: count }, (_, i) => i).sort((a, b) => found.starts[a]! - found.starts[b]! || found.ends[b]! - found.ends[a]!)
-  const matches: Array<Substitution.Match> = []
+  const matches = MATCHES
+  matches.length = 0
   let start = -1
   let end = -1
   // the replacement of the group's first match, and of the others that make it longer
@@ -900,6 +903,15 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
   let second: Buffer | undefined
   let more: Array<Buffer> | undefined
   let holdFrom = hold
+  let pairs: Map<Buffer, Map<Buffer, Buffer>> | undefined
+  const joined = (first: Buffer, second: Buffer): Buffer => {
+    if (pairs === undefined && (pairs = joinedPairs.get(scrubber)) === undefined) joinedPairs.set(scrubber, (pairs = new Map()))
+    let known = pairs.get(first)
+    if (known === undefined) pairs.set(first, (known = new Map()))
+    let both = known.get(second)
+    if (both === undefined) known.set(second, (both = Buffer.concat([first, second])))
+    return both
+  }
   const commit = () => {
     if (start === -1) return true
     if (end > hold) {
@@ -907,8 +919,16 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
       holdFrom = Math.min(hold, start)
       return false
     }
-    const replacement = second === undefined ? first : more === undefined ? joined(scrubber, first, second) : Buffer.concat([first, second, ...more])
-    matches.push({ index: start, length: end - start, replacement })
+    const replacement = second === undefined ? first : more === undefined ? joined(first, second) : Buffer.concat([first, second, ...more])
+    let match = POOL[matches.length]
+    if (match === undefined) {
+      match = { index: 0, length: 0, replacement }
+      if (POOL.length < POOLED) POOL.push(match)
+    }
+    match.index = start
+    match.length = end - start
+    match.replacement = replacement
+    matches.push(match)
     return true
   }
   for (let k = 0; k < count; k++) {
