@@ -163,7 +163,8 @@ const asBuffer = (bytes: Uint8Array): Buffer =>
 /** Copies `from[start, end)` into `out` at `o`; returns where it ended (short runs by hand: a native call costs more). */
 const copyInto = (out: Buffer, o: number, from: Uint8Array, start: number, end: number): number => {
   if (end - start > 64) {
-    out.set(from.subarray(start, end), o)
+    // (a whole buffer, such as a replacement, without a view of it made first)
+    out.set(start === 0 && end === from.length ? from : from.subarray(start, end), o)
     return o + end - start
   }
   for (let i = start; i < end; i++) out[o++] = from[i]!
