@@ -207,9 +207,10 @@ export class StreamRewriter {
   private carry: Buffer = EMPTY
   /** How many matches were found so far (replaced or not). @since 0.1.0 */
   matches = 0
-  /** Where `push` writes what it joins or rewrites (see `space`), and how much of it is taken. */
+  /** Where `push` writes what it joins or rewrites (see `space`), how much of it is taken, and how many it wrote. */
   private slab: Buffer = EMPTY
   private slabUsed = 0
+  private spaces = 0
 
   constructor(private readonly matcher: Matcher) {}
 
@@ -226,16 +227,18 @@ export class StreamRewriter {
   }
 
   /**
-   * Space for `size` bytes that `push` hands on, cut from a slab of this rewriter's own: a fresh
-   * allocation per chunk costs more than the copy. Large ones get their own. What is handed on is
-   * a view, whose `buffer` reaches the whole slab: so every byte of it that is not handed on (an
-   * unreplaced value in a joint, bytes held back) is wiped (`wipe`).
+   * Space for `size` bytes that `push` hands on. The first is its own allocation, of that size (a
+   * rewriter's first chunk may be its only one: a message, a small body); later ones are cut from
+   * a slab of this rewriter's own, up to four chunks long: a fresh allocation per chunk costs more
+   * than the copy. Large ones get their own. What is handed on is a view, whose `buffer` reaches
+   * the whole slab: so every byte of it that is not handed on (a value in a joint, bytes held back)
+   * is wiped before `push` returns.
    */
   private space(size: number): Buffer {
-    if (size > SLAB / 2) return Buffer.allocUnsafeSlow(size)
+    if (this.spaces++ === 0 || size > SLAB / 2) return Buffer.allocUnsafeSlow(size)
     if (this.slabUsed + size > this.slab.length) {
       // zeroed: uninitialised memory may hold what freed buffers held
-      this.slab = Buffer.alloc(SLAB)
+      this.slab = Buffer.alloc(Math.min(SLAB, 4 * size))
       this.slabUsed = 0
     }
     const out = this.slab.subarray(this.slabUsed, this.slabUsed + size)

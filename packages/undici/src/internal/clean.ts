@@ -1,6 +1,6 @@
 /**
  * The scrubber's clean check (`cleanLayer` of `scrubber.ts`), compiled: `wasm/clean.c`, built into
- * `cleanWasm.ts`. One pass finds every introducer sixteen bytes at a time, then each layer's
+ * `cleanWasm.ts`. One pass finds every introducer sixty-four bytes at a time, then each layer's
  * escapes are read as `escapeAt` reads them, with the same tables (written into the module's
  * memory from `escapes.ts` and `scrubber.ts` when it is first used). For a chunk of ordinary JSON
  * it costs a fraction of the TypeScript check, which stays the reference (`CleanWasm.test.ts`
@@ -55,7 +55,9 @@ export const makeCleanCheck = (tables: CleanTables): CleanCheck | undefined => {
   } catch {
     return undefined
   }
-  if (NAMES.nodes > NODES || SYNTAXES.join() !== "json,percent,html") return undefined
+  // (the module's tables have room for so many names' nodes, and four bytes per name's text)
+  const texts = Array.from({ length: NAMES.nodes }, (_, node) => nameText(node))
+  if (NAMES.nodes > NODES || texts.some((text) => text !== undefined && text.length > 4) || SYNTAXES.join() !== "json,percent,html") return undefined
   const bytesAt = (which: number, length: number) => new Uint8Array(exports.memory.buffer, exports.table(which), length)
   bytesAt(1, 256).set(tables.introduces)
   bytesAt(2, 256).set(tables.introducesPlus)
@@ -67,7 +69,7 @@ export const makeCleanCheck = (tables: CleanTables): CleanCheck | undefined => {
   const textLength = bytesAt(8, NODES)
   const legacy = bytesAt(9, NODES)
   for (let node = 0; node < NAMES.nodes; node++) {
-    const written = nameText(node)
+    const written = texts[node]
     if (written !== undefined) {
       text.set(written, node * 4)
       textLength[node] = written.length
@@ -84,7 +86,14 @@ export const makeCleanCheck = (tables: CleanTables): CleanCheck | undefined => {
       // the chunk, then a position per introducer (16-byte aligned)
       const needed = base + length + 16 + 4 * (length + 1)
       const memory = exports.memory
-      if (needed > memory.buffer.byteLength) memory.grow(Math.ceil((needed - memory.buffer.byteLength) / 65536))
+      if (needed > memory.buffer.byteLength) {
+        try {
+          memory.grow(Math.ceil((needed - memory.buffer.byteLength) / 65536))
+        } catch {
+          // no more memory for the module: this chunk is checked in TypeScript
+          return undefined
+        }
+      }
       if (pairs !== loaded) {
         new Uint8Array(memory.buffer, exports.table(0), 65536).set(pairs)
         loaded = pairs

@@ -865,9 +865,11 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
 
 /**
  * Two replacements joined, kept per scrubber (first → second → both): a dense echo joins the same
- * two at every value, where an allocation each would cost more than finding them.
+ * two at every value, where an allocation each would cost more than finding them. At most
+ * `JOINED` pairs are kept (replacements past `PatternSet`'s own cache are new buffers each time).
  */
-const joinedPairs = new WeakMap<Scrubber, Map<Buffer, Map<Buffer, Buffer>>>()
+const joinedPairs = new WeakMap<Scrubber, { size: number; readonly pairs: Map<Buffer, Map<Buffer, Buffer>> }>()
+const JOINED = 4096
 
 /**
  * The matches `scan` returns, reused from one call to the next, as `Matcher.scan` allows (its caller
@@ -903,13 +905,19 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
   let second: Buffer | undefined
   let more: Array<Buffer> | undefined
   let holdFrom = hold
-  let pairs: Map<Buffer, Map<Buffer, Buffer>> | undefined
+  let kept: { size: number; readonly pairs: Map<Buffer, Map<Buffer, Buffer>> } | undefined
   const joined = (first: Buffer, second: Buffer): Buffer => {
-    if (pairs === undefined && (pairs = joinedPairs.get(scrubber)) === undefined) joinedPairs.set(scrubber, (pairs = new Map()))
-    let known = pairs.get(first)
-    if (known === undefined) pairs.set(first, (known = new Map()))
-    let both = known.get(second)
-    if (both === undefined) known.set(second, (both = Buffer.concat([first, second])))
+    if (kept === undefined && (kept = joinedPairs.get(scrubber)) === undefined) joinedPairs.set(scrubber, (kept = { size: 0, pairs: new Map() }))
+    let both = kept.pairs.get(first)?.get(second)
+    if (both === undefined) {
+      both = Buffer.concat([first, second])
+      if (kept.size < JOINED) {
+        let known = kept.pairs.get(first)
+        if (known === undefined) kept.pairs.set(first, (known = new Map()))
+        known.set(second, both)
+        kept.size++
+      }
+    }
     return both
   }
   const commit = () => {
