@@ -891,7 +891,7 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
   const found = candidates(scrubber, bytes, atEnd, kind === Kind.Loose)
   const count = found.starts.length
   const hold = atEnd ? bytes.length : found.hold
-  if (count === 0) return { matches: NO_MATCHES, holdFrom: hold }
+  if (count === 0) return { matches: NO_MATCHES, holdFrom: found.read && !atEnd ? restartable(scrubber, bytes, [], hold) : hold }
   // (the readings automaton's come in order already: then no order is built)
   let sorted = true
   for (let i = 1; i < count && sorted; i++) sorted = found.starts[i - 1]! < found.starts[i]! || (found.starts[i - 1] === found.starts[i] && found.ends[i - 1]! >= found.ends[i]!)
@@ -905,6 +905,8 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
   let second: Buffer | undefined
   let more: Array<Buffer> | undefined
   let holdFrom = hold
+  // (the readings automaton's hold, moved to where the stacks can go on from)
+  const restart = (at: number) => (found.read && !atEnd ? restartable(scrubber, bytes, matches, at) : at)
   let kept: { size: number; readonly pairs: Map<Buffer, Map<Buffer, Buffer>> } | undefined
   const joined = (first: Buffer, second: Buffer): Buffer => {
     if (kept === undefined && (kept = joinedPairs.get(scrubber)) === undefined) joinedPairs.set(scrubber, (kept = { size: 0, pairs: new Map() }))
@@ -945,7 +947,7 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
     const e = found.ends[i]!
     if (s >= hold) break
     if (s >= end) {
-      if (!commit()) return { matches, holdFrom }
+      if (!commit()) return { matches, holdFrom: restart(holdFrom) }
       start = s
       end = e
       first = found.replacements[i]!
@@ -957,7 +959,61 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
     }
   }
   commit()
-  return { matches, holdFrom }
+  return { matches, holdFrom: restart(holdFrom) }
+}
+
+/**
+ * Per byte: whether no escape of any syntax holds it (neither a letter or digit nor one of
+ * `\ " / ' % + & # ;`). Right after such a byte every stack reads in step with a reading from the
+ * start: it ends any escape and any run of backslashes, in the input and in every decoded stream.
+ */
+const SEPARATES = Uint8Array.from({ length: 256 }, (_, byte) => (isAlphanumeric(byte) || '\\"/\'%+&#;'.includes(String.fromCharCode(byte)) ? 0 : 1))
+
+/**
+ * Where the readings automaton's chunk is held back from, moved to a place the stacks can go on
+ * from. The automaton follows every reading of the bytes, so it may hold back from inside an escape
+ * as a decoder from the start reads it (between the two backslashes of `\\`); the next chunk, if
+ * it has few escapes, is scanned by the stacks, which read from its first byte as from a stream's
+ * start. So the hold moves back to a place every stack reads in step (right after a byte no escape
+ * holds, or `inStepBefore`'s), matches that would then end past it are left to the next chunk, and
+ * so on. Not further back than the longest match (then the hold stays: the next chunk starts with
+ * escapes that dense, and is read by the automaton again, which reads from anywhere).
+ */
+const restartable = (scrubber: Scrubber, bytes: Buffer, matches: Array<Substitution.Match>, holdFrom: number): number => {
+  const plus = scrubber.sets.some((set) => set.plus)
+  const floor = Math.max(0, holdFrom - scrubber.matcher.maxLength)
+  // where the last introducer before each place from `floor` on is (-1: none)
+  const from = Math.max(0, floor - 2 * LONGEST_ESCAPE)
+  const lastIntroducer = new Int32Array(holdFrom - floor + 1)
+  let last = -1
+  for (let p = from; p < holdFrom; p++) {
+    if (p >= floor) lastIntroducer[p - floor] = last
+    if (isIntroducer(bytes[p]!, plus)) last = p
+  }
+  lastIntroducer[holdFrom - floor] = last
+  const inStep = (q: number) => q === 0 || SEPARATES[bytes[q - 1]!] === 1 || lastIntroducer[q - floor]! < q - 2 * LONGEST_ESCAPE
+  let at = holdFrom
+  for (;;) {
+    let q = at
+    while (q >= floor && !inStep(q)) q--
+    // none near: the automaton's hold stays
+    if (q < floor) return holdFrom
+    // a match ending past that place is found again with the next chunk
+    let dropped = -1
+    while (matches.length > 0) {
+      const match = matches[matches.length - 1]!
+      if (match.index + match.length <= q) break
+      matches.pop()
+      if (match.index < q) {
+        dropped = match.index
+        break
+      }
+    }
+    if (dropped === -1) return q
+    at = dropped
+    // (a match starting before `floor` is held back from its start, as before)
+    if (at < floor) return at
+  }
 }
 
 /** Whether the bytes hold any value in any known form. */
