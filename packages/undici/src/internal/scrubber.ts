@@ -768,6 +768,13 @@ const dense = (bytes: Buffer, plus: boolean): boolean => {
   return count >= Math.max(1, sample * DENSE)
 }
 
+/** Whether an introducer is among the first `2 * LONGEST_ESCAPE` bytes (see `restartable`). */
+const startsWithEscapes = (bytes: Buffer, plus: boolean): boolean => {
+  const to = Math.min(bytes.length, 2 * LONGEST_ESCAPE)
+  for (let i = 0; i < to; i++) if (isIntroducer(bytes[i]!, plus)) return true
+  return false
+}
+
 /** Every match by the readings automaton (false: it gave up on this chunk). */
 const readAll = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, found: Candidates): boolean => {
   const entry = readingsOf(scrubber)
@@ -795,7 +802,10 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
   const layers = layersOf(bytes, atEnd, plus, pairs)
   const present = SYNTAXES.map((_, layer) => (layers & (1 << layer)) !== 0)
   const clean = SYNTAXES.map((_, layer) => (layers & (16 << layer)) !== 0)
-  if (readings && !loose && !exhaustive && clean.includes(false) && dense(bytes, plus) && readAll(scrubber, bytes, atEnd, found)) return found
+  // a chunk whose escapes matter is read by the readings automaton where they are dense, and where
+  // it starts with one: it may start where the automaton held the chunk before it back, out of step
+  // with the stacks (`restartable`)
+  if (readings && !loose && !exhaustive && clean.includes(false) && (dense(bytes, plus) || startsWithEscapes(bytes, plus)) && readAll(scrubber, bytes, atEnd, found)) return found
   for (const set of sets) {
     const automaton = set.automaton(loose ? Kind.Loose : Kind.Exact)
     const search = set.search
@@ -970,50 +980,32 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
 const SEPARATES = Uint8Array.from({ length: 256 }, (_, byte) => (isAlphanumeric(byte) || '\\"/\'%+&#;'.includes(String.fromCharCode(byte)) ? 0 : 1))
 
 /**
- * Where the readings automaton's chunk is held back from, moved to a place the stacks can go on
- * from. The automaton follows every reading of the bytes, so it may hold back from inside an escape
- * as a decoder from the start reads it (between the two backslashes of `\\`); the next chunk, if
- * it has few escapes, is scanned by the stacks, which read from its first byte as from a stream's
- * start. So the hold moves back to a place every stack reads in step (right after a byte no escape
- * holds, or `inStepBefore`'s), matches that would then end past it are left to the next chunk, and
- * so on. Not further back than the longest match (then the hold stays: the next chunk starts with
- * escapes that dense, and is read by the automaton again, which reads from anywhere).
+ * Where the readings automaton's chunk is held back from, moved back, when a place is near, to one
+ * the stacks can go on from. The automaton follows every reading of the bytes, so it may hold back
+ * from inside an escape as a decoder from the start reads it (between the two backslashes of
+ * `\\`), and the stacks read a chunk from its first byte as from a stream's start. A place every
+ * stack reads in step is right after a byte no escape holds, or `inStepBefore`'s; it is looked for
+ * between the end of the last match and the hold (no match is split), no further back than the
+ * longest match. Where there is none, the hold stays, and the next chunk, which then starts with
+ * an introducer, is read by the automaton again (`candidates`), which reads from anywhere.
  */
-const restartable = (scrubber: Scrubber, bytes: Buffer, matches: Array<Substitution.Match>, holdFrom: number): number => {
+const restartable = (scrubber: Scrubber, bytes: Buffer, matches: ReadonlyArray<Substitution.Match>, holdFrom: number): number => {
+  const last = matches[matches.length - 1]
+  const floor = Math.max(last === undefined ? 0 : last.index + last.length, holdFrom - scrubber.matcher.maxLength)
+  if (floor >= holdFrom) return holdFrom
   const plus = scrubber.sets.some((set) => set.plus)
-  const floor = Math.max(0, holdFrom - scrubber.matcher.maxLength)
-  // where the last introducer before each place from `floor` on is (-1: none)
+  // the nearest introducer before each place from `floor` on (-1: none)
   const from = Math.max(0, floor - 2 * LONGEST_ESCAPE)
-  const lastIntroducer = new Int32Array(holdFrom - floor + 1)
-  let last = -1
-  for (let p = from; p < holdFrom; p++) {
-    if (p >= floor) lastIntroducer[p - floor] = last
-    if (isIntroducer(bytes[p]!, plus)) last = p
+  const before = new Int32Array(holdFrom - floor + 1)
+  let introducer = -1
+  for (let p = from; p <= holdFrom; p++) {
+    if (p >= floor) before[p - floor] = introducer
+    if (p < holdFrom && isIntroducer(bytes[p]!, plus)) introducer = p
   }
-  lastIntroducer[holdFrom - floor] = last
-  const inStep = (q: number) => q === 0 || SEPARATES[bytes[q - 1]!] === 1 || lastIntroducer[q - floor]! < q - 2 * LONGEST_ESCAPE
-  let at = holdFrom
-  for (;;) {
-    let q = at
-    while (q >= floor && !inStep(q)) q--
-    // none near: the automaton's hold stays
-    if (q < floor) return holdFrom
-    // a match ending past that place is found again with the next chunk
-    let dropped = -1
-    while (matches.length > 0) {
-      const match = matches[matches.length - 1]!
-      if (match.index + match.length <= q) break
-      matches.pop()
-      if (match.index < q) {
-        dropped = match.index
-        break
-      }
-    }
-    if (dropped === -1) return q
-    at = dropped
-    // (a match starting before `floor` is held back from its start, as before)
-    if (at < floor) return at
+  for (let q = holdFrom; q >= floor; q--) {
+    if (q === 0 || SEPARATES[bytes[q - 1]!] === 1 || before[q - floor]! < q - 2 * LONGEST_ESCAPE) return q
   }
+  return holdFrom
 }
 
 /** Whether the bytes hold any value in any known form. */
