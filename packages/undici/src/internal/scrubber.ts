@@ -986,8 +986,11 @@ const SEPARATES = Uint8Array.from({ length: 256 }, (_, byte) => (isAlphanumeric(
  * `\\`), and the stacks read a chunk from its first byte as from a stream's start. A place every
  * stack reads in step is right after a byte no escape holds, or `inStepBefore`'s; it is looked for
  * between the end of the last match and the hold (no match is split), no further back than the
- * longest match. Where there is none, the hold stays, and the next chunk, which then starts with
- * an introducer, is read by the automaton again (`candidates`), which reads from anywhere.
+ * longest match. Where there is none, the hold stays; a next chunk that starts with an introducer
+ * is read by the automaton again (`candidates`), which reads from anywhere (one that does not can
+ * differ only in the tail of an escape cut in two, where no match of the reading from the start
+ * begins). Not covered: the automaton giving up on that next chunk (its building budget spent, as
+ * a hostile upstream can arrange), which the stacks then read out of step (`docs/security.md`).
  */
 const restartable = (scrubber: Scrubber, bytes: Buffer, matches: ReadonlyArray<Substitution.Match>, holdFrom: number): number => {
   const last = matches[matches.length - 1]
