@@ -683,16 +683,22 @@ const standsAlone = (own: number, byte: number, bytes: Buffer, after: number, in
 }
 
 /**
- * A place at or before `at` where every stack reads the input in step with a reading from its
- * start: no introducer in the `2 * LONGEST_ESCAPE` bytes before it, so that no escape of a first
- * layer spans it nor ends within `LONGEST_ESCAPE` bytes of it, and none of an inner layer can.
+ * The last place at or before `at` where every stack reads the input in step with a reading from
+ * its start: right after a byte no escape holds (`SEPARATES`), or after `2 * LONGEST_ESCAPE` bytes
+ * without an introducer, so that no escape of a first layer spans it nor ends within
+ * `LONGEST_ESCAPE` bytes of it, and none of an inner layer can; or the start. -1 when there is
+ * none down to `floor` (above 0).
  */
-const inStepBefore = (bytes: Buffer, at: number, plus: boolean): number => {
+const inStepBefore = (bytes: Buffer, at: number, plus: boolean, floor = 0): number => {
   for (;;) {
     if (at <= 0) return 0
+    if (at <= floor) return -1
     const stop = Math.max(0, at - 2 * LONGEST_ESCAPE)
     let q = at - 1
-    while (q >= stop && !isIntroducer(bytes[q]!, plus)) q--
+    while (q >= stop && !isIntroducer(bytes[q]!, plus)) {
+      if (SEPARATES[bytes[q]!] === 1) return q + 1
+      q--
+    }
     if (q < stop) return at
     at = q
   }
@@ -984,7 +990,7 @@ const SEPARATES = Uint8Array.from({ length: 256 }, (_, byte) => (isAlphanumeric(
  * the stacks can go on from. The automaton follows every reading of the bytes, so it may hold back
  * from inside an escape as a decoder from the start reads it (between the two backslashes of
  * `\\`), and the stacks read a chunk from its first byte as from a stream's start. A place every
- * stack reads in step is right after a byte no escape holds, or `inStepBefore`'s; it is looked for
+ * stack reads in step is `inStepBefore`'s; it is looked for
  * between the end of the last match and the hold (no match is split), no further back than the
  * longest match. Where there is none, the hold stays; a next chunk that starts with an introducer
  * is read by the automaton again (`candidates`), which reads from anywhere (one that does not can
@@ -996,19 +1002,8 @@ const restartable = (scrubber: Scrubber, bytes: Buffer, matches: ReadonlyArray<S
   const last = matches[matches.length - 1]
   const floor = Math.max(last === undefined ? 0 : last.index + last.length, holdFrom - scrubber.matcher.maxLength)
   if (floor >= holdFrom) return holdFrom
-  const plus = scrubber.sets.some((set) => set.plus)
-  // the nearest introducer before each place from `floor` on (-1: none)
-  const from = Math.max(0, floor - 2 * LONGEST_ESCAPE)
-  const before = new Int32Array(holdFrom - floor + 1)
-  let introducer = -1
-  for (let p = from; p <= holdFrom; p++) {
-    if (p >= floor) before[p - floor] = introducer
-    if (p < holdFrom && isIntroducer(bytes[p]!, plus)) introducer = p
-  }
-  for (let q = holdFrom; q >= floor; q--) {
-    if (q === 0 || SEPARATES[bytes[q - 1]!] === 1 || before[q - floor]! < q - 2 * LONGEST_ESCAPE) return q
-  }
-  return holdFrom
+  const at = inStepBefore(bytes, holdFrom, scrubber.sets.some((set) => set.plus), floor)
+  return at === -1 ? holdFrom : at
 }
 
 /** Whether the bytes hold any value in any known form. */
