@@ -46,9 +46,14 @@ export interface Matcher {
    * many matches there are. What it returns may be reused by its next call (or `find`): read it
    * before calling again.
    *
+   * `resume` is what the scan of the stream's previous chunk returned as its `resume` (`undefined`
+   * for a stream's first chunk, and for a whole buffer): a matcher whose reading of a chunk depends
+   * on how it read the bytes before (where it held back from) keeps that there. `bytes` then start
+   * with what that scan held back.
+   *
    * @since 0.2.0
    */
-  scan?(bytes: Buffer, atEnd: boolean): Scan
+  scan?(bytes: Buffer, atEnd: boolean, resume?: unknown): Scan
 }
 
 /**
@@ -59,6 +64,8 @@ export interface Matcher {
 export interface Scan {
   readonly matches: ReadonlyArray<Match>
   readonly holdFrom: number
+  /** What the scan of the stream's next chunk is to be given back (see `Matcher.scan`). @since 0.2.0 */
+  readonly resume?: unknown
 }
 
 /**
@@ -211,6 +218,8 @@ export class StreamRewriter {
   private slab: Buffer = EMPTY
   private slabUsed = 0
   private spaces = 0
+  /** What the matcher's last scan asked to be given back with the next chunk. */
+  private resume: unknown = undefined
 
   constructor(private readonly matcher: Matcher) {}
 
@@ -283,7 +292,8 @@ export class StreamRewriter {
    * `own`: `bytes` were cut from the slab, and what of them is not handed on is wiped.
    */
   private scannedInto(bytes: Buffer, atEnd: boolean, own: boolean): Buffer {
-    const { matches, holdFrom } = this.matcher.scan!(bytes, atEnd)
+    const { matches, holdFrom, resume } = this.matcher.scan!(bytes, atEnd, this.resume)
+    this.resume = resume
     const keepFrom = atEnd ? bytes.length : holdFrom
     let size = 0
     let emitted = 0
@@ -317,7 +327,8 @@ export class StreamRewriter {
 
   /** A whole-buffer scan: the matches replaced, the bytes from `holdFrom` on carried. */
   private scanned(bytes: Buffer, atEnd: boolean): Array<Buffer> {
-    const { matches, holdFrom } = this.matcher.scan!(bytes, atEnd)
+    const { matches, holdFrom, resume } = this.matcher.scan!(bytes, atEnd, this.resume)
+    this.resume = resume
     const keepFrom = atEnd ? bytes.length : holdFrom
     const pieces: Array<Buffer> = []
     let emitted = 0

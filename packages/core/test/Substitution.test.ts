@@ -485,6 +485,31 @@ describe("StreamRewriter with a whole-buffer scan", () => {
     )
   })
 
+  it("gives each scan back what the scan before it in the same stream returned as `resume`, through `push`, `write` and `end`", () => {
+    // a matcher that counts the bytes it has seen, and says so to its next scan
+    const seen: Array<unknown> = []
+    const literal = scanning([["secret", "[S]"]])
+    const counting: Substitution.Matcher = {
+      ...literal,
+      scan(data, atEnd, resume) {
+        seen.push(resume)
+        const result = literal.scan!(data, atEnd)
+        return { ...result, resume: { chunks: ((resume as { chunks: number } | undefined)?.chunks ?? 0) + 1 } }
+      }
+    }
+    const rewriter = new Substitution.StreamRewriter(counting)
+    rewriter.push(bytes("a sec"))
+    rewriter.write(bytes("ret b"))
+    rewriter.push(bytes("c se"))
+    rewriter.end()
+    expect(seen).toEqual([undefined, { chunks: 1 }, { chunks: 2 }, { chunks: 3 }])
+    // a new stream starts afresh; a whole buffer is one scan, given nothing
+    seen.length = 0
+    Substitution.rewriteBytes(counting, bytes("secret"))
+    new Substitution.StreamRewriter(counting).push(bytes("x"))
+    expect(seen).toEqual([undefined, undefined])
+  })
+
   it("passes a chunk with nothing to replace or hold back as it is", () => {
     const rewriter = new Substitution.StreamRewriter(scanning([["secret", "[S]"]]))
     const chunk = bytes("nothing to see here")

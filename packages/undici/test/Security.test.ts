@@ -9,6 +9,8 @@ import { inspect } from "node:util"
 import { Agent, fetch as undiciFetch, interceptors, request } from "undici"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { everything, last, makeWorld, type World } from "./support/fixture.js"
+import { ALLOWANCE } from "../src/internal/readings.js"
+import { READINGS_BUDGET } from "../src/internal/scrubber.js"
 import { startUpstream, testAgentOptions } from "./support/upstream.js"
 
 let world: World
@@ -338,6 +340,54 @@ describe("responses", () => {
       expect(last(world.https).headers["x-key"]).toBe(VALUE)
     })
   }
+
+  it("a response only the readings automaton reads in step, past every budget, is cut off: the value never passes", async () => {
+    // a hostile upstream that knows the value: `\u0051…` (the value, escaped), then `\\&#92;u0051…`
+    // cut between its backslashes, where the stacks would read the next chunk out of step, then
+    // escapes that each need the automaton to build a new state
+    const value = "QZX7e2e4"
+    const escaped = `\\u0051${value.slice(1)}`
+    const head = `${escaped}\\\\&`
+    const tail = `#92;u0051${value.slice(1)} ` + Array.from({ length: 300 }, (_, i) => `\\u${(0x100 + i).toString(16).padStart(4, "0")}&#${i};`).join("")
+    world.https.replies.set("/dense-head", [head])
+    world.https.replies.set("/dense", [head, tail])
+    const box = await world.sandbox({ dense: [value, ["api.allowed.test"]] })
+    // (the automaton's states for the first chunk, built)
+    expect(await (await request(world.https.url("api.allowed.test", "/dense-head"), { dispatcher: box.agent })).body.text()).not.toContain(value.slice(1))
+    const saved = [{ ...ALLOWANCE }, { ...READINGS_BUDGET }] as const
+    Object.assign(ALLOWANCE, { cap: 0, left: 0, perSecond: 0 })
+    Object.assign(READINGS_BUDGET, { base: 0, perByte: 0, outOfStep: 0 })
+    try {
+      // undici's older handler API (`request`, `fetch`) and its newer one (`dispatch` with `onResponseStart`)
+      const response = await request(world.https.url("api.allowed.test", "/dense"), { dispatcher: box.agent })
+      const got: Array<Buffer> = []
+      const read = async () => {
+        for await (const chunk of response.body) got.push(chunk as Buffer)
+      }
+      await expect(read()).rejects.toMatchObject({ code: "SECRETGATE_REFUSED", message: expect.stringMatching(/cut off/) })
+      expect(Buffer.concat(got).toString("latin1")).not.toContain(value.slice(1))
+      await expect(undiciFetch(world.https.url("api.allowed.test", "/dense"), { dispatcher: box.agent }).then((r) => r.text())).rejects.toThrow()
+      const newer = await new Promise<{ body: string; error: Error | undefined }>((resolve) => {
+        const body: Array<Buffer> = []
+        const url = new URL(world.https.url("api.allowed.test", "/dense"))
+        box.agent.dispatch({ origin: url.origin, path: url.pathname, method: "GET" }, {
+          onResponseStart: () => {},
+          onResponseData: (_controller, chunk) => void body.push(chunk),
+          onResponseEnd: () => resolve({ body: Buffer.concat(body).toString("latin1"), error: undefined }),
+          onResponseError: (_controller, error) => resolve({ body: Buffer.concat(body).toString("latin1"), error })
+        })
+      })
+      expect(newer.error).toMatchObject({ code: "SECRETGATE_REFUSED" })
+      expect(newer.body).not.toContain(value.slice(1))
+    } finally {
+      Object.assign(ALLOWANCE, saved[0], { at: Date.now() })
+      Object.assign(READINGS_BUDGET, saved[1])
+    }
+    // within the budget, the same response is read whole and scrubbed
+    const whole = await (await request(world.https.url("api.allowed.test", "/dense"), { dispatcher: box.agent })).body.text()
+    expect(whole).not.toContain(value.slice(1))
+    expect(whole.split(box.env.DENSE!).length).toBe(3)
+  })
 
   it("an allowed host's response is scrubbed even when the request carried no placeholder", async () => {
     const box = await world.sandbox({ key: [VALUE, ["api.allowed.test"]] })

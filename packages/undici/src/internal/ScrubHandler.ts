@@ -208,18 +208,35 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
     this.handler.onResponseStart?.(wrapped, statusCode, scrubbed as never, scrubString(this.scrubber, statusMessage ?? ""))
   }
 
+  /**
+   * The rewriter's answer, or `undefined` when it refused to go on: the response is cut off (at its
+   * end, where there is nothing left to abort, it fails).
+   */
+  private rewrite(controller: Dispatcher.DispatchController, rewrite: () => Buffer, ending = false): Buffer | undefined {
+    try {
+      return rewrite()
+    } catch (error) {
+      this.failed = true
+      const reason = sanitizeError(this.scrubber, error as Error)
+      if (ending) this.handler.onResponseError?.(this.wrap(controller), reason)
+      else controller.abort(reason)
+      return undefined
+    }
+  }
+
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.failed) return
     // one chunk on for one chunk in: a dense echo's many replacements are joined here, in one
     // native copy, rather than pushed through the body stream a few bytes at a time
-    const scrubbed = this.rewriter.push(chunk)
-    if (scrubbed.length > 0) this.handler.onResponseData?.(this.wrap(controller), scrubbed)
+    const scrubbed = this.rewrite(controller, () => this.rewriter.push(chunk))
+    if (scrubbed !== undefined && scrubbed.length > 0) this.handler.onResponseData?.(this.wrap(controller), scrubbed)
   }
 
   onResponseEnd(controller: Dispatcher.DispatchController, trailers: Headers): void {
     if (this.failed) return
     const wrapped = this.wrap(controller)
-    const tail = this.rewriter.end()
+    const tail = this.rewrite(controller, () => this.rewriter.end(), true)
+    if (tail === undefined) return
     if (tail.length > 0) this.handler.onResponseData?.(wrapped, tail)
     const scrubbed = scrubHeaders(this.scrubber, trailers, false)
     wrapped.scrubbedTrailers = scrubbed
@@ -331,15 +348,31 @@ export class LegacyScrubHandler implements LegacyHandler {
     return this.handler.onHeaders?.(statusCode, this.scrubRaw(rawHeaders, true), resume, text)
   }
 
+  /**
+   * The rewriter's answer, or `undefined` when it refused to go on: the response is cut off (at its
+   * end, where there is nothing left to abort, it fails).
+   */
+  private rewrite(rewrite: () => Buffer, ending = false): Buffer | undefined {
+    try {
+      return rewrite()
+    } catch (error) {
+      this.failed = true
+      if (this.abort !== undefined && !ending) this.abort(error as Error)
+      else this.onError(error as Error)
+      return undefined
+    }
+  }
+
   onData(chunk: Buffer): boolean | void {
     if (this.failed) return true
-    const scrubbed = this.rewriter.push(chunk)
-    return scrubbed.length === 0 || this.handler.onData?.(scrubbed) !== false
+    const scrubbed = this.rewrite(() => this.rewriter.push(chunk))
+    return scrubbed === undefined || scrubbed.length === 0 || this.handler.onData?.(scrubbed) !== false
   }
 
   onComplete(rawTrailers: Array<Buffer> | null): void {
     if (this.failed) return
-    const tail = this.rewriter.end()
+    const tail = this.rewrite(() => this.rewriter.end(), true)
+    if (tail === undefined) return
     if (tail.length > 0) this.handler.onData?.(tail)
     this.handler.onComplete?.(this.scrubRaw(rawTrailers, false))
   }

@@ -15,6 +15,7 @@
 import { Automaton, type Secrets, Substitution } from "@secretgate/core"
 import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
+import { EgressRefused } from "../EgressError.js"
 import { type CleanCheck, makeCleanCheck } from "./clean.js"
 import { GAVE_UP, readable, Readings, STACKS } from "./readings.js"
 import { CANONICAL, CUT, decode, type Decoded, endOf, escapeAt, hasIntroducer, INTRODUCER, LITERAL, LONGEST_ESCAPE, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, nextIntroducer, PARSED, startOf, type Syntax, SYNTAXES } from "./escapes.js"
@@ -271,7 +272,7 @@ const fromSets = (sets: ReadonlyArray<PatternSet>): Scrubber => {
         const { matches } = scan(scrubber, end === bytes.length ? bytes : bytes.subarray(0, end), atEnd, Kind.Exact)
         return matches.find((match) => match.index >= from)
       },
-      scan: (bytes, atEnd) => scan(scrubber, bytes, atEnd, Kind.Exact)
+      scan: (bytes, atEnd, resume) => scan(scrubber, bytes, atEnd, Kind.Exact, resume instanceof Stream ? resume : undefined)
     }
   }
   return scrubber
@@ -684,19 +685,20 @@ const standsAlone = (own: number, byte: number, bytes: Buffer, after: number, in
 
 /**
  * The last place at or before `at` where every stack reads the input in step with a reading from
- * its start: right after a byte no escape holds (`SEPARATES`), or after `2 * LONGEST_ESCAPE` bytes
- * without an introducer, so that no escape of a first layer spans it nor ends within
- * `LONGEST_ESCAPE` bytes of it, and none of an inner layer can; or the start. -1 when there is
- * none down to `floor` (above 0).
+ * its start (taken to be in step at the start of `bytes`): one that follows a byte no escape holds
+ * (`SEPARATES`) or `2 * LONGEST_ESCAPE` bytes, with no introducer between, so that no escape of a
+ * first layer spans it nor ends within `LONGEST_ESCAPE` bytes of it, and none of an inner layer
+ * can (after a separator every decoder is between escapes, and bytes that introduce nothing keep
+ * it there); or the start. -1 when there is none down to `floor` (above 0).
  */
 const inStepBefore = (bytes: Buffer, at: number, plus: boolean, floor = 0): number => {
   for (;;) {
-    if (at <= 0) return 0
-    if (at <= floor) return -1
+    if (at <= 0) return floor <= 0 ? 0 : -1
+    if (at < floor) return -1
     const stop = Math.max(0, at - 2 * LONGEST_ESCAPE)
     let q = at - 1
     while (q >= stop && !isIntroducer(bytes[q]!, plus)) {
-      if (SEPARATES[bytes[q]!] === 1) return q + 1
+      if (SEPARATES[bytes[q]!] === 1) return at
       q--
     }
     if (q < stop) return at
@@ -750,9 +752,11 @@ const readingsOf = (() => {
  * `perByte` per byte of it, plus what is left of the allowance `readings.ts` shares among all
  * automata) before the chunk is scanned stack by stack instead. A step costs a few microseconds;
  * the stacks cost up to ~200 ns per byte of a dense echo: so a chunk the automaton gives up on
- * costs at most about twice what the stacks alone cost. (Tests change it.)
+ * costs at most about twice what the stacks alone cost. A chunk only the automaton may read (see
+ * `Stream`) may spend besides, once per response, a reserve of `outOfStep` steps (some 0.2 s of CPU
+ * time at most) before the response is cut off. (Tests change it.)
  */
-export const READINGS_BUDGET = { base: 200, perByte: 0.05 }
+export const READINGS_BUDGET = { base: 200, perByte: 0.05, outOfStep: 50_000 }
 
 /**
  * Introducers per byte from which a chunk whose escapes matter is read by the readings automaton
@@ -774,33 +778,63 @@ const dense = (bytes: Buffer, plus: boolean): boolean => {
   return count >= Math.max(1, sample * DENSE)
 }
 
-/** Whether an introducer is among the first `2 * LONGEST_ESCAPE` bytes (see `restartable`). */
-const startsWithEscapes = (bytes: Buffer, plus: boolean): boolean => {
-  const to = Math.min(bytes.length, 2 * LONGEST_ESCAPE)
-  for (let i = 0; i < to; i++) if (isIntroducer(bytes[i]!, plus)) return true
-  return false
+/**
+ * What the scan of a stream's chunk hands on to the next (`Matcher.scan`'s `resume`), made the
+ * first time it matters: whether the bytes held back start at a place the stacks may read out of
+ * step with a reading from the stream's start (see `restartable`), and what is left of the
+ * stream's reserve for reading such bytes by the readings automaton all the same.
+ */
+class Stream {
+  outOfStep = false
+  reserve = READINGS_BUDGET.outOfStep
 }
 
-/** Every match by the readings automaton (false: it gave up on this chunk). */
-const readAll = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, found: Candidates): boolean => {
+/**
+ * Every match by the readings automaton (false: it gave up on this chunk). A chunk that starts out
+ * of step may also spend its stream's reserve.
+ */
+const readAll = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, found: Candidates, stream?: Stream): boolean => {
   const entry = readingsOf(scrubber)
   if (entry === undefined) return false
   const { readings, owners } = entry
-  const hold = readings.scan(bytes, bytes.length, atEnd, READINGS_BUDGET.base + bytes.length * READINGS_BUDGET.perByte, (stack, pattern, start, end) => {
+  const budget = READINGS_BUDGET.base + bytes.length * READINGS_BUDGET.perByte
+  const before = readings.built
+  const hold = readings.scan(bytes, bytes.length, atEnd, budget + (stream?.reserve ?? 0), (stack, pattern, start, end) => {
     const [set, i] = owners[pattern]!
     found.add(start, end, set.replacementUnder(i, stack), set.secrets[i])
   })
+  if (stream !== undefined) stream.reserve = Math.max(0, stream.reserve - Math.max(0, readings.built - before - budget))
   if (hold === GAVE_UP) return false
   found.hold = Math.min(found.hold, hold)
   found.read = true
   return true
 }
 
-/** Every match of `bytes` under any stack, unjoined, and where to hold back. */
-const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: boolean, exhaustive = false, readings = true): Candidates => {
+/**
+ * Why a response is cut off: a chunk that only the readings automaton reads in step (see
+ * `restartable`) needed more building than the chunk's budget, the allowance and its stream's
+ * reserve. Scanning it stack by stack could let a value through.
+ */
+const tooDense = () =>
+  new EgressRefused({
+    message:
+      "The response was cut off: it is so dense with escapes (\\, %, &) that scrubbing the rest would cost more CPU than secretgate allows a response, " +
+      "and scrubbing it a cheaper way could let a secret's value through. An upstream echoing escape-heavy input sends such responses; retry later, or send less escape-heavy input."
+  })
+
+/**
+ * Every match of `bytes` under any stack, unjoined, and where to hold back. `outOfStep`: the
+ * stream's bytes held back start where the stacks may read out of step: only the readings automaton
+ * reads them, or the response is cut off (`tooDense`).
+ */
+const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: boolean, exhaustive = false, readings = true, outOfStep?: Stream): Candidates => {
   const found = new Candidates(bytes.length)
   const sets = scrubber.sets
   if (sets.length === 0 || bytes.length === 0) return found
+  if (outOfStep !== undefined) {
+    if (!readAll(scrubber, bytes, atEnd, found, outOfStep)) throw tooDense()
+    return found
+  }
   const plus = sets.some((set) => set.plus)
   const pairs = loose || exhaustive ? undefined : unionPairs(scrubber)
   // per layer: whether it has an escape at all, and whether none of them matters (then the
@@ -808,10 +842,8 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
   const layers = layersOf(bytes, atEnd, plus, pairs)
   const present = SYNTAXES.map((_, layer) => (layers & (1 << layer)) !== 0)
   const clean = SYNTAXES.map((_, layer) => (layers & (16 << layer)) !== 0)
-  // a chunk whose escapes matter is read by the readings automaton where they are dense, and where
-  // it starts with one: it may start where the automaton held the chunk before it back, out of step
-  // with the stacks (`restartable`)
-  if (readings && !loose && !exhaustive && clean.includes(false) && (dense(bytes, plus) || startsWithEscapes(bytes, plus)) && readAll(scrubber, bytes, atEnd, found)) return found
+  // a chunk whose escapes matter is read by the readings automaton where they are dense
+  if (readings && !loose && !exhaustive && clean.includes(false) && dense(bytes, plus) && readAll(scrubber, bytes, atEnd, found)) return found
   for (const set of sets) {
     const automaton = set.automaton(loose ? Kind.Loose : Kind.Exact)
     const search = set.search
@@ -903,11 +935,23 @@ const NO_MATCHES: ReadonlyArray<Substitution.Match> = Object.freeze([])
  * the replacements of the matches that make it up, in order), and where to hold back: nothing
  * that a match still growing with more bytes could overlap is committed.
  */
-const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Substitution.Scan => {
-  const found = candidates(scrubber, bytes, atEnd, kind === Kind.Loose)
+const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind, stream?: Stream): Substitution.Scan => {
+  const outOfStep = stream?.outOfStep === true ? stream : undefined
+  const found = candidates(scrubber, bytes, atEnd, kind === Kind.Loose, false, true, outOfStep)
   const count = found.starts.length
   const hold = atEnd ? bytes.length : found.hold
-  if (count === 0) return { matches: NO_MATCHES, holdFrom: found.read && !atEnd ? restartable(scrubber, bytes, [], hold) : hold }
+  // the readings automaton's hold, moved to where the stacks can go on from, or said to be out of step
+  const finish = (matches: ReadonlyArray<Substitution.Match>, holdFrom: number): Substitution.Scan => {
+    const at = found.read && !atEnd ? restartable(scrubber, bytes, matches, holdFrom, outOfStep !== undefined) : holdFrom
+    if (at !== -1) {
+      if (stream !== undefined) stream.outOfStep = false
+      return { matches, holdFrom: at, resume: stream }
+    }
+    const next = stream ?? new Stream()
+    next.outOfStep = true
+    return { matches, holdFrom, resume: next }
+  }
+  if (count === 0) return finish(NO_MATCHES, hold)
   // (the readings automaton's come in order already: then no order is built)
   let sorted = true
   for (let i = 1; i < count && sorted; i++) sorted = found.starts[i - 1]! < found.starts[i]! || (found.starts[i - 1] === found.starts[i] && found.ends[i - 1]! >= found.ends[i]!)
@@ -921,8 +965,6 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
   let second: Buffer | undefined
   let more: Array<Buffer> | undefined
   let holdFrom = hold
-  // (the readings automaton's hold, moved to where the stacks can go on from)
-  const restart = (at: number) => (found.read && !atEnd ? restartable(scrubber, bytes, matches, at) : at)
   let kept: { size: number; readonly pairs: Map<Buffer, Map<Buffer, Buffer>> } | undefined
   const joined = (first: Buffer, second: Buffer): Buffer => {
     if (kept === undefined && (kept = joinedPairs.get(scrubber)) === undefined) joinedPairs.set(scrubber, (kept = { size: 0, pairs: new Map() }))
@@ -963,7 +1005,7 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
     const e = found.ends[i]!
     if (s >= hold) break
     if (s >= end) {
-      if (!commit()) return { matches, holdFrom: restart(holdFrom) }
+      if (!commit()) return finish(matches, holdFrom)
       start = s
       end = e
       first = found.replacements[i]!
@@ -975,7 +1017,7 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind): Su
     }
   }
   commit()
-  return { matches, holdFrom: restart(holdFrom) }
+  return finish(matches, holdFrom)
 }
 
 /**
@@ -987,23 +1029,20 @@ const SEPARATES = Uint8Array.from({ length: 256 }, (_, byte) => (isAlphanumeric(
 
 /**
  * Where the readings automaton's chunk is held back from, moved back, when a place is near, to one
- * the stacks can go on from. The automaton follows every reading of the bytes, so it may hold back
- * from inside an escape as a decoder from the start reads it (between the two backslashes of
- * `\\`), and the stacks read a chunk from its first byte as from a stream's start. A place every
- * stack reads in step is `inStepBefore`'s; it is looked for
- * between the end of the last match and the hold (no match is split), no further back than the
- * longest match. Where there is none, the hold stays; a next chunk that starts with an introducer
- * is read by the automaton again (`candidates`), which reads from anywhere (one that does not can
- * differ only in the tail of an escape cut in two, where no match of the reading from the start
- * begins). Not covered: the automaton giving up on that next chunk (its building budget spent, as
- * a hostile upstream can arrange), which the stacks then read out of step (`docs/security.md`).
+ * the stacks can go on from; -1 when there is none. The automaton follows every reading of the
+ * bytes, so it may hold back from inside an escape as a decoder from the start reads it (between
+ * the two backslashes of `\\`), and the stacks read a chunk from its first byte as from a stream's
+ * start. A place every stack reads in step is `inStepBefore`'s (the start of `bytes` only if they
+ * started in step: not `outOfStep`); it is looked for between the end of the last match and the
+ * hold (no match is split), no further back than the longest match. Where there is none, the hold
+ * stays and the stream's next chunk is read by the automaton, which reads from anywhere, or not at
+ * all (`candidates`).
  */
-const restartable = (scrubber: Scrubber, bytes: Buffer, matches: ReadonlyArray<Substitution.Match>, holdFrom: number): number => {
+const restartable = (scrubber: Scrubber, bytes: Buffer, matches: ReadonlyArray<Substitution.Match>, holdFrom: number, outOfStep: boolean): number => {
   const last = matches[matches.length - 1]
   const floor = Math.max(last === undefined ? 0 : last.index + last.length, holdFrom - scrubber.matcher.maxLength)
-  if (floor >= holdFrom) return holdFrom
   const at = inStepBefore(bytes, holdFrom, scrubber.sets.some((set) => set.plus), floor)
-  return at === -1 ? holdFrom : at
+  return at === 0 && outOfStep ? -1 : at
 }
 
 /** Whether the bytes hold any value in any known form. */

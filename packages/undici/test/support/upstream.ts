@@ -28,12 +28,17 @@ export interface Upstream {
   readonly received: Array<Received>
   /** Request body bytes received so far, counted as they arrive (before a request ends). */
   readonly progress: { bytes: number; heads: number }
+  /**
+   * Bodies to answer requests for a path with, as a hostile upstream that knows a value would: the
+   * parts written one by one, 50 ms apart, so that each reaches the client as chunks of its own.
+   */
+  readonly replies: Map<string, ReadonlyArray<string>>
   /** The URL of `path` on `host` (resolved to 127.0.0.1 by `testAgentOptions`). */
   url(host: string, path?: string): string
   close(): Promise<void>
 }
 
-const handle = (received: Array<Received>, progress: { bytes: number; heads: number }) => (req: http.IncomingMessage, res: http.ServerResponse) => {
+const handle = (received: Array<Received>, progress: { bytes: number; heads: number }, replies: Map<string, ReadonlyArray<string>>) => (req: http.IncomingMessage, res: http.ServerResponse) => {
   // a request head arrived, whether or not its body ever ends
   progress.heads++
   const chunks: Array<Buffer> = []
@@ -54,6 +59,17 @@ const handle = (received: Array<Received>, progress: { bytes: number; heads: num
       chunked: req.headers["transfer-encoding"] === "chunked"
     })
     const echo = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body: body.toString("utf8") })
+    const parts = replies.get(url.pathname)
+    if (parts !== undefined) {
+      res.writeHead(200, { "content-type": "text/plain" })
+      const write = (k: number) => {
+        if (k === parts.length) return res.end()
+        res.write(parts[k]!)
+        setTimeout(() => write(k + 1), 50)
+      }
+      write(0)
+      return
+    }
     switch (url.pathname) {
       case "/redirect": {
         res.writeHead(Number(url.searchParams.get("status") ?? 302), { location: url.searchParams.get("to") ?? "/" })
@@ -109,9 +125,10 @@ const handle = (received: Array<Received>, progress: { bytes: number; heads: num
 export const startUpstream = async (options: { readonly secure?: boolean } = {}): Promise<Upstream> => {
   const received: Array<Received> = []
   const progress = { bytes: 0, heads: 0 }
+  const replies = new Map<string, ReadonlyArray<string>>()
   const server = options.secure === false
-    ? http.createServer(handle(received, progress))
-    : https.createServer({ key: tls("server.key"), cert: tls("server.pem") }, handle(received, progress))
+    ? http.createServer(handle(received, progress, replies))
+    : https.createServer({ key: tls("server.key"), cert: tls("server.pem") }, handle(received, progress, replies))
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
   const port = (server.address() as AddressInfo).port
   const scheme = options.secure === false ? "http" : "https"
@@ -119,6 +136,7 @@ export const startUpstream = async (options: { readonly secure?: boolean } = {})
     port,
     received,
     progress,
+    replies,
     url: (host, path = "/") => `${scheme}://${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${port}${path}`,
     close: () =>
       new Promise<void>((resolve) => {
