@@ -257,7 +257,8 @@ export class StreamRewriter {
 
   /**
    * Like `push`, but returns the final bytes as the pieces they are made of: no copy of the chunk
-   * is ever made to join them. Feed them on one after the other.
+   * is ever made to join them. Feed them on one after the other, and do not write into them: a
+   * piece may be a view of the chunk, or a replacement the matcher hands out again.
    *
    * @since 0.1.0
    */

@@ -211,6 +211,15 @@ describe("Basic credentials echoed in any syntax", () => {
     expect(scrubbed(s, lowerHex(encodeURIComponent(sent)))).toBe(encodeURIComponent(original))
     expect(scrubbed(s, sent.replaceAll("/", "\\/").replace(" ", "\\u0020"))).toBe(original)
   })
+
+  it("make one scrubber per scrubber and credentials, used by every request that sends them", () => {
+    const base = makeScrubber([secret("sk-live+/=", PLACEHOLDER)])
+    const echo = (user: string) => [`Basic ${Buffer.from(`${user}:sk-live+/=`).toString("base64")}`, `Basic ${Buffer.from(`${user}:${PLACEHOLDER}`).toString("base64")}`] as const
+    const first = withBasicEchoes(base, [echo("alice")])
+    expect(withBasicEchoes(base, [echo("alice")])).toBe(first)
+    expect(withBasicEchoes(base, [echo("bob")])).not.toBe(first)
+    expect(withBasicEchoes(base, [])).toBe(base)
+  })
 })
 
 /** A `Pick` driven by fast-check. */

@@ -287,25 +287,27 @@ export const makeScrubber = (secrets: Iterable<ResolvedSecret>): Scrubber => {
   return fromSets([patternSet(entries)])
 }
 
-const basicSets = new WeakMap<Scrubber, Map<string, PatternSet>>()
+const basicScrubbers = new WeakMap<Scrubber, Map<string, Scrubber>>()
 
 /**
  * The scrubber plus re-encoded Basic credentials → the caller's original ones (written in the
- * syntaxes the echo was found under). The credentials' patterns are kept per scrubber (bounded).
+ * syntaxes the echo was found under). Kept per scrubber and credentials (bounded): what a scrubber
+ * builds as it is used (its byte pairs, its readings automaton's key) is built once, not per request.
  */
 export const withBasicEchoes = (scrubber: Scrubber, basicEchoes: ReadonlyArray<readonly [sent: string, original: string]>): Scrubber => {
   if (basicEchoes.length === 0) return scrubber
-  let known = basicSets.get(scrubber)
-  if (known === undefined) basicSets.set(scrubber, (known = new Map()))
+  let known = basicScrubbers.get(scrubber)
+  if (known === undefined) basicScrubbers.set(scrubber, (known = new Map()))
   const key = basicEchoes.map(([sent, original]) => `${sent}\n${original}`).join("\n\n")
-  let set = known.get(key)
-  if (set === undefined) {
+  let combined = known.get(key)
+  if (combined === undefined) {
     const token = (header: string) => header.trim().split(/\s+/)[1] ?? ""
-    set = patternSet(basicEchoes.flatMap(([sent, original]) => [[sent, original, undefined], [token(sent), token(original), undefined]] as const))
+    const set = patternSet(basicEchoes.flatMap(([sent, original]) => [[sent, original, undefined], [token(sent), token(original), undefined]] as const))
+    combined = fromSets([...scrubber.sets, set])
     if (known.size >= 256) known.clear()
-    known.set(key, set)
+    known.set(key, combined)
   }
-  return fromSets([...scrubber.sets, set])
+  return combined
 }
 
 /**
