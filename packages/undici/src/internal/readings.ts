@@ -329,30 +329,102 @@ class Tuples {
 }
 
 /**
- * Sorted lists of distinct numbers interned as states (hashed, then compared): `find` answers the
- * state's number, or `-1 - number` for a list seen for the first time (which it keeps a copy of).
+ * Sorted lists of distinct numbers interned as states (hashed, then compared), kept end to end in
+ * one array: `find` answers the state's number, or `-1 - number` for a list seen for the first time
+ * (which it keeps a copy of). (An array per state made the heap a collector had to walk at length.)
  */
 class States {
-  private readonly buckets = new Map<number, Array<number>>()
-  readonly members: Array<Float64Array> = []
-  find(list: Float64Array): number {
-    let h = list.length
-    for (let i = 0; i < list.length; i++) h = Math.imul(h ^ (list[i]! | 0) ^ ((list[i]! / 4294967296) | 0), 0x9e3779b1)
-    // (a small integer: a key the map hashes without boxing it)
-    h &= 0x3fffffff
-    let bucket = this.buckets.get(h)
-    if (bucket === undefined) this.buckets.set(h, (bucket = []))
-    for (const id of bucket) {
-      const other = this.members[id]!
-      if (other.length !== list.length) continue
+  /** Open addressing: hash slot → state + 1 (0: empty). */
+  private slots = new Int32Array(1 << 12)
+  private hashes: Array<number> = []
+  /** The lists, end to end; where each begins (`starts[id]`, `starts[id + 1]` its end). */
+  pool = new Float64Array(1 << 14)
+  starts = new Int32Array(1 << 10)
+  count = 0
+
+  /** The list `list[0, length)`'s state. */
+  find(list: Float64Array, length: number): number {
+    let h = length
+    for (let i = 0; i < length; i++) h = Math.imul(h ^ (list[i]! | 0) ^ ((list[i]! / 4294967296) | 0), 0x9e3779b1)
+    h >>>= 0
+    const mask = this.slots.length - 1
+    for (let slot = h & mask; ; slot = (slot + 1) & mask) {
+      const entry = this.slots[slot]!
+      if (entry === 0) break
+      const id = entry - 1
+      if (this.hashes[id] !== h) continue
+      const from = this.starts[id]!
+      if (this.starts[id + 1]! - from !== length) continue
       let i = 0
-      while (i < list.length && other[i] === list[i]) i++
-      if (i === list.length) return id
+      while (i < length && this.pool[from + i] === list[i]) i++
+      if (i === length) return id
     }
-    const id = this.members.length
-    bucket.push(id)
-    this.members.push(list.slice())
+    const id = this.count++
+    if (id + 2 > this.starts.length) {
+      const grown = new Int32Array(this.starts.length * 2)
+      grown.set(this.starts)
+      this.starts = grown
+    }
+    const from = this.starts[id]!
+    if (from + length > this.pool.length) {
+      const grown = new Float64Array(Math.max(this.pool.length * 2, from + length))
+      grown.set(this.pool)
+      this.pool = grown
+    }
+    for (let i = 0; i < length; i++) this.pool[from + i] = list[i]!
+    this.starts[id + 1] = from + length
+    this.hashes.push(h)
+    if (this.count * 2 > this.slots.length) this.rehash()
+    else this.place(id)
     return -1 - id
+  }
+
+  private place(id: number) {
+    const mask = this.slots.length - 1
+    let slot = this.hashes[id]! & mask
+    while (this.slots[slot] !== 0) slot = (slot + 1) & mask
+    this.slots[slot] = id + 1
+  }
+
+  private rehash() {
+    this.slots = new Int32Array(this.slots.length * 2)
+    for (let id = 0; id < this.count; id++) this.place(id)
+  }
+}
+
+/**
+ * Numbers below 2 ** 31 mapped to numbers (open addressing: no allocation per entry; a `Map` of
+ * some 100,000 entries made half the cost of building).
+ */
+class Steps {
+  private keys = new Int32Array(1 << 12).fill(-1)
+  private values = new Int32Array(1 << 12)
+  size = 0
+  /** The number `key` maps to, or -1. */
+  get(key: number): number {
+    const mask = this.keys.length - 1
+    for (let slot = Math.imul(key, 0x9e3779b1) >>> 0 & mask; ; slot = (slot + 1) & mask) {
+      const at = this.keys[slot]!
+      if (at === key) return this.values[slot]!
+      if (at === -1) return -1
+    }
+  }
+  set(key: number, value: number) {
+    if ((this.size + 1) * 2 > this.keys.length) this.grow()
+    const mask = this.keys.length - 1
+    let slot = Math.imul(key, 0x9e3779b1) >>> 0 & mask
+    while (this.keys[slot] !== -1 && this.keys[slot] !== key) slot = (slot + 1) & mask
+    if (this.keys[slot] === -1) this.size++
+    this.keys[slot] = key
+    this.values[slot] = value
+  }
+  private grow() {
+    const keys = this.keys
+    const values = this.values
+    this.keys = new Int32Array(keys.length * 2).fill(-1)
+    this.values = new Int32Array(keys.length * 2)
+    this.size = 0
+    for (let slot = 0; slot < keys.length; slot++) if (keys[slot] !== -1) this.set(keys[slot]!, values[slot]!)
   }
 }
 
@@ -404,11 +476,10 @@ export class Readings {
     decoders: Record<Syntax, Decoder>
     /** Readings: (stack, outer decoder state, inner decoder state, trie node). */
     readings: Tuples
-    /** Per reading: whether it has read nothing (the root, between escapes); how old a thread of it may grow. */
-    idle: Array<boolean>
-    oldest: Array<number>
+    /** Per reading: how old a thread of it may grow (0: it has read nothing, the root between escapes). */
+    reach: Int32Array
     /** Per reading and class: where in `arena` the readings it becomes are (their count, then them). */
-    steps: Map<number, number>
+    steps: Steps
     arena: Int32Array
     used: number
     roots: Array<number>
@@ -460,9 +531,8 @@ export class Readings {
       written,
       decoders: Object.fromEntries(SYNTAXES.map((syntax) => [syntax, new Decoder(READERS[syntax], written)])) as Record<Syntax, Decoder>,
       readings: new Tuples(),
-      idle: [],
-      oldest: [],
-      steps: new Map(),
+      reach: new Int32Array(1 << 12),
+      steps: new Steps(),
       arena: new Int32Array(1 << 16),
       used: 0,
       roots: [],
@@ -474,7 +544,8 @@ export class Readings {
       start: 0
     }
     this.fresh.roots = STACKS.map((_, stack) => this.readingOf(stack, 0, 0, this.roots[this.folds[stack] ? 1 : 0]))
-    this.fresh.start = this.stateOf(Float64Array.from(this.fresh.roots, (reading) => reading * AGE).sort())
+    const roots = Float64Array.from(this.fresh.roots, (reading) => reading * AGE).sort()
+    this.fresh.start = this.stateOf(roots, roots.length)
   }
 
   private trie(patterns: ReadonlyArray<Buffer>, fold: boolean): number {
@@ -504,8 +575,12 @@ export class Readings {
     const size = f.readings.size
     const id = f.readings.idOf(stack, outer, inner, node)
     if (id === size) {
-      f.idle.push(outer === 0 && inner === 0 && node === this.roots[this.folds[stack] ? 1 : 0])
-      f.oldest.push(this.oldest[stack]!)
+      if (id === f.reach.length) {
+        const grown = new Int32Array(id * 2)
+        grown.set(f.reach)
+        f.reach = grown
+      }
+      f.reach[id] = outer === 0 && inner === 0 && node === this.roots[this.folds[stack] ? 1 : 0] ? 0 : this.oldest[stack]!
     }
     return id
   }
@@ -515,7 +590,7 @@ export class Readings {
     const f = this.fresh
     const at = reading * 256 + cls
     const known = f.steps.get(at)
-    if (known !== undefined) return known
+    if (known !== -1) return known
     this.built++
     const next: Array<number> = []
     const values = f.readings.values
@@ -575,18 +650,19 @@ export class Readings {
     }
   }
 
-  /** The state for a sorted list of distinct threads (built on first sight). */
-  private stateOf(threads: Float64Array): number {
+  /** The state for a sorted list of distinct threads, `threads[0, count)` (built on first sight). */
+  private stateOf(threads: Float64Array, count: number): number {
     const f = this.fresh
-    const found = f.states.find(threads)
+    const found = f.states.find(threads, count)
     if (found >= 0) return found
     const id = -1 - found
     let accepted: Array<[number, number, number]> | undefined
     let back = 0
     const values = f.readings.values
-    for (const thread of threads) {
+    for (let t = 0; t < count; t++) {
+      const thread = threads[t]!
       const reading = Math.floor(thread / AGE)
-      const age = thread % AGE
+      const age = thread - reading * AGE
       const node = values[reading * 4 + 3]!
       const idle = values[reading * 4 + 1] === 0 && values[reading * 4 + 2] === 0
       if (idle && this.ends[node] !== -1) {
@@ -624,7 +700,7 @@ export class Readings {
   /** Builds the transition of `state` on class `cls`; returns the table entry. */
   private build(state: number, cls: number): number {
     const f = this.fresh
-    const members = f.states.members[state]!
+    const states = f.states
     let scratch = this.scratch
     let count = 0
     const add = (thread: number) => {
@@ -635,7 +711,8 @@ export class Readings {
       }
       scratch[count++] = thread
     }
-    for (const thread of members) {
+    for (let m = states.starts[state]!, end = states.starts[state + 1]!; m < end; m++) {
+      const thread = states.pool[m]!
       const reading = Math.floor(thread / AGE)
       const age = thread - reading * AGE + 1
       const at = this.step(reading, cls)
@@ -644,14 +721,26 @@ export class Readings {
         const to = arena[k]!
         // a thread older than any match of its stack can be is dropped; one back between escapes
         // at the root has read nothing (the root's own thread is in every state)
-        if (age <= f.oldest[to]! && !f.idle[to]!) add(to * AGE + age)
+        if (age <= f.reach[to]!) add(to * AGE + age)
       }
     }
     for (const root of f.roots) add(root * AGE)
-    const sorted = scratch.subarray(0, count).sort()
+    // sorted (a few dozen threads, most often: in place, no copy nor call out), duplicates dropped
+    if (count > 32) scratch.subarray(0, count).sort()
+    else {
+      for (let i = 1; i < count; i++) {
+        const thread = scratch[i]!
+        let j = i - 1
+        while (j >= 0 && scratch[j]! > thread) {
+          scratch[j + 1] = scratch[j]!
+          j--
+        }
+        scratch[j + 1] = thread
+      }
+    }
     let distinct = 0
-    for (let i = 0; i < count; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) sorted[distinct++] = sorted[i]!
-    const target = this.stateOf(sorted.subarray(0, distinct))
+    for (let i = 0; i < count; i++) if (i === 0 || scratch[i] !== scratch[i - 1]) scratch[distinct++] = scratch[i]!
+    const target = this.stateOf(scratch, distinct)
     const value = (target + 1) | (f.accepts[target] === undefined ? 0 : ACCEPTS)
     f.table[state * this.width + cls] = value
     return value
@@ -660,7 +749,7 @@ export class Readings {
 
   /** States built so far (for tests). */
   get states(): number {
-    return this.fresh.states.members.length
+    return this.fresh.states.count
   }
 
   private readonly found: Array<number> = []
@@ -672,7 +761,7 @@ export class Readings {
    * reading steps (and what is left of the `ALLOWANCE` shared by all automata).
    */
   scan(bytes: Uint8Array, end: number, atEnd: boolean, budget: number, onMatch: OnMatch): number {
-    if (this.fresh.states.members.length > MAX_STATES) this.reset()
+    if (this.fresh.states.count > MAX_STATES) this.reset()
     let state: number
     const before = this.built
     try {
@@ -709,7 +798,7 @@ export class Readings {
       else {
         value = table[state * width + cls]!
         if (value === 0) {
-          if (this.built > limit || this.fresh.states.members.length > MAX_STATES) return GAVE_UP
+          if (this.built > limit || this.fresh.states.count > MAX_STATES) return GAVE_UP
           value = this.build(state, cls)
           table = this.fresh.table
           last = this.fresh.last
