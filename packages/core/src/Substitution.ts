@@ -293,7 +293,7 @@ export class StreamRewriter {
    * `own`: `bytes` were cut from the slab, and what of them is not handed on is wiped.
    */
   private scannedInto(bytes: Buffer, atEnd: boolean, own: boolean): Buffer {
-    const { matches, holdFrom, resume } = this.matcher.scan!(bytes, atEnd, this.resume)
+    const { matches, holdFrom, resume } = this.scan(bytes, atEnd, own)
     this.resume = resume
     const keepFrom = atEnd ? bytes.length : holdFrom
     let size = 0
@@ -326,9 +326,23 @@ export class StreamRewriter {
     return out
   }
 
+  /**
+   * The matcher's scan. A matcher may refuse to go on (throw): then what was held back is dropped,
+   * and a joint in the slab is wiped first, since chunks handed on are views of that memory.
+   */
+  private scan(bytes: Buffer, atEnd: boolean, own: boolean): Scan {
+    try {
+      return this.matcher.scan!(bytes, atEnd, this.resume)
+    } catch (error) {
+      if (own) bytes.fill(0)
+      this.carry = EMPTY
+      throw error
+    }
+  }
+
   /** A whole-buffer scan: the matches replaced, the bytes from `holdFrom` on carried. */
   private scanned(bytes: Buffer, atEnd: boolean): Array<Buffer> {
-    const { matches, holdFrom, resume } = this.matcher.scan!(bytes, atEnd, this.resume)
+    const { matches, holdFrom, resume } = this.scan(bytes, atEnd, false)
     this.resume = resume
     const keepFrom = atEnd ? bytes.length : holdFrom
     const pieces: Array<Buffer> = []

@@ -485,6 +485,33 @@ describe("StreamRewriter with a whole-buffer scan", () => {
     )
   })
 
+  it("wipes a joint it wrote when the matcher refuses to go on: chunks handed on before reach nothing of it", () => {
+    const literal = scanning([["secret", "[S]"]])
+    let refuse = false
+    const refusing: Substitution.Matcher = {
+      ...literal,
+      scan(data, atEnd) {
+        if (refuse) throw new Error("refused")
+        return literal.scan!(data, atEnd)
+      }
+    }
+    // (each chunk in memory of its own: Node's pool would put them all in one)
+    const own = (text: string) => {
+      const chunk = Buffer.allocUnsafeSlow(Buffer.byteLength(text))
+      chunk.write(text)
+      return chunk
+    }
+    const rewriter = new Substitution.StreamRewriter(refusing)
+    const handed = [rewriter.push(own("first chunk, then a sec")), rewriter.push(own("ret and more, se"))]
+    refuse = true
+    const last = own("cret kept raw: RAW-BYTES")
+    expect(() => rewriter.push(last)).toThrow("refused")
+    for (const out of handed) if (out.buffer !== last.buffer) expect(Buffer.from(new Uint8Array(out.buffer)).includes("RAW-BYTES")).toBe(false)
+    // nothing held back survives the refusal
+    refuse = false
+    expect(text(rewriter.end())).toBe("")
+  })
+
   it("gives each scan back what the scan before it in the same stream returned as `resume`, through `push`, `write` and `end`", () => {
     // a matcher that counts the bytes it has seen, and says so to its next scan
     const seen: Array<unknown> = []

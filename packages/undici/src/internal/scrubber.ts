@@ -687,15 +687,16 @@ const standsAlone = (own: number, byte: number, bytes: Buffer, after: number, in
 
 /**
  * The last place at or before `at` where every stack reads the input in step with a reading from
- * its start (taken to be in step at the start of `bytes`): one that follows a byte no escape holds
- * (`SEPARATES`) or `2 * LONGEST_ESCAPE` bytes, with no introducer between, so that no escape of a
- * first layer spans it nor ends within `LONGEST_ESCAPE` bytes of it, and none of an inner layer
- * can (after a separator every decoder is between escapes, and bytes that introduce nothing keep
- * it there); or the start. -1 when there is none down to `floor` (above 0).
+ * its start: one that follows a byte no escape holds (`SEPARATES`) or `2 * LONGEST_ESCAPE` bytes,
+ * with no introducer between, so that no escape of a first layer spans it nor ends within
+ * `LONGEST_ESCAPE` bytes of it, and none of an inner layer can (after a separator every decoder is
+ * between escapes, and bytes that introduce nothing keep it there); or the start, and places that
+ * only the start and no introducer precede, when the bytes started in step (`startInStep`). -1
+ * when there is none down to `floor` (above 0).
  */
-const inStepBefore = (bytes: Buffer, at: number, plus: boolean, floor = 0): number => {
+const inStepBefore = (bytes: Buffer, at: number, plus: boolean, floor = 0, startInStep = true): number => {
   for (;;) {
-    if (at <= 0) return floor <= 0 ? 0 : -1
+    if (at <= 0) return floor <= 0 && startInStep ? 0 : -1
     if (at < floor) return -1
     const stop = Math.max(0, at - 2 * LONGEST_ESCAPE)
     let q = at - 1
@@ -703,8 +704,44 @@ const inStepBefore = (bytes: Buffer, at: number, plus: boolean, floor = 0): numb
       if (SEPARATES[bytes[q]!] === 1) return at
       q--
     }
-    if (q < stop) return at
+    // (fewer than `2 * LONGEST_ESCAPE` bytes back to the start prove nothing if it was out of step)
+    if (q < stop) return startInStep || at >= 2 * LONGEST_ESCAPE ? at : -1
     at = q
+  }
+}
+
+/**
+ * The stacks' hold (`hold`, of bytes that started in step), moved back to the start of every
+ * escape, of any layer, that holds it: a stack holds back from where its partial match begins in
+ * its decoded stream, which another stack may read as inside an escape (the `c` of `%5c`, where
+ * JSON read from the start holds back `c\` for a value starting with `c`), and the stacks read
+ * the next chunk from its first byte as from a stream's start. The escapes that can hold it begin
+ * after the place in step `2 * LONGEST_ESCAPE` bytes before it (none spans that place); they are
+ * found by decoding from there. A hold that already is such a place costs a look back.
+ */
+const inStepHold = (bytes: Buffer, hold: number, plus: boolean): number => {
+  for (;;) {
+    if (hold <= 0 || inStepBefore(bytes, hold, plus, hold) === hold) return hold
+    const from = inStepBefore(bytes, hold - 2 * LONGEST_ESCAPE, plus)
+    let moved = hold
+    const holding = (start: number, end: number) => {
+      if (start < moved && moved < end) moved = start
+    }
+    for (const outer of SYNTAXES) {
+      if (!hasIntroducer(outer, bytes, from, bytes.length, plus)) continue
+      const first = decode(outer, bytes, from, bytes.length, false, plus)
+      for (let k = 0; k < first.inAt.length; k++) holding(first.inAt[k]!, first.inAt[k]! + first.inLength[k]!)
+      if (first.cut !== -1) holding(first.cut, bytes.length)
+      if (MAX_DEPTH < 2) continue
+      for (const inner of SYNTAXES) {
+        if (!hasIntroducer(inner, first.bytes, 0, first.bytes.length, plus)) continue
+        const second = decode(inner, first.bytes, 0, first.bytes.length, false, plus, 1)
+        for (let k = 0; k < second.inAt.length; k++) holding(startOf(first, second.inAt[k]!), endOf(first, second.inAt[k]! + second.inLength[k]!))
+        if (second.cut !== -1) holding(startOf(first, second.cut), bytes.length)
+      }
+    }
+    if (moved === hold) return hold
+    hold = moved
   }
 }
 
@@ -942,9 +979,20 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind, str
   const found = candidates(scrubber, bytes, atEnd, kind === Kind.Loose, false, true, outOfStep)
   const count = found.starts.length
   const hold = atEnd ? bytes.length : found.hold
-  // the readings automaton's hold, moved to where the stacks can go on from, or said to be out of step
+  // the hold, moved to where the stacks can go on from, or said to be out of step
   const finish = (matches: ReadonlyArray<Substitution.Match>, holdFrom: number): Substitution.Scan => {
-    const at = found.read && !atEnd ? restartable(scrubber, bytes, matches, holdFrom, outOfStep !== undefined) : holdFrom
+    let at = holdFrom
+    if (!atEnd && found.read) at = restartable(scrubber, bytes, matches, holdFrom, outOfStep !== undefined)
+    else if (!atEnd && holdFrom < bytes.length) {
+      // a match that ends past the place found is held back too (and found again with the next chunk)
+      const plus = scrubber.sets.some((set) => set.plus)
+      let keep = matches.length
+      at = inStepHold(bytes, holdFrom, plus)
+      while (keep > 0 && matches[keep - 1]!.index + matches[keep - 1]!.length > at) at = inStepHold(bytes, Math.min(at, matches[--keep]!.index), plus)
+      // (so far back that carrying it could make every chunk longer: the next chunk is the readings automaton's)
+      if (at < holdFrom - scrubber.matcher.maxLength) at = -1
+      else if (keep < matches.length) (matches as Array<Substitution.Match>).length = keep
+    }
     if (at !== -1) {
       if (stream !== undefined) stream.outOfStep = false
       return { matches, holdFrom: at, resume: stream }
@@ -1043,8 +1091,7 @@ const SEPARATES = Uint8Array.from({ length: 256 }, (_, byte) => (isAlphanumeric(
 const restartable = (scrubber: Scrubber, bytes: Buffer, matches: ReadonlyArray<Substitution.Match>, holdFrom: number, outOfStep: boolean): number => {
   const last = matches[matches.length - 1]
   const floor = Math.max(last === undefined ? 0 : last.index + last.length, holdFrom - scrubber.matcher.maxLength)
-  const at = inStepBefore(bytes, holdFrom, scrubber.sets.some((set) => set.plus), floor)
-  return at === 0 && outOfStep ? -1 : at
+  return inStepBefore(bytes, holdFrom, scrubber.sets.some((set) => set.plus), floor, !outOfStep)
 }
 
 /** Whether the bytes hold any value in any known form. */
