@@ -711,38 +711,76 @@ const inStepBefore = (bytes: Buffer, at: number, plus: boolean, floor = 0, start
 }
 
 /**
- * The stacks' hold (`hold`, of bytes that started in step), moved back to the start of every
- * escape, of any layer, that holds it: a stack holds back from where its partial match begins in
- * its decoded stream, which another stack may read as inside an escape (the `c` of `%5c`, where
- * JSON read from the start holds back `c\` for a value starting with `c`), and the stacks read
- * the next chunk from its first byte as from a stream's start. The escapes that can hold it begin
- * after the place in step `2 * LONGEST_ESCAPE` bytes before it (none spans that place); they are
- * found by decoding from there. A hold that already is such a place costs a look back.
+ * Where the escapes of every stack lie in `bytes[from, end)`, read from `from` (a place in step):
+ * the open spans they cover, merged where they overlap (a place strictly inside one is inside an
+ * escape of some stack), as `[start, end, start, end, ...]` in order. An escape cut off by the end
+ * covers up to the end.
  */
-const inStepHold = (bytes: Buffer, hold: number, plus: boolean): number => {
-  for (;;) {
-    if (hold <= 0 || inStepBefore(bytes, hold, plus, hold) === hold) return hold
-    const from = inStepBefore(bytes, hold - 2 * LONGEST_ESCAPE, plus)
-    let moved = hold
-    const holding = (start: number, end: number) => {
-      if (start < moved && moved < end) moved = start
-    }
-    for (const outer of SYNTAXES) {
-      if (!hasIntroducer(outer, bytes, from, bytes.length, plus)) continue
-      const first = decode(outer, bytes, from, bytes.length, false, plus)
-      for (let k = 0; k < first.inAt.length; k++) holding(first.inAt[k]!, first.inAt[k]! + first.inLength[k]!)
-      if (first.cut !== -1) holding(first.cut, bytes.length)
-      if (MAX_DEPTH < 2) continue
-      for (const inner of SYNTAXES) {
-        if (!hasIntroducer(inner, first.bytes, 0, first.bytes.length, plus)) continue
-        const second = decode(inner, first.bytes, 0, first.bytes.length, false, plus, 1)
-        for (let k = 0; k < second.inAt.length; k++) holding(startOf(first, second.inAt[k]!), endOf(first, second.inAt[k]! + second.inLength[k]!))
-        if (second.cut !== -1) holding(startOf(first, second.cut), bytes.length)
-      }
-    }
-    if (moved === hold) return hold
-    hold = moved
+const escapeSpans = (bytes: Buffer, from: number, plus: boolean): Array<number> => {
+  const spans: Array<number> = []
+  const add = (start: number, end: number) => {
+    if (end - start > 1) spans.push(start, end)
   }
+  for (const outer of SYNTAXES) {
+    if (!hasIntroducer(outer, bytes, from, bytes.length, plus)) continue
+    const first = decode(outer, bytes, from, bytes.length, false, plus)
+    for (let k = 0; k < first.inAt.length; k++) add(first.inAt[k]!, first.inAt[k]! + first.inLength[k]!)
+    if (first.cut !== -1) add(first.cut, bytes.length)
+    if (MAX_DEPTH < 2) continue
+    for (const inner of SYNTAXES) {
+      if (!hasIntroducer(inner, first.bytes, 0, first.bytes.length, plus)) continue
+      const second = decode(inner, first.bytes, 0, first.bytes.length, false, plus, 1)
+      for (let k = 0; k < second.inAt.length; k++) add(startOf(first, second.inAt[k]!), endOf(first, second.inAt[k]! + second.inLength[k]!))
+      if (second.cut !== -1) add(startOf(first, second.cut), bytes.length)
+    }
+  }
+  const order = Array.from({ length: spans.length / 2 }, (_, k) => k).sort((a, b) => spans[2 * a]! - spans[2 * b]!)
+  const merged: Array<number> = []
+  for (const k of order) {
+    const start = spans[2 * k]!
+    const end = spans[2 * k + 1]!
+    const last = merged.length - 1
+    if (last > 0 && start < merged[last]!) merged[last] = Math.max(merged[last]!, end)
+    else merged.push(start, end)
+  }
+  return merged
+}
+
+/**
+ * The stacks' hold, moved back to where the stacks can go on from, with the matches it leaves
+ * committed (`keep` of `matches`, set here), or -1 when that lies further back than `limit`. A
+ * stack holds back from where its partial match begins in its decoded stream, which another stack
+ * may read as inside an escape (the `c` of `%5c`, where JSON read from the start holds `c\\` back
+ * for a value starting with `c`), and the stacks read the next chunk from its first byte as from a
+ * stream's start: so the hold moves to the start of the escapes of any layer that hold it, and a
+ * match that ends past it is held back too (found again with the next chunk). The escapes are read
+ * once, from a place in step before `limit`; a hold that already is such a place costs a look back.
+ */
+const STACKS_KEEP = { keep: 0 }
+const stacksHold = (bytes: Buffer, matches: ReadonlyArray<Substitution.Match>, hold: number, limit: number, plus: boolean): number => {
+  let keep = matches.length
+  STACKS_KEEP.keep = keep
+  // (the last match committed ends at or before the hold)
+  if (hold <= 0 || inStepBefore(bytes, hold, plus, hold) === hold) return hold
+  // read from near the hold first; from before `limit` only if matches to hold back go further
+  let from = inStepBefore(bytes, hold - 2 * LONGEST_ESCAPE, plus)
+  let spans = escapeSpans(bytes, from, plus)
+  let k = spans.length - 2
+  let far = false
+  const inStep = (at: number): number => {
+    if (at < from && !far) {
+      far = true
+      from = inStepBefore(bytes, Math.max(0, limit) - 2 * LONGEST_ESCAPE, plus)
+      spans = escapeSpans(bytes, from, plus)
+      k = spans.length - 2
+    }
+    while (k >= 0 && spans[k]! >= at) k -= 2
+    return k >= 0 && at < spans[k + 1]! ? spans[k]! : at
+  }
+  let at = inStep(hold)
+  while (at >= limit && keep > 0 && matches[keep - 1]!.index + matches[keep - 1]!.length > at) at = inStep(Math.min(at, matches[--keep]!.index))
+  STACKS_KEEP.keep = keep
+  return at < limit ? -1 : at
 }
 
 /**
@@ -984,14 +1022,9 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind, str
     let at = holdFrom
     if (!atEnd && found.read) at = restartable(scrubber, bytes, matches, holdFrom, outOfStep !== undefined)
     else if (!atEnd && holdFrom < bytes.length) {
-      // a match that ends past the place found is held back too (and found again with the next chunk)
-      const plus = scrubber.sets.some((set) => set.plus)
-      let keep = matches.length
-      at = inStepHold(bytes, holdFrom, plus)
-      while (keep > 0 && matches[keep - 1]!.index + matches[keep - 1]!.length > at) at = inStepHold(bytes, Math.min(at, matches[--keep]!.index), plus)
-      // (so far back that carrying it could make every chunk longer: the next chunk is the readings automaton's)
-      if (at < holdFrom - scrubber.matcher.maxLength) at = -1
-      else if (keep < matches.length) (matches as Array<Substitution.Match>).length = keep
+      // (so far back that carrying it could make every chunk longer: -1, the next chunk the readings automaton's)
+      at = stacksHold(bytes, matches, holdFrom, holdFrom - scrubber.matcher.maxLength, scrubber.sets.some((set) => set.plus))
+      if (at !== -1 && STACKS_KEEP.keep < matches.length) (matches as Array<Substitution.Match>).length = STACKS_KEEP.keep
     }
     if (at !== -1) {
       if (stream !== undefined) stream.outOfStep = false
