@@ -234,12 +234,13 @@ describe("the readings automaton finds everything the stacks find", () => {
 
   for (const spent of [false, true]) {
     it(`runs of introducers before a value under two layers, cut anywhere in them${spent ? ", the budget spent after the first chunk" : ""}: nothing the whole stream's reference covers is let through`, () => {
-      const pad = "lorem ipsum dolor sit amet, ".repeat(8)
+      // (no space anywhere: with `+` in a value, the reference would match every space, see `alphabets`)
+      const pad = "lorem-ipsum-dolor-sit-amet,-".repeat(8)
       const introducers = fc.constantFrom("\\", "\\\\", "%5C", "&#92;", "\\u005C", "%", "&", "&amp;", "\\u0026", "%25", "\\u0025", "%26", "&#37;", "&#38;", "\\u0025\\u0035\\u0043", "+", "&bsol;")
       let cutOff = 0
       fc.assert(
         fc.property(
-          fc.string({ unit: fc.constantFrom(..."QZXW019&%\\/\"';# é"), minLength: 2, maxLength: 6 }),
+          fc.string({ unit: fc.constantFrom(..."QZXW019&%\\/\"';#é"), minLength: 2, maxLength: 6 }),
           fc.array(introducers, { maxLength: 4 }),
           fc.array(fc.constantFrom<Syntax>(...SYNTAXES), { maxLength: 2 }),
           picks,
@@ -274,9 +275,10 @@ describe("the readings automaton finds everything the stacks find", () => {
             expect(reference.findIndex((covered, i) => covered === 1 && chunked[i] !== 1)).toBe(-1)
           }
         ),
-        { numRuns: RUNS }
+        // (cheap runs, and the case this is for is rare among them)
+        { numRuns: RUNS * 4 }
       )
-      expect(cutOff).toBeLessThan(RUNS / 4)
+      expect(cutOff).toBeLessThan(RUNS)
     })
   }
 
