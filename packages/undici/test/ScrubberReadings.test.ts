@@ -7,6 +7,7 @@
 import fc from "fast-check"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { encodeLayers, type Syntax, SYNTAXES } from "../src/internal/escapes.js"
+import { Substitution } from "@secretgate/core"
 import { ALLOWANCE, readable, Readings } from "../src/internal/readings.js"
 import { EgressRefused } from "../src/EgressError.js"
 import { coverage, makeScrubber, READINGS_BUDGET, scrubBytes } from "../src/internal/scrubber.js"
@@ -230,6 +231,37 @@ describe("the readings automaton finds everything the stacks find", () => {
       }
     }
     expect(streams).toBe(4900)
+  })
+
+  it("a chain of overlapping values, each one's end the next one's start, is cut off once it would be held back past the limit, not carried and scanned again with every chunk (found by review)", () => {
+    // `1f3kQz9A`: the `1` of each `\\u0041` or `%41` (an `A`) starts the next value, read raw
+    const value = "1f3kQz9A"
+    const scrubber = makeScrubber([secret(value, 0)])
+    const body = (n: number) => Buffer.from("1" + "f3kQz9\\u0041f3kQz9%41".repeat(n))
+    // a short chain passes, every value in it replaced
+    const short = body(200)
+    const reference = coverage(scrubber, short, true, "exhaustive").covered
+    const rewriter = new Substitution.StreamRewriter(scrubber.matcher)
+    const out = Buffer.concat([...Array.from({ length: Math.ceil(short.length / 1000) }, (_, k) => rewriter.push(short.subarray(k * 1000, (k + 1) * 1000))), rewriter.end()])
+    expect(reference.includes(0)).toBe(false)
+    expect(out.includes("f3kQz9")).toBe(false)
+    // a long one is cut off within the limit (64 KiB held back), not after the whole body
+    const long = body(40_000)
+    const chunked = new Substitution.StreamRewriter(scrubber.matcher)
+    let pushed = 0
+    expect(() => {
+      for (; pushed < long.length; pushed += 16_384) chunked.push(long.subarray(pushed, pushed + 16_384))
+    }).toThrow(EgressRefused)
+    expect(pushed).toBeLessThanOrEqual(96 * 1024)
+  })
+
+  it("an empty chunk changes nothing the scan of the next needs: a hold out of step stays so", () => {
+    const scrubber = makeScrubber([secret("QZXWe", 0)])
+    const first = scrubber.matcher.scan!(Buffer.from("\\u0051ZXWe\\\\&"), false)
+    expect((first.resume as { outOfStep?: boolean } | undefined)?.outOfStep).toBe(true)
+    const empty = scrubber.matcher.scan!(Buffer.alloc(0), false, first.resume)
+    expect(empty.resume).toBe(first.resume)
+    expect((empty.resume as { outOfStep?: boolean }).outOfStep).toBe(true)
   })
 
   for (const spent of [false, true]) {

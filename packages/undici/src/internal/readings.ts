@@ -218,9 +218,14 @@ export type OnMatch = (stack: number, pattern: number, start: number, end: numbe
 /** What `scan` answers when building would cost more than the chunk's budget. */
 export const GAVE_UP = -1
 
-/** A decoder reached `MAX_DECODER_STATES` (input made of ever new escapes): the automaton starts afresh. */
+/**
+ * A decoder reached `MAX_DECODER_STATES`, or the readings `MAX_READINGS` (input made of ever new
+ * escapes): the automaton starts afresh.
+ */
 class Saturated extends Error {}
 const MAX_DECODER_STATES = 65536
+/** (A step's key, `reading * 256 + class`, must fit in 31 bits.) */
+const MAX_READINGS = 1 << 22
 
 /** Byte strings decoders write, interned (an id per distinct string). */
 class Written {
@@ -575,6 +580,7 @@ export class Readings {
     const size = f.readings.size
     const id = f.readings.idOf(stack, outer, inner, node)
     if (id === size) {
+      if (id >= MAX_READINGS) throw new Saturated()
       if (id === f.reach.length) {
         const grown = new Int32Array(id * 2)
         grown.set(f.reach)

@@ -888,6 +888,23 @@ const readAll = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, found: Candi
 }
 
 /**
+ * The most bytes a scan may hold back for the next. What can still grow into a match spans at most
+ * the longest match (`maxLength`); only a chain of matches each overlapping the next, which an
+ * upstream that knows a value can write without end (`1f3kQz9A` as `1f3kQz9\u0041f3kQz9%41...`,
+ * each `1` a value's end and the next one's start, read by different stacks), holds back more, and
+ * then every chunk would be scanned again with all before it: past this, the response is cut off.
+ */
+const carryLimit = (scrubber: Scrubber): number => Math.max(4 * scrubber.matcher.maxLength, 64 * 1024)
+
+/** Why a response is cut off when what it would hold back passes `carryLimit`. */
+const tooLong = () =>
+  new EgressRefused({
+    message:
+      "The response was cut off: it holds a run of overlapping secret values longer than scrubbing holds back between chunks. " +
+      "Only an upstream that knows a value writes such a run; the value is not passed."
+  })
+
+/**
  * Why a response is cut off: a chunk that only the readings automaton reads in step (see
  * `restartable`) needed more building than the chunk's budget, the allowance and its stream's
  * reserve. Scanning it stack by stack could let a value through.
@@ -1013,6 +1030,8 @@ const NO_MATCHES: ReadonlyArray<Substitution.Match> = Object.freeze([])
  * that a match still growing with more bytes could overlap is committed.
  */
 const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind, stream?: Stream): Substitution.Scan => {
+  // (nothing read: what the stream's last scan said still holds)
+  if (bytes.length === 0) return { matches: NO_MATCHES, holdFrom: 0, resume: stream }
   const outOfStep = stream?.outOfStep === true ? stream : undefined
   const found = candidates(scrubber, bytes, atEnd, kind === Kind.Loose, false, true, outOfStep)
   const count = found.starts.length
@@ -1026,6 +1045,7 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind, str
       at = stacksHold(bytes, matches, holdFrom, holdFrom - scrubber.matcher.maxLength, scrubber.sets.some((set) => set.plus))
       if (at !== -1 && STACKS_KEEP.keep < matches.length) (matches as Array<Substitution.Match>).length = STACKS_KEEP.keep
     }
+    if (bytes.length - (at === -1 ? holdFrom : at) > carryLimit(scrubber)) throw tooLong()
     if (at !== -1) {
       if (stream !== undefined) stream.outOfStep = false
       return { matches, holdFrom: at, resume: stream }
