@@ -44,6 +44,29 @@ const streamed = (scrubber: ReturnType<typeof makeScrubber>, bytes: Buffer, cuts
   return covered
 }
 
+/** The building budget, the shared allowance and the reserve for chunks out of step, all spent. */
+const spendAll = () => {
+  Object.assign(ALLOWANCE, { cap: 0, left: 0, perSecond: 0 })
+  Object.assign(READINGS_BUDGET, { base: 0, perByte: 0, outOfStep: 0 })
+}
+
+/**
+ * Streams `bytes` cut at `cuts` and checks that nothing the whole stream's reference covers is let
+ * through; false when the response was cut off instead (`EgressRefused`).
+ */
+const streamsCovering = (scrubber: ReturnType<typeof makeScrubber>, bytes: Buffer, cuts: ReadonlyArray<number>, between = () => {}): boolean => {
+  let chunked: Uint8Array
+  try {
+    chunked = streamed(scrubber, bytes, cuts, between)
+  } catch (error) {
+    expect(error).toBeInstanceOf(EgressRefused)
+    return false
+  }
+  const reference = coverage(scrubber, bytes, true, "exhaustive").covered
+  expect(reference.findIndex((covered, i) => covered === 1 && chunked[i] !== 1)).toBe(-1)
+  return true
+}
+
 /** Checks the readings against the reference; returns whether the readings scanned the input. */
 const coversAll = (values: ReadonlyArray<string>, bytes: Buffer, atEnd: boolean, exactly = false, cuts: ReadonlyArray<number> = []): boolean => {
   const scrubber = makeScrubber(values.map(secret))
@@ -123,10 +146,6 @@ describe("the readings automaton finds everything the stacks find", () => {
     // step, so the next chunk starts out of step; then escapes that each need a new state, so that
     // with the budget and the allowance spent the automaton would give up on it
     const soup = Array.from({ length: 300 }, (_, i) => `\\u${(0x100 + i).toString(16).padStart(4, "0")}&#${i};`).join("")
-    const spent = () => {
-      Object.assign(ALLOWANCE, { cap: 0, left: 0, perSecond: 0 })
-      Object.assign(READINGS_BUDGET, { base: 0, perByte: 0 })
-    }
     const cutOff = [0, 0]
     const flagged = [0, 0]
     for (const [r, reserve] of [0, 50_000].entries()) {
@@ -142,7 +161,8 @@ describe("the readings automaton finds everything the stacks find", () => {
         if ((first.resume as { outOfStep?: boolean } | undefined)?.outOfStep === true) flagged[r]!++
         let chunked: Uint8Array
         try {
-          chunked = streamed(scrubber, bytes, [cut], spent)
+          // (the reserve is the stream's, taken at its first chunk: spending it after changes nothing)
+          chunked = streamed(scrubber, bytes, [cut], spendAll)
         } catch (error) {
           // cut off, with a message that says why
           expect(error).toBeInstanceOf(EgressRefused)
@@ -290,21 +310,7 @@ describe("the readings automaton finds everything the stacks find", () => {
             const values = piece ? [middle.slice(start, start + 1 + (length % (middle.length - start))) + last, value] : [value]
             const scrubber = makeScrubber(values.map(secret))
             const bytes = Buffer.from(pad + middle + pad)
-            let chunked: Uint8Array
-            try {
-              chunked = streamed(scrubber, bytes, [pad.length + (at % (Buffer.byteLength(middle) + 1))], () => {
-                if (spent) {
-                  Object.assign(ALLOWANCE, { cap: 0, left: 0, perSecond: 0 })
-                  Object.assign(READINGS_BUDGET, { base: 0, perByte: 0, outOfStep: 0 })
-                }
-              })
-            } catch (error) {
-              expect(error).toBeInstanceOf(EgressRefused)
-              cutOff++
-              return
-            }
-            const reference = coverage(scrubber, bytes, true, "exhaustive").covered
-            expect(reference.findIndex((covered, i) => covered === 1 && chunked[i] !== 1)).toBe(-1)
+            if (!streamsCovering(scrubber, bytes, [pad.length + (at % (Buffer.byteLength(middle) + 1))], spent ? spendAll : undefined)) cutOff++
           }
         ),
         // (cheap runs, and the case this is for is rare among them)
@@ -316,10 +322,6 @@ describe("the readings automaton finds everything the stacks find", () => {
 
   for (const alphabet of alphabets) {
     it(`streamed, the budget and the allowance spent after the first chunk: nothing the whole stream's reference covers is let through, or the response is cut off (${alphabet.label})`, () => {
-      const spent = () => {
-        Object.assign(ALLOWANCE, { cap: 0, left: 0, perSecond: 0 })
-        Object.assign(READINGS_BUDGET, { base: 0, perByte: 0, outOfStep: 0 })
-      }
       let cutOff = 0
       fc.assert(
         fc.property(
@@ -330,16 +332,7 @@ describe("the readings automaton finds everything the stacks find", () => {
             Object.assign(READINGS_BUDGET, savedBudget)
             // (streamed first: what the whole's scans build would spare the chunks the budget)
             const scrubber = makeScrubber(values.map(secret))
-            let chunked: Uint8Array
-            try {
-              chunked = streamed(scrubber, bytes, cuts, spent)
-            } catch (error) {
-              expect(error).toBeInstanceOf(EgressRefused)
-              cutOff++
-              return
-            }
-            const reference = coverage(scrubber, bytes, true, "exhaustive").covered
-            expect(reference.findIndex((covered, i) => covered === 1 && chunked[i] !== 1)).toBe(-1)
+            if (!streamsCovering(scrubber, bytes, cuts, spendAll)) cutOff++
           }
         ),
         { numRuns: RUNS }
