@@ -192,12 +192,16 @@ const privately = (bytes: Uint8Array): Buffer => {
 /** The size of a `StreamRewriter`'s slab (see `space`). */
 const SLAB = 128 * 1024
 
+/** A carry at least this long makes short chunks wait (see `StreamRewriter.deferred`). */
+const DEFER_FROM = 64
+
 const join = (pieces: ReadonlyArray<Buffer>): Buffer =>
   pieces.length === 0 ? EMPTY : pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)
 
 /**
  * Rewrites a byte stream. Feed chunks to `push`, then call `end`; each returns the bytes that are
- * final so far. Holds at most `maxLength - 1` bytes between calls.
+ * final so far. Holds at most `maxLength - 1` bytes between calls (with a matcher's `scan`, what it
+ * says to hold back; after a long one, also up to a quarter of its length that arrived since).
  *
  * @since 0.1.0
  * @example
@@ -220,6 +224,9 @@ export class StreamRewriter {
   private spaces = 0
   /** What the matcher's last scan asked to be given back with the next chunk. */
   private resume: unknown = undefined
+  /** Bytes that arrived after the carry and wait to be scanned with it (see `deferred`), and how many. */
+  private waiting: Buffer = EMPTY
+  private waited = 0
 
   constructor(private readonly matcher: Matcher) {}
 
@@ -229,10 +236,34 @@ export class StreamRewriter {
     // a whole-buffer scan: the final bytes written into one buffer, no piece per match
     const input = asBuffer(chunk)
     if (this.carry.length === 0) return this.scannedInto(input, false, false)
-    const joint = this.space(this.carry.length + input.length)
-    joint.set(this.carry, 0)
-    joint.set(input, this.carry.length)
-    return this.scannedInto(joint, false, true)
+    if (this.deferred(input)) return EMPTY
+    return this.scannedInto(this.joined(input, this.space(this.carry.length + this.waited + input.length)), false, true)
+  }
+
+  /**
+   * Whether `input` only joins what waits for the next scan. A carry far longer than what arrives
+   * is scanned again only once a quarter of its length has arrived since (or the stream ends): each
+   * scan reads the carry again, and chunks of a few bytes after a long carry (a sender can choose
+   * them) would otherwise cost its length each. A short carry, the common case, never waits.
+   */
+  private deferred(input: Buffer): boolean {
+    const carry = this.carry.length
+    if (carry < DEFER_FROM || this.waited + input.length >= carry / 4) return false
+    // (memory of its own: what waits may be part of a value)
+    if (this.waiting.length === 0) this.waiting = Buffer.allocUnsafeSlow(Math.ceil(carry / 4))
+    this.waiting.set(input, this.waited)
+    this.waited += input.length
+    return true
+  }
+
+  /** The carry, what waits and `input`, written into `out` (which fits them); nothing waits any more. */
+  private joined(input: Buffer, out: Buffer): Buffer {
+    out.set(this.carry, 0)
+    if (this.waited > 0) out.set(this.waiting.subarray(0, this.waited), this.carry.length)
+    out.set(input, this.carry.length + this.waited)
+    this.waiting = EMPTY
+    this.waited = 0
+    return out
   }
 
   /**
@@ -265,7 +296,10 @@ export class StreamRewriter {
   write(chunk: Uint8Array): Array<Buffer> {
     const input = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
     const carry = this.carry
-    if (this.matcher.scan !== undefined) return this.scanned(carry.length === 0 ? input : Buffer.concat([carry, input]), false)
+    if (this.matcher.scan !== undefined) {
+      if (carry.length === 0) return this.scanned(input, false)
+      return this.deferred(input) ? [] : this.scanned(this.joined(input, Buffer.allocUnsafeSlow(carry.length + this.waited + input.length)), false)
+    }
     const lookahead = this.matcher.maxLength - 1
     if (carry.length === 0) return this.run(input, false)
     if (input.length <= lookahead) return this.run(Buffer.concat([carry, input]), false)
@@ -282,7 +316,7 @@ export class StreamRewriter {
 
   /** Flushes what was carried; the stream is over. @since 0.1.0 */
   end(): Buffer {
-    const bytes = this.carry
+    const bytes = this.waited === 0 ? this.carry : this.joined(EMPTY, Buffer.allocUnsafeSlow(this.carry.length + this.waited))
     this.carry = EMPTY
     if (bytes.length === 0) return EMPTY
     return this.matcher.scan !== undefined ? this.scannedInto(bytes, true, false) : join(this.run(bytes, true))

@@ -537,6 +537,38 @@ describe("StreamRewriter with a whole-buffer scan", () => {
     expect(seen).toEqual([undefined, undefined])
   })
 
+  it("reads a long carry again only once a quarter of its length has arrived: tiny chunks after it cost in proportion to them, and the output is the same", () => {
+    // a literal 3,000 bytes long: its start, arriving, is held back whole
+    const long = "<" + "x".repeat(2998) + ">"
+    const literal = scanning([[long, "[L]"], ["secret", "[S]"]])
+    let scanned = 0
+    const counting: Substitution.Matcher = {
+      ...literal,
+      scan(data, atEnd) {
+        scanned += data.length
+        return literal.scan!(data, atEnd)
+      }
+    }
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(long, long.slice(0, 2500), "secret", "se", "ab", "xxxx"), { maxLength: 12 }), fc.array(fc.nat({ max: 40_000 }), { maxLength: 6 }), fc.integer({ min: 1, max: 64 }), (words, offsets, size) => {
+        const data = bytes(words.join(""))
+        const whole = Substitution.rewriteBytes(literal, data)
+        // chunks of `size` bytes, and a few cut anywhere
+        const cuts = [...new Set([...Array.from({ length: Math.ceil(data.length / size) }, (_, k) => k * size), ...offsets.map((o) => o % (data.length + 1))])].sort((a, b) => a - b)
+        scanned = 0
+        const rewriter = new Substitution.StreamRewriter(counting)
+        const out: Array<Buffer> = []
+        for (let k = 0; k < cuts.length; k++) out.push(Buffer.from(rewriter.push(data.subarray(cuts[k], cuts[k + 1] ?? data.length))))
+        out.push(rewriter.end())
+        expect(text(Buffer.concat(out))).toBe(text(whole))
+        // each byte is read a bounded number of times: a carry (up to 3,000 bytes) once per
+        // quarter of its length arrived, not once per chunk of `size` (one under 64 bytes, each time)
+        expect(scanned).toBeLessThanOrEqual(6 * data.length + 64 * cuts.length + 2 * 3000)
+      }),
+      { numRuns: 300 }
+    )
+  })
+
   it("passes a chunk with nothing to replace or hold back as it is", () => {
     const rewriter = new Substitution.StreamRewriter(scanning([["secret", "[S]"]]))
     const chunk = bytes("nothing to see here")

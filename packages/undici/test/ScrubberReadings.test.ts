@@ -275,6 +275,27 @@ describe("the readings automaton finds everything the stacks find", () => {
     expect(pushed).toBeLessThanOrEqual(96 * 1024)
   })
 
+  it("chains just under the limit, in chunks of 16 bytes (a sender can choose them): each byte is scanned a bounded number of times, not once per chunk while it is held back", () => {
+    const value = "1f3kQz9A"
+    const scrubber = makeScrubber([secret(value, 0)])
+    // chains of about 3.5 KB, each broken by an `x`
+    const body = Buffer.from(("1" + "f3kQz9\\u0041f3kQz9%41".repeat(170) + "x").repeat(20))
+    let scanned = 0
+    const counting: Substitution.Matcher = {
+      ...scrubber.matcher,
+      scan: (bytes, atEnd, resume) => {
+        scanned += bytes.length
+        return scrubber.matcher.scan!(bytes, atEnd, resume)
+      }
+    }
+    const rewriter = new Substitution.StreamRewriter(counting)
+    const out: Array<Buffer> = []
+    for (let at = 0; at < body.length; at += 16) out.push(Buffer.from(rewriter.push(body.subarray(at, at + 16))))
+    out.push(rewriter.end())
+    expect(Buffer.concat(out).includes("f3kQz9")).toBe(false)
+    expect(scanned).toBeLessThan(20 * body.length)
+  })
+
   it("an empty chunk changes nothing the scan of the next needs: a hold out of step stays so", () => {
     const scrubber = makeScrubber([secret("QZXWe", 0)])
     const first = scrubber.matcher.scan!(Buffer.from("\\u0051ZXWe\\\\&"), false)

@@ -894,7 +894,7 @@ const readAll = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, found: Candi
  * each `1` a value's end and the next one's start, read by different stacks), holds back more, and
  * then every chunk would be scanned again with all before it: past this, the response is cut off.
  */
-const carryLimit = (scrubber: Scrubber): number => Math.max(4 * scrubber.matcher.maxLength, 64 * 1024)
+const carryLimit = (scrubber: Scrubber): number => Math.max(4 * scrubber.matcher.maxLength, 4096)
 
 /** Why a response is cut off when what it would hold back passes `carryLimit`. */
 const tooLong = () =>
