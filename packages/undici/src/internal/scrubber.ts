@@ -747,8 +747,8 @@ const escapeSpans = (bytes: Buffer, from: number, plus: boolean): Array<number> 
 }
 
 /**
- * The stacks' hold, moved back to where the stacks can go on from, with the matches it leaves
- * committed (`keep` of `matches`, set here), or -1 when that lies further back than `limit`. A
+ * The stacks' hold, moved back to where the stacks can go on from (`matches` cut to those it leaves
+ * committed), or -1 when that lies further back than `limit` (`matches` as they were). A
  * stack holds back from where its partial match begins in its decoded stream, which another stack
  * may read as inside an escape (the `c` of `%5c`, where JSON read from the start holds `c\\` back
  * for a value starting with `c`), and the stacks read the next chunk from its first byte as from a
@@ -756,10 +756,8 @@ const escapeSpans = (bytes: Buffer, from: number, plus: boolean): Array<number> 
  * match that ends past it is held back too (found again with the next chunk). The escapes are read
  * once, from a place in step before `limit`; a hold that already is such a place costs a look back.
  */
-const STACKS_KEEP = { keep: 0 }
 const stacksHold = (bytes: Buffer, matches: ReadonlyArray<Substitution.Match>, hold: number, limit: number, plus: boolean): number => {
   let keep = matches.length
-  STACKS_KEEP.keep = keep
   // (the last match committed ends at or before the hold)
   if (hold <= 0 || inStepBefore(bytes, hold, plus, hold) === hold) return hold
   // read from near the hold first; from before `limit` only if matches to hold back go further
@@ -779,8 +777,10 @@ const stacksHold = (bytes: Buffer, matches: ReadonlyArray<Substitution.Match>, h
   }
   let at = inStep(hold)
   while (at >= limit && keep > 0 && matches[keep - 1]!.index + matches[keep - 1]!.length > at) at = inStep(Math.min(at, matches[--keep]!.index))
-  STACKS_KEEP.keep = keep
-  return at < limit ? -1 : at
+  if (at < limit) return -1
+  // (`matches` is `scan`'s own array whenever it holds any)
+  if (keep < matches.length) (matches as Array<Substitution.Match>).length = keep
+  return at
 }
 
 /**
@@ -1043,7 +1043,6 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind, str
     else if (!atEnd && holdFrom < bytes.length) {
       // (so far back that carrying it could make every chunk longer: -1, the next chunk the readings automaton's)
       at = stacksHold(bytes, matches, holdFrom, holdFrom - scrubber.matcher.maxLength, scrubber.sets.some((set) => set.plus))
-      if (at !== -1 && STACKS_KEEP.keep < matches.length) (matches as Array<Substitution.Match>).length = STACKS_KEEP.keep
     }
     if (bytes.length - (at === -1 ? holdFrom : at) > carryLimit(scrubber)) throw tooLong()
     if (at !== -1) {
