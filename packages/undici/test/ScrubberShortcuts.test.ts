@@ -83,6 +83,20 @@ describe("the scrubber's shortcuts find exactly what the exhaustive scan finds",
     )
   })
 
+  it("on a value at every place of texts of every length (the skip search walks each quarter of the bytes as its own lane)", () => {
+    // two-byte blocks (a value of 5 bytes) and three-byte ones (8 and 25 bytes); the second value
+    // shares the first's prefix, so one window is checked against both
+    for (const values of [["k3y!x", "k3y!xy"], ["k3y!x9Qz", "k3y!x9Qzw"], ["sk_live_0123456789abcdefgh", "sk_live_0123456789abcdefghij"]]) {
+      for (let length = values[0]!.length; length <= 80; length += 7) {
+        for (let at = 0; at + values[0]!.length <= length; at++) {
+          const text = "-".repeat(at) + values[0] + "-".repeat(length - at - values[0]!.length)
+          agree(values, Buffer.from(text), true)
+          expect(scrubBytes(makeScrubber(values.map(secret)), Buffer.from(text)).includes(values[0]!)).toBe(false)
+        }
+      }
+    }
+  })
+
   it("on an input made of a value's own repetitions (the skip search gives way to the automaton)", () => {
     const values = ["aaaaaaaaaaaaaaaab", "aaaaaaaaaaaaaaaaaaaaaaaa"]
     const bytes = Buffer.from("a".repeat(100_000) + "b")
