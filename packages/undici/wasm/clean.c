@@ -273,10 +273,10 @@ static int introducers(const u8 *b, int length, int plus, uint32_t *at) {
 }
 
 /*
- * `cleanLayer` over the introducers `at[0, count)` of `b[0, end)`: the layer's own are read as
- * escapes, every one is looked at as a neighbour that may reach an escape.
+ * `cleanLayer` over the introducers of `b[0, end)`: the layer's own (`mine[0, own_count)`) are read
+ * as escapes, every one (`at[0, count)`) is looked at as a neighbour that may reach an escape.
  */
-static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, const uint32_t *at, int count) {
+static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, const uint32_t *at, int count, const uint32_t *mine, int own_count) {
   const u8 *introduces = plus ? INTRODUCES_PLUS : INTRODUCES;
   int own = 1 << syntax;
   int previous_end = -1;
@@ -285,9 +285,9 @@ static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, c
   int pos = 0;
   /* `at[seen]` is the first introducer not yet passed as a neighbour */
   int seen = 0;
-  for (int k = 0; k < count; k++) {
-    int i = (int)at[k];
-    if (i < pos || (introduces[b[i]] & own) == 0) continue;
+  for (int k = 0; k < own_count; k++) {
+    int i = (int)mine[k];
+    if (i < pos) continue;
     int length = escape_at(syntax, b, i, end, at_end);
     if (length == CUT) return 1; /* the tail, which `candidates` decodes, holds it back */
     if (length == LITERAL) {
@@ -334,19 +334,34 @@ static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, c
 
 /*
  * For the chunk at `__heap_base` (`length` bytes): bit `s` set when it holds an introducer of
- * syntax `s`, bit `s + 4` when that layer is clean (or holds none).
+ * syntax `s`, bit `s + 4` when that layer is clean (or holds none). After the chunk (16-byte
+ * aligned) come the positions of its introducers, then the same again split by syntax: `clean.ts`
+ * makes room for two positions per byte.
  */
 __attribute__((export_name("layers"))) int layers(int length, int at_end, int plus) {
   const u8 *b = &__heap_base;
   uint32_t *at = (uint32_t *)(((uintptr_t)(b + length) + 15) & ~(uintptr_t)15);
   int count = introducers(b, length, plus, at);
   const u8 *introduces = plus ? INTRODUCES_PLUS : INTRODUCES;
-  int present = 0;
-  for (int k = 0; k < count && present != 7; k++) present |= introduces[b[at[k]]];
-  int answer = present;
+  /* each introducer introduces escapes of one syntax (`+` of percent only) */
+  int own_count[3] = {0, 0, 0};
+  for (int k = 0; k < count; k++) {
+    int bits = introduces[b[at[k]]];
+    own_count[0] += bits & 1;
+    own_count[1] += (bits >> 1) & 1;
+    own_count[2] += bits >> 2;
+  }
+  uint32_t *mine[3] = {at + count, at + count + own_count[0], at + count + own_count[0] + own_count[1]};
+  int filled[3] = {0, 0, 0};
+  for (int k = 0; k < count; k++) {
+    int syntax = __builtin_ctz((unsigned)introduces[b[at[k]]]);
+    mine[syntax][filled[syntax]++] = at[k];
+  }
+  int answer = 0;
   for (int syntax = 0; syntax < 3; syntax++) {
     int bit = 1 << syntax;
-    if ((present & bit) == 0 || clean_layer(syntax, b, length, at_end, plus, at, count)) answer |= bit << 4;
+    if (own_count[syntax] != 0) answer |= bit;
+    if (own_count[syntax] == 0 || clean_layer(syntax, b, length, at_end, plus, at, count, mine[syntax], own_count[syntax])) answer |= bit << 4;
   }
   return answer;
 }

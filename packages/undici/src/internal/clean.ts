@@ -1,8 +1,8 @@
 /**
  * The scrubber's clean check (`cleanLayer` of `scrubber.ts`), compiled: `wasm/clean.c`, built into
- * `cleanWasm.ts`. One pass finds every introducer sixty-four bytes at a time, then each layer's
- * escapes are read as `escapeAt` reads them, with the same tables (written into the module's
- * memory from `escapes.ts` and `scrubber.ts` when it is first used). For a chunk of ordinary JSON
+ * `cleanWasm.ts`. One pass finds every introducer sixty-four bytes at a time, they are listed by
+ * syntax, then each layer's escapes are read as `escapeAt` reads them, with the same tables
+ * (written into the module's memory from `escapes.ts` and `scrubber.ts` when it is first used). For a chunk of ordinary JSON
  * it costs a fraction of the TypeScript check, which stays the reference (`CleanWasm.test.ts`
  * compares the two) and the fallback where WebAssembly with SIMD is not available.
  */
@@ -57,7 +57,9 @@ export const makeCleanCheck = (tables: CleanTables): CleanCheck | undefined => {
   }
   // (the module's tables have room for so many names' nodes, and four bytes per name's text)
   const texts = Array.from({ length: NAMES.nodes }, (_, node) => nameText(node))
-  if (NAMES.nodes > NODES || texts.some((text) => text !== undefined && text.length > 4) || SYNTAXES.join() !== "json,percent,html") return undefined
+  // (and each introducer introduces escapes of one syntax: the module lists them by syntax)
+  const single = (table: Uint8Array) => table.every((bits) => (bits & (bits - 1)) === 0)
+  if (NAMES.nodes > NODES || texts.some((text) => text !== undefined && text.length > 4) || SYNTAXES.join() !== "json,percent,html" || !single(tables.introduces) || !single(tables.introducesPlus)) return undefined
   const bytesAt = (which: number, length: number) => new Uint8Array(exports.memory.buffer, exports.table(which), length)
   bytesAt(1, 256).set(tables.introduces)
   bytesAt(2, 256).set(tables.introducesPlus)
@@ -83,8 +85,8 @@ export const makeCleanCheck = (tables: CleanTables): CleanCheck | undefined => {
     layers(bytes, atEnd, plus, pairs) {
       const length = bytes.length
       if (length > LONGEST_CHUNK) return undefined
-      // the chunk, then a position per introducer (16-byte aligned)
-      const needed = base + length + 16 + 4 * (length + 1)
+      // the chunk, then (16-byte aligned) a position per introducer, and each again in its syntax's list
+      const needed = base + length + 16 + 8 * (length + 1)
       const memory = exports.memory
       if (needed > memory.buffer.byteLength) {
         try {
