@@ -10,14 +10,15 @@ import { encodeLayers, type Syntax, SYNTAXES } from "../src/internal/escapes.js"
 import { coverage, makeScrubber, scrubBytes, workOf } from "../src/internal/scrubber.js"
 import { alphabets, picks, secret, text, valueOf } from "./support/scrubberInputs.js"
 
+const agree = (values: ReadonlyArray<string>, bytes: Buffer, atEnd: boolean) => {
+  const scrubber = makeScrubber(values.map(secret))
+  const fast = coverage(scrubber, bytes, atEnd, "stacks")
+  const reference = coverage(scrubber, bytes, atEnd, "exhaustive")
+  expect(fast.hold).toBe(reference.hold)
+  expect(Buffer.from(fast.covered).toString("hex")).toBe(Buffer.from(reference.covered).toString("hex"))
+}
+
 describe("the scrubber's shortcuts find exactly what the exhaustive scan finds", () => {
-  const agree = (values: ReadonlyArray<string>, bytes: Buffer, atEnd: boolean) => {
-    const scrubber = makeScrubber(values.map(secret))
-    const fast = coverage(scrubber, bytes, atEnd, "stacks")
-    const reference = coverage(scrubber, bytes, atEnd, "exhaustive")
-    expect(fast.hold).toBe(reference.hold)
-    expect(Buffer.from(fast.covered).toString("hex")).toBe(Buffer.from(reference.covered).toString("hex"))
-  }
 
   for (const alphabet of alphabets) {
     it(`on values of any length amid noise, whole or cut off, at the end of a stream or not (${alphabet.label})`, () => {
@@ -106,12 +107,40 @@ describe("the scrubber's shortcuts find exactly what the exhaustive scan finds",
 })
 
 describe("the shortcuts' work", () => {
+  const clean = Buffer.from("lorem ipsum dolor sit amet, consectetur adipiscing elit ".repeat(20_000))
+
   it("a clean response is not looked at byte by byte", () => {
-    const scrubber = makeScrubber(Array.from({ length: 64 }, (_, i) => secret(`sk_${i}&<>"'!*()+/ é😀=${i.toString(36)}`, i)))
-    const clean = Buffer.from("lorem ipsum dolor sit amet, consectetur adipiscing elit ".repeat(20_000))
+    // values of letters, digits and common punctuation: no rare byte to anchor on
+    const scrubber = makeScrubber(Array.from({ length: 64 }, (_, i) => secret(`sk_live_${i}-Q7v${(i * 7919).toString(36)}Zx`, i)))
     expect(scrubBytes(scrubber, clean)).toBe(clean)
     // the skip search moves by many bytes at a time over text no value is made of
+    expect(workOf(scrubber)).toBeGreaterThan(0)
     expect(workOf(scrubber)).toBeLessThan(clean.length / 4)
+  })
+
+  it("a clean response lacking every value's rare byte is not walked at all, and one holding it is", () => {
+    const scrubber = makeScrubber(Array.from({ length: 64 }, (_, i) => secret(`sk_${i}&<>"'!*()+/ é😀=${i.toString(36)}`, i)))
+    expect(scrubBytes(scrubber, clean)).toBe(clean)
+    expect(workOf(scrubber)).toBe(0)
+    // a rare byte of every value (`!` or `*`) in the text: the search walks it
+    const exclaimed = Buffer.from(clean.toString().replace(/elit/g, "elit!"))
+    expect(scrubBytes(scrubber, exclaimed)).toBe(exclaimed)
+    expect(workOf(scrubber)).toBeGreaterThan(0)
+    expect(workOf(scrubber)).toBeLessThan(exclaimed.length / 4)
+  })
+
+  it("values whose rare bytes differ are found wherever they stand, with two anchors or none", () => {
+    const groups = [["pa$$word-one", "$ecret-two"], ["tilde~value", "~another~"], ["caret^value", "^x^y^z"]]
+    // two groups: one anchor each; three: more than the search looks for, so no anchor
+    for (const values of [groups.slice(0, 2).flat(), groups.flat()]) {
+      const scrubber = makeScrubber(values.map(secret))
+      for (const value of values) {
+        const text = Buffer.from(`lorem ipsum ${value} dolor`)
+        expect(scrubBytes(scrubber, text).includes(value)).toBe(false)
+        agree(values, text, true)
+        agree(values, text, false)
+      }
+    }
   })
 
   it("an input of a value's repetitions costs a bounded number of steps per byte", () => {

@@ -123,6 +123,52 @@ class PatternSet {
 }
 
 /**
+ * How seldom a byte stands in a response of any kind, as an anchor of the skip search (0: too often
+ * to be one): control bytes and bytes UTF-8 never writes, then `^` `` ` `` `|` `~`, then `$` `@` `*`
+ * `!`, then `(` `)` `+` and the first bytes of 4-byte UTF-8 characters (emoji). Letters, digits,
+ * white space, the rest of the punctuation and most other UTF-8 bytes are in any text.
+ */
+const RARENESS = Uint8Array.from({ length: 256 }, (_, byte) => {
+  if ((byte < 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) || byte === 0x7f || byte >= 0xf5) return 4
+  const char = String.fromCharCode(byte)
+  if ("^`|~".includes(char)) return 3
+  if ("$@*!".includes(char)) return 2
+  return "()+".includes(char) || (byte >= 0xf0 && byte <= 0xf4) ? 1 : 0
+})
+
+/** Whether `byte` is not in `bytes[0, end)`. */
+const absent = (bytes: Buffer, byte: number, end: number): boolean => {
+  const at = bytes.indexOf(byte)
+  return at === -1 || at >= end
+}
+
+/** The most anchors the skip search looks for (each is a pass of the byte search over a chunk). */
+const MAX_ANCHORS = 2
+
+/**
+ * Up to `MAX_ANCHORS` rare bytes (`RARENESS`) such that every pattern holds one of them, or
+ * `undefined`: each picked to be in the most patterns not yet covered, the rarest among those.
+ */
+const anchorsOf = (patterns: ReadonlyArray<Buffer>): Array<number> | undefined => {
+  let left = patterns
+  const anchors: Array<number> = []
+  while (left.length > 0) {
+    if (anchors.length === MAX_ANCHORS) return undefined
+    const holding = new Uint32Array(256)
+    for (const pattern of left) for (const byte of new Set(pattern)) holding[byte]!++
+    let best = -1
+    for (let byte = 0; byte < 256; byte++) {
+      if (RARENESS[byte] === 0 || holding[byte] === 0) continue
+      if (best === -1 || holding[byte]! > holding[best]! || (holding[byte] === holding[best] && RARENESS[byte]! > RARENESS[best]!)) best = byte
+    }
+    if (best === -1) return undefined
+    anchors.push(best)
+    left = left.filter((pattern) => !pattern.includes(best))
+  }
+  return anchors
+}
+
+/**
  * Every occurrence of a few or many patterns in raw bytes, mostly without looking at each byte:
  * the shift-table search of Wu and Manber. Each pattern's first `m` bytes (`m`: the shortest
  * pattern's length) are all that decide where to look; a window of `m` bytes whose last `BLOCK`
@@ -133,6 +179,10 @@ class PatternSet {
  * spends most of its time waiting for memory: the bytes are walked as four lanes at once (the
  * windows ending in each quarter), whose loads the processor overlaps. That halves the time of a
  * clean response's search.
+ *
+ * Before any of that, where every pattern holds one of at most two bytes that responses seldom
+ * hold (`anchorsOf`), bytes holding neither hold no pattern: the platform's byte search (a few bytes
+ * per processor cycle) finds that out, and the walk is skipped.
  *
  * Its work is bounded by one check per window plus the bytes compared; where comparing would cost
  * more than `BUDGET` times the input (inputs made of a pattern's own repetitions), the caller falls
@@ -152,6 +202,8 @@ class SkipSearch {
   private readonly ending: Array<Array<number> | undefined>
   /** Per lane: the occurrences found, as (pattern, start) pairs (reused from one search to the next). */
   private readonly found: Array<Array<number>> = [[], [], [], []]
+  /** Bytes one of which every pattern holds (`undefined`: no such few rare ones). */
+  private readonly anchors: ReadonlyArray<number> | undefined
   /** Bytes compared in this search, and how many it may compare. */
   private compared = 0
   private budget = 0
@@ -161,6 +213,7 @@ class SkipSearch {
   constructor(private readonly patterns: ReadonlyArray<Buffer>) {
     const m = patterns.reduce((min, pattern) => Math.min(min, pattern.length), Infinity)
     this.m = Math.min(m, 256)
+    this.anchors = anchorsOf(patterns)
     const block = this.m >= 8 ? 3 : 2
     ;[this.high, this.low] = block === 3 ? [10, 5] : [16, 8]
     const most = this.m - block + 1
@@ -185,7 +238,9 @@ class SkipSearch {
    * Calls `onMatch` for every occurrence that ends within `bytes[0, end)`, in order; returns false,
    * having reported nothing, when the input is too repetitive for the search to stay cheap.
    */
-  all(bytes: Uint8Array, end: number, onMatch: (pattern: number, start: number) => void): boolean {
+  all(bytes: Buffer, end: number, onMatch: (pattern: number, start: number) => void): boolean {
+    const anchors = this.anchors
+    if (anchors !== undefined && anchors.every((anchor) => absent(bytes, anchor, end))) return true
     const { m, shift, high, low, found } = this
     for (const lane of found) lane.length = 0
     this.compared = 0
