@@ -98,6 +98,15 @@ describe("the scrubber's shortcuts find exactly what the exhaustive scan finds",
     }
   })
 
+  it("on JSON records with every kind of escape, cut at every byte (a clean layer's end is found without decoding it)", () => {
+    // values that start with bytes the escapes here write (`"`, a line break, `&`, `/`, a space)
+    const values = [`"quoted" 1&<>'!*()`, "\nline two", "&amp and more", "/path?q=1", " leading space", "c0ffee42"]
+    const record = (i: number) =>
+      `{"id":${i},"note":"a \\"quoted\\" word\\nnext line &amp; more &#34;x&#x27;","url":"https://example.com/a/${i}?q=c%2Fd&page=2+3","e":"\\u00e9\\/"}\n`
+    const text = Buffer.from(record(1) + record(2) + record(3))
+    for (let cut = 0; cut <= text.length; cut++) agree(values, text.subarray(0, cut), false)
+  })
+
   it("on an input made of a value's own repetitions (the skip search gives way to the automaton)", () => {
     const values = ["aaaaaaaaaaaaaaaab", "aaaaaaaaaaaaaaaaaaaaaaaa"]
     const bytes = Buffer.from("a".repeat(100_000) + "b")

@@ -1019,6 +1019,57 @@ const tooDense = () =>
   })
 
 /**
+ * What the stacks that start with a clean layer of `outer` (`cleanLayer`) hold back at the end of
+ * `bytes`, found without decoding them where it can be (true; false: the caller decodes). Such a
+ * layer's escapes write bytes that pair with no neighbour as in a value, introduce no escape (an
+ * `&` or a `+` that starts none apart) and are reached by no escape of another syntax, in its own
+ * stream and in any inner one read over it (where the bytes beside them are the input's, as
+ * `cleanLayer` looked at them). So, unless a stream is cut off before its end (by an escape of the
+ * layer cut off, or by an inner HTML layer waiting for more after an `&` the layer's last escape
+ * wrote: then the caller decodes, since a value's prefix may end where the stream is cut), a proper
+ * prefix of a value at the end of such a stream is one of:
+ * - bytes after the layer's last escape, which are the input's own: held by the raw search, by an
+ *   inner layer as it reads the input (the input's escapes of that syntax are its own layer's), and
+ *   here under `+` as space for percent;
+ * - the one byte the layer's last escape wrote, where that escape ends the bytes: held from the
+ *   escape when a value starts with it.
+ * The last escape is read from a place every stack reads in step, as decoding the layer would.
+ */
+const holdCleanTail = (scrubber: Scrubber, outer: Syntax, bytes: Buffer, plus: boolean, found: Candidates): boolean => {
+  const length = bytes.length
+  if (hasIntroducer(outer, bytes, Math.max(0, length - LONGEST_ESCAPE), length, plus)) {
+    const tail = decode(outer, bytes, inStepBefore(bytes, length - 2 * LONGEST_ESCAPE, plus), length, false, plus)
+    if (tail.cut !== -1) return false
+    const last = tail.inAt.length - 1
+    if (last !== -1 && tail.inAt[last]! + tail.inLength[last]! === length) {
+      const written = tail.bytes[tail.outAt[last]! + tail.outLength[last]! - 1]!
+      if (written === INTRODUCER.html) return false
+      if (startsValue(scrubber)[written] === 1) found.hold = Math.min(found.hold, tail.inAt[last]!)
+    }
+  }
+  if (outer === "percent") for (const set of scrubber.sets) if (set.plus) holdTail(set.automaton(Kind.Plus), bytes, found)
+  return true
+}
+
+/**
+ * Per byte: whether a pattern of the scrubber starts with it (with `+` and space as one where a
+ * value holds either, as under percent-encoding).
+ */
+const startsValue = (() => {
+  const known = new WeakMap<Scrubber, Uint8Array>()
+  return (scrubber: Scrubber): Uint8Array => {
+    let table = known.get(scrubber)
+    if (table === undefined) {
+      table = new Uint8Array(256)
+      for (const set of scrubber.sets) for (const pattern of set.patterns) table[pattern[0]!] = 1
+      if (scrubber.sets.some((set) => set.plus) && (table[0x20] === 1 || table[0x2b] === 1)) table[0x20] = table[0x2b] = 1
+      known.set(scrubber, table)
+    }
+    return table
+  }
+})()
+
+/**
  * Every match of `bytes` under any stack, unjoined, and where to hold back. `outOfStep`: the
  * stream's bytes held back start where the stacks may read out of step: only the readings automaton
  * reads them, or the response is cut off (`tooDense`).
@@ -1070,15 +1121,10 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
     let from = 0
     if (pairs !== undefined && clean[layer]) {
       // no escape of the layer matters: nothing to find in it but what is held back at its end,
-      // which is decoded from a place every stack reads in step, early enough for a value under
-      // the widest escapes (an inner escape's bytes are not a first-layer escape's here)
-      if (atEnd) continue
-      if (!hasIntroducer(outer, bytes, Math.max(0, bytes.length - scrubber.longest - 2 * LONGEST_ESCAPE - 1), bytes.length, plus)) {
-        // and no escape near the end: there the layer is the input itself, whose end the raw
-        // search held back already (under `+` as space too, for percent)
-        if (outer === "percent") for (const set of sets) if (set.plus) holdTail(set.automaton(Kind.Plus), bytes, found)
-        continue
-      }
+      // found without decoding it where it can be; else decoded from a place every stack reads in
+      // step, early enough for a value under the widest escapes (an inner escape's bytes are not a
+      // first-layer escape's here)
+      if (atEnd || holdCleanTail(scrubber, outer, bytes, plus, found)) continue
       from = inStepBefore(bytes, bytes.length - scrubber.longest * MAX_EXPANSION.html - 3 * LONGEST_ESCAPE, plus)
     }
     const first = decode(outer, bytes, from, bytes.length, atEnd, plus)
