@@ -235,23 +235,25 @@ class SkipSearch {
   }
 
   /**
-   * Calls `onMatch` for every occurrence that ends within `bytes[0, end)`, in order; returns false,
-   * having reported nothing, when the input is too repetitive for the search to stay cheap.
+   * Every occurrence that ends within `bytes[0, end)`, in order, as (pattern, start) pairs (an array
+   * the next search reuses); `undefined` when the input is too repetitive for the search to stay
+   * cheap.
    */
-  all(bytes: Buffer, end: number, onMatch: (pattern: number, start: number) => void): boolean {
-    const anchors = this.anchors
-    if (anchors !== undefined && anchors.every((anchor) => absent(bytes, anchor, end))) return true
-    const { m, shift, high, low, found } = this
+  all(bytes: Buffer, end: number): ReadonlyArray<number> | undefined {
+    const { anchors, found } = this
+    const first = found[0]!
     for (const lane of found) lane.length = 0
+    if (anchors !== undefined && absent(bytes, anchors[0]!, end) && (anchors.length === 1 || absent(bytes, anchors[1]!, end))) return first
+    const { m, shift, high, low } = this
     this.compared = 0
     this.budget = SkipSearch.BUDGET * end + 64
-    // the windows ending at [first, end), a quarter of them per lane
-    const first = m - 1
-    const span = Math.max(0, end - first)
-    const q1 = first + Math.floor(span / 4)
-    const q2 = first + Math.floor(span / 2)
-    const q3 = first + Math.floor((3 * span) / 4)
-    let a = first
+    // the windows ending at [m - 1, end), a quarter of them per lane
+    const start = m - 1
+    const span = Math.max(0, end - start)
+    const q1 = start + Math.floor(span / 4)
+    const q2 = start + Math.floor(span / 2)
+    const q3 = start + Math.floor((3 * span) / 4)
+    let a = start
     let b = q1
     let c = q2
     let d = q3
@@ -273,9 +275,9 @@ class SkipSearch {
     }
     windows += this.walk(bytes, a, q1, end, 0) + this.walk(bytes, b, q2, end, 1) + this.walk(bytes, c, q3, end, 2) + this.walk(bytes, d, end, end, 3)
     this.work += windows + this.compared
-    if (this.compared > this.budget) return false
-    for (const lane of found) for (let i = 0; i < lane.length; i += 2) onMatch(lane[i]!, lane[i + 1]!)
-    return true
+    if (this.compared > this.budget) return undefined
+    for (let k = 1; k < found.length; k++) for (const value of found[k]!) first.push(value)
+    return first
   }
 
   /** One lane's windows ending at `[pos, to)`, walked alone; returns how many. */
@@ -326,6 +328,8 @@ export interface Scrubber {
   readonly shortest: number
   /** The length of the longest pattern (1 when none). */
   readonly longest: number
+  /** Whether a pattern holds a space or `+` (then `+` is an escape of percent-encoding, a space's). */
+  readonly plus: boolean
 }
 
 export const isLatin1 = (text: string): boolean => {
@@ -366,6 +370,7 @@ const fromSets = (sets: ReadonlyArray<PatternSet>): Scrubber => {
     sets: live,
     empty: live.length === 0,
     longest,
+    plus: live.some((set) => set.plus),
     shortest: live.reduce((min, set) => Math.min(min, ...set.patterns.map((pattern) => pattern.length)), Infinity),
     matcher: {
       // the longest a match can be: every byte of the longest pattern under two of the widest escapes
@@ -566,6 +571,12 @@ const isAlphanumeric = (byte: number): boolean => (byte >= 0x30 && byte <= 0x39)
 
 /** A bit per syntax of `SYNTAXES`, in a mask of the inner layers to decode. */
 const ALL_LAYERS = (1 << SYNTAXES.length) - 1
+
+/** The bits of `layersOf`'s answer that say every layer is clean. */
+const ALL_CLEAN = ALL_LAYERS << 4
+
+/** How a stack's decoded stream is compared: `+` as space under percent-encoding, case aside in header names (`loose`). */
+const kindOf = (stack: ReadonlyArray<Syntax>, loose: boolean): Kind => (loose ? Kind.Loose : stack.includes("percent") ? Kind.Plus : Kind.Exact)
 
 /** Per byte: the bits of the syntaxes it introduces an escape of (`+` apart: it counts for percent only where a value holds a space or `+`). */
 const INTRODUCES = (() => {
@@ -1062,7 +1073,7 @@ const startsValue = (() => {
     if (table === undefined) {
       table = new Uint8Array(256)
       for (const set of scrubber.sets) for (const pattern of set.patterns) table[pattern[0]!] = 1
-      if (scrubber.sets.some((set) => set.plus) && (table[0x20] === 1 || table[0x2b] === 1)) table[0x20] = table[0x2b] = 1
+      if (scrubber.plus && (table[0x20] === 1 || table[0x2b] === 1)) table[0x20] = table[0x2b] = 1
       known.set(scrubber, table)
     }
     return table
@@ -1082,19 +1093,24 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
     if (!readAll(scrubber, bytes, atEnd, found, outOfStep)) throw tooDense()
     return found
   }
-  const plus = sets.some((set) => set.plus)
+  const plus = scrubber.plus
   const pairs = loose || exhaustive ? undefined : unionPairs(scrubber)
-  // per layer: whether it has an escape at all, and whether none of them matters (then the
-  // shortcuts below apply)
+  // per layer: whether it has an escape at all (bit `layer`), and whether none of them matters
+  // (bit `layer + 4`: then the shortcuts below apply)
   const layers = layersOf(bytes, atEnd, plus, pairs)
-  const present = SYNTAXES.map((_, layer) => (layers & (1 << layer)) !== 0)
-  const clean = SYNTAXES.map((_, layer) => (layers & (16 << layer)) !== 0)
   // a chunk whose escapes matter is read by the readings automaton where they are dense
-  if (readings && !loose && !exhaustive && clean.includes(false) && dense(bytes, plus) && readAll(scrubber, bytes, atEnd, found)) return found
-  for (const set of sets) {
+  if (readings && !loose && !exhaustive && (layers & ALL_CLEAN) !== ALL_CLEAN && dense(bytes, plus) && readAll(scrubber, bytes, atEnd, found)) return found
+  for (let s = 0; s < sets.length; s++) {
+    const set = sets[s]!
     const automaton = set.automaton(loose ? Kind.Loose : Kind.Exact)
     const search = set.search
-    if (!loose && !exhaustive && search !== undefined && search.all(bytes, bytes.length, (i, at) => found.add(at, at + set.patterns[i]!.length, set.replacement(i, []), set.secrets[i]))) {
+    const occurrences = loose || exhaustive || search === undefined ? undefined : search.all(bytes, bytes.length)
+    if (occurrences !== undefined) {
+      for (let k = 0; k < occurrences.length; k += 2) {
+        const i = occurrences[k]!
+        const at = occurrences[k + 1]!
+        found.add(at, at + set.patterns[i]!.length, set.replacement(i, []), set.secrets[i])
+      }
       // only the end, where a match may be cut off, needs the automaton's state
       if (!atEnd) holdTail(automaton, bytes, found)
       continue
@@ -1115,11 +1131,11 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
     })
     if (!atEnd) holdTail(automaton, bytes, found)
   }
-  const kindOf = (stack: ReadonlyArray<Syntax>) => (loose ? Kind.Loose : stack.includes("percent") ? Kind.Plus : Kind.Exact)
-  for (const [layer, outer] of SYNTAXES.entries()) {
-    if (!present[layer]) continue
+  for (let layer = 0; layer < SYNTAXES.length; layer++) {
+    if ((layers & (1 << layer)) === 0) continue
+    const outer = SYNTAXES[layer]!
     let from = 0
-    if (pairs !== undefined && clean[layer]) {
+    if (pairs !== undefined && (layers & (16 << layer)) !== 0) {
       // no escape of the layer matters: nothing to find in it but what is held back at its end,
       // found without decoding it where it can be; else decoded from a place every stack reads in
       // step, early enough for a value under the widest escapes (an inner escape's bytes are not a
@@ -1133,7 +1149,7 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
       SPAN.start = startOf(first, start)
       SPAN.end = endOf(first, end)
     }
-    matchNearEscapes(sets, first, [outer], kindOf([outer]), atEnd, once, found, exhaustive)
+    matchNearEscapes(sets, first, [outer], kindOf([outer], loose), atEnd, once, found, exhaustive)
     if (MAX_DEPTH < 2) continue
     // the pairs under `+` as space too: a superset of those of any stack with `outer`
     const needed = exhaustive ? ALL_LAYERS : innerLayersNeeded(scrubber, first, loose ? Kind.Loose : Kind.Plus, plus)
@@ -1147,7 +1163,7 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
       const second = decode(inner, first.bytes, from, first.bytes.length, atEnd, plus, 1)
       if (second.cut !== -1) found.hold = Math.min(found.hold, startOf(first, second.cut))
       const twice: Span = (start, end) => once(startOf(second, start), endOf(second, end))
-      matchNearEscapes(sets, second, [outer, inner], kindOf([outer, inner]), atEnd, twice, found, exhaustive)
+      matchNearEscapes(sets, second, [outer, inner], kindOf([outer, inner], loose), atEnd, twice, found, exhaustive)
     }
   }
   return found
@@ -1173,6 +1189,36 @@ const POOLED = 4096
 const NO_MATCHES: ReadonlyArray<Substitution.Match> = Object.freeze([])
 
 /**
+ * A scan's answer: the hold moved to where the stacks can go on from, or said to be out of step
+ * (`stream`: what the stream's previous scan handed on; `read`: the readings automaton found the
+ * matches).
+ */
+const finished = (
+  scrubber: Scrubber,
+  bytes: Buffer,
+  atEnd: boolean,
+  read: boolean,
+  stream: Stream | undefined,
+  matches: ReadonlyArray<Substitution.Match>,
+  holdFrom: number
+): Substitution.Scan => {
+  let at = holdFrom
+  if (!atEnd && read) at = restartable(scrubber, bytes, matches, holdFrom, stream?.outOfStep === true)
+  else if (!atEnd && holdFrom < bytes.length) {
+    // (so far back that carrying it could make every chunk longer: -1, the next chunk the readings automaton's)
+    at = stacksHold(bytes, matches, holdFrom, holdFrom - scrubber.matcher.maxLength, scrubber.plus)
+  }
+  if (bytes.length - (at === -1 ? holdFrom : at) > carryLimit(scrubber)) throw tooLong()
+  if (at !== -1) {
+    if (stream !== undefined) stream.outOfStep = false
+    return { matches, holdFrom: at, resume: stream }
+  }
+  const next = stream ?? new Stream()
+  next.outOfStep = true
+  return { matches, holdFrom, resume: next }
+}
+
+/**
  * The matches to replace, joined where they overlap (a span covered by any match is replaced, by
  * the replacements of the matches that make it up, in order), and where to hold back: nothing
  * that a match still growing with more bytes could overlap is committed.
@@ -1184,24 +1230,8 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind, str
   const found = candidates(scrubber, bytes, atEnd, kind === Kind.Loose, false, true, outOfStep)
   const count = found.starts.length
   const hold = atEnd ? bytes.length : found.hold
-  // the hold, moved to where the stacks can go on from, or said to be out of step
-  const finish = (matches: ReadonlyArray<Substitution.Match>, holdFrom: number): Substitution.Scan => {
-    let at = holdFrom
-    if (!atEnd && found.read) at = restartable(scrubber, bytes, matches, holdFrom, outOfStep !== undefined)
-    else if (!atEnd && holdFrom < bytes.length) {
-      // (so far back that carrying it could make every chunk longer: -1, the next chunk the readings automaton's)
-      at = stacksHold(bytes, matches, holdFrom, holdFrom - scrubber.matcher.maxLength, scrubber.sets.some((set) => set.plus))
-    }
-    if (bytes.length - (at === -1 ? holdFrom : at) > carryLimit(scrubber)) throw tooLong()
-    if (at !== -1) {
-      if (stream !== undefined) stream.outOfStep = false
-      return { matches, holdFrom: at, resume: stream }
-    }
-    const next = stream ?? new Stream()
-    next.outOfStep = true
-    return { matches, holdFrom, resume: next }
-  }
-  if (count === 0) return finish(NO_MATCHES, hold)
+  if (count === 0) return finished(scrubber, bytes, atEnd, found.read, stream, NO_MATCHES, hold)
+  const finish = (matches: ReadonlyArray<Substitution.Match>, holdFrom: number) => finished(scrubber, bytes, atEnd, found.read, stream, matches, holdFrom)
   // (the readings automaton's come in order already: then no order is built)
   let sorted = true
   for (let i = 1; i < count && sorted; i++) sorted = found.starts[i - 1]! < found.starts[i]! || (found.starts[i - 1] === found.starts[i] && found.ends[i - 1]! >= found.ends[i]!)
@@ -1291,7 +1321,7 @@ const SEPARATES = Uint8Array.from({ length: 256 }, (_, byte) => (isAlphanumeric(
 const restartable = (scrubber: Scrubber, bytes: Buffer, matches: ReadonlyArray<Substitution.Match>, holdFrom: number, outOfStep: boolean): number => {
   const last = matches[matches.length - 1]
   const floor = Math.max(last === undefined ? 0 : last.index + last.length, holdFrom - scrubber.matcher.maxLength)
-  return inStepBefore(bytes, holdFrom, scrubber.sets.some((set) => set.plus), floor, !outOfStep)
+  return inStepBefore(bytes, holdFrom, scrubber.plus, floor, !outOfStep)
 }
 
 /** Whether the bytes hold any value in any known form. */
