@@ -73,6 +73,19 @@ describe("the compiled clean check", () => {
     expect(layersOf(Buffer.from("abc %2F%2"), false, true, pairs).toString(2)).toBe("1010010")
   })
 
+  it("answers the same when a chunk makes the module's memory grow, and for the chunks after it", () => {
+    const scrubber = makeScrubber([secret(`sk_1&<>"'!*()+/ é`, 0)])
+    const pairs = unionPairs(scrubber)!
+    const small = Buffer.from(`a \\"b\\" &amp; %2F then &\\u003c`)
+    expect(layersOf(small, true, true, pairs).toString(2)).toBe(layersOf(small, true, true, pairs, false).toString(2))
+    // each longer than the last: the module's memory grows (up to 1 MiB chunks, nine bytes per byte)
+    for (const size of [100_000, 300_000, 700_000, 1_000_000]) {
+      const long = Buffer.from(`a \\"b\\" &amp; %2F `.repeat(Math.ceil(size / 20)).slice(0, size - 8) + "&\\u003c")
+      expect(layersOf(long, true, true, pairs).toString(2)).toBe(layersOf(long, true, true, pairs, false).toString(2))
+      expect(layersOf(small, true, true, pairs).toString(2)).toBe(layersOf(small, true, true, pairs, false).toString(2))
+    }
+  })
+
   it("gives a chunk longer than its memory holds to the TypeScript check, with the same answer", () => {
     const scrubber = makeScrubber([secret(`sk_1&<>"'!*()+/ é`, 0)])
     const pairs = unionPairs(scrubber)!

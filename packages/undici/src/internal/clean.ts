@@ -80,27 +80,31 @@ export const makeCleanCheck = (tables: CleanTables): CleanCheck | undefined => {
   }
   exports.configure(LONGEST_ESCAPE, MAX_REFERENCE_DIGITS, NAMES.LONGEST_NAME, INTRODUCER.json, INTRODUCER.percent, INTRODUCER.html)
   const base = exports.table(10)
+  const pairsAt = exports.table(0)
   let loaded: Uint8Array | undefined
+  // the module's memory (a new view after it grows)
+  let heap = new Uint8Array(exports.memory.buffer)
   return {
     layers(bytes, atEnd, plus, pairs) {
       const length = bytes.length
       if (length > LONGEST_CHUNK) return undefined
       // the chunk, then (16-byte aligned) a position per introducer, and each again in its syntax's list
       const needed = base + length + 16 + 8 * (length + 1)
-      const memory = exports.memory
-      if (needed > memory.buffer.byteLength) {
+      if (needed > heap.length) {
+        const memory = exports.memory
         try {
           memory.grow(Math.ceil((needed - memory.buffer.byteLength) / 65536))
         } catch {
           // no more memory for the module: this chunk is checked in TypeScript
           return undefined
         }
+        heap = new Uint8Array(memory.buffer)
       }
       if (pairs !== loaded) {
-        new Uint8Array(memory.buffer, exports.table(0), 65536).set(pairs)
+        heap.set(pairs, pairsAt)
         loaded = pairs
       }
-      new Uint8Array(memory.buffer, base, length).set(bytes)
+      heap.set(bytes, base)
       return exports.layers(length, atEnd ? 1 : 0, plus ? 1 : 0)
     }
   }
