@@ -107,6 +107,18 @@ describe("the scrubber's shortcuts find exactly what the exhaustive scan finds",
     for (let cut = 0; cut <= text.length; cut++) agree(values, text.subarray(0, cut), false)
   })
 
+  it("where a clean layer's last escape ends the bytes, with `+` as space (found by review)", () => {
+    // a percent escape, then `+`: `1+` read as `1 ` would start `1 b`, but the `1` is the escape's
+    agree(["1 b"], Buffer.from("%41+"), false)
+    agree(["1 ", "&# b<"], Buffer.from("xyz ,z %61+"), false)
+    // a space a JSON escape wrote starts no value that starts with `+` (no percent layer reads it)
+    agree(["+q"], Buffer.from("\\u0020"), false)
+    agree(["+q"], Buffer.from("x\\u0020"), false)
+    // and one a percent escape wrote does, as a `+` a JSON escape wrote starts one with a space
+    agree(["+q"], Buffer.from("x%20"), false)
+    agree([" q"], Buffer.from("x\\u002b"), false)
+  })
+
   it("on an input made of a value's own repetitions (the skip search gives way to the automaton)", () => {
     const values = ["aaaaaaaaaaaaaaaab", "aaaaaaaaaaaaaaaaaaaaaaaa"]
     const bytes = Buffer.from("a".repeat(100_000) + "b")

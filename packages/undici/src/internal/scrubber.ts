@@ -18,7 +18,7 @@ import { Buffer } from "node:buffer"
 import { EgressRefused } from "../EgressError.js"
 import { type CleanCheck, makeCleanCheck } from "./clean.js"
 import { GAVE_UP, readable, Readings, STACKS } from "./readings.js"
-import { CANONICAL, CUT, decode, type Decoded, endOf, escapeAt, hasIntroducer, INTRODUCER, LITERAL, LONGEST_ESCAPE, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, nextIntroducer, PARSED, startOf, type Syntax, SYNTAXES } from "./escapes.js"
+import { CANONICAL, CUT, decode, type Decoded, endOf, escapeAt, hasIntroducer, hexValue, INTRODUCER, LITERAL, LONGEST_ESCAPE, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, nextIntroducer, PARSED, startOf, type Syntax, SYNTAXES } from "./escapes.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
 
@@ -897,11 +897,11 @@ const stacksHold = (bytes: Buffer, matches: ReadonlyArray<Substitution.Match>, h
 }
 
 /**
- * Holds back a proper prefix of a pattern at the end of `bytes`: more bytes could complete it. (A
- * pattern already whole there was found, and is not held.)
+ * Holds back a proper prefix of a pattern at the end of `bytes` (one that starts at `after` or later):
+ * more bytes could complete it. (A pattern already whole there was found, and is not held.)
  */
-const holdTail = (automaton: Automaton.Automaton, bytes: Buffer, found: Candidates) => {
-  const from = Math.max(0, bytes.length - automaton.longest + 1)
+const holdTail = (automaton: Automaton.Automaton, bytes: Buffer, found: Candidates, after = 0) => {
+  const from = Math.max(after, bytes.length - automaton.longest + 1)
   const state = automaton.scan(bytes, from, bytes.length, Automaton.Automaton.ROOT, () => {})
   found.hold = Math.min(found.hold, bytes.length - automaton.depth(state))
 }
@@ -1055,28 +1055,42 @@ const holdCleanTail = (scrubber: Scrubber, outer: Syntax, bytes: Buffer, plus: b
     if (last !== -1 && tail.inAt[last]! + tail.inLength[last]! === length) {
       const written = tail.bytes[tail.outAt[last]! + tail.outLength[last]! - 1]!
       if (written === INTRODUCER.html) return false
-      if (startsValue(scrubber)[written] === 1) found.hold = Math.min(found.hold, tail.inAt[last]!)
+      if (startsValue(scrubber, outer, written)) found.hold = Math.min(found.hold, tail.inAt[last]!)
     }
   }
-  if (outer === "percent") for (const set of scrubber.sets) if (set.plus) holdTail(set.automaton(Kind.Plus), bytes, found)
+  if (outer === "percent" && scrubber.plus) {
+    // under `+` as space, bytes after the layer's last escape (those before it, and its own, are
+    // the decoded stream's other bytes)
+    let after = 0
+    for (let i = length - 1; i >= Math.max(0, length - scrubber.longest - 2); i--) {
+      if (bytes[i] === 0x2b) after = i + 1
+      else if (bytes[i] === INTRODUCER.percent && i + 2 < length && hexValue(bytes[i + 1]!) !== -1 && hexValue(bytes[i + 2]!) !== -1) after = i + 3
+      else continue
+      break
+    }
+    for (const set of scrubber.sets) if (set.plus) holdTail(set.automaton(Kind.Plus), bytes, found, after)
+  }
   return true
 }
 
 /**
- * Per byte: whether a pattern of the scrubber starts with it (with `+` and space as one where a
- * value holds either, as under percent-encoding).
+ * Whether a value starts with the byte `written` by an escape of `outer`, as the stacks that start
+ * with `outer` read it: as it is; a `+` also as a space (an inner percent layer reads it so: the `+`
+ * introduces an escape of its own); a space also as a `+` where `outer` is percent-encoding itself.
  */
 const startsValue = (() => {
   const known = new WeakMap<Scrubber, Uint8Array>()
-  return (scrubber: Scrubber): Uint8Array => {
+  return (scrubber: Scrubber, outer: Syntax, written: number): boolean => {
     let table = known.get(scrubber)
     if (table === undefined) {
       table = new Uint8Array(256)
       for (const set of scrubber.sets) for (const pattern of set.patterns) table[pattern[0]!] = 1
-      if (scrubber.plus && (table[0x20] === 1 || table[0x2b] === 1)) table[0x20] = table[0x2b] = 1
       known.set(scrubber, table)
     }
-    return table
+    if (table[written] === 1) return true
+    if (!scrubber.plus) return false
+    if (written === 0x2b) return table[0x20] === 1
+    return written === 0x20 && outer === "percent" && table[0x2b] === 1
   }
 })()
 
