@@ -209,16 +209,16 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
   }
 
   /**
-   * The rewriter's answer, or `undefined` when it refused to go on: the response is cut off (at its
-   * end, where there is nothing left to abort, it fails).
+   * The rewriter's answer for the next chunk (`undefined`: the end), or `undefined` when it refused
+   * to go on: the response is cut off (at its end, where there is nothing left to abort, it fails).
    */
-  private rewrite(controller: Dispatcher.DispatchController, rewrite: () => Buffer, ending = false): Buffer | undefined {
+  private rewrite(controller: Dispatcher.DispatchController, chunk: Buffer | undefined): Buffer | undefined {
     try {
-      return rewrite()
+      return chunk === undefined ? this.rewriter.end() : this.rewriter.push(chunk)
     } catch (error) {
       this.failed = true
       const reason = sanitizeError(this.scrubber, error as Error)
-      if (ending) this.handler.onResponseError?.(this.wrap(controller), reason)
+      if (chunk === undefined) this.handler.onResponseError?.(this.wrap(controller), reason)
       else controller.abort(reason)
       return undefined
     }
@@ -228,14 +228,14 @@ export class ScrubHandler implements Dispatcher.DispatchHandler {
     if (this.failed) return
     // one chunk on for one chunk in: a dense echo's many replacements are joined here, in one
     // native copy, rather than pushed through the body stream a few bytes at a time
-    const scrubbed = this.rewrite(controller, () => this.rewriter.push(chunk))
+    const scrubbed = this.rewrite(controller, chunk)
     if (scrubbed !== undefined && scrubbed.length > 0) this.handler.onResponseData?.(this.wrap(controller), scrubbed)
   }
 
   onResponseEnd(controller: Dispatcher.DispatchController, trailers: Headers): void {
     if (this.failed) return
     const wrapped = this.wrap(controller)
-    const tail = this.rewrite(controller, () => this.rewriter.end(), true)
+    const tail = this.rewrite(controller, undefined)
     if (tail === undefined) return
     if (tail.length > 0) this.handler.onResponseData?.(wrapped, tail)
     const scrubbed = scrubHeaders(this.scrubber, trailers, false)
@@ -349,15 +349,15 @@ export class LegacyScrubHandler implements LegacyHandler {
   }
 
   /**
-   * The rewriter's answer, or `undefined` when it refused to go on: the response is cut off (at its
-   * end, where there is nothing left to abort, it fails).
+   * The rewriter's answer for the next chunk (`undefined`: the end), or `undefined` when it refused
+   * to go on: the response is cut off (at its end, where there is nothing left to abort, it fails).
    */
-  private rewrite(rewrite: () => Buffer, ending = false): Buffer | undefined {
+  private rewrite(chunk: Buffer | undefined): Buffer | undefined {
     try {
-      return rewrite()
+      return chunk === undefined ? this.rewriter.end() : this.rewriter.push(chunk)
     } catch (error) {
       this.failed = true
-      if (this.abort !== undefined && !ending) this.abort(error as Error)
+      if (this.abort !== undefined && chunk !== undefined) this.abort(error as Error)
       else this.onError(error as Error)
       return undefined
     }
@@ -365,13 +365,13 @@ export class LegacyScrubHandler implements LegacyHandler {
 
   onData(chunk: Buffer): boolean | void {
     if (this.failed) return true
-    const scrubbed = this.rewrite(() => this.rewriter.push(chunk))
+    const scrubbed = this.rewrite(chunk)
     return scrubbed === undefined || scrubbed.length === 0 || this.handler.onData?.(scrubbed) !== false
   }
 
   onComplete(rawTrailers: Array<Buffer> | null): void {
     if (this.failed) return
-    const tail = this.rewrite(() => this.rewriter.end(), true)
+    const tail = this.rewrite(undefined)
     if (tail === undefined) return
     if (tail.length > 0) this.handler.onData?.(tail)
     this.handler.onComplete?.(this.scrubRaw(rawTrailers, false))

@@ -444,6 +444,9 @@ class Candidates {
   }
 }
 
+/** A scan's matches not wanted (only the state it ends in). */
+const IGNORE = (): void => {}
+
 /** Maps a span of a decoded stream back to the scanned bytes. */
 type Span = (start: number, end: number) => void
 
@@ -477,7 +480,7 @@ const matchNearEscapes = (
     }
     if (!atEnd) {
       // a proper prefix of a pattern at the end: more bytes could complete it
-      const state = automaton.scan(bytes, Math.max(0, length - reach), length, Automaton.Automaton.ROOT, () => {})
+      const state = automaton.scan(bytes, Math.max(0, length - reach), length, Automaton.Automaton.ROOT, IGNORE)
       const depth = automaton.depth(state)
       if (depth > 0) {
         span(length - depth, length)
@@ -902,7 +905,7 @@ const stacksHold = (bytes: Buffer, matches: ReadonlyArray<Substitution.Match>, h
  */
 const holdTail = (automaton: Automaton.Automaton, bytes: Buffer, found: Candidates, after = 0) => {
   const from = Math.max(after, bytes.length - automaton.longest + 1)
-  const state = automaton.scan(bytes, from, bytes.length, Automaton.Automaton.ROOT, () => {})
+  const state = automaton.scan(bytes, from, bytes.length, Automaton.Automaton.ROOT, IGNORE)
   found.hold = Math.min(found.hold, bytes.length - automaton.depth(state))
 }
 
