@@ -333,7 +333,8 @@ export class StreamRewriter {
     let size = 0
     let emitted = 0
     let count = 0
-    for (const match of matches) {
+    for (let k = 0; k < matches.length; k++) {
+      const match = matches[k]!
       if (match.index >= keepFrom) break
       size += match.index - emitted + (match.replacement === undefined ? match.length : match.replacement.length)
       emitted = match.index + match.length

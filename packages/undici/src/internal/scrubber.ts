@@ -242,7 +242,7 @@ class SkipSearch {
   all(bytes: Buffer, end: number): ReadonlyArray<number> | undefined {
     const { anchors, found } = this
     const first = found[0]!
-    for (const lane of found) lane.length = 0
+    for (let k = 0; k < found.length; k++) found[k]!.length = 0
     if (anchors !== undefined && absent(bytes, anchors[0]!, end) && (anchors.length === 1 || absent(bytes, anchors[1]!, end))) return first
     const { m, shift, high, low } = this
     this.compared = 0
@@ -276,7 +276,10 @@ class SkipSearch {
     windows += this.walk(bytes, a, q1, end, 0) + this.walk(bytes, b, q2, end, 1) + this.walk(bytes, c, q3, end, 2) + this.walk(bytes, d, end, end, 3)
     this.work += windows + this.compared
     if (this.compared > this.budget) return undefined
-    for (let k = 1; k < found.length; k++) for (const value of found[k]!) first.push(value)
+    for (let k = 1; k < found.length; k++) {
+      const lane = found[k]!
+      for (let i = 0; i < lane.length; i++) first.push(lane[i]!)
+    }
     return first
   }
 
