@@ -1055,13 +1055,21 @@ const tooDense = () =>
 const holdCleanTail = (scrubber: Scrubber, outer: Syntax, bytes: Buffer, plus: boolean, found: Candidates): boolean => {
   const length = bytes.length
   if (hasIntroducer(outer, bytes, Math.max(0, length - LONGEST_ESCAPE), length, plus)) {
-    const tail = decode(outer, bytes, inStepBefore(bytes, length - 2 * LONGEST_ESCAPE, plus), length, false, plus)
-    if (tail.cut !== -1) return false
-    const last = tail.inAt.length - 1
-    if (last !== -1 && tail.inAt[last]! + tail.inLength[last]! === length) {
-      const written = tail.bytes[tail.outAt[last]! + tail.outLength[last]! - 1]!
+    // the layer's escapes from a place in step, read as decoding reads them, up to the last
+    let last = -1
+    let pos = inStepBefore(bytes, length - 2 * LONGEST_ESCAPE, plus)
+    const cursor = { percent: -2, plus: -2 }
+    for (let i = nextIntroducer(outer, bytes, pos, plus, cursor); i !== -1; i = nextIntroducer(outer, bytes, pos, plus, cursor)) {
+      const read = escapeAt(outer, bytes, i, length, false, ONE, 0)
+      if (read === CUT) return false
+      last = read === LITERAL ? -1 : i
+      pos = read === LITERAL ? i + 1 : i + read
+    }
+    // (the last escape ends the bytes only if nothing came after it)
+    if (last !== -1 && pos === length) {
+      const written = ONE[PARSED.written - 1]!
       if (written === INTRODUCER.html) return false
-      if (startsValue(scrubber, outer, written)) found.hold = Math.min(found.hold, tail.inAt[last]!)
+      if (startsValue(scrubber, outer, written)) found.hold = Math.min(found.hold, last)
     }
   }
   if (outer === "percent" && scrubber.plus) {
