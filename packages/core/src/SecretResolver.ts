@@ -13,7 +13,7 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Exit, Runtime } from "effect"
+import { Duration, Effect, Exit, Redacted, Runtime } from "effect"
 import type { SandboxMount } from "./SandboxMount.js"
 import type { StoreError } from "./SecretError.js"
 import { type ResolvedSecret, Secrets } from "./Secrets.js"
@@ -31,7 +31,8 @@ export interface SecretResolver {
    * is still current, so that a request pays nothing; a promise when values must be loaded.
    *
    * Contract for implementations: a map is never changed once handed out; any change yields a new
-   * map. The egress layer caches per-destination decisions by map identity.
+   * map, and a reload that finds nothing changed may hand out the same one again. The egress layer
+   * caches per-destination decisions by map identity.
    */
   readonly current: () => ReadonlyMap<string, ResolvedSecret> | Promise<ReadonlyMap<string, ResolvedSecret>>
 }
@@ -85,7 +86,10 @@ export const make = (mount: SandboxMount, options: Options = {}): Effect.Effect<
         if (settled) loading = undefined
         // a failure is not kept: the next request tries again
         if (Exit.isFailure(exit)) throw failureOf(exit)
-        const map: ReadonlyMap<string, ResolvedSecret> = new Map(exit.value.map((secret) => [secret.placeholder, secret]))
+        const loaded: ReadonlyMap<string, ResolvedSecret> = new Map(exit.value.map((secret) => [secret.placeholder, secret]))
+        // nothing changed (a reload at the end of the ttl, say): the map handed out before, so that
+        // what callers cache by its identity (scrubbers, per-host decisions) stays
+        const map = kept !== undefined && sameSecrets(kept.values, loaded) ? kept.values : loaded
         // keep it unless a newer load has started meanwhile
         if (settled) kept = { revision: atRevision, mine: atMine, loadedAt: now, values: map }
         return map
@@ -116,6 +120,19 @@ export const make = (mount: SandboxMount, options: Options = {}): Effect.Effect<
       }
     }
   })
+
+/** Whether two maps of resolved secrets hold the same secrets: ids, names, placeholders, hosts and values. */
+const sameSecrets = (a: ReadonlyMap<string, ResolvedSecret>, b: ReadonlyMap<string, ResolvedSecret>): boolean => {
+  if (a.size !== b.size) return false
+  for (const [placeholder, secret] of b) {
+    const other = a.get(placeholder)
+    if (
+      other === undefined || other.id !== secret.id || other.name !== secret.name || other.hosts.length !== secret.hosts.length ||
+      other.hosts.some((host, i) => host !== secret.hosts[i]) || Redacted.value(other.value) !== Redacted.value(secret.value)
+    ) return false
+  }
+  return true
+}
 
 const failureOf = (exit: Exit.Exit<unknown, StoreError>): unknown =>
   Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error : new Error("secret resolution failed")

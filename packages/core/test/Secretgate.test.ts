@@ -422,6 +422,26 @@ describe("Secretgate facade (the seed's SecretService)", () => {
       expect(reloadEveryTime.current()).toBeInstanceOf(Promise)
     })
 
+    it("hands out the same map again when a reload finds nothing changed, and a new one for any change", async () => {
+      const g = gate()
+      const secret = await g.secret.create({ name: "n", value: "v1", hosts: ["a.example.com"] })
+      // ttl 0: every call loads the values again
+      const resolver = await g.resolver(await g.mount({ N: "n" }), { ttl: 0 })
+      const first = await resolver.current()
+      expect(await resolver.current()).toBe(first)
+      await g.secret.update(secret.id, { value: "v2" })
+      const second = await resolver.current()
+      expect(second).not.toBe(first)
+      expect(Redacted.value(second.get(secret.placeholder)!.value)).toBe("v2")
+      expect(await resolver.current()).toBe(second)
+      await g.secret.update(secret.id, { hosts: ["a.example.com", "b.example.com"] })
+      const third = await resolver.current()
+      expect(third).not.toBe(second)
+      expect(third.get(secret.placeholder)!.hosts).toEqual(["a.example.com", "b.example.com"])
+      await g.secret.delete(secret.id)
+      expect((await resolver.current()).size).toBe(0)
+    })
+
     it("without a revision (changes it cannot see), serves kept values until the ttl expires", async () => {
       // a Secrets without `revision`: like a remote server, or another process writing the store
       const blind = Layer.effect(
