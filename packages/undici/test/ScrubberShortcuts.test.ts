@@ -4,6 +4,7 @@
  * change what is scrubbed: on any input, the bytes it covers and where it holds back are exactly
  * those of the exhaustive reference, which scans every decoded stream of every stack whole.
  */
+import { Substitution } from "@secretgate/core"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { encodeLayers, type Syntax, SYNTAXES } from "../src/internal/escapes.js"
@@ -111,12 +112,26 @@ describe("the scrubber's shortcuts find exactly what the exhaustive scan finds",
     // a percent escape, then `+`: `1+` read as `1 ` would start `1 b`, but the `1` is the escape's
     agree(["1 b"], Buffer.from("%41+"), false)
     agree(["1 ", "&# b<"], Buffer.from("xyz ,z %61+"), false)
-    // a space a JSON escape wrote starts no value that starts with `+` (no percent layer reads it)
-    agree(["+q"], Buffer.from("\\u0020"), false)
-    agree(["+q"], Buffer.from("x\\u0020"), false)
-    // and one a percent escape wrote does, as a `+` a JSON escape wrote starts one with a space
+    // a space an escape wrote starts a value that starts with `+` wherever a percent layer reads it
+    // over the escape's (a `+` or `%` in the text: found by a second review), and a `+` one that
+    // starts with a space
+    agree(["+qq"], Buffer.from("x+ \\u0020"), false)
+    agree(["+qq"], Buffer.from("x+ &#32;"), false)
     agree(["+q"], Buffer.from("x%20"), false)
     agree([" q"], Buffer.from("x\\u002b"), false)
+    // where none does, it is held all the same (one escape more than the exhaustive scan holds:
+    // never less), and the stream scrubs what the whole text scrubs, wherever it is cut
+    for (const text of ["\\u0020qq!", "x\\u0020qq!", "x+ \\u0020qq!", "x+ &#32;qq!"]) {
+      const scrubber = makeScrubber([secret("+qq", 0)])
+      const bytes = Buffer.from(text)
+      const whole = scrubBytes(scrubber, bytes)
+      for (let cut = 1; cut < bytes.length; cut++) {
+        expect(coverage(scrubber, bytes.subarray(0, cut), false, "stacks").hold).toBeLessThanOrEqual(coverage(scrubber, bytes.subarray(0, cut), false, "exhaustive").hold)
+        const rewriter = new Substitution.StreamRewriter(scrubber.matcher)
+        const streamed = Buffer.concat([rewriter.push(bytes.subarray(0, cut)), rewriter.push(bytes.subarray(cut)), rewriter.end()])
+        expect(streamed.toString()).toBe(whole.toString())
+      }
+    }
   })
 
   it("on an input made of a value's own repetitions (the skip search gives way to the automaton)", () => {

@@ -1069,7 +1069,7 @@ const holdCleanTail = (scrubber: Scrubber, outer: Syntax, bytes: Buffer, plus: b
     if (last !== -1 && pos === length) {
       const written = ONE[PARSED.written - 1]!
       if (written === INTRODUCER.html) return false
-      if (startsValue(scrubber, outer, written)) found.hold = Math.min(found.hold, last)
+      if (startsValue(scrubber, written)) found.hold = Math.min(found.hold, last)
     }
   }
   if (outer === "percent" && scrubber.plus) {
@@ -1088,23 +1088,22 @@ const holdCleanTail = (scrubber: Scrubber, outer: Syntax, bytes: Buffer, plus: b
 }
 
 /**
- * Whether a value starts with the byte `written` by an escape of `outer`, as the stacks that start
- * with `outer` read it: as it is; a `+` also as a space (an inner percent layer reads it so: the `+`
- * introduces an escape of its own); a space also as a `+` where `outer` is percent-encoding itself.
+ * Whether a value starts with the byte `written` by an escape, as the stacks that start with its
+ * layer may read it: as it is, and, where values hold a space or `+`, a space and a `+` as one (an
+ * inner percent layer reads them so wherever its stream holds a `%` or `+`; held either way, which
+ * holds one escape more than needed where it holds none).
  */
 const startsValue = (() => {
   const known = new WeakMap<Scrubber, Uint8Array>()
-  return (scrubber: Scrubber, outer: Syntax, written: number): boolean => {
+  return (scrubber: Scrubber, written: number): boolean => {
     let table = known.get(scrubber)
     if (table === undefined) {
       table = new Uint8Array(256)
       for (const set of scrubber.sets) for (const pattern of set.patterns) table[pattern[0]!] = 1
+      if (scrubber.plus && (table[0x20] === 1 || table[0x2b] === 1)) table[0x20] = table[0x2b] = 1
       known.set(scrubber, table)
     }
-    if (table[written] === 1) return true
-    if (!scrubber.plus) return false
-    if (written === 0x2b) return table[0x20] === 1
-    return written === 0x20 && outer === "percent" && table[0x2b] === 1
+    return table[written] === 1
   }
 })()
 
