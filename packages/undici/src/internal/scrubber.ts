@@ -1054,7 +1054,7 @@ const tooDense = () =>
  */
 const holdCleanTail = (scrubber: Scrubber, outer: Syntax, bytes: Buffer, plus: boolean, found: Candidates): boolean => {
   const length = bytes.length
-  if (hasIntroducer(outer, bytes, Math.max(0, length - LONGEST_ESCAPE), length, plus)) {
+  if (introducesNear(outer, bytes, length - LONGEST_ESCAPE, plus)) {
     // the layer's escapes from a place in step, read as decoding reads them, up to the last
     let last = -1
     let pos = inStepBefore(bytes, length - 2 * LONGEST_ESCAPE, plus)
@@ -1085,6 +1085,14 @@ const holdCleanTail = (scrubber: Scrubber, outer: Syntax, bytes: Buffer, plus: b
     for (const set of scrubber.sets) if (set.plus) holdTail(set.automaton(Kind.Plus), bytes, found, after)
   }
   return true
+}
+
+/** Whether `bytes[from, end)` holds an introducer of `syntax` (a few bytes, looked at one by one). */
+const introducesNear = (syntax: Syntax, bytes: Buffer, from: number, plus: boolean): boolean => {
+  const own = 1 << SYNTAXES.indexOf(syntax)
+  const introducers = plus ? INTRODUCES_PLUS : INTRODUCES
+  for (let i = Math.max(0, from); i < bytes.length; i++) if ((introducers[bytes[i]!]! & own) !== 0) return true
+  return false
 }
 
 /**
