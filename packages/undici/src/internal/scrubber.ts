@@ -1087,7 +1087,7 @@ const holdCleanTail = (scrubber: Scrubber, outer: Syntax, bytes: Buffer, plus: b
   return true
 }
 
-/** Whether `bytes[from, end)` holds an introducer of `syntax` (a few bytes, looked at one by one). */
+/** Whether `bytes` hold an introducer of `syntax` from `from` on (a few bytes, looked at one by one). */
 const introducesNear = (syntax: Syntax, bytes: Buffer, from: number, plus: boolean): boolean => {
   const own = 1 << SYNTAXES.indexOf(syntax)
   const introducers = plus ? INTRODUCES_PLUS : INTRODUCES
