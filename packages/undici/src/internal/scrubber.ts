@@ -18,7 +18,7 @@ import { Buffer } from "node:buffer"
 import { EgressRefused } from "../EgressError.js"
 import { type CleanCheck, makeCleanCheck } from "./clean.js"
 import { GAVE_UP, readable, Readings, STACKS } from "./readings.js"
-import { CANONICAL, CUT, decode, type Decoded, endOf, escapeAt, hasIntroducer, hexValue, INTRODUCER, LITERAL, LONGEST_ESCAPE, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, nextIntroducer, PARSED, startOf, type Syntax, SYNTAXES } from "./escapes.js"
+import { CANONICAL, CUT, decode, type Decoded, endOf, escapeAt, hasIntroducer, INTRODUCER, LITERAL, LONGEST_ESCAPE, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, nextIntroducer, PARSED, startOf, type Syntax, SYNTAXES } from "./escapes.js"
 
 type ResolvedSecret = Secrets.ResolvedSecret
 
@@ -1054,16 +1054,22 @@ const tooDense = () =>
  */
 const holdCleanTail = (scrubber: Scrubber, outer: Syntax, bytes: Buffer, plus: boolean, found: Candidates): boolean => {
   const length = bytes.length
-  if (introducesNear(outer, bytes, length - LONGEST_ESCAPE, plus)) {
+  // (under `+` as space, percent looks back as far as a value reaches; the last escape, twelve bytes)
+  const pluses = outer === "percent" && scrubber.plus
+  const back = pluses ? Math.max(LONGEST_ESCAPE, scrubber.longest + 2) : LONGEST_ESCAPE
+  // where the layer's last escape ends (0: none in reach)
+  let after = 0
+  if (hasIntroducer(outer, bytes, Math.max(0, length - back), length, plus)) {
     // the layer's escapes from a place in step, read as decoding reads them, up to the last
     let last = -1
-    let pos = inStepBefore(bytes, length - 2 * LONGEST_ESCAPE, plus)
+    let pos = inStepBefore(bytes, length - back - LONGEST_ESCAPE, plus)
     const cursor = { percent: -2, plus: -2 }
     for (let i = nextIntroducer(outer, bytes, pos, plus, cursor); i !== -1; i = nextIntroducer(outer, bytes, pos, plus, cursor)) {
       const read = escapeAt(outer, bytes, i, length, false, ONE, 0)
       if (read === CUT) return false
       last = read === LITERAL ? -1 : i
       pos = read === LITERAL ? i + 1 : i + read
+      if (read !== LITERAL) after = pos
     }
     // (the last escape ends the bytes only if nothing came after it)
     if (last !== -1 && pos === length) {
@@ -1072,27 +1078,10 @@ const holdCleanTail = (scrubber: Scrubber, outer: Syntax, bytes: Buffer, plus: b
       if (startsValue(scrubber, written)) found.hold = Math.min(found.hold, last)
     }
   }
-  if (outer === "percent" && scrubber.plus) {
-    // under `+` as space, bytes after the layer's last escape (those before it, and its own, are
-    // the decoded stream's other bytes)
-    let after = 0
-    for (let i = length - 1; i >= Math.max(0, length - scrubber.longest - 2); i--) {
-      if (bytes[i] === 0x2b) after = i + 1
-      else if (bytes[i] === INTRODUCER.percent && i + 2 < length && hexValue(bytes[i + 1]!) !== -1 && hexValue(bytes[i + 2]!) !== -1) after = i + 3
-      else continue
-      break
-    }
-    for (const set of scrubber.sets) if (set.plus) holdTail(set.automaton(Kind.Plus), bytes, found, after)
-  }
+  // under `+` as space, bytes after the layer's last escape (those before it, and its own, are the
+  // decoded stream's other bytes)
+  if (pluses) for (const set of scrubber.sets) if (set.plus) holdTail(set.automaton(Kind.Plus), bytes, found, after)
   return true
-}
-
-/** Whether `bytes` hold an introducer of `syntax` from `from` on (a few bytes, looked at one by one). */
-const introducesNear = (syntax: Syntax, bytes: Buffer, from: number, plus: boolean): boolean => {
-  const own = 1 << SYNTAXES.indexOf(syntax)
-  const introducers = plus ? INTRODUCES_PLUS : INTRODUCES
-  for (let i = Math.max(0, from); i < bytes.length; i++) if ((introducers[bytes[i]!]! & own) !== 0) return true
-  return false
 }
 
 /**
