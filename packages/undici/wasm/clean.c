@@ -5,6 +5,8 @@
  * byte the same reading (`escapeAt` of `escapes.ts`); the tables it reads (introducers, folding,
  * short escapes, the names' trie, a scrubber's byte pairs) are written into its memory by
  * `clean.ts` from the TypeScript that defines them, so the grammar's data lives in one place.
+ * Where a layer is clean, it also says where its reading ended (`TAILS`), which is what
+ * `candidates` holds back at the chunk's end for it.
  *
  * Built by `wasm/build.sh` (clang, wasm32, -msimd128, no libc) into `src/internal/cleanWasm.ts`.
  */
@@ -37,6 +39,12 @@ static int max_digits;
 static int longest_name;
 static u8 introducer[3];
 
+/*
+ * Per layer, where its reading ended, for `clean.ts` to hand on: the last escape's start and end
+ * (-1: none), the last byte it wrote, and whether an escape cut off by the end ended the reading.
+ */
+static int32_t TAILS[3 * 4];
+
 /* The chunk, then every introducer's position in it (`__heap_base` on; `clean.ts` grows the memory). */
 extern u8 __heap_base;
 
@@ -53,6 +61,7 @@ __attribute__((export_name("table"))) uintptr_t table(int which) {
     case 7: return (uintptr_t)TEXT;
     case 8: return (uintptr_t)TEXT_LENGTH;
     case 9: return (uintptr_t)LEGACY;
+    case 11: return (uintptr_t)TAILS;
     default: return (uintptr_t)&__heap_base;
   }
 }
@@ -164,7 +173,9 @@ static int named(int node, int length) {
   return written(count, length);
 }
 
-static int reference(const u8 *in, int i, int end, int at_end) {
+/* An HTML reference at `i`; `extent`: the last byte its reading looked at (`end` and on: all). */
+static int reference_read(const u8 *in, int i, int end, int at_end, int *extent) {
+  *extent = end;
   if (i + 1 >= end) return at_end ? LITERAL : CUT;
   if (in[i + 1] == '#') {
     int j = i + 2;
@@ -173,6 +184,7 @@ static int reference(const u8 *in, int i, int end, int at_end) {
     int from = j;
     while (j < end && j - from <= max_digits && is_digit(in[j], hexadecimal)) j++;
     int digits = j - from;
+    *extent = j;
     if (j >= end && !at_end && digits <= max_digits) return CUT;
     if (digits == 0 || digits > max_digits) return LITERAL;
     int64_t cp = 0;
@@ -195,10 +207,51 @@ static int reference(const u8 *in, int i, int end, int at_end) {
       legacy_end = j;
     }
   }
+  *extent = j;
   if (j == i + 1) return LITERAL;
   if (j < end && in[j] == ';' && node != 0 && TEXT_LENGTH[node] != 0) return named(node, j - i + 1);
   if (j >= end && !at_end) return CUT;
   return legacy == 0 ? LITERAL : named(legacy, legacy_end - i);
+}
+
+/*
+ * What `reference_read` answered for the eight bytes after an `&` (a response repeats its few
+ * references, and walking the names' trie costs more than looking this up), kept where its reading
+ * looked at none past them: then the answer is theirs alone, whatever the end and what follows.
+ */
+typedef struct {
+  uint64_t key;
+  int32_t length;
+  u8 count;
+  u8 bytes[4];
+} Known;
+
+static Known KNOWN[256];
+/* (an entry never written holds the answer for eight zero bytes: no reference) */
+
+typedef uint64_t __attribute__((aligned(1))) unaligned_u64;
+
+static int reference(const u8 *in, int i, int end, int at_end) {
+  if (i + 9 > end) {
+    int extent;
+    return reference_read(in, i, end, at_end, &extent);
+  }
+  uint64_t key = *(const unaligned_u64 *)(in + i + 1);
+  Known *known = &KNOWN[(key * 0x9e3779b97f4a7c15ull) >> 56];
+  if (known->key == key) {
+    written_count = known->count;
+    for (int k = 0; k < 4; k++) one[k] = known->bytes[k];
+    return known->length;
+  }
+  int extent;
+  int length = reference_read(in, i, end, at_end, &extent);
+  if (extent <= i + 8) {
+    known->key = key;
+    known->length = length;
+    known->count = (u8)written_count;
+    for (int k = 0; k < 4; k++) known->bytes[k] = one[k];
+  }
+  return length;
 }
 
 static int escape_at(int syntax, const u8 *in, int i, int end, int at_end) {
@@ -240,35 +293,39 @@ static inline v128_t hits(const u8 *b, v128_t j, v128_t p, v128_t h, v128_t q) {
 
 /*
  * Writes the position of every introducer (of any syntax; `+` when `plus`) of `b[0, length)` to
- * `at`; returns how many.
+ * `at`, and each again to its syntax's list (`mine[s]`, room for `length` each); returns how many,
+ * and each list's length in `own_count`.
  */
-static int introducers(const u8 *b, int length, int plus, uint32_t *at) {
+static int introducers(const u8 *b, int length, int plus, uint32_t *at, uint32_t *const *mine, int *own_count) {
   v128_t j = wasm_i8x16_splat((int8_t)introducer[JSON]);
   v128_t p = wasm_i8x16_splat((int8_t)introducer[PERCENT]);
   v128_t h = wasm_i8x16_splat((int8_t)introducer[HTML]);
   v128_t q = wasm_i8x16_splat(plus ? '+' : (int8_t)introducer[JSON]);
+  const u8 *introduces = plus ? INTRODUCES_PLUS : INTRODUCES;
+  uint32_t *next[3] = {mine[0], mine[1], mine[2]};
   int count = 0;
   int i = 0;
-  /* sixty-four bytes at a time (most hold no introducer), then sixteen */
+  /* (each introducer introduces escapes of one syntax: bits 1, 2 or 4, the syntax's bit) */
+#define ADD(position)                          \
+  do {                                         \
+    uint32_t at_ = (uint32_t)(position);       \
+    at[count++] = at_;                         \
+    *next[introduces[b[at_]] >> 1]++ = at_;    \
+  } while (0)
+  /* sixty-four bytes at a time (most hold no introducer), then one by one */
   for (; i + 64 <= length; i += 64) {
     v128_t h0 = hits(b + i, j, p, h, q), h1 = hits(b + i + 16, j, p, h, q), h2 = hits(b + i + 32, j, p, h, q), h3 = hits(b + i + 48, j, p, h, q);
     if (!wasm_v128_any_true(wasm_v128_or(wasm_v128_or(h0, h1), wasm_v128_or(h2, h3)))) continue;
     uint64_t mask = (uint64_t)wasm_i8x16_bitmask(h0) | ((uint64_t)wasm_i8x16_bitmask(h1) << 16) | ((uint64_t)wasm_i8x16_bitmask(h2) << 32) | ((uint64_t)wasm_i8x16_bitmask(h3) << 48);
     while (mask != 0) {
-      at[count++] = (uint32_t)(i + __builtin_ctzll(mask));
+      ADD(i + __builtin_ctzll(mask));
       mask &= mask - 1;
     }
   }
-  for (; i + 16 <= length; i += 16) {
-    uint32_t mask = wasm_i8x16_bitmask(hits(b + i, j, p, h, q));
-    while (mask != 0) {
-      at[count++] = (uint32_t)(i + __builtin_ctz(mask));
-      mask &= mask - 1;
-    }
-  }
-  const u8 *introduces = plus ? INTRODUCES_PLUS : INTRODUCES;
   for (; i < length; i++)
-    if (introduces[b[i]] != 0) at[count++] = (uint32_t)i;
+    if (introduces[b[i]] != 0) ADD(i);
+#undef ADD
+  for (int s = 0; s < 3; s++) own_count[s] = (int)(next[s] - mine[s]);
   return count;
 }
 
@@ -279,17 +336,23 @@ static int introducers(const u8 *b, int length, int plus, uint32_t *at) {
 static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, const uint32_t *at, int count, const uint32_t *mine, int own_count) {
   const u8 *introduces = plus ? INTRODUCES_PLUS : INTRODUCES;
   int own = 1 << syntax;
+  int32_t *tail = TAILS + 4 * syntax;
   int previous_end = -1;
   int previous_last = 0;
   int own_after = -1;
   int pos = 0;
+  int previous_start = -1;
   /* `at[seen]` is the first introducer not yet passed as a neighbour */
   int seen = 0;
   for (int k = 0; k < own_count; k++) {
     int i = (int)mine[k];
     if (i < pos) continue;
     int length = escape_at(syntax, b, i, end, at_end);
-    if (length == CUT) return 1; /* the tail, which `candidates` decodes, holds it back */
+    if (length == CUT) {
+      /* the tail, which `candidates` decodes, holds it back */
+      tail[3] = 1;
+      return 1;
+    }
     if (length == LITERAL) {
       if (i == own_after) return 0;
       pos = i + 1;
@@ -325,41 +388,35 @@ static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, c
       for (int bit = 0; bit < 3; bit++)
         if ((bits & (1 << bit)) != 0 && reach_of(bit, b, end, q) >= i) return 0;
     }
+    previous_start = i;
     previous_end = after;
     previous_last = one[n - 1];
     pos = after;
   }
+  tail[0] = previous_start;
+  tail[1] = previous_end;
+  tail[2] = previous_last;
   return 1;
 }
 
 /*
  * For the chunk at `__heap_base` (`length` bytes): bit `s` set when it holds an introducer of
- * syntax `s`, bit `s + 4` when that layer is clean (or holds none). After the chunk (16-byte
- * aligned) come the positions of its introducers, then the same again split by syntax: `clean.ts`
- * makes room for two positions per byte.
+ * syntax `s`, bit `s + 4` when that layer is clean (or holds none), and each clean layer's end in
+ * `TAILS`. After the chunk (16-byte aligned) come the positions of its introducers, then a list
+ * for each syntax, each with room for one per byte (`clean.ts` makes room for them).
  */
 __attribute__((export_name("layers"))) int layers(int length, int at_end, int plus) {
   const u8 *b = &__heap_base;
   uint32_t *at = (uint32_t *)(((uintptr_t)(b + length) + 15) & ~(uintptr_t)15);
-  int count = introducers(b, length, plus, at);
-  const u8 *introduces = plus ? INTRODUCES_PLUS : INTRODUCES;
-  /* each introducer introduces escapes of one syntax (`+` of percent only) */
-  int own_count[3] = {0, 0, 0};
-  for (int k = 0; k < count; k++) {
-    int bits = introduces[b[at[k]]];
-    own_count[0] += bits & 1;
-    own_count[1] += (bits >> 1) & 1;
-    own_count[2] += bits >> 2;
-  }
-  uint32_t *mine[3] = {at + count, at + count + own_count[0], at + count + own_count[0] + own_count[1]};
-  int filled[3] = {0, 0, 0};
-  for (int k = 0; k < count; k++) {
-    int syntax = __builtin_ctz((unsigned)introduces[b[at[k]]]);
-    mine[syntax][filled[syntax]++] = at[k];
-  }
+  uint32_t *const mine[3] = {at + length + 1, at + 2 * (length + 1), at + 3 * (length + 1)};
+  int own_count[3];
+  int count = introducers(b, length, plus, at, mine, own_count);
   int answer = 0;
   for (int syntax = 0; syntax < 3; syntax++) {
     int bit = 1 << syntax;
+    int32_t *tail = TAILS + 4 * syntax;
+    tail[0] = tail[1] = -1;
+    tail[2] = tail[3] = 0;
     if (own_count[syntax] != 0) answer |= bit;
     if (own_count[syntax] == 0 || clean_layer(syntax, b, length, at_end, plus, at, count, mine[syntax], own_count[syntax])) answer |= bit << 4;
   }

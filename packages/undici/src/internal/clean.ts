@@ -20,6 +20,13 @@ export interface CleanTables {
   readonly fold: Uint8Array
 }
 
+/**
+ * Where each layer's reading of its escapes ended (`cleanLayer`'s, for a clean layer), four numbers
+ * per layer of `SYNTAXES` from `4 * layer`: the last escape's start and end (-1: none), the last
+ * byte it wrote, and 1 when an escape cut off by the end of the bytes ended the reading (else 0).
+ */
+export const LAYER_TAILS = 4 * SYNTAXES.length
+
 /** Chunks longer than this are checked in TypeScript: the module's memory grows to hold the chunk and never shrinks. */
 const LONGEST_CHUNK = 1 << 20
 
@@ -29,9 +36,10 @@ const NODES = 2048
 export interface CleanCheck {
   /**
    * For each syntax `s` of `SYNTAXES`: bit `s` set when `bytes` hold an introducer of it, bit
-   * `s + 4` when that layer is clean (`cleanLayer`) or holds none. `undefined` for a chunk too long.
+   * `s + 4` when that layer is clean (`cleanLayer`) or holds none, and then where its reading
+   * ended in `tails` (`LAYER_TAILS` numbers). `undefined` for a chunk too long.
    */
-  readonly layers: (bytes: Buffer, atEnd: boolean, plus: boolean, pairs: Uint8Array) => number | undefined
+  readonly layers: (bytes: Buffer, atEnd: boolean, plus: boolean, pairs: Uint8Array, tails: Int32Array) => number | undefined
 }
 
 /** What this file uses of WebAssembly (the TypeScript library of this package does not declare it). */
@@ -82,15 +90,17 @@ export const makeCleanCheck = (tables: CleanTables): CleanCheck | undefined => {
   exports.configure(LONGEST_ESCAPE, MAX_REFERENCE_DIGITS, NAMES.LONGEST_NAME, INTRODUCER.json, INTRODUCER.percent, INTRODUCER.html)
   const base = exports.table(10)
   const pairsAt = exports.table(0)
+  const tailsAt = exports.table(11)
   let loaded: Uint8Array | undefined
-  // the module's memory (a new view after it grows)
+  // the module's memory (new views after it grows)
   let heap = new Uint8Array(exports.memory.buffer)
+  let ends = new Int32Array(exports.memory.buffer, tailsAt, LAYER_TAILS)
   return {
-    layers(bytes, atEnd, plus, pairs) {
+    layers(bytes, atEnd, plus, pairs, tails) {
       const length = bytes.length
       if (length > LONGEST_CHUNK) return undefined
-      // the chunk, then (16-byte aligned) a position per introducer, and each again in its syntax's list
-      const needed = base + length + 16 + 8 * (length + 1)
+      // the chunk, then (16-byte aligned) a position per introducer, and a list per syntax with room for each
+      const needed = base + length + 16 + 16 * (length + 1)
       if (needed > heap.length) {
         const memory = exports.memory
         try {
@@ -100,13 +110,16 @@ export const makeCleanCheck = (tables: CleanTables): CleanCheck | undefined => {
           return undefined
         }
         heap = new Uint8Array(memory.buffer)
+        ends = new Int32Array(memory.buffer, tailsAt, LAYER_TAILS)
       }
       if (pairs !== loaded) {
         heap.set(pairs, pairsAt)
         loaded = pairs
       }
       heap.set(bytes, base)
-      return exports.layers(length, atEnd ? 1 : 0, plus ? 1 : 0)
+      const answer = exports.layers(length, atEnd ? 1 : 0, plus ? 1 : 0)
+      tails.set(ends)
+      return answer
     }
   }
 }

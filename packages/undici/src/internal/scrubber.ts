@@ -16,7 +16,7 @@ import { Automaton, type Secrets, Substitution } from "@secretgate/core"
 import { Redacted } from "effect"
 import { Buffer } from "node:buffer"
 import { EgressRefused } from "../EgressError.js"
-import { type CleanCheck, makeCleanCheck } from "./clean.js"
+import { type CleanCheck, LAYER_TAILS, makeCleanCheck } from "./clean.js"
 import { GAVE_UP, readable, Readings, STACKS } from "./readings.js"
 import { CANONICAL, CUT, decode, type Decoded, endOf, escapeAt, hasIntroducer, INTRODUCER, LITERAL, LONGEST_ESCAPE, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, nextIntroducer, PARSED, startOf, type Syntax, SYNTAXES } from "./escapes.js"
 
@@ -590,7 +590,8 @@ const INTRODUCES = (() => {
   SYNTAXES.forEach((syntax, bit) => (table[INTRODUCER[syntax]] |= 1 << bit))
   return table
 })()
-const PERCENT_BIT = 1 << SYNTAXES.indexOf("percent")
+const PERCENT = SYNTAXES.indexOf("percent")
+const PERCENT_BIT = 1 << PERCENT
 
 /** Per byte, the syntaxes (bits of `SYNTAXES`) it introduces an escape of, `+` counting for percent. */
 const INTRODUCES_PLUS = INTRODUCES.map((bits, byte) => (byte === 0x2b ? bits | PERCENT_BIT : bits))
@@ -713,22 +714,28 @@ const ONE = Buffer.alloc(4)
  * match holds it yet, and what is held back for it is found where `candidates` decodes the last
  * bytes of every layer that a stream cut off has (it lies within `LONGEST_ESCAPE` bytes of the end).
  * Between escapes the decoded stream is the input, byte for byte, so the bytes looked at are the
- * decoded ones, or (where an escape begins right after) more than those.
+ * decoded ones, or (where an escape begins right after) more than those. Where the reading ended
+ * goes to `tails` (`LAYER_TAILS`), for `holdCleanTail`.
  */
-const cleanLayer = (syntax: Syntax, bytes: Buffer, atEnd: boolean, plus: boolean, pairs: Uint8Array): boolean => {
+const cleanLayer = (syntax: Syntax, bytes: Buffer, atEnd: boolean, plus: boolean, pairs: Uint8Array, tails: Int32Array): boolean => {
   const end = bytes.length
   const folding = PLUS_IS_SPACE
   const introducersOf = plus ? INTRODUCES_PLUS : INTRODUCES
   const own = 1 << SYNTAXES.indexOf(syntax)
   // -2: not searched yet (see `nextIntroducer`)
   const cursor = { percent: -2, plus: -2 }
+  const tail = 4 * SYNTAXES.indexOf(syntax)
+  let previousStart = -1
   let previousEnd = -1
   let previousLast = 0
   let ownAfter = -1
   let pos = 0
   for (let i = nextIntroducer(syntax, bytes, 0, plus, cursor); i !== -1; i = nextIntroducer(syntax, bytes, pos, plus, cursor)) {
     const length = escapeAt(syntax, bytes, i, end, atEnd, ONE, 0)
-    if (length === CUT) return true
+    if (length === CUT) {
+      tails[tail + 3] = 1
+      return true
+    }
     if (length === LITERAL) {
       // an introducer standing for itself right after an escape
       if (i === ownAfter) return false
@@ -761,32 +768,43 @@ const cleanLayer = (syntax: Syntax, bytes: Buffer, atEnd: boolean, plus: boolean
       // (read in the input: where it stops before the escape, so would the decoded stream's)
       for (let bit = 0; bit < SYNTAXES.length; bit++) if ((bits & (1 << bit)) !== 0 && reachOf(SYNTAXES[bit]!, bytes, end, q) >= i) return false
     }
+    previousStart = i
     previousEnd = after
     previousLast = ONE[count - 1]!
     pos = after
   }
+  tails[tail] = previousStart
+  tails[tail + 1] = previousEnd
+  tails[tail + 2] = previousLast
   return true
 }
+
+/** Where the layers' readings ended (`layersOf`), for `candidates` to read right after asking. */
+const TAILS = new Int32Array(LAYER_TAILS)
 
 /** The compiled clean check (`clean.ts`), made when first needed; `undefined` where it cannot run. */
 let compiled: CleanCheck | undefined | null = null
 
 /**
  * For each syntax `s` of `SYNTAXES`: bit `s` set when `bytes` hold an introducer of it, bit `s + 4`
- * when that layer holds none or is clean (`cleanLayer`; never without `pairs`). Found by the
- * compiled check where it can run (`compiledToo`, for tests that compare the two), else here.
+ * when that layer holds none or is clean (`cleanLayer`; never without `pairs`), and then where its
+ * reading ended in `tails` (`LAYER_TAILS`). Found by the compiled check where it can run
+ * (`compiledToo`, for tests that compare the two), else here.
  */
-export const layersOf = (bytes: Buffer, atEnd: boolean, plus: boolean, pairs: Uint8Array | undefined, compiledToo = true): number => {
+export const layersOf = (bytes: Buffer, atEnd: boolean, plus: boolean, pairs: Uint8Array | undefined, compiledToo = true, tails = TAILS): number => {
   if (pairs !== undefined && compiledToo) {
     if (compiled === null) compiled = makeCleanCheck({ introduces: INTRODUCES, introducesPlus: INTRODUCES_PLUS, fold: PLUS_IS_SPACE })
-    const answer = compiled?.layers(bytes, atEnd, plus, pairs)
+    const answer = compiled?.layers(bytes, atEnd, plus, pairs, tails)
     if (answer !== undefined) return answer
   }
+  tails.fill(0)
   let layers = 0
-  SYNTAXES.forEach((syntax, layer) => {
+  for (let layer = 0; layer < SYNTAXES.length; layer++) {
+    const syntax = SYNTAXES[layer]!
+    tails[4 * layer] = tails[4 * layer + 1] = -1
     if (!hasIntroducer(syntax, bytes, 0, bytes.length, plus)) layers |= 16 << layer
-    else layers |= pairs !== undefined && cleanLayer(syntax, bytes, atEnd, plus, pairs) ? 17 << layer : 1 << layer
-  })
+    else layers |= pairs !== undefined && cleanLayer(syntax, bytes, atEnd, plus, pairs, tails) ? 17 << layer : 1 << layer
+  }
   return layers
 }
 
@@ -1050,37 +1068,25 @@ const tooDense = () =>
  *   here under `+` as space for percent;
  * - the one byte the layer's last escape wrote, where that escape ends the bytes: held from the
  *   escape when a value starts with it.
- * The last escape is read from a place every stack reads in step, as decoding the layer would.
+ * The layer's reading from the start of the bytes (`cleanLayer`'s, which is decoding's) says where
+ * its last escape ended and what it wrote, and whether an escape cut off ended it (`tails`).
  */
-const holdCleanTail = (scrubber: Scrubber, outer: Syntax, bytes: Buffer, plus: boolean, found: Candidates): boolean => {
+const holdCleanTail = (scrubber: Scrubber, layer: number, bytes: Buffer, found: Candidates, tails: Int32Array): boolean => {
+  const tail = 4 * layer
+  if (tails[tail + 3] === 1) return false
   const length = bytes.length
-  // (under `+` as space, percent looks back as far as a value reaches; the last escape, twelve bytes)
-  const pluses = outer === "percent" && scrubber.plus
-  const back = pluses ? Math.max(LONGEST_ESCAPE, scrubber.longest + 2) : LONGEST_ESCAPE
-  // where the layer's last escape ends (0: none in reach)
-  let after = 0
-  if (hasIntroducer(outer, bytes, Math.max(0, length - back), length, plus)) {
-    // the layer's escapes from a place in step, read as decoding reads them, up to the last
-    let last = -1
-    let pos = inStepBefore(bytes, length - back - LONGEST_ESCAPE, plus)
-    const cursor = { percent: -2, plus: -2 }
-    for (let i = nextIntroducer(outer, bytes, pos, plus, cursor); i !== -1; i = nextIntroducer(outer, bytes, pos, plus, cursor)) {
-      const read = escapeAt(outer, bytes, i, length, false, ONE, 0)
-      if (read === CUT) return false
-      last = read === LITERAL ? -1 : i
-      pos = read === LITERAL ? i + 1 : i + read
-      if (read !== LITERAL) after = pos
-    }
-    // (the last escape ends the bytes only if nothing came after it)
-    if (last !== -1 && pos === length) {
-      const written = ONE[PARSED.written - 1]!
-      if (written === INTRODUCER.html) return false
-      if (startsValue(scrubber, written)) found.hold = Math.min(found.hold, last)
-    }
+  // (the last escape ends the bytes)
+  if (tails[tail + 1] === length) {
+    const written = tails[tail + 2]!
+    if (written === INTRODUCER.html) return false
+    if (startsValue(scrubber, written)) found.hold = Math.min(found.hold, tails[tail]!)
   }
   // under `+` as space, bytes after the layer's last escape (those before it, and its own, are the
   // decoded stream's other bytes)
-  if (pluses) for (const set of scrubber.sets) if (set.plus) holdTail(set.automaton(Kind.Plus), bytes, found, after)
+  if (layer === PERCENT && scrubber.plus) {
+    const after = Math.max(0, tails[tail + 1]!)
+    for (const set of scrubber.sets) if (set.plus) holdTail(set.automaton(Kind.Plus), bytes, found, after)
+  }
   return true
 }
 
@@ -1164,7 +1170,7 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
       // found without decoding it where it can be; else decoded from a place every stack reads in
       // step, early enough for a value under the widest escapes (an inner escape's bytes are not a
       // first-layer escape's here)
-      if (atEnd || holdCleanTail(scrubber, outer, bytes, plus, found)) continue
+      if (atEnd || holdCleanTail(scrubber, layer, bytes, found, TAILS)) continue
       from = inStepBefore(bytes, bytes.length - scrubber.longest * MAX_EXPANSION.html - 3 * LONGEST_ESCAPE, plus)
     }
     const first = decode(outer, bytes, from, bytes.length, atEnd, plus)
