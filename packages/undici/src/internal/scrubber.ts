@@ -242,7 +242,7 @@ class SkipSearch {
   all(bytes: Buffer, end: number): ReadonlyArray<number> | undefined {
     const { anchors, found } = this
     const first = found[0]!
-    for (let k = 0; k < found.length; k++) found[k]!.length = 0
+    for (let k = 0; k < found.length; k++) if (found[k]!.length !== 0) found[k]!.length = 0
     if (anchors !== undefined && absent(bytes, anchors[0]!, end) && (anchors.length === 1 || absent(bytes, anchors[1]!, end))) return first
     const { m, shift, high, low } = this
     this.compared = 0
@@ -925,10 +925,38 @@ const stacksHold = (bytes: Buffer, matches: ReadonlyArray<Substitution.Match>, h
  * more bytes could complete it. (A pattern already whole there was found, and is not held.)
  */
 const holdTail = (automaton: Automaton.Automaton, bytes: Buffer, found: Candidates, after = 0) => {
-  const from = Math.max(after, bytes.length - automaton.longest + 1)
-  const state = automaton.scan(bytes, from, bytes.length, Automaton.Automaton.ROOT, IGNORE)
-  found.hold = Math.min(found.hold, bytes.length - automaton.depth(state))
+  const length = bytes.length
+  // a prefix starts with a pattern's first byte, and its first two bytes start a pattern: the
+  // automaton reads from the first place that does, where its state at the end is the same (the
+  // longest suffix that is a pattern's prefix starts there or later), and not at all without one
+  const first = firstBytes(automaton)
+  let from = Math.max(after, length - automaton.longest + 1)
+  for (; from < length; from++) {
+    if (first[bytes[from]!] === 0) continue
+    if (from + 1 === length || automaton.depth(automaton.scan(bytes, from, from + 2, Automaton.Automaton.ROOT, IGNORE)) === 2) break
+  }
+  if (from === length) return
+  const state = automaton.scan(bytes, from, length, Automaton.Automaton.ROOT, IGNORE)
+  found.hold = Math.min(found.hold, length - automaton.depth(state))
 }
+
+/** Per byte, 1 where a pattern of the automaton starts with it (as it folds bytes). */
+const firstBytes = (() => {
+  const known = new WeakMap<Automaton.Automaton, Uint8Array>()
+  const one = Buffer.alloc(1)
+  return (automaton: Automaton.Automaton): Uint8Array => {
+    let table = known.get(automaton)
+    if (table === undefined) {
+      table = new Uint8Array(256)
+      for (let byte = 0; byte < 256; byte++) {
+        one[0] = byte
+        table[byte] = automaton.depth(automaton.scan(one, 0, 1, Automaton.Automaton.ROOT, IGNORE)) === 1 ? 1 : 0
+      }
+      known.set(automaton, table)
+    }
+    return table
+  }
+})()
 
 /**
  * The readings automata, shared by every scrubber of the same patterns (a resolver hands out a new
