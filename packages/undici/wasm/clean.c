@@ -41,7 +41,7 @@ static u8 introducer[3];
 
 /*
  * Per layer, where its reading ended, for `clean.ts` to hand on: the last escape's start and end
- * (-1: none), the last byte it wrote, and whether an escape cut off by the end ended the reading.
+ * (-1: none), the last byte it wrote, and where an escape cut off by the end begins (-1: none).
  */
 static int32_t TAILS[3 * 4];
 
@@ -350,8 +350,8 @@ static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, c
     int length = escape_at(syntax, b, i, end, at_end);
     if (length == CUT) {
       /* the tail, which `candidates` decodes, holds it back */
-      tail[3] = 1;
-      return 1;
+      tail[3] = i;
+      break;
     }
     if (length == LITERAL) {
       if (i == own_after) return 0;
@@ -415,8 +415,8 @@ __attribute__((export_name("layers"))) int layers(int length, int at_end, int pl
   for (int syntax = 0; syntax < 3; syntax++) {
     int bit = 1 << syntax;
     int32_t *tail = TAILS + 4 * syntax;
-    tail[0] = tail[1] = -1;
-    tail[2] = tail[3] = 0;
+    tail[0] = tail[1] = tail[3] = -1;
+    tail[2] = 0;
     if (own_count[syntax] != 0) answer |= bit;
     if (own_count[syntax] == 0 || clean_layer(syntax, b, length, at_end, plus, at, count, mine[syntax], own_count[syntax])) answer |= bit << 4;
   }

@@ -23,7 +23,8 @@ export interface CleanTables {
 /**
  * Where each layer's reading of its escapes ended (`cleanLayer`'s, for a clean layer), four numbers
  * per layer of `SYNTAXES` from `4 * layer`: the last escape's start and end (-1: none), the last
- * byte it wrote, and 1 when an escape cut off by the end of the bytes ended the reading (else 0).
+ * byte it wrote, and where an escape cut off by the end of the bytes begins, which ended the
+ * reading (-1: none).
  */
 export const LAYER_TAILS = 4 * SYNTAXES.length
 

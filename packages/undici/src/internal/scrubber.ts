@@ -426,6 +426,9 @@ export const withBasicEchoes = (scrubber: Scrubber, basicEchoes: ReadonlyArray<r
  */
 export const NOTHING_TO_SCRUB: Scrubber = fromSets([])
 
+/** `cleanCut`'s answer where the stacks' escapes are not known without decoding them. */
+const UNKNOWN = -2
+
 /** Matches found, as spans of the scanned bytes, before overlapping ones are joined. */
 class Candidates {
   readonly starts: Array<number> = []
@@ -436,6 +439,10 @@ class Candidates {
   hold: number
   /** Whether the readings automaton found them (rather than the stacks). */
   read = false
+  /** Whether every layer was clean (`layersOf`). */
+  clean = false
+  /** Where every layer is clean, `cleanCut`'s answer (else `UNKNOWN`). */
+  cut = UNKNOWN
   constructor(end: number) {
     this.hold = end
   }
@@ -733,8 +740,8 @@ const cleanLayer = (syntax: Syntax, bytes: Buffer, atEnd: boolean, plus: boolean
   for (let i = nextIntroducer(syntax, bytes, 0, plus, cursor); i !== -1; i = nextIntroducer(syntax, bytes, pos, plus, cursor)) {
     const length = escapeAt(syntax, bytes, i, end, atEnd, ONE, 0)
     if (length === CUT) {
-      tails[tail + 3] = 1
-      return true
+      tails[tail + 3] = i
+      break
     }
     if (length === LITERAL) {
       // an introducer standing for itself right after an escape
@@ -797,11 +804,11 @@ export const layersOf = (bytes: Buffer, atEnd: boolean, plus: boolean, pairs: Ui
     const answer = compiled?.layers(bytes, atEnd, plus, pairs, tails)
     if (answer !== undefined) return answer
   }
-  tails.fill(0)
   let layers = 0
   for (let layer = 0; layer < SYNTAXES.length; layer++) {
     const syntax = SYNTAXES[layer]!
-    tails[4 * layer] = tails[4 * layer + 1] = -1
+    tails[4 * layer] = tails[4 * layer + 1] = tails[4 * layer + 3] = -1
+    tails[4 * layer + 2] = 0
     if (!hasIntroducer(syntax, bytes, 0, bytes.length, plus)) layers |= 16 << layer
     else layers |= pairs !== undefined && cleanLayer(syntax, bytes, atEnd, plus, pairs, tails) ? 17 << layer : 1 << layer
   }
@@ -884,6 +891,50 @@ const escapeSpans = (bytes: Buffer, from: number, plus: boolean): Array<number> 
 }
 
 /**
+ * Where the layers `layersOf` found (`layers`, `tails`) are all clean: -1 when no layer's stream is
+ * cut off, else where the one layer's escape cut off by the end begins (where its stream ends);
+ * `UNKNOWN` otherwise (a layer not clean, or two cut off). Then every stack's escapes are the
+ * input's own, of its syntax (the clean layers' escapes write no introducer that starts one, and
+ * none of another syntax reaches them), but where an inner layer's stream ends early: over the cut
+ * layer, at the cut (`goesOnFrom`), or with an `&` a clean layer's last escape wrote at the end,
+ * which an inner HTML layer waits on (that escape reaches the end itself).
+ */
+export const cleanCut = (layers: number, tails: Int32Array): number => {
+  if ((layers & ALL_CLEAN) !== ALL_CLEAN) return UNKNOWN
+  let cut = -1
+  for (let layer = 0; layer < SYNTAXES.length; layer++) {
+    const at = tails[4 * layer + 3]!
+    if (at === -1 || (layers & (1 << layer)) === 0) continue
+    if (cut !== -1) return UNKNOWN
+    cut = at
+  }
+  return cut
+}
+
+/**
+ * Whether the stacks go on from `at` (what `stacksHold` finds by decoding them), where every
+ * layer is clean and `cut` is `cleanCut`'s answer: no escape of any syntax that an introducer before
+ * `at` may start reaches past it, and where a layer is cut off, no inner layer reading its stream,
+ * which ends at `cut`, finds an escape there cut off that starts before `at`. (A clean layer's last
+ * escape writes an `&` only where no escape of its own follows: not right before its cut.)
+ */
+export const goesOnFrom = (bytes: Buffer, at: number, cut: number, plus: boolean): boolean => {
+  const introducersOf = plus ? INTRODUCES_PLUS : INTRODUCES
+  for (let q = Math.max(0, at - LONGEST_ESCAPE); q < at; q++) {
+    const bits = introducersOf[bytes[q]!]!
+    if (bits === 0) continue
+    for (let bit = 0; bit < SYNTAXES.length; bit++) if ((bits & (1 << bit)) !== 0 && reachOf(SYNTAXES[bit]!, bytes, bytes.length, q) > at) return false
+  }
+  if (cut === -1) return true
+  for (let q = Math.max(0, cut - LONGEST_ESCAPE); q < Math.min(at, cut); q++) {
+    const bits = introducersOf[bytes[q]!]!
+    if (bits === 0) continue
+    for (let bit = 0; bit < SYNTAXES.length; bit++) if ((bits & (1 << bit)) !== 0 && escapeAt(SYNTAXES[bit]!, bytes, q, cut, false, ONE, 0) === CUT) return false
+  }
+  return true
+}
+
+/**
  * The stacks' hold, moved back to where the stacks can go on from (`matches` cut to those it leaves
  * committed), or -1 when that lies further back than `limit` (`matches` as they were). A
  * stack holds back from where its partial match begins in its decoded stream, which another stack
@@ -893,7 +944,7 @@ const escapeSpans = (bytes: Buffer, from: number, plus: boolean): Array<number> 
  * match that ends past it is held back too (found again with the next chunk). The escapes are read
  * once, from a place in step before `limit`; a hold that already is such a place costs a look back.
  */
-const stacksHold = (bytes: Buffer, matches: ReadonlyArray<Substitution.Match>, hold: number, limit: number, plus: boolean): number => {
+export const stacksHold = (bytes: Buffer, matches: ReadonlyArray<Substitution.Match>, hold: number, limit: number, plus: boolean): number => {
   let keep = matches.length
   // (the last match committed ends at or before the hold)
   if (hold <= 0 || inStepBefore(bytes, hold, plus, hold) === hold) return hold
@@ -1101,7 +1152,7 @@ const tooDense = () =>
  */
 const holdCleanTail = (scrubber: Scrubber, layer: number, bytes: Buffer, found: Candidates, tails: Int32Array): boolean => {
   const tail = 4 * layer
-  if (tails[tail + 3] === 1) return false
+  if (tails[tail + 3] !== -1) return false
   const length = bytes.length
   // (the last escape ends the bytes)
   if (tails[tail + 1] === length) {
@@ -1156,6 +1207,8 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
   // per layer: whether it has an escape at all (bit `layer`), and whether none of them matters
   // (bit `layer + 4`: then the shortcuts below apply)
   const layers = layersOf(bytes, atEnd, plus, pairs)
+  found.clean = pairs !== undefined && (layers & ALL_CLEAN) === ALL_CLEAN
+  if (found.clean) found.cut = cleanCut(layers, TAILS)
   // a chunk whose escapes matter is read by the readings automaton where they are dense
   if (readings && !loose && !exhaustive && (layers & ALL_CLEAN) !== ALL_CLEAN && dense(bytes, plus) && readAll(scrubber, bytes, atEnd, found)) return found
   for (let s = 0; s < sets.length; s++) {
@@ -1197,9 +1250,14 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
       // no escape of the layer matters: nothing to find in it but what is held back at its end,
       // found without decoding it where it can be; else decoded from a place every stack reads in
       // step, early enough for a value under the widest escapes (an inner escape's bytes are not a
-      // first-layer escape's here)
+      // first-layer escape's here). Where every layer is clean, no stack's escape is in a match
+      // (an inner layer's escapes over a clean layer are the input's own), and what a stack holds
+      // back at the end of its stream (cut off within an escape's length of the end) is input
+      // after its last escape or the one byte that escape wrote: from early enough for a value's
+      // bytes and two escapes
       if (atEnd || holdCleanTail(scrubber, layer, bytes, found, TAILS)) continue
-      from = inStepBefore(bytes, bytes.length - scrubber.longest * MAX_EXPANSION.html - 3 * LONGEST_ESCAPE, plus)
+      const reach = found.clean ? scrubber.longest + 3 * LONGEST_ESCAPE : scrubber.longest * MAX_EXPANSION.html + 3 * LONGEST_ESCAPE
+      from = inStepBefore(bytes, bytes.length - reach, plus)
     }
     const first = decode(outer, bytes, from, bytes.length, atEnd, plus)
     if (first.cut !== -1) found.hold = Math.min(found.hold, first.cut)
@@ -1248,21 +1306,21 @@ const NO_MATCHES: ReadonlyArray<Substitution.Match> = Object.freeze([])
 
 /**
  * A scan's answer: the hold moved to where the stacks can go on from, or said to be out of step
- * (`stream`: what the stream's previous scan handed on; `read`: the readings automaton found the
- * matches).
+ * (`stream`: what the stream's previous scan handed on; `found`: what the scan found, by the
+ * readings automaton or by the stacks, and whether every layer was clean).
  */
 const finished = (
   scrubber: Scrubber,
   bytes: Buffer,
   atEnd: boolean,
-  read: boolean,
+  found: Candidates,
   stream: Stream | undefined,
   matches: ReadonlyArray<Substitution.Match>,
   holdFrom: number
 ): Substitution.Scan => {
   let at = holdFrom
-  if (!atEnd && read) at = restartable(scrubber, bytes, matches, holdFrom, stream?.outOfStep === true)
-  else if (!atEnd && holdFrom < bytes.length) {
+  if (!atEnd && found.read) at = restartable(scrubber, bytes, matches, holdFrom, stream?.outOfStep === true)
+  else if (!atEnd && holdFrom < bytes.length && !(found.cut !== UNKNOWN && goesOnFrom(bytes, holdFrom, found.cut, scrubber.plus))) {
     // (so far back that carrying it could make every chunk longer: -1, the next chunk the readings automaton's)
     at = stacksHold(bytes, matches, holdFrom, holdFrom - scrubber.matcher.maxLength, scrubber.plus)
   }
@@ -1288,8 +1346,8 @@ const scan = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, kind: Kind, str
   const found = candidates(scrubber, bytes, atEnd, kind === Kind.Loose, false, true, outOfStep)
   const count = found.starts.length
   const hold = atEnd ? bytes.length : found.hold
-  if (count === 0) return finished(scrubber, bytes, atEnd, found.read, stream, NO_MATCHES, hold)
-  const finish = (matches: ReadonlyArray<Substitution.Match>, holdFrom: number) => finished(scrubber, bytes, atEnd, found.read, stream, matches, holdFrom)
+  if (count === 0) return finished(scrubber, bytes, atEnd, found, stream, NO_MATCHES, hold)
+  const finish = (matches: ReadonlyArray<Substitution.Match>, holdFrom: number) => finished(scrubber, bytes, atEnd, found, stream, matches, holdFrom)
   // (the readings automaton's come in order already: then no order is built)
   let sorted = true
   for (let i = 1; i < count && sorted; i++) sorted = found.starts[i - 1]! < found.starts[i]! || (found.starts[i - 1] === found.starts[i] && found.ends[i - 1]! >= found.ends[i]!)
