@@ -293,10 +293,10 @@ static inline v128_t hits(const u8 *b, v128_t j, v128_t p, v128_t h, v128_t q) {
 
 /*
  * Writes the position of every introducer (of any syntax; `+` when `plus`) of `b[0, length)` to
- * `at`, and each again to its syntax's list (`mine[s]`, room for `length` each); returns how many,
- * and each list's length in `own_count`.
+ * `at`, and where each stands in `at` to its syntax's list (`mine[s]`, room for `length` each),
+ * and each list's length to `own_count`.
  */
-static int introducers(const u8 *b, int length, int plus, uint32_t *at, uint32_t *const *mine, int *own_count) {
+static void introducers(const u8 *b, int length, int plus, uint32_t *at, uint32_t *const *mine, int *own_count) {
   v128_t j = wasm_i8x16_splat((int8_t)introducer[JSON]);
   v128_t p = wasm_i8x16_splat((int8_t)introducer[PERCENT]);
   v128_t h = wasm_i8x16_splat((int8_t)introducer[HTML]);
@@ -310,7 +310,7 @@ static int introducers(const u8 *b, int length, int plus, uint32_t *at, uint32_t
   do {                                         \
     uint32_t at_ = (uint32_t)(position);       \
     at[count++] = at_;                         \
-    *next[introduces[b[at_]] >> 1]++ = at_;    \
+    *next[introduces[b[at_]] >> 1]++ = count - 1; \
   } while (0)
   /* sixty-four bytes at a time (most hold no introducer), then one by one */
   for (; i + 64 <= length; i += 64) {
@@ -326,14 +326,14 @@ static int introducers(const u8 *b, int length, int plus, uint32_t *at, uint32_t
     if (introduces[b[i]] != 0) ADD(i);
 #undef ADD
   for (int s = 0; s < 3; s++) own_count[s] = (int)(next[s] - mine[s]);
-  return count;
 }
 
 /*
- * `cleanLayer` over the introducers of `b[0, end)`: the layer's own (`mine[0, own_count)`) are read
- * as escapes, every one (`at[0, count)`) is looked at as a neighbour that may reach an escape.
+ * `cleanLayer` over the introducers of `b[0, end)`: the layer's own (`at[mine[k]]`, `k` below
+ * `own_count`) are read as escapes, and every one before each (in `at`) is looked at as a
+ * neighbour that may reach it.
  */
-static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, const uint32_t *at, int count, const uint32_t *mine, int own_count) {
+static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, const uint32_t *at, const uint32_t *mine, int own_count) {
   const u8 *introduces = plus ? INTRODUCES_PLUS : INTRODUCES;
   int own = 1 << syntax;
   int32_t *tail = TAILS + 4 * syntax;
@@ -342,10 +342,9 @@ static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, c
   int own_after = -1;
   int pos = 0;
   int previous_start = -1;
-  /* `at[seen]` is the first introducer not yet passed as a neighbour */
-  int seen = 0;
   for (int k = 0; k < own_count; k++) {
-    int i = (int)mine[k];
+    int index = (int)mine[k];
+    int i = (int)at[index];
     if (i < pos) continue;
     int length = escape_at(syntax, b, i, end, at_end);
     if (length == CUT) {
@@ -381,8 +380,7 @@ static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, c
     int from = i - longest_escape;
     if (from < previous_end) from = previous_end;
     if (from < 0) from = 0;
-    while (seen < count && (int)at[seen] < from) seen++;
-    for (int s = seen; s < count && (int)at[s] < i; s++) {
+    for (int s = index - 1; s >= 0 && (int)at[s] >= from; s--) {
       int q = (int)at[s];
       int bits = introduces[b[q]];
       for (int bit = 0; bit < 3; bit++)
@@ -410,7 +408,7 @@ __attribute__((export_name("layers"))) int layers(int length, int at_end, int pl
   uint32_t *at = (uint32_t *)(((uintptr_t)(b + length) + 15) & ~(uintptr_t)15);
   uint32_t *const mine[3] = {at + length + 1, at + 2 * (length + 1), at + 3 * (length + 1)};
   int own_count[3];
-  int count = introducers(b, length, plus, at, mine, own_count);
+  introducers(b, length, plus, at, mine, own_count);
   int answer = 0;
   for (int syntax = 0; syntax < 3; syntax++) {
     int bit = 1 << syntax;
@@ -418,7 +416,7 @@ __attribute__((export_name("layers"))) int layers(int length, int at_end, int pl
     tail[0] = tail[1] = tail[3] = -1;
     tail[2] = 0;
     if (own_count[syntax] != 0) answer |= bit;
-    if (own_count[syntax] == 0 || clean_layer(syntax, b, length, at_end, plus, at, count, mine[syntax], own_count[syntax])) answer |= bit << 4;
+    if (own_count[syntax] == 0 || clean_layer(syntax, b, length, at_end, plus, at, mine[syntax], own_count[syntax])) answer |= bit << 4;
   }
   return answer;
 }
