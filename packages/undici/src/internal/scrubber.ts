@@ -52,6 +52,7 @@ class PatternSet {
   /** The length of the shortest pattern. */
   readonly shortest: number
   private readonly automata: Array<Automaton.Automaton | undefined> = [undefined, undefined, undefined]
+  private readonly firstBytes: Array<Uint8Array | undefined> = [undefined, undefined, undefined]
   private readonly pairTables: Array<Uint8Array | undefined> = [undefined, undefined, undefined]
   private readonly encoded = new Map<number, Buffer>()
   /** The skip search over raw bytes (`undefined`: patterns too short for it to pay). */
@@ -86,6 +87,22 @@ class PatternSet {
     // `+` equals space only matters if some pattern holds one
     const k = kind === Kind.Plus && !this.plus ? Kind.Exact : kind
     return (this.automata[k] ??= new Automaton.Automaton(this.patterns, FOLDS[k]))
+  }
+
+  /** Per byte, 1 where a pattern starts with it, as the kind's automaton folds bytes. */
+  first(kind: Kind): Uint8Array {
+    const k = kind === Kind.Plus && !this.plus ? Kind.Exact : kind
+    let table = this.firstBytes[k]
+    if (table === undefined) {
+      const automaton = this.automaton(k)
+      const one = Buffer.alloc(1)
+      table = this.firstBytes[k] = new Uint8Array(256)
+      for (let byte = 0; byte < 256; byte++) {
+        one[0] = byte
+        table[byte] = automaton.depth(automaton.scan(one, 0, 1, Automaton.Automaton.ROOT, IGNORE)) === 1 ? 1 : 0
+      }
+    }
+    return table
   }
 
   private readonly byStack: Array<Array<Buffer | undefined>> = []
@@ -972,15 +989,17 @@ export const stacksHold = (bytes: Buffer, matches: ReadonlyArray<Substitution.Ma
 }
 
 /**
- * Holds back a proper prefix of a pattern at the end of `bytes` (one that starts at `after` or later):
- * more bytes could complete it. (A pattern already whole there was found, and is not held.)
+ * Holds back a proper prefix of a pattern of the set at the end of `bytes` (one that starts at
+ * `after` or later), as the kind's automaton reads it: more bytes could complete it. (A pattern
+ * already whole there was found, and is not held.)
  */
-const holdTail = (automaton: Automaton.Automaton, bytes: Buffer, found: Candidates, after = 0) => {
+const holdTail = (set: PatternSet, kind: Kind, bytes: Buffer, found: Candidates, after = 0) => {
+  const automaton = set.automaton(kind)
   const length = bytes.length
   // a prefix starts with a pattern's first byte, and its first two bytes start a pattern: the
   // automaton reads from the first place that does, where its state at the end is the same (the
   // longest suffix that is a pattern's prefix starts there or later), and not at all without one
-  const first = firstBytes(automaton)
+  const first = set.first(kind)
   let from = Math.max(after, length - automaton.longest + 1)
   for (; from < length; from++) {
     if (first[bytes[from]!] === 0) continue
@@ -990,24 +1009,6 @@ const holdTail = (automaton: Automaton.Automaton, bytes: Buffer, found: Candidat
   const state = automaton.scan(bytes, from, length, Automaton.Automaton.ROOT, IGNORE)
   found.hold = Math.min(found.hold, length - automaton.depth(state))
 }
-
-/** Per byte, 1 where a pattern of the automaton starts with it (as it folds bytes). */
-const firstBytes = (() => {
-  const known = new WeakMap<Automaton.Automaton, Uint8Array>()
-  const one = Buffer.alloc(1)
-  return (automaton: Automaton.Automaton): Uint8Array => {
-    let table = known.get(automaton)
-    if (table === undefined) {
-      table = new Uint8Array(256)
-      for (let byte = 0; byte < 256; byte++) {
-        one[0] = byte
-        table[byte] = automaton.depth(automaton.scan(one, 0, 1, Automaton.Automaton.ROOT, IGNORE)) === 1 ? 1 : 0
-      }
-      known.set(automaton, table)
-    }
-    return table
-  }
-})()
 
 /**
  * The readings automata, shared by every scrubber of the same patterns (a resolver hands out a new
@@ -1164,7 +1165,7 @@ const holdCleanTail = (scrubber: Scrubber, layer: number, bytes: Buffer, found: 
   // decoded stream's other bytes)
   if (layer === PERCENT && scrubber.plus) {
     const after = Math.max(0, tails[tail + 1]!)
-    for (const set of scrubber.sets) if (set.plus) holdTail(set.automaton(Kind.Plus), bytes, found, after)
+    for (const set of scrubber.sets) if (set.plus) holdTail(set, Kind.Plus, bytes, found, after)
   }
   return true
 }
@@ -1213,7 +1214,8 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
   if (readings && !loose && !exhaustive && (layers & ALL_CLEAN) !== ALL_CLEAN && dense(bytes, plus) && readAll(scrubber, bytes, atEnd, found)) return found
   for (let s = 0; s < sets.length; s++) {
     const set = sets[s]!
-    const automaton = set.automaton(loose ? Kind.Loose : Kind.Exact)
+    const kind = loose ? Kind.Loose : Kind.Exact
+    const automaton = set.automaton(kind)
     const search = set.search
     const occurrences = loose || exhaustive || search === undefined ? undefined : search.all(bytes, bytes.length)
     if (occurrences !== undefined) {
@@ -1223,7 +1225,7 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
         found.add(at, at + set.patterns[i]!.length, set.replacement(i, []), set.secrets[i])
       }
       // only the end, where a match may be cut off, needs the automaton's state
-      if (!atEnd) holdTail(automaton, bytes, found)
+      if (!atEnd) holdTail(set, kind, bytes, found)
       continue
     }
     if (!loose && !exhaustive && set.patterns.length <= NATIVE_SEARCH_UP_TO) {
@@ -1234,13 +1236,13 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
           found.add(at, at + pattern.length, set.replacement(i, []), set.secrets[i])
         }
       })
-      if (!atEnd) holdTail(automaton, bytes, found)
+      if (!atEnd) holdTail(set, kind, bytes, found)
       continue
     }
     automaton.scan(bytes, 0, bytes.length, Automaton.Automaton.ROOT, (pattern, end) => {
       found.add(end - automaton.lengthOf(pattern), end, set.replacement(pattern, []), set.secrets[pattern])
     })
-    if (!atEnd) holdTail(automaton, bytes, found)
+    if (!atEnd) holdTail(set, kind, bytes, found)
   }
   for (let layer = 0; layer < SYNTAXES.length; layer++) {
     if ((layers & (1 << layer)) === 0) continue
