@@ -109,6 +109,20 @@ describe("the scrubber's shortcuts find exactly what the exhaustive scan finds",
     for (let cut = 0; cut <= text.length; cut++) agree(values, text.subarray(0, cut), false)
   })
 
+  it("where a clean layer's stream ends early, its stacks' streams end there, or an inner one at an escape cut off first", () => {
+    // an inner HTML or percent layer over JSON or percent cut off: `&zz`, `%2` read to the cut wait
+    // for more, and `xy` before them starts a value; an escape writes a value's first byte right
+    // before the cut; every text cut at every byte
+    const values = ["xy!q", "A!b", "+y!", " z!", "&q!", "t;xy!", "3cxy!"]
+    const texts = ["a xy&zz\\u0041 ", "a xy%2\\u0041 ", "a xy&zz%41 ", "a xy%2&#65; ", "a xy&#x7a;&#65; ", "b \\u0041\\u0042 ", "b %41%42 ", "b &#65;&#66; ", "c %20%41 ", "c \\u002b\\u0041 ", "c +%41 "]
+    // and an `&` an escape writes at the end, which an inner HTML layer waits on
+    texts.push("a xy&amp; ", "a xy\\u0026 ", "a xy%26 ", "a x&amp;&amp; ", "a xy\\u0026%26 ", "b &#65;%26 ", "a &lt;xy&amp; ", "a \\u003cxy\\u0026 ")
+    for (const text of texts) {
+      const bytes = Buffer.from(text)
+      for (let cut = 1; cut <= bytes.length; cut++) agree(values, bytes.subarray(0, cut), false)
+    }
+  })
+
   it("where a clean layer's last escape ends the bytes, with `+` as space (found by review)", () => {
     // a percent escape, then `+`: `1+` read as `1 ` would start `1 b`, but the `1` is the escape's
     agree(["1 b"], Buffer.from("%41+"), false)

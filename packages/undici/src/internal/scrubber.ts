@@ -615,6 +615,7 @@ const INTRODUCES = (() => {
   return table
 })()
 const PERCENT = SYNTAXES.indexOf("percent")
+const HTML = SYNTAXES.indexOf("html")
 const PERCENT_BIT = 1 << PERCENT
 
 /** Per byte, the syntaxes (bits of `SYNTAXES`) it introduces an escape of, `+` counting for percent. */
@@ -989,13 +990,12 @@ export const stacksHold = (bytes: Buffer, matches: ReadonlyArray<Substitution.Ma
 }
 
 /**
- * Holds back a proper prefix of a pattern of the set at the end of `bytes` (one that starts at
- * `after` or later), as the kind's automaton reads it: more bytes could complete it. (A pattern
- * already whole there was found, and is not held.)
+ * Holds back a proper prefix of a pattern of the set at the end of `bytes[0, length)` (one that
+ * starts at `after` or later), as the kind's automaton reads it: more bytes could complete it. (A
+ * pattern already whole there was found, and is not held.)
  */
-const holdTail = (set: PatternSet, kind: Kind, bytes: Buffer, found: Candidates, after = 0) => {
+const holdTail = (set: PatternSet, kind: Kind, bytes: Buffer, found: Candidates, after = 0, length = bytes.length) => {
   const automaton = set.automaton(kind)
-  const length = bytes.length
   // a prefix starts with a pattern's first byte, and its first two bytes start a pattern: the
   // automaton reads from the first place that does, where its state at the end is the same (the
   // longest suffix that is a pattern's prefix starts there or later), and not at all without one
@@ -1171,6 +1171,68 @@ const holdCleanTail = (scrubber: Scrubber, layer: number, bytes: Buffer, found: 
 }
 
 /**
+ * What the stacks that start with a clean layer hold back where its stream ends early (`end`): at
+ * an escape of it cut off by the end of the bytes, or (`end` the bytes' length) where its last
+ * escape wrote an `&` there, which an inner HTML layer waits on; every layer clean, no other cut off
+ * (`cleanCut`). False where that is not found so (the caller decodes). Each inner layer's stream
+ * over it ends there too, unless an escape of the inner layer is cut off first (an introducer the
+ * input reads as itself, whose escape more bytes could complete: `&zz` before the cut; the `&` the
+ * layer wrote). Every stack's escapes are the input's own (`cleanCut`), so a proper prefix of a
+ * value at the end of such a stream is, as at the end of the bytes (`holdCleanTail`), input after
+ * the stack's last escape, or the one byte that escape wrote where it ends the stream: each
+ * stack's held as its kind reads it.
+ */
+const holdCleanEnd = (scrubber: Scrubber, layer: number, bytes: Buffer, found: Candidates, tails: Int32Array, end: number): boolean => {
+  found.hold = Math.min(found.hold, end)
+  const tail = 4 * layer
+  const lastStart = tails[tail]!
+  const lastEnd = tails[tail + 1]!
+  const written = tails[tail + 2]!
+  holdStreamEnd(scrubber, layer === PERCENT ? Kind.Plus : Kind.Exact, bytes, end, lastStart, lastEnd, written, found)
+  const introducersOf = scrubber.plus ? INTRODUCES_PLUS : INTRODUCES
+  for (let inner = 0; inner < SYNTAXES.length; inner++) {
+    const kind = layer === PERCENT || inner === PERCENT ? Kind.Plus : Kind.Exact
+    if (inner === HTML && lastEnd === end && written === INTRODUCER.html) {
+      // the `&` waits for more: the inner stream ends before the escape that wrote it, after
+      // input that holds no escape of the stack back as far as a value reaches (else: decoded)
+      for (let q = Math.max(0, lastStart - scrubber.longest - LONGEST_ESCAPE); q < lastStart; q++) if ((introducersOf[bytes[q]!]! & ((1 << layer) | (1 << inner))) !== 0) return false
+      found.hold = Math.min(found.hold, lastStart)
+      holdStreamEnd(scrubber, kind, bytes, lastStart, -1, -1, 0, found)
+      continue
+    }
+    // (over the layer, its own escapes are all read: none of its own syntax is left)
+    const innerTail = 4 * inner
+    const innerEnd = inner === layer ? -1 : tails[innerTail + 1]!
+    let stream = end
+    for (let q = Math.max(0, lastEnd, innerEnd, end - LONGEST_ESCAPE); q < end; q++) {
+      if ((introducersOf[bytes[q]!]! & (1 << inner)) === 0) continue
+      const read = escapeAt(SYNTAXES[inner]!, bytes, q, end, false, ONE, 0)
+      if (read === CUT) {
+        stream = q
+        break
+      }
+      if (read !== LITERAL) return false
+    }
+    found.hold = Math.min(found.hold, stream)
+    if (innerEnd > lastEnd) holdStreamEnd(scrubber, kind, bytes, stream, tails[innerTail]!, innerEnd, tails[innerTail + 2]!, found)
+    else holdStreamEnd(scrubber, kind, bytes, stream, lastStart, lastEnd, written, found)
+  }
+  return true
+}
+
+/**
+ * Holds back, as the kind reads them, proper prefixes of values at the end of a stream that ends at
+ * `end`, whose bytes after its last escape (`lastStart` to `lastEnd`, which wrote `written`; -1:
+ * none) are the input's own.
+ */
+const holdStreamEnd = (scrubber: Scrubber, kind: Kind, bytes: Buffer, end: number, lastStart: number, lastEnd: number, written: number, found: Candidates) => {
+  for (const set of scrubber.sets) {
+    if (lastEnd === end && set.first(kind)[written] === 1) found.hold = Math.min(found.hold, lastStart)
+    holdTail(set, kind, bytes, found, Math.max(0, lastEnd), end)
+  }
+}
+
+/**
  * Whether a value starts with the byte `written` by an escape, as the stacks that start with its
  * layer may read it: as it is, and, where values hold a space or `+`, a space and a `+` as one (an
  * inner percent layer reads them so wherever its stream holds a `%` or `+`; held either way, which
@@ -1258,6 +1320,7 @@ const candidates = (scrubber: Scrubber, bytes: Buffer, atEnd: boolean, loose: bo
       // after its last escape or the one byte that escape wrote: from early enough for a value's
       // bytes and two escapes
       if (atEnd || holdCleanTail(scrubber, layer, bytes, found, TAILS)) continue
+      if (found.cut !== UNKNOWN && found.cut === TAILS[4 * layer + 3] && holdCleanEnd(scrubber, layer, bytes, found, TAILS, found.cut === -1 ? bytes.length : found.cut)) continue
       const reach = found.clean ? scrubber.longest + 3 * LONGEST_ESCAPE : scrubber.longest * MAX_EXPANSION.html + 3 * LONGEST_ESCAPE
       from = inStepBefore(bytes, bytes.length - reach, plus)
     }
