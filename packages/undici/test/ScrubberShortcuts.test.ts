@@ -113,10 +113,13 @@ describe("the scrubber's shortcuts find exactly what the exhaustive scan finds",
     // an inner HTML or percent layer over JSON or percent cut off: `&zz`, `%2` read to the cut wait
     // for more, and `xy` before them starts a value; an escape writes a value's first byte right
     // before the cut; every text cut at every byte
-    const values = ["xy!q", "A!b", "+y!", " z!", "&q!", "t;xy!", "3cxy!"]
+    const values = ["xy!q", "A!b", "+y!", " z!", "&q!", "t;xy!", "3cxy!", "Z "]
     const texts = ["a xy&zz\\u0041 ", "a xy%2\\u0041 ", "a xy&zz%41 ", "a xy%2&#65; ", "a xy&#x7a;&#65; ", "b \\u0041\\u0042 ", "b %41%42 ", "b &#65;&#66; ", "c %20%41 ", "c \\u002b\\u0041 ", "c +%41 "]
     // and an `&` an escape writes at the end, which an inner HTML layer waits on
     texts.push("a xy&amp; ", "a xy\\u0026 ", "a xy%26 ", "a x&amp;&amp; ", "a xy\\u0026%26 ", "b &#65;%26 ", "a &lt;xy&amp; ", "a \\u003cxy\\u0026 ")
+    // and an inner escape whose reading the cut ends (a legacy name read to the layer's introducer:
+    // found by review)
+    texts.push("Z &gtk\\u0041 ", "z &quot0a\\uD83D ", "xy&amp\\u0041 ", "xy&#x41%41 ")
     for (const text of texts) {
       const bytes = Buffer.from(text)
       for (let cut = 1; cut <= bytes.length; cut++) agree(values, bytes.subarray(0, cut), false)

@@ -1203,6 +1203,11 @@ const holdCleanEnd = (scrubber: Scrubber, layer: number, bytes: Buffer, found: C
     // (over the layer, its own escapes are all read: none of its own syntax is left)
     const innerTail = 4 * inner
     const innerEnd = inner === layer ? -1 : tails[innerTail + 1]!
+    // the inner layer's last escape, where its reading may have looked as far as the cut (a name
+    // the layer's introducer ended, `&gtk` before `\`), read again where its stream ends: the same,
+    // or decoded
+    const innerStart = inner === layer ? -1 : tails[innerTail]!
+    if (innerStart >= lastEnd && innerStart >= end - LONGEST_ESCAPE - 1 && escapeAt(SYNTAXES[inner]!, bytes, innerStart, end, false, ONE, 0) !== innerEnd - innerStart) return false
     let stream = end
     for (let q = Math.max(0, lastEnd, innerEnd, end - LONGEST_ESCAPE); q < end; q++) {
       if ((introducersOf[bytes[q]!]! & (1 << inner)) === 0) continue
