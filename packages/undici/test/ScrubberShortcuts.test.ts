@@ -119,7 +119,7 @@ describe("the scrubber's shortcuts find exactly what the exhaustive scan finds",
     texts.push("a xy&amp; ", "a xy\\u0026 ", "a xy%26 ", "a x&amp;&amp; ", "a xy\\u0026%26 ", "b &#65;%26 ", "a &lt;xy&amp; ", "a \\u003cxy\\u0026 ")
     // and an inner escape whose reading the cut ends (a legacy name read to the layer's introducer:
     // found by review)
-    texts.push("Z &gtk\\u0041 ", "z &quot0a\\uD83D ", "xy&amp\\u0041 ", "xy&#x41%41 ")
+    texts.push("Z &gtk\\u0041 ", "z &quot0a\\uD83D ", "xy&amp\\u0041 ", "xy&#x41%41 ", "&uml2\\u0041 ", "&ltx%41 ", "xy&not6%2F ", "x &copy9\\uD83D\\uDE00 ")
     for (const text of texts) {
       const bytes = Buffer.from(text)
       for (let cut = 1; cut <= bytes.length; cut++) agree(values, bytes.subarray(0, cut), false)

@@ -17,6 +17,7 @@ typedef uint8_t u8;
 
 #define LITERAL 0
 #define CUT (-1)
+#define DIRTY (-2)
 #define JSON 0
 #define PERCENT 1
 #define HTML 2
@@ -75,9 +76,10 @@ __attribute__((export_name("configure"))) void configure(int escape, int digits,
   introducer[HTML] = (u8)html;
 }
 
-/* How many bytes the last escape wrote, and the bytes (4 at most). */
+/* How many bytes the last escape wrote, and the bytes (4 at most); the last byte its reading looked at. */
 static int written_count;
 static u8 one[4];
+static int extent;
 
 static int written(int count, int length) {
   written_count = count;
@@ -132,8 +134,10 @@ static int put_utf8(int64_t cp) {
 }
 
 static int json_escape(const u8 *in, int i, int end, int at_end) {
+  extent = end;
   if (i + 1 >= end) return at_end ? LITERAL : CUT;
   u8 c = in[i + 1];
+  extent = i + 1;
   if (SHORT[c] != 0xff) {
     one[0] = SHORT[c];
     return written(1, 2);
@@ -142,7 +146,9 @@ static int json_escape(const u8 *in, int i, int end, int at_end) {
   int available = end < i + 6 ? end : i + 6;
   if (available < i + 6) return !at_end && hex_prefix(in, i + 2, available) ? CUT : LITERAL;
   int64_t unit = hex(in, i + 2, 4);
+  extent = i + 5;
   if (unit >= 0xd800 && unit <= 0xdbff) {
+    extent = i + 11;
     int64_t low = i + 12 <= end && in[i + 6] == '\\' && in[i + 7] == 'u' ? hex(in, i + 8, 4) : -1;
     if (low >= 0xdc00 && low <= 0xdfff) return written(put_utf8(0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00)), 12);
     return i + 12 > end && !at_end ? CUT : LITERAL;
@@ -151,6 +157,7 @@ static int json_escape(const u8 *in, int i, int end, int at_end) {
 }
 
 static int percent_escape(const u8 *in, int i, int end, int at_end) {
+  extent = in[i] == '+' ? i : i + 3 <= end ? i + 2 : end;
   if (in[i] == '+') {
     one[0] = '+';
     return written(1, 1);
@@ -224,6 +231,7 @@ typedef struct {
   int32_t length;
   u8 count;
   u8 bytes[4];
+  u8 extent;
 } Known;
 
 static Known KNOWN[256];
@@ -232,23 +240,21 @@ static Known KNOWN[256];
 typedef uint64_t __attribute__((aligned(1))) unaligned_u64;
 
 static int reference(const u8 *in, int i, int end, int at_end) {
-  if (i + 9 > end) {
-    int extent;
-    return reference_read(in, i, end, at_end, &extent);
-  }
+  if (i + 9 > end) return reference_read(in, i, end, at_end, &extent);
   uint64_t key = *(const unaligned_u64 *)(in + i + 1);
   Known *known = &KNOWN[(key * 0x9e3779b97f4a7c15ull) >> 56];
   if (known->key == key) {
     written_count = known->count;
     for (int k = 0; k < 4; k++) one[k] = known->bytes[k];
+    extent = i + known->extent;
     return known->length;
   }
-  int extent;
   int length = reference_read(in, i, end, at_end, &extent);
   if (extent <= i + 8) {
     known->key = key;
     known->length = length;
     known->count = (u8)written_count;
+    known->extent = (u8)(extent - i);
     for (int k = 0; k < 4; k++) known->bytes[k] = one[k];
   }
   return length;
@@ -329,13 +335,70 @@ static void introducers(const u8 *b, int length, int plus, uint32_t *at, uint32_
 }
 
 /*
+ * The escape at `i` read, and looked at with its neighbours (what of `cleanLayer` the bytes around
+ * it decide): its length, `LITERAL`, `CUT`, or `DIRTY` where it may be part of a match; `last`, the
+ * last byte it wrote; `own_next`, whether an introducer of its own syntax follows it.
+ */
+static int read_escape(int syntax, const u8 *b, int i, int end, int at_end, const u8 *introduces, int previous_end, int previous_last, int *last, int *own_next) {
+  int own = 1 << syntax;
+  int length = escape_at(syntax, b, i, end, at_end);
+  *last = 0;
+  *own_next = 0;
+  if (length == CUT || length == LITERAL) return length;
+  int n = written_count;
+  int previous = i == previous_end ? FOLD[previous_last] : i > 0 ? FOLD[b[i - 1]] : -1;
+  int after = i + length;
+  /* (the byte after it is looked at below) */
+  if (after > extent) extent = after;
+  for (int w = 0; w < n; w++) {
+    u8 byte = one[w];
+    if (introduces[byte] != 0 && !stands_alone(own, byte, b, end, after, introduces)) return DIRTY;
+    int current = FOLD[byte];
+    if (previous != -1 && PAIRS[(previous << 8) | current]) return DIRTY;
+    previous = current;
+  }
+  if (after < end) {
+    u8 next = b[after];
+    if (PAIRS[(previous << 8) | FOLD[next]]) return DIRTY;
+    int bits = introduces[next];
+    if (bits != 0) {
+      if (bits != own) return DIRTY;
+      *own_next = 1;
+    }
+  }
+  *last = one[n - 1];
+  return length;
+}
+
+/*
+ * What `clean_layer` found of an escape from the byte before it to the byte after it (the eight
+ * bytes from `i - 1`, where they hold all it looked at, and no escape ended right before it): the
+ * escape's length, or `LITERAL`, or `DIRTY`; the last byte it wrote; whether an escape of its own
+ * syntax may start right after it. Kept while the byte pairs and `plus` stay (`generation`).
+ */
+typedef struct {
+  uint64_t key;
+  uint32_t generation;
+  int8_t length;
+  u8 last;
+  u8 own_next;
+} Verdict;
+
+static Verdict VERDICTS[1024];
+static uint32_t generation = 1;
+
+/* Forgets every verdict kept: the byte pairs or `plus` changed. */
+__attribute__((export_name("forget"))) void forget(void) {
+  generation++;
+}
+
+/*
  * `cleanLayer` over the introducers of `b[0, end)`: the layer's own (`at[mine[k]]`, `k` below
  * `own_count`) are read as escapes, and every one before each (in `at`) is looked at as a
  * neighbour that may reach it.
  */
 static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, const uint32_t *at, const uint32_t *mine, int own_count) {
   const u8 *introduces = plus ? INTRODUCES_PLUS : INTRODUCES;
-  int own = 1 << syntax;
   int32_t *tail = TAILS + 4 * syntax;
   int previous_end = -1;
   int previous_last = 0;
@@ -346,36 +409,40 @@ static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, c
     int index = (int)mine[k];
     int i = (int)at[index];
     if (i < pos) continue;
-    int length = escape_at(syntax, b, i, end, at_end);
+    int length;
+    int last;
+    int own_next;
+    /* the same eight bytes around an escape as before: the same answer, without reading it again */
+    int memo = i > 0 && i != previous_end && i + 8 <= end;
+    uint64_t key = memo ? *(const unaligned_u64 *)(b + i - 1) : 0;
+    Verdict *verdict = &VERDICTS[(key * 0x9e3779b97f4a7c15ull) >> 54];
+    if (memo && verdict->key == key && verdict->generation == generation) {
+      length = verdict->length;
+      last = verdict->last;
+      own_next = verdict->own_next;
+    } else {
+      length = read_escape(syntax, b, i, end, at_end, introduces, previous_end, previous_last, &last, &own_next);
+      if (memo && length != CUT && extent <= i + 6) {
+        verdict->key = key;
+        verdict->generation = generation;
+        verdict->length = (int8_t)length;
+        verdict->last = (u8)last;
+        verdict->own_next = (u8)own_next;
+      }
+    }
     if (length == CUT) {
       /* the tail, which `candidates` decodes, holds it back */
       tail[3] = i;
       break;
     }
+    if (length == DIRTY) return 0;
     if (length == LITERAL) {
       if (i == own_after) return 0;
       pos = i + 1;
       continue;
     }
-    int n = written_count;
-    int previous = i == previous_end ? FOLD[previous_last] : i > 0 ? FOLD[b[i - 1]] : -1;
     int after = i + length;
-    for (int w = 0; w < n; w++) {
-      u8 byte = one[w];
-      if (introduces[byte] != 0 && !stands_alone(own, byte, b, end, after, introduces)) return 0;
-      int current = FOLD[byte];
-      if (previous != -1 && PAIRS[(previous << 8) | current]) return 0;
-      previous = current;
-    }
-    if (after < end) {
-      u8 next = b[after];
-      if (PAIRS[(previous << 8) | FOLD[next]]) return 0;
-      int bits = introduces[next];
-      if (bits != 0) {
-        if (bits != own) return 0;
-        own_after = after;
-      }
-    }
+    if (own_next) own_after = after;
     /* an introducer up to `longest_escape` bytes before, since the previous escape, whose escape may reach this one */
     int from = i - longest_escape;
     if (from < previous_end) from = previous_end;
@@ -388,7 +455,7 @@ static int clean_layer(int syntax, const u8 *b, int end, int at_end, int plus, c
     }
     previous_start = i;
     previous_end = after;
-    previous_last = one[n - 1];
+    previous_last = last;
     pos = after;
   }
   tail[0] = previous_start;

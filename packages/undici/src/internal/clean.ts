@@ -54,6 +54,7 @@ interface Exports {
   readonly table: (which: number) => number
   readonly configure: (escape: number, digits: number, name: number, json: number, percent: number, html: number) => void
   readonly layers: (length: number, atEnd: number, plus: number) => number
+  readonly forget: () => void
 }
 
 /** The compiled check, or `undefined` where this runtime cannot instantiate it (no WebAssembly SIMD). */
@@ -93,6 +94,7 @@ export const makeCleanCheck = (tables: CleanTables): CleanCheck | undefined => {
   const pairsAt = exports.table(0)
   const tailsAt = exports.table(11)
   let loaded: Uint8Array | undefined
+  let loadedPlus = false
   // the module's memory (new views after it grows)
   let heap = new Uint8Array(exports.memory.buffer)
   let ends = new Int32Array(exports.memory.buffer, tailsAt, LAYER_TAILS)
@@ -113,9 +115,12 @@ export const makeCleanCheck = (tables: CleanTables): CleanCheck | undefined => {
         heap = new Uint8Array(memory.buffer)
         ends = new Int32Array(memory.buffer, tailsAt, LAYER_TAILS)
       }
-      if (pairs !== loaded) {
-        heap.set(pairs, pairsAt)
+      if (pairs !== loaded || plus !== loadedPlus) {
+        // (what the module kept of escapes it read holds for these pairs and `plus` only)
+        if (pairs !== loaded) heap.set(pairs, pairsAt)
+        exports.forget()
         loaded = pairs
+        loadedPlus = plus
       }
       heap.set(bytes, base)
       const answer = exports.layers(length, atEnd ? 1 : 0, plus ? 1 : 0)
