@@ -389,7 +389,10 @@ static uint32_t generation = 1;
 
 /* Forgets every verdict kept: the byte pairs or `plus` changed. */
 __attribute__((export_name("forget"))) void forget(void) {
-  generation++;
+  if (++generation != 0) return;
+  /* (once in 2^32: no verdict of an earlier round may count again) */
+  for (int k = 0; k < 1024; k++) VERDICTS[k].generation = 0;
+  generation = 1;
 }
 
 /*

@@ -2,7 +2,8 @@
  * The scrubber's clean check (`cleanLayer` of `scrubber.ts`), compiled: `wasm/clean.c`, built into
  * `cleanWasm.ts`. One pass finds every introducer sixty-four bytes at a time, they are listed by
  * syntax, then each layer's escapes are read as `escapeAt` reads them, with the same tables
- * (written into the module's memory from `escapes.ts` and `scrubber.ts` when it is first used).
+ * (written into the module's memory from `escapes.ts` and `scrubber.ts` when it is first used);
+ * what it found of an escape is kept by the bytes around it, until the byte pairs or `+` change.
  * For a chunk of ordinary JSON it costs a fraction of the TypeScript check, which stays the
  * reference (`CleanWasm.test.ts` compares the two) and the fallback where WebAssembly with SIMD is
  * not available.
