@@ -9,7 +9,7 @@ import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { encodeLayers, type Syntax, SYNTAXES } from "../src/internal/escapes.js"
 import { LAYER_TAILS } from "../src/internal/clean.js"
-import { coverage, layersOf, makeScrubber, cleanCut, goesOnFrom, scrubBytes, stacksHold, unionPairs, workOf } from "../src/internal/scrubber.js"
+import { cleanCut, coverage, goesOnFrom, layersOf, makeScrubber, scrubBytes, stacksHold, unionPairs, workOf } from "../src/internal/scrubber.js"
 import { alphabets, picks, secret, text, valueOf } from "./support/scrubberInputs.js"
 
 const agree = (values: ReadonlyArray<string>, bytes: Buffer, atEnd: boolean) => {

@@ -597,6 +597,16 @@ const reachOf = (syntax: Syntax, bytes: Buffer, length: number, i: number): numb
   return j < length && bytes[j] === 0x3b ? j + 1 : j
 }
 
+/** Whether an escape of any syntax that an introducer in `bytes[from, to)` may start reaches `at` or past it (`reachOf`). */
+const reaches = (bytes: Buffer, from: number, to: number, at: number, introducersOf: Uint8Array): boolean => {
+  for (let q = Math.max(0, from); q < to; q++) {
+    const bits = introducersOf[bytes[q]!]!
+    if (bits === 0) continue
+    for (let bit = 0; bit < SYNTAXES.length; bit++) if ((bits & (1 << bit)) !== 0 && reachOf(SYNTAXES[bit]!, bytes, bytes.length, q) >= at) return true
+  }
+  return false
+}
+
 const isAlphanumeric = (byte: number): boolean => (byte >= 0x30 && byte <= 0x39) || ((byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7a)
 
 /** A bit per syntax of `SYNTAXES`, in a mask of the inner layers to decode. */
@@ -787,12 +797,8 @@ const cleanLayer = (syntax: Syntax, bytes: Buffer, atEnd: boolean, plus: boolean
         ownAfter = after
       }
     }
-    for (let q = Math.max(0, i - LONGEST_ESCAPE, previousEnd); q < i; q++) {
-      const bits = introducersOf[bytes[q]!]!
-      if (bits === 0) continue
-      // (read in the input: where it stops before the escape, so would the decoded stream's)
-      for (let bit = 0; bit < SYNTAXES.length; bit++) if ((bits & (1 << bit)) !== 0 && reachOf(SYNTAXES[bit]!, bytes, end, q) >= i) return false
-    }
+    // (read in the input: where it stops before the escape, so would the decoded stream's)
+    if (reaches(bytes, Math.max(i - LONGEST_ESCAPE, previousEnd), i, i, introducersOf)) return false
     previousStart = i
     previousEnd = after
     previousLast = ONE[count - 1]!
@@ -938,11 +944,7 @@ export const cleanCut = (layers: number, tails: Int32Array): number => {
  */
 export const goesOnFrom = (bytes: Buffer, at: number, cut: number, plus: boolean): boolean => {
   const introducersOf = plus ? INTRODUCES_PLUS : INTRODUCES
-  for (let q = Math.max(0, at - LONGEST_ESCAPE); q < at; q++) {
-    const bits = introducersOf[bytes[q]!]!
-    if (bits === 0) continue
-    for (let bit = 0; bit < SYNTAXES.length; bit++) if ((bits & (1 << bit)) !== 0 && reachOf(SYNTAXES[bit]!, bytes, bytes.length, q) > at) return false
-  }
+  if (reaches(bytes, at - LONGEST_ESCAPE, at, at + 1, introducersOf)) return false
   if (cut === -1) return true
   for (let q = Math.max(0, cut - LONGEST_ESCAPE); q < Math.min(at, cut); q++) {
     const bits = introducersOf[bytes[q]!]!
