@@ -38,11 +38,20 @@ export const refuseUnknownFields = (input: unknown, known: ReadonlyArray<string>
 }
 
 /**
+ * How much of an oversized body is still read, and dropped, before the 413 goes out. A connection
+ * closed with unread bytes is reset by the kernel, and the reset may reach the client before the
+ * answer does: it sees EPIPE or ECONNRESET, not the 413 that says why. A body that ends within this
+ * much past the limit is read to its end, so the close is clean; a longer one is cut off (a client
+ * that keeps sending is not read without end). Go's net/http draining bound.
+ */
+export const DRAIN_BYTES = 256 * 1024
+
+/**
  * Reads a JSON request body of at most `limit` bytes. The platform's own reader destroys the
- * connection when a body is too large; this one stops reading, so that a 413 answer can still be
- * sent. A parse error never quotes the body (it may hold a value). With `knownFields`, a JSON object
- * holding any other field is refused (400 naming it), so that a misspelt or unsupported field is
- * never silently ignored.
+ * connection when a body is too large; this one answers 413 (after reading up to `DRAIN_BYTES`
+ * more, see there) and closes the connection after the answer. A parse error never quotes the
+ * body (it may hold a value). With `knownFields`, a JSON object holding any other field is refused
+ * (400 naming it), so that a misspelt or unsupported field is never silently ignored.
  */
 export const readJson = (
   request: HttpServerRequest.HttpServerRequest,
@@ -52,7 +61,7 @@ export const readJson = (
   Effect.async<string, InvalidSecretInput | PayloadTooLarge>((resume) => {
     const source = NodeHttpServerRequest.toIncomingMessage(request)
     const declared = Number(source.headers["content-length"])
-    if (Number.isFinite(declared) && declared > limit) return resume(Effect.fail(tooLarge(limit)))
+    if (Number.isFinite(declared) && declared > limit + DRAIN_BYTES) return resume(Effect.fail(tooLarge(limit)))
     const chunks: Array<Buffer> = []
     let size = 0
     const cleanup = () => {
@@ -62,18 +71,18 @@ export const readJson = (
     }
     const onData = (chunk: Buffer) => {
       size += chunk.length
-      if (size > limit) {
+      if (size <= limit) return void chunks.push(chunk)
+      // over the limit: what was kept goes, and the rest is only counted
+      chunks.length = 0
+      if (size > limit + DRAIN_BYTES) {
         cleanup()
-        chunks.length = 0
-        // the rest is read and dropped by node once the response is sent
         source.pause()
         resume(Effect.fail(tooLarge(limit)))
-        return
       }
-      chunks.push(chunk)
     }
     const onEnd = () => {
       cleanup()
+      if (size > limit) return resume(Effect.fail(tooLarge(limit)))
       // Invalid UTF-8 is refused, not replaced with U+FFFD: a value must be stored exactly as sent.
       let text: string
       try {

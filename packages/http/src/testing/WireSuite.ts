@@ -14,6 +14,7 @@
 import { Buffer } from "node:buffer"
 import * as Http from "node:http"
 import * as Https from "node:https"
+import * as Net from "node:net"
 import { Readable } from "node:stream"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { Scope } from "../ApiKeys.js"
@@ -114,6 +115,58 @@ export const send = (
     } else {
       request.end(body)
     }
+  })
+
+/**
+ * What a raw connection saw: the bytes it read, how many it sent, and whether it failed (a reset:
+ * what a client writing to a server that closed with bytes unread gets, EPIPE or ECONNRESET).
+ */
+interface RawExchange {
+  readonly text: string
+  readonly sent: number
+  readonly failed: boolean
+}
+
+/**
+ * Writes `head` on a new connection to `url`'s server, then `body` a piece per turn of the event
+ * loop, as a client streaming a body does, until it runs out or the connection fails; reads until
+ * the server ends the connection. The client keeps writing after the server's end (half-open), as
+ * an HTTP client sending its body does.
+ */
+const rawExchange = (url: string, head: string, body: Iterable<Buffer>): Promise<RawExchange> =>
+  new Promise((resolve) => {
+    const target = new URL(url)
+    // TLS has no half-open connection: these exchanges speak plain HTTP
+    if (target.protocol !== "http:") throw new Error(`the raw-connection tests need an http:// server, not ${target.protocol}`)
+    const socket = Net.connect({ host: target.hostname, port: Number(target.port || 80), allowHalfOpen: true })
+    const chunks: Array<Buffer> = []
+    let sent = 0
+    let failed = false
+    let ended = false
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk))
+    socket.once("error", () => (failed = true))
+    socket.once("close", () => resolve({ text: Buffer.concat(chunks).toString("latin1"), sent, failed }))
+    const pieces = body[Symbol.iterator]()
+    let done = false
+    const finish = () => {
+      done = true
+      if (ended) socket.end()
+    }
+    socket.once("end", () => {
+      ended = true
+      if (done) socket.end()
+    })
+    const pump = () => {
+      if (socket.destroyed || failed) return
+      const next = pieces.next()
+      if (next.done === true) return finish()
+      socket.write(next.value, (error) => {
+        if (error !== undefined && error !== null) return
+        sent += next.value.length
+        setImmediate(pump)
+      })
+    }
+    socket.write(head, () => pump())
   })
 
 /**
@@ -658,6 +711,47 @@ export const wireSuite = (name: string, connect: () => WireTarget | Promise<Wire
         const chunks = Array.from({ length: Math.ceil(limit() / 1000) + 10 }, () => Buffer.from("x".repeat(1000)))
         const answer = await call("PATCH", "/secret/whatever", { raw: Readable.from(chunks) })
         expectError(answer, 413, "Payload Too Large")
+      })
+
+      // A raw connection, so that how the server ends it shows: a 413 the client cannot read (its
+      // connection reset under it, the body's last bytes unread) answers nothing.
+      const rawHead = (headers: string) =>
+        `PATCH ${new URL(target.url).pathname.replace(/\/$/, "")}/secret/whatever HTTP/1.1\r\n` +
+        `Host: ${new URL(target.url).host}\r\nAuthorization: Bearer ${manageA}\r\n${headers}\r\n`
+
+      it("a streamed body 200 KiB over the limit is read to its end: the 413 arrives and the connection ends cleanly", async () => {
+        const piece = Buffer.from(`1000\r\n${"x".repeat(0x1000)}\r\n`)
+        const pieces = Math.ceil((limit() + 200 * 1024) / 0x1000)
+        const body = [...Array.from({ length: pieces }, () => piece), Buffer.from("0\r\n\r\n")]
+        for (let round = 0; round < 3; round++) {
+          const seen = await rawExchange(target.url, rawHead("Transfer-Encoding: chunked\r\n"), body)
+          expect(seen.text).toMatch(/^HTTP\/1\.1 413 /)
+          expect(seen.text).toMatch(/larger than the limit/)
+          expect(seen.failed, "the connection was reset while the body was sent").toBe(false)
+          expect(seen.sent).toBe(body.reduce((total, piece) => total + piece.length, 0))
+        }
+        expect((await call("GET", "/secret")).status).toBe(200)
+      })
+
+      it("a declared length far over the limit is answered at once, before any of the body is sent", async () => {
+        const seen = await rawExchange(target.url, rawHead(`Content-Length: ${limit() + 64 * 1024 * 1024}\r\n`), [])
+        expect(seen.text).toMatch(/^HTTP\/1\.1 413 /)
+        expect(seen.text).toMatch(/\r\nconnection: close\r\n/i)
+      })
+
+      it("a body that never ends is cut off: the server stops reading it, it does not drain forever", async () => {
+        const piece = Buffer.from(`10000\r\n${"x".repeat(0x10000)}\r\n`)
+        const cap = limit() + 64 * 1024 * 1024
+        function* endless() {
+          for (let sent = 0; sent < cap; sent += piece.length) yield piece
+        }
+        let timer: ReturnType<typeof setTimeout> | undefined
+        const seen = await Promise.race([
+          rawExchange(target.url, rawHead("Transfer-Encoding: chunked\r\n"), endless()),
+          new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 20_000)))
+        ]).finally(() => clearTimeout(timer))
+        expect(seen, "the connection was still open after 20 s").toBeDefined()
+        expect(seen!.sent).toBeLessThan(cap)
       })
 
       it("the default limit (1 MiB) takes the largest value however it is escaped", async () => {
