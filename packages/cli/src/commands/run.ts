@@ -17,7 +17,7 @@
 import { Args, Command, Options } from "@effect/cli"
 import type { ProxyAuditEvent } from "@secretgate/proxy"
 import { Effect, Option } from "effect"
-import { spawn } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import { chmodSync, mkdtempSync, rmSync } from "node:fs"
 import { constants, tmpdir } from "node:os"
 import { join } from "node:path"
@@ -175,15 +175,24 @@ export const command = Command.make(
 
       const [program, ...programArgs] = args.command
       const exit = yield* Effect.async<{ code: number | null; signal: NodeJS.Signals | null }, CliFailure>((resume) => {
-        const child = spawn(program!, programArgs, {
-          stdio: "inherit",
-          env: childEnvironment(process.env, sandbox.env),
-          ...(user === undefined ? {} : { uid: user.uid, gid: user.gid })
-        })
-        const forward = forwardedSignals(process.stdin.isTTY === true).map((signal) => [signal, () => child.kill(signal)] as const)
+        // The handlers go in before the child starts: it may print, and whoever runs us signal us,
+        // before `spawn` has returned here. A signal's handler runs on a later turn of the event
+        // loop, by when `child` is set.
+        let child: ChildProcess | undefined
+        const forward = forwardedSignals(process.stdin.isTTY === true).map((signal) => [signal, () => child?.kill(signal)] as const)
         for (const [signal, handler] of forward) process.on(signal, handler)
         const cleanUp = () => {
           for (const [signal, handler] of forward) process.removeListener(signal, handler)
+        }
+        try {
+          child = spawn(program!, programArgs, {
+            stdio: "inherit",
+            env: childEnvironment(process.env, sandbox.env),
+            ...(user === undefined ? {} : { uid: user.uid, gid: user.gid })
+          })
+        } catch (error) {
+          cleanUp()
+          return resume(Effect.fail(new CliFailure({ kind: "command-not-executable", message: `could not start ${program}: ${(error as Error).message}` })))
         }
         child.once("error", (error: NodeJS.ErrnoException) => {
           cleanUp()
@@ -198,9 +207,10 @@ export const command = Command.make(
           cleanUp()
           resume(Effect.succeed({ code, signal }))
         })
+        const started = child
         return Effect.sync(() => {
           cleanUp()
-          child.kill("SIGTERM")
+          started.kill("SIGTERM")
         })
       })
 
