@@ -16,6 +16,7 @@ import { chmodSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFi
 import { basename, dirname, join, resolve, sep } from "node:path"
 import { randomBytes } from "node:crypto"
 import { CliFailure } from "../CliFailure.js"
+import * as Signals from "../Signals.js"
 import * as Store from "../Store.js"
 import * as Upstream from "../Upstream.js"
 
@@ -240,25 +241,19 @@ export const command = Command.make(
         yield* revokeAll(previous)
       })
       yield* load
-      log("listening", { url: proxy.url, bundleDir: args.bundleDir, ca: proxy.bundle.caFile, caBundle: proxy.bundle.bundleFile })
-
-      // SIGHUP reloads, one reload at a time; SIGTERM/SIGINT stop
+      // SIGHUP reloads, one reload at a time; SIGTERM/SIGINT stop. Both listened for before
+      // "listening" is said.
       let reloading: Promise<void> = Promise.resolve()
-      const signal = yield* Effect.async<string>((resume) => {
-        const reload = () => {
-          reloading = reloading.then(() =>
-            Effect.runPromise(Effect.either(load)).then((result) => {
-              if (result._tag === "Left") log("reload-failed", { message: String((result.left as { message?: string }).message ?? result.left) })
-            })
-          )
-        }
-        const stop = (name: string) => () => resume(Effect.succeed(name))
-        const handlers = [["SIGHUP", reload], ["SIGTERM", stop("SIGTERM")], ["SIGINT", stop("SIGINT")]] as const
-        for (const [name, handler] of handlers) process.on(name, handler)
-        return Effect.sync(() => {
-          for (const [name, handler] of handlers) process.removeListener(name, handler)
-        })
+      yield* Signals.on(["SIGHUP"], () => {
+        reloading = reloading.then(() =>
+          Effect.runPromise(Effect.either(load)).then((result) => {
+            if (result._tag === "Left") log("reload-failed", { message: String((result.left as { message?: string }).message ?? result.left) })
+          })
+        )
       })
+      const stopRequested = yield* Signals.first(["SIGTERM", "SIGINT"])
+      log("listening", { url: proxy.url, bundleDir: args.bundleDir, ca: proxy.bundle.caFile, caBundle: proxy.bundle.bundleFile })
+      const signal = yield* stopRequested
       log("stopping", { signal })
     }).pipe(Effect.scoped)
 ).pipe(Command.withDescription(

@@ -23,6 +23,7 @@ import { constants, tmpdir } from "node:os"
 import { join } from "node:path"
 import * as ChildUser from "../ChildUser.js"
 import { CliFailure } from "../CliFailure.js"
+import * as Signals from "../Signals.js"
 import * as Store from "../Store.js"
 import * as Upstream from "../Upstream.js"
 
@@ -174,28 +175,23 @@ export const command = Command.make(
       const sandbox = proxy.register({ resolver, onDisallowed: args.onDisallowed, allowHttp: args.allowHttp, ...(unrestricted === undefined ? {} : { unrestricted }) })
 
       const [program, ...programArgs] = args.command
+      // Signals are forwarded from before the child starts: it may print, and whoever runs us
+      // signal us, before `spawn` has returned here (a handler runs on a later turn of the event
+      // loop, by when `child` is set).
+      let child: ChildProcess | undefined
+      yield* Signals.on(forwardedSignals(process.stdin.isTTY === true), (signal) => child?.kill(signal))
       const exit = yield* Effect.async<{ code: number | null; signal: NodeJS.Signals | null }, CliFailure>((resume) => {
-        // The handlers go in before the child starts: it may print, and whoever runs us signal us,
-        // before `spawn` has returned here. A signal's handler runs on a later turn of the event
-        // loop, by when `child` is set.
-        let child: ChildProcess | undefined
-        const forward = forwardedSignals(process.stdin.isTTY === true).map((signal) => [signal, () => child?.kill(signal)] as const)
-        for (const [signal, handler] of forward) process.on(signal, handler)
-        const cleanUp = () => {
-          for (const [signal, handler] of forward) process.removeListener(signal, handler)
-        }
+        let started: ChildProcess
         try {
-          child = spawn(program!, programArgs, {
+          started = child = spawn(program!, programArgs, {
             stdio: "inherit",
             env: childEnvironment(process.env, sandbox.env),
             ...(user === undefined ? {} : { uid: user.uid, gid: user.gid })
           })
         } catch (error) {
-          cleanUp()
           return resume(Effect.fail(new CliFailure({ kind: "command-not-executable", message: `could not start ${program}: ${(error as Error).message}` })))
         }
-        child.once("error", (error: NodeJS.ErrnoException) => {
-          cleanUp()
+        started.once("error", (error: NodeJS.ErrnoException) => {
           resume(Effect.fail(
             new CliFailure({
               kind: error.code === "ENOENT" ? "command-not-found" : "command-not-executable",
@@ -203,15 +199,8 @@ export const command = Command.make(
             })
           ))
         })
-        child.once("exit", (code, signal) => {
-          cleanUp()
-          resume(Effect.succeed({ code, signal }))
-        })
-        const started = child
-        return Effect.sync(() => {
-          cleanUp()
-          started.kill("SIGTERM")
-        })
+        started.once("exit", (code, signal) => resume(Effect.succeed({ code, signal })))
+        return Effect.sync(() => started.kill("SIGTERM"))
       })
 
       if (!args.quiet) process.stderr.write(summary(tally))

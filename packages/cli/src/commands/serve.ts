@@ -16,6 +16,7 @@ import type { ApiKeys, SecretServer } from "@secretgate/http"
 import { Config, Effect, type Layer, Option, Schema } from "effect"
 import { readFile } from "node:fs/promises"
 import { CliFailure } from "../CliFailure.js"
+import * as Signals from "../Signals.js"
 import * as Store from "../Store.js"
 
 const Scope = Schema.Literal("secrets:manage", "secrets:resolve")
@@ -56,16 +57,6 @@ const keysFromEnvironment = (organizationId: string) =>
     }
     return entries
   })
-
-/** Resolves once the process is asked to stop. */
-const stopSignal = Effect.async<string>((resume) => {
-  const on = (signal: NodeJS.Signals) => () => resume(Effect.succeed(signal))
-  const handlers = (["SIGTERM", "SIGINT"] as const).map((signal) => [signal, on(signal)] as const)
-  for (const [signal, handler] of handlers) process.once(signal, handler)
-  return Effect.sync(() => {
-    for (const [signal, handler] of handlers) process.removeListener(signal, handler)
-  })
-})
 
 /**
  * @since 0.1.0
@@ -116,12 +107,13 @@ export const command = Command.make(
             ? CliFailure.usage(error.message)
             : new CliFailure({ kind: "unavailable", message: `could not start the server: ${(error as Error).message}` })
       })
+      const stopRequested = yield* Signals.first(["SIGTERM", "SIGINT"])
       yield* log("listening", { url: server.url, keys: keys.length, health: `${server.url}/health`, ready: `${server.url}/ready`, requireHosts: args.requireHosts })
-      const signal = yield* stopSignal
+      const signal = yield* stopRequested
       yield* log("stopping", { signal })
       yield* Effect.promise(() => server.close())
       yield* log("stopped")
-    })
+    }).pipe(Effect.scoped)
 ).pipe(Command.withDescription(
   "Serve the REST API over a store, with GET /health and GET /ready for probes and a JSON access log line per request on stderr. " +
     "Example: SECRETGATE_API_KEY=$(cat manage.key) secretgate serve --store /var/lib/secretgate --port 8080"
