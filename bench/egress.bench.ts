@@ -12,7 +12,8 @@
  *    responses, MB/s against pass-through (goal >= 0.8; the same with 64 values of letters and
  *    digits, which give the skip search no rare byte to skip by), and a dense adversarial echo of the values
  *    in escape syntaxes at two sizes (goal: linear, >= 50 MB/s); the echo's first response, which
- *    builds the readings automaton's states, is reported apart
+ *    builds the readings automaton's states, is reported apart; a second plain Agent measured the
+ *    same way as a control row, whose distance from 1 is the measurement's own spread
  *
  * Ratios are medians of per-round ratios: each round runs both dispatchers back to back, so slow
  * phases of this shared machine hit both.
@@ -275,7 +276,7 @@ const scrubbingBench = async (plain: Agent, port: number) => {
   }
   // interleaved rounds, which dispatcher goes first alternating (what one leaves to collect falls
   // on the other as often); medians of the per-round ratios
-  const cleanRows = async (scrubbing: SecretgateAgent) => {
+  const cleanRows = async (scrubbing: Dispatcher) => {
     await clean(plain)
     await clean(scrubbing)
     const rounds: Array<readonly [{ mbps: number; cpu: number }, { mbps: number; cpu: number }]> = []
@@ -297,11 +298,17 @@ const scrubbingBench = async (plain: Agent, port: number) => {
   ]
   const cleanRounds = await cleanRows(agent)
   const keysRounds = await cleanRows(keysAgent)
+  // the measurement's own spread: a second plain Agent measured against the first the same way
+  // (its ratio would be 1 on a quiet machine; how far it is from 1 is how far the rows above may be)
+  const control = new Agent(agentOptions)
+  const controlRounds = await cleanRows(control)
+  await control.close()
   console.log(`\nresponse scrubbing, 64 mounted secrets, clean 1 MB JSON over https (8 per measurement), ${SCRUB_ROUNDS} interleaved rounds each, medians`)
   table(["dispatcher", "MB/s", "ratio (goal >= 0.8)", "client CPU ms per MiB", "agent - plain, ms (per round)"], [
     ["plain Agent (pass-through)", median([...cleanRounds, ...keysRounds].map(([p]) => p.mbps)), "", median([...cleanRounds, ...keysRounds].map(([p]) => p.cpu)).toFixed(2), ""],
     row("SecretgateAgent, values with special characters", cleanRounds),
-    row("SecretgateAgent, values of letters and digits", keysRounds)
+    row("SecretgateAgent, values of letters and digits", keysRounds),
+    row("a second plain Agent (control: the measurement's spread)", controlRounds)
   ])
   const echoRows: Array<Array<string | number>> = []
   for (const [i, path] of echoPaths.entries()) {
