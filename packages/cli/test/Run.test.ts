@@ -191,6 +191,43 @@ describe.skipIf(!PYTHON)("secretgate run -- python3", () => {
     const result = await run(["--mount", "OPENAI_API_KEY=openai"], ["python3", "-c", script])
     expectValueUpstreamPlaceholderBack(result)
   }, 300_000)
+
+  it("on a terminal (a pty python3 drives), Ctrl-C reaches the program once; secretgate run waits for it and exits as it does", async () => {
+    const tmp = mkdtempSync(join(root, "tmp-"))
+    chmodSync(tmp, 0o711)
+    // the program: says when it is ready, and how often Ctrl-C reached it
+    const program = `n=0; trap 'n=$((n+1))' INT; echo ready; while [ $n -eq 0 ]; do sleep 0.1; done; sleep 0.5; echo "child-got-INT $n"; exit 5`
+    const driver = [
+      "import os, pty, select, sys, time",
+      "pid, fd = pty.fork()",
+      "if pid == 0:",
+      "    os.execvp(sys.argv[1], sys.argv[1:])",
+      "out = b''",
+      "def read(until):",
+      "    global out",
+      "    end = time.time() + 120",
+      "    while until not in out and time.time() < end:",
+      "        if select.select([fd], [], [], 0.5)[0]:",
+      "            try:",
+      "                chunk = os.read(fd, 4096)",
+      "            except OSError:",
+      "                return",
+      "            if not chunk:",
+      "                return",
+      "            out += chunk",
+      "read(b'ready')",
+      "os.write(fd, b'\\x03')",
+      "read(b'never printed')",
+      "status = os.waitpid(pid, 0)[1]",
+      "sys.stdout.write(out.decode(errors='replace'))",
+      "print('exit', os.waitstatus_to_exitcode(status))"
+    ].join("\n")
+    const args = [BIN, "run", "--store", store, "--mount", "K=openai", "--quiet", "--", "sh", "-c", program]
+    const result = spawnSync("python3", ["-c", driver, process.execPath, ...args], { env: cleanEnv({ TMPDIR: tmp }), encoding: "utf8", timeout: 200_000 })
+    expect(result.stdout).toContain("child-got-INT 1")
+    expect(result.stdout.trim().split("\n").at(-1)).toBe("exit 5")
+    expect(readdirSync(tmp).filter((name) => !name.startsWith("tsx-"))).toEqual([])
+  }, 300_000)
 })
 
 describe("secretgate run -- node", () => {

@@ -8,7 +8,9 @@
 import { ApiKeys } from "@secretgate/http"
 import { send, WIRE_KEYS, wireSuite } from "@secretgate/http/testing"
 import { Redacted } from "effect"
+import { once } from "node:events"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import * as Net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -86,6 +88,22 @@ describe("secretgate serve", () => {
     }
     expect(lines.map((line) => line.event)).toEqual(expect.arrayContaining(["listening", "stopping", "stopped"]))
     for (const forbidden of [VALUE, created.json.id, "token=", ...keys]) expect(served.output()).not.toContain(forbidden)
+  }, 120_000)
+
+  it("a second SIGTERM while the stop waits on an open request ends it at once", async () => {
+    const { served, url } = await serve("forced")
+    // a request whose body never finishes: the graceful stop waits for it
+    const target = new URL(url)
+    const socket = Net.connect({ host: target.hostname, port: Number(target.port) })
+    await once(socket, "connect")
+    socket.write(`POST /secret HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"name":`)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    served.child.kill("SIGTERM")
+    while (!served.output().includes(`"event":"stopping"`)) await new Promise((resolve) => setTimeout(resolve, 20))
+    served.child.kill("SIGTERM")
+    // a graceful stop would end with 0 once the request gave up; forced, the process dies of the signal
+    expect(await served.exited).toBe(null)
+    socket.destroy()
   }, 120_000)
 
   it("--no-access-log: no request lines", async () => {

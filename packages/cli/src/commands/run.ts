@@ -72,10 +72,15 @@ export interface Tally {
 
 /**
  * Signals passed on to the child. From a terminal, Ctrl-C and Ctrl-\ reach the child already (it
- * is in the same foreground process group): passing them on again would deliver them twice.
+ * is in the same foreground process group): passing them on again would deliver them twice, so
+ * they are only caught (`terminalSignals`): `secretgate run` waits for the child to end, as a shell
+ * does, rather than die before it and leave it running without the proxy.
  */
 const forwardedSignals = (fromTerminal: boolean): ReadonlyArray<NodeJS.Signals> =>
   fromTerminal ? ["SIGTERM", "SIGHUP", "SIGUSR2"] : ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR2"]
+
+/** Signals the terminal sends the child itself, which `secretgate run` only waits through. */
+const terminalSignals = (fromTerminal: boolean): ReadonlyArray<NodeJS.Signals> => fromTerminal ? ["SIGINT", "SIGQUIT"] : []
 
 /**
  * @since 0.1.0
@@ -179,7 +184,11 @@ export const command = Command.make(
       // signal us, before `spawn` has returned here (a handler runs on a later turn of the event
       // loop, by when `child` is set).
       let child: ChildProcess | undefined
-      yield* Signals.on(forwardedSignals(process.stdin.isTTY === true), (signal) => child?.kill(signal))
+      // (one that comes before the child exists is passed on once it does)
+      const early: Array<NodeJS.Signals> = []
+      const fromTerminal = process.stdin.isTTY === true
+      yield* Signals.on(forwardedSignals(fromTerminal), (signal) => child === undefined ? early.push(signal) : child.kill(signal))
+      yield* Signals.on(terminalSignals(fromTerminal), () => {})
       const exit = yield* Effect.async<{ code: number | null; signal: NodeJS.Signals | null }, CliFailure>((resume) => {
         let started: ChildProcess
         try {
@@ -200,6 +209,7 @@ export const command = Command.make(
           ))
         })
         started.once("exit", (code, signal) => resume(Effect.succeed({ code, signal })))
+        for (const signal of early.splice(0)) started.kill(signal)
         return Effect.sync(() => started.kill("SIGTERM"))
       })
 
