@@ -101,6 +101,29 @@ describe.skipIf(!CURL)("secretgate proxy", () => {
       expect(stale.stdout).toBe("407")
       expect((await curl(["--fail", "-H", `Authorization: Bearer ${renewed["OPENAI_API_KEY"]}`, url], renewed)).status).toBe(0)
       expect(upstream.received.at(-1)!.headers["authorization"]).toBe(`Bearer ${VALUE}`)
+
+      // a reload that cannot put a file in place (a directory where agent-2's goes) fails and the
+      // proxy goes on: agent-1's new file and its previous one both work
+      const blocked = join(envDir, "agent-2.env")
+      mkdirSync(join(blocked, "in-the-way"), { recursive: true })
+      writeFileSync(sandboxes, JSON.stringify([{ id: "agent-1", mount: { OPENAI_API_KEY: "openai" } }, { id: "agent-2", mount: { OPENAI_API_KEY: "openai" } }]))
+      proxy.child.kill("SIGHUP")
+      await logged("reload-failed", 2)
+      expect(proxy.output()).toMatch(/"event":"reload-failed","message":"could not put [^"]*agent-2\.env in place/)
+      const partly = readEnvFile(envFile)
+      expect(partly["HTTPS_PROXY"]).not.toBe(renewed["HTTPS_PROXY"])
+      for (const each of [renewed, partly]) expect((await curl(["--fail", "-H", `Authorization: Bearer ${each["OPENAI_API_KEY"]}`, url], each)).status).toBe(0)
+      expect(readdirSync(envDir).filter((name) => name.endsWith(".tmp"))).toEqual([])
+      // once it can, a reload puts both in place and revokes every earlier token
+      rmSync(blocked, { recursive: true })
+      proxy.child.kill("SIGHUP")
+      await logged("registered", 5)
+      const whole = readEnvFile(envFile)
+      expect(readEnvFile(blocked)["OPENAI_API_KEY"]).toMatch(/^sg_secret_/)
+      for (const each of [renewed, partly]) {
+        expect((await curl(["-o", "/dev/null", "-w", "%{http_code}", "-x", each["HTTPS_PROXY"]!, `http://api.allowed.test:${upstream.port}/`])).stdout).toBe("407")
+      }
+      expect((await curl(["--fail", "-H", `Authorization: Bearer ${whole["OPENAI_API_KEY"]}`, url], whole)).status).toBe(0)
     } finally {
       proxy.child.kill("SIGTERM")
     }

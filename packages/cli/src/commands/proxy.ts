@@ -11,7 +11,7 @@
  */
 import { Command, Options } from "@effect/cli"
 import type { ProxyAuditEvent, Registration } from "@secretgate/proxy"
-import { Effect, Option, Schema } from "effect"
+import { Cause, Effect, Exit, Option, Schema } from "effect"
 import { chmodSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, writeSync } from "node:fs"
 import { basename, dirname, join, resolve, sep } from "node:path"
 import { randomBytes } from "node:crypto"
@@ -97,21 +97,25 @@ const privateDirectory = (directory: string, label: string): Effect.Effect<void,
     catch: (error) => CliFailure.usage(`${label} ${directory}: ${(error as Error).message}`)
   })
 
-/** Writes a file whole, 0600, without following a link planted at its name: a fresh file, renamed into place. */
-const writePrivateFile = (file: string, text: string): void => {
+/**
+ * A file's new text, 0600, synced, in a fresh file beside it (never following a link planted at its
+ * name); `put` renames it into place, `drop` removes it.
+ */
+const stagePrivateFile = (file: string, text: string) => {
   const temporary = `${file}.${randomBytes(6).toString("hex")}.tmp`
   const fd = openSync(temporary, "wx", 0o600)
   try {
     writeSync(fd, text)
     fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
-  try {
-    renameSync(temporary, file)
   } catch (error) {
+    closeSync(fd)
     rmSync(temporary, { force: true })
     throw error
+  }
+  closeSync(fd)
+  return {
+    put: () => renameSync(temporary, file),
+    drop: () => rmSync(temporary, { force: true })
   }
 }
 
@@ -195,6 +199,7 @@ export const command = Command.make(
       let registered: ReadonlyArray<Registration> = []
       const revokeAll = (registrations: ReadonlyArray<Registration>) =>
         Effect.promise(() => Promise.all(registrations.map((registration) => registration.revoke())))
+      const envFileOf = (entry: SandboxEntry) => join(args.envDir, `${entry.id}.env`)
       const register = (entry: SandboxEntry) =>
         Effect.gen(function*() {
           const mount = yield* Effect.tryPromise({ try: () => gate.mount(entry.mount), catch: (error) => error })
@@ -231,29 +236,62 @@ export const command = Command.make(
         const written = yield* Effect.forEach(entries, (entry) => Effect.tap(register(entry), ({ registration }) => Effect.sync(() => next.push(registration)))).pipe(
           Effect.tapError(() => revokeAll(next))
         )
-        for (const { entry, mount, registration } of written) {
-          const file = join(args.envDir, `${entry.id}.env`)
-          writePrivateFile(file, envFileText(registration.env))
-          log("registered", { sandbox: entry.id, envFile: file, secrets: mount.secrets.map((secret) => secret.name) })
-        }
+        // every file staged before any is put in place: a failure here changes nothing
+        const staged: Array<ReturnType<typeof stagePrivateFile>> = []
+        yield* Effect.try({
+          try: () => {
+            for (const { entry, registration } of written) staged.push(stagePrivateFile(envFileOf(entry), envFileText(registration.env)))
+          },
+          catch: (error) => new CliFailure({ kind: "failure", message: `could not write the env files in --env-dir ${args.envDir}: ${(error as Error).message}` })
+        }).pipe(Effect.tapError(() => Effect.andThen(Effect.sync(() => staged.forEach((file) => file.drop())), revokeAll(next))))
         const previous = registered
+        for (const [i, { entry, mount }] of written.entries()) {
+          const put = Effect.try({ try: () => staged[i]!.put(), catch: (error) => error as Error })
+          const failed = yield* Effect.flip(put).pipe(Effect.option)
+          if (Option.isSome(failed)) {
+            // Some files hold the new tokens, the rest the old: both stay good, so that no sandbox
+            // is left with a revoked one; the next load that succeeds revokes them all.
+            for (const file of staged.slice(i + 1)) file.drop()
+            staged[i]!.drop()
+            registered = [...previous, ...next]
+            return yield* new CliFailure({
+              kind: "failure",
+              message: `could not put ${envFileOf(entry)} in place (the sandboxes before it have their new environment, the others keep theirs): ${failed.value.message}`
+            })
+          }
+          log("registered", { sandbox: entry.id, envFile: envFileOf(entry), secrets: mount.secrets.map((secret) => secret.name) })
+        }
         registered = next
         yield* revokeAll(previous)
       })
-      yield* load
-      // SIGHUP reloads, one reload at a time; SIGTERM/SIGINT stop. Both listened for before
-      // "listening" is said.
+      // SIGHUP reloads, one reload at a time, once the first load is done; SIGTERM/SIGINT stop. All
+      // are listened for from before the first env file is written (which whoever starts sandboxes
+      // may take as the proxy being ready) and "listening" is said.
+      let started = false
+      let stopping = false
+      let reloadAsked = false
       let reloading: Promise<void> = Promise.resolve()
-      yield* Signals.on(["SIGHUP"], () => {
+      const reload = () => {
+        if (stopping) return
         reloading = reloading.then(() =>
-          Effect.runPromise(Effect.either(load)).then((result) => {
-            if (result._tag === "Left") log("reload-failed", { message: String((result.left as { message?: string }).message ?? result.left) })
+          Effect.runPromiseExit(load).then((exit) => {
+            if (Exit.isFailure(exit)) {
+              const failure = Cause.squash(exit.cause) as { message?: unknown }
+              log("reload-failed", { message: String(failure.message ?? failure) })
+            }
           })
         )
-      })
+      }
+      yield* Signals.on(["SIGHUP"], () => (started ? reload() : (reloadAsked = true)))
       const stopRequested = yield* Signals.first(["SIGTERM", "SIGINT"])
+      // (a stop waits for a reload under way before the proxy closes)
+      yield* Effect.addFinalizer(() => Effect.promise(() => reloading))
+      yield* load
+      started = true
+      if (reloadAsked) reload()
       log("listening", { url: proxy.url, bundleDir: args.bundleDir, ca: proxy.bundle.caFile, caBundle: proxy.bundle.bundleFile })
       const signal = yield* stopRequested
+      stopping = true
       log("stopping", { signal })
     }).pipe(Effect.scoped)
 ).pipe(Command.withDescription(
