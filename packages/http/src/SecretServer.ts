@@ -31,7 +31,7 @@ import * as Telemetry from "./Telemetry.js"
 import * as AccessLog from "./internal/accessLog.js"
 import * as AuditLog from "./internal/auditLog.js"
 import * as RequestSpan from "./internal/requestSpan.js"
-import { readJson, refuseUnknownFields } from "./internal/body.js"
+import { boundUnreadBody, readJson, refuseUnknownFields } from "./internal/body.js"
 import * as FastLane from "./internal/fastLane.js"
 import * as ResolveLane from "./internal/resolveLane.js"
 import * as Routes from "./internal/routes.js"
@@ -605,7 +605,11 @@ const requestListener = (
     // with telemetry, every request takes the application's path, so that each is traced alike
     const laned = telemetry ? app : (request: Http.IncomingMessage, response: Http.ServerResponse) =>
       resolveLane.serve(request, response, (request) => lane.serve(request, response, () => app(request, response)))
-    const handler = accessLog === undefined ? laned : AccessLog.wrap(routeTable(api, basePath), accessLog, laned)
+    const answered = accessLog === undefined ? laned : AccessLog.wrap(routeTable(api, basePath), accessLog, laned)
+    const handler = (request: Http.IncomingMessage, response: Http.ServerResponse) => {
+      boundUnreadBody(request, response)
+      answered(request, response)
+    }
     server.off("request", app)
     server.on("request", handler)
     yield* Effect.addFinalizer(() => Effect.sync(() => server.off("request", handler)))

@@ -3,6 +3,7 @@ import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequ
 import { InvalidSecretInput } from "@secretgate/core"
 import { Effect } from "effect"
 import { Buffer } from "node:buffer"
+import type * as Http from "node:http"
 import { PayloadTooLarge } from "../SecretApi.js"
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })
@@ -45,6 +46,36 @@ export const refuseUnknownFields = (input: unknown, known: ReadonlyArray<string>
  * that keeps sending is not read without end). Go's net/http draining bound.
  */
 export const DRAIN_BYTES = 256 * 1024
+
+/**
+ * Bounds what is read of a request's body after its answer. Node reads the rest of a body nobody
+ * read (an answer given before it: 401, 403, 404, 405) and drops it, for as long as the client
+ * sends, to keep the connection for the next request; a body without end (no key needed to send
+ * one) would be read for as long as the request timeout allows. Once the answer is out, more than
+ * `DRAIN_BYTES` of it closes the connection; a body that ends sooner leaves it open.
+ */
+export const boundUnreadBody = (request: Http.IncomingMessage, response: Http.ServerResponse): void => {
+  response.once("finish", () => {
+    const socket = request.socket
+    if (request.complete || socket === null || socket.destroyed) return
+    let read = 0
+    const stop = () => {
+      socket.off("data", onData)
+      socket.off("close", stop)
+    }
+    const onData = (chunk: Buffer) => {
+      // (the parser, which reads each chunk before this listener, says when the body ended)
+      if (request.complete) return stop()
+      read += chunk.length
+      if (read > DRAIN_BYTES) {
+        stop()
+        socket.destroy()
+      }
+    }
+    socket.on("data", onData)
+    socket.on("close", stop)
+  })
+}
 
 /**
  * Reads a JSON request body of at most `limit` bytes. The platform's own reader destroys the
