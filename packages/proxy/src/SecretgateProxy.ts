@@ -36,6 +36,7 @@ import { isWithin, realPathOf } from "./internal/paths.js"
 import { onClientError, quoteTarget } from "./internal/refusal.js"
 import { Registry, USER } from "./internal/registry.js"
 import { Sandbox } from "./internal/sandbox.js"
+import { afterBody, boundUnreadBody } from "./internal/unreadBody.js"
 import { lookupWith, makeUpstreamAgent } from "./internal/upstream.js"
 import type { AuditSink } from "./ProxyAuditEvent.js"
 import { InvalidProxyOptions } from "./ProxyError.js"
@@ -416,6 +417,8 @@ export class SecretgateProxy {
 const plainRequest = (context: ConnectContext, req: http.IncomingMessage, res: http.ServerResponse): void => {
   const sandbox = context.registry.authenticate(req.headers["proxy-authorization"])
   const answer = (status: number, message: string, headers: Record<string, string> = {}) => {
+    // (a body the refusal leaves unread is read no further than DRAIN_BYTES)
+    boundUnreadBody(req, res)
     res.writeHead(status, { "content-type": "text/plain; charset=utf-8", ...headers })
     res.end(`secretgate proxy: ${message}\n`)
   }
@@ -445,7 +448,10 @@ const plainRequest = (context: ConnectContext, req: http.IncomingMessage, res: h
   if (literal !== undefined) return refusePlain("private-destination", 403, literal.message, target.host)
   // a plain-HTTP connection counts against the limit like a CONNECT (once, for its first request)
   if (!sandbox.admit(req.socket)) {
-    return refusePlain("too-many-connections", 429, `this sandbox already has ${sandbox.settings.maxConnections} open connections (the proxy's limits.connectionsPerSandbox)`, target.host, { connection: "close" })
+    // (the connection closes after this answer: a body still coming is read first, see afterBody)
+    return afterBody(req, () =>
+      refusePlain("too-many-connections", 429, `this sandbox already has ${sandbox.settings.maxConnections} open connections (the proxy's limits.connectionsPerSandbox)`, target.host, { connection: "close" })
+    )
   }
   forward(sandbox, target.origin, `${url.pathname}${url.search}`, req, res)
 }

@@ -42,6 +42,58 @@ const trickle = (text: string, every: number): Promise<{ answer: string; closedA
     })
   })
 
+/**
+ * A plain-HTTP request on a raw socket to the proxy at `proxyUrl`: `head`, then `body` a piece per turn of the event
+ * loop (as a client streaming a body does) until it runs out or the connection fails, writing on
+ * after the proxy's end (half-open); resolves once the proxy ends the connection (or after 20 s).
+ */
+const streamed = (proxyUrl: string, head: string, body: Iterable<Buffer>) =>
+  new Promise<{ text: string; sent: number; failed: boolean } | "timed out">((resolve) => {
+    const { hostname, port } = new URL(proxyUrl)
+    const socket = net.connect({ host: hostname, port: Number(port), allowHalfOpen: true })
+    const chunks: Array<Buffer> = []
+    let sent = 0
+    let failed = false
+    let ended = false
+    let done = false
+    const timer = setTimeout(() => {
+      resolve("timed out")
+      socket.destroy()
+    }, 20_000)
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk))
+    socket.once("error", () => (failed = true))
+    socket.once("end", () => {
+      ended = true
+      if (done) socket.end()
+    })
+    socket.once("close", () => {
+      clearTimeout(timer)
+      resolve({ text: Buffer.concat(chunks).toString("latin1"), sent, failed })
+    })
+    const pieces = body[Symbol.iterator]()
+    const pump = () => {
+      if (socket.destroyed || failed) return
+      const next = pieces.next()
+      if (next.done === true) {
+        done = true
+        if (ended) socket.end()
+        return
+      }
+      socket.write(next.value, (error) => {
+        if (error !== undefined && error !== null) return
+        sent += next.value.length
+        setImmediate(pump)
+      })
+    }
+    socket.write(head, () => pump())
+  })
+
+/** Chunked pieces of 64 KiB, up to 64 MiB. */
+const endless = function*() {
+  const piece = Buffer.from(`10000\r\n${"x".repeat(0x10000)}\r\n`)
+  for (let sent = 0; sent < 64 * 1024 * 1024; sent += piece.length) yield piece
+}
+
 describe("slow clients", () => {
   it("a CONNECT head sent a byte at a time is cut off with 408, while other clients are served", async () => {
     const sandbox = await world.sandbox({ token: [VALUE, ["api.allowed.test"]] })
@@ -137,6 +189,40 @@ describe("limits", () => {
       expect(limited.events.filter((event) => event.type === "refused" && event.reason === "too-many-connections")).toHaveLength(2)
       for (const connected of [...open, over]) connected.socket.destroy()
       tunnel.socket.destroy()
+    } finally {
+      await limited.close()
+    }
+  })
+
+  it("a refused plain request's body (no token: 407) is not read without end", async () => {
+    const seen = await streamed(
+      world.proxy.url,
+      `POST http://api.allowed.test:${world.http.port}/upload HTTP/1.1\r\nHost: api.allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n`,
+      endless()
+    )
+    if (seen === "timed out") throw new Error("the proxy kept reading the body for 20 s")
+    expect(seen.text).toMatch(/^HTTP\/1\.1 407 /)
+    expect(seen.sent).toBeLessThan(64 * 1024 * 1024)
+  })
+
+  it("a 429 to a request whose body is still coming: the body is read to its end first, and the client reads the 429, not a reset", async () => {
+    const limited = await makeWorld({ limits: { connectionsPerSandbox: 1 } })
+    try {
+      const sandbox = await limited.sandbox({ token: [VALUE, ["api.allowed.test"]] })
+      const open = await connectRaw(limited.proxy, `evil.test:${limited.https.port}`, authorizationOf(sandbox.registration.proxyUrl))
+      expect(open.status).toBe(200)
+      const piece = Buffer.from(`1000\r\n${"x".repeat(0x1000)}\r\n`)
+      const body = [...Array.from({ length: 50 }, () => piece), Buffer.from("0\r\n\r\n")]
+      const seen = await streamed(
+        limited.proxy.url,
+        `POST http://api.allowed.test:${limited.http.port}/upload HTTP/1.1\r\nHost: api.allowed.test\r\nProxy-Authorization: ${authorizationOf(sandbox.registration.proxyUrl)}\r\nTransfer-Encoding: chunked\r\n\r\n`,
+        body
+      )
+      if (seen === "timed out") throw new Error("no answer in 20 s")
+      expect(seen.text).toMatch(/^HTTP\/1\.1 429 /)
+      expect(seen.failed, "the connection was reset while the body was sent").toBe(false)
+      expect(seen.sent).toBe(body.reduce((total, each) => total + each.length, 0))
+      open.socket.destroy()
     } finally {
       await limited.close()
     }

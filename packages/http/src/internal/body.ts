@@ -55,25 +55,22 @@ export const DRAIN_BYTES = 256 * 1024
  * `DRAIN_BYTES` of it closes the connection; a body that ends sooner leaves it open.
  */
 export const boundUnreadBody = (request: Http.IncomingMessage, response: Http.ServerResponse): void => {
-  response.once("finish", () => {
-    const socket = request.socket
-    if (request.complete || socket === null || socket.destroyed) return
+  // (before the answer's end, where Node would take the body to drop it itself, without a bound)
+  response.once("prefinish", () => {
+    if (request.complete || request.readableFlowing !== null) return
     let read = 0
     const stop = () => {
-      socket.off("data", onData)
-      socket.off("close", stop)
+      request.off("data", onData)
+      request.off("end", stop)
     }
     const onData = (chunk: Buffer) => {
-      // (the parser, which reads each chunk before this listener, says when the body ended)
-      if (request.complete) return stop()
       read += chunk.length
-      if (read > DRAIN_BYTES) {
-        stop()
-        socket.destroy()
-      }
+      if (read <= DRAIN_BYTES) return
+      stop()
+      request.socket.destroy()
     }
-    socket.on("data", onData)
-    socket.on("close", stop)
+    request.on("data", onData)
+    request.once("end", stop)
   })
 }
 
