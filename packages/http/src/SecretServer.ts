@@ -22,7 +22,7 @@ import {
 } from "@effect/platform"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import { Forbidden, InvalidSecretInput, Secret, SecretAudit, Secrets, StoreUnavailable, Unauthorized } from "@secretgate/core"
+import { Forbidden, InvalidSecretInput, Secret, SecretAudit, Secrets, StoreUnavailable, Unauthorized, UnreadBody } from "@secretgate/core"
 import { Cause, Context, Duration, Effect, Layer, ManagedRuntime, Option, Redacted, Schema } from "effect"
 import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
@@ -31,7 +31,7 @@ import * as Telemetry from "./Telemetry.js"
 import * as AccessLog from "./internal/accessLog.js"
 import * as AuditLog from "./internal/auditLog.js"
 import * as RequestSpan from "./internal/requestSpan.js"
-import { boundUnreadBody, readJson, refuseUnknownFields } from "./internal/body.js"
+import { readJson, refuseUnknownFields } from "./internal/body.js"
 import * as FastLane from "./internal/fastLane.js"
 import * as ResolveLane from "./internal/resolveLane.js"
 import * as Routes from "./internal/routes.js"
@@ -607,7 +607,7 @@ const requestListener = (
       resolveLane.serve(request, response, (request) => lane.serve(request, response, () => app(request, response)))
     const answered = accessLog === undefined ? laned : AccessLog.wrap(routeTable(api, basePath), accessLog, laned)
     const handler = (request: Http.IncomingMessage, response: Http.ServerResponse) => {
-      boundUnreadBody(request, response)
+      UnreadBody.bound(request, response)
       answered(request, response)
     }
     server.off("request", app)

@@ -14,7 +14,7 @@
  *
  * @since 0.1.0
  */
-import { HostPattern, type SecretResolver } from "@secretgate/core"
+import { HostPattern, type SecretResolver, UnreadBody } from "@secretgate/core"
 import { randomBytes } from "node:crypto"
 import { mkdtemp, rm } from "node:fs/promises"
 import * as http from "node:http"
@@ -36,7 +36,6 @@ import { isWithin, realPathOf } from "./internal/paths.js"
 import { onClientError, quoteTarget } from "./internal/refusal.js"
 import { Registry, USER } from "./internal/registry.js"
 import { Sandbox } from "./internal/sandbox.js"
-import { afterBody, boundUnreadBody } from "./internal/unreadBody.js"
 import { lookupWith, makeUpstreamAgent } from "./internal/upstream.js"
 import type { AuditSink } from "./ProxyAuditEvent.js"
 import { InvalidProxyOptions } from "./ProxyError.js"
@@ -418,7 +417,7 @@ const plainRequest = (context: ConnectContext, req: http.IncomingMessage, res: h
   const sandbox = context.registry.authenticate(req.headers["proxy-authorization"])
   const answer = (status: number, message: string, headers: Record<string, string> = {}) => {
     // (a body the refusal leaves unread is read no further than DRAIN_BYTES)
-    boundUnreadBody(req, res)
+    UnreadBody.bound(req, res)
     res.writeHead(status, { "content-type": "text/plain; charset=utf-8", ...headers })
     res.end(`secretgate proxy: ${message}\n`)
   }
@@ -448,8 +447,8 @@ const plainRequest = (context: ConnectContext, req: http.IncomingMessage, res: h
   if (literal !== undefined) return refusePlain("private-destination", 403, literal.message, target.host)
   // a plain-HTTP connection counts against the limit like a CONNECT (once, for its first request)
   if (!sandbox.admit(req.socket)) {
-    // (the connection closes after this answer: a body still coming is read first, see afterBody)
-    return afterBody(req, () =>
+    // (the connection closes after this answer: a body still coming is read first, UnreadBody.after)
+    return UnreadBody.after(req, () =>
       refusePlain("too-many-connections", 429, `this sandbox already has ${sandbox.settings.maxConnections} open connections (the proxy's limits.connectionsPerSandbox)`, target.host, { connection: "close" })
     )
   }

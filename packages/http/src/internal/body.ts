@@ -1,9 +1,8 @@
 import { HttpApp, type HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import { InvalidSecretInput } from "@secretgate/core"
+import { InvalidSecretInput, UnreadBody } from "@secretgate/core"
 import { Effect } from "effect"
 import { Buffer } from "node:buffer"
-import type * as Http from "node:http"
 import { PayloadTooLarge } from "../SecretApi.js"
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })
@@ -38,46 +37,15 @@ export const refuseUnknownFields = (input: unknown, known: ReadonlyArray<string>
   return Effect.succeed(input)
 }
 
-/**
- * How much of an oversized body is still read, and dropped, before the 413 goes out. A connection
- * closed with unread bytes is reset by the kernel, and the reset may reach the client before the
- * answer does: it sees EPIPE or ECONNRESET, not the 413 that says why. A body that ends within this
- * much past the limit is read to its end, so the close is clean; a longer one is cut off (a client
- * that keeps sending is not read without end). Go's net/http draining bound.
- */
-export const DRAIN_BYTES = 256 * 1024
-
-/**
- * Bounds what is read of a request's body after its answer. Node reads the rest of a body nobody
- * read (an answer given before it: 401, 403, 404, 405) and drops it, for as long as the client
- * sends, to keep the connection for the next request; a body without end (no key needed to send
- * one) would be read for as long as the request timeout allows. Once the answer is out, more than
- * `DRAIN_BYTES` of it closes the connection; a body that ends sooner leaves it open.
- */
-export const boundUnreadBody = (request: Http.IncomingMessage, response: Http.ServerResponse): void => {
-  // (before the answer's end, where Node would take the body to drop it itself, without a bound)
-  response.once("prefinish", () => {
-    if (request.complete || request.readableFlowing !== null) return
-    let read = 0
-    const stop = () => {
-      request.off("data", onData)
-      request.off("end", stop)
-    }
-    const onData = (chunk: Buffer) => {
-      read += chunk.length
-      if (read <= DRAIN_BYTES) return
-      stop()
-      request.socket.destroy()
-    }
-    request.on("data", onData)
-    request.once("end", stop)
-  })
-}
+// How much of an oversized body is still read, and dropped, before the 413 goes out (see
+// `UnreadBody`): a body that ends within it past the limit is read to its end, so that the close is
+// clean and the client reads the 413; a longer one is cut off.
+const { DRAIN_BYTES } = UnreadBody
 
 /**
  * Reads a JSON request body of at most `limit` bytes. The platform's own reader destroys the
- * connection when a body is too large; this one answers 413 (after reading up to `DRAIN_BYTES`
- * more, see there) and closes the connection after the answer. A parse error never quotes the
+ * connection when a body is too large; this one answers 413 (after reading up to `UnreadBody.DRAIN_BYTES`
+ * more) and closes the connection after the answer. A parse error never quotes the
  * body (it may hold a value). With `knownFields`, a JSON object holding any other field is refused
  * (400 naming it), so that a misspelt or unsupported field is never silently ignored.
  */

@@ -6,13 +6,13 @@
  * It never listens, so Node does not track its connections and its own `headersTimeout` does not
  * run: a request head that does not arrive in time (a slowloris-style client) is cut off here.
  */
+import { UnreadBody } from "@secretgate/core"
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import type { RefusedReason } from "../ProxyAuditEvent.js"
 import { forward, forwardUpgrade } from "./bridge.js"
 import { onClientError, quoteTarget, refuseOn } from "./refusal.js"
 import type { Sandbox } from "./sandbox.js"
-import { boundUnreadBody } from "./unreadBody.js"
 
 /** An intercepted connection: whose it is and where its requests go. */
 export interface Session {
@@ -62,7 +62,7 @@ export const makeInnerServer = (
     // the next head may come after the keep-alive pause, and then must come in time
     res.once("finish", () => awaitHead(req.socket, keepAlive + limits.handshakeTimeout))
     if (!(req.url ?? "").startsWith("/")) {
-      boundUnreadBody(req, res)
+      UnreadBody.bound(req, res)
       res.writeHead(400, { "content-type": "text/plain; charset=utf-8" })
       return void res.end(`secretgate proxy: requests inside a CONNECT tunnel to ${session.host} must use origin-form targets (/path), got ${quoteTarget(req.url)}\n`)
     }
