@@ -47,28 +47,43 @@ export const bound = (request: Http.IncomingMessage, response: Http.ServerRespon
 }
 
 /**
- * Calls `then` once `request`'s body has ended, read and dropped, or `DRAIN_BYTES` of it were (or
- * it failed): for an answer that closes the connection, so that a client still sending its body
+ * Calls `then` once `request`'s body has ended, read and dropped, or `DRAIN_BYTES` of it were, or
+ * it failed, or `waitMs` passed (a client that declares a body and sends none is not waited for
+ * without end): for an answer that closes the connection, so that a client still sending its body
  * reads the answer rather than a reset.
  *
  * @since 0.1.0
  */
-export const after = (request: Http.IncomingMessage, then: () => void): void => {
+export const after = (request: Http.IncomingMessage, waitMs: number, then: () => void): void => {
   if (request.complete) return then()
   let read = 0
   const done = () => {
+    clearTimeout(timer)
     request.off("data", onData)
     request.off("end", done)
     request.off("error", done)
+    request.pause()
     then()
   }
   const onData = (chunk: Uint8Array) => {
     read += chunk.length
-    if (read <= DRAIN_BYTES) return
-    done()
-    request.pause()
+    if (read > DRAIN_BYTES) done()
   }
+  const timer = setTimeout(done, waitMs)
   request.on("data", onData)
   request.once("end", done)
   request.once("error", done)
+}
+
+/**
+ * Node's answer to an `Expect` header it does not know (417), with the body bounded as `bound`
+ * bounds it: for a server's `checkExpectation` event, which otherwise leaves the body to Node's
+ * unbounded drop.
+ *
+ * @since 0.1.0
+ */
+export const expectationFailed = (request: Http.IncomingMessage, response: Http.ServerResponse): void => {
+  bound(request, response)
+  response.writeHead(417)
+  response.end()
 }

@@ -13,8 +13,9 @@ let server: Http.Server
 let port: number
 beforeAll(async () => {
   server = Http.createServer({ requestTimeout: 0 }, (request, response) => {
+    if (request.url === "/expect") throw new Error("a request with an unknown Expect reached the handler")
     if (request.url === "/after") {
-      return UnreadBody.after(request, () => {
+      return UnreadBody.after(request, 500, () => {
         response.writeHead(429, { connection: "close" })
         response.end("later\n")
       })
@@ -23,13 +24,14 @@ beforeAll(async () => {
     response.writeHead(401)
     response.end("no\n")
   })
+  server.on("checkExpectation", UnreadBody.expectationFailed)
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
   port = (server.address() as AddressInfo).port
 })
 afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())))
 
 /** Sends `head`, then `total` bytes of chunked body a piece per turn (then `tail`, if it ran out); reads until the server ends. */
-const exchange = (path: string, total: number, tail = "0\r\n\r\n") =>
+const exchange = (path: string, total: number, tail = "0\r\n\r\n", headers = "") =>
   new Promise<{ text: string; sent: number; failed: boolean }>((resolve) => {
     const socket = Net.connect({ host: "127.0.0.1", port, allowHalfOpen: true })
     const piece = Buffer.from(`1000\r\n${"x".repeat(0x1000)}\r\n`)
@@ -49,7 +51,7 @@ const exchange = (path: string, total: number, tail = "0\r\n\r\n") =>
         setImmediate(pump)
       })
     }
-    socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n`, () => pump())
+    socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n${headers}\r\n`, () => pump())
   })
 
 describe("UnreadBody", () => {
@@ -70,5 +72,20 @@ describe("UnreadBody", () => {
     expect(seen.text).toMatch(/^HTTP\/1\.1 429 /)
     expect(seen.failed).toBe(false)
     expect(seen.sent).toBeGreaterThanOrEqual(200 * 1024)
+  })
+
+  it("after: a body declared and never sent is not waited for past its time", async () => {
+    const socket = Net.connect({ host: "127.0.0.1", port })
+    socket.write("POST /after HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+    const chunks: Array<Buffer> = []
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk))
+    await new Promise((resolve) => socket.once("close", resolve))
+    expect(Buffer.concat(chunks).toString()).toMatch(/^HTTP\/1\.1 429 /)
+  })
+
+  it("expectationFailed: an unknown Expect gets 417, and its body the same bound", async () => {
+    const seen = await exchange("/expect", 64 * 1024 * 1024, "0\r\n\r\n", "Expect: bogus\r\n")
+    expect(seen.text).toMatch(/^HTTP\/1\.1 417 /)
+    expect(seen.sent).toBeLessThan(8 * UnreadBody.DRAIN_BYTES)
   })
 })

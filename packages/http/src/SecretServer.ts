@@ -638,7 +638,12 @@ const requestListener = (
 export const layer = (
   options: ServerOptions = {}
 ): Layer.Layer<HttpServer.HttpServer, HttpServerError.ServeError, Secrets.Secrets | ApiKeys.ApiKeys> => {
-  const nodeServer = Layer.sync(NodeServer, () => Http.createServer())
+  const nodeServer = Layer.sync(NodeServer, () => {
+    const server = Http.createServer()
+    // (an `Expect` Node does not know is answered 417 with the body bounded, as every other answer)
+    server.on("checkExpectation", UnreadBody.expectationFailed)
+    return server
+  })
   const httpServer = Layer.unwrapEffect(
     Effect.map(NodeServer, (server) =>
       NodeHttpServer.layer(() => server, { port: options.port ?? 0, host: options.host ?? "127.0.0.1" }))

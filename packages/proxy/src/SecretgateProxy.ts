@@ -307,7 +307,13 @@ export class SecretgateProxy {
     const inner = context.inner.server
 
     // plain-HTTP proxy requests (absolute-form)
-    server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => plainRequest(context, req, res))
+    // (a body an answer leaves unread, a refusal's or a failed forward's, is read no further than
+    // UnreadBody.DRAIN_BYTES: the proxy has no request timeout)
+    server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+      UnreadBody.bound(req, res)
+      plainRequest(context, req, res)
+    })
+    server.on("checkExpectation", UnreadBody.expectationFailed)
     server.on("connect", onConnect(context))
     server.on("upgrade", (req: http.IncomingMessage, socket: net.Socket) => {
       socket.on("error", () => socket.destroy())
@@ -416,8 +422,6 @@ export class SecretgateProxy {
 const plainRequest = (context: ConnectContext, req: http.IncomingMessage, res: http.ServerResponse): void => {
   const sandbox = context.registry.authenticate(req.headers["proxy-authorization"])
   const answer = (status: number, message: string, headers: Record<string, string> = {}) => {
-    // (a body the refusal leaves unread is read no further than DRAIN_BYTES)
-    UnreadBody.bound(req, res)
     res.writeHead(status, { "content-type": "text/plain; charset=utf-8", ...headers })
     res.end(`secretgate proxy: ${message}\n`)
   }
@@ -448,7 +452,7 @@ const plainRequest = (context: ConnectContext, req: http.IncomingMessage, res: h
   // a plain-HTTP connection counts against the limit like a CONNECT (once, for its first request)
   if (!sandbox.admit(req.socket)) {
     // (the connection closes after this answer: a body still coming is read first, UnreadBody.after)
-    return UnreadBody.after(req, () =>
+    return UnreadBody.after(req, context.limits.handshakeTimeout, () =>
       refusePlain("too-many-connections", 429, `this sandbox already has ${sandbox.settings.maxConnections} open connections (the proxy's limits.connectionsPerSandbox)`, target.host, { connection: "close" })
     )
   }

@@ -205,8 +205,19 @@ describe("limits", () => {
     expect(seen.sent).toBeLessThan(64 * 1024 * 1024)
   })
 
+  it("an Expect the proxy does not know (417) does not read a body without end", async () => {
+    const seen = await streamed(
+      world.proxy.url,
+      `POST http://api.allowed.test:${world.http.port}/upload HTTP/1.1\r\nHost: api.allowed.test\r\nExpect: something-else\r\nTransfer-Encoding: chunked\r\n\r\n`,
+      endless()
+    )
+    if (seen === "timed out") throw new Error("the proxy kept reading the body for 20 s")
+    expect(seen.text).toMatch(/^HTTP\/1\.1 417 /)
+    expect(seen.sent).toBeLessThan(64 * 1024 * 1024)
+  })
+
   it("a 429 to a request whose body is still coming: the body is read to its end first, and the client reads the 429, not a reset", async () => {
-    const limited = await makeWorld({ limits: { connectionsPerSandbox: 1 } })
+    const limited = await makeWorld({ limits: { connectionsPerSandbox: 1, handshakeTimeout: 1000 } })
     try {
       const sandbox = await limited.sandbox({ token: [VALUE, ["api.allowed.test"]] })
       const open = await connectRaw(limited.proxy, `evil.test:${limited.https.port}`, authorizationOf(sandbox.registration.proxyUrl))
@@ -222,6 +233,12 @@ describe("limits", () => {
       expect(seen.text).toMatch(/^HTTP\/1\.1 429 /)
       expect(seen.failed, "the connection was reset while the body was sent").toBe(false)
       expect(seen.sent).toBe(body.reduce((total, each) => total + each.length, 0))
+      // a body declared and never sent is not waited for past limits.handshakeTimeout: the 429
+      // comes, and the connection closes
+      const { hostname, port } = new URL(limited.proxy.url)
+      const idle = net.connect(Number(port), hostname)
+      idle.write(`POST http://api.allowed.test:${limited.http.port}/upload HTTP/1.1\r\nHost: api.allowed.test\r\nProxy-Authorization: ${authorizationOf(sandbox.registration.proxyUrl)}\r\nContent-Length: 10\r\n\r\n`)
+      expect((await readBytes(idle, () => false)).toString()).toMatch(/^HTTP\/1\.1 429 /)
       open.socket.destroy()
     } finally {
       await limited.close()

@@ -115,7 +115,14 @@ const stagePrivateFile = (file: string, text: string) => {
   closeSync(fd)
   return {
     put: () => renameSync(temporary, file),
-    drop: () => rmSync(temporary, { force: true })
+    // (best effort: what is left is a 0600 file in the private --env-dir, replaced by the next load)
+    drop: () => {
+      try {
+        rmSync(temporary, { force: true })
+      } catch {
+        // left
+      }
+    }
   }
 }
 
@@ -251,9 +258,8 @@ export const command = Command.make(
           if (Option.isSome(failed)) {
             // Some files hold the new tokens, the rest the old: both stay good, so that no sandbox
             // is left with a revoked one; the next load that succeeds revokes them all.
-            for (const file of staged.slice(i + 1)) file.drop()
-            staged[i]!.drop()
             registered = [...previous, ...next]
+            for (const file of staged.slice(i)) file.drop()
             return yield* new CliFailure({
               kind: "failure",
               message: `could not put ${envFileOf(entry)} in place (the sandboxes before it have their new environment, the others keep theirs): ${failed.value.message}`
@@ -276,8 +282,8 @@ export const command = Command.make(
         reloading = reloading.then(() =>
           Effect.runPromiseExit(load).then((exit) => {
             if (Exit.isFailure(exit)) {
-              const failure = Cause.squash(exit.cause) as { message?: unknown }
-              log("reload-failed", { message: String(failure.message ?? failure) })
+              const failure = Cause.squash(exit.cause) as { message?: unknown } | null | undefined
+              log("reload-failed", { message: String(failure?.message ?? failure) })
             }
           })
         )

@@ -59,10 +59,12 @@ export const makeInnerServer = (
     if (session === undefined) return void req.socket.destroy()
     clearTimeout(heads.get(req.socket))
     session.used = true
+    // (a body an answer leaves unread, a refusal's or a failed forward's, is read no further than
+    // UnreadBody.DRAIN_BYTES)
+    UnreadBody.bound(req, res)
     // the next head may come after the keep-alive pause, and then must come in time
     res.once("finish", () => awaitHead(req.socket, keepAlive + limits.handshakeTimeout))
     if (!(req.url ?? "").startsWith("/")) {
-      UnreadBody.bound(req, res)
       res.writeHead(400, { "content-type": "text/plain; charset=utf-8" })
       return void res.end(`secretgate proxy: requests inside a CONNECT tunnel to ${session.host} must use origin-form targets (/path), got ${quoteTarget(req.url)}\n`)
     }
@@ -78,6 +80,7 @@ export const makeInnerServer = (
     refuse(socket, session, "upgrade-not-supported", 501, `only WebSocket upgrades (GET, Upgrade: websocket) are supported on intercepted hosts; ${JSON.stringify(String(req.headers.upgrade))} is not`)
   })
 
+  server.on("checkExpectation", UnreadBody.expectationFailed)
   server.on("clientError", onClientError(limits))
 
   return {
