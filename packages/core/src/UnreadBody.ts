@@ -18,6 +18,9 @@ import type * as Http from "node:http"
  */
 export const DRAIN_BYTES = 256 * 1024
 
+/** How long a connection cut off after an answer stays open for the client to read it. */
+const LINGER_MS = 500
+
 /**
  * Bounds what is read of `request`'s body once `response` is answered without reading it: the body
  * is read and dropped from the answer's end; more than `DRAIN_BYTES` of it closes the connection, a
@@ -39,7 +42,12 @@ export const bound = (request: Http.IncomingMessage, response: Http.ServerRespon
       read += chunk.length
       if (read <= DRAIN_BYTES) return
       stop()
-      request.socket.destroy()
+      // No more is read. Closed at once, the connection would be reset by the kernel as the client
+      // goes on sending, and the reset can overtake the answer: the answer is followed by the end
+      // of what the server sends, and the connection closed `LINGER_MS` later (Go's lingering close).
+      request.pause()
+      request.socket.end()
+      setTimeout(() => request.socket.destroy(), LINGER_MS).unref()
     }
     request.on("data", onData)
     request.once("end", stop)
