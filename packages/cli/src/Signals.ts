@@ -33,8 +33,7 @@ const listen = (
  *
  * @since 0.1.0
  */
-export const on = (signals: ReadonlyArray<NodeJS.Signals>, handler: (signal: NodeJS.Signals) => void): Effect.Effect<void, never, Scope.Scope> =>
-  listen(signals, (signal) => handler(signal))
+export const on: (signals: ReadonlyArray<NodeJS.Signals>, handler: (signal: NodeJS.Signals) => void) => Effect.Effect<void, never, Scope.Scope> = listen
 
 /**
  * Listens now for the first of `signals` (while the scope is open); the effect it gives waits for

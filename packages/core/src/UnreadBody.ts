@@ -30,6 +30,9 @@ const LINGER_MS = 500
  * @since 0.1.0
  */
 export const bound = (request: Http.IncomingMessage, response: Http.ServerResponse): void => {
+  // a request that declares no body has none (the common case: a GET, answered on a hot path)
+  const { headers } = request
+  if (headers["transfer-encoding"] === undefined && (headers["content-length"] === undefined || headers["content-length"] === "0")) return
   // (before the answer's end, where Node would take the body to drop it itself, without a bound)
   response.once("prefinish", () => {
     if (request.complete || request.readableFlowing !== null) return

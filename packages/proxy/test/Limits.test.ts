@@ -3,6 +3,7 @@
  * handshake, the request head inside the tunnel) are cut off while others are served; a sandbox's
  * connection limit and the header size limit answer clearly; 500 connections at once all work.
  */
+import { rawExchange } from "@secretgate/core/testing"
 import * as net from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { authorizationOf, connectRaw, readBytes, tlsOver, waitFor } from "./support/client.js"
@@ -40,52 +41,6 @@ const trickle = (text: string, every: number): Promise<{ answer: string; closedA
       clearInterval(timer)
       resolve({ answer: bytes.toString(), closedAfter: Date.now() - started })
     })
-  })
-
-/**
- * A plain-HTTP request on a raw socket to the proxy at `proxyUrl`: `head`, then `body` a piece per turn of the event
- * loop (as a client streaming a body does) until it runs out or the connection fails, writing on
- * after the proxy's end (half-open); resolves once the proxy ends the connection (or after 20 s).
- */
-const streamed = (proxyUrl: string, head: string, body: Iterable<Buffer>) =>
-  new Promise<{ text: string; sent: number; failed: boolean } | "timed out">((resolve) => {
-    const { hostname, port } = new URL(proxyUrl)
-    const socket = net.connect({ host: hostname, port: Number(port), allowHalfOpen: true })
-    const chunks: Array<Buffer> = []
-    let sent = 0
-    let failed = false
-    let ended = false
-    let done = false
-    const timer = setTimeout(() => {
-      resolve("timed out")
-      socket.destroy()
-    }, 20_000)
-    socket.on("data", (chunk: Buffer) => chunks.push(chunk))
-    socket.once("error", () => (failed = true))
-    socket.once("end", () => {
-      ended = true
-      if (done) socket.end()
-    })
-    socket.once("close", () => {
-      clearTimeout(timer)
-      resolve({ text: Buffer.concat(chunks).toString("latin1"), sent, failed })
-    })
-    const pieces = body[Symbol.iterator]()
-    const pump = () => {
-      if (socket.destroyed || failed) return
-      const next = pieces.next()
-      if (next.done === true) {
-        done = true
-        if (ended) socket.end()
-        return
-      }
-      socket.write(next.value, (error) => {
-        if (error !== undefined && error !== null) return
-        sent += next.value.length
-        setImmediate(pump)
-      })
-    }
-    socket.write(head, () => pump())
   })
 
 /** Chunked pieces of 64 KiB, up to 64 MiB. */
@@ -195,7 +150,7 @@ describe("limits", () => {
   })
 
   it("a refused plain request's body (no token: 407) is not read without end", async () => {
-    const seen = await streamed(
+    const seen = await rawExchange(
       world.proxy.url,
       `POST http://api.allowed.test:${world.http.port}/upload HTTP/1.1\r\nHost: api.allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n`,
       endless()
@@ -208,7 +163,7 @@ describe("limits", () => {
   })
 
   it("an Expect the proxy does not know (417) does not read a body without end", async () => {
-    const seen = await streamed(
+    const seen = await rawExchange(
       world.proxy.url,
       `POST http://api.allowed.test:${world.http.port}/upload HTTP/1.1\r\nHost: api.allowed.test\r\nExpect: something-else\r\nTransfer-Encoding: chunked\r\n\r\n`,
       endless()
@@ -228,7 +183,7 @@ describe("limits", () => {
       expect(open.status).toBe(200)
       const piece = Buffer.from(`1000\r\n${"x".repeat(0x1000)}\r\n`)
       const body = [...Array.from({ length: 50 }, () => piece), Buffer.from("0\r\n\r\n")]
-      const seen = await streamed(
+      const seen = await rawExchange(
         limited.proxy.url,
         `POST http://api.allowed.test:${limited.http.port}/upload HTTP/1.1\r\nHost: api.allowed.test\r\nProxy-Authorization: ${authorizationOf(sandbox.registration.proxyUrl)}\r\nTransfer-Encoding: chunked\r\n\r\n`,
         body

@@ -253,16 +253,16 @@ export const command = Command.make(
         }).pipe(Effect.tapError(() => Effect.andThen(Effect.sync(() => staged.forEach((file) => file.drop())), revokeAll(next))))
         const previous = registered
         for (const [i, { entry, mount }] of written.entries()) {
-          const put = Effect.try({ try: () => staged[i]!.put(), catch: (error) => error as Error })
-          const failed = yield* Effect.flip(put).pipe(Effect.option)
-          if (Option.isSome(failed)) {
+          try {
+            staged[i]!.put()
+          } catch (error) {
             // Some files hold the new tokens, the rest the old: both stay good, so that no sandbox
             // is left with a revoked one; the next load that succeeds revokes them all.
             registered = [...previous, ...next]
             for (const file of staged.slice(i)) file.drop()
             return yield* new CliFailure({
               kind: "failure",
-              message: `could not put ${envFileOf(entry)} in place (the sandboxes before it have their new environment, the others keep theirs): ${failed.value.message}`
+              message: `could not put ${envFileOf(entry)} in place (the sandboxes before it have their new environment, the others keep theirs): ${(error as Error).message}`
             })
           }
           log("registered", { sandbox: entry.id, envFile: envFileOf(entry), secrets: mount.secrets.map((secret) => secret.name) })

@@ -4,3 +4,4 @@
  * @since 0.1.0
  */
 export { conformance, type MakeLayer } from "./Conformance.js"
+export { rawExchange, type RawExchange } from "./RawExchange.js"
