@@ -119,17 +119,16 @@ describe("the compiled clean check", () => {
     expect(layersOf(long, true, true, pairs) & 0b10000).toBe(0)
   })
 
-  // the committed module names the clang that built it: another version may write other bytes
-  const committed = readFileSync(fileURLToPath(new URL("../src/internal/cleanWasm.ts", import.meta.url)), "utf8")
-  const builtWith = /^\/\/ Built with (.*)\.$/m.exec(committed)?.[1]
+  // the committed modules name the clang that built them: another version may write other bytes
+  const committed = (name: string) => readFileSync(fileURLToPath(new URL(`../src/internal/${name}.ts`, import.meta.url)), "utf8")
+  const builtWith = /^\/\/ Built with (.*)\.$/m.exec(committed("cleanWasm"))?.[1]
   const clang = spawnSync("clang", ["--version"], { encoding: "utf8" })
   const sameClang = clang.status === 0 && spawnSync("wasm-ld", ["--version"]).status === 0 && clang.stdout.split("\n")[0] === builtWith
-  it.skipIf(!sameClang)(`is built from its source: wasm/build.sh writes the committed module (needs ${builtWith} and lld)`, () => {
+  it.skipIf(!sameClang)(`are built from their source: wasm/build.sh writes the committed modules (needs ${builtWith} and lld)`, () => {
     const dir = mkdtempSync(join(tmpdir(), "secretgate-wasm-"))
     try {
-      const out = join(dir, "cleanWasm.ts")
-      execFileSync(fileURLToPath(new URL("../wasm/build.sh", import.meta.url)), [out])
-      expect(readFileSync(out, "utf8")).toBe(committed)
+      execFileSync(fileURLToPath(new URL("../wasm/build.sh", import.meta.url)), [dir])
+      for (const name of ["cleanWasm", "walkWasm"]) expect(readFileSync(join(dir, `${name}.ts`), "utf8"), name).toBe(committed(name))
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }

@@ -402,6 +402,74 @@ describe("the readings automaton finds everything the stacks find", () => {
   })
 })
 
+describe("the readings automaton's compiled walk (`walk.ts`)", () => {
+  /** Every match (stack, pattern, start, end) and answer of `scan` over `bytes` cut at `cuts`, from a fresh automaton. */
+  const scanned = (readings: Readings, bytes: Buffer, cuts: ReadonlyArray<number>, budget = 1e9) => {
+    const matches: Array<readonly [number, number, number, number]> = []
+    const answers: Array<number> = []
+    let from = 0
+    for (const end of [...new Set(cuts.map((cut) => cut % (bytes.length + 1)))].sort((a, b) => a - b).concat(bytes.length)) {
+      if (end < from) continue
+      const chunk = bytes.subarray(from, end)
+      const answer = readings.scan(chunk, chunk.length, end === bytes.length, budget, (stack, pattern, start, matchEnd) => matches.push([stack, pattern, from + start, from + matchEnd]))
+      answers.push(answer)
+      // as the scrubber does: what is held back comes again with the next chunk
+      from = answer < 0 ? end : from + answer
+    }
+    return { matches, answers, built: readings.built, states: readings.states }
+  }
+
+  const pair = (values: ReadonlyArray<string>) => {
+    const patterns = values.map((value) => Buffer.from(value, "utf8"))
+    const compiled = new Readings(patterns)
+    expect(compiled.walksCompiled).toBe(true)
+    const typescript = new Readings(patterns, false)
+    expect(typescript.walksCompiled).toBe(false)
+    return { compiled, typescript }
+  }
+
+  for (const alphabet of alphabets) {
+    it(`reports what the TypeScript walk reports, chunk by chunk, and builds the same states (${alphabet.label})`, () => {
+      fc.assert(
+        fc.property(
+          fc.array(valueOf(alphabet.values), { minLength: 1, maxLength: 3 }).chain((values) => fc.tuple(fc.constant(values), text(values, alphabet.text), fc.array(fc.nat(), { maxLength: 4 }))),
+          ([values, bytes, cuts]) => {
+            if (!readable(values.map((value) => Buffer.from(value, "utf8")))) return
+            const { compiled, typescript } = pair(values)
+            expect(scanned(compiled, bytes, cuts)).toEqual(scanned(typescript, bytes, cuts))
+          }
+        ),
+        { numRuns: RUNS / 4 }
+      )
+    })
+  }
+
+  it("the benchmark's dense echo in pieces longer than the module's (16 KiB), its table grown while a chunk is walked: the same matches", () => {
+    const values = Array.from({ length: 64 }, (_, i) => `sk_${i}&<>"'!*()+/ é😀=${(i * 7919).toString(36)}x${"z".repeat(i % 9)}`)
+    const json = (t: string) => JSON.stringify(t).slice(1, -1)
+    const forms = (v: string) => [json(v).replace(/[&<>]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`), [...v].map((c) => (/[a-z0-9]/i.test(c) ? c : `&#${c.codePointAt(0)};`)).join(""), json(json(v))]
+    const bytes = Buffer.from(values.flatMap(forms).join(" ").repeat(5), "utf8")
+    expect(bytes.length).toBeGreaterThan(3 * 16384)
+    const { compiled, typescript } = pair(values)
+    // one chunk of it all (thousands of states built while it is walked), then again in cuts that fall anywhere in a piece
+    const whole = scanned(compiled, bytes, [])
+    expect(whole).toEqual(scanned(typescript, bytes, []))
+    expect(whole.states).toBeGreaterThan(2000)
+    expect(whole.matches.length).toBeGreaterThanOrEqual(5 * values.length * forms("x").length)
+    const cuts = [16383, 16385, 30000, 32768, 40001]
+    expect(scanned(compiled, bytes, cuts)).toEqual(scanned(typescript, bytes, cuts))
+  })
+
+  it("gives up where the TypeScript walk does: at the same byte of a chunk that needs more building than its budget", () => {
+    Object.assign(ALLOWANCE, { cap: 0, left: 0 })
+    const { compiled, typescript } = pair(["sk_0&<>\"'!*()+/ é😀=zzzz"])
+    const soup = Buffer.from(Array.from({ length: 3000 }, (_, i) => `\\u${(0x100 + i).toString(16).padStart(4, "0")}&#${i};`).join(""), "utf8")
+    const a = scanned(compiled, soup, [], 3000)
+    expect(a.answers).toEqual([-1])
+    expect(a).toEqual(scanned(typescript, soup, [], 3000))
+  })
+})
+
 describe("the readings automaton's cost", () => {
   const saved = { ...READINGS_BUDGET }
   afterEach(() => Object.assign(READINGS_BUDGET, saved))

@@ -24,6 +24,7 @@
  * more than a small multiple of that scan.
  */
 import { Buffer } from "node:buffer"
+import { makeWalk, type Walk } from "./walk.js"
 import { hexValue, LONGEST_ESCAPE, MAX_DEPTH, MAX_EXPANSION, MAX_REFERENCE_DIGITS, NAME_ROOT, nameChild, nameIsLegacy, nameText, putUtf8, SHORT_ESCAPES, type Syntax, SYNTAXES } from "./escapes.js"
 
 /** Every stack, in the order the scrubber reports matches found under several (raw first). */
@@ -501,16 +502,22 @@ export class Readings {
     /**
      * Per state: the class of the transition last taken from it (above the low 16 bits) and its
      * entry (the low 16), or -1: most states of a repetitive input go on the same way each time, and this small array
-     * stays in the processor's cache where the table does not.
+     * stays in the processor's cache where the table does not. (The compiled walk keeps its own.)
      */
     last: Int32Array
+    /** The compiled walk over `table` (`walk.ts`), or `undefined`: the walk in TypeScript. */
+    walk: Walk | undefined
     start: number
   }
 
   /** Work done building (reading steps), for the budget and for tests. */
   built = 0
 
-  constructor(readonly patterns: ReadonlyArray<Buffer>) {
+  constructor(
+    readonly patterns: ReadonlyArray<Buffer>,
+    /** Whether the walk is the compiled one where it can run (`false`: the TypeScript one, for tests that compare the two). */
+    private readonly compiled = true
+  ) {
     const distinct = new Set<number>([0x5c, 0x25, 0x26, 0x23, 0x3b, 0x22, 0x2f, 0x27, 0x2b, 0x20])
     for (let b = 0; b < 256; b++) if ((b >= 0x30 && b <= 0x39) || ((b | 0x20) >= 0x61 && (b | 0x20) <= 0x7a)) distinct.add(b)
     for (const pattern of patterns) for (const byte of pattern) distinct.add(byte)
@@ -532,6 +539,7 @@ export class Readings {
   /** Drops every state built: the next scans build afresh. */
   private reset() {
     const written = new Written()
+    const walk = this.compiled ? makeWalk(this.classOf, this.width) : undefined
     this.fresh = {
       written,
       decoders: Object.fromEntries(SYNTAXES.map((syntax) => [syntax, new Decoder(READERS[syntax], written)])) as Record<Syntax, Decoder>,
@@ -544,8 +552,9 @@ export class Readings {
       states: new States(),
       accepts: [],
       back: [],
-      table: new Uint16Array(this.width * 1024),
-      last: new Int32Array(1024).fill(-1),
+      table: walk?.table(this.width * 1024) ?? new Uint16Array(this.width * 1024),
+      last: new Int32Array(walk === undefined ? 1024 : 0).fill(-1),
+      walk,
       start: 0
     }
     this.fresh.roots = STACKS.map((_, stack) => this.readingOf(stack, 0, 0, this.roots[this.folds[stack] ? 1 : 0]))
@@ -688,11 +697,15 @@ export class Readings {
     f.accepts[id] = accepted === undefined ? undefined : Int32Array.from(accepted.sort((a, b) => a[0] - b[0] || a[1] - b[1]).flat())
     f.back[id] = back
     if ((id + 1) * this.width > f.table.length) {
-      const grown = new Uint16Array(Math.max((id + 1) * this.width, Math.min(f.table.length * 2, (MAX_STATES + 64) * this.width)))
-      grown.set(f.table)
-      f.table = grown
+      const length = Math.max((id + 1) * this.width, Math.min(f.table.length * 2, (MAX_STATES + 64) * this.width))
+      if (f.walk !== undefined) f.table = f.walk.table(length)
+      else {
+        const grown = new Uint16Array(length)
+        grown.set(f.table)
+        f.table = grown
+      }
     }
-    if (id >= f.last.length) {
+    if (f.walk === undefined && id >= f.last.length) {
       const grown = new Int32Array(Math.max(id + 1, f.last.length * 2)).fill(-1)
       grown.set(f.last)
       f.last = grown
@@ -758,6 +771,11 @@ export class Readings {
     return this.fresh.states.count
   }
 
+  /** Whether the table is walked by the compiled walk (`walk.ts`; for tests). */
+  get walksCompiled(): boolean {
+    return this.fresh.walk !== undefined
+  }
+
   private readonly found: Array<number> = []
 
   /**
@@ -794,6 +812,19 @@ export class Readings {
   private forward(bytes: Uint8Array, end: number, limit: number): number {
     const { classOf, found, width } = this
     found.length = 0
+    const walk = this.fresh.walk
+    if (walk !== undefined) {
+      let state = this.fresh.start
+      for (let i = 0; ; i++) {
+        i = walk.walk(bytes, i, end, state, found)
+        if (i === end) return walk.state
+        // a step not built yet
+        if (this.built > limit || this.fresh.states.count > MAX_STATES) return GAVE_UP
+        const value = this.build(walk.state, classOf[bytes[i]!]!)
+        state = (value & (ACCEPTS - 1)) - 1
+        if (value >= ACCEPTS) found.push(state, i + 1)
+      }
+    }
     let { table, last } = this.fresh
     let state = this.fresh.start
     for (let i = 0; i < end; i++) {
