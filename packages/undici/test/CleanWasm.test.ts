@@ -110,6 +110,41 @@ describe("the compiled clean check", () => {
     }
   })
 
+  it("answers a long chunk from its first KiB where that is dense and dirty in every syntax, and reads the whole chunk otherwise: the TypeScript check's answer each time", () => {
+    const value = `sk_1&<>"'!*()+/ é`
+    const pairs = unionPairs(makeScrubber([secret(value, 0)]))!
+    const json = (t: string) => JSON.stringify(t).slice(1, -1)
+    const forms = [json(value).replace(/[&<>]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`), encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16)}`), [...value].map((c) => `&#${c.codePointAt(0)};`).join("")]
+    const filler = `some prose with a \\"quoted\\" word &amp; more %41 `
+    const cases = {
+      // every syntax dirty in the first KiB: the whole chunk's answer is all dirty
+      dense: forms.join(" ").repeat(200),
+      // dense and dirty at first in two syntaxes; the third clean throughout, or not there at all
+      "third clean": (forms[0]! + " " + forms[1]! + " &amp; ").repeat(60) + filler.repeat(100),
+      "third absent": (forms[0]! + " " + forms[1]! + " ").repeat(120),
+      // dense and dirty at first in two syntaxes, the third dirty only far into the chunk
+      "third late": (forms[0]! + " " + forms[1]! + " ").repeat(60) + filler.repeat(100) + forms[2]!,
+      // dirty in every syntax at first but sparse: the whole chunk is listed
+      sparse: forms.join(" ") + filler.repeat(200),
+      // clean throughout
+      clean: filler.repeat(200)
+    }
+    const answers = new Set<string>()
+    for (const [name, text] of Object.entries(cases)) {
+      const bytes = Buffer.from(text, "utf8")
+      expect(bytes.length, name).toBeGreaterThanOrEqual(4096)
+      for (const atEnd of [false, true]) {
+        const compiled = new Int32Array(LAYER_TAILS)
+        const typescript = new Int32Array(LAYER_TAILS)
+        const answer = layersOf(bytes, atEnd, true, pairs, true, compiled).toString(2)
+        expect(answer, name).toBe(layersOf(bytes, atEnd, true, pairs, false, typescript).toString(2))
+        expect([...compiled], name).toEqual([...typescript])
+        answers.add(`${name}: ${answer}`)
+      }
+    }
+    expect([...answers].sort()).toEqual(["clean: 1110111", "dense: 111", "sparse: 111", "third absent: 1000011", "third clean: 1000111", "third late: 111"])
+  })
+
   it("gives a chunk longer than its memory holds to the TypeScript check, with the same answer", () => {
     const scrubber = makeScrubber([secret(`sk_1&<>"'!*()+/ é`, 0)])
     const pairs = unionPairs(scrubber)!

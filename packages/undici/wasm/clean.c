@@ -22,6 +22,8 @@ typedef uint8_t u8;
 #define PERCENT 1
 #define HTML 2
 #define NODES 2048
+/* The bytes a long chunk's first look reads (`layers`). */
+#define PREFIX 1024
 
 /* Tables written by `clean.ts`. */
 static u8 PAIRS[65536];
@@ -298,19 +300,19 @@ static inline v128_t hits(const u8 *b, v128_t j, v128_t p, v128_t h, v128_t q) {
 }
 
 /*
- * Writes the position of every introducer (of any syntax; `+` when `plus`) of `b[0, length)` to
- * `at`, and where each stands in `at` to its syntax's list (`mine[s]`, room for `length` each),
- * and each list's length to `own_count`.
+ * Lists the position of every introducer (of any syntax; `+` when `plus`) of `b[from, to)` in `at`
+ * after the `count` listed there, and where each stands in `at` in its syntax's list (`mine[s]`,
+ * `own_count[s]` long so far, room for the whole chunk each); returns the new count, and each
+ * list's length in `own_count`.
  */
-static void introducers(const u8 *b, int length, int plus, uint32_t *at, uint32_t *const *mine, int *own_count) {
+static int introducers(const u8 *b, int from, int to, int plus, uint32_t *at, int count, uint32_t *const *mine, int *own_count) {
   v128_t j = wasm_i8x16_splat((int8_t)introducer[JSON]);
   v128_t p = wasm_i8x16_splat((int8_t)introducer[PERCENT]);
   v128_t h = wasm_i8x16_splat((int8_t)introducer[HTML]);
   v128_t q = wasm_i8x16_splat(plus ? '+' : (int8_t)introducer[JSON]);
   const u8 *introduces = plus ? INTRODUCES_PLUS : INTRODUCES;
-  uint32_t *next[3] = {mine[0], mine[1], mine[2]};
-  int count = 0;
-  int i = 0;
+  uint32_t *next[3] = {mine[0] + own_count[0], mine[1] + own_count[1], mine[2] + own_count[2]};
+  int i = from;
   /* (each introducer introduces escapes of one syntax: bits 1, 2 or 4, the syntax's bit) */
 #define ADD(position)                          \
   do {                                         \
@@ -319,7 +321,7 @@ static void introducers(const u8 *b, int length, int plus, uint32_t *at, uint32_
     *next[introduces[b[at_]] >> 1]++ = count - 1; \
   } while (0)
   /* sixty-four bytes at a time (most hold no introducer), then one by one */
-  for (; i + 64 <= length; i += 64) {
+  for (; i + 64 <= to; i += 64) {
     v128_t h0 = hits(b + i, j, p, h, q), h1 = hits(b + i + 16, j, p, h, q), h2 = hits(b + i + 32, j, p, h, q), h3 = hits(b + i + 48, j, p, h, q);
     if (!wasm_v128_any_true(wasm_v128_or(wasm_v128_or(h0, h1), wasm_v128_or(h2, h3)))) continue;
     uint64_t mask = (uint64_t)wasm_i8x16_bitmask(h0) | ((uint64_t)wasm_i8x16_bitmask(h1) << 16) | ((uint64_t)wasm_i8x16_bitmask(h2) << 32) | ((uint64_t)wasm_i8x16_bitmask(h3) << 48);
@@ -328,10 +330,11 @@ static void introducers(const u8 *b, int length, int plus, uint32_t *at, uint32_
       mask &= mask - 1;
     }
   }
-  for (; i < length; i++)
+  for (; i < to; i++)
     if (introduces[b[i]] != 0) ADD(i);
 #undef ADD
   for (int s = 0; s < 3; s++) own_count[s] = (int)(next[s] - mine[s]);
+  return count;
 }
 
 /*
@@ -477,8 +480,30 @@ __attribute__((export_name("layers"))) int layers(int length, int at_end, int pl
   const u8 *b = &__heap_base;
   uint32_t *at = (uint32_t *)(((uintptr_t)(b + length) + 15) & ~(uintptr_t)15);
   uint32_t *const mine[3] = {at + length + 1, at + 2 * (length + 1), at + 3 * (length + 1)};
-  int own_count[3];
-  introducers(b, length, plus, at, mine, own_count);
+  int own_count[3] = {0, 0, 0};
+  int listed = 0;
+  int count = 0;
+  if (length >= 4 * PREFIX) {
+    /*
+     * A long chunk whose first bytes are dense with escapes (one introducer in 24 bytes, as
+     * `dense` of `scrubber.ts` counts) and hold a dirty escape of every syntax (a dense echo) has
+     * every layer dirty: that is the answer, without listing the rest of its introducers. (Read
+     * up to a cut, a layer holds the escapes the whole chunk's reading holds before it, and fewer
+     * bytes after them to pair with: dirty there is dirty in the whole.)
+     */
+    count = introducers(b, 0, PREFIX, plus, at, 0, mine, own_count);
+    listed = PREFIX;
+    if (count * 24 >= PREFIX) {
+      int dirty = 0;
+      for (int syntax = 0; syntax < 3; syntax++)
+        if (own_count[syntax] != 0 && !clean_layer(syntax, b, PREFIX, 0, plus, at, mine[syntax], own_count[syntax])) dirty++;
+      if (dirty == 3) {
+        for (int k = 0; k < 3 * 4; k++) TAILS[k] = k % 4 == 2 ? 0 : -1;
+        return 7;
+      }
+    }
+  }
+  introducers(b, listed, length, plus, at, count, mine, own_count);
   int answer = 0;
   for (int syntax = 0; syntax < 3; syntax++) {
     int bit = 1 << syntax;

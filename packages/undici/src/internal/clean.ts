@@ -4,6 +4,8 @@
  * syntax, then each layer's escapes are read as `escapeAt` reads them, with the same tables
  * (written into the module's memory from `escapes.ts` and `scrubber.ts` when it is first used);
  * what it found of an escape is kept by the bytes around it, until the byte pairs or `+` change.
+ * A long chunk whose first KiB is dense with escapes and dirty in every syntax (a dense echo, which
+ * the readings automaton reads) is answered from that KiB alone.
  * For a chunk of ordinary JSON it costs a fraction of the TypeScript check, which stays the
  * reference (`CleanWasm.test.ts` compares the two) and the fallback where WebAssembly with SIMD is
  * not available.
