@@ -458,6 +458,31 @@ describe("the readings automaton's compiled walk (`walk.ts`)", () => {
     expect(whole.matches.length).toBeGreaterThanOrEqual(5 * values.length * forms("x").length)
     const cuts = [16383, 16385, 30000, 32768, 40001]
     expect(scanned(compiled, bytes, cuts)).toEqual(scanned(typescript, bytes, cuts))
+    // built once, walked from the table: the same bytes again need no transition built
+    const transitions = compiled.transitions
+    expect(transitions).toBeGreaterThan(2000)
+    expect(scanned(compiled, bytes, [20000]).matches.length).toBe(whole.matches.length)
+    expect(compiled.transitions).toBe(transitions)
+  })
+
+  it("where its memory cannot grow for a larger table, gives up on the chunk (the stacks scan it) and starts afresh; then walks as before", () => {
+    const values = Array.from({ length: 64 }, (_, i) => `sk_${i}&<>"'!*()+/ é😀=${(i * 7919).toString(36)}`)
+    const bytes = Buffer.from(values.map((v) => `${JSON.stringify(JSON.stringify(v).slice(1, -1)).slice(1, -1)} ${[...v].map((c) => `&#${c.codePointAt(0)};`).join("")}`).join(" "), "utf8")
+    const { compiled, typescript } = pair(values)
+    const memory = (globalThis as unknown as { WebAssembly: { Memory: { prototype: { grow: (pages: number) => number } } } }).WebAssembly.Memory.prototype
+    const grow = memory.grow
+    memory.grow = () => {
+      throw new RangeError("WebAssembly.Memory.grow(): Maximum memory size exceeded")
+    }
+    try {
+      expect(scanned(compiled, bytes, []).answers).toEqual([-1])
+    } finally {
+      memory.grow = grow
+    }
+    expect(compiled.walksCompiled).toBe(true)
+    const again = scanned(compiled, bytes, [])
+    expect(again.matches).toEqual(scanned(typescript, bytes, []).matches)
+    expect(again.states).toBeGreaterThan(4000)
   })
 
   it("gives up where the TypeScript walk does: at the same byte of a chunk that needs more building than its budget", () => {

@@ -7,7 +7,7 @@
  *
  * A step of the table is 16 bits: 0 (not built), or the next state plus one, plus `ACCEPTS` when
  * entering that state completes matches, which are listed (state, end) for `readings.ts` to report.
- * `readings.ts` keeps fewer than `STATES` states (its `MAX_STATES`), and checks it does.
+ * A state is what a step names (its 15 low bits less one), so `LAST` has room for every one.
  *
  * Built by `wasm/build.sh` (clang, wasm32, no libc) into `src/internal/walkWasm.ts`.
  */

@@ -698,11 +698,17 @@ export class Readings {
     f.back[id] = back
     if ((id + 1) * this.width > f.table.length) {
       const length = Math.max((id + 1) * this.width, Math.min(f.table.length * 2, (MAX_STATES + 64) * this.width))
-      if (f.walk !== undefined) f.table = f.walk.table(length)
-      else {
-        const grown = new Uint16Array(length)
-        grown.set(f.table)
-        f.table = grown
+      try {
+        if (f.walk !== undefined) f.table = f.walk.table(length)
+        else {
+          const grown = new Uint16Array(length)
+          grown.set(f.table)
+          f.table = grown
+        }
+      } catch (error) {
+        // no memory for a larger table: this automaton starts afresh, and the chunk is scanned by the stacks
+        if (error instanceof RangeError) throw new Saturated()
+        throw error
       }
     }
     if (f.walk === undefined && id >= f.last.length) {
@@ -716,8 +722,12 @@ export class Readings {
   /** Threads of the state being built (reused: most transitions lead to a state already known). */
   private scratch = new Float64Array(256)
 
+  /** Transitions built so far (for tests: once the states an input needs are built, walking it again builds none). */
+  transitions = 0
+
   /** Builds the transition of `state` on class `cls`; returns the table entry. */
   private build(state: number, cls: number): number {
+    this.transitions++
     const f = this.fresh
     const states = f.states
     let scratch = this.scratch
@@ -814,16 +824,12 @@ export class Readings {
     found.length = 0
     const walk = this.fresh.walk
     if (walk !== undefined) {
-      let state = this.fresh.start
-      for (let i = 0; ; i++) {
-        i = walk.walk(bytes, i, end, state, found)
-        if (i === end) return walk.state
-        // a step not built yet
-        if (this.built > limit || this.fresh.states.count > MAX_STATES) return GAVE_UP
-        const value = this.build(walk.state, classOf[bytes[i]!]!)
-        state = (value & (ACCEPTS - 1)) - 1
-        if (value >= ACCEPTS) found.push(state, i + 1)
-      }
+      // (GAVE_UP is the walk's -1)
+      return walk.walk(bytes, end, this.fresh.start, found, (state, at) => {
+        if (this.built > limit || this.fresh.states.count > MAX_STATES) return false
+        this.build(state, classOf[bytes[at]!]!)
+        return true
+      })
     }
     let { table, last } = this.fresh
     let state = this.fresh.start

@@ -26,17 +26,17 @@ interface Exports {
 export interface Walk {
   /**
    * The table, at least `entries` steps long, through which `readings.ts` writes the steps it
-   * builds (a step not built is 0). A view made before is stale once this is asked again.
+   * builds (a step not built is 0). A view made before is stale once this is asked again. Throws
+   * a `RangeError` where the module's memory cannot grow.
    */
   table(entries: number): Uint16Array
   /**
-   * Walks `bytes[from, end)` from `state`, pushing (state, end) onto `found` for each state entered
-   * that completes matches; returns where it stopped: `end`, or the byte whose step is not built,
-   * with the state there in `state`.
+   * Walks `bytes[0, end)` from `state`, pushing (state, end) onto `found` for each state entered
+   * that completes matches; at a step not built yet, asks `missing` (the state there and the
+   * byte's index) to build it into the table, and takes it, or stops where `missing` answers
+   * false. Returns the state at the end, or -1 where it stopped.
    */
-  walk(bytes: Uint8Array, from: number, end: number, state: number, found: Array<number>): number
-  /** The state where the last walk stopped. */
-  readonly state: number
+  walk(bytes: Uint8Array, end: number, state: number, found: Array<number>, missing: (state: number, at: number) => boolean): number
 }
 
 /** The compiled module, once (`null`: this runtime cannot compile it). */
@@ -44,54 +44,66 @@ let module: unknown = undefined
 
 /** A walk over a fresh table for bytes of `classOf` (`width` classes), or `undefined` where WebAssembly is not available. */
 export const makeWalk = (classOf: Uint8Array, width: number): Walk | undefined => {
-  let exports: Exports
+  if (module === null) return undefined
+  const wasm = (globalThis as unknown as { readonly WebAssembly?: Wasm }).WebAssembly
   try {
-    const wasm = (globalThis as unknown as { readonly WebAssembly: Wasm }).WebAssembly
-    if (module === null) return undefined
-    module ??= new wasm.Module(Buffer.from(WALK_WASM, "base64"))
-    exports = new wasm.Instance(module).exports as Exports
+    module ??= new wasm!.Module(Buffer.from(WALK_WASM, "base64"))
   } catch {
     module = null
+    return undefined
+  }
+  let exports: Exports
+  try {
+    exports = new wasm!.Instance(module).exports as Exports
+  } catch {
+    // (no memory for an instance now: this automaton walks in TypeScript)
     return undefined
   }
   const memory = exports.memory
   const tableAt = exports.address(5)
   const piece = exports.address(4)
-  const bytesAt = exports.address(1)
   new Uint8Array(memory.buffer, exports.address(0), 256).set(classOf)
   exports.configure(width)
   // views of the module's memory (made again when it grows)
-  let input = new Uint8Array(memory.buffer, bytesAt, piece)
-  let found = new Int32Array(memory.buffer, exports.address(2), 2 * piece)
-  let result = new Int32Array(memory.buffer, exports.address(3), 2)
-  let table = new Uint16Array(memory.buffer, tableAt, 0)
-  const walk: Walk = {
-    state: 0,
+  let input: Uint8Array
+  let found: Int32Array
+  let result: Int32Array
+  let table: Uint16Array
+  const views = (entries: number) => {
+    input = new Uint8Array(memory.buffer, exports.address(1), piece)
+    found = new Int32Array(memory.buffer, exports.address(2), 2 * piece)
+    result = new Int32Array(memory.buffer, exports.address(3), 2)
+    table = new Uint16Array(memory.buffer, tableAt, entries)
+  }
+  views(0)
+  return {
     table(entries) {
       if (entries <= table.length) return table
       const needed = tableAt + 2 * entries
       // (memory the module never had is zero: a step not built)
       if (needed > memory.buffer.byteLength) memory.grow(Math.ceil((needed - memory.buffer.byteLength) / 65536))
-      input = new Uint8Array(memory.buffer, bytesAt, piece)
-      found = new Int32Array(memory.buffer, exports.address(2), 2 * piece)
-      result = new Int32Array(memory.buffer, exports.address(3), 2)
-      table = new Uint16Array(memory.buffer, tableAt, entries)
+      views(entries)
       return table
     },
-    walk(bytes, from, end, state, into) {
-      let at = from
-      while (at < end) {
-        const to = Math.min(end, at + piece)
-        input.set(bytes.subarray(at, to))
-        const stopped = exports.walk(state, 0, to - at)
-        state = result[0]!
-        for (let k = 0, count = result[1]!; k < count; k += 2) into.push(found[k]!, found[k + 1]! + at)
-        at += stopped
-        if (at < to) break
+    walk(bytes, end, state, into, missing) {
+      for (let at = 0; at < end; at += piece) {
+        const length = Math.min(piece, end - at)
+        input.set(bytes.subarray(at, at + length))
+        // where a step was last built in this piece (-1: none)
+        let built = -1
+        for (let from = 0; ;) {
+          const stopped = exports.walk(state, from, length)
+          state = result[0]!
+          for (let k = 0, count = result[1]!; k < count; k += 2) into.push(found[k]!, found[k + 1]! + at)
+          if (stopped === length) break
+          // (a step just built and not taken: the table written is not the one walked; never go round again)
+          if (stopped === built) throw new Error("the compiled walk's table does not hold the step just built")
+          if (!missing(state, at + stopped)) return -1
+          // the step is in the table now (the memory may have grown: the views are new, the piece is still in it)
+          built = from = stopped
+        }
       }
-      ;(walk as { state: number }).state = state
-      return at
+      return state
     }
   }
-  return walk
 }
