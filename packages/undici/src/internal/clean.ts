@@ -12,6 +12,7 @@
  */
 import { Buffer } from "node:buffer"
 import { CLEAN_WASM } from "./cleanWasm.js"
+import { instantiate, type Memory } from "./wasm.js"
 import { INTRODUCER, LONGEST_ESCAPE, MAX_REFERENCE_DIGITS, NAMES, nameIsLegacy, nameText, SHORT_ESCAPES, SYNTAXES } from "./escapes.js"
 
 /** The tables of `scrubber.ts` the check reads. */
@@ -46,14 +47,8 @@ export interface CleanCheck {
   readonly layers: (bytes: Buffer, atEnd: boolean, plus: boolean, pairs: Uint8Array, tails: Int32Array) => number | undefined
 }
 
-/** What this file uses of WebAssembly (the TypeScript library of this package does not declare it). */
-interface Wasm {
-  readonly Module: new (bytes: Uint8Array) => unknown
-  readonly Instance: new (module: unknown) => { readonly exports: unknown }
-}
-
 interface Exports {
-  readonly memory: { readonly buffer: ArrayBuffer; grow(pages: number): number }
+  readonly memory: Memory
   readonly table: (which: number) => number
   readonly configure: (escape: number, digits: number, name: number, json: number, percent: number, html: number) => void
   readonly layers: (length: number, atEnd: number, plus: number) => number
@@ -62,13 +57,8 @@ interface Exports {
 
 /** The compiled check, or `undefined` where this runtime cannot instantiate it (no WebAssembly SIMD). */
 export const makeCleanCheck = (tables: CleanTables): CleanCheck | undefined => {
-  let exports: Exports
-  try {
-    const wasm = (globalThis as unknown as { readonly WebAssembly: Wasm }).WebAssembly
-    exports = new wasm.Instance(new wasm.Module(Buffer.from(CLEAN_WASM, "base64"))).exports as Exports
-  } catch {
-    return undefined
-  }
+  const exports = instantiate<Exports>(CLEAN_WASM)
+  if (exports === undefined) return undefined
   // (the module's tables have room for so many names' nodes, and four bytes per name's text)
   const texts = Array.from({ length: NAMES.nodes }, (_, node) => nameText(node))
   // (and each introducer introduces escapes of one syntax: the module lists them by syntax)

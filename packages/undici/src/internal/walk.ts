@@ -7,17 +7,11 @@
  * (`ScrubberReadings.test.ts` compares the two) and the fallback where WebAssembly is not
  * available.
  */
-import { Buffer } from "node:buffer"
+import { instantiate, type Memory } from "./wasm.js"
 import { WALK_WASM } from "./walkWasm.js"
 
-/** What this file uses of WebAssembly (the TypeScript library of this package does not declare it). */
-interface Wasm {
-  readonly Module: new (bytes: Uint8Array) => unknown
-  readonly Instance: new (module: unknown) => { readonly exports: unknown }
-}
-
 interface Exports {
-  readonly memory: { readonly buffer: ArrayBuffer; grow(pages: number): number }
+  readonly memory: Memory
   readonly address: (which: number) => number
   readonly configure: (classes: number) => void
   readonly walk: (state: number, from: number, end: number) => number
@@ -39,26 +33,10 @@ export interface Walk {
   walk(bytes: Uint8Array, end: number, state: number, found: Array<number>, missing: (state: number, at: number) => boolean): number
 }
 
-/** The compiled module, once (`null`: this runtime cannot compile it). */
-let module: unknown = undefined
-
 /** A walk over a fresh table for bytes of `classOf` (`width` classes), or `undefined` where WebAssembly is not available. */
 export const makeWalk = (classOf: Uint8Array, width: number): Walk | undefined => {
-  if (module === null) return undefined
-  const wasm = (globalThis as unknown as { readonly WebAssembly?: Wasm }).WebAssembly
-  try {
-    module ??= new wasm!.Module(Buffer.from(WALK_WASM, "base64"))
-  } catch {
-    module = null
-    return undefined
-  }
-  let exports: Exports
-  try {
-    exports = new wasm!.Instance(module).exports as Exports
-  } catch {
-    // (no memory for an instance now: this automaton walks in TypeScript)
-    return undefined
-  }
+  const exports = instantiate<Exports>(WALK_WASM)
+  if (exports === undefined) return undefined
   const memory = exports.memory
   const tableAt = exports.address(5)
   const piece = exports.address(4)
