@@ -1,7 +1,9 @@
 /**
  * Runs the benchmarks: `pnpm bench` runs all of them, `pnpm bench egress` only those whose file
  * name contains "egress". Each `bench/*.bench.ts` exports a default `async () => void` that prints
- * its own table; figures are ratios against a baseline measured in the same process.
+ * its own table; figures are ratios against a baseline measured in the same process. They run the
+ * packages as published: `pnpm bench` builds them (`tsc -b tsconfig.build.json`) and loads each
+ * package's `dist/` in place of its `src/` (`published.mjs`).
  */
 import { readdirSync } from "node:fs"
 import { fileURLToPath, pathToFileURL } from "node:url"
