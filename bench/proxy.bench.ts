@@ -82,9 +82,11 @@ const stopChild = async (child: ChildProcess) => {
 }
 
 const hopScript = fileURLToPath(new URL("./proxyHop.ts", import.meta.url))
+/** The hops run the packages as built, as this process does (`published.mjs`). */
+const published = fileURLToPath(new URL("./published.mjs", import.meta.url))
 
 const nodeHop = async (name: string, kind: string): Promise<Hop> => {
-  const { child, line } = await spawnHop(process.execPath, ["--import", "tsx", hopScript, kind, TLS_DIR, VALUE], (l) => l.startsWith("{"))
+  const { child, line } = await spawnHop(process.execPath, ["--import", "tsx", "--import", published, hopScript, kind, TLS_DIR, VALUE], (l) => l.startsWith("{"))
   const started = JSON.parse(line) as { port: number; ca: string; proxyUrl?: string; placeholder?: string }
   const dispatcher = new ProxyAgent({
     uri: started.proxyUrl ?? `http://127.0.0.1:${started.port}`,

@@ -85,7 +85,8 @@ const secretgateHop = async () => {
   const gate = new Secretgate({ layer: MemorySecretStore.layer(), organizationId: "bench" })
   await gate.secret.create({ name: "bench", value }) // any host: IP literals too
   const mount = await gate.mount({ TOKEN: "bench" })
-  const proxy = await SecretgateProxy.start({ upstream: { ca: file("ca.pem") } })
+  // (the sink is on loopback, which the proxy refuses unless allowed)
+  const proxy = await SecretgateProxy.start({ upstream: { ca: file("ca.pem") }, allowPrivateDestinations: ["127.0.0.1/32"] })
   const sandbox = proxy.register({ resolver: await gate.resolver(mount) })
   return { port: Number(new URL(proxy.url).port), ca: proxy.ca.certificatePem, proxyUrl: sandbox.proxyUrl, placeholder: mount.env.TOKEN }
 }
