@@ -485,6 +485,24 @@ describe("the readings automaton's compiled walk (`walk.ts`)", () => {
     expect(again.states).toBeGreaterThan(4000)
   })
 
+  it("an error while building leaves no half-built automaton: the scan throws (the response is cut off), the next one starts afresh", () => {
+    const values = ["sk_0&<>\"'!*()+/ é😀=zzzz", "tok en+/é😀 x"]
+    const bytes = Buffer.from(values.map((v) => `${JSON.stringify(v).slice(1, -1)} ${[...v].map((c) => `&#${c.codePointAt(0)};`).join("")}`).join(" "), "utf8")
+    const { compiled, typescript } = pair(values)
+    const building = compiled as unknown as { build: (...args: Array<unknown>) => number }
+    const build = building.build
+    let calls = 0
+    building.build = function(this: unknown, ...args: Array<unknown>) {
+      if (++calls === 50) throw new Error("a bug while building")
+      return build.apply(this, args)
+    }
+    expect(() => compiled.scan(bytes, bytes.length, true, 1e9, () => {})).toThrow("a bug while building")
+    expect(compiled.states).toBe(1)
+    const again = scanned(compiled, bytes, [])
+    const reference = scanned(typescript, bytes, [])
+    expect([again.matches, again.answers, again.states]).toEqual([reference.matches, reference.answers, reference.states])
+  })
+
   it("gives up where the TypeScript walk does: at the same byte of a chunk that needs more building than its budget", () => {
     Object.assign(ALLOWANCE, { cap: 0, left: 0 })
     const { compiled, typescript } = pair(["sk_0&<>\"'!*()+/ é😀=zzzz"])

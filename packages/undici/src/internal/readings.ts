@@ -434,6 +434,15 @@ class Steps {
   }
 }
 
+/** A table of `length` steps, or `undefined` where there is no memory for it. */
+const allocated = (length: number): Uint16Array | undefined => {
+  try {
+    return new Uint16Array(length)
+  } catch {
+    return undefined
+  }
+}
+
 /** States one `Readings` may build before its automaton is dropped and built afresh (below `ACCEPTS`). */
 const MAX_STATES = 30_000
 const ACCEPTS = 0x8000
@@ -698,18 +707,11 @@ export class Readings {
     f.back[id] = back
     if ((id + 1) * this.width > f.table.length) {
       const length = Math.max((id + 1) * this.width, Math.min(f.table.length * 2, (MAX_STATES + 64) * this.width))
-      try {
-        if (f.walk !== undefined) f.table = f.walk.table(length)
-        else {
-          const grown = new Uint16Array(length)
-          grown.set(f.table)
-          f.table = grown
-        }
-      } catch (error) {
-        // no memory for a larger table: this automaton starts afresh, and the chunk is scanned by the stacks
-        if (error instanceof RangeError) throw new Saturated()
-        throw error
-      }
+      const grown = f.walk !== undefined ? f.walk.table(length) : allocated(length)
+      // no memory for a larger table: this automaton starts afresh, and the chunk is scanned by the stacks
+      if (grown === undefined) throw new Saturated()
+      if (f.walk === undefined) grown.set(f.table)
+      f.table = grown
     }
     if (f.walk === undefined && id >= f.last.length) {
       const grown = new Int32Array(Math.max(id + 1, f.last.length * 2)).fill(-1)
@@ -801,8 +803,9 @@ export class Readings {
     try {
       state = this.forward(bytes, end, before + budget + allowanceLeft())
     } catch (error) {
-      if (!(error instanceof Saturated)) throw error
+      // (what was being built is left half done: afresh either way)
       this.reset()
+      if (!(error instanceof Saturated)) throw error
       state = GAVE_UP
     }
     ALLOWANCE.left = Math.max(0, ALLOWANCE.left - Math.max(0, this.built - before - budget))

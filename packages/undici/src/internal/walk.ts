@@ -20,10 +20,10 @@ interface Exports {
 export interface Walk {
   /**
    * The table, at least `entries` steps long, through which `readings.ts` writes the steps it
-   * builds (a step not built is 0). A view made before is stale once this is asked again. Throws
-   * a `RangeError` where the module's memory cannot grow.
+   * builds (a step not built is 0), or `undefined` where the module's memory cannot grow to hold
+   * it. A view made before is stale once this is asked again.
    */
-  table(entries: number): Uint16Array
+  table(entries: number): Uint16Array | undefined
   /**
    * Walks `bytes[0, end)` from `state`, pushing (state, end) onto `found` for each state entered
    * that completes matches; at a step not built yet, asks `missing` (the state there and the
@@ -59,7 +59,13 @@ export const makeWalk = (classOf: Uint8Array, width: number): Walk | undefined =
       if (entries <= table.length) return table
       const needed = tableAt + 2 * entries
       // (memory the module never had is zero: a step not built)
-      if (needed > memory.buffer.byteLength) memory.grow(Math.ceil((needed - memory.buffer.byteLength) / 65536))
+      if (needed > memory.buffer.byteLength) {
+        try {
+          memory.grow(Math.ceil((needed - memory.buffer.byteLength) / 65536))
+        } catch {
+          return undefined
+        }
+      }
       views(entries)
       return table
     },
