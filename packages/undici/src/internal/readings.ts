@@ -548,7 +548,10 @@ export class Readings {
   /** Drops every state built: the next scans build afresh. */
   private reset() {
     const written = new Written()
-    const walk = this.compiled ? makeWalk(this.classOf, this.width) : undefined
+    let walk = this.compiled ? makeWalk(this.classOf, this.width) : undefined
+    // (a walk whose memory cannot hold the first table is no walk: the table is TypeScript's then)
+    const table = walk?.table(this.width * 1024)
+    if (table === undefined) walk = undefined
     this.fresh = {
       written,
       decoders: Object.fromEntries(SYNTAXES.map((syntax) => [syntax, new Decoder(READERS[syntax], written)])) as Record<Syntax, Decoder>,
@@ -561,7 +564,7 @@ export class Readings {
       states: new States(),
       accepts: [],
       back: [],
-      table: walk?.table(this.width * 1024) ?? new Uint16Array(this.width * 1024),
+      table: table ?? new Uint16Array(this.width * 1024),
       last: new Int32Array(walk === undefined ? 1024 : 0).fill(-1),
       walk,
       start: 0
