@@ -22,8 +22,6 @@ typedef uint8_t u8;
 #define PERCENT 1
 #define HTML 2
 #define NODES 2048
-/* The bytes a long chunk's first look reads (`layers`). */
-#define PREFIX 1024
 
 /* Tables written by `clean.ts`. */
 static u8 PAIRS[65536];
@@ -41,6 +39,9 @@ static int longest_escape;
 static int max_digits;
 static int longest_name;
 static u8 introducer[3];
+/* The scrubber's density rule (`DENSE` of `scrubber.ts`): at least one introducer in `dense_every` of the first `dense_sample` bytes. */
+static int dense_sample;
+static int dense_every;
 
 /*
  * Per layer, where its reading ended, for `clean.ts` to hand on: the last escape's start and end
@@ -69,13 +70,15 @@ __attribute__((export_name("table"))) uintptr_t table(int which) {
   }
 }
 
-__attribute__((export_name("configure"))) void configure(int escape, int digits, int name, int json, int percent, int html) {
+__attribute__((export_name("configure"))) void configure(int escape, int digits, int name, int json, int percent, int html, int sample, int every) {
   longest_escape = escape;
   max_digits = digits;
   longest_name = name;
   introducer[JSON] = (u8)json;
   introducer[PERCENT] = (u8)percent;
   introducer[HTML] = (u8)html;
+  dense_sample = sample;
+  dense_every = every;
 }
 
 /* How many bytes the last escape wrote, and the bytes (4 at most); the last byte its reading looked at. */
@@ -483,20 +486,20 @@ __attribute__((export_name("layers"))) int layers(int length, int at_end, int pl
   int own_count[3] = {0, 0, 0};
   int listed = 0;
   int count = 0;
-  if (length >= 4 * PREFIX) {
+  if (length >= 4 * dense_sample) {
     /*
-     * A long chunk whose first bytes are dense with escapes (one introducer in 24 bytes, as
-     * `dense` of `scrubber.ts` counts) and hold a dirty escape of every syntax (a dense echo) has
-     * every layer dirty: that is the answer, without listing the rest of its introducers. (Read
-     * up to a cut, a layer holds the escapes the whole chunk's reading holds before it, and fewer
-     * bytes after them to pair with: dirty there is dirty in the whole.)
+     * A long chunk whose first bytes are dense with escapes (by the scrubber's rule, which then
+     * gives the chunk to the readings automaton) and hold a dirty escape of every syntax (a dense
+     * echo) has every layer dirty: that is the answer, without listing the rest of its
+     * introducers. (Read up to a cut, a layer holds the escapes the whole chunk's reading holds
+     * before it, and fewer bytes after them to pair with: dirty there is dirty in the whole.)
      */
-    count = introducers(b, 0, PREFIX, plus, at, 0, mine, own_count);
-    listed = PREFIX;
-    if (count * 24 >= PREFIX) {
+    count = introducers(b, 0, dense_sample, plus, at, 0, mine, own_count);
+    listed = dense_sample;
+    if (count * dense_every >= dense_sample) {
       int dirty = 0;
       for (int syntax = 0; syntax < 3; syntax++)
-        if (own_count[syntax] != 0 && !clean_layer(syntax, b, PREFIX, 0, plus, at, mine[syntax], own_count[syntax])) dirty++;
+        if (own_count[syntax] != 0 && !clean_layer(syntax, b, dense_sample, 0, plus, at, mine[syntax], own_count[syntax])) dirty++;
       if (dirty == 3) {
         for (int k = 0; k < 3 * 4; k++) TAILS[k] = k % 4 == 2 ? 0 : -1;
         return 7;

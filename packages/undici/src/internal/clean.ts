@@ -4,8 +4,9 @@
  * syntax, then each layer's escapes are read as `escapeAt` reads them, with the same tables
  * (written into the module's memory from `escapes.ts` and `scrubber.ts` when it is first used);
  * what it found of an escape is kept by the bytes around it, until the byte pairs or `+` change.
- * A long chunk whose first KiB is dense with escapes and dirty in every syntax (a dense echo, which
- * the readings automaton reads) is answered from that KiB alone.
+ * A long chunk whose start is dense with escapes (the scrubber's rule, `dense` in `tables`) and
+ * dirty in every syntax (a dense echo, which the readings automaton reads) is answered from that
+ * start alone.
  * For a chunk of ordinary JSON it costs a fraction of the TypeScript check, which stays the
  * reference (`CleanWasm.test.ts` compares the two) and the fallback where WebAssembly with SIMD is
  * not available.
@@ -22,6 +23,8 @@ export interface CleanTables {
   readonly introducesPlus: Uint8Array
   /** `+` as a space. */
   readonly fold: Uint8Array
+  /** The scrubber's density rule: a chunk with an introducer in `every` bytes of its first `sample` is dense. */
+  readonly dense: { readonly sample: number; readonly every: number }
 }
 
 /**
@@ -50,7 +53,7 @@ export interface CleanCheck {
 interface Exports {
   readonly memory: Memory
   readonly table: (which: number) => number
-  readonly configure: (escape: number, digits: number, name: number, json: number, percent: number, html: number) => void
+  readonly configure: (escape: number, digits: number, name: number, json: number, percent: number, html: number, sample: number, every: number) => void
   readonly layers: (length: number, atEnd: number, plus: number) => number
   readonly forget: () => void
 }
@@ -82,7 +85,7 @@ export const makeCleanCheck = (tables: CleanTables): CleanCheck | undefined => {
     }
     legacy[node] = nameIsLegacy(node) ? 1 : 0
   }
-  exports.configure(LONGEST_ESCAPE, MAX_REFERENCE_DIGITS, NAMES.LONGEST_NAME, INTRODUCER.json, INTRODUCER.percent, INTRODUCER.html)
+  exports.configure(LONGEST_ESCAPE, MAX_REFERENCE_DIGITS, NAMES.LONGEST_NAME, INTRODUCER.json, INTRODUCER.percent, INTRODUCER.html, tables.dense.sample, tables.dense.every)
   const base = exports.table(10)
   const pairsAt = exports.table(0)
   const tailsAt = exports.table(11)

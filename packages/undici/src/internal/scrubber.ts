@@ -824,7 +824,7 @@ let compiled: CleanCheck | undefined | null = null
  */
 export const layersOf = (bytes: Buffer, atEnd: boolean, plus: boolean, pairs: Uint8Array | undefined, compiledToo = true, tails = TAILS): number => {
   if (pairs !== undefined && compiledToo) {
-    if (compiled === null) compiled = makeCleanCheck({ introduces: INTRODUCES, introducesPlus: INTRODUCES_PLUS, fold: PLUS_IS_SPACE })
+    if (compiled === null) compiled = makeCleanCheck({ introduces: INTRODUCES, introducesPlus: INTRODUCES_PLUS, fold: PLUS_IS_SPACE, dense: DENSE })
     const answer = compiled?.layers(bytes, atEnd, plus, pairs, tails)
     if (answer !== undefined) return answer
   }
@@ -1055,23 +1055,22 @@ const readingsOf = (() => {
 export const READINGS_BUDGET = { base: 200, perByte: 0.05, outOfStep: 50_000 }
 
 /**
- * Introducers per byte from which a chunk whose escapes matter is read by the readings automaton
- * rather than the stacks: its table step (a few nanoseconds a byte) beats the stacks where escapes
- * are this dense (an echo made of escapes costs the stacks ~200 ns a byte), and loses to them on
- * text whose escapes are few (~2 ns a byte for a JSON document with an escape every 80 bytes).
+ * How dense with introducers a chunk whose escapes matter is when the readings automaton reads it
+ * rather than the stacks: at least one in `every` bytes of its first `sample` (the start of a chunk
+ * stands for the rest). The automaton's table step (a few nanoseconds a byte) beats the stacks
+ * where escapes are this dense (an echo made of escapes costs the stacks ~200 ns a byte), and
+ * loses to them on text whose escapes are few (~2 ns a byte for a JSON document with an escape
+ * every 80 bytes). The compiled clean check reads the same rule (`clean.ts`).
  */
-const DENSE = 1 / 24
+const DENSE = { sample: 1024, every: 24 } as const
 
-/** The bytes `dense` looks at: the start of a chunk stands for the rest. */
-const DENSE_SAMPLE = 1024
-
-/** Whether the start of `bytes` holds at least `DENSE` introducers per byte (a byte at a time: they are many). */
+/** Whether the start of `bytes` is dense with introducers (`DENSE`; a byte at a time: they are many). */
 const dense = (bytes: Buffer, plus: boolean): boolean => {
-  const sample = Math.min(bytes.length, DENSE_SAMPLE)
+  const sample = Math.min(bytes.length, DENSE.sample)
   const introduces = plus ? INTRODUCES_PLUS : INTRODUCES
   let count = 0
   for (let i = 0; i < sample; i++) if (introduces[bytes[i]!] !== 0) count++
-  return count >= Math.max(1, sample * DENSE)
+  return count > 0 && count * DENSE.every >= sample
 }
 
 /**
