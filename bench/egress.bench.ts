@@ -10,8 +10,9 @@
  * 5. client CPU per request (µs, `process.cpuUsage` around each round of 1.) against a plain Agent
  * 6. response scrubbing with 64 mounted secrets whose values hold special characters: clean 1 MB
  *    responses, MB/s against pass-through (goal >= 0.8; the same with 64 values of letters and
- *    digits, which give the skip search no rare byte to skip by), and a dense adversarial echo of the values
- *    in escape syntaxes at two sizes (goal: linear, >= 50 MB/s); the echo's first response, which
+ *    digits, which give the skip search no rare byte to skip by), against a plain Agent made beside
+ *    the scrubbing agents; and a dense adversarial echo of the values in escape syntaxes at two
+ *    sizes (goal: linear, >= 50 MB/s by the client's CPU time); the echo's first response, which
  *    builds the readings automaton's states, is reported apart; a second plain Agent measured the
  *    same way as a control row, whose distance from 1 is the measurement's own spread
  *
