@@ -5,25 +5,22 @@
  * packages as published: `pnpm bench` builds them (`tsc -b tsconfig.build.json`) and loads each
  * package's `dist/` in place of its `src/` (`published.mjs`).
  */
-import { spawnSync } from "node:child_process"
 import { readdirSync } from "node:fs"
 import { fileURLToPath, pathToFileURL } from "node:url"
 
-/**
- * glibc's allocator, steadied: fixed thresholds for handing large blocks to the system and taking
- * them back. By default they move with what the process frees, so whether each 1 MiB response body
- * lands in memory already mapped or in fresh pages (a page fault per 4 KiB, costly in a virtual
- * machine) depends on the order of earlier allocations: a plain undici `Agent` read the clean
- * 1 MB JSON at 1.3 ms of client CPU per MiB in one process and at 4-7 ms in the next, half of it
- * in the kernel, and a ratio of two dispatchers measured in one process moved with it (a second
+/*
+ * `pnpm bench` runs this with glibc's allocator steadied (`MALLOC_MMAP_THRESHOLD_` and
+ * `MALLOC_TRIM_THRESHOLD_` fixed, in the script of `package.json`: they are read when the process
+ * starts). By default the thresholds move with what the process frees, so whether each 1 MiB
+ * response body lands in memory already mapped or in fresh pages (a page fault per 4 KiB, costly in
+ * a virtual machine) depends on the order of earlier allocations: a plain undici `Agent` read the
+ * clean 1 MB JSON at 1.3 ms of client CPU per MiB in one process and at 4-7 ms in the next, half of
+ * it in the kernel, and a ratio of two dispatchers measured in one process moved with it (a second
  * plain `Agent` read 0.71 of the first). With the thresholds fixed, both dispatchers of a ratio
- * allocate the same way, run after run. (Elsewhere than glibc these variables do nothing.)
+ * allocate the same way, run after run. (Elsewhere than glibc the variables do nothing.)
  */
-const STEADY_ALLOCATOR = { MALLOC_MMAP_THRESHOLD_: String(32 << 20), MALLOC_TRIM_THRESHOLD_: String(256 << 20) }
 if (process.env.MALLOC_MMAP_THRESHOLD_ === undefined) {
-  // the variables are read when the process starts: run again with them
-  const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: "inherit", env: { ...process.env, ...STEADY_ALLOCATOR } })
-  process.exit(child.status ?? 1)
+  console.error("bench: the allocator is not steadied (MALLOC_MMAP_THRESHOLD_ is unset): run the benchmarks with pnpm bench, or ratios may move by tenths from run to run")
 }
 
 const dir = fileURLToPath(new URL(".", import.meta.url))
