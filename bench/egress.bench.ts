@@ -13,7 +13,8 @@
  *    digits, which give the skip search no rare byte to skip by), against a plain Agent made beside
  *    the scrubbing agents; and a dense adversarial echo of the values in escape syntaxes at two
  *    sizes (goal: linear, >= 50 MB/s by the client's CPU time); the echo's first response, which
- *    builds the readings automaton's states, is reported apart; a second plain Agent measured the
+ *    builds the readings automaton's states, and the responses right after it, which pay for
+ *    compiling the code the build ran, are reported apart; a second plain Agent measured the
  *    same way as a control row, whose distance from 1 is the measurement's own spread
  *
  * Ratios are medians of per-round ratios: each round runs both dispatchers back to back, so slow
@@ -207,6 +208,14 @@ export default async () => {
 
 /** Sizes of the adversarial echo (KiB); `BENCH_ECHO_KIB=64,256` for a quicker run. */
 const ECHO_KIB = (process.env.BENCH_ECHO_KIB ?? "256,1024").split(",").map(Number)
+/**
+ * Bytes of echo per measurement (16 responses of 256 KiB, 4 of 1 MiB), and rounds of them. One
+ * response is a few milliseconds, which one of this machine's slow phases (the main thread taking
+ * twice the CPU time for the same work, a plain Agent's as much) can cover: with a response per
+ * measurement, the median of five rounds read 9-41 MB/s in one run and 96-120 in the next.
+ */
+const ECHO_BYTES = 4 << 20
+const ECHO_ROUNDS = 11
 /** Rounds of the clean responses, plain and agent in turn, which goes first alternating. */
 const SCRUB_ROUNDS = 25
 /**
@@ -327,36 +336,51 @@ const scrubbingBench = async (port: number) => {
   for (const [i, path] of echoPaths.entries()) {
     // the first response builds the readings automaton's states for these values (reported apart)
     const first = await fetchFile(agent, path)
-    const rounds: Array<number> = []
-    const cpuRounds: Array<number> = []
-    const plainRounds: Array<number> = []
     // the bodies to search for values after the rounds: the first, and any other that differs from
     // it (the same bytes scrubbed; kept only then: holding every 1 MiB body to the end grew the
-    // process's external memory by 10 MiB a size, and the collections that brought put the last
-    // rounds at 14-24 MB/s by CPU in half the runs)
+    // process's external memory by 10 MiB a size, and the collections that brought slowed the
+    // last rounds)
     const bodies: Array<Buffer> = [first.body]
-    for (let round = 0; round < 10; round++) {
-      // the same bytes passed through unscrubbed, interleaved: what the connection itself allows
-      plainRounds.push((await fetchFile(plain, path)).mbps)
-      const { mbps, cpuMbps, body } = await fetchFile(agent, path)
-      rounds.push(mbps)
-      cpuRounds.push(cpuMbps)
-      if (!body.equals(first.body)) bodies.push(body)
+    const echoed = async (dispatcher: Dispatcher) => {
+      const size = statSync(path).size
+      const count = Math.max(1, Math.round(ECHO_BYTES / size))
+      const t0 = performance.now()
+      const cpu0 = process.cpuUsage()
+      for (let k = 0; k < count; k++) {
+        const { body } = await fetchFile(dispatcher, path)
+        if (dispatcher === agent && !body.equals(first.body)) bodies.push(body)
+      }
+      const cpu = process.cpuUsage(cpu0)
+      return { mbps: ((count * size) / 1e6 / (performance.now() - t0)) * 1000, cpuMbps: (count * size) / (cpu.user + cpu.system) }
+    }
+    // the responses right after the build, which pay for compiling the code it ran (V8 does so in
+    // background threads, whose CPU time counts): reported apart, as the build is
+    const after = await echoed(agent)
+    // then interleaved rounds, which goes first alternating, the same bytes passed through by a
+    // plain Agent beside: what the connection itself allows
+    const rounds: Array<readonly [{ mbps: number; cpuMbps: number }, { mbps: number; cpuMbps: number }]> = []
+    for (let round = 0; round < ECHO_ROUNDS; round++) {
+      if (round % 2 === 0) rounds.push([await echoed(plain), await echoed(agent)])
+      else {
+        const scrubbed = await echoed(agent)
+        rounds.push([await echoed(plain), scrubbed])
+      }
     }
     // searched after the rounds: searching 64 values through every body between them would evict
     // the automaton from the processor's caches before each
     for (const body of bodies) if (specialValues.some((value) => body.includes(value))) throw new Error("a value came back unscrubbed")
-    echoRows.push([`${ECHO_KIB[i]} KiB`, first.mbps, median(rounds.slice(0, 5)), median(rounds.slice(5)), median(cpuRounds.slice(0, 5)), median(cpuRounds.slice(5)), median(plainRounds)])
+    echoRows.push([
+      `${ECHO_KIB[i]} KiB`,
+      first.mbps,
+      after.cpuMbps,
+      median(rounds.map(([, g]) => g.mbps)),
+      median(rounds.map(([, g]) => g.cpuMbps)),
+      median(rounds.map(([p]) => p.mbps)),
+      median(rounds.map(([p]) => p.cpuMbps))
+    ])
   }
-  // (the rounds right after the first pay for compiling the code a dense echo runs, and for
-  // collecting what building left: the second five show the steady rate.) Each round is one
-  // response of a few milliseconds, whose rate by the clock moves with the machine's slow phases
-  // (in one run a plain Agent itself read 153 MB/s where it read 494 in the next, and the echo 28
-  // where it read 83): its rate by the client's CPU (user and system, every thread) does not count
-  // the time the machine gave to others, and is what the goal is read against; it does count the
-  // client's own background threads (compiling, collecting), which can make it the lower of the two
-  console.log(`\ndense adversarial echo: the 64 values in ${echoes("x").length} escape forms back to back, over https, MB/s of the upstream's bytes, by the clock and by the client's CPU time: the first response, the medians of the next 5 and of the 5 after (a plain Agent's interleaved)`)
-  table(["size", "first response", "next 5", "5 after", "next 5 by CPU (goal >= 50, same at both sizes)", "5 after by CPU", "plain Agent (unscrubbed)"], echoRows)
+  console.log(`\ndense adversarial echo: the 64 values in ${echoes("x").length} escape forms back to back, over https, MB/s of the upstream's bytes (${ECHO_BYTES >> 20} MiB of responses per measurement), by the clock and by the client's CPU time: the first response, the measurement right after it, the medians of ${ECHO_ROUNDS} interleaved rounds`)
+  table(["size", "first response", "right after, by CPU", "scrubbed", "scrubbed by CPU (goal >= 50, same at both sizes)", "plain Agent", "plain Agent by CPU"], echoRows)
   rmSync(dir, { recursive: true, force: true })
   await Promise.all([keysAgent.close(), plain.close()])
   return { gate, agent }
