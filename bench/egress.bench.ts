@@ -11,8 +11,8 @@
  * 6. response scrubbing with 64 mounted secrets whose values hold special characters: clean 1 MB
  *    responses read as streams, MB/s against pass-through (goal >= 0.8; the same with 64 values of
  *    letters and digits, which give the skip search no rare byte to skip by), against a plain Agent
- *    made beside the scrubbing agents; and a dense adversarial echo of the values in escape syntaxes at two
- *    sizes (goal: linear, >= 50 MB/s by the client's CPU time); the echo's first response, which
+ *    made beside the scrubbing agents; and a dense adversarial echo of the values in escape
+ *    syntaxes at two sizes (goal: linear, >= 50 MB/s by the client's CPU time); the echo's first response, which
  *    builds the readings automaton's states, and the responses right after it, which pay for
  *    compiling the code the build ran, are reported apart; a second plain Agent measured the
  *    same way as a control row, whose distance from 1 is the measurement's own spread
@@ -308,29 +308,27 @@ const scrubbingBench = async (port: number) => {
   })
   // MB/s of the bytes the upstream sent (a scrubbed echo comes back shorter: its values become
   // placeholders)
-  const fetchFile = async (dispatcher: Dispatcher, path: string) => {
-    const size = statSync(path).size
-    const t0 = performance.now()
-    const cpu0 = process.cpuUsage()
+  // One response, read as a stream, as a consumer that handles a body as it arrives does: its bytes
+  // counted, and its chunks kept when they are to be checked afterwards. (Gathered into one buffer
+  // each, 1 MiB responses made V8 collect the whole heap 240 times in the clean rows once the heap
+  // was small, 16 times while it still held the 100,000 secrets of the rounds before, each
+  // collection costlier; a plain Agent's CPU per MiB rose from 1.4 ms to 5-7.)
+  const fetchFile = async (dispatcher: Dispatcher, path: string, keep = false) => {
     const response = await request(`https://${HOST}:${port}/file?path=${encodeURIComponent(path)}`, { dispatcher })
-    const body = await response.body.arrayBuffer()
-    const ms = performance.now() - t0
-    const cpu = process.cpuUsage(cpu0)
-    return { mbps: (size / 1e6 / ms) * 1000, cpuMbps: size / (cpu.user + cpu.system), body: Buffer.from(body) }
+    const chunks: Array<Buffer> = []
+    let length = 0
+    for await (const chunk of response.body as AsyncIterable<Buffer>) {
+      length += chunk.length
+      if (keep) chunks.push(chunk)
+    }
+    return { length, chunks }
   }
   // clean 1 MB: CLEAN_PER responses back to back per measurement, and the client's CPU per MiB around them
   const clean = async (dispatcher: Dispatcher) => {
     const t0 = performance.now()
     const cpu0 = process.cpuUsage()
     for (let i = 0; i < CLEAN_PER; i++) {
-      // read as a stream, its bytes counted: gathered into one buffer of 1 MiB each, the responses
-      // made V8 collect the whole heap 240 times in the rows below once the heap was small (16 times
-      // while it still held the 100,000 secrets of the rounds before, each collection costlier), and
-      // a plain Agent's CPU per MiB rose from 1.4 ms to 5-7
-      const response = await request(`https://${HOST}:${port}/file?path=${encodeURIComponent(cleanPath)}`, { dispatcher })
-      let length = 0
-      for await (const chunk of response.body) length += (chunk as Buffer).length
-      if (length !== 1 << 20) throw new Error("a clean response came back changed")
+      if ((await fetchFile(dispatcher, cleanPath)).length !== 1 << 20) throw new Error("a clean response came back changed")
     }
     const cpu = process.cpuUsage(cpu0)
     return { mbps: ((CLEAN_PER * (1 << 20)) / 1e6 / (performance.now() - t0)) * 1000, cpu: (cpu.user + cpu.system) / 1000 / CLEAN_PER }
@@ -366,23 +364,29 @@ const scrubbingBench = async (port: number) => {
   const echoRows: Array<Array<string | number>> = []
   for (const [i, path] of echoPaths.entries()) {
     // the first response builds the readings automaton's states for these values (reported apart)
-    const first = await fetchFile(agent, path)
+    const size = statSync(path).size
+    const t0 = performance.now()
+    const first = { body: Buffer.concat((await fetchFile(agent, path, true)).chunks), mbps: (size / 1e6 / (performance.now() - t0)) * 1000 }
     // the bodies to search for the echo's forms of the values after the rounds: the first, and any
     // other that differs from it (the same bytes scrubbed; kept only then: holding every 1 MiB body
     // to the end grew the process's external memory by 10 MiB a size, and the collections that
     // brought slowed the last rounds)
     const bodies: Array<Buffer> = [first.body]
+    const count = Math.max(1, Math.round(ECHO_BYTES / size))
     const echoed = async (dispatcher: Dispatcher) => {
-      const size = statSync(path).size
-      const count = Math.max(1, Math.round(ECHO_BYTES / size))
-      const received: Array<Buffer> = []
+      const received: Array<ReadonlyArray<Buffer>> = []
       const t0 = performance.now()
       const cpu0 = process.cpuUsage()
-      for (let k = 0; k < count; k++) received.push((await fetchFile(dispatcher, path)).body)
+      for (let k = 0; k < count; k++) received.push((await fetchFile(dispatcher, path, dispatcher === agent)).chunks)
       const cpu = process.cpuUsage(cpu0)
       const ms = performance.now() - t0
-      // (compared once the measurement is over: it is the benchmark's work, not the agent's)
-      if (dispatcher === agent) for (const body of received) if (!body.equals(first.body)) bodies.push(body)
+      // (joined and compared once the measurement is over: the benchmark's work, not the agent's)
+      if (dispatcher === agent) {
+        for (const chunks of received) {
+          const body = Buffer.concat(chunks)
+          if (!body.equals(first.body)) bodies.push(body)
+        }
+      }
       return { mbps: ((count * size) / 1e6 / ms) * 1000, cpuMbps: (count * size) / (cpu.user + cpu.system) }
     }
     // the responses right after the build, which pay for compiling the code it ran (V8 does so in
@@ -396,7 +400,7 @@ const scrubbingBench = async (port: number) => {
     // wrote, and the plain Agent's does (else nothing here was scrubbed)
     const forms = specialValues.flatMap(echoes)
     for (const body of bodies) if (forms.some((form) => body.includes(form))) throw new Error("a value came back unscrubbed")
-    const passed = (await fetchFile(plain, path)).body
+    const passed = Buffer.concat((await fetchFile(plain, path, true)).chunks)
     if (!forms.every((form) => passed.includes(form))) throw new Error("the echo did not hold every form: the scrubbing was not measured")
     echoRows.push([
       `${ECHO_KIB[i]} KiB`,
